@@ -1,0 +1,66 @@
+#!/usr/bin/env node
+// Bundles each action with ncc into actions/<name>/dist (committed; a test checks it is fresh).
+// Usage: node scripts/build.mjs [--out DIR] [name ...]   (DIR gets <name>/dist/... instead)
+import { createRequire } from 'node:module';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import path from 'node:path';
+import { fileURLToPath } from 'node:url';
+
+const require = createRequire(import.meta.url);
+const ncc = require('@vercel/ncc');
+const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
+
+export async function listActions() {
+  const entries = await readdir(path.join(root, 'src/actions'), { withFileTypes: true });
+  return entries
+    .filter((e) => e.isDirectory() && e.name !== 'shared')
+    .map((e) => e.name)
+    .sort();
+}
+
+export async function buildAction(name, outRoot = path.join(root, 'actions')) {
+  const entry = path.join(root, 'src/actions', name, 'index.ts');
+  const outDir = path.join(outRoot, name, 'dist');
+  const { code, assets } = await ncc(entry, {
+    cache: false,
+    license: 'licenses.txt',
+    minify: false,
+    sourceMap: false,
+    quiet: true,
+    target: 'es2022',
+  });
+  await rm(outDir, { recursive: true, force: true });
+  await mkdir(outDir, { recursive: true });
+  await writeFile(path.join(outDir, 'index.js'), code);
+  for (const [file, asset] of Object.entries(assets ?? {})) {
+    const target = path.join(outDir, file);
+    await mkdir(path.dirname(target), { recursive: true });
+    await writeFile(target, asset.source, { mode: asset.permissions });
+  }
+  return outDir;
+}
+
+async function main() {
+  const args = process.argv.slice(2);
+  let outRoot;
+  const outAt = args.indexOf('--out');
+  if (outAt >= 0) {
+    outRoot = path.resolve(args[outAt + 1] ?? '');
+    args.splice(outAt, 2);
+  }
+  const names = args.length > 0 ? args : await listActions();
+  for (const name of names) {
+    const started = Date.now();
+    const dir = await buildAction(name, outRoot);
+    console.log(
+      `built ${name} → ${path.relative(process.cwd(), dir)} in ${Date.now() - started} ms`,
+    );
+  }
+}
+
+if (process.argv[1] && path.resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+  main().catch((err) => {
+    console.error(err?.stack ?? String(err));
+    process.exit(1);
+  });
+}
