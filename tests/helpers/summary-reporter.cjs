@@ -3,7 +3,7 @@ class SummaryReporter {
   onRunComplete(_contexts, results) {
     const skipped = results.numPendingTests + results.numTodoTests;
     const tail = skipped > 0 ? `, ${skipped} skipped` : '';
-    process.stdout.write(
+    process.stderr.write(
       `\nTests: ${results.numPassedTests} passed, ${results.numFailedTests} failed${tail}\n`,
     );
   }

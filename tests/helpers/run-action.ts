@@ -1,0 +1,149 @@
+// Runs an action's committed bundle exactly as the Actions runner does: `node dist/index.js` with
+// INPUT_<NAME> env (action.yml defaults applied by us, as the runner applies them), GITHUB_OUTPUT
+// and GITHUB_STEP_SUMMARY files, and RUNNER_TEMP. Every secret passed in `secrets` is checked
+// against everything the run printed or wrote.
+import { spawn } from 'node:child_process';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
+import { parse as parseYaml } from 'yaml';
+import { findLeaks } from './secrets.js';
+
+export const repoRoot = path.resolve(import.meta.dirname, '../..');
+
+export interface ActionRun {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+  outputs: Record<string, string>;
+  summary: string;
+  /** `::error::` lines the runner would show as the failure message. */
+  errors: string[];
+  warnings: string[];
+}
+
+export interface RunActionOptions {
+  inputs: Record<string, string | number | boolean | undefined>;
+  /** Values that must not appear anywhere in the run's output (the leak check). */
+  secrets?: string[];
+  env?: Record<string, string>;
+  cwd?: string;
+  timeoutMs?: number;
+  /** Run the post entry instead of main. */
+  post?: boolean;
+}
+
+interface ActionYml {
+  inputs?: Record<string, { default?: string; required?: boolean }>;
+  runs: { main: string; post?: string };
+}
+
+export async function loadActionYml(name: string): Promise<ActionYml> {
+  return parseYaml(
+    await readFile(path.join(repoRoot, 'actions', name, 'action.yml'), 'utf8'),
+  ) as ActionYml;
+}
+
+/** Parses the GITHUB_OUTPUT file format (name=value and heredoc name<<DELIM). */
+export function parseOutputFile(text: string): Record<string, string> {
+  const out: Record<string, string> = {};
+  const lines = text.split('\n');
+  for (let i = 0; i < lines.length; i++) {
+    const line = lines[i] ?? '';
+    const heredoc = /^([^=<]+)<<(.+)$/.exec(line);
+    if (heredoc) {
+      const [, name = '', delim] = heredoc;
+      const value: string[] = [];
+      for (i++; i < lines.length && lines[i] !== delim; i++) value.push(lines[i] ?? '');
+      out[name] = value.join('\n');
+    } else if (line.includes('=')) {
+      out[line.slice(0, line.indexOf('='))] = line.slice(line.indexOf('=') + 1);
+    }
+  }
+  return out;
+}
+
+export async function runAction(name: string, opts: RunActionOptions): Promise<ActionRun> {
+  const yml = await loadActionYml(name);
+  const dir = await mkdtemp(path.join(os.tmpdir(), `run-${name}-`));
+  const outputFile = path.join(dir, 'output');
+  const summaryFile = path.join(dir, 'summary');
+  const runnerTemp = path.join(dir, 'runner-temp');
+  await writeFile(outputFile, '');
+  await writeFile(summaryFile, '');
+  await import('node:fs/promises').then((fs) => fs.mkdir(runnerTemp));
+
+  const env: Record<string, string> = {
+    PATH: process.env.PATH ?? '/usr/bin:/bin',
+    HOME: process.env.HOME ?? '/root',
+    GITHUB_OUTPUT: outputFile,
+    GITHUB_STEP_SUMMARY: summaryFile,
+    GITHUB_STATE: path.join(dir, 'state'),
+    RUNNER_TEMP: runnerTemp,
+    GITHUB_WORKSPACE: opts.cwd ?? repoRoot,
+    GITHUB_ACTIONS: 'true',
+    NODE_OPTIONS: '--openssl-legacy-provider',
+    ...opts.env,
+  };
+  for (const [input, spec] of Object.entries(yml.inputs ?? {})) {
+    const given = opts.inputs[input];
+    const value = given === undefined ? (spec.default ?? '') : String(given);
+    env[`INPUT_${input.replace(/ /g, '_').toUpperCase()}`] = value;
+  }
+  for (const input of Object.keys(opts.inputs)) {
+    if (!(input in (yml.inputs ?? {})))
+      throw new Error(
+        `test passes input '${input}' that actions/${name}/action.yml does not declare`,
+      );
+  }
+
+  const entry = path.join(
+    repoRoot,
+    'actions',
+    name,
+    opts.post ? (yml.runs.post ?? '') : yml.runs.main,
+  );
+  const child = spawn(process.execPath, [entry], {
+    cwd: opts.cwd ?? repoRoot,
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  let stdout = '';
+  let stderr = '';
+  child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+  child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+  const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 110_000);
+  const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
+  clearTimeout(timer);
+
+  const outputText = await readFile(outputFile, 'utf8');
+  const summary = await readFile(summaryFile, 'utf8');
+  await rm(dir, { recursive: true, force: true });
+
+  const leaks = findLeaks(opts.secrets ?? [], {
+    stdout,
+    stderr,
+    GITHUB_OUTPUT: outputText,
+    GITHUB_STEP_SUMMARY: summary,
+  });
+  if (leaks.length > 0) throw new Error(`secret leaked by actions/${name}: ${leaks.join('; ')}`);
+
+  const annotations = (kind: string) =>
+    stdout
+      .split('\n')
+      .filter((l) => l.startsWith(`::${kind}`))
+      .map((l) => decodeCommandValue(l.slice(l.indexOf('::', 2) + 2)));
+  return {
+    code,
+    stdout,
+    stderr,
+    outputs: parseOutputFile(outputText),
+    summary,
+    errors: annotations('error'),
+    warnings: annotations('warning'),
+  };
+}
+
+function decodeCommandValue(value: string): string {
+  return value.replace(/%0D/g, '\r').replace(/%0A/g, '\n').replace(/%25/g, '%');
+}
