@@ -1,0 +1,41 @@
+// The committed actions/*/dist bundles must be exactly what a fresh `npm run build` produces.
+import { describe, expect, it } from '@jest/globals';
+import { createHash } from 'node:crypto';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, statSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+// @ts-expect-error plain ESM build script without types
+import { buildAction, listActions } from '../../scripts/build.mjs';
+
+const root = path.resolve(import.meta.dirname, '../..');
+
+function tree(dir: string, base = dir): Record<string, string> {
+  const out: Record<string, string> = {};
+  for (const entry of readdirSync(dir)) {
+    const full = path.join(dir, entry);
+    if (statSync(full).isDirectory()) Object.assign(out, tree(full, base));
+    else
+      out[path.relative(base, full)] = createHash('sha256')
+        .update(readFileSync(full))
+        .digest('hex');
+  }
+  return out;
+}
+
+describe('committed dist', () => {
+  it('matches a fresh build of every action', async () => {
+    const out = mkdtempSync(path.join(os.tmpdir(), 'check-dist-'));
+    try {
+      const names = (await listActions()) as string[];
+      expect(names.length).toBeGreaterThanOrEqual(3);
+      for (const name of names) {
+        await buildAction(name, out);
+        const fresh = tree(path.join(out, name, 'dist'));
+        const committed = tree(path.join(root, 'actions', name, 'dist'));
+        expect({ name, files: committed }).toEqual({ name, files: fresh });
+      }
+    } finally {
+      rmSync(out, { recursive: true, force: true });
+    }
+  }, 180_000);
+});
