@@ -1,0 +1,293 @@
+// SSH to the GPU host with ssh2: pinned host keys only (no trust-on-first-use), keepalive on,
+// and exec streams whose `done` promise fails loudly on every way a remote command can go wrong.
+import { createHash, timingSafeEqual } from 'node:crypto';
+import { PassThrough, type Readable } from 'node:stream';
+import { finished } from 'node:stream/promises';
+import ssh2 from 'ssh2';
+import type { ClientChannel, ConnectConfig } from 'ssh2';
+import { InputError, OpsError, errorMessage } from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
+
+const { Client, utils } = ssh2;
+
+const PIN_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
+const STDERR_KEEP = 64 * 1024;
+const STDERR_TAIL = 2000;
+
+/** "SHA256:<unpadded base64>" of a raw public key blob, as `ssh-keygen -l` prints it. */
+export function fingerprintSha256(keyBlob: Buffer): string {
+  const digest = createHash('sha256').update(keyBlob).digest('base64');
+  return `SHA256:${digest.replace(/=+$/, '')}`;
+}
+
+/** Validates pinned fingerprints (`SHA256:` + 43 base64 chars); at least one is required. */
+export function parseFingerprints(input: string, values: string[]): string[] {
+  const expected =
+    'one or more host key fingerprints such as SHA256:<43 base64 characters> (ssh-keygen -lf <key>.pub)';
+  if (values.length === 0) throw new InputError(input, '', expected);
+  for (const value of values) {
+    if (!PIN_RE.test(value)) throw new InputError(input, value, expected);
+  }
+  return [...new Set(values)];
+}
+
+function pinBytes(pin: string): Buffer {
+  return Buffer.from(pin.slice('SHA256:'.length), 'base64');
+}
+
+/** Quotes one shell word; safe words pass unchanged. Every remote argument goes through here. */
+export function shellQuote(word: string): string {
+  if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word)) return word;
+  return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+/**
+ * Quotes a path but leaves `*` and `?` unquoted so the remote shell expands them
+ * (e.g. /etc/ssh/ssh_host_*). Nothing else can reach the shell unquoted.
+ */
+export function shellGlob(path: string): string {
+  return path
+    .split(/([*?])/)
+    .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shellQuote(part)))
+    .join('');
+}
+
+/** Parses a private key; the error names the input and never repeats the key. */
+export function checkPrivateKey(input: string, privateKey: string): void {
+  const parsed = privateKey.trim() === '' ? new Error('empty') : utils.parseKey(privateKey);
+  if (parsed instanceof Error) {
+    const why = /encrypted|passphrase/i.test(parsed.message)
+      ? 'an unencrypted private key (this one needs a passphrase)'
+      : `an unencrypted OpenSSH or PEM private key (${parsed.message.replace(/[\r\n]+/g, ' ').slice(0, 120)})`;
+    throw new InputError(input, '<redacted>', why);
+  }
+}
+
+export interface ConnectOptions {
+  host: string;
+  port: number;
+  username: string;
+  privateKey: string;
+  fingerprints: string[];
+  keepaliveIntervalMs?: number;
+  keepaliveCountMax?: number;
+  readyTimeoutMs?: number;
+  logger?: Logger;
+}
+
+export interface ExecOptions {
+  /** Exit codes that count as success; default [0]. */
+  allowedExitCodes?: number[];
+}
+
+export interface ExecResult {
+  code: number | null;
+  signal?: string;
+}
+
+export interface SshExec {
+  /** The command's stdout; pipe it with backpressure. Destroyed with the error when `done` fails. */
+  stdout: Readable;
+  stderrText(): string;
+  /** Resolves when the command exited with an allowed code; rejects on anything else. */
+  done: Promise<ExecResult>;
+}
+
+export interface SshConnection {
+  readonly host: string;
+  readonly port: number;
+  /** The fingerprint the server presented (one of the pins). */
+  readonly hostFingerprint: string;
+  exec(command: string, opts?: ExecOptions): SshExec;
+  run(
+    command: string,
+    opts?: ExecOptions,
+  ): Promise<{ stdout: string; stderr: string; code: number }>;
+  close(): Promise<void>;
+}
+
+function describeCommand(command: string): string {
+  const oneLine = command.replace(/\s+/g, ' ');
+  return oneLine.length > 160 ? `${oneLine.slice(0, 157)}...` : oneLine;
+}
+
+function tail(text: string): string {
+  const t = text.trim();
+  if (t === '') return '';
+  return `; stderr: ${t.length > STDERR_TAIL ? `...${t.slice(-STDERR_TAIL)}` : t}`;
+}
+
+/** Connects with pinned host keys; rejects with the presented and expected fingerprints on mismatch. */
+export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
+  const logger = opts.logger ?? silentLogger;
+  const where = `${opts.host}:${opts.port}`;
+  const pins = parseFingerprints('host-key-fingerprints', opts.fingerprints);
+  checkPrivateKey('ssh-private-key', opts.privateKey);
+
+  const client = new Client();
+  let presented: string | undefined;
+  let connectionError: Error | undefined;
+  let closed = false;
+  const onDrop = new Set<(reason: string) => void>();
+
+  const config: ConnectConfig = {
+    host: opts.host,
+    port: opts.port,
+    username: opts.username,
+    privateKey: opts.privateKey,
+    keepaliveInterval: opts.keepaliveIntervalMs ?? 10_000,
+    keepaliveCountMax: opts.keepaliveCountMax ?? 3,
+    readyTimeout: opts.readyTimeoutMs ?? 20_000,
+    hostVerifier: (key: Buffer) => {
+      presented = fingerprintSha256(key);
+      const digest = createHash('sha256').update(key).digest();
+      return pins.some((pin) => {
+        const want = pinBytes(pin);
+        return want.length === digest.length && timingSafeEqual(want, digest);
+      });
+    },
+  };
+
+  await new Promise<void>((resolve, reject) => {
+    const fail = (err: Error) => {
+      client.removeListener('ready', ready);
+      if (presented && /verification failed/i.test(err.message)) {
+        reject(
+          new OpsError(
+            `SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
+              'Refusing to connect (update host-key-fingerprints only if the host key really changed).',
+          ),
+        );
+      } else {
+        reject(
+          new OpsError(
+            `SSH connection to ${where} as ${opts.username} failed: ${errorMessage(err)}`,
+            { cause: err },
+          ),
+        );
+      }
+    };
+    const ready = () => {
+      client.removeListener('error', fail);
+      resolve();
+    };
+    client.once('ready', ready);
+    client.once('error', fail);
+    client.connect(config);
+  });
+  logger.debug(`ssh: connected to ${where}, host key ${presented ?? '?'}`);
+
+  client.on('error', (err: Error) => {
+    connectionError = err;
+    logger.debug(`ssh: connection error from ${where}: ${err.message}`);
+    for (const drop of onDrop) drop(`connection to ${where} failed: ${errorMessage(err)}`);
+  });
+  client.on('close', () => {
+    closed = true;
+    for (const drop of onDrop)
+      drop(
+        `connection to ${where} closed${connectionError ? ` (${connectionError.message})` : ''}`,
+      );
+  });
+
+  const exec = (command: string, execOpts: ExecOptions = {}): SshExec => {
+    const allowed = execOpts.allowedExitCodes ?? [0];
+    const stdout = new PassThrough();
+    let stderr = '';
+    const label = describeCommand(command);
+    let settle!: { resolve: (r: ExecResult) => void; reject: (e: Error) => void };
+    const done = new Promise<ExecResult>((resolve, reject) => (settle = { resolve, reject }));
+    let finished = false;
+    const finish = (err: Error | undefined, result?: ExecResult) => {
+      if (finished) return;
+      finished = true;
+      onDrop.delete(drop);
+      if (err) {
+        stdout.destroy(err);
+        settle.reject(err);
+      } else {
+        settle.resolve(result as ExecResult);
+      }
+    };
+    const drop = (reason: string) =>
+      finish(
+        new OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr)}`),
+      );
+    // Callers may await stdout or done first; neither must crash the process as unhandled.
+    done.catch(() => {});
+    stdout.on('error', () => {});
+
+    if (closed) {
+      drop(`connection to ${where} is closed`);
+      return { stdout, stderrText: () => stderr, done };
+    }
+    onDrop.add(drop);
+    client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
+      if (err) {
+        finish(new OpsError(`could not start remote command (${label}): ${err.message}`));
+        return;
+      }
+      let exit: ExecResult | undefined;
+      channel.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString('utf8');
+        if (stderr.length > STDERR_KEEP) stderr = stderr.slice(-STDERR_KEEP);
+      });
+      channel.on('exit', (code: number | null, signal?: string) => {
+        exit = signal ? { code: null, signal } : { code };
+      });
+      channel.pipe(stdout);
+      channel.on('close', () => {
+        // Let a pending connection error land first: it explains a missing exit status best.
+        setImmediate(() => {
+          if (!exit) {
+            drop(
+              connectionError
+                ? `connection to ${where} dropped (${connectionError.message})`
+                : 'the channel closed without an exit status',
+            );
+          } else if (exit.signal) {
+            finish(
+              new OpsError(
+                `remote command killed by signal ${exit.signal} (${label})${tail(stderr)}`,
+              ),
+            );
+          } else if (exit.code === null || !allowed.includes(exit.code)) {
+            finish(
+              new OpsError(
+                `remote command exited with code ${exit.code} (${label})${tail(stderr)}`,
+              ),
+            );
+          } else {
+            finish(undefined, exit);
+          }
+        });
+      });
+    });
+    return { stdout, stderrText: () => stderr, done };
+  };
+
+  return {
+    host: opts.host,
+    port: opts.port,
+    hostFingerprint: presented ?? '',
+    exec,
+    async run(command, execOpts) {
+      const handle = exec(command, execOpts);
+      const chunks: Buffer[] = [];
+      handle.stdout.on('data', (d: Buffer) => chunks.push(d));
+      const [result] = await Promise.all([handle.done, finished(handle.stdout)]);
+      return {
+        stdout: Buffer.concat(chunks).toString('utf8'),
+        stderr: handle.stderrText(),
+        code: result.code ?? -1,
+      };
+    },
+    async close() {
+      if (closed) return;
+      await new Promise<void>((resolve) => {
+        client.once('close', () => resolve());
+        client.end();
+      });
+    },
+  };
+}
