@@ -1,0 +1,81 @@
+#!/usr/bin/env bash
+# CPU smoke test of a built worker image, before it is pushed (the worker-image workflow runs it;
+# it also runs on any machine with Docker):
+#   comfyui-worker/smoke-test.sh comfyui-worker:smoke
+# Passes when the container, with CPU_ONLY=true and an empty models tree mounted where the SFS
+# goes: answers 200 {"status":"ok"} on /health, registers the SFS model folders, runs as non-root,
+# turns Docker-healthy through its own HEALTHCHECK, and stops on SIGTERM without being killed.
+#   SMOKE_TIMEOUT [600] seconds to wait for /health; SMOKE_PORT [18188] host port
+set -euo pipefail
+
+image=${1:?usage: smoke-test.sh IMAGE}
+timeout=${SMOKE_TIMEOUT:-600}
+host_port=${SMOKE_PORT:-18188}
+name="comfyui-worker-smoke-$$"
+models=$(mktemp -d)
+passed=false
+
+say() { printf '[smoke] %s\n' "$*"; }
+fail() {
+  printf '[smoke] FAILED: %s\n' "$*" >&2
+  exit 1
+}
+cleanup() {
+  if [[ "$passed" != true ]]; then
+    say "container logs:"
+    docker logs "$name" 2>&1 | tail -n 200 || true
+  fi
+  docker rm -f "$name" >/dev/null 2>&1 || true
+  rm -rf "$models"
+}
+trap cleanup EXIT
+
+mkdir -p "$models"/{checkpoints,text_encoders,latent_upscale_models,loras}
+chmod -R a+rX "$models"
+
+say "starting $image (CPU_ONLY=true, models from $models at /mnt/sfs/models)"
+docker run --detach --name "$name" \
+  --env CPU_ONLY=true \
+  --volume "$models:/mnt/sfs/models:ro" \
+  --publish "127.0.0.1:$host_port:8188" \
+  "$image" >/dev/null
+
+health_url="http://127.0.0.1:$host_port/health"
+deadline=$((SECONDS + timeout))
+body=''
+until body=$(curl --fail --silent --max-time 5 "$health_url"); do
+  if [[ "$(docker inspect --format '{{.State.Running}}' "$name")" != true ]]; then
+    fail "the container exited (code $(docker inspect --format '{{.State.ExitCode}}' "$name")) before /health answered"
+  fi
+  ((SECONDS < deadline)) || fail "/health did not answer 200 within ${timeout}s"
+  sleep 5
+done
+say "/health answered after ${SECONDS}s: $body"
+[[ "$body" == *'"status": "ok"'* || "$body" == *'"status":"ok"'* ]] ||
+  fail "/health body has no status ok: $body"
+
+uid=$(docker exec "$name" id -u)
+[[ "$uid" != 0 ]] || fail "the worker runs as root"
+say "runs as uid $uid"
+
+docker logs "$name" 2>&1 | grep -q 'checkpoints /mnt/sfs/models/checkpoints' ||
+  fail "ComfyUI did not register /mnt/sfs/models/checkpoints from extra_model_paths.yaml"
+say "model folders registered from /mnt/sfs/models"
+
+# The image's own HEALTHCHECK (interval 15 s) must agree with what we saw.
+for _ in $(seq 1 12); do
+  status=$(docker inspect --format '{{.State.Health.Status}}' "$name")
+  [[ "$status" == healthy ]] && break
+  sleep 5
+done
+[[ "$status" == healthy ]] || fail "Docker health status is '$status', expected healthy"
+say "Docker HEALTHCHECK: healthy"
+
+# Verda scale-down sends SIGTERM and kills after 30 s; exit code 137 would mean SIGKILL.
+docker stop --time 30 "$name" >/dev/null
+code=$(docker inspect --format '{{.State.ExitCode}}' "$name")
+[[ "$code" != 137 ]] || fail "the worker ignored SIGTERM and was killed (exit 137)"
+say "stopped on SIGTERM (exit $code)"
+
+passed=true
+say "passed"
