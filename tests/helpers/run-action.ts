@@ -120,8 +120,14 @@ export async function runAction(name: string, opts: RunActionOptions): Promise<A
   const summary = await readFile(summaryFile, 'utf8');
   await rm(dir, { recursive: true, force: true });
 
+  // `::add-mask::<secret>` is the runner command that masks a secret: the runner consumes it and
+  // never shows it, so it is not a leak (core.setSecret must print the value to register it).
+  const shownStdout = stdout
+    .split('\n')
+    .filter((l) => !l.startsWith('::add-mask::'))
+    .join('\n');
   const leaks = findLeaks(opts.secrets ?? [], {
-    stdout,
+    stdout: shownStdout,
     stderr,
     GITHUB_OUTPUT: outputText,
     GITHUB_STEP_SUMMARY: summary,
