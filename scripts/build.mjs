@@ -28,6 +28,10 @@ export async function buildAction(name, outRoot = path.join(root, 'actions')) {
     sourceMap: false,
     quiet: true,
     target: 'es2022',
+    // ssh2's optional native parts are left out: a compiled .node is not reproducible across
+    // machines (nor loadable by another Node ABI). ssh2 catches the failed require and uses its
+    // pure-JS crypto (testing.md: ~65 MiB/s in a bundle).
+    externals: ['cpu-features', './crypto/build/Release/sshcrypto.node'],
   });
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
