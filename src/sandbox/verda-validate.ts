@@ -1,5 +1,14 @@
 // Strict validation of what clients send to the Verda emulator, with the documented error body
 // {code, message} (verda-api.md §2.1, §3, §5 and the gotchas). Returns normalised specs.
+import {
+  deploymentNamePattern,
+  envNamePattern,
+  type ContainerSpec,
+  type DeploymentSpec,
+  type EnvVar,
+  type ScalingOptions,
+  type VolumeMount,
+} from '../serverless/verda-types.js';
 import { findCompute, type ComputeModel } from './verda-catalog.js';
 
 export class ApiError extends Error {
@@ -14,55 +23,8 @@ export class ApiError extends Error {
 
 export const invalid = (message: string): ApiError => new ApiError(400, 'invalid_request', message);
 
-export const deploymentNamePattern = /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/;
-export const envNamePattern = /^[A-Z_][A-Z0-9_]*$/;
-
-export interface ScalingOptions {
-  min_replica_count: number;
-  max_replica_count: number;
-  scale_up_policy: { delay_seconds: number };
-  scale_down_policy: { delay_seconds: number };
-  queue_message_ttl_seconds: number;
-  concurrent_requests_per_replica: number;
-  scaling_triggers: {
-    queue_load: { threshold: number };
-    cpu_utilization?: { enabled: boolean; threshold?: number };
-    gpu_utilization?: { enabled: boolean; threshold?: number };
-  };
-}
-
-export interface EnvVar {
-  name: string;
-  value_or_reference_to_secret: string;
-  type: 'plain' | 'secret';
-}
-
-export type VolumeMount =
-  | { type: 'scratch'; mount_path: string }
-  | { type: 'secret'; mount_path: string; secret_name: string; file_names?: string[] }
-  | { type: 'memory'; mount_path: string; size_in_mb: number }
-  | { type: 'shared'; mount_path: string; volume_id: string };
-
-export interface ContainerSpec {
-  name?: string;
-  image: string;
-  exposed_port: number;
-  healthcheck?: { enabled: boolean; port?: number; path?: string };
-  entrypoint_overrides?: { enabled: boolean; entrypoint?: string[]; cmd?: string[] };
-  env: EnvVar[];
-  volume_mounts: VolumeMount[];
-  autoupdate?: unknown;
-  should_use_cached_image?: boolean;
-}
-
-export interface DeploymentSpec {
-  name: string;
-  is_spot: boolean;
-  compute: { name: string; size: number };
-  container_registry_settings: { is_private: boolean; credentials: { name: string } | null };
-  scaling: ScalingOptions;
-  containers: ContainerSpec[];
-}
+export { deploymentNamePattern, envNamePattern };
+export type { ContainerSpec, DeploymentSpec, EnvVar, ScalingOptions, VolumeMount };
 
 /** What the emulator knows exists, for references in a deployment. */
 export interface ValidationContext {

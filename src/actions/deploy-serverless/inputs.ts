@@ -1,20 +1,84 @@
+import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
+import { deployCommands, type DeployCommand } from '../../serverless/deploy.js';
+import type { DeployOverrides } from '../../serverless/desired.js';
 
 export interface DeployInputs {
-  command: 'plan' | 'apply' | 'start' | 'scale' | 'stop' | 'status' | 'delete';
+  command: DeployCommand;
+  config: string;
+  overrides: DeployOverrides;
+  maxHourlyCost: number | undefined;
+  wait: boolean;
+  waitTimeoutMs: number;
+  pollMs: number;
+  clientId: string;
+  clientSecret: string;
+  inferenceKey: string | undefined;
+  apiUrl: string;
+  confirm: string | undefined;
+  purgeQueue: boolean;
 }
 
+/** Every input checked before anything is read or requested; each bad one is an InputError. */
 export function parseDeployInputs(source: InputSource): DeployInputs {
   const inputs = new Inputs(source);
+  const command = inputs.oneOf('command', deployCommands);
+  const overrides: DeployOverrides = {};
+  const preset = inputs.optional('preset');
+  if (preset !== undefined) overrides.preset = preset;
+  const gpu = inputs.optional('gpu');
+  if (gpu !== undefined) overrides.gpu = gpu;
+  if (inputs.raw('spot') !== '') overrides.spot = inputs.boolean('spot');
+  const min = inputs.optionalInt('min-replicas', { min: 0, max: 1000 });
+  if (min !== undefined) overrides.minReplicas = min;
+  // The API needs max >= 1 (max 0 would never serve; stop scales min to 0 and pauses instead).
+  const max = inputs.optionalInt('max-replicas', { min: 1, max: 1000 });
+  if (max !== undefined) overrides.maxReplicas = max;
+  if (min !== undefined && max !== undefined && max < Math.max(1, min)) {
+    throw new InputError('max-replicas', String(max), `at least min-replicas (${min})`);
+  }
+  const tag = inputs.optional('image-tag');
+  if (tag !== undefined) overrides.imageTag = tag;
+  if (command === 'scale' && min === undefined && max === undefined) {
+    throw new InputError(
+      'max-replicas',
+      '',
+      'min-replicas and/or max-replicas for the scale command',
+    );
+  }
+  const maxHourlyCost =
+    inputs.raw('max-hourly-cost') === '' ? undefined : inputs.number('max-hourly-cost', { min: 0 });
+  const wait = inputs.boolean('wait', true);
+  const inferenceKey = inputs.optional('inference-api-key');
+  if (command === 'start' && wait && inferenceKey === undefined) {
+    throw new InputError(
+      'inference-api-key',
+      '',
+      "the inference API key (dc_...) so start can call the endpoint's health path",
+    );
+  }
+  const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
+  if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
+    throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
+  const waitTimeoutMs = inputs.duration('wait-timeout', '15m');
+  if (waitTimeoutMs <= 0)
+    throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
+  const pollMs = inputs.duration('poll-interval', '5s');
+  if (pollMs <= 0)
+    throw new InputError('poll-interval', inputs.raw('poll-interval'), 'a duration above 0');
   return {
-    command: inputs.oneOf('command', [
-      'plan',
-      'apply',
-      'start',
-      'scale',
-      'stop',
-      'status',
-      'delete',
-    ] as const),
+    command,
+    config: inputs.optional('config') ?? 'config/workshop.yml',
+    overrides,
+    maxHourlyCost,
+    wait,
+    waitTimeoutMs,
+    pollMs,
+    clientId: inputs.secret('verda-client-id'),
+    clientSecret: inputs.secret('verda-client-secret'),
+    inferenceKey,
+    apiUrl,
+    confirm: inputs.optional('confirm'),
+    purgeQueue: inputs.boolean('purge-queue', false),
   };
 }

@@ -1,10 +1,85 @@
-import { OpsError } from '../../lib/errors.js';
-import { actionInputs, runAction } from '../shared/runtime.js';
+import path from 'node:path';
+import { InputError } from '../../lib/errors.js';
+import { VerdaClient } from '../../serverless/client.js';
+import { loadWorkshopConfig } from '../../serverless/config.js';
+import { runDeploy, type DeployResult } from '../../serverless/deploy.js';
+import { resolveDesired } from '../../serverless/desired.js';
+import { runningReplicas, summaryParts } from '../../serverless/report.js';
+import { WaitTimeoutError } from '../../serverless/wait.js';
+import {
+  actionInputs,
+  actionsLogger,
+  maskSecret,
+  runAction,
+  setOutputs,
+  writeSummary,
+} from '../shared/runtime.js';
 import { parseDeployInputs } from './inputs.js';
 
 export async function run(): Promise<void> {
   await runAction(async () => {
-    parseDeployInputs(actionInputs);
-    throw new OpsError('deploy-serverless is not implemented yet');
+    // Mask first: nothing below may print a credential.
+    for (const name of ['verda-client-id', 'verda-client-secret', 'inference-api-key'])
+      maskSecret(actionInputs(name));
+    const inputs = parseDeployInputs(actionInputs);
+    const configFile = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
+    const config = await loadWorkshopConfig(configFile);
+    const desired = resolveDesired(config, inputs.overrides);
+    if (inputs.command === 'delete' && inputs.confirm !== desired.name) {
+      throw new InputError(
+        'confirm',
+        inputs.confirm ?? '',
+        `the deployment name "${desired.name}" to confirm the delete`,
+      );
+    }
+    const client = new VerdaClient({
+      apiUrl: inputs.apiUrl,
+      clientId: inputs.clientId,
+      clientSecret: inputs.clientSecret,
+      logger: actionsLogger,
+    });
+    let result: DeployResult;
+    try {
+      result = await runDeploy({
+        command: inputs.command,
+        desired,
+        client,
+        logger: actionsLogger,
+        wait: inputs.wait,
+        waitTimeoutMs: inputs.waitTimeoutMs,
+        pollMs: inputs.pollMs,
+        purgeQueue: inputs.purgeQueue,
+        scale: {
+          ...(inputs.overrides.minReplicas === undefined
+            ? {}
+            : { min: inputs.overrides.minReplicas }),
+          ...(inputs.overrides.maxReplicas === undefined
+            ? {}
+            : { max: inputs.overrides.maxReplicas }),
+        },
+        ...(inputs.maxHourlyCost === undefined ? {} : { maxHourlyCost: inputs.maxHourlyCost }),
+        ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),
+      });
+    } catch (err) {
+      if (err instanceof WaitTimeoutError) {
+        setOutputs({
+          status: err.timeline.at(-1)?.event ?? 'unknown',
+          changed: client.writes.length > 0,
+        });
+        await writeSummary(
+          summaryParts(undefined, { message: err.message, timeline: err.timeline }),
+        );
+      }
+      throw err;
+    }
+    setOutputs({
+      'endpoint-url': result.endpointUrl,
+      status: result.status,
+      replicas: runningReplicas(result),
+      'cold-start-seconds': result.coldStartSeconds ?? '',
+      'hourly-cost-max': result.cost ? result.cost.hourlyMax.toFixed(2) : '',
+      changed: result.changed,
+    });
+    await writeSummary(summaryParts(result));
   });
 }

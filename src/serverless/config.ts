@@ -1,0 +1,144 @@
+// config/workshop.yml: the desired state of the serverless fleet, validated with zod (strict:
+// an unknown or misspelt key is an error naming its path).
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, errorMessage } from '../lib/errors.js';
+import { deploymentNamePattern, envNamePattern, knownComputeNames } from './verda-types.js';
+
+const gpuName = z.enum(knownComputeNames);
+const count = z.number().int();
+const imageTagPattern = /^(sha256:[0-9a-f]{64}|[\w][\w.-]{0,127})$/;
+
+/** A tag or digest that pins an image: not `latest`, not empty. */
+export function isPinnedImageTag(tag: string): boolean {
+  return imageTagPattern.test(tag) && tag !== 'latest';
+}
+
+const envValue = z.union([z.string(), z.strictObject({ secret: z.string().min(1) })]);
+
+const volume = z.discriminatedUnion('type', [
+  z.strictObject({
+    type: z.literal('shared'),
+    mount_path: z.string().startsWith('/'),
+    volume_id: z.string().min(1),
+  }),
+  z.strictObject({ type: z.literal('scratch'), mount_path: z.string().startsWith('/') }),
+  z.strictObject({
+    type: z.literal('memory'),
+    mount_path: z.literal('/dev/shm'),
+    size_in_mb: count.min(1),
+  }),
+  z.strictObject({
+    type: z.literal('secret'),
+    mount_path: z.string().startsWith('/'),
+    secret_name: z.string().min(1),
+    file_names: z.array(z.string()).optional(),
+  }),
+]);
+
+const preset = z.strictObject({
+  gpu: gpuName,
+  count: count.min(1).optional(),
+  spot: z.boolean(),
+  min_replicas: count.min(0).optional(),
+  max_replicas: count.min(1).optional(),
+});
+
+export const workshopSchema = z
+  .strictObject({
+    name: z
+      .string()
+      .max(63)
+      .regex(deploymentNamePattern, 'lower-case letters, digits and inner dashes'),
+    image: z.strictObject({
+      repository: z
+        .string()
+        .regex(/^[a-z0-9][a-z0-9._\-/:]*[a-z0-9]$/, 'an image repository without tag'),
+      tag: z
+        .string()
+        .refine(isPinnedImageTag, 'a tag other than latest, or sha256:<digest>')
+        .optional(),
+    }),
+    registry_credentials: z.string().min(1).nullable(),
+    compute: z.strictObject({ gpu: gpuName, count: count.min(1) }),
+    spot: z.boolean(),
+    container: z.strictObject({
+      port: count.min(1).max(65535),
+      health_path: z.string().startsWith('/'),
+      command: z.array(z.string()).min(1).optional(),
+      env: z
+        .record(z.string().regex(envNamePattern, 'an env name like MODELS_DIR'), envValue)
+        .default({}),
+      volumes: z.array(volume).default([]),
+    }),
+    scaling: z.strictObject({
+      min_replicas: count.min(0),
+      max_replicas: count.min(1),
+      queue_load: z.number().min(1).max(1000),
+      scale_up_delay_seconds: count.min(0),
+      scale_down_delay_seconds: count.min(0),
+      request_ttl_seconds: count.min(1),
+      concurrent_requests_per_replica: count.min(1).max(100),
+    }),
+    workshop_hours: z.number().positive().default(3),
+    default_preset: z.string(),
+    presets: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/), preset),
+  })
+  .superRefine((c, ctx) => {
+    if (c.scaling.max_replicas < c.scaling.min_replicas) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['scaling', 'max_replicas'],
+        message: 'must be >= min_replicas',
+      });
+    }
+    if (!(c.default_preset in c.presets)) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['default_preset'],
+        message: `not one of the presets (${Object.keys(c.presets).join(', ')})`,
+      });
+    }
+    const mounts = c.container.volumes.map((v) => v.mount_path);
+    if (new Set(mounts).size !== mounts.length) {
+      ctx.addIssue({
+        code: 'custom',
+        path: ['container', 'volumes'],
+        message: 'two volumes share a mount_path',
+      });
+    }
+  });
+
+export type WorkshopConfig = z.infer<typeof workshopSchema>;
+export type WorkshopPreset = z.infer<typeof preset>;
+
+/** Validates parsed YAML; problems name the key path (e.g. scaling.max_replicas). */
+export function parseWorkshopConfig(data: unknown, file: string): WorkshopConfig {
+  const result = workshopSchema.safeParse(data);
+  if (result.success) return result.data;
+  throw new ConfigError(
+    file,
+    result.error.issues.map((issue) => {
+      const keys = issue.code === 'unrecognized_keys' ? ` ${issue.keys.join(', ')}` : '';
+      const at = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
+      return `${at}: ${issue.message}${keys && !issue.message.includes(keys.trim()) ? `:${keys}` : ''}`;
+    }),
+  );
+}
+
+export async function loadWorkshopConfig(file: string): Promise<WorkshopConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
+  }
+  return parseWorkshopConfig(data, file);
+}

@@ -1,0 +1,96 @@
+// Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
+// max replicas, and a workshop estimate. Prices are read every time, never hardcoded.
+import { OpsError } from '../lib/errors.js';
+import { formatUsd } from '../lib/format.js';
+import type { Table } from '../lib/summary.js';
+import type { PriceRow } from './normalize.js';
+
+export interface CostEstimate {
+  gpu: string;
+  gpuCount: number;
+  spot: boolean;
+  currency: string;
+  perReplicaHour: number;
+  minReplicas: number;
+  maxReplicas: number;
+  /** At max replicas: what max-hourly-cost is compared with. */
+  hourlyMax: number;
+  /** At min replicas (0 = nothing billed while idle). */
+  hourlyMin: number;
+  workshopHours: number;
+  /** A workshop at max replicas for workshopHours. */
+  workshopMax: number;
+}
+
+/** Price per replica-hour; a missing size row falls back to size 1 × count (prices scale so). */
+export function pricePerReplicaHour(
+  rows: PriceRow[],
+  gpu: string,
+  count: number,
+  spot: boolean,
+): number | undefined {
+  const pick = (row: PriceRow | undefined) => (spot ? row?.spot : row?.onDemand);
+  const exact = pick(rows.find((r) => r.model === gpu && r.size === count));
+  if (exact !== undefined) return exact;
+  const one = pick(rows.find((r) => r.model === gpu && r.size === 1));
+  return one === undefined ? undefined : one * count;
+}
+
+export function estimateCost(
+  rows: PriceRow[],
+  d: {
+    gpu: string;
+    gpuCount: number;
+    spot: boolean;
+    minReplicas: number;
+    maxReplicas: number;
+    workshopHours: number;
+  },
+): CostEstimate {
+  const perReplicaHour = pricePerReplicaHour(rows, d.gpu, d.gpuCount, d.spot);
+  if (perReplicaHour === undefined) {
+    const models = [...new Set(rows.map((r) => r.model))].join(', ');
+    throw new OpsError(
+      `Verda /container-types has no ${d.spot ? 'spot ' : ''}price for ${d.gpuCount}x ${d.gpu} (priced: ${models || 'none'})`,
+    );
+  }
+  const round = (n: number) => Math.round(n * 10_000) / 10_000;
+  return {
+    ...d,
+    currency: rows[0]?.currency ?? 'usd',
+    perReplicaHour,
+    hourlyMax: round(perReplicaHour * d.maxReplicas),
+    hourlyMin: round(perReplicaHour * d.minReplicas),
+    workshopMax: round(perReplicaHour * d.maxReplicas * d.workshopHours),
+  };
+}
+
+/** Refuses a plan whose cost at max replicas exceeds the limit; called before any write. */
+export function checkCostLimit(cost: CostEstimate, maxHourlyCost: number | undefined): void {
+  if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost) return;
+  throw new OpsError(
+    `Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above max-hourly-cost ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`,
+  );
+}
+
+export function costTable(cost: CostEstimate): Table {
+  const money = (n: number) =>
+    `${formatUsd(n)}${cost.currency === 'usd' ? '' : ` ${cost.currency.toUpperCase()}`}`;
+  return {
+    title: 'Cost',
+    headers: ['', 'per hour', `workshop (${cost.workshopHours} h)`],
+    rows: [
+      [
+        `1 replica (${cost.gpuCount}x ${cost.gpu}${cost.spot ? ', spot' : ''})`,
+        money(cost.perReplicaHour),
+        money(cost.perReplicaHour * cost.workshopHours),
+      ],
+      [
+        `min ${cost.minReplicas} replicas (idle)`,
+        money(cost.hourlyMin),
+        money(cost.hourlyMin * cost.workshopHours),
+      ],
+      [`max ${cost.maxReplicas} replicas`, money(cost.hourlyMax), money(cost.workshopMax)],
+    ],
+  };
+}

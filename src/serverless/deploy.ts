@@ -1,0 +1,362 @@
+// The deploy-serverless commands on top of the client, planner, cost and waiter:
+// plan | apply | start | scale | stop | status | delete. Reads first, refuses (cost, missing
+// tag) before the first write, then writes only what differs.
+import { InputError, OpsError } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { sleep as realSleep } from '../lib/retry.js';
+import type { VerdaClient } from './client.js';
+import { checkCostLimit, estimateCost, type CostEstimate } from './cost.js';
+import { desiredSpec, imageReference, type DesiredState } from './desired.js';
+import { planDeployment, type Change, type Plan } from './plan.js';
+import type { LiveDeployment, Replica, ScalingOptions } from './verda-types.js';
+import { waitUntilServing, type TimelineEntry } from './wait.js';
+
+export const deployCommands = [
+  'plan',
+  'apply',
+  'start',
+  'scale',
+  'stop',
+  'status',
+  'delete',
+] as const;
+export type DeployCommand = (typeof deployCommands)[number];
+
+export interface DeployRequest {
+  command: DeployCommand;
+  desired: DesiredState;
+  client: VerdaClient;
+  logger: Logger;
+  /** USD per hour at max replicas above which apply/start/scale refuse. */
+  maxHourlyCost?: number;
+  wait: boolean;
+  waitTimeoutMs: number;
+  pollMs?: number;
+  inferenceKey?: string;
+  purgeQueue?: boolean;
+  /** `scale`: the replica bounds given (either or both). */
+  scale?: { min?: number; max?: number };
+  now?: () => number;
+  sleep?: (ms: number) => Promise<void>;
+}
+
+export interface DeployResult {
+  command: DeployCommand;
+  name: string;
+  /** Deployment status at the end; `absent` or `deleted` when there is none. */
+  status: string;
+  replicas: Replica[];
+  endpointUrl: string;
+  changed: boolean;
+  writes: string[];
+  plan?: Plan;
+  cost?: CostEstimate;
+  /** Current cost: running replicas × price (status). */
+  hourlyCostNow?: number;
+  timeline: TimelineEntry[];
+  coldStartSeconds?: number;
+  image?: string;
+}
+
+interface Live {
+  deployment: LiveDeployment;
+  scaling: ScalingOptions;
+}
+
+export async function runDeploy(r: DeployRequest): Promise<DeployResult> {
+  const now = r.now ?? Date.now;
+  const ctx: Ctx = { ...r, startedAt: now(), now, sleep: r.sleep ?? realSleep };
+  switch (r.command) {
+    case 'plan':
+    case 'apply':
+    case 'start':
+      return applyLike(ctx);
+    case 'scale':
+      return scale(ctx);
+    case 'stop':
+      return stop(ctx);
+    case 'status':
+      return status(ctx);
+    case 'delete':
+      return remove(ctx);
+  }
+}
+
+interface Ctx extends DeployRequest {
+  startedAt: number;
+  now: () => number;
+  sleep: (ms: number) => Promise<void>;
+}
+
+async function readLive(client: VerdaClient, name: string): Promise<Live | undefined> {
+  const deployment = await client.getDeployment(name);
+  if (!deployment) return undefined;
+  return { deployment, scaling: deployment.scaling ?? (await client.getScaling(name)) };
+}
+
+function result(c: Ctx, fields: Partial<DeployResult> & { status: string }): DeployResult {
+  return {
+    command: c.command,
+    name: c.desired.name,
+    replicas: [],
+    endpointUrl: '',
+    changed: c.client.writes.length > 0,
+    writes: c.client.writes.map((w) => w.request),
+    timeline: [],
+    ...fields,
+  };
+}
+
+/** The image to deploy: the pinned tag given, else what the live deployment runs. */
+function chooseImage(d: DesiredState, live: Live | undefined): string {
+  if (d.imageTag) return imageReference(d.imageRepository, d.imageTag);
+  const running = live?.deployment.containers[0]?.image;
+  if (running) return running;
+  throw new InputError(
+    'image-tag',
+    '',
+    `a tag or digest of ${d.imageRepository}: ${d.name} does not exist yet, so there is no image to keep`,
+  );
+}
+
+async function costFor(
+  c: Ctx,
+  d: { gpu: string; gpuCount: number; spot: boolean; minReplicas: number; maxReplicas: number },
+): Promise<CostEstimate> {
+  return estimateCost(await c.client.containerTypes('usd'), {
+    ...d,
+    workshopHours: c.desired.workshopHours,
+  });
+}
+
+/** plan, apply and start: read, diff, price, refuse or write, then wait. */
+async function applyLike(c: Ctx): Promise<DeployResult> {
+  const { client, desired: d, logger } = c;
+  const live = await logger.group('Read the live deployment', () => readLive(client, d.name));
+  const image = chooseImage(d, live);
+  const plan = planDeployment(desiredSpec(d, image), live);
+  const cost = await costFor(c, d);
+  const liveStatus = live ? await client.getStatus(d.name) : 'absent';
+  logPlan(logger, plan, liveStatus);
+  if (c.command === 'plan') {
+    if (c.maxHourlyCost !== undefined && cost.hourlyMax > c.maxHourlyCost) {
+      logger.warn(
+        `at max replicas this costs $${cost.hourlyMax.toFixed(2)}/h, above max-hourly-cost $${c.maxHourlyCost}/h: apply would refuse it`,
+      );
+    }
+    return result(c, {
+      status: liveStatus,
+      plan,
+      cost,
+      image,
+      endpointUrl: live?.deployment.endpoint_base_url ?? '',
+    });
+  }
+  checkCostLimit(cost, c.maxHourlyCost);
+
+  let endpointUrl = live?.deployment.endpoint_base_url ?? '';
+  await logger.group(`Apply (${plan.action})`, async () => {
+    if (c.command === 'start' && liveStatus === 'paused') {
+      logger.info(`${d.name} is paused: resuming`);
+      await client.action(d.name, 'resume');
+    }
+    if (plan.action === 'create') {
+      endpointUrl = (await client.createDeployment(desiredSpec(d, image))).endpoint_base_url;
+    }
+    if (plan.deploymentPatch)
+      endpointUrl =
+        (await client.patchDeployment(d.name, plan.deploymentPatch)).endpoint_base_url ||
+        endpointUrl;
+    if (plan.scalingPatch) await client.patchScaling(d.name, plan.scalingPatch);
+    if (client.writes.length === 0) logger.info('nothing differs: no write');
+  });
+
+  if (!c.wait) {
+    return result(c, { status: await client.getStatus(d.name), plan, cost, image, endpointUrl });
+  }
+  const serverStartedAt = client.writes[0]?.date ?? client.lastServerDate;
+  const waited = await logger.group(
+    c.command === 'start' ? 'Wait until the endpoint answers' : 'Wait until healthy',
+    () =>
+      waitUntilServing({
+        client,
+        name: d.name,
+        endpointUrl,
+        healthPath: d.healthPath,
+        inferenceKey: c.inferenceKey,
+        logger,
+        timeoutMs: c.waitTimeoutMs,
+        ...(c.pollMs === undefined ? {} : { pollMs: c.pollMs }),
+        endpoint: c.command === 'start',
+        startedAt: c.startedAt,
+        ...(serverStartedAt === undefined ? {} : { serverStartedAt }),
+        now: c.now,
+        sleep: c.sleep,
+      }),
+  );
+  const out = result(c, {
+    status: waited.status,
+    plan,
+    cost,
+    image,
+    endpointUrl,
+    timeline: waited.timeline,
+    replicas: await client.getReplicas(d.name),
+  });
+  if (waited.firstOkAt !== undefined) {
+    // From the first write (or the first answer when nothing was written) to the first 200,
+    // on the API's clock when it sends Date headers, else on the runner's.
+    const first = client.writes[0];
+    const from = waited.firstOkFromServerClock
+      ? (first?.date ?? serverStartedAt)
+      : (first?.localAt ?? c.startedAt);
+    if (from !== undefined)
+      out.coldStartSeconds = Math.max(0, Math.round((waited.firstOkAt - from) / 1000));
+  }
+  return out;
+}
+
+async function requireLive(c: Ctx): Promise<Live> {
+  const live = await readLive(c.client, c.desired.name);
+  if (!live) throw new OpsError(`${c.desired.name} does not exist: run start or apply first`);
+  return live;
+}
+
+/** Min/max only, through PATCH /scaling only. */
+async function scale(c: Ctx): Promise<DeployResult> {
+  const { client, desired: d, logger } = c;
+  const live = await requireLive(c);
+  const min = c.scale?.min ?? live.scaling.min_replica_count;
+  const max = c.scale?.max ?? live.scaling.max_replica_count;
+  if (max < Math.max(1, min)) {
+    throw new InputError(
+      c.scale?.max !== undefined ? 'max-replicas' : 'min-replicas',
+      String(c.scale?.max ?? min),
+      `max >= max(1, min); the deployment would have min ${min}, max ${max}`,
+    );
+  }
+  const changes: Change[] = [];
+  if (min !== live.scaling.min_replica_count)
+    changes.push({
+      field: 'scaling.min_replica_count',
+      live: String(live.scaling.min_replica_count),
+      desired: String(min),
+    });
+  if (max !== live.scaling.max_replica_count)
+    changes.push({
+      field: 'scaling.max_replica_count',
+      live: String(live.scaling.max_replica_count),
+      desired: String(max),
+    });
+  const plan: Plan = { action: changes.length ? 'update' : 'none', changes };
+  const compute = live.deployment.compute;
+  const cost = await costFor(c, {
+    gpu: compute.name,
+    gpuCount: compute.size,
+    spot: live.deployment.is_spot,
+    minReplicas: min,
+    maxReplicas: max,
+  });
+  logPlan(logger, plan, 'live');
+  if (changes.length > 0) {
+    checkCostLimit(cost, c.maxHourlyCost);
+    await client.patchScaling(d.name, { min_replica_count: min, max_replica_count: max });
+  }
+  return result(c, {
+    status: await client.getStatus(d.name),
+    plan,
+    cost,
+    endpointUrl: live.deployment.endpoint_base_url,
+    replicas: await client.getReplicas(d.name),
+  });
+}
+
+/** Min 0 and pause: nothing billed. Optionally purge the queue. */
+async function stop(c: Ctx): Promise<DeployResult> {
+  const { client, desired: d, logger } = c;
+  const live = await readLive(client, d.name);
+  if (!live) {
+    logger.info(`${d.name} does not exist: nothing to stop`);
+    return result(c, { status: 'absent' });
+  }
+  const changes: Change[] = [];
+  if (live.scaling.min_replica_count !== 0) {
+    changes.push({
+      field: 'scaling.min_replica_count',
+      live: String(live.scaling.min_replica_count),
+      desired: '0',
+    });
+    await client.patchScaling(d.name, { min_replica_count: 0 });
+  }
+  const before = await client.getStatus(d.name);
+  if (before !== 'paused') {
+    changes.push({ field: 'status', live: before, desired: 'paused' });
+    await client.action(d.name, 'pause');
+  }
+  if (c.purgeQueue) {
+    changes.push({ field: 'queue', live: '(as is)', desired: 'purged' });
+    await client.action(d.name, 'purge-queue');
+  }
+  const plan: Plan = { action: changes.length ? 'update' : 'none', changes };
+  logPlan(logger, plan, before);
+  return result(c, {
+    status: await client.getStatus(d.name),
+    plan,
+    endpointUrl: live.deployment.endpoint_base_url,
+    replicas: await client.getReplicas(d.name),
+  });
+}
+
+async function status(c: Ctx): Promise<DeployResult> {
+  const { client, desired: d } = c;
+  const live = await readLive(client, d.name);
+  if (!live) return result(c, { status: 'absent' });
+  const [current, replicas] = [await client.getStatus(d.name), await client.getReplicas(d.name)];
+  const compute = live.deployment.compute;
+  const cost = await costFor(c, {
+    gpu: compute.name,
+    gpuCount: compute.size,
+    spot: live.deployment.is_spot,
+    minReplicas: live.scaling.min_replica_count,
+    maxReplicas: live.scaling.max_replica_count,
+  });
+  const running = replicas.filter((x) => x.status === 'running').length;
+  return result(c, {
+    status: current,
+    replicas,
+    cost,
+    hourlyCostNow: Math.round(running * cost.perReplicaHour * 10_000) / 10_000,
+    endpointUrl: live.deployment.endpoint_base_url,
+    image: live.deployment.containers[0]?.image ?? '',
+  });
+}
+
+/** DELETE (the name was confirmed by the caller), then wait until it is gone. */
+async function remove(c: Ctx): Promise<DeployResult> {
+  const { client, desired: d, logger } = c;
+  const live = await readLive(client, d.name);
+  if (!live) {
+    logger.info(`${d.name} does not exist: nothing to delete`);
+    return result(c, { status: 'absent' });
+  }
+  await client.deleteDeployment(d.name, 0);
+  if (!c.wait)
+    return result(c, { status: 'deleting', endpointUrl: live.deployment.endpoint_base_url });
+  const deadline = c.now() + c.waitTimeoutMs;
+  let poll = c.pollMs ?? 5_000;
+  while (await client.getDeployment(d.name)) {
+    if (c.now() >= deadline)
+      throw new OpsError(
+        `${d.name} was still there ${Math.round(c.waitTimeoutMs / 1000)} s after DELETE`,
+      );
+    await c.sleep(poll);
+    poll = Math.min(poll * 1.5, (c.pollMs ?? 5_000) * 6);
+  }
+  logger.info(`${d.name} is gone`);
+  return result(c, { status: 'deleted' });
+}
+
+function logPlan(logger: Logger, plan: Plan, liveStatus: string): void {
+  logger.info(`live status: ${liveStatus}; plan: ${plan.action}`);
+  for (const ch of plan.changes) logger.info(`  ${ch.field}: ${ch.live} → ${ch.desired}`);
+}
