@@ -50,6 +50,8 @@ export interface SshHost {
   readWrapper: string;
   /** Processes serving open sessions (children of the listener); tests kill them to drop a link. */
   sessionPids(): number[];
+  /** How many TCP connections sshd has accepted so far (from its VERBOSE log). */
+  connectionCount(): number;
   stop(): Promise<void>;
 }
 
@@ -374,7 +376,7 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
           'PrintMotd no',
           'MaxStartups 100:30:200',
           'MaxSessions 100',
-          'LogLevel INFO',
+          'LogLevel VERBOSE',
           '',
         ].join('\n'),
         { mode: 0o600 },
@@ -439,6 +441,8 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
       scratchDir: tree.scratchDir,
       readWrapper,
       sessionPids: () => descendantPids(listener),
+      connectionCount: () =>
+        (readFileSync(logFile, 'utf8').match(/^Connection from /gm) ?? []).length,
       stop,
     };
   } catch (err) {

@@ -1,14 +1,110 @@
+import path from 'node:path';
+import { parseRecipients } from '../../lib/age-stream.js';
+import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
+import { r2Endpoint, validateBucketName } from '../../lib/r2.js';
+import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
+import { parseRetention, type RetentionPolicy } from '../../backup/retention.js';
 
 export interface BackupInputs {
   host: string;
   port: number;
+  user: string;
+  sshPrivateKey: string;
+  fingerprints: string[];
+  configFile: string;
+  bucket: string;
+  prefix: string;
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  recipients: string[];
+  retention: RetentionPolicy;
+  withModels: boolean;
+  dryRun: boolean;
+  r2TimeoutMs: number;
+  githubToken: string | undefined;
 }
 
-export function parseBackupInputs(source: InputSource): BackupInputs {
+/** The secret inputs, to mask before anything else happens. */
+export const SECRET_INPUTS = [
+  'ssh-private-key',
+  'r2-access-key-id',
+  'r2-secret-access-key',
+  'github-token',
+] as const;
+
+const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
+const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+
+function parsePrefix(value: string): string {
+  const expected =
+    "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
+  if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
+    throw new InputError('prefix', value, expected);
+  }
+  return value;
+}
+
+/** Every input checked before any connection or request (each error names input and value). */
+export function parseBackupInputs(source: InputSource, cwd = process.cwd()): BackupInputs {
   const inputs = new Inputs(source);
+  const host = inputs.required('host', 'the GPU host name or address');
+  if (!HOST_RE.test(host)) throw new InputError('host', host, 'a host name or IP address');
+  const port = inputs.int('port', { min: 1, max: 65535, default: 22 });
+  const user = inputs.required('user', 'the SSH user on the host');
+  if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
+    throw new InputError('user', user, 'a Unix user name');
+  const sshPrivateKey = inputs.secret(
+    'ssh-private-key',
+    'the private key of the SSH user (OpenSSH format)',
+  );
+  checkPrivateKey('ssh-private-key', sshPrivateKey);
+  const fingerprints = parseFingerprints(
+    'host-key-fingerprints',
+    inputs.list('host-key-fingerprints'),
+  );
+  const configFile = path.resolve(
+    cwd,
+    inputs.required('config', 'the path of the backup config (config/backup.yml)'),
+  );
+  const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
+  const prefix = parsePrefix(inputs.required('prefix', 'a key prefix such as backups/verda'));
+  const accountId = inputs.optional('r2-account-id');
+  const endpointInput = inputs.optional('r2-endpoint');
+  const endpoint = r2Endpoint({
+    ...(endpointInput ? { endpoint: endpointInput } : {}),
+    ...(accountId ? { accountId } : {}),
+  });
+  const accessKeyId = inputs.secret('r2-access-key-id', 'the R2 access key id');
+  const secretAccessKey = inputs.secret('r2-secret-access-key', 'the R2 secret access key');
+  const recipients = parseRecipients('age-recipients', inputs.list('age-recipients'));
+  const retention = parseRetention(
+    'retention',
+    inputs.raw('retention') || 'daily=7,weekly=4,monthly=6',
+  );
+  const withModels = inputs.boolean('with-models', false);
+  const dryRun = inputs.boolean('dry-run', false);
+  const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
+  if (r2TimeoutMs < 1000)
+    throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
   return {
-    host: inputs.required('host', 'the GPU host name or address'),
-    port: inputs.int('port', { min: 1, max: 65535, default: 22 }),
+    host,
+    port,
+    user,
+    sshPrivateKey,
+    fingerprints,
+    configFile,
+    bucket,
+    prefix,
+    endpoint,
+    accessKeyId,
+    secretAccessKey,
+    recipients,
+    retention,
+    withModels,
+    dryRun,
+    r2TimeoutMs,
+    githubToken: inputs.optional('github-token'),
   };
 }

@@ -1,10 +1,87 @@
-import { OpsError } from '../../lib/errors.js';
-import { actionInputs, runAction } from '../shared/runtime.js';
-import { parseBackupInputs } from './inputs.js';
+import { loadBackupConfig } from '../../backup/config.js';
+import type { BackupAlerts } from '../../backup/alert.js';
+import { backupReport } from '../../backup/report.js';
+import { runBackup, type BackupResult } from '../../backup/run-backup.js';
+import { errorMessage } from '../../lib/errors.js';
+import { createR2Client } from '../../lib/r2.js';
+import {
+  actionInputs,
+  actionsLogger,
+  maskSecret,
+  runAction,
+  setOutputs,
+  writeSummary,
+} from '../shared/runtime.js';
+import { githubAlerts, runUrl } from './alert.js';
+import { parseBackupInputs, SECRET_INPUTS } from './inputs.js';
+import { modelSyncAfterBackup } from './with-models.js';
 
 export async function run(): Promise<void> {
   await runAction(async () => {
-    parseBackupInputs(actionInputs);
-    throw new OpsError('backup-verda is not implemented yet');
+    const secrets = SECRET_INPUTS.map((name) => actionInputs(name)).filter((v) => v !== '');
+    for (const secret of secrets) maskSecret(secret);
+    const redact = (text: string) => secrets.reduce((t, s) => t.split(s).join('***'), text);
+
+    const inputs = parseBackupInputs(actionInputs);
+    const config = await loadBackupConfig(inputs.configFile);
+    const alerts: BackupAlerts | undefined = inputs.githubToken
+      ? githubAlerts({ token: inputs.githubToken, redact })
+      : undefined;
+    const logger = actionsLogger;
+    const client = createR2Client({
+      endpoint: inputs.endpoint,
+      accessKeyId: inputs.accessKeyId,
+      secretAccessKey: inputs.secretAccessKey,
+      maxAttempts: 1, // our own retry wraps every request
+      requestTimeoutMs: inputs.r2TimeoutMs,
+    });
+
+    let result: BackupResult;
+    try {
+      result = await runBackup({
+        ssh: {
+          host: inputs.host,
+          port: inputs.port,
+          username: inputs.user,
+          privateKey: inputs.sshPrivateKey,
+          fingerprints: inputs.fingerprints,
+        },
+        config,
+        client,
+        bucket: inputs.bucket,
+        prefix: inputs.prefix,
+        endpoint: inputs.endpoint,
+        recipients: inputs.recipients,
+        retention: inputs.retention,
+        dryRun: inputs.dryRun,
+        logger,
+        ...(inputs.withModels && !inputs.dryRun
+          ? { afterBackup: modelSyncAfterBackup(config, inputs, logger) }
+          : {}),
+      });
+    } catch (err) {
+      if (alerts && !inputs.dryRun) {
+        await alerts.failed(redact(errorMessage(err)), runUrl()).catch((alertErr: unknown) => {
+          logger.warn(`could not open the alert issue: ${redact(errorMessage(alertErr))}`);
+        });
+      }
+      throw err;
+    }
+
+    setOutputs({
+      'backup-id': result.backupId,
+      'manifest-key': result.dryRun ? '' : result.manifestKey,
+      bytes: result.bytes,
+      items: result.dryRun
+        ? result.plan.filter((p) => p.action === 'backup').length
+        : result.items.length,
+      'tailscale-ip': result.facts.tailscaleIp,
+    });
+    await writeSummary(backupReport(result, { bucket: inputs.bucket, prefix: inputs.prefix }));
+    if (alerts && !result.dryRun) {
+      await alerts.recovered(result.backupId, runUrl()).catch((err: unknown) => {
+        logger.warn(`could not close the alert issue: ${redact(errorMessage(err))}`);
+      });
+    }
   });
 }

@@ -1,0 +1,138 @@
+// config/backup.yml: what to take from the GPU host. Validated strictly (unknown keys, relative
+// or '..' paths and duplicate ids are errors) before any connection is opened.
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError } from '../lib/errors.js';
+
+const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+
+/** NUL, newlines and other control characters have no place in a path. */
+const hasControlChars = (value: string) =>
+  [...value].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+
+/** An absolute path without '.', '..', empty segments or control characters. */
+function absolutePath(what: string, opts: { glob?: boolean } = {}) {
+  return z.string().superRefine((value, ctx) => {
+    const problem = pathProblem(value, opts.glob ?? false);
+    if (problem)
+      ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(value)} ${problem}` });
+  });
+}
+
+function pathProblem(value: string, glob: boolean): string | undefined {
+  if (!value.startsWith('/')) return 'must be absolute (start with /)';
+  if (hasControlChars(value)) return 'must not contain control characters';
+  const segments = value === '/' ? [] : value.slice(1).replace(/\/$/, '').split('/');
+  if (segments.some((s) => s === '..')) return "must not contain '..'";
+  if (segments.some((s) => s === '.' || s === '')) return "must not contain '.' or empty segments";
+  const globbed = segments.findIndex((s) => /[*?]/.test(s));
+  if (/[[\]{}]/.test(value)) return 'must not contain [ ] { } (only * and ? globs are supported)';
+  if (globbed >= 0 && (!glob || globbed !== segments.length - 1)) {
+    return glob ? 'may use * or ? only in its last segment' : 'must not contain * or ?';
+  }
+  return undefined;
+}
+
+/** An exclude pattern, relative to each of the item's paths (e.g. .cache, comfy-multi/data/models). */
+const excludePattern = z.string().superRefine((value, ctx) => {
+  const bad =
+    value === '' || value.startsWith('/')
+      ? 'must be relative to the item path (no leading /)'
+      : hasControlChars(value)
+        ? 'must not contain control characters'
+        : value.split('/').some((s) => s === '..' || s === '.')
+          ? "must not contain '.' or '..' segments"
+          : undefined;
+  if (bad) ctx.addIssue({ code: 'custom', message: `exclude ${JSON.stringify(value)} ${bad}` });
+});
+
+const itemSchema = z.strictObject({
+  id: z.string().regex(ID_RE, 'id must be 1-63 lowercase letters, digits and hyphens'),
+  description: z.string().default(''),
+  paths: z.array(absolutePath('path', { glob: true })).min(1, 'paths needs at least one path'),
+  exclude: z.array(excludePattern).default([]),
+  /** A missing required item fails the backup; a missing optional one is a warning. */
+  required: z.boolean().default(true),
+  /** Root-owned: read through `sudo -n <read-wrapper>`. */
+  sudo: z.boolean().default(false),
+  /** Where RESTORE.sh extracts the archive (members are paths relative to the host root). */
+  'restore-to': absolutePath('restore-to').default('/'),
+  /** Commands RESTORE.sh runs after extracting this item onto a live system (root '/'). */
+  'after-restore': z.array(z.string().min(1)).default([]),
+});
+
+const configSchema = z
+  .strictObject({
+    version: z.literal(1),
+    /** The host's "/" as seen over SSH; tests point it at the fixture tree. */
+    'host-root': absolutePath('host-root').default('/'),
+    /** The root-owned wrapper run through `sudo -n` for sudo items (scripts/host/comfyume-read). */
+    'read-wrapper': absolutePath('read-wrapper').default('/usr/local/sbin/comfyume-read'),
+    /** Directories whose disk usage is recorded (df), by name. */
+    'disk-facts': z.record(z.string().regex(ID_RE), absolutePath('disk-facts path')).default({}),
+    /** Where the model vault lives on the host (with-models). */
+    'models-dir': absolutePath('models-dir').optional(),
+    items: z.array(itemSchema).min(1, 'items needs at least one item'),
+  })
+  .superRefine((config, ctx) => {
+    const seen = new Set<string>();
+    config.items.forEach((item, index) => {
+      if (seen.has(item.id)) {
+        ctx.addIssue({
+          code: 'custom',
+          path: ['items', index, 'id'],
+          message: `duplicate item id ${JSON.stringify(item.id)}`,
+        });
+      }
+      seen.add(item.id);
+    });
+  });
+
+export type BackupConfig = z.output<typeof configSchema>;
+export type BackupItem = BackupConfig['items'][number];
+
+function issuePath(path: PropertyKey[]): string {
+  return path
+    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+    .join('');
+}
+
+/** Validates parsed YAML; every problem is listed with its field path. */
+export function parseBackupConfig(file: string, data: unknown): BackupConfig {
+  const result = configSchema.safeParse(data);
+  if (result.success) return result.data;
+  const problems = result.error.issues.map((issue) => {
+    const where = issuePath(issue.path as PropertyKey[]);
+    return where ? `${where}: ${issue.message}` : issue.message;
+  });
+  throw new ConfigError(file, problems);
+}
+
+export function parseBackupConfigText(file: string, text: string): BackupConfig {
+  let data: unknown;
+  try {
+    data = parseYaml(text, { prettyErrors: true });
+  } catch (err) {
+    throw new ConfigError(file, [`not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
+  }
+  return parseBackupConfig(file, data);
+}
+
+export async function loadBackupConfig(file: string): Promise<BackupConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [
+      `cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
+    ]);
+  }
+  return parseBackupConfigText(file, text);
+}
+
+/** A host path as seen on the host: the configured path under host-root. */
+export function onHost(config: Pick<BackupConfig, 'host-root'>, path: string): string {
+  const root = config['host-root'];
+  return root === '/' ? path : `${root.replace(/\/$/, '')}${path}`;
+}

@@ -1,0 +1,74 @@
+// The job summary of a backup: items, facts and retention decisions as tables.
+import { formatBytes, formatDuration } from '../lib/format.js';
+import { factsTable, type Table } from '../lib/summary.js';
+import type { BackupResult } from './run-backup.js';
+
+export function backupReport(
+  result: BackupResult,
+  opts: { bucket: string; prefix: string },
+): (string | Table)[] {
+  const parts: (string | Table)[] = [];
+  parts.push(
+    result.dryRun
+      ? `## Backup dry run: nothing was uploaded or deleted`
+      : `## Backup ${result.backupId}: ${result.items.length} item(s), ${formatBytes(result.bytes)} stored`,
+  );
+  if (result.dryRun) {
+    parts.push({
+      title: 'Plan',
+      headers: ['Item', 'Action', 'Paths', 'Missing on the host'],
+      rows: result.plan.map((p) => [p.id, p.action, p.paths.join(' '), p.missing.join(' ') || '-']),
+    });
+  } else {
+    parts.push({
+      title: 'Items',
+      headers: ['Item', 'Size (tar)', 'Compressed', 'Stored (age)', 'sha256', 'Time'],
+      rows: result.items.map((i) => [
+        i.id,
+        i.tarBytes === null ? '?' : formatBytes(i.tarBytes),
+        formatBytes(i.archiveBytes),
+        formatBytes(i.storedBytes),
+        `\`${i.sha256.slice(0, 12)}\``,
+        formatDuration(i.seconds * 1000),
+      ]),
+    });
+  }
+  const disks = Object.entries(result.facts.disks).map(([name, d]): [string, string] => [
+    `disk ${name}`,
+    d.filesystem
+      ? `${formatBytes(d.usedBytes)} used of ${formatBytes(d.sizeBytes)} (${d.path})`
+      : `unavailable (${d.path})`,
+  ]);
+  parts.push(
+    factsTable('Backup', [
+      ['backup id', result.backupId],
+      ['manifest', result.dryRun ? '-' : `s3://${opts.bucket}/${result.manifestKey}`],
+      ['previous latest', result.previousLatest?.backupId ?? '-'],
+      ['host key', result.hostFingerprint],
+      ['hostname', result.facts.hostname || '-'],
+      ['os', result.facts.os || '-'],
+      ['tailscale ip', result.facts.tailscaleIp || '-'],
+      ['compression', result.compressor],
+      ...disks,
+    ]),
+  );
+  if (result.skipped.length > 0) {
+    parts.push({
+      title: 'Skipped',
+      headers: ['Item', 'Why'],
+      rows: result.skipped.map((s) => [s.id, s.reason]),
+    });
+  }
+  parts.push({
+    title: result.dryRun ? 'Retention (what a real run would decide)' : 'Retention',
+    headers: ['Backup', 'Decision', 'Why'],
+    rows: result.retention.map((d) => [
+      d.id,
+      d.keep ? 'keep' : result.deleted.includes(d.id) ? 'deleted' : 'delete',
+      d.reasons.join(', '),
+    ]),
+  });
+  if (result.warnings.length > 0)
+    parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
+  return parts;
+}

@@ -1,0 +1,413 @@
+// The backup as a whole: connect (pinned key), probe, stream every item, record facts, write
+// RESTORE.sh, the manifest LAST, then move latest.json and apply retention. A failure removes
+// what this run wrote and never touches latest or earlier backups.
+import type { S3Client } from '@aws-sdk/client-s3';
+import { OpsError, errorMessage } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
+import { sleep, type RetryOptions } from '../lib/retry.js';
+import { connectSsh, type ConnectOptions, type SshConnection } from '../lib/ssh.js';
+import { streamItem } from './archive-stream.js';
+import { onHost, type BackupConfig, type BackupItem } from './config.js';
+import { factsCommand, parseFacts, type HostFacts } from './facts.js';
+import {
+  backupIdFor,
+  backupKeys,
+  latestKey,
+  MANIFEST_FORMAT,
+  TOOL_NAME,
+  type LatestPointer,
+  type Manifest,
+  type ManifestItem,
+} from './manifest.js';
+import {
+  archiveCommand,
+  COMPRESSORS,
+  parseProbe,
+  probeCommand,
+  type Compressor,
+  type ProbeResult,
+} from './remote-commands.js';
+import { restoreScript } from './restore-script.js';
+import { applyRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
+import { BackupStore } from './store.js';
+import { TOOL_VERSION } from './version.js';
+
+export interface BackupOptions {
+  ssh: Omit<ConnectOptions, 'logger'>;
+  config: BackupConfig;
+  client: S3Client;
+  bucket: string;
+  prefix: string;
+  /** The R2 endpoint written into RESTORE.sh. */
+  endpoint: string;
+  recipients: string[];
+  retention: RetentionPolicy;
+  dryRun: boolean;
+  /** Read every stored object back and compare its sha256 (default true). */
+  verifyReadBack?: boolean;
+  partSize?: number;
+  concurrency?: number;
+  retry?: RetryOptions;
+  /** Leftovers (incomplete backups, multipart uploads) older than this are removed; default 24 h. */
+  staleAfterMs?: number;
+  now?: () => Date;
+  logger: Logger;
+  /** Runs on the open connection after a successful backup (with-models). */
+  afterBackup?: (conn: SshConnection) => Promise<void>;
+}
+
+export interface PlannedItem {
+  id: string;
+  paths: string[];
+  missing: string[];
+  action: 'backup' | 'skip';
+}
+
+export interface BackupResult {
+  backupId: string;
+  manifestKey: string;
+  dryRun: boolean;
+  /** Encrypted bytes stored by this run. */
+  bytes: number;
+  items: ManifestItem[];
+  skipped: { id: string; reason: string }[];
+  plan: PlannedItem[];
+  facts: HostFacts;
+  compressor: Compressor;
+  hostFingerprint: string;
+  previousLatest: LatestPointer | undefined;
+  retention: RetentionDecision[];
+  deleted: string[];
+  warnings: string[];
+}
+
+function narrow(item: BackupItem, missing: string[], config: BackupConfig): BackupItem {
+  return { ...item, paths: item.paths.filter((p) => !missing.includes(onHost(config, p))) };
+}
+
+/** Decides what to take per item from the probe; a missing required path fails here. */
+export function planItems(
+  config: BackupConfig,
+  probe: ProbeResult,
+): { plan: PlannedItem[]; problems: string[] } {
+  const problems: string[] = [];
+  const plan = config.items.map((item): PlannedItem => {
+    const missing = probe.missing.get(item.id) ?? [];
+    const present = item.paths.filter((p) => !missing.includes(onHost(config, p)));
+    if (missing.length > 0 && item.required)
+      problems.push(`required item ${item.id} is missing ${missing.join(', ')}`);
+    return { id: item.id, paths: present, missing, action: present.length > 0 ? 'backup' : 'skip' };
+  });
+  const sudoUsed = config.items.some(
+    (i) => i.sudo && plan.find((p) => p.id === i.id)?.action === 'backup',
+  );
+  if (sudoUsed && probe.sudo === 'missing') {
+    problems.push(
+      `the SSH user may not run 'sudo -n ${config['read-wrapper']}' on the host (root-owned items need it; see the sudoers line in actions/backup-verda/README.md)`,
+    );
+  }
+  return { plan, problems };
+}
+
+export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
+  const { config, logger } = opts;
+  const now = opts.now ?? (() => new Date());
+  const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
+  // Ids have one-second resolution: never reuse one that already has objects.
+  let started = now();
+  for (
+    let tries = 0;
+    (await store.listKeys(backupKeys(opts.prefix, backupIdFor(started)).dir)).length > 0;
+    tries++
+  ) {
+    if (tries >= 3)
+      throw new OpsError(
+        `backup id ${backupIdFor(started)} is already in use under ${opts.prefix}`,
+      );
+    await sleep(1000 - (started.getTime() % 1000) + 5);
+    started = now();
+  }
+  const backupId = backupIdFor(started);
+  const keys = backupKeys(opts.prefix, backupId);
+  const warnings: string[] = [];
+  const warn = (message: string) => {
+    warnings.push(message);
+    logger.warn(message);
+  };
+
+  const previousLatest = await logger.group('Read the current backups', async () => {
+    const latest = await store.latest();
+    logger.info(latest ? `latest backup: ${latest.backupId}` : 'no backup yet under this prefix');
+    return latest;
+  });
+
+  const conn = await logger.group(`Connect to ${opts.ssh.host}:${opts.ssh.port}`, async () => {
+    const c = await connectSsh({ ...opts.ssh, logger });
+    logger.info(`connected as ${opts.ssh.username}; host key ${c.hostFingerprint} is pinned`);
+    return c;
+  });
+  try {
+    const probe = await logger.group('Check the host', async () => {
+      const p = parseProbe((await conn.run(probeCommand(config))).stdout);
+      logger.info(`compression on the host: ${p.compressor}`);
+      return p;
+    });
+    const { plan, problems } = planItems(config, probe);
+    if (problems.length > 0) {
+      throw new OpsError(`backup ${backupId} cannot start: ${problems.join('; ')}`);
+    }
+    const skipped: { id: string; reason: string }[] = [];
+    for (const p of plan) {
+      if (p.missing.length === 0) continue;
+      if (p.action === 'skip') {
+        skipped.push({ id: p.id, reason: `missing on the host: ${p.missing.join(', ')}` });
+        warn(`optional item ${p.id} is missing on the host (${p.missing.join(', ')}); skipped`);
+      } else {
+        warn(
+          `optional item ${p.id}: ${p.missing.join(', ')} missing on the host; the rest is backed up`,
+        );
+      }
+    }
+
+    const facts = await logger.group('Record host facts', async () => {
+      const parsed = parseFacts((await conn.run(factsCommand(config))).stdout);
+      for (const m of parsed.missing) warn(`host fact unavailable: ${m}`);
+      logger.info(
+        `hostname ${parsed.facts.hostname}, ${parsed.facts.os}, tailscale ${parsed.facts.tailscaleIp || '-'}`,
+      );
+      return parsed.facts;
+    });
+
+    const base = {
+      backupId,
+      manifestKey: keys.manifest,
+      skipped,
+      plan,
+      facts,
+      compressor: probe.compressor,
+      hostFingerprint: conn.hostFingerprint,
+      previousLatest,
+    };
+    if (opts.dryRun) {
+      const retention = await logger.group('Retention (dry run: nothing is deleted)', async () =>
+        applyRetention(
+          (await store.listBackups()).filter((b) => b.complete),
+          opts.retention,
+          undefined,
+        ),
+      );
+      for (const p of plan)
+        logger.info(`would back up ${p.id}: ${p.action === 'backup' ? p.paths.join(' ') : 'skip'}`);
+      return { ...base, dryRun: true, bytes: 0, items: [], retention, deleted: [], warnings };
+    }
+
+    const written: string[] = [];
+    let items: ManifestItem[] = [];
+    try {
+      items = await writeItems(opts, conn, probe.compressor, plan, backupId, written, warn);
+      const finishedAt = now().toISOString();
+      const script = restoreScript({
+        backupId,
+        toolVersion: TOOL_VERSION,
+        bucket: opts.bucket,
+        prefix: opts.prefix,
+        endpoint: opts.endpoint,
+        hostFingerprint: conn.hostFingerprint,
+        facts,
+        items,
+      });
+      written.push(keys.restoreScript);
+      const scriptSha = await store.putSmall(keys.restoreScript, script, 'text/x-shellscript');
+      const manifest: Manifest = {
+        format: MANIFEST_FORMAT,
+        backupId,
+        tool: { name: TOOL_NAME, version: TOOL_VERSION },
+        startedAt: started.toISOString(),
+        finishedAt,
+        host: {
+          address: opts.ssh.host,
+          port: opts.ssh.port,
+          user: opts.ssh.username,
+          fingerprint: conn.hostFingerprint,
+          hostRoot: config['host-root'],
+        },
+        facts,
+        encryption: { format: 'age', recipients: opts.recipients },
+        items,
+        skipped,
+        restoreScript: {
+          key: keys.restoreScript,
+          sha256: scriptSha,
+          bytes: Buffer.byteLength(script),
+        },
+      };
+      written.push(keys.manifest);
+      await logger.group('Write the manifest (last)', async () => {
+        await store.putSmall(
+          keys.manifest,
+          `${JSON.stringify(manifest, null, 2)}\n`,
+          'application/json',
+          true,
+        );
+        logger.info(`manifest ${keys.manifest}`);
+      });
+    } catch (err) {
+      await cleanup(store, written, logger);
+      const latest = previousLatest
+        ? `latest.json still names ${previousLatest.backupId}`
+        : 'no latest.json was written';
+      throw new OpsError(
+        `backup ${backupId} failed: ${errorMessage(err)}. What it uploaded was removed; ${latest}.`,
+        {
+          cause: err,
+        },
+      );
+    }
+
+    const pointer: LatestPointer = {
+      backupId,
+      manifestKey: keys.manifest,
+      finishedAt: now().toISOString(),
+    };
+    await store.putSmall(
+      latestKey(opts.prefix),
+      `${JSON.stringify(pointer, null, 2)}\n`,
+      'application/json',
+    );
+    logger.info(`latest.json → ${backupId}`);
+
+    const { retention, deleted } = await logger.group('Retention', () =>
+      applyRetentionToStore(store, opts, backupId, now(), warn),
+    );
+    if (opts.afterBackup) await opts.afterBackup(conn);
+    const bytes = items.reduce((n, i) => n + i.storedBytes, 0);
+    return { ...base, dryRun: false, bytes, items, retention, deleted, warnings };
+  } finally {
+    await conn.close();
+  }
+}
+
+async function writeItems(
+  opts: BackupOptions,
+  conn: SshConnection,
+  compressor: Compressor,
+  plan: PlannedItem[],
+  backupId: string,
+  written: string[],
+  warn: (m: string) => void,
+): Promise<ManifestItem[]> {
+  const { config, logger } = opts;
+  const keys = backupKeys(opts.prefix, backupId);
+  const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
+  const items: ManifestItem[] = [];
+  for (const item of config.items) {
+    const planned = plan.find((p) => p.id === item.id);
+    if (!planned || planned.action === 'skip') continue;
+    const runItem = narrow(item, planned.missing, config);
+    const key = keys.item(item.id, COMPRESSORS[compressor].extension);
+    await logger.group(`Back up ${item.id}`, async () => {
+      written.push(key);
+      const result = await streamItem({
+        conn,
+        itemId: item.id,
+        command: archiveCommand(config, runItem, compressor),
+        recipients: opts.recipients,
+        client: opts.client,
+        bucket: opts.bucket,
+        key,
+        ...(opts.partSize !== undefined ? { partSize: opts.partSize } : {}),
+        ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
+        ...(opts.retry ? { retry: opts.retry } : {}),
+        logger,
+      });
+      if (result.warning) warn(result.warning);
+      if (opts.verifyReadBack ?? true) {
+        const back = await store.sha256Of(key);
+        if (back.sha256 !== result.stored.sha256 || back.bytes !== result.stored.size) {
+          throw new OpsError(
+            `item ${item.id}: read-back of ${key} gives sha256 ${back.sha256} (${back.bytes} bytes), uploaded ${result.stored.sha256} (${result.stored.size} bytes)`,
+          );
+        }
+      }
+      logger.info(
+        `${item.id}: ${result.tarBytes ?? '?'} tar bytes → ${result.archiveBytes} compressed → ${result.stored.size} stored, sha256 ${result.stored.sha256.slice(0, 12)}`,
+      );
+      items.push({
+        id: item.id,
+        description: item.description,
+        paths: runItem.paths,
+        missingPaths: planned.missing,
+        required: item.required,
+        sudo: item.sudo,
+        restoreTo: item['restore-to'],
+        afterRestore: item['after-restore'],
+        key,
+        compression: compressor,
+        tarBytes: result.tarBytes,
+        archiveBytes: result.archiveBytes,
+        storedBytes: result.stored.size,
+        sha256: result.stored.sha256,
+        seconds: Math.round(result.ms) / 1000,
+      });
+    });
+  }
+  return items;
+}
+
+/** Removes what a failed run wrote; a leftover is reported (retention removes it later). */
+async function cleanup(store: BackupStore, written: string[], logger: Logger): Promise<void> {
+  for (const key of written.reverse()) {
+    try {
+      await store.delete(key);
+    } catch (err) {
+      logger.warn(
+        `could not remove ${key} after the failure (${errorMessage(err)}); a later run removes it`,
+      );
+    }
+  }
+}
+
+async function applyRetentionToStore(
+  store: BackupStore,
+  opts: BackupOptions,
+  backupId: string,
+  now: Date,
+  warn: (m: string) => void,
+): Promise<{ retention: RetentionDecision[]; deleted: string[] }> {
+  const { logger } = opts;
+  const deleted: string[] = [];
+  let retention: RetentionDecision[] = [];
+  try {
+    const backups = await store.listBackups();
+    retention = applyRetention(
+      backups.filter((b) => b.complete),
+      opts.retention,
+      backupId,
+    );
+    for (const decision of retention) {
+      logger.info(
+        `${decision.id}: ${decision.keep ? 'keep' : 'delete'} (${decision.reasons.join(', ')})`,
+      );
+      const backup = backups.find((b) => b.id === decision.id);
+      if (!decision.keep && backup && decision.id !== backupId) {
+        await store.deleteBackup(backup);
+        deleted.push(decision.id);
+      }
+    }
+    const staleBefore = new Date(now.getTime() - (opts.staleAfterMs ?? 86_400_000));
+    for (const leftover of backups.filter(
+      (b) => !b.complete && b.id !== backupId && b.time < staleBefore,
+    )) {
+      logger.info(
+        `${leftover.id}: incomplete (no manifest) and stale; removing ${leftover.keys.length} object(s)`,
+      );
+      await store.deleteBackup(leftover);
+      deleted.push(leftover.id);
+    }
+    const aborted = await store.abortStaleUploads(staleBefore);
+    if (aborted > 0) logger.info(`aborted ${aborted} stale multipart upload(s)`);
+  } catch (err) {
+    warn(`retention did not finish (${errorMessage(err)}); the new backup is complete and kept`);
+  }
+  return { retention, deleted };
+}

@@ -1,0 +1,253 @@
+// Uploads a stream of unknown length to R2 with bounded memory: equal parts (R2 rejects unequal
+// ones) buffered one at a time, a few in flight, each retried on its own and checked against the
+// MD5 ETag R2 returns; a small stream becomes one PutObject. Any failure aborts the multipart
+// upload, so nothing half-written is left behind.
+import { createHash } from 'node:crypto';
+import type { Readable } from 'node:stream';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  HeadObjectCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { OpsError, errorMessage } from './errors.js';
+import { silentLogger, type Logger } from './logger.js';
+import { R2_MAX_PARTS, R2_MIN_PART } from './r2.js';
+import { isRetryableStatus, isTransientNetworkError, retry, type RetryOptions } from './retry.js';
+
+export interface StreamUploadOptions {
+  client: S3Client;
+  bucket: string;
+  key: string;
+  body: Readable;
+  /** Bytes per part (all equal but the last); default 16 MiB, at least 5 MiB. */
+  partSize?: number;
+  /** Parts uploading at once; memory is about partSize × (concurrency + 1). */
+  concurrency?: number;
+  contentType?: string;
+  /** Awaited after the body ended and before the object is made visible; a throw aborts. */
+  beforeComplete?: () => Promise<unknown>;
+  retry?: RetryOptions;
+  logger?: Logger;
+}
+
+export interface StreamUploadResult {
+  key: string;
+  size: number;
+  sha256: string;
+  parts: number;
+}
+
+/** Whether an S3/R2 request failure may succeed when sent again. */
+export function isRetryableS3Error(err: unknown): boolean {
+  if (err instanceof EtagMismatch) return true;
+  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+  if (typeof status === 'number') return isRetryableStatus(status);
+  const name = (err as { name?: string })?.name ?? '';
+  if (['SlowDown', 'InternalError', 'ServiceUnavailable', 'RequestTimeout'].includes(name))
+    return true;
+  return isTransientNetworkError(err);
+}
+
+class EtagMismatch extends Error {
+  constructor(what: string, sent: string, got: string | undefined) {
+    super(
+      `${what}: R2 stored other bytes than sent (ETag ${got ?? 'missing'}, expected MD5 ${sent})`,
+    );
+    this.name = 'EtagMismatch';
+  }
+}
+
+function checkEtag(what: string, md5Hex: string, etag: string | undefined): void {
+  const got = etag?.replace(/"/g, '');
+  if (got !== md5Hex) throw new EtagMismatch(what, md5Hex, got);
+}
+
+export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUploadResult> {
+  const { client, bucket, key } = opts;
+  const logger = opts.logger ?? silentLogger;
+  const partSize = opts.partSize ?? 16 * 2 ** 20;
+  if (partSize < R2_MIN_PART)
+    throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
+  const concurrency = Math.max(1, opts.concurrency ?? 2);
+  const retryOpts: RetryOptions = {
+    attempts: 5,
+    baseDelayMs: 500,
+    retryable: isRetryableS3Error,
+    ...opts.retry,
+    onRetry: ({ err, attempt, delayMs }) =>
+      logger.warn(
+        `R2 ${key}: attempt ${attempt} failed (${errorMessage(err)}); retrying in ${delayMs} ms`,
+      ),
+  };
+  const sha = createHash('sha256');
+  let size = 0;
+  let uploadId: string | undefined;
+  const done: { PartNumber: number; ETag: string }[] = [];
+  const inFlight = new Set<Promise<void>>();
+  let failure: unknown;
+
+  const sendPart = async (partNumber: number, data: Buffer) => {
+    const md5 = createHash('md5').update(data);
+    const md5Hex = md5.copy().digest('hex');
+    const md5B64 = md5.digest('base64');
+    const out = await retry(async () => {
+      const res = await client.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: key,
+          UploadId: uploadId,
+          PartNumber: partNumber,
+          Body: data,
+          ContentLength: data.length,
+          ContentMD5: md5B64,
+        }),
+      );
+      checkEtag(`${key} part ${partNumber}`, md5Hex, res.ETag);
+      return res;
+    }, retryOpts);
+    done.push({ PartNumber: partNumber, ETag: out.ETag ?? '' });
+  };
+
+  const dispatch = async (partNumber: number, data: Buffer) => {
+    if (partNumber > R2_MAX_PARTS) {
+      throw new OpsError(`${key} exceeds ${R2_MAX_PARTS} parts of ${partSize} bytes (R2's limit)`);
+    }
+    if (uploadId === undefined) {
+      const created = await retry(
+        () =>
+          client.send(
+            new CreateMultipartUploadCommand({
+              Bucket: bucket,
+              Key: key,
+              ContentType: opts.contentType,
+            }),
+          ),
+        retryOpts,
+      );
+      uploadId = created.UploadId;
+      if (!uploadId) throw new OpsError(`R2 gave no UploadId for ${key}`);
+    }
+    while (inFlight.size >= concurrency) await Promise.race(inFlight);
+    if (failure) throw failure;
+    const p = sendPart(partNumber, data)
+      .catch((err: unknown) => {
+        failure ??= err;
+      })
+      .finally(() => inFlight.delete(p));
+    inFlight.add(p);
+  };
+
+  try {
+    let buffer = Buffer.allocUnsafe(partSize);
+    let filled = 0;
+    let partNumber = 0;
+    for await (const chunk of opts.body as AsyncIterable<Buffer | Uint8Array>) {
+      let data = Buffer.isBuffer(chunk)
+        ? chunk
+        : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
+      sha.update(data);
+      size += data.length;
+      while (data.length > 0) {
+        const n = Math.min(partSize - filled, data.length);
+        data.copy(buffer, filled, 0, n);
+        filled += n;
+        data = data.subarray(n);
+        if (filled === partSize) {
+          await dispatch(++partNumber, buffer);
+          buffer = Buffer.allocUnsafe(partSize);
+          filled = 0;
+        }
+      }
+      if (failure) throw failure;
+    }
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+    const sha256 = sha.digest('hex');
+
+    if (uploadId === undefined) {
+      // Small stream: one PutObject, made visible only after beforeComplete agreed.
+      const data = buffer.subarray(0, filled);
+      await opts.beforeComplete?.();
+      const md5 = createHash('md5').update(data);
+      const md5Hex = md5.copy().digest('hex');
+      await retry(async () => {
+        const res = await client.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: key,
+            Body: data,
+            ContentLength: data.length,
+            ContentMD5: md5.copy().digest('base64'),
+            ContentType: opts.contentType,
+          }),
+        );
+        checkEtag(key, md5Hex, res.ETag);
+      }, retryOpts);
+      return { key, size, sha256, parts: 1 };
+    }
+
+    if (filled > 0) await dispatch(++partNumber, buffer.subarray(0, filled));
+    await Promise.all(inFlight);
+    if (failure) throw failure;
+    await opts.beforeComplete?.();
+    const parts = [...done].sort((a, b) => a.PartNumber - b.PartNumber);
+    await retry(
+      () =>
+        client.send(
+          new CompleteMultipartUploadCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId: uploadId,
+            MultipartUpload: { Parts: parts },
+          }),
+        ),
+      retryOpts,
+    );
+    uploadId = undefined;
+    const head = await retry(
+      () => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })),
+      retryOpts,
+    );
+    if (head.ContentLength !== size) {
+      throw new OpsError(
+        `${key}: R2 reports ${head.ContentLength} bytes after upload, sent ${size}`,
+      );
+    }
+    return { key, size, sha256, parts: parts.length };
+  } catch (err) {
+    await Promise.allSettled(inFlight);
+    if (uploadId !== undefined) await abortUpload(client, bucket, key, uploadId, logger);
+    throw err;
+  }
+}
+
+/** Best-effort abort (retried); a leftover upload is reported, not thrown over the real error. */
+export async function abortUpload(
+  client: S3Client,
+  bucket: string,
+  key: string,
+  uploadId: string,
+  logger: Logger,
+) {
+  try {
+    await retry(
+      () =>
+        client.send(
+          new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId: uploadId }),
+        ),
+      {
+        attempts: 3,
+        baseDelayMs: 300,
+        retryable: isRetryableS3Error,
+      },
+    );
+  } catch (err) {
+    logger.warn(
+      `could not abort the multipart upload of ${key} (${errorMessage(err)}); it will be cleaned up later`,
+    );
+  }
+}
