@@ -54,7 +54,12 @@ export const workshopSchema = z
     image: z.strictObject({
       repository: z
         .string()
-        .regex(/^[a-z0-9][a-z0-9._\-/:]*[a-z0-9]$/, 'an image repository without tag'),
+        .regex(/^[a-z0-9][a-z0-9._\-/:]*[a-z0-9]$/, 'an image repository without tag')
+        // A colon may only name a registry port (host:5000/...), never a tag after the last /.
+        .refine(
+          (r) => !r.slice(r.lastIndexOf('/') + 1).includes(':'),
+          'an image repository without tag',
+        ),
       tag: z
         .string()
         .refine(isPinnedImageTag, 'a tag other than latest, or sha256:<digest>')

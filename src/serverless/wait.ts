@@ -68,9 +68,10 @@ export async function waitUntilServing(o: WaitOptions): Promise<WaitResult> {
   const deadline = now() + o.timeoutMs;
   const basePoll = o.pollMs ?? 5_000;
   const timeline: TimelineEntry[] = [];
+  // Only changes are noted: a new status, or a new endpoint answer while the status holds.
+  let lastStatus: string | undefined;
+  let lastProbe: string | undefined;
   const note = (event: string, detail?: string) => {
-    const last = timeline.at(-1);
-    if (last?.event === event && last.detail === detail) return;
     const entry: TimelineEntry = { atMs: now() - o.startedAt, event };
     const serverNow = o.client.lastServerDate;
     if (o.serverStartedAt !== undefined && serverNow !== undefined) {
@@ -82,6 +83,18 @@ export async function waitUntilServing(o: WaitOptions): Promise<WaitResult> {
       `${formatDuration(entry.serverAtMs ?? entry.atMs)}: ${event}${detail ? ` (${detail})` : ''}`,
     );
   };
+  const noteStatus = (status: string) => {
+    if (status === lastStatus) return;
+    lastStatus = status;
+    lastProbe = undefined;
+    note(status);
+  };
+  const noteProbe = (probe: Probe) => {
+    const event = `endpoint ${probe.status}`;
+    if (event === lastProbe) return;
+    lastProbe = event;
+    note(event, probe.detail);
+  };
   let poll = basePoll;
   let status = 'unknown';
   const pause = async () => {
@@ -91,14 +104,14 @@ export async function waitUntilServing(o: WaitOptions): Promise<WaitResult> {
 
   while (now() < deadline) {
     status = await o.client.getStatus(o.name);
-    note(status);
+    noteStatus(status);
     if (failedStatuses.has(status))
       throw new OpsError(`${o.name} is ${status}; it will not become healthy`);
     if (servingStatuses.has(status)) {
       if (!o.endpoint) return { status, timeline };
       const probe = await probeEndpoint(o);
       if (probe.date !== undefined) o.client.observeServerDate(probe.date);
-      note(`endpoint ${probe.status}`, probe.detail);
+      noteProbe(probe);
       if (probe.status === 200) {
         const result: WaitResult = {
           status,

@@ -38463,7 +38463,9 @@ const workshopSchema = strictObject({
         .regex(deploymentNamePattern, 'lower-case letters, digits and inner dashes'),
     image: strictObject({
         repository: schemas_string()
-            .regex(/^[a-z0-9][a-z0-9._\-/:]*[a-z0-9]$/, 'an image repository without tag'),
+            .regex(/^[a-z0-9][a-z0-9._\-/:]*[a-z0-9]$/, 'an image repository without tag')
+            // A colon may only name a registry port (host:5000/...), never a tag after the last /.
+            .refine((r) => !r.slice(r.lastIndexOf('/') + 1).includes(':'), 'an image repository without tag'),
         tag: schemas_string()
             .refine(isPinnedImageTag, 'a tag other than latest, or sha256:<digest>')
             .optional(),
@@ -38847,10 +38849,10 @@ async function waitUntilServing(o) {
     const deadline = now() + o.timeoutMs;
     const basePoll = o.pollMs ?? 5_000;
     const timeline = [];
+    // Only changes are noted: a new status, or a new endpoint answer while the status holds.
+    let lastStatus;
+    let lastProbe;
     const note = (event, detail) => {
-        const last = timeline.at(-1);
-        if (last?.event === event && last.detail === detail)
-            return;
         const entry = { atMs: now() - o.startedAt, event };
         const serverNow = o.client.lastServerDate;
         if (o.serverStartedAt !== undefined && serverNow !== undefined) {
@@ -38861,6 +38863,20 @@ async function waitUntilServing(o) {
         timeline.push(entry);
         o.logger.info(`${formatDuration(entry.serverAtMs ?? entry.atMs)}: ${event}${detail ? ` (${detail})` : ''}`);
     };
+    const noteStatus = (status) => {
+        if (status === lastStatus)
+            return;
+        lastStatus = status;
+        lastProbe = undefined;
+        note(status);
+    };
+    const noteProbe = (probe) => {
+        const event = `endpoint ${probe.status}`;
+        if (event === lastProbe)
+            return;
+        lastProbe = event;
+        note(event, probe.detail);
+    };
     let poll = basePoll;
     let status = 'unknown';
     const pause = async () => {
@@ -38869,7 +38885,7 @@ async function waitUntilServing(o) {
     };
     while (now() < deadline) {
         status = await o.client.getStatus(o.name);
-        note(status);
+        noteStatus(status);
         if (failedStatuses.has(status))
             throw new OpsError(`${o.name} is ${status}; it will not become healthy`);
         if (servingStatuses.has(status)) {
@@ -38878,7 +38894,7 @@ async function waitUntilServing(o) {
             const probe = await probeEndpoint(o);
             if (probe.date !== undefined)
                 o.client.observeServerDate(probe.date);
-            note(`endpoint ${probe.status}`, probe.detail);
+            noteProbe(probe);
             if (probe.status === 200) {
                 const result = {
                     status,
