@@ -64,7 +64,10 @@ export function createR2Client(opts: R2Options): S3Client {
     requestChecksumCalculation: 'WHEN_REQUIRED',
     responseChecksumValidation: 'WHEN_REQUIRED',
     maxAttempts: opts.maxAttempts ?? 3,
-    ...(opts.requestTimeoutMs ? { requestHandler: { requestTimeout: opts.requestTimeoutMs } } : {}),
+    // throwOnRequestTimeout: without it smithy only logs a warning and the request hangs on.
+    ...(opts.requestTimeoutMs
+      ? { requestHandler: { requestTimeout: opts.requestTimeoutMs, throwOnRequestTimeout: true } }
+      : {}),
   });
 }
 
