@@ -230,9 +230,7 @@ describe('cost', () => {
     expect(() => checkCostLimit(cost, 100)).toThrow(
       /costs \$143\.20\/h at max replicas, above max-hourly-cost \$100\.00\/h\. Lower max-replicas \(at most 27\)/,
     );
-    expect(tableToText(costTable(cost))).toContain(
-      'max 40 replicas        $143.20   $429.60',
-    );
+    expect(tableToText(costTable(cost))).toContain('max 40 replicas        $143.20   $429.60');
     expect(() =>
       estimateCost(rows, {
         gpu: 'B300',
