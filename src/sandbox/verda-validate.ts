@@ -10,6 +10,7 @@ import {
   type VolumeMount,
 } from '../serverless/verda-types.js';
 import { findCompute, type ComputeModel } from './verda-catalog.js';
+import { exampleScaling } from './verda-examples.js';
 
 export class ApiError extends Error {
   constructor(
@@ -34,15 +35,7 @@ export interface ValidationContext {
   registryCredentials: ReadonlySet<string>;
 }
 
-export const defaultScaling = (): ScalingOptions => ({
-  min_replica_count: 0,
-  max_replica_count: 1,
-  scale_up_policy: { delay_seconds: 0 },
-  scale_down_policy: { delay_seconds: 300 },
-  queue_message_ttl_seconds: 300,
-  concurrent_requests_per_replica: 1,
-  scaling_triggers: { queue_load: { threshold: 1 } },
-});
+export const defaultScaling = (): ScalingOptions => exampleScaling(0, 1);
 
 type Json = Record<string, unknown>;
 

@@ -118,6 +118,8 @@ export interface VerdaEmulator {
   setQueueLength(name: string, queued: number): void;
   /** Revokes every access token (refresh tokens stay valid). */
   revokeTokens(): void;
+  /** An access token got over HTTP with the client credentials, as a client would get it. */
+  token(): Promise<string>;
   stop(): Promise<void>;
 }
 
@@ -652,6 +654,18 @@ export async function startVerdaEmulator(opts: VerdaEmulatorOptions = {}): Promi
     },
     revokeTokens: () => {
       for (const token of accessTokens.values()) token.revoked = true;
+    },
+    token: async () => {
+      const res = await fetch(`http://127.0.0.1:${apiPort}/v1/oauth2/token`, {
+        method: 'POST',
+        headers: { 'Content-Type': 'application/json' },
+        body: JSON.stringify({
+          grant_type: 'client_credentials',
+          client_id: clientId,
+          client_secret: clientSecret,
+        }),
+      });
+      return ((await res.json()) as { access_token: string }).access_token;
     },
     stop: async () => {
       await Promise.all([close(apiServer), close(inferenceServer)]);

@@ -1,6 +1,7 @@
 // The Verda emulator as a real service on a time scale (no hand-moved clock): a client that
 // polls over HTTP sees a deployment come up, serve inference after a cold start, pause and go.
 import { afterAll, beforeAll, expect, it } from '@jest/globals';
+import { exampleDeployment } from '../../src/sandbox/verda-examples.js';
 import { startVerdaEmulator, type VerdaEmulator } from '../../src/sandbox/verda.js';
 
 let emu: VerdaEmulator;
@@ -9,16 +10,7 @@ let token = '';
 beforeAll(async () => {
   // 1 real ms = 500 emulated ms: 10 s of rollout and a 20 s cold start take ~60 ms.
   emu = await startVerdaEmulator({ timeScale: 500 });
-  const res = await fetch(`${emu.apiUrl}/oauth2/token`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      grant_type: 'client_credentials',
-      client_id: emu.clientId,
-      client_secret: emu.clientSecret,
-    }),
-  });
-  token = ((await res.json()) as { access_token: string }).access_token;
+  token = await emu.token();
 });
 
 afterAll(async () => {
@@ -49,28 +41,19 @@ async function until<T>(probe: () => Promise<T | undefined>): Promise<T> {
 }
 
 it('runs a deployment through its life on emulated time', async () => {
-  const created = await api('POST', '/container-deployments', {
-    name: 'life',
-    compute: { name: 'H200', size: 1 },
-    is_spot: true,
-    container_registry_settings: { is_private: false },
-    scaling: {
-      min_replica_count: 0,
-      max_replica_count: 2,
-      scale_up_policy: { delay_seconds: 0 },
-      scale_down_policy: { delay_seconds: 300 },
-      queue_message_ttl_seconds: 300,
-      concurrent_requests_per_replica: 1,
-      scaling_triggers: { queue_load: { threshold: 1 } },
-    },
-    containers: [
+  const created = await api(
+    'POST',
+    '/container-deployments',
+    exampleDeployment(
+      'life',
+      { compute: { name: 'H200', size: 1 }, is_spot: true },
       {
         image: 'ghcr.io/ahelme/comfyui-worker:sha-abc1234',
-        exposed_port: 8188,
         healthcheck: { enabled: true, path: '/system_stats' },
       },
-    ],
-  });
+    ),
+  );
+
   expect(created.status).toBe(201);
   const seen: string[] = [];
   await until(async () => {

@@ -5,7 +5,7 @@ import { memoryLogger } from '../../src/lib/logger.js';
 import { VerdaApiError, VerdaClient } from '../../src/serverless/client.js';
 import { normalizeReplicas, normalizeStatus } from '../../src/serverless/normalize.js';
 import { waitUntilServing, WaitTimeoutError } from '../../src/serverless/wait.js';
-import type { DeploymentSpec } from '../../src/serverless/verda-types.js';
+import { exampleDeployment } from '../../src/sandbox/verda-examples.js';
 import {
   startVerdaEmulator,
   type VerdaEmulator,
@@ -41,30 +41,7 @@ async function setup(opts: VerdaEmulatorOptions = {}) {
   return { client, sleeps, logger, advanceLocal: (ms: number) => (local += ms), now: () => local };
 }
 
-const spec = (name = 'unit'): DeploymentSpec => ({
-  name,
-  is_spot: false,
-  compute: { name: 'H100', size: 1 },
-  container_registry_settings: { is_private: false, credentials: null },
-  scaling: {
-    min_replica_count: 0,
-    max_replica_count: 2,
-    scale_up_policy: { delay_seconds: 0 },
-    scale_down_policy: { delay_seconds: 300 },
-    queue_message_ttl_seconds: 300,
-    concurrent_requests_per_replica: 1,
-    scaling_triggers: { queue_load: { threshold: 1 } },
-  },
-  containers: [
-    {
-      image: 'ghcr.io/ahelme/comfyui-worker:v1',
-      exposed_port: 8188,
-      healthcheck: { enabled: true, path: '/health' },
-      env: [],
-      volume_mounts: [],
-    },
-  ],
-});
+const spec = (name = 'unit') => exampleDeployment(name);
 
 const tokenRequests = () => emu.requests().filter((r) => r.path === '/oauth2/token').length;
 

@@ -1,6 +1,8 @@
 // The Verda emulator against verda-api.md: auth, validation, shapes, lifecycle on a frozen clock
 // moved by hand, the inference endpoint, and every fault kind.
 import { afterEach, beforeEach, describe, expect, it } from '@jest/globals';
+import type { ContainerSpec } from '../../src/serverless/verda-types.js';
+import { exampleDeployment, exampleScaling } from '../../src/sandbox/verda-examples.js';
 import {
   startVerdaEmulator,
   type VerdaEmulator,
@@ -30,18 +32,7 @@ interface Reply {
   headers: Headers;
 }
 
-async function token(): Promise<string> {
-  const res = await fetch(`${emu.apiUrl}/oauth2/token`, {
-    method: 'POST',
-    headers: { 'Content-Type': 'application/json' },
-    body: JSON.stringify({
-      grant_type: 'client_credentials',
-      client_id: emu.clientId,
-      client_secret: emu.clientSecret,
-    }),
-  });
-  return ((await res.json()) as { access_token: string }).access_token;
-}
+const token = (): Promise<string> => emu.token();
 
 async function call(method: string, path: string, body?: unknown, auth?: string): Promise<Reply> {
   const headers: Record<string, string> = { 'Content-Type': 'application/json' };
@@ -73,32 +64,22 @@ function deployment(
   container: Record<string, unknown> = {},
 ) {
   return {
-    name: 'comfy-test',
-    is_spot: false,
-    compute: { name: 'H100', size: 1 },
-    container_registry_settings: { is_private: true, credentials: { name: 'ghcr' } },
-    scaling: {
-      min_replica_count: 0,
-      max_replica_count: 4,
-      scale_up_policy: { delay_seconds: 0 },
-      scale_down_policy: { delay_seconds: 300 },
-      queue_message_ttl_seconds: 300,
-      concurrent_requests_per_replica: 1,
-      scaling_triggers: { queue_load: { threshold: 1 } },
-    },
-    containers: [
+    ...exampleDeployment(
+      'comfy-test',
+      {
+        container_registry_settings: { is_private: true, credentials: { name: 'ghcr' } },
+        scaling: exampleScaling(0, 4),
+      },
       {
         image: 'ghcr.io/ahelme/comfyui-worker:v1.2.3',
-        exposed_port: 8188,
-        healthcheck: { enabled: true, port: 8188, path: '/health' },
         env: [{ name: 'HF_TOKEN', value_or_reference_to_secret: 'hf-token', type: 'secret' }],
         volume_mounts: [
           { type: 'scratch', mount_path: '/data' },
           { type: 'shared', mount_path: '/mnt/sfs', volume_id: 'vol-1' },
         ],
         ...container,
-      },
-    ],
+      } as Partial<ContainerSpec>,
+    ),
     ...overrides,
   };
 }
