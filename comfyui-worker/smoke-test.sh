@@ -5,12 +5,14 @@
 # Passes when the container, with CPU_ONLY=true and an empty models tree mounted where the SFS
 # goes: answers 200 {"status":"ok"} on /health, registers the SFS model folders, runs as non-root,
 # turns Docker-healthy through its own HEALTHCHECK, and stops on SIGTERM without being killed.
-#   SMOKE_TIMEOUT [600] seconds to wait for /health; SMOKE_PORT [18188] host port
+#   SMOKE_TIMEOUT [600] seconds to wait for /health; SMOKE_PORT [18188] host port;
+#   SMOKE_POLL_SECONDS [5] pause between probes
 set -euo pipefail
 
 image=${1:?usage: smoke-test.sh IMAGE}
 timeout=${SMOKE_TIMEOUT:-600}
 host_port=${SMOKE_PORT:-18188}
+poll=${SMOKE_POLL_SECONDS:-5}
 name="comfyui-worker-smoke-$$"
 models=$(mktemp -d)
 passed=false
@@ -48,7 +50,7 @@ until body=$(curl --fail --silent --max-time 5 "$health_url"); do
     fail "the container exited (code $(docker inspect --format '{{.State.ExitCode}}' "$name")) before /health answered"
   fi
   ((SECONDS < deadline)) || fail "/health did not answer 200 within ${timeout}s"
-  sleep 5
+  sleep "$poll"
 done
 say "/health answered after ${SECONDS}s: $body"
 [[ "$body" == *'"status": "ok"'* || "$body" == *'"status":"ok"'* ]] ||
@@ -66,7 +68,7 @@ say "model folders registered from /mnt/sfs/models"
 for _ in $(seq 1 12); do
   status=$(docker inspect --format '{{.State.Health.Status}}' "$name")
   [[ "$status" == healthy ]] && break
-  sleep 5
+  sleep "$poll"
 done
 [[ "$status" == healthy ]] || fail "Docker health status is '$status', expected healthy"
 say "Docker HEALTHCHECK: healthy"

@@ -21,24 +21,106 @@ import path from 'node:path';
 const root = path.resolve(import.meta.dirname, '../..');
 const workerDir = path.join(root, 'comfyui-worker');
 
-// CommonJS on purpose: the temp directory has no package.json saying "module".
+// CommonJS on purpose: the temp directory has no package.json saying "module". Like ComfyUI it
+// logs the model folders it registers; STAND_IN_MODE=crash exits at once, ignore-term keeps
+// running after SIGTERM.
 const standIn = `#!/usr/bin/env node
 const http = require('node:http');
 const fs = require('node:fs');
 const args = process.argv.slice(2);
 const option = (name) => args[args.indexOf(name) + 1];
-fs.writeFileSync(process.env.STAND_IN_MARKER, String(process.pid));
+const mode = process.env.STAND_IN_MODE || 'ok';
+if (process.env.STAND_IN_MARKER) fs.writeFileSync(process.env.STAND_IN_MARKER, String(process.pid));
+if (mode === 'crash') {
+  console.error('stand-in: crashing on purpose');
+  process.exit(3);
+}
+const config = fs.readFileSync(option('--extra-model-paths-config'), 'utf8');
+const base = /base_path: '(.*)'/.exec(config)[1];
+for (const [, folder, sub] of config.matchAll(/^  (\\w+): (\\w+\\/)$/gm)) {
+  console.log('Adding extra search path ' + folder + ' ' + base + '/' + sub);
+}
 const server = http.createServer((req, res) => {
   res.setHeader('content-type', 'application/json');
-  if (req.url === '/health') return res.end(JSON.stringify({ status: 'ok' }));
+  if (req.url === '/health' && mode === 'unhealthy') res.statusCode = 503;
+  if (req.url === '/health') return res.end(JSON.stringify({ status: 'ok', queue_remaining: 0 }));
   res.end(JSON.stringify({ pid: process.pid, argv: args, cwd: process.cwd() }));
 });
 server.listen(Number(option('--port')), option('--listen'), () => console.log('stand-in: listening'));
 process.on('SIGTERM', () => {
   console.log('stand-in: SIGTERM');
+  if (mode === 'ignore-term') return;
   server.closeAllConnections();
   server.close(() => process.exit(0));
 });
+`;
+
+// Just enough of the docker CLI for smoke-test.sh: `run` starts the real entrypoint.sh (with the
+// Node stand-in as python3) on the published host port; `stop` sends SIGTERM and, after a short
+// grace, SIGKILL (exit 137), as Docker does; the health status comes from the real healthcheck.sh.
+const fakeDocker = `#!/usr/bin/env bash
+set -euo pipefail
+state=$FAKE_DOCKER_STATE
+command=$1
+shift
+case $command in
+  run)
+    envs=()
+    while [ $# -gt 0 ]; do
+      case $1 in
+        --detach) shift ;;
+        --name) name=$2; shift 2 ;;
+        --env) envs+=("$2"); shift 2 ;;
+        --volume) shift 2 ;;
+        --publish) port=$(printf '%s' "$2" | cut -d: -f2); shift 2 ;;
+        *) shift ;;
+      esac
+    done
+    dir=$state/$name
+    mkdir -p "$dir"
+    echo "$port" > "$dir/port"
+    (
+      env "\${envs[@]}" PORT="$port" LISTEN=127.0.0.1 WORKER_RUNTIME_DIR="$dir/run" \\
+        bash "$WORKER_DIR/entrypoint.sh" > "$dir/log" 2>&1 < /dev/null &
+      echo $! > "$dir/pid"
+      set +e
+      wait $!
+      echo $? > "$dir/exit"
+    ) > /dev/null 2>&1 &
+    until [ -s "$dir/pid" ]; do sleep 0.05; done
+    echo fake-container-id
+    ;;
+  inspect)
+    dir=$state/$3
+    running=false
+    [ -e "$dir/exit" ] || running=true
+    case $2 in
+      *Running*) echo "$running" ;;
+      *ExitCode*) if [ -e "$dir/exit" ]; then cat "$dir/exit"; else echo 0; fi ;;
+      *Health.Status*)
+        if $running && PORT=$(cat "$dir/port") bash "$WORKER_DIR/healthcheck.sh"; then
+          echo healthy
+        else
+          echo unhealthy
+        fi ;;
+    esac
+    ;;
+  exec) echo "$FAKE_UID" ;;
+  logs) cat "$state/$1/log" ;;
+  stop)
+    dir=$state/$3
+    [ -e "$dir/exit" ] || kill -TERM "$(cat "$dir/pid")"
+    for _ in 1 2 3 4 5 6 7 8 9 10; do [ -e "$dir/exit" ] && break; sleep 0.1; done
+    [ -e "$dir/exit" ] || kill -KILL "$(cat "$dir/pid")"
+    until [ -e "$dir/exit" ]; do sleep 0.05; done
+    echo "$3"
+    ;;
+  rm)
+    dir=$state/$2
+    if [ -e "$dir/pid" ] && [ ! -e "$dir/exit" ]; then kill -KILL "$(cat "$dir/pid")"; fi
+    ;;
+  *) echo "fake docker: $command is not emulated" >&2; exit 1 ;;
+esac
 `;
 
 let work: string;
@@ -63,6 +145,9 @@ beforeAll(() => {
   pythonStandIn = path.join(work, 'python3-stand-in');
   writeFileSync(pythonStandIn, standIn);
   chmodSync(pythonStandIn, 0o755);
+  mkdirSync(path.join(work, 'bin'));
+  writeFileSync(path.join(work, 'bin/docker'), fakeDocker);
+  chmodSync(path.join(work, 'bin/docker'), 0o755);
 });
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -197,5 +282,71 @@ describe('worker entrypoint, exec and signals', () => {
       "[comfyui-worker] error: PORT must be a number from 1 to 65535, got '99999'\n",
     );
     expect(existsSync(marker)).toBe(false);
+  });
+});
+
+describe('smoke-test.sh, the gate before a push (against a fake docker CLI)', () => {
+  type Smoke = { code: number | null; stdout: string; stderr: string };
+
+  async function smoke(env: Record<string, string>): Promise<Smoke> {
+    const state = mkdtempSync(path.join(work, 'docker-'));
+    const port = await freePort();
+    return new Promise((resolve) => {
+      execFile(
+        'bash',
+        [path.join(workerDir, 'smoke-test.sh'), 'comfyui-worker:smoke'],
+        {
+          env: {
+            PATH: `${path.join(work, 'bin')}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+            FAKE_DOCKER_STATE: state,
+            WORKER_DIR: workerDir,
+            PYTHON: pythonStandIn,
+            COMFYUI_DIR: comfyDir,
+            FAKE_UID: '1000',
+            SMOKE_PORT: String(port),
+            SMOKE_POLL_SECONDS: '0.2',
+            ...env,
+          },
+        },
+        (error, stdout, stderr) =>
+          resolve({ code: error ? Number(error.code ?? 1) : 0, stdout, stderr }),
+      );
+    });
+  }
+
+  it('passes a worker that answers /health, registers the SFS folders and stops on SIGTERM', async () => {
+    const r = await smoke({});
+    expect(r.stderr).toBe('');
+    expect(r.code).toBe(0);
+    expect(r.stdout).toContain('[smoke] runs as uid 1000');
+    expect(r.stdout).toContain('[smoke] model folders registered from /mnt/sfs/models');
+    expect(r.stdout).toContain('[smoke] Docker HEALTHCHECK: healthy');
+    expect(r.stdout).toContain('[smoke] stopped on SIGTERM (exit 0)');
+    expect(r.stdout.trim().split('\n').at(-1)).toBe('[smoke] passed');
+  });
+
+  it.each([
+    [
+      'a worker that crashes at start',
+      { STAND_IN_MODE: 'crash' },
+      'the container exited (code 3) before /health answered',
+    ],
+    [
+      'a worker whose /health never answers 200',
+      { STAND_IN_MODE: 'unhealthy', SMOKE_TIMEOUT: '2' },
+      '/health did not answer 200 within 2s',
+    ],
+    ['a worker running as root', { FAKE_UID: '0' }, 'the worker runs as root'],
+    [
+      'a worker that ignores SIGTERM',
+      { STAND_IN_MODE: 'ignore-term' },
+      'the worker ignored SIGTERM and was killed (exit 137)',
+    ],
+  ])('fails %s, with the container logs', async (_what, env, message) => {
+    const r = await smoke(env);
+    expect(r.code).toBe(1);
+    expect(r.stderr).toContain(`[smoke] FAILED: ${message}`);
+    expect(r.stdout).toContain('[smoke] container logs:');
+    expect(r.stdout).toContain('[comfyui-worker] model paths:');
   });
 });
