@@ -10,7 +10,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
-import { abortUpload, isRetryableS3Error } from '../lib/r2-stream-upload.js';
+import { abortUpload, describeS3Failure, isRetryableS3Error } from '../lib/r2-stream-upload.js';
 import type { Logger } from '../lib/logger.js';
 import { retry, type RetryOptions } from '../lib/retry.js';
 import { latestKey, parseBackupId, parseLatest, type LatestPointer } from './manifest.js';
@@ -36,8 +36,13 @@ export class BackupStore {
     this.retryOpts = { attempts: 5, baseDelayMs: 500, retryable: isRetryableS3Error, ...retryOpts };
   }
 
-  private send<T>(fn: () => Promise<T>): Promise<T> {
-    return retry(fn, this.retryOpts);
+  private async send<T>(what: string, fn: () => Promise<T>): Promise<T> {
+    try {
+      return await retry(fn, this.retryOpts);
+    } catch (err) {
+      if ((err as { name?: string }).name === 'NoSuchKey') throw err;
+      throw describeS3Failure(what, err);
+    }
   }
 
   /** Every key under the prefix (paged, 1,000 a page). */
@@ -45,7 +50,7 @@ export class BackupStore {
     const keys: string[] = [];
     let token: string | undefined;
     do {
-      const page = await this.send(() =>
+      const page = await this.send(`ListObjectsV2 ${under}`, () =>
         this.client.send(
           new ListObjectsV2Command({
             Bucket: this.bucket,
@@ -77,7 +82,7 @@ export class BackupStore {
 
   async getText(key: string): Promise<string | undefined> {
     try {
-      const res = await this.send(() =>
+      const res = await this.send(`GetObject ${key}`, () =>
         this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key })),
       );
       return await res.Body?.transformToString('utf8');
@@ -101,7 +106,7 @@ export class BackupStore {
   ): Promise<string> {
     const data = Buffer.from(body, 'utf8');
     const md5 = createHash('md5').update(data).digest('base64');
-    await this.send(() =>
+    await this.send(`PutObject ${key}`, () =>
       this.client.send(
         new PutObjectCommand({
           Bucket: this.bucket,
@@ -119,7 +124,7 @@ export class BackupStore {
 
   /** Streams an object through sha256 (read-back verification; R2 egress is free). */
   async sha256Of(key: string): Promise<{ sha256: string; bytes: number }> {
-    return this.send(async () => {
+    return this.send(`read-back of ${key}`, async () => {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
       const hash = createHash('sha256');
       let bytes = 0;
@@ -132,7 +137,7 @@ export class BackupStore {
   }
 
   async delete(key: string): Promise<void> {
-    await this.send(() =>
+    await this.send(`DeleteObject ${key}`, () =>
       this.client.send(new DeleteObjectCommand({ Bucket: this.bucket, Key: key })),
     );
   }
@@ -150,7 +155,7 @@ export class BackupStore {
     let keyMarker: string | undefined;
     let uploadIdMarker: string | undefined;
     do {
-      const page = await this.send(() =>
+      const page = await this.send('ListMultipartUploads', () =>
         this.client.send(
           new ListMultipartUploadsCommand({
             Bucket: this.bucket,

@@ -52,6 +52,16 @@ export function isRetryableS3Error(err: unknown): boolean {
   return isTransientNetworkError(err);
 }
 
+/** "R2 PutObject a/b failed: <message> (HTTP 500)": which request, on what, and why. */
+export function describeS3Failure(what: string, err: unknown): OpsError {
+  if (err instanceof OpsError) return err;
+  const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
+  const message = errorMessage(err).replace(/\.+$/, '');
+  return new OpsError(`R2 ${what} failed: ${message}${status ? ` (HTTP ${status})` : ''}`, {
+    cause: err,
+  });
+}
+
 class EtagMismatch extends Error {
   constructor(what: string, sent: string, got: string | undefined) {
     super(
@@ -221,7 +231,7 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
   } catch (err) {
     await Promise.allSettled(inFlight);
     if (uploadId !== undefined) await abortUpload(client, bucket, key, uploadId, logger);
-    throw err;
+    throw describeS3Failure(`upload of ${key}`, err);
   }
 }
 

@@ -1,0 +1,310 @@
+// backup-verda faults and bad inputs, through the bundle with the real sshd host and the R2
+// emulator. Every failure must leave no manifest, no object and no multipart upload of the
+// failed run behind, and latest.json must still name the previous good backup.
+import { execFileSync } from 'node:child_process';
+import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import path from 'node:path';
+import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import type { Manifest } from '../../src/backup/manifest.js';
+import { modelBytesStream } from '../../src/sandbox/fixture-tree.js';
+import { PREFIX, latestId, sha256, startBackupWorld, type BackupWorld } from './backup-setup.js';
+
+const BIG = 'checkpoints/fault-test.safetensors';
+const BIG_SIZE = 96 * 2 ** 20; // 6 parts of 16 MiB, more than the pipeline buffers
+let world: BackupWorld;
+let goodId: string;
+let bigConfig: string;
+
+function bigModelSha(): string {
+  const cipher = modelBytesStream(BIG);
+  return sha256(cipher.update(Buffer.alloc(BIG_SIZE)));
+}
+
+beforeAll(async () => {
+  world = await startBackupWorld([{ path: BIG, size: BIG_SIZE }]);
+  // A small item, then the big model: a failure in the second must also remove the first.
+  bigConfig = world.writeConfig('big.yml', (yaml) =>
+    yaml.replace(
+      /^items:\n[\s\S]*$/m,
+      [
+        'items:',
+        '  - id: comfy-env',
+        '    paths: [/home/dev/comfy-multi/.env]',
+        '  - id: models',
+        '    paths: [/home/dev/comfy-multi/data/models/checkpoints]',
+        '',
+      ].join('\n'),
+    ),
+  );
+  const good = await world.run();
+  expect(good.code).toBe(0);
+  goodId = good.outputs['backup-id'] ?? '';
+}, 120_000);
+afterAll(async () => {
+  await world?.stop();
+});
+afterEach(() => world.r2.clearFaults());
+
+/** The failed run's id from its error, and proof that it left nothing behind. */
+async function expectCleanFailure(errors: string[]): Promise<string> {
+  expect(errors).toHaveLength(1);
+  const failedId = /backup (\d{8}T\d{6}Z) (failed|cannot start)/.exec(errors[0] ?? '')?.[1];
+  expect(failedId).toBeDefined();
+  expect(await world.keys(`${PREFIX}/${failedId}/`)).toEqual([]);
+  expect(await world.pendingUploads()).toBe(0);
+  expect(await latestId(world)).toBe(goodId);
+  expect(await world.keys(`${PREFIX}/${goodId}/`)).toContain(`${PREFIX}/${goodId}/manifest.json`);
+  return failedId ?? '';
+}
+
+/** Decrypts the stored models archive and checks the model's bytes. */
+async function expectModelRestored(manifestKey: string): Promise<void> {
+  const manifest = JSON.parse((await world.get(manifestKey)).toString('utf8')) as Manifest;
+  const item = manifest.items.find((i) => i.id === 'models')!;
+  const data = await world.get(item.key);
+  expect(sha256(data)).toBe(item.sha256);
+  const file = path.join(world.dir, 'models.age');
+  writeFileSync(file, data);
+  const tar = execFileSync(
+    'bash',
+    ['-o', 'pipefail', '-c', `age -d -i "$1" "$2" | zstd -dc`, '_', world.identityFile, file],
+    {
+      maxBuffer: 256 * 2 ** 20,
+    },
+  );
+  const member = execFileSync('tar', ['-xOf', '-', `home/dev/comfy-multi/data/models/${BIG}`], {
+    input: tar,
+    maxBuffer: 256 * 2 ** 20,
+  });
+  expect(sha256(member)).toBe(bigModelSha());
+}
+
+function processesNamed(name: string): number[] {
+  return world.host.sessionPids().filter((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name;
+    } catch {
+      return false;
+    }
+  });
+}
+
+async function waitFor(check: () => boolean, what: string, timeoutMs = 30_000): Promise<void> {
+  for (const started = Date.now(); !check();) {
+    if (Date.now() - started > timeoutMs) throw new Error(`timed out waiting for ${what}`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
+}
+
+describe('faults on the host side', () => {
+  it('refuses a wrong host key pin, showing both fingerprints, and uploads nothing', async () => {
+    world.r2.resetCounts();
+    const wrong = `SHA256:${'B'.repeat(43)}`;
+    const run = await world.run({ 'host-key-fingerprints': wrong });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toContain(
+      `presented ${world.host.hostKeyFingerprint}, expected ${wrong}`,
+    );
+    expect(world.r2.counts().byOperation.PutObject ?? 0).toBe(0);
+    expect(await latestId(world)).toBe(goodId);
+  });
+
+  it('fails cleanly when the connection drops mid-item', async () => {
+    // Hold the first part so the remote tar is still streaming when the link is cut.
+    world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 4000 });
+    const running = world.run({ config: bigConfig });
+    await waitFor(() => processesNamed('tar').length > 0, 'the remote tar');
+    await new Promise((r) => setTimeout(r, 300));
+    for (const pid of processesNamed('sshd')) process.kill(pid, 'SIGKILL');
+    const run = await running;
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/models|connection/);
+    expect(run.errors[0]).toMatch(/before it exited|dropped|closed|ECONNRESET/);
+    await expectCleanFailure(run.errors);
+  });
+
+  it('fails cleanly when the remote tar is killed by a signal', async () => {
+    world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 3000 });
+    const running = world.run({ config: bigConfig });
+    await waitFor(() => processesNamed('tar').length > 0, 'the remote tar');
+    for (const pid of processesNamed('tar')) process.kill(pid, 'SIGKILL');
+    const run = await running;
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/item models|code 137|signal/);
+    await expectCleanFailure(run.errors);
+  });
+
+  it('fails cleanly on tar exit 2 (an unreadable file), with tar’s message', async () => {
+    const locked = path.join(world.host.hostRoot, 'srv/locked');
+    mkdirSync(locked, { recursive: true });
+    writeFileSync(path.join(locked, 'root-only.key'), 'secret');
+    chmodSync(path.join(locked, 'root-only.key'), 0o600);
+    const config = world.writeConfig('locked.yml', (yaml) =>
+      yaml.replace(/^items:\n/m, 'items:\n  - id: locked\n    paths: [/srv/locked]\n'),
+    );
+    const run = await world.run({ config });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/exited with code 2.*Permission denied/);
+    await expectCleanFailure(run.errors);
+  });
+
+  it('fails before uploading when a required item is missing; warns for a missing optional one', async () => {
+    world.r2.resetCounts();
+    const missingRequired = world.writeConfig('missing.yml', (yaml) =>
+      yaml.replace(/^items:\n/m, 'items:\n  - id: gone\n    paths: [/srv/not-there]\n'),
+    );
+    const run = await world.run({ config: missingRequired });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/required item gone is missing .*\/srv\/not-there/);
+    expect(world.r2.counts().byOperation.PutObject ?? 0).toBe(0);
+    await expectCleanFailure(run.errors);
+
+    const missingOptional = world.writeConfig('optional.yml', (yaml) =>
+      yaml.replace(
+        /^items:\n/m,
+        'items:\n  - id: gone\n    required: false\n    paths: [/srv/not-there]\n',
+      ),
+    );
+    const ok = await world.run({ config: missingOptional });
+    expect(ok.code).toBe(0);
+    expect(ok.warnings.some((w) => /optional item gone is missing/.test(w))).toBe(true);
+    expect(ok.summary).toMatch(/\| gone \| missing on the host/);
+    goodId = ok.outputs['backup-id'] ?? '';
+  });
+
+  it('fails before uploading when the sudo rule for the read wrapper is missing', async () => {
+    const config = world.writeConfig('nosudo.yml', (yaml) =>
+      yaml.replace(/^read-wrapper: .*$/m, 'read-wrapper: /usr/local/sbin/not-allowed'),
+    );
+    const run = await world.run({ config });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/may not run 'sudo -n \/usr\/local\/sbin\/not-allowed'/);
+    await expectCleanFailure(run.errors);
+  });
+});
+
+describe('faults on the R2 side', () => {
+  it('retries a part answered 500 and one cut mid-body; the stored archive decrypts to the same bytes', async () => {
+    world.r2.addFault({ operation: 'UploadPart', action: 'status', status: 500, nth: 2 });
+    world.r2.addFault({ operation: 'UploadPart', action: 'reset', nth: 4 });
+    world.r2.resetCounts();
+    const run = await world.run({ config: bigConfig });
+    expect(run.errors).toEqual([]);
+    expect(run.code).toBe(0);
+    const faulted = world.r2.requests().filter((r) => r.fault);
+    expect(faulted.map((r) => r.fault).sort()).toEqual(['reset', 'status']);
+    expect(run.warnings.filter((w) => /attempt \d failed/.test(w))).toHaveLength(2);
+    await expectModelRestored(run.outputs['manifest-key'] ?? '');
+    goodId = run.outputs['backup-id'] ?? '';
+  });
+
+  it('cuts a stalled part after r2-timeout and retries it', async () => {
+    world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 20_000, nth: 2 });
+    const run = await world.run({ config: bigConfig, 'r2-timeout': '2s' });
+    expect(run.errors).toEqual([]);
+    expect(run.code).toBe(0);
+    expect(run.warnings.some((w) => /attempt \d failed .*timeout/i.test(w))).toBe(true);
+    await expectModelRestored(run.outputs['manifest-key'] ?? '');
+    goodId = run.outputs['backup-id'] ?? '';
+  });
+
+  it('gives up on a part that keeps failing: aborts the upload, removes what it wrote', async () => {
+    world.r2.addFault({
+      operation: 'UploadPart',
+      action: 'status',
+      status: 503,
+      nth: 2,
+      times: Infinity,
+    });
+    const run = await world.run({ config: bigConfig });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(
+      /failed: .*What it uploaded was removed; latest.json still names/,
+    );
+    await expectCleanFailure(run.errors);
+  });
+
+  it('removes the archives and RESTORE.sh when the manifest cannot be written', async () => {
+    world.r2.addFault({
+      operation: 'PutObject',
+      keyPattern: /manifest\.json$/,
+      action: 'status',
+      status: 500,
+      times: Infinity,
+    });
+    const run = await world.run();
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/R2 PutObject \S+\/manifest\.json failed: .*\(HTTP 500\)/);
+    await expectCleanFailure(run.errors);
+  });
+});
+
+describe('bad inputs fail before any connection or request', () => {
+  const cases: [string, () => Record<string, string>, RegExp][] = [
+    [
+      'missing pin',
+      () => ({ 'host-key-fingerprints': '' }),
+      /Input 'host-key-fingerprints' is invalid/,
+    ],
+    [
+      'malformed pin',
+      () => ({ 'host-key-fingerprints': 'MD5:aa:bb' }),
+      /host-key-fingerprints.*"MD5:aa:bb"/,
+    ],
+    [
+      'unknown config key',
+      () => ({ config: world.writeConfig('k.yml', (y) => `${y}colour: blue\n`) }),
+      /Unrecognized key: "colour"/,
+    ],
+    [
+      'relative config path',
+      () => ({
+        config: world.writeConfig('r.yml', (y) =>
+          y.replace('[/var/lib/tailscale]', '[var/lib/tailscale]'),
+        ),
+      }),
+      /items\[0\]\.paths\[0\]: path "var\/lib\/tailscale" must be absolute/,
+    ],
+    [
+      "'..' in a config path",
+      () => ({
+        config: world.writeConfig('d.yml', (y) => y.replace('[/etc/ufw]', '[/etc/ufw/../shadow]')),
+      }),
+      /items\[4\]\.paths\[0\]: .*must not contain '\.\.'/,
+    ],
+    [
+      'bad retention',
+      () => ({ retention: 'daily=7,hourly=24' }),
+      /Input 'retention' is invalid: got "daily=7,hourly=24"/,
+    ],
+    [
+      'bad recipient',
+      () => ({ 'age-recipients': 'age1notarealkey' }),
+      /Input 'age-recipients' is invalid: got "age1notarealkey"/,
+    ],
+    [
+      'secret identity as recipient (never echoed)',
+      () => ({ 'age-recipients': world.identity }),
+      /age-recipients.*<redacted>.*public key/,
+    ],
+    [
+      'invalid bucket',
+      () => ({ bucket: 'Backups_2026' }),
+      /Input 'bucket' is invalid: got "Backups_2026"/,
+    ],
+    [
+      'with-models without the model sync',
+      () => ({ 'with-models': 'true' }),
+      /with-models.*sync-models/,
+    ],
+  ];
+  it.each(cases)('%s', async (_name, overrides, message) => {
+    const connections = world.host.connectionCount();
+    world.r2.resetCounts();
+    const run = await world.run(overrides());
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(message);
+    expect(world.host.connectionCount()).toBe(connections);
+    expect(world.r2.counts().classA + world.r2.counts().classB).toBe(0);
+  });
+});
