@@ -169,6 +169,23 @@ describe('a workshop from nothing to stopped', () => {
     });
   });
 
+  it('scale checks bounds against the live deployment, not the config', async () => {
+    emu.clearRequests();
+    const above = await deploy(emu, { command: 'scale', 'min-replicas': 45 });
+    expect(above.code).toBe(1);
+    expect(failure(above)).toContain(
+      'Input \'min-replicas\' is invalid: got "45"; expected max >= max(1, min); the deployment would have min 45, max 20',
+    );
+    expect(writes(emu)).toEqual([]);
+    const beyondConfig = await deploy(emu, {
+      command: 'scale',
+      'min-replicas': 45,
+      'max-replicas': 50,
+    });
+    expect(failure(beyondConfig)).toBe('');
+    await deploy(emu, { command: 'scale', 'min-replicas': 2, 'max-replicas': 20 });
+  });
+
   it('a new image replaces the container under its server-side name', async () => {
     emu.clearRequests();
     const run = await deploy(emu, {

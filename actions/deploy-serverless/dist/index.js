@@ -42572,7 +42572,9 @@ async function run() {
         const inputs = parseDeployInputs(actionInputs);
         const configFile = external_node_path_default().resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
         const config = await loadWorkshopConfig(configFile);
-        const desired = resolveDesired(config, inputs.overrides);
+        // scale checks min/max against the live deployment, not against the config's bounds.
+        const { minReplicas, maxReplicas, ...rest } = inputs.overrides;
+        const desired = resolveDesired(config, inputs.command === 'scale' ? rest : inputs.overrides);
         if (inputs.command === 'delete' && inputs.confirm !== desired.name) {
             throw new InputError('confirm', inputs.confirm ?? '', `the deployment name "${desired.name}" to confirm the delete`);
         }
@@ -42594,12 +42596,8 @@ async function run() {
                 pollMs: inputs.pollMs,
                 purgeQueue: inputs.purgeQueue,
                 scale: {
-                    ...(inputs.overrides.minReplicas === undefined
-                        ? {}
-                        : { min: inputs.overrides.minReplicas }),
-                    ...(inputs.overrides.maxReplicas === undefined
-                        ? {}
-                        : { max: inputs.overrides.maxReplicas }),
+                    ...(minReplicas === undefined ? {} : { min: minReplicas }),
+                    ...(maxReplicas === undefined ? {} : { max: maxReplicas }),
                 },
                 ...(inputs.maxHourlyCost === undefined ? {} : { maxHourlyCost: inputs.maxHourlyCost }),
                 ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),

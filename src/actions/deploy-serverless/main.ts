@@ -24,7 +24,9 @@ export async function run(): Promise<void> {
     const inputs = parseDeployInputs(actionInputs);
     const configFile = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
     const config = await loadWorkshopConfig(configFile);
-    const desired = resolveDesired(config, inputs.overrides);
+    // scale checks min/max against the live deployment, not against the config's bounds.
+    const { minReplicas, maxReplicas, ...rest } = inputs.overrides;
+    const desired = resolveDesired(config, inputs.command === 'scale' ? rest : inputs.overrides);
     if (inputs.command === 'delete' && inputs.confirm !== desired.name) {
       throw new InputError(
         'confirm',
@@ -50,12 +52,8 @@ export async function run(): Promise<void> {
         pollMs: inputs.pollMs,
         purgeQueue: inputs.purgeQueue,
         scale: {
-          ...(inputs.overrides.minReplicas === undefined
-            ? {}
-            : { min: inputs.overrides.minReplicas }),
-          ...(inputs.overrides.maxReplicas === undefined
-            ? {}
-            : { max: inputs.overrides.maxReplicas }),
+          ...(minReplicas === undefined ? {} : { min: minReplicas }),
+          ...(maxReplicas === undefined ? {} : { max: maxReplicas }),
         },
         ...(inputs.maxHourlyCost === undefined ? {} : { maxHourlyCost: inputs.maxHourlyCost }),
         ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),
