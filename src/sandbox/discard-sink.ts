@@ -1,0 +1,105 @@
+// An S3-compatible endpoint for benchmarks: it reads every body and drops it, and answers just
+// enough like S3 for uploaders (multipart, PutObject, an empty bucket). It shows what a client
+// costs by itself, without a storage server's own limits. It checks no signature.
+import { randomBytes } from 'node:crypto';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+
+export interface DiscardSink {
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** Requests answered, and bytes of object data (PUT bodies) dropped. */
+  stats(): { requests: number; bytes: number };
+  stop(): Promise<void>;
+}
+
+const XMLNS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
+
+export async function startDiscardSink(): Promise<DiscardSink> {
+  let requests = 0;
+  let bytes = 0;
+
+  const server = http.createServer((req, res) => {
+    requests++;
+    const url = new URL(req.url ?? '/', 'http://sink');
+    const [bucket = '', ...rest] = url.pathname.split('/').slice(1);
+    const key = decodeURIComponent(rest.join('/'));
+    const q = url.searchParams;
+    let size = 0;
+    req.on('data', (chunk: Buffer) => (size += chunk.length));
+    req.on('end', () => {
+      if (req.method === 'PUT') bytes += size;
+      const xml = (status: number, body: string): void => {
+        const text = `<?xml version="1.0" encoding="UTF-8"?>\n${body}`;
+        res.writeHead(status, {
+          'content-type': 'application/xml',
+          'content-length': Buffer.byteLength(text),
+        });
+        res.end(text);
+      };
+      const etag = `"${randomBytes(16).toString('hex')}"`;
+      switch (req.method) {
+        case 'PUT':
+          res.writeHead(200, { etag, 'content-length': 0 }).end();
+          return;
+        case 'POST':
+          if (q.has('uploads')) {
+            return xml(
+              200,
+              `<InitiateMultipartUploadResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${key}</Key>` +
+                `<UploadId>${randomBytes(16).toString('hex')}</UploadId></InitiateMultipartUploadResult>`,
+            );
+          }
+          return xml(
+            200,
+            `<CompleteMultipartUploadResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${key}</Key>` +
+              `<ETag>${etag}</ETag></CompleteMultipartUploadResult>`,
+          );
+        case 'DELETE':
+          res.writeHead(204).end();
+          return;
+        case 'HEAD':
+          res.writeHead(404).end();
+          return;
+        case 'GET':
+          if (!key && q.has('uploads')) {
+            return xml(
+              200,
+              `<ListMultipartUploadsResult ${XMLNS}><Bucket>${bucket}</Bucket><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>`,
+            );
+          }
+          if (!key) {
+            return xml(
+              200,
+              `<ListBucketResult ${XMLNS}><Name>${bucket}</Name><Prefix>${q.get('prefix') ?? ''}</Prefix>` +
+                '<KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>',
+            );
+          }
+          if (q.has('uploadId')) {
+            return xml(
+              200,
+              `<ListPartsResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${key}</Key><IsTruncated>false</IsTruncated></ListPartsResult>`,
+            );
+          }
+          return xml(
+            404,
+            '<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>',
+          );
+      }
+      res.writeHead(405).end();
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
+    accessKeyId: 'discard',
+    secretAccessKey: 'discard-sink-secret',
+    stats: () => ({ requests, bytes }),
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}

@@ -1,0 +1,453 @@
+// The R2 emulator: s3rver 3.7.1 in-process (the storage) behind a loopback proxy of our own that
+// enforces what R2 enforces and s3rver does not (testing.md §2), verifies SigV4 credentials,
+// counts Class A / Class B operations, answers ListParts / ListMultipartUploads / Abort (s3rver
+// has none of them), and injects faults by rule. Bodies are streamed through; only a
+// CompleteMultipartUpload body (a small XML) is read whole.
+import { createCipheriv, randomBytes } from 'node:crypto';
+import { mkdtemp, rm } from 'node:fs/promises';
+import http from 'node:http';
+import type { AddressInfo } from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { pipeline } from 'node:stream/promises';
+import S3rver from 's3rver';
+import { R2_LIST_PAGE } from '../lib/r2.js';
+import { sleep } from '../lib/retry.js';
+import {
+  S3ErrorReply,
+  checkCompletedParts,
+  checkRequestHeaders,
+  classifyRequest,
+  escapeXml,
+  parseCompleteBody,
+  preconditionFailed,
+  type Classified,
+  type S3Request,
+} from './r2-rules.js';
+import { S3rverStore } from './r2-store.js';
+import { verifySigV4 } from './sigv4.js';
+
+export interface FaultRule {
+  /** S3 operation name as counted (PutObject, UploadPart, GetObject, ListObjectsV2, ...). */
+  operation?: string;
+  method?: string;
+  keyPattern?: RegExp;
+  /** Fire from the n-th matching request on (1-based); default 1. */
+  nth?: number;
+  /** How many times to fire; default 1 (Infinity for always). */
+  times?: number;
+  /** status: an S3 XML error (500 InternalError, 503 SlowDown); reset: the connection is cut
+   *  after part of the request body (or, for requests without a body, of the response body);
+   *  stall: the request is held stallMs before it is served. */
+  action: 'status' | 'reset' | 'stall';
+  status?: number;
+  stallMs?: number;
+  /** For reset: bytes let through before the cut; default half the body, at most 64 KiB. */
+  resetAfterBytes?: number;
+}
+
+export interface R2Counts {
+  classA: number;
+  classB: number;
+  byOperation: Record<string, number>;
+}
+
+export interface R2RequestRecord {
+  operation: string;
+  method: string;
+  bucket?: string;
+  key?: string;
+  partNumber?: number;
+  status: number;
+  fault?: FaultRule['action'];
+}
+
+export interface R2Emulator {
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  /** s3rver's storage directory (tests may flip bytes in stored objects). */
+  dir: string;
+  createBucket(name: string): Promise<void>;
+  /** Every request received (rejected and faulted ones included), by class and by operation. */
+  counts(): R2Counts;
+  requests(): R2RequestRecord[];
+  resetCounts(): void;
+  addFault(rule: FaultRule): void;
+  clearFaults(): void;
+  /** Where s3rver keeps an object's bytes. */
+  objectPath(bucket: string, key: string): string;
+  /** Backdates a multipart upload (for stale-upload cleanup). */
+  setUploadInitiated(bucket: string, uploadId: string, when: Date): Promise<void>;
+  stop(): Promise<void>;
+}
+
+export interface R2EmulatorOptions {
+  buckets?: string[];
+  dir?: string;
+  accessKeyId?: string;
+  secretAccessKey?: string;
+}
+
+const COMPLETE_BODY_LIMIT = 4 * 2 ** 20;
+
+/** s3rver encrypts list continuation tokens with DES, which OpenSSL 3 only has in its legacy provider. */
+function assertLegacyOpenssl(): void {
+  try {
+    createCipheriv('des', Buffer.alloc(8), Buffer.alloc(8));
+  } catch {
+    throw new Error(
+      'The R2 emulator needs Node started with --openssl-legacy-provider (s3rver uses DES for list ' +
+        'continuation tokens; without it every truncated list page is a 500). Run through ' +
+        '`npm test` / `npm run bench`, or set NODE_OPTIONS=--openssl-legacy-provider.',
+    );
+  }
+}
+
+interface ActiveFault {
+  rule: FaultRule;
+  seen: number;
+  fired: number;
+}
+
+export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2Emulator> {
+  assertLegacyOpenssl();
+  const ownDir = opts.dir === undefined;
+  const dir = opts.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'r2-emulator-')));
+  const accessKeyId = opts.accessKeyId ?? `emu${randomBytes(8).toString('hex')}`;
+  const secretAccessKey = opts.secretAccessKey ?? randomBytes(20).toString('hex');
+  const store = new S3rverStore(dir);
+
+  const s3rver = new S3rver({
+    address: '127.0.0.1',
+    port: 0,
+    silent: true,
+    directory: dir,
+    vhostBuckets: false,
+    configureBuckets: (opts.buckets ?? []).map((name) => ({ name })),
+  });
+  const upstreamAddress = (await s3rver.run()) as AddressInfo;
+  const upstreamAgent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+  let counts: R2Counts = { classA: 0, classB: 0, byOperation: {} };
+  let log: R2RequestRecord[] = [];
+  let faults: ActiveFault[] = [];
+
+  const count = (c: Classified): void => {
+    if (c.opClass === 'A') counts.classA++;
+    if (c.opClass === 'B') counts.classB++;
+    counts.byOperation[c.operation] = (counts.byOperation[c.operation] ?? 0) + 1;
+  };
+
+  const matchFault = (c: Classified, req: S3Request): FaultRule | undefined => {
+    for (const f of faults) {
+      const r = f.rule;
+      if (r.operation && r.operation !== c.operation) continue;
+      if (r.method && r.method.toUpperCase() !== req.method) continue;
+      if (r.keyPattern && !r.keyPattern.test(req.key ?? '')) continue;
+      f.seen++;
+      if (f.seen >= (r.nth ?? 1) && f.fired < (r.times ?? 1)) {
+        f.fired++;
+        return r;
+      }
+    }
+    return undefined;
+  };
+
+  async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
+    const url = req.url ?? '/';
+    const q = url.indexOf('?');
+    const segments = (q < 0 ? url : url.slice(0, q)).split('/').slice(1);
+    const bucket = segments[0] ? decodeURIComponent(segments[0]) : undefined;
+    const keyRaw = segments.slice(1).join('/');
+    const s3req: S3Request = {
+      method: req.method ?? 'GET',
+      bucket,
+      key: keyRaw ? decodeURIComponent(keyRaw) : undefined,
+      query: new URLSearchParams(q < 0 ? '' : url.slice(q + 1)),
+      headers: req.headers,
+    };
+    const c = classifyRequest(s3req);
+    count(c);
+    const record: R2RequestRecord = { operation: c.operation, method: s3req.method, status: 0 };
+    if (bucket) record.bucket = bucket;
+    if (s3req.key) record.key = s3req.key;
+    if (c.operation === 'UploadPart') record.partNumber = Number(s3req.query.get('partNumber'));
+    log.push(record);
+    res.on('finish', () => (record.status = res.statusCode));
+
+    const reply = (e: S3ErrorReply): void => {
+      record.status = e.status;
+      const body = e.xml(url.split('?')[0]);
+      res.writeHead(e.status, {
+        'content-type': 'application/xml',
+        'content-length': Buffer.byteLength(body),
+      });
+      res.end(body);
+      req.resume(); // drain whatever body the client still sends
+    };
+
+    const fault = matchFault(c, s3req);
+    let resetResponseAfter: number | undefined;
+    if (fault) {
+      record.fault = fault.action;
+      if (fault.action === 'status') {
+        const status = fault.status ?? 500;
+        return reply(
+          status === 503
+            ? new S3ErrorReply(503, 'SlowDown', 'Please reduce your request rate.')
+            : new S3ErrorReply(
+                status,
+                'InternalError',
+                'We encountered an internal error. Please try again.',
+              ),
+        );
+      }
+      if (fault.action === 'stall') await sleep(fault.stallMs ?? 5000);
+      if (fault.action === 'reset') {
+        const length = Number(req.headers['content-length'] ?? 0);
+        if (length > 0)
+          return resetAfterBody(
+            req,
+            fault.resetAfterBytes ?? Math.min(64 * 1024, Math.floor(length / 2)),
+          );
+        resetResponseAfter = fault.resetAfterBytes ?? 64 * 1024;
+      }
+    }
+
+    const auth = verifySigV4(
+      { method: s3req.method, url, headers: req.headers },
+      { accessKeyId, secretAccessKey },
+    );
+    if (!auth.ok) return reply(new S3ErrorReply(403, auth.code, auth.message));
+    const headerProblem = checkRequestHeaders(s3req, c.operation);
+    if (headerProblem) return reply(headerProblem);
+
+    const b = bucket ?? '';
+    const key = s3req.key ?? '';
+    const uploadId = s3req.query.get('uploadId') ?? '';
+    let body: Buffer | undefined;
+    switch (c.operation) {
+      case 'PutObject':
+        if (req.headers['if-none-match'] === '*' && (await store.objectExists(b, key)))
+          return reply(preconditionFailed());
+        break;
+      case 'UploadPart':
+        if (!(await store.upload(b, uploadId))) return reply(noSuchUpload());
+        await store.forgetPart(b, uploadId, Number(s3req.query.get('partNumber')));
+        break;
+      case 'CompleteMultipartUpload': {
+        if (!(await store.upload(b, uploadId))) return reply(noSuchUpload());
+        body = await readSmallBody(req, COMPLETE_BODY_LIMIT);
+        const parts = parseCompleteBody(body.toString('utf8'));
+        if (parts instanceof S3ErrorReply) return reply(parts);
+        const problem = checkCompletedParts(parts, await store.parts(b, uploadId));
+        if (problem) return reply(problem);
+        if (req.headers['if-none-match'] === '*' && (await store.objectExists(b, key)))
+          return reply(preconditionFailed());
+        break;
+      }
+      case 'ListParts':
+        return listParts(res, s3req, store, b, key, uploadId, reply);
+      case 'ListMultipartUploads':
+        return listUploads(res, s3req, store, b);
+      case 'AbortMultipartUpload':
+        if (!(await store.abort(b, uploadId))) return reply(noSuchUpload());
+        res.writeHead(204).end();
+        return;
+    }
+    await forward(req, res, upstreamAddress.port, upstreamAgent, body, resetResponseAfter);
+  }
+
+  const server = http.createServer((req, res) => {
+    handle(req, res).catch((err: unknown) => {
+      if (!res.headersSent) {
+        const e = new S3ErrorReply(500, 'InternalError', `Emulator error: ${String(err)}`);
+        res.writeHead(500, { 'content-type': 'application/xml' }).end(e.xml());
+      } else {
+        res.destroy();
+      }
+    });
+  });
+  server.keepAliveTimeout = 30_000;
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const endpoint = `http://127.0.0.1:${(server.address() as AddressInfo).port}`;
+
+  return {
+    endpoint,
+    accessKeyId,
+    secretAccessKey,
+    dir,
+    async createBucket(name) {
+      await s3rver.store.putBucket(name);
+    },
+    counts: () => ({ ...counts, byOperation: { ...counts.byOperation } }),
+    requests: () => [...log],
+    resetCounts() {
+      counts = { classA: 0, classB: 0, byOperation: {} };
+      log = [];
+    },
+    addFault(rule) {
+      faults.push({ rule, seen: 0, fired: 0 });
+    },
+    clearFaults() {
+      faults = [];
+    },
+    objectPath: (bucket, key) => store.objectPath(bucket, key),
+    setUploadInitiated: (bucket, uploadId, when) =>
+      store.setUploadInitiated(bucket, uploadId, when),
+    async stop() {
+      server.closeAllConnections();
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+      upstreamAgent.destroy();
+      s3rver.httpServer?.closeAllConnections();
+      await s3rver.close();
+      if (ownDir) await rm(dir, { recursive: true, force: true });
+    },
+  };
+}
+
+const noSuchUpload = (): S3ErrorReply =>
+  new S3ErrorReply(
+    404,
+    'NoSuchUpload',
+    'The specified multipart upload does not exist. The upload ID may be invalid, or the upload may have been aborted or completed.',
+  );
+
+function resetAfterBody(req: http.IncomingMessage, after: number): void {
+  let seen = 0;
+  req.on('data', (chunk: Buffer) => {
+    seen += chunk.length;
+    if (seen >= after) req.socket.destroy();
+  });
+  req.on('end', () => req.socket.destroy());
+}
+
+async function readSmallBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of req as AsyncIterable<Buffer>) {
+    size += chunk.length;
+    if (size > limit) throw new Error(`request body over ${limit} bytes`);
+    chunks.push(chunk);
+  }
+  return Buffer.concat(chunks);
+}
+
+/** Passes a request on to s3rver without its Authorization (already verified here). */
+async function forward(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  port: number,
+  agent: http.Agent,
+  body: Buffer | undefined,
+  resetResponseAfter: number | undefined,
+): Promise<void> {
+  const headers = { ...req.headers };
+  delete headers.authorization;
+  if (body) headers['content-length'] = String(body.length);
+  delete headers.expect;
+  const upstream = http.request({
+    host: '127.0.0.1',
+    port,
+    method: req.method,
+    path: req.url,
+    headers,
+    agent,
+  });
+  const response = new Promise<http.IncomingMessage>((resolve, reject) => {
+    upstream.on('response', resolve);
+    upstream.on('error', reject);
+  });
+  res.on('close', () => {
+    if (!res.writableFinished) upstream.destroy();
+  });
+  if (body) upstream.end(body);
+  else pipeline(req, upstream).catch(() => upstream.destroy());
+  const up = await response;
+  res.writeHead(up.statusCode ?? 502, up.headers);
+  if (resetResponseAfter === undefined) {
+    await pipeline(up, res).catch(() => res.destroy());
+    return;
+  }
+  let sent = 0;
+  up.on('data', (chunk: Buffer) => {
+    const room = resetResponseAfter - sent;
+    sent += chunk.length;
+    if (room > 0) res.write(room >= chunk.length ? chunk : chunk.subarray(0, room));
+    if (sent >= resetResponseAfter) {
+      up.destroy();
+      res.destroy();
+    }
+  });
+  up.on('end', () => res.destroy());
+}
+
+const iso = (d: Date): string => d.toISOString();
+
+async function listParts(
+  res: http.ServerResponse,
+  req: S3Request,
+  store: S3rverStore,
+  bucket: string,
+  key: string,
+  uploadId: string,
+  reply: (e: S3ErrorReply) => void,
+): Promise<void> {
+  const upload = await store.upload(bucket, uploadId);
+  if (!upload || upload.key !== key) return reply(noSuchUpload());
+  const marker = Number(req.query.get('part-number-marker') ?? 0);
+  const max = Math.min(R2_LIST_PAGE, Number(req.query.get('max-parts') ?? R2_LIST_PAGE));
+  const all = [...(await store.parts(bucket, uploadId)).values()]
+    .filter((p) => p.partNumber > marker)
+    .sort((a, b) => a.partNumber - b.partNumber);
+  const page = all.slice(0, max);
+  const truncated = all.length > page.length;
+  const xml =
+    '<?xml version="1.0" encoding="UTF-8"?>\n<ListPartsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+    `<Bucket>${escapeXml(bucket)}</Bucket><Key>${escapeXml(key)}</Key><UploadId>${uploadId}</UploadId>` +
+    `<PartNumberMarker>${marker}</PartNumberMarker>` +
+    `<NextPartNumberMarker>${page.at(-1)?.partNumber ?? marker}</NextPartNumberMarker>` +
+    `<MaxParts>${max}</MaxParts><IsTruncated>${truncated}</IsTruncated>` +
+    page
+      .map(
+        (p) =>
+          `<Part><PartNumber>${p.partNumber}</PartNumber><LastModified>${iso(p.lastModified)}</LastModified>` +
+          `<ETag>"${p.etag}"</ETag><Size>${p.size}</Size></Part>`,
+      )
+      .join('') +
+    '</ListPartsResult>';
+  res.writeHead(200, { 'content-type': 'application/xml' }).end(xml);
+}
+
+async function listUploads(
+  res: http.ServerResponse,
+  req: S3Request,
+  store: S3rverStore,
+  bucket: string,
+): Promise<void> {
+  const prefix = req.query.get('prefix') ?? '';
+  const keyMarker = req.query.get('key-marker') ?? '';
+  const max = Math.min(R2_LIST_PAGE, Number(req.query.get('max-uploads') ?? R2_LIST_PAGE));
+  const all = (await store.uploads(bucket)).filter(
+    (u) => u.key.startsWith(prefix) && u.key > keyMarker,
+  );
+  const page = all.slice(0, max);
+  const truncated = all.length > page.length;
+  const last = page.at(-1);
+  const xml =
+    '<?xml version="1.0" encoding="UTF-8"?>\n<ListMultipartUploadsResult xmlns="http://s3.amazonaws.com/doc/2006-03-01/">' +
+    `<Bucket>${escapeXml(bucket)}</Bucket><KeyMarker>${escapeXml(keyMarker)}</KeyMarker><UploadIdMarker></UploadIdMarker>` +
+    `<NextKeyMarker>${escapeXml(truncated && last ? last.key : '')}</NextKeyMarker>` +
+    `<NextUploadIdMarker>${truncated && last ? last.uploadId : ''}</NextUploadIdMarker>` +
+    `<Prefix>${escapeXml(prefix)}</Prefix><MaxUploads>${max}</MaxUploads><IsTruncated>${truncated}</IsTruncated>` +
+    page
+      .map(
+        (u) =>
+          `<Upload><Key>${escapeXml(u.key)}</Key><UploadId>${u.uploadId}</UploadId>` +
+          `<Initiated>${iso(u.initiated)}</Initiated><StorageClass>STANDARD</StorageClass></Upload>`,
+      )
+      .join('') +
+    '</ListMultipartUploadsResult>';
+  res.writeHead(200, { 'content-type': 'application/xml' }).end(xml);
+}

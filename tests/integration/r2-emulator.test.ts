@@ -1,0 +1,447 @@
+import { createHash, randomBytes } from 'node:crypto';
+import { spawnSync } from 'node:child_process';
+import { readFile, writeFile } from 'node:fs/promises';
+import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import {
+  AbortMultipartUploadCommand,
+  CompleteMultipartUploadCommand,
+  CreateMultipartUploadCommand,
+  GetObjectCommand,
+  HeadObjectCommand,
+  ListMultipartUploadsCommand,
+  ListObjectsV2Command,
+  ListPartsCommand,
+  PutObjectCommand,
+  UploadPartCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { Upload } from '@aws-sdk/lib-storage';
+import { createR2Client } from '../../src/lib/r2.js';
+import { startR2Emulator, type R2Emulator } from '../../src/sandbox/r2.js';
+import { startDiscardSink } from '../../src/sandbox/discard-sink.js';
+
+const MiB = 2 ** 20;
+const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');
+const bucket = 'vault';
+
+let emu: R2Emulator;
+const stopLater: (() => Promise<void>)[] = [];
+let s3: S3Client;
+
+const client = (
+  over: {
+    secretAccessKey?: string;
+    accessKeyId?: string;
+    maxAttempts?: number;
+    requestTimeoutMs?: number;
+  } = {},
+): S3Client =>
+  createR2Client({
+    endpoint: emu.endpoint,
+    accessKeyId: over.accessKeyId ?? emu.accessKeyId,
+    secretAccessKey: over.secretAccessKey ?? emu.secretAccessKey,
+    maxAttempts: over.maxAttempts ?? 1,
+    ...(over.requestTimeoutMs ? { requestTimeoutMs: over.requestTimeoutMs } : {}),
+  });
+
+async function download(key: string, c = s3): Promise<Buffer> {
+  const out = await c.send(new GetObjectCommand({ Bucket: bucket, Key: key }));
+  return Buffer.from(await out.Body!.transformToByteArray());
+}
+
+/** Uploads parts of the given sizes and tries to complete; returns the Complete error, if any. */
+async function multipart(
+  key: string,
+  sizes: number[],
+): Promise<{ error?: Error & { Code?: string }; data: Buffer }> {
+  const { UploadId } = await s3.send(
+    new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+  );
+  const chunks = sizes.map((n) => randomBytes(n));
+  const parts = [];
+  for (const [i, body] of chunks.entries()) {
+    const r = await s3.send(
+      new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: i + 1, Body: body }),
+    );
+    parts.push({ PartNumber: i + 1, ETag: r.ETag! });
+  }
+  try {
+    await s3.send(
+      new CompleteMultipartUploadCommand({
+        Bucket: bucket,
+        Key: key,
+        UploadId,
+        MultipartUpload: { Parts: parts },
+      }),
+    );
+    return { data: Buffer.concat(chunks) };
+  } catch (error) {
+    return { error: error as Error, data: Buffer.concat(chunks) };
+  }
+}
+
+beforeAll(async () => {
+  emu = await startR2Emulator({ buckets: [bucket] });
+  s3 = client();
+});
+afterAll(async () => {
+  for (const stop of stopLater) await stop();
+  s3?.destroy();
+  await emu?.stop();
+});
+beforeEach(() => {
+  emu.clearFaults();
+  emu.resetCounts();
+});
+
+describe('R2 emulator: storage through the rules proxy', () => {
+  it('returns the uploaded bytes (sha256) for PutObject and an R2-correct multipart upload', async () => {
+    const small = randomBytes(MiB + 17);
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'a/small.bin',
+        Body: small,
+        Metadata: { sha256: sha256(small) },
+      }),
+    );
+    expect(sha256(await download('a/small.bin'))).toBe(sha256(small));
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'a/small.bin' }));
+    expect(head.Metadata?.sha256).toBe(sha256(small));
+
+    const { error, data } = await multipart('a/big.bin', [5 * MiB, 5 * MiB, 3 * MiB + 5]);
+    expect(error).toBeUndefined();
+    expect(sha256(await download('a/big.bin'))).toBe(sha256(data));
+  });
+
+  it('rejects unequal non-trailing parts at Complete with R2 error text', async () => {
+    const { error } = await multipart('rules/unequal.bin', [6 * MiB, 5 * MiB, MiB]);
+    expect(error?.name).toBe('InvalidPart');
+    expect(error?.message).toBe('All non-trailing parts must have the same length.');
+    await expect(
+      s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'rules/unequal.bin' })),
+    ).rejects.toThrow();
+  });
+
+  it('rejects a non-trailing part under 5 MiB at Complete', async () => {
+    const { error } = await multipart('rules/small-part.bin', [4 * MiB, 4 * MiB]);
+    expect(error?.name).toBe('EntityTooSmall');
+  });
+
+  it('rejects a trailing part larger than the others', async () => {
+    const { error } = await multipart('rules/big-tail.bin', [5 * MiB, 6 * MiB]);
+    expect(error?.message).toBe('All non-trailing parts must have the same length.');
+  });
+
+  it('rejects part numbers out of range and parts of unknown uploads', async () => {
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'rules/n.bin' }),
+    );
+    await expect(
+      s3.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: 'rules/n.bin',
+          UploadId,
+          PartNumber: 10_001,
+          Body: Buffer.alloc(10),
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'InvalidArgument' });
+    await expect(
+      s3.send(
+        new UploadPartCommand({
+          Bucket: bucket,
+          Key: 'rules/n.bin',
+          UploadId: 'abcdef',
+          PartNumber: 1,
+          Body: Buffer.alloc(10),
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'NoSuchUpload' });
+  });
+
+  it('rejects metadata over 8,192 bytes and accepts it at the limit', async () => {
+    const big = { a: 'x'.repeat(8192) }; // 1 + 8192 bytes
+    await expect(
+      s3.send(
+        new PutObjectCommand({ Bucket: bucket, Key: 'rules/meta', Body: 'x', Metadata: big }),
+      ),
+    ).rejects.toMatchObject({
+      name: 'MetadataTooLarge',
+    });
+    await expect(
+      s3.send(
+        new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'rules/meta', Metadata: big }),
+      ),
+    ).rejects.toMatchObject({ name: 'MetadataTooLarge' });
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'rules/meta',
+        Body: 'x',
+        Metadata: { a: 'x'.repeat(8191) },
+      }),
+    );
+  });
+
+  it('answers 412 PreconditionFailed to If-None-Match: * on an existing key', async () => {
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'rules/once', Body: 'first', IfNoneMatch: '*' }),
+    );
+    const err = await s3
+      .send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: 'rules/once',
+          Body: 'second',
+          IfNoneMatch: '*',
+        }),
+      )
+      .catch((e: unknown) => e);
+    expect(err).toMatchObject({ name: 'PreconditionFailed', $metadata: { httpStatusCode: 412 } });
+    expect((await download('rules/once')).toString()).toBe('first');
+  });
+
+  it('rejects flexible checksum headers (x-amz-checksum-*)', async () => {
+    await expect(
+      s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: 'rules/crc',
+          Body: 'data',
+          ChecksumAlgorithm: 'CRC32',
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'NotImplemented', $metadata: { httpStatusCode: 501 } });
+  });
+
+  it('refuses a wrong secret and a wrong access key id with 403', async () => {
+    const wrongSecret = client({ secretAccessKey: 'not-the-secret' });
+    await expect(
+      wrongSecret.send(new ListObjectsV2Command({ Bucket: bucket })),
+    ).rejects.toMatchObject({
+      name: 'SignatureDoesNotMatch',
+      $metadata: { httpStatusCode: 403 },
+    });
+    await expect(
+      wrongSecret.send(new PutObjectCommand({ Bucket: bucket, Key: 'rules/nope', Body: 'x' })),
+    ).rejects.toMatchObject({
+      $metadata: { httpStatusCode: 403 },
+    });
+    const wrongKey = client({ accessKeyId: 'someone-else' });
+    await expect(wrongKey.send(new ListObjectsV2Command({ Bucket: bucket }))).rejects.toMatchObject(
+      {
+        name: 'InvalidAccessKeyId',
+        $metadata: { httpStatusCode: 403 },
+      },
+    );
+    wrongSecret.destroy();
+    wrongKey.destroy();
+    await expect(
+      s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'rules/nope' })),
+    ).rejects.toMatchObject({ name: 'NotFound' });
+  });
+});
+
+describe('R2 emulator: multipart bookkeeping s3rver lacks', () => {
+  it('lists stored parts and pending uploads, and aborts', async () => {
+    const key = 'mp/resume.bin';
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
+    );
+    const body = randomBytes(5 * MiB);
+    const p1 = await s3.send(
+      new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: 1, Body: body }),
+    );
+    await s3.send(
+      new UploadPartCommand({ Bucket: bucket, Key: key, UploadId, PartNumber: 3, Body: body }),
+    );
+    const parts = await s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId }));
+    expect(parts.Parts?.map((p) => [p.PartNumber, p.Size, p.ETag])).toEqual([
+      [1, 5 * MiB, p1.ETag],
+      [3, 5 * MiB, p1.ETag],
+    ]);
+    await emu.setUploadInitiated(bucket, UploadId!, new Date('2020-01-02T03:04:05Z'));
+    const uploads = await s3.send(
+      new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'mp/' }),
+    );
+    expect(uploads.Uploads?.map((u) => [u.Key, u.UploadId, u.Initiated?.toISOString()])).toEqual([
+      [key, UploadId, '2020-01-02T03:04:05.000Z'],
+    ]);
+    await s3.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: key, UploadId }));
+    expect(
+      (await s3.send(new ListMultipartUploadsCommand({ Bucket: bucket, Prefix: 'mp/' }))).Uploads ??
+        [],
+    ).toEqual([]);
+    await expect(
+      s3.send(new ListPartsCommand({ Bucket: bucket, Key: key, UploadId })),
+    ).rejects.toMatchObject({ name: 'NoSuchUpload' });
+    expect(emu.counts().byOperation).toMatchObject({
+      CreateMultipartUpload: 1,
+      UploadPart: 2,
+      ListParts: 2,
+      ListMultipartUploads: 2,
+      AbortMultipartUpload: 1,
+    });
+  });
+});
+
+describe('R2 emulator: counts', () => {
+  it('counts Class A and Class B operations by name', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'count/one', Body: 'one' }));
+    await s3.send(new ListObjectsV2Command({ Bucket: bucket, Prefix: 'count/' }));
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'count/one' }));
+    await download('count/one');
+    await download('count/one');
+    expect(emu.counts()).toEqual({
+      classA: 2,
+      classB: 3,
+      byOperation: { PutObject: 1, ListObjectsV2: 1, HeadObject: 1, GetObject: 2 },
+    });
+    emu.resetCounts();
+    expect(emu.counts()).toEqual({ classA: 0, classB: 0, byOperation: {} });
+  });
+
+  it('lists in pages of at most 1,000 keys (truncated pages work)', async () => {
+    await Promise.all(
+      Array.from({ length: 1001 }, (_, i) =>
+        s3.send(
+          new PutObjectCommand({
+            Bucket: bucket,
+            Key: `many/${String(i).padStart(4, '0')}`,
+            Body: 'x',
+          }),
+        ),
+      ),
+    );
+    emu.resetCounts();
+    const keys: string[] = [];
+    let token: string | undefined;
+    do {
+      const page = await s3.send(
+        new ListObjectsV2Command({ Bucket: bucket, Prefix: 'many/', ContinuationToken: token }),
+      );
+      keys.push(...(page.Contents ?? []).map((o) => o.Key!));
+      token = page.NextContinuationToken;
+    } while (token);
+    expect(keys).toHaveLength(1001);
+    expect(emu.counts().byOperation).toEqual({ ListObjectsV2: 2 });
+  });
+});
+
+describe('R2 emulator: faults', () => {
+  it('answers 503 SlowDown on the n-th matching request, then serves normally', async () => {
+    emu.addFault({ operation: 'PutObject', nth: 2, action: 'status', status: 503 });
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'f/1', Body: '1' }));
+    await expect(
+      s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'f/2', Body: '2' })),
+    ).rejects.toMatchObject({
+      name: 'SlowDown',
+      $metadata: { httpStatusCode: 503 },
+    });
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'f/2', Body: '2' }));
+    expect(emu.requests().map((r) => [r.key, r.status, r.fault])).toEqual([
+      ['f/1', 200, undefined],
+      ['f/2', 503, 'status'],
+      ['f/2', 200, undefined],
+    ]);
+  });
+
+  it('answers 500 InternalError by key pattern, `times` times', async () => {
+    emu.addFault({ keyPattern: /^f\/five/, times: 2, action: 'status' });
+    const retrying = client({ maxAttempts: 3 });
+    await retrying.send(new PutObjectCommand({ Bucket: bucket, Key: 'f/five', Body: '5' }));
+    retrying.destroy();
+    expect(emu.requests().map((r) => r.status)).toEqual([500, 500, 200]);
+  });
+
+  it('resets the connection mid-body on an upload, and nothing is stored', async () => {
+    emu.addFault({ operation: 'PutObject', action: 'reset' });
+    const err = await s3
+      .send(new PutObjectCommand({ Bucket: bucket, Key: 'f/reset', Body: randomBytes(2 * MiB) }))
+      .catch((e: unknown) => e);
+    expect(String((err as { code?: string }).code ?? err)).toMatch(
+      /ECONNRESET|EPIPE|socket hang up/,
+    );
+    await expect(
+      s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'f/reset' })),
+    ).rejects.toMatchObject({ name: 'NotFound' });
+  });
+
+  it('resets a download after part of the response body', async () => {
+    const data = randomBytes(3 * MiB);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'f/get', Body: data }));
+    emu.addFault({ operation: 'GetObject', action: 'reset', resetAfterBytes: MiB });
+    await expect(download('f/get')).rejects.toThrow();
+    expect(sha256(await download('f/get'))).toBe(sha256(data));
+  });
+
+  it('stalls a request: a client timeout shorter than the stall fails it', async () => {
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'f/stall', Body: 'x' }));
+    emu.addFault({ operation: 'HeadObject', action: 'stall', stallMs: 800 });
+    const impatient = client({ requestTimeoutMs: 200 });
+    await expect(
+      impatient.send(new HeadObjectCommand({ Bucket: bucket, Key: 'f/stall' })),
+    ).rejects.toThrow();
+    impatient.destroy();
+    emu.addFault({ operation: 'HeadObject', action: 'stall', stallMs: 100 });
+    await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'f/stall' }));
+    expect(emu.requests().filter((r) => r.fault === 'stall')).toHaveLength(2);
+  });
+
+  it('lets tests corrupt stored bytes (for download verification tests)', async () => {
+    await s3.send(
+      new PutObjectCommand({ Bucket: bucket, Key: 'f/flip', Body: Buffer.alloc(1000, 1) }),
+    );
+    const file = emu.objectPath(bucket, 'f/flip');
+    const bytes = await readFile(file);
+    bytes[500] = 0;
+    await writeFile(file, bytes);
+    expect((await download('f/flip'))[500]).toBe(0);
+  });
+});
+
+describe('discard sink', () => {
+  it('takes a lib-storage multipart upload and counts the bytes it dropped', async () => {
+    const sink = await startDiscardSink();
+    stopLater.push(() => sink.stop());
+    const c = createR2Client({
+      endpoint: sink.endpoint,
+      accessKeyId: sink.accessKeyId,
+      secretAccessKey: sink.secretAccessKey,
+    });
+    const up = new Upload({
+      client: c,
+      params: { Bucket: 'b', Key: 'k', Body: randomBytes(12 * MiB) },
+      partSize: 5 * MiB,
+      queueSize: 2,
+    });
+    await up.done();
+    await expect(c.send(new HeadObjectCommand({ Bucket: 'b', Key: 'k' }))).rejects.toMatchObject({
+      name: 'NotFound',
+    });
+    const list = await c.send(new ListObjectsV2Command({ Bucket: 'b' }));
+    expect(list.Contents ?? []).toEqual([]);
+    expect(sink.stats().bytes).toBe(12 * MiB);
+    c.destroy();
+  });
+});
+
+describe('start-up', () => {
+  it('fails with a clear message without --openssl-legacy-provider', () => {
+    const env = { ...process.env, NODE_OPTIONS: '' };
+    const r = spawnSync(
+      process.execPath,
+      [
+        '--import',
+        'tsx',
+        '-e',
+        "import('./src/sandbox/r2.ts').then((m) => m.startR2Emulator()).catch((e) => { console.error(e.message); process.exit(3); })",
+      ],
+      { env, encoding: 'utf8' },
+    );
+    expect(r.status).toBe(3);
+    expect(r.stderr).toContain('--openssl-legacy-provider');
+  });
+});
