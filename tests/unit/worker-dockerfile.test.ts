@@ -5,7 +5,6 @@ import { describe, expect, it } from '@jest/globals';
 import { validate } from 'dockerfile-utils';
 import { existsSync, readFileSync } from 'node:fs';
 import path from 'node:path';
-import { parse as parseYaml } from 'yaml';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const context = path.join(root, 'comfyui-worker');
@@ -241,83 +240,5 @@ describe('worker Dockerfile', () => {
     ]) {
       expect(ignored).not.toContain(kept);
     }
-  });
-});
-
-type Step = {
-  name?: string;
-  id?: string;
-  uses?: string;
-  run?: string;
-  if?: string;
-  with?: Record<string, unknown>;
-};
-type ImageWorkflow = {
-  on: { push: { branches: string[]; paths: string[]; tags: string[] }; workflow_dispatch: unknown };
-  permissions: Record<string, string>;
-  jobs: { image: { permissions: Record<string, string>; steps: Step[] } };
-};
-
-describe('worker-image workflow', () => {
-  const workflow = parseYaml(
-    readFileSync(path.join(root, '.github/workflows/worker-image.yml'), 'utf8'),
-  ) as ImageWorkflow;
-  const steps = workflow.jobs.image.steps;
-  const builds = steps.filter((s) => s.uses?.startsWith('docker/build-push-action@'));
-  const smokeIndex = steps.findIndex((s) => s.run?.includes('comfyui-worker/smoke-test.sh'));
-
-  it('runs on pushes to main that touch the image, on v* tags and by hand', () => {
-    expect(workflow.on.push.branches).toEqual(['main']);
-    expect(workflow.on.push.paths).toContain('comfyui-worker/**');
-    expect(workflow.on.push.tags).toEqual(['v*']);
-    expect(workflow.on).toHaveProperty('workflow_dispatch');
-  });
-
-  it('has least privilege: contents read, packages write, no id-token', () => {
-    expect(workflow.permissions).toEqual({ contents: 'read' });
-    expect(workflow.jobs.image.permissions).toEqual({ contents: 'read', packages: 'write' });
-  });
-
-  it('smoke-tests the loaded image before anything is pushed', () => {
-    const [smoke, push] = builds;
-    expect(builds).toHaveLength(2);
-    expect(smoke!.with).toMatchObject({ load: true, push: false, tags: 'comfyui-worker:smoke' });
-    expect(steps[smokeIndex]!.run).toContain('smoke-test.sh comfyui-worker:smoke');
-    expect(steps.indexOf(smoke!)).toBeLessThan(smokeIndex);
-    expect(steps.indexOf(push!)).toBeGreaterThan(smokeIndex);
-    const login = steps.findIndex((s) => s.uses?.startsWith('docker/login-action@'));
-    expect(login).toBeGreaterThan(smokeIndex);
-  });
-
-  it('pushes with the registry cache, provenance and an SBOM', () => {
-    const push = builds[1]!.with!;
-    expect(push.push).toBe(true);
-    expect(push['cache-to']).toMatch(/^type=registry,ref=.*:buildcache,mode=max$/);
-    expect(push['cache-from']).toMatch(/^type=registry,ref=.*:buildcache$/);
-    expect(builds[0]!.with!['cache-from']).toBe(push['cache-from']);
-    expect(push.provenance).toBe('mode=max');
-    expect(push.sbom).toBe(true);
-  });
-
-  it('never tags latest and tags sha, branch, semver and date', () => {
-    const meta = steps.find((s) => s.uses?.startsWith('docker/metadata-action@'))!.with!;
-    expect(String(meta.flavor)).toContain('latest=false');
-    for (const kind of ['type=sha', 'type=ref,event=branch', 'type=semver', '{{date ']) {
-      expect(String(meta.tags)).toContain(kind);
-    }
-  });
-
-  it('passes no secret as a build argument', () => {
-    for (const build of builds) {
-      expect(String(build.with!['build-args'] ?? '')).not.toMatch(secretName);
-      expect(String(build.with!['build-args'] ?? '')).not.toContain('secrets.');
-    }
-  });
-
-  it('puts the pushed digest in the run summary', () => {
-    const summary = steps.find((s) => s.run?.includes('GITHUB_STEP_SUMMARY'))!;
-    expect(summary.if).toBe('always()');
-    expect(summary.run).toContain('$DIGEST');
-    expect(JSON.stringify(summary)).toContain('steps.push.outputs.digest');
   });
 });
