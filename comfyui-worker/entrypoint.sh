@@ -11,6 +11,7 @@
 #   LISTEN [0.0.0.0]               address ComfyUI listens on
 #   MODELS_DIR [/mnt/sfs/models]   models root on the shared filesystem (absolute path)
 #   REQUIRE_MODELS [false]         true: a missing MODELS_DIR is an error, not a warning
+#   MODELS_SCAN_TIMEOUT [30]       seconds allowed for counting the model files at start
 #   EXTRA_MODEL_PATHS_CONFIG       use this extra_model_paths.yaml as is instead of rendering one
 #   CPU_ONLY [false]               true: run ComfyUI with --cpu (smoke tests without a GPU)
 #   WARMUP_FILES                   model files (relative to MODELS_DIR, comma or space separated)
@@ -55,6 +56,11 @@ validate_flags() {
   done
 }
 
+validate_scan_timeout() {
+  [[ "$MODELS_SCAN_TIMEOUT" =~ ^[1-9][0-9]{0,3}$ ]] ||
+    die "MODELS_SCAN_TIMEOUT must be a number of seconds from 1 to 9999, got '$MODELS_SCAN_TIMEOUT'"
+}
+
 validate_listen() {
   if [[ -z "$LISTEN" || "$LISTEN" =~ [[:space:]] ]]; then
     die "LISTEN must be an address without spaces, got '$LISTEN'"
@@ -76,8 +82,13 @@ check_models() {
   local folder count
   for folder in "${MODEL_FOLDERS[@]}"; do
     if [[ -d "$MODELS_DIR/$folder" ]]; then
-      count=$(find "$MODELS_DIR/$folder" -maxdepth 3 -type f -name '*.safetensors' | wc -l)
-      log "models: $folder/ has $count .safetensors file(s)"
+      # A hung network mount must not hang the start: give up on the count, not on the start.
+      if count=$(timeout -k 5 "$MODELS_SCAN_TIMEOUT" \
+        find "$MODELS_DIR/$folder" -maxdepth 3 -type f -name '*.safetensors' | wc -l); then
+        log "models: $folder/ has $count .safetensors file(s)"
+      else
+        warn "models: could not list $MODELS_DIR/$folder within ${MODELS_SCAN_TIMEOUT}s"
+      fi
     else
       warn "models: $MODELS_DIR/$folder is missing"
     fi
@@ -149,6 +160,7 @@ main() {
   LISTEN=${LISTEN:-0.0.0.0}
   MODELS_DIR=${MODELS_DIR:-/mnt/sfs/models}
   REQUIRE_MODELS=${REQUIRE_MODELS:-false}
+  MODELS_SCAN_TIMEOUT=${MODELS_SCAN_TIMEOUT:-30}
   CPU_ONLY=${CPU_ONLY:-false}
   COMFYUI_DIR=${COMFYUI_DIR:-/opt/ComfyUI}
   PYTHON=${PYTHON:-python3}
@@ -163,6 +175,7 @@ main() {
   validate_port
   validate_listen
   validate_flags
+  validate_scan_timeout
   check_models
   local config
   config=$(model_paths_config)

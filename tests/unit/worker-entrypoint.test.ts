@@ -151,6 +151,34 @@ describe('worker entrypoint, dry mode', () => {
     expect(r.stderr).toContain('models: checkpoints/ has 0 .safetensors file(s)');
   });
 
+  it('starts anyway when listing the models hangs (a stuck network mount)', () => {
+    const slow = path.join(work, 'slow');
+    mkdirSync(path.join(slow, 'checkpoints'), { recursive: true });
+    // A `find` that hangs, first on PATH.
+    const bin = path.join(work, 'hanging-find');
+    mkdirSync(bin, { recursive: true });
+    writeFileSync(path.join(bin, 'find'), '#!/bin/sh\nexec sleep 30\n', { mode: 0o755 });
+    const r = run({
+      WORKER_RUNTIME_DIR: runtime,
+      MODELS_DIR: slow,
+      MODELS_SCAN_TIMEOUT: '1',
+      PATH: `${bin}:${process.env.PATH ?? '/usr/bin:/bin'}`,
+    });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(
+      `[comfyui-worker] warning: models: could not list ${slow}/checkpoints within 1s\n`,
+    );
+    expect(r.stdout).toBe(`${baseCommand()}\n`);
+  });
+
+  it('refuses a MODELS_SCAN_TIMEOUT that is not a number of seconds', () => {
+    const r = run({ WORKER_RUNTIME_DIR: runtime, MODELS_SCAN_TIMEOUT: '1m' });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toBe(
+      "[comfyui-worker] error: MODELS_SCAN_TIMEOUT must be a number of seconds from 1 to 9999, got '1m'\n",
+    );
+  });
+
   it('refuses a relative MODELS_DIR', () => {
     const r = run({ WORKER_RUNTIME_DIR: runtime, MODELS_DIR: 'models' });
     expect(r.code).toBe(64);
