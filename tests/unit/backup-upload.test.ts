@@ -66,7 +66,10 @@ function source(size: number, chunk = 256 * 1024): Readable {
   let sent = 0;
   return new Readable({
     read() {
-      if (sent >= size) return this.push(null);
+      if (sent >= size) {
+        this.push(null);
+        return;
+      }
       const n = Math.min(chunk, size - sent);
       this.push(Buffer.alloc(n, sent % 251));
       sent += n;
