@@ -193,7 +193,7 @@ describe('worker Dockerfile', () => {
     ],
     [
       'ComfyUI from master',
-      ['ARG COMFYUI_REF=v0.8.1\nARG COMFYUI_COMMIT', 'ARG COMFYUI_REF=master\nARG COMFYUI_COMMIT'],
+      ['ARG COMFYUI_REF=v0.11.1\n', 'ARG COMFYUI_REF=master\n'],
       "not 'master'",
     ],
     [

@@ -91,7 +91,7 @@ describe('worker-image workflow', () => {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', COMFYUI_REF: ref },
         encoding: 'utf8',
       });
-    for (const good of ['', 'v0.8.1', 'master', 'feature/x', 'a'.repeat(40)]) {
+    for (const good of ['', 'v0.11.1', 'master', 'feature/x', 'a'.repeat(40)]) {
       expect(check(good).status).toBe(0);
     }
     for (const bad of ['--upload-pack=touch /tmp/x', '-x', 'a;b', '$(id)', 'v1 v2']) {
