@@ -65,11 +65,23 @@ export function estimateCost(
   };
 }
 
+/** A plan refused for its cost: carries the estimate so the summary can show it. */
+export class CostLimitError extends OpsError {
+  constructor(
+    message: string,
+    readonly cost: CostEstimate,
+  ) {
+    super(message);
+    this.name = 'CostLimitError';
+  }
+}
+
 /** Refuses a plan whose cost at max replicas exceeds the limit; called before any write. */
 export function checkCostLimit(cost: CostEstimate, maxHourlyCost: number | undefined): void {
   if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost) return;
-  throw new OpsError(
+  throw new CostLimitError(
     `Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above max-hourly-cost ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`,
+    cost,
   );
 }
 

@@ -54,6 +54,7 @@ const failedStatuses = new Set(['deleting', 'terminating']);
 export class WaitTimeoutError extends OpsError {
   constructor(
     message: string,
+    readonly status: string,
     readonly timeline: TimelineEntry[],
     readonly replicas: Replica[],
   ) {
@@ -143,6 +144,7 @@ export async function waitUntilServing(o: WaitOptions): Promise<WaitResult> {
     : 'none';
   throw new WaitTimeoutError(
     `${o.name} did not ${o.endpoint ? 'serve' : 'become healthy'} within ${formatDuration(o.timeoutMs)}; last status ${status}; replicas: ${replicaText}\nstatus timeline:\n${lines.join('\n')}`,
+    status,
     timeline,
     replicas,
   );

@@ -465,6 +465,9 @@ describe('bad inputs fail before any request', () => {
     expect(failure(run)).toContain(
       'Refusing: 40 x 1x B300 costs $330.00/h at max replicas, above max-hourly-cost $100.00/h. Lower max-replicas (at most 12)',
     );
+    expect(run.outputs).toMatchObject({ 'hourly-cost-max': '330.00', changed: 'false' });
+    expect(run.summary).toMatch(/\| max 40 replicas \| \$330\.00 \| \$990\.00 \|/);
+    expect(run.summary).toContain('**Refused:** Refusing: 40 x 1x B300');
     expect(emu.requests().length).toBeGreaterThan(0);
     expect(writes(emu)).toEqual([]);
   });

@@ -28855,6 +28855,106 @@ function isRetryableFault(err) {
     return (isTransientNetworkError(err) || (err instanceof TypeError && /fetch failed/.test(err.message)));
 }
 
+;// CONCATENATED MODULE: ./src/lib/format.ts
+const units = (/* unused pure expression or super */ null && (['B', 'KiB', 'MiB', 'GiB', 'TiB']));
+function formatBytes(bytes) {
+    let value = bytes;
+    let unit = 0;
+    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0
+        ? `${bytes} B`
+        : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
+}
+function formatDuration(ms) {
+    if (ms < 1000)
+        return `${Math.round(ms)} ms`;
+    const s = ms / 1000;
+    if (s < 60)
+        return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
+    const m = Math.floor(s / 60);
+    const rest = Math.round(s - m * 60);
+    if (m < 60)
+        return `${m} m ${rest} s`;
+    return `${Math.floor(m / 60)} h ${m % 60} m`;
+}
+function formatRate(bytes, ms) {
+    if (ms <= 0)
+        return '-';
+    return `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
+}
+function formatUsd(amount) {
+    return amount < 0.01 && amount > 0 ? `$${amount.toFixed(4)}` : `$${amount.toFixed(2)}`;
+}
+
+;// CONCATENATED MODULE: ./src/serverless/cost.ts
+// Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
+// max replicas, and a workshop estimate. Prices are read every time, never hardcoded.
+
+
+/** Price per replica-hour; a missing size row falls back to size 1 × count (prices scale so). */
+function pricePerReplicaHour(rows, gpu, count, spot) {
+    const pick = (row) => (spot ? row?.spot : row?.onDemand);
+    const exact = pick(rows.find((r) => r.model === gpu && r.size === count));
+    if (exact !== undefined)
+        return exact;
+    const one = pick(rows.find((r) => r.model === gpu && r.size === 1));
+    return one === undefined ? undefined : one * count;
+}
+function estimateCost(rows, d) {
+    const perReplicaHour = pricePerReplicaHour(rows, d.gpu, d.gpuCount, d.spot);
+    if (perReplicaHour === undefined) {
+        const models = [...new Set(rows.map((r) => r.model))].join(', ');
+        throw new OpsError(`Verda /container-types has no ${d.spot ? 'spot ' : ''}price for ${d.gpuCount}x ${d.gpu} (priced: ${models || 'none'})`);
+    }
+    const round = (n) => Math.round(n * 10_000) / 10_000;
+    return {
+        ...d,
+        currency: rows[0]?.currency ?? 'usd',
+        perReplicaHour,
+        hourlyMax: round(perReplicaHour * d.maxReplicas),
+        hourlyMin: round(perReplicaHour * d.minReplicas),
+        workshopMax: round(perReplicaHour * d.maxReplicas * d.workshopHours),
+    };
+}
+/** A plan refused for its cost: carries the estimate so the summary can show it. */
+class CostLimitError extends OpsError {
+    cost;
+    constructor(message, cost) {
+        super(message);
+        this.cost = cost;
+        this.name = 'CostLimitError';
+    }
+}
+/** Refuses a plan whose cost at max replicas exceeds the limit; called before any write. */
+function checkCostLimit(cost, maxHourlyCost) {
+    if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost)
+        return;
+    throw new CostLimitError(`Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above max-hourly-cost ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`, cost);
+}
+function costTable(cost) {
+    const money = (n) => `${formatUsd(n)}${cost.currency === 'usd' ? '' : ` ${cost.currency.toUpperCase()}`}`;
+    return {
+        title: 'Cost',
+        headers: ['', 'per hour', `workshop (${cost.workshopHours} h)`],
+        rows: [
+            [
+                `1 replica (${cost.gpuCount}x ${cost.gpu}${cost.spot ? ', spot' : ''})`,
+                money(cost.perReplicaHour),
+                money(cost.perReplicaHour * cost.workshopHours),
+            ],
+            [
+                `min ${cost.minReplicas} replicas (idle)`,
+                money(cost.hourlyMin),
+                money(cost.hourlyMin * cost.workshopHours),
+            ],
+            [`max ${cost.maxReplicas} replicas`, money(cost.hourlyMax), money(cost.workshopMax)],
+        ],
+    };
+}
+
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
@@ -38547,97 +38647,6 @@ async function loadWorkshopConfig(file) {
     return parseWorkshopConfig(data, file);
 }
 
-;// CONCATENATED MODULE: ./src/lib/format.ts
-const units = (/* unused pure expression or super */ null && (['B', 'KiB', 'MiB', 'GiB', 'TiB']));
-function formatBytes(bytes) {
-    let value = bytes;
-    let unit = 0;
-    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0
-        ? `${bytes} B`
-        : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
-}
-function formatDuration(ms) {
-    if (ms < 1000)
-        return `${Math.round(ms)} ms`;
-    const s = ms / 1000;
-    if (s < 60)
-        return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
-    const m = Math.floor(s / 60);
-    const rest = Math.round(s - m * 60);
-    if (m < 60)
-        return `${m} m ${rest} s`;
-    return `${Math.floor(m / 60)} h ${m % 60} m`;
-}
-function formatRate(bytes, ms) {
-    if (ms <= 0)
-        return '-';
-    return `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
-}
-function formatUsd(amount) {
-    return amount < 0.01 && amount > 0 ? `$${amount.toFixed(4)}` : `$${amount.toFixed(2)}`;
-}
-
-;// CONCATENATED MODULE: ./src/serverless/cost.ts
-// Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
-// max replicas, and a workshop estimate. Prices are read every time, never hardcoded.
-
-
-/** Price per replica-hour; a missing size row falls back to size 1 × count (prices scale so). */
-function pricePerReplicaHour(rows, gpu, count, spot) {
-    const pick = (row) => (spot ? row?.spot : row?.onDemand);
-    const exact = pick(rows.find((r) => r.model === gpu && r.size === count));
-    if (exact !== undefined)
-        return exact;
-    const one = pick(rows.find((r) => r.model === gpu && r.size === 1));
-    return one === undefined ? undefined : one * count;
-}
-function estimateCost(rows, d) {
-    const perReplicaHour = pricePerReplicaHour(rows, d.gpu, d.gpuCount, d.spot);
-    if (perReplicaHour === undefined) {
-        const models = [...new Set(rows.map((r) => r.model))].join(', ');
-        throw new OpsError(`Verda /container-types has no ${d.spot ? 'spot ' : ''}price for ${d.gpuCount}x ${d.gpu} (priced: ${models || 'none'})`);
-    }
-    const round = (n) => Math.round(n * 10_000) / 10_000;
-    return {
-        ...d,
-        currency: rows[0]?.currency ?? 'usd',
-        perReplicaHour,
-        hourlyMax: round(perReplicaHour * d.maxReplicas),
-        hourlyMin: round(perReplicaHour * d.minReplicas),
-        workshopMax: round(perReplicaHour * d.maxReplicas * d.workshopHours),
-    };
-}
-/** Refuses a plan whose cost at max replicas exceeds the limit; called before any write. */
-function checkCostLimit(cost, maxHourlyCost) {
-    if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost)
-        return;
-    throw new OpsError(`Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above max-hourly-cost ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`);
-}
-function costTable(cost) {
-    const money = (n) => `${formatUsd(n)}${cost.currency === 'usd' ? '' : ` ${cost.currency.toUpperCase()}`}`;
-    return {
-        title: 'Cost',
-        headers: ['', 'per hour', `workshop (${cost.workshopHours} h)`],
-        rows: [
-            [
-                `1 replica (${cost.gpuCount}x ${cost.gpu}${cost.spot ? ', spot' : ''})`,
-                money(cost.perReplicaHour),
-                money(cost.perReplicaHour * cost.workshopHours),
-            ],
-            [
-                `min ${cost.minReplicas} replicas (idle)`,
-                money(cost.hourlyMin),
-                money(cost.hourlyMin * cost.workshopHours),
-            ],
-            [`max ${cost.maxReplicas} replicas`, money(cost.hourlyMax), money(cost.workshopMax)],
-        ],
-    };
-}
-
 ;// CONCATENATED MODULE: ./src/serverless/desired.ts
 // From config/workshop.yml plus the action's overrides (preset, gpu, spot, min/max, image tag)
 // to the exact deployment body to send. Bad overrides are InputErrors, raised before any request.
@@ -38834,10 +38843,12 @@ const servingStatuses = new Set(['healthy']);
 const failedStatuses = new Set(['deleting', 'terminating']);
 /** Thrown when the wait runs out: carries the timeline and replicas for the summary. */
 class WaitTimeoutError extends OpsError {
+    status;
     timeline;
     replicas;
-    constructor(message, timeline, replicas) {
+    constructor(message, status, timeline, replicas) {
         super(message);
+        this.status = status;
         this.timeline = timeline;
         this.replicas = replicas;
         this.name = 'WaitTimeoutError';
@@ -38921,7 +38932,7 @@ async function waitUntilServing(o) {
     const replicaText = replicas.length
         ? replicas.map((r) => `${r.id} ${r.status}`).join(', ')
         : 'none';
-    throw new WaitTimeoutError(`${o.name} did not ${o.endpoint ? 'serve' : 'become healthy'} within ${formatDuration(o.timeoutMs)}; last status ${status}; replicas: ${replicaText}\nstatus timeline:\n${lines.join('\n')}`, timeline, replicas);
+    throw new WaitTimeoutError(`${o.name} did not ${o.endpoint ? 'serve' : 'become healthy'} within ${formatDuration(o.timeoutMs)}; last status ${status}; replicas: ${replicaText}\nstatus timeline:\n${lines.join('\n')}`, status, timeline, replicas);
 }
 /** One GET of <endpoint><healthPath> with the inference key (never the OAuth token). */
 async function probeEndpoint(o) {
@@ -42564,6 +42575,7 @@ function parseDeployInputs(source) {
 
 
 
+
 async function run() {
     await runAction(async () => {
         // Mask first: nothing below may print a credential.
@@ -42604,12 +42616,14 @@ async function run() {
             });
         }
         catch (err) {
+            // What was learnt before the failure still goes to the summary and outputs.
             if (err instanceof WaitTimeoutError) {
-                setOutputs({
-                    status: err.timeline.at(-1)?.event ?? 'unknown',
-                    changed: client.writes.length > 0,
-                });
+                setOutputs({ status: err.status, changed: client.writes.length > 0 });
                 await writeSummary(summaryParts(undefined, { message: err.message, timeline: err.timeline }));
+            }
+            else if (err instanceof CostLimitError) {
+                setOutputs({ 'hourly-cost-max': err.cost.hourlyMax.toFixed(2), changed: false });
+                await writeSummary([costTable(err.cost), `**Refused:** ${err.message}`]);
             }
             throw err;
         }

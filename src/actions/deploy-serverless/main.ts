@@ -1,6 +1,7 @@
 import path from 'node:path';
 import { InputError } from '../../lib/errors.js';
 import { VerdaClient } from '../../serverless/client.js';
+import { CostLimitError, costTable } from '../../serverless/cost.js';
 import { loadWorkshopConfig } from '../../serverless/config.js';
 import { runDeploy, type DeployResult } from '../../serverless/deploy.js';
 import { resolveDesired } from '../../serverless/desired.js';
@@ -59,14 +60,15 @@ export async function run(): Promise<void> {
         ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),
       });
     } catch (err) {
+      // What was learnt before the failure still goes to the summary and outputs.
       if (err instanceof WaitTimeoutError) {
-        setOutputs({
-          status: err.timeline.at(-1)?.event ?? 'unknown',
-          changed: client.writes.length > 0,
-        });
+        setOutputs({ status: err.status, changed: client.writes.length > 0 });
         await writeSummary(
           summaryParts(undefined, { message: err.message, timeline: err.timeline }),
         );
+      } else if (err instanceof CostLimitError) {
+        setOutputs({ 'hourly-cost-max': err.cost.hourlyMax.toFixed(2), changed: false });
+        await writeSummary([costTable(err.cost), `**Refused:** ${err.message}`]);
       }
       throw err;
     }
