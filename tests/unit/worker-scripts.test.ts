@@ -157,7 +157,7 @@ describe('comfyume_health custom node', () => {
     if (!python) return skipBecause('python3 is missing');
     const result = spawnSync(
       python,
-      ['-c', harness, path.join(workerDir, 'custom_nodes/comfyume_health')],
+      ['-B', '-c', harness, path.join(workerDir, 'custom_nodes/comfyume_health')],
       { encoding: 'utf8' },
     );
     expect(result.stderr).toBe('');
