@@ -245,6 +245,7 @@ describe('backup-verda inputs', () => {
       withModels: false,
       dryRun: false,
       r2TimeoutMs: 120_000,
+      verify: 'read-back',
     });
   });
 
@@ -261,6 +262,7 @@ describe('backup-verda inputs', () => {
     ['age-recipients', 'ssh-ed25519 AAAA', /Input 'age-recipients'/],
     ['dry-run', 'yes', /Input 'dry-run' is invalid: got "yes"; expected true or false/],
     ['r2-timeout', '100ms', /Input 'r2-timeout'/],
+    ['verify', 'none', /Input 'verify' is invalid: got "none"; expected one of read-back, etag/],
     ['r2-account-id', 'nothex', /Input 'r2-account-id'/],
   ])('rejects %s = %j', (input, value, message) => {
     expect(() => parse({ [input]: value })).toThrow(InputError);

@@ -23,6 +23,7 @@ export interface BackupInputs {
   withModels: boolean;
   dryRun: boolean;
   r2TimeoutMs: number;
+  verify: 'read-back' | 'etag';
   githubToken: string | undefined;
 }
 
@@ -88,6 +89,7 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
   const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
   if (r2TimeoutMs < 1000)
     throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
+  const verify = inputs.oneOf('verify', ['read-back', 'etag'] as const, 'read-back');
   return {
     host,
     port,
@@ -105,6 +107,7 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
     withModels,
     dryRun,
     r2TimeoutMs,
+    verify,
     githubToken: inputs.optional('github-token'),
   };
 }

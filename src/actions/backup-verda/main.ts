@@ -54,6 +54,7 @@ export async function run(): Promise<void> {
         recipients: inputs.recipients,
         retention: inputs.retention,
         dryRun: inputs.dryRun,
+        verifyReadBack: inputs.verify === 'read-back',
         logger,
         ...(inputs.withModels && !inputs.dryRun
           ? { afterBackup: modelSyncAfterBackup(config, inputs, logger) }
