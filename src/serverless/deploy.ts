@@ -171,7 +171,10 @@ async function applyLike(c: Ctx): Promise<DeployResult> {
     if (client.writes.length === 0) logger.info('nothing differs: no write');
   });
 
-  if (!c.wait) {
+  // apply leaves a paused deployment paused (start resumes it): nothing to wait for.
+  const stayedPaused = c.command === 'apply' && liveStatus === 'paused';
+  if (stayedPaused) logger.info(`${d.name} is paused: not waiting (start resumes it)`);
+  if (!c.wait || stayedPaused) {
     return result(c, { status: await client.getStatus(d.name), plan, cost, image, endpointUrl });
   }
   const serverStartedAt = client.writes[0]?.date ?? client.lastServerDate;

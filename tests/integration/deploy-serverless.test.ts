@@ -238,6 +238,14 @@ describe('a workshop from nothing to stopped', () => {
     expect(writes(emu)).toEqual([]);
   });
 
+  it('apply changes a paused deployment without resuming it or waiting', async () => {
+    emu.clearRequests();
+    const run = await deploy(emu, { command: 'apply', 'max-replicas': 24, 'wait-timeout': '1s' });
+    expect(failure(run)).toBe('');
+    expect(writes(emu)).toEqual([`PATCH /container-deployments/${name}/scaling 200`]);
+    expect(run.outputs.status).toBe('paused');
+  });
+
   it('start resumes a paused deployment', async () => {
     emu.clearRequests();
     const run = await deploy(emu, { command: 'start', 'max-replicas': 20 });
