@@ -13,6 +13,13 @@
 //   endpoint answers 503 service_unavailable at once (the real one queues the request).
 // - DELETE answers 202 at once; the deployment reports the unknown status `deleting` until it is
 //   gone (404) after `deleteMs`. Replicas that are starting have the status `starting`.
+// - Responses carry `Date` in emulated time, so clients measuring on the API clock see it.
+//
+// Not emulated: async inference (Prefer: respond-async, /status and /result), SSE streaming,
+// job deployments, held (queued) synchronous requests, cpu/gpu utilisation triggers (validated,
+// not acted on), concurrent_requests_per_replica and the request TTL (validated only), image
+// pulls and registry logins (credentials only have to exist), ?projectId=, billing, and the
+// staging quirks beyond accepting a form-encoded token request.
 import { randomBytes } from 'node:crypto';
 import http, { type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
