@@ -329,6 +329,14 @@ describe('faults', () => {
     expect(writes(emu)).toEqual(['POST /container-deployments 504']);
     expect(emu.deployments()).toHaveLength(1);
     expect(run.stdout).toContain('was created despite the error');
+    // The create counts as the first write: changed, and the cold start runs from it.
+    const log = emu.requests();
+    const created = log.find((r) => r.method === 'POST' && r.path === '/container-deployments');
+    const firstOk = log.find((r) => r.host === 'inference' && r.status === 200);
+    expect(run.outputs).toMatchObject({
+      changed: 'true',
+      'cold-start-seconds': String(((firstOk?.at ?? 0) - (created?.at ?? 0)) / 1000),
+    });
   });
 
   it('fails clearly when the deployment is stuck in image_pulling past the timeout', async () => {

@@ -28664,10 +28664,14 @@ class VerdaClient {
             catch (err) {
                 if (!isRetryableFault(err) || attempt >= attempts)
                     throw err;
+                // The failed answer's Date: if the create took effect, that is when it was written.
+                const failedAt = { date: this.lastServerDate, localAt: this.now() };
                 this.opts.logger.warn(`create of ${spec.name} failed (${errorMessage(err)}); checking whether it exists before retrying`);
                 const existing = await this.getDeployment(spec.name);
                 if (existing) {
                     this.opts.logger.info(`${spec.name} was created despite the error; not creating it again`);
+                    const status = err instanceof VerdaApiError ? err.status : 0;
+                    this.writes.push({ request: 'POST /container-deployments', status, ...failedAt });
                     return existing;
                 }
                 await this.sleep(this.delayFor(err, attempt));
