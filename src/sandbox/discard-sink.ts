@@ -41,6 +41,12 @@ export async function startDiscardSink(): Promise<DiscardSink> {
       const etag = `"${randomBytes(16).toString('hex')}"`;
       switch (req.method) {
         case 'PUT':
+          if (req.headers['x-amz-copy-source']) {
+            return xml(
+              200,
+              `<CopyObjectResult ${XMLNS}><ETag>${etag}</ETag><LastModified>${new Date().toISOString()}</LastModified></CopyObjectResult>`,
+            );
+          }
           res.writeHead(200, { etag, 'content-length': 0 }).end();
           return;
         case 'POST':

@@ -5,6 +5,7 @@
 // CompleteMultipartUpload body (a small XML) is read whole.
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
+import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
@@ -203,7 +204,11 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
               ),
         );
       }
-      if (fault.action === 'stall') await sleep(fault.stallMs ?? 5000);
+      if (fault.action === 'stall') {
+        // Held like a hung server; a client that gives up (or is killed) ends the hold.
+        await Promise.race([sleep(fault.stallMs ?? 5000), once(req.socket, 'close')]);
+        if (req.socket.destroyed) return;
+      }
       if (fault.action === 'reset') {
         const length = Number(req.headers['content-length'] ?? 0);
         if (length > 0)

@@ -1,10 +1,99 @@
+import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
+import { R2_MAX_PART, R2_MIN_PART, r2Endpoint, validateBucketName } from '../../lib/r2.js';
+import { parseFingerprints } from '../../lib/ssh.js';
+import { normalizePrefix } from '../../models/bucket.js';
+import { parseLocation, type ModelLocation } from '../../models/location.js';
+import type { Compare } from '../../models/sync.js';
 
 export interface SyncInputs {
   direction: 'push' | 'pull';
+  location: ModelLocation;
+  ssh?: { privateKey: string; fingerprints: string[] };
+  bucket: string;
+  prefix: string;
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  include: string[];
+  compare?: Compare;
+  concurrency: number;
+  partSize?: number;
+  delete: boolean;
+  dryRun: boolean;
+  manifest: string;
+  manifestIsDefault: boolean;
+  hfFallback: boolean;
+  hfToken?: string;
 }
 
+export const DEFAULT_MANIFEST = 'config/models.yml';
+
+/** Every input checked before anything connects; each bad value names the input. */
 export function parseSyncInputs(source: InputSource): SyncInputs {
   const inputs = new Inputs(source);
-  return { direction: inputs.oneOf('direction', ['push', 'pull'] as const) };
+  const direction = inputs.oneOf('direction', ['push', 'pull'] as const);
+  const where = direction === 'push' ? 'source' : 'target';
+  const location = parseLocation(
+    where,
+    inputs.required(
+      where,
+      `the models directory to ${direction === 'push' ? 'read' : 'write'}: a local directory or ssh://user@host:port/path`,
+    ),
+  );
+  if (direction === 'pull' && location.kind === 'ssh') {
+    throw new InputError(
+      'target',
+      inputs.raw('target'),
+      'a local directory: pull runs on the host that gets the models',
+    );
+  }
+  const ssh =
+    location.kind === 'ssh'
+      ? {
+          privateKey: inputs.secret(
+            'ssh-private-key',
+            `a private key for ${where} ${inputs.raw(where)}`,
+          ),
+          fingerprints: parseFingerprints(
+            'host-key-fingerprints',
+            inputs.list('host-key-fingerprints'),
+          ),
+        }
+      : undefined;
+  const compare =
+    inputs.raw('compare') === '' ? undefined : inputs.oneOf('compare', ['size', 'sha256'] as const);
+  const partSize = inputs.size('part-size', {
+    min: R2_MIN_PART,
+    max: R2_MAX_PART,
+    allowAuto: true,
+  });
+  const endpointInput = inputs.optional('r2-endpoint');
+  const accountId = inputs.optional('r2-account-id');
+  const include = inputs.list('include');
+  const manifestRaw = inputs.raw('manifest');
+  const hfToken = inputs.optional('hf-token');
+  return {
+    direction,
+    location,
+    ...(ssh ? { ssh } : {}),
+    bucket: validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name')),
+    prefix: normalizePrefix(inputs.raw('prefix')),
+    endpoint: r2Endpoint({
+      ...(endpointInput ? { endpoint: endpointInput } : {}),
+      ...(accountId ? { accountId } : {}),
+    }),
+    accessKeyId: inputs.secret('r2-access-key-id', 'an R2 access key id'),
+    secretAccessKey: inputs.secret('r2-secret-access-key', 'an R2 secret access key'),
+    include: include.length > 0 ? include : ['**/*.safetensors'],
+    ...(compare ? { compare } : {}),
+    concurrency: inputs.int('concurrency', { min: 1, max: 64, default: 4 }),
+    ...(partSize !== undefined ? { partSize } : {}),
+    delete: inputs.boolean('delete', false),
+    dryRun: inputs.boolean('dry-run', false),
+    manifest: manifestRaw || DEFAULT_MANIFEST,
+    manifestIsDefault: manifestRaw === '' || manifestRaw === DEFAULT_MANIFEST,
+    hfFallback: inputs.boolean('hf-fallback', direction === 'pull'),
+    ...(hfToken ? { hfToken } : {}),
+  };
 }

@@ -1,0 +1,93 @@
+// config/models.yml: the models a host needs, with their HuggingFace source URLs (the seed's
+// Option B). Validated with zod before anything connects; duplicate paths are an error.
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { z } from 'zod';
+import { ConfigError, errorMessage } from '../lib/errors.js';
+
+export interface ModelEntry {
+  /** Relative path under the models directory, e.g. checkpoints/x.safetensors. */
+  path: string;
+  size?: number;
+  sha256?: string;
+  url?: string;
+  required: boolean;
+}
+
+export interface ModelManifestConfig {
+  file: string;
+  models: ModelEntry[];
+}
+
+const relativePath = z.string().superRefine((value, ctx) => {
+  const segments = value.split('/');
+  const bad =
+    value === '' || value.startsWith('/')
+      ? 'must be relative to the models directory (no leading /)'
+      : segments.some((s) => s === '' || s === '.' || s === '..')
+        ? "must not contain empty, '.' or '..' segments"
+        : [...value].some((c) => c.charCodeAt(0) < 0x20)
+          ? 'must not contain control characters'
+          : undefined;
+  if (bad) ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(value)} ${bad}` });
+});
+
+const modelSchema = z.strictObject({
+  path: relativePath,
+  size: z.number().int().nonnegative().nullish(),
+  sha256: z
+    .string()
+    .regex(/^([0-9a-f]{64})?$/, 'sha256 must be 64 lowercase hex characters or empty')
+    .nullish(),
+  url: z.url({ protocol: /^https?$/, error: 'url must be an http(s) URL' }).nullish(),
+  required: z.boolean().default(true),
+});
+
+const fileSchema = z.strictObject({ models: z.array(modelSchema) });
+
+/** Validates parsed YAML; `file` names the source in errors. */
+export function parseModelsConfig(file: string, data: unknown): ModelManifestConfig {
+  const parsed = fileSchema.safeParse(data);
+  if (!parsed.success) {
+    throw new ConfigError(
+      file,
+      parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
+    );
+  }
+  const seen = new Map<string, number>();
+  const problems: string[] = [];
+  const models = parsed.data.models.map((m, i): ModelEntry => {
+    const first = seen.get(m.path);
+    if (first !== undefined) {
+      problems.push(
+        `models.${i}.path: duplicate path ${JSON.stringify(m.path)} (also models.${first})`,
+      );
+    }
+    seen.set(m.path, i);
+    return {
+      path: m.path,
+      required: m.required,
+      ...(m.size != null ? { size: m.size } : {}),
+      ...(m.sha256 ? { sha256: m.sha256 } : {}),
+      ...(m.url ? { url: m.url } : {}),
+    };
+  });
+  if (problems.length) throw new ConfigError(file, problems);
+  return { file, models };
+}
+
+export async function loadModelsConfig(file: string): Promise<ModelManifestConfig> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`cannot read it: ${errorMessage(err)}`]);
+  }
+  let data: unknown;
+  try {
+    data = parseYaml(text);
+  } catch (err) {
+    throw new ConfigError(file, [`not valid YAML: ${errorMessage(err)}`]);
+  }
+  return parseModelsConfig(file, data);
+}

@@ -1,0 +1,476 @@
+// The model sync: inventory both sides once, decide per file (size, or sha256 when the vault
+// knows it), move only what differs, and write models-manifest.json last. The library entry for
+// the sync-models action, the CLI and backup-verda's with-models.
+import {
+  AbortMultipartUploadCommand,
+  DeleteObjectCommand,
+  HeadObjectCommand,
+  type S3Client,
+} from '@aws-sdk/client-s3';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { OpsError, errorMessage } from '../lib/errors.js';
+import { formatBytes, formatDuration, formatRate } from '../lib/format.js';
+import type { Logger } from '../lib/logger.js';
+import { r2PartSize } from '../lib/r2.js';
+import {
+  MANIFEST_NAME,
+  listPendingUploads,
+  listVault,
+  readManifest,
+  vaultKey,
+  withS3Retry,
+  writeManifest,
+  type Vault,
+  type VaultObject,
+} from './bucket.js';
+import type { ModelManifestConfig } from './config.js';
+import { matcher } from './glob.js';
+import { LocalModelHost, type ModelFile, type ModelHost } from './host.js';
+import { BufferPool, Semaphore, forEachLimit } from './limits.js';
+import { Progress } from './progress.js';
+import { pullFile, urlSource, vaultSource } from './pull.js';
+import { SHA256_META, pushFile } from './push.js';
+import { countRequests, type RequestCounts } from './request-counts.js';
+
+export type Compare = 'size' | 'sha256';
+
+export interface SyncModelsOptions {
+  direction: 'push' | 'pull';
+  /** push: where models are read (local dir or SSH host); pull: a local host to write into. */
+  host: ModelHost;
+  client: S3Client;
+  bucket: string;
+  prefix: string;
+  include: string[];
+  /** Undefined: sha256 when the vault has a manifest, else size. */
+  compare?: Compare;
+  concurrency: number;
+  /** Undefined: R2's max(16 MiB, size/10000) per file. */
+  partSize?: number;
+  delete: boolean;
+  dryRun: boolean;
+  /** config/models.yml: HuggingFace fallback and required models on pull. */
+  models?: ModelManifestConfig;
+  hfFallback: boolean;
+  hfToken?: string;
+  progressIntervalMs?: number;
+  /** Multipart uploads older than this are aborted (default one day). */
+  staleUploadMs?: number;
+  fetch?: typeof fetch;
+}
+
+export type FileAction =
+  | 'uploaded'
+  | 'downloaded'
+  | 'skipped'
+  | 'deleted'
+  | 'would upload'
+  | 'would download'
+  | 'would delete';
+
+export interface FileOutcome {
+  path: string;
+  action: FileAction;
+  size: number;
+  ms: number;
+  note?: string;
+}
+
+export interface SyncReport {
+  direction: 'push' | 'pull';
+  compare: Compare;
+  uploaded: number;
+  downloaded: number;
+  skipped: number;
+  deleted: number;
+  bytes: number;
+  manifestKey: string;
+  files: FileOutcome[];
+  requests: RequestCounts;
+  staleAborted: number;
+}
+
+const DAY = 86_400_000;
+
+export async function syncModels(opts: SyncModelsOptions, logger: Logger): Promise<SyncReport> {
+  const vault: Vault = { client: opts.client, bucket: opts.bucket, prefix: opts.prefix };
+  const requests = countRequests(opts.client);
+  try {
+    const report =
+      opts.direction === 'push' ? await push(opts, vault, logger) : await pull(opts, vault, logger);
+    return { ...report, requests: requests.counts() };
+  } finally {
+    requests.detach();
+  }
+}
+
+type Partial = Omit<SyncReport, 'requests'>;
+
+function emptyReport(direction: 'push' | 'pull', compare: Compare, vault: Vault): Partial {
+  return {
+    direction,
+    compare,
+    uploaded: 0,
+    downloaded: 0,
+    skipped: 0,
+    deleted: 0,
+    bytes: 0,
+    manifestKey: vaultKey(vault, MANIFEST_NAME),
+    files: [],
+    staleAborted: 0,
+  };
+}
+
+function included(
+  files: ModelFile[] | VaultObject[],
+  include: string[],
+  logger: Logger,
+  where: string,
+): typeof files {
+  const match = matcher(include);
+  const out = files.filter((f) => match(f.path));
+  if (out.length === 0)
+    logger.warn(`include ${JSON.stringify(include.join(', '))} matched no file in ${where}`);
+  return out;
+}
+
+async function push(opts: SyncModelsOptions, vault: Vault, logger: Logger): Promise<Partial> {
+  const [local, listing] = await logger.group('Inventory', async () => {
+    const l = included(
+      await opts.host.list(),
+      opts.include,
+      logger,
+      opts.host.label,
+    ) as ModelFile[];
+    const r = await listVault(vault);
+    logger.info(
+      `${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
+    );
+    return [l, r] as const;
+  });
+  const compare: Compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
+  const report = emptyReport('push', compare, vault);
+  const remote = new Map(listing.objects.map((o) => [o.path, o]));
+  let manifest =
+    compare === 'sha256' && listing.hasManifest ? await readManifest(vault) : undefined;
+
+  // Decide per file.
+  const toUpload: ModelFile[] = [];
+  const localSha = new Map<string, string>();
+  const sameSize = local.filter((f) => remote.get(f.path)?.size === f.size);
+  if (compare === 'sha256' && sameSize.length > 0) {
+    const hashes = await logger.group(`Hashing ${sameSize.length} file(s) of equal size`, () =>
+      opts.host.sha256(sameSize.map((f) => f.path)),
+    );
+    for (const [p, h] of hashes) localSha.set(p, h);
+  }
+  for (const f of local) {
+    const r = remote.get(f.path);
+    if (!r || r.size !== f.size) {
+      toUpload.push(f);
+      continue;
+    }
+    if (compare === 'sha256') {
+      const theirs = manifest?.get(f.path)?.sha256 ?? (await headSha256(vault, f.path));
+      if (theirs !== localSha.get(f.path)) {
+        toUpload.push(f);
+        continue;
+      }
+    }
+    report.skipped++;
+    report.files.push({
+      path: f.path,
+      action: 'skipped',
+      size: f.size,
+      ms: 0,
+      note: compare === 'sha256' ? 'same sha256' : 'same size',
+    });
+  }
+  const localPaths = new Set(local.map((f) => f.path));
+  const toDelete = opts.delete
+    ? listing.objects.filter((o) => !localPaths.has(o.path) && matcher(opts.include)(o.path))
+    : [];
+
+  if (opts.dryRun) {
+    for (const f of toUpload)
+      report.files.push({ path: f.path, action: 'would upload', size: f.size, ms: 0 });
+    for (const o of toDelete)
+      report.files.push({ path: o.path, action: 'would delete', size: o.size, ms: 0 });
+    logger.info(
+      `dry run: ${toUpload.length} to upload, ${toDelete.length} to delete, ${report.skipped} in sync`,
+    );
+    return report;
+  }
+
+  const uploaded = new Map<string, { size: number; sha256: string }>();
+  if (toUpload.length > 0) {
+    const resumable = await cleanPendingUploads(vault, opts.staleUploadMs ?? DAY, logger, report);
+    const slots = new Semaphore(opts.concurrency);
+    const pool = new BufferPool(opts.concurrency);
+    const progress = new Progress(logger, opts.progressIntervalMs);
+    await logger.group(`Uploading ${toUpload.length} file(s)`, () =>
+      forEachLimit(toUpload, opts.concurrency, async (f) => {
+        const key = vaultKey(vault, f.path);
+        const partSize = opts.partSize ?? r2PartSize(f.size);
+        logger.info(`${f.path}: upload start (${formatBytes(f.size)})`);
+        const track = progress.begin(f.path, f.size);
+        const reader = await opts.host.reader(f.path);
+        try {
+          const resumeUploadId = resumable.get(key);
+          const knownSha256 = localSha.get(f.path);
+          const r = await pushFile({
+            vault,
+            key,
+            size: f.size,
+            partSize,
+            reader,
+            slots,
+            pool,
+            onBytes: track.add,
+            logger,
+            ...(resumeUploadId ? { resumeUploadId } : {}),
+            ...(knownSha256 ? { knownSha256 } : {}),
+          });
+          const ms = track.end();
+          uploaded.set(f.path, { size: f.size, sha256: r.sha256 });
+          report.uploaded++;
+          report.bytes += r.bytesSent;
+          const note =
+            r.partsReused > 0
+              ? `resumed: ${r.partsReused} of ${r.parts} parts already in R2`
+              : `${r.parts} part(s)`;
+          report.files.push({ path: f.path, action: 'uploaded', size: f.size, ms, note });
+          logger.info(
+            `${f.path}: uploaded ${formatBytes(f.size)} in ${formatDuration(ms)} (${formatRate(f.size, ms)}), sha256 ${r.sha256}; ${note}`,
+          );
+        } catch (err) {
+          track.end();
+          throw new OpsError(`${f.path}: upload failed: ${errorMessage(err)}`, { cause: err });
+        } finally {
+          await reader.close();
+        }
+      }),
+    );
+  }
+  for (const o of toDelete) {
+    await withS3Retry(`DeleteObject ${o.path}`, () =>
+      vault.client.send(
+        new DeleteObjectCommand({ Bucket: vault.bucket, Key: vaultKey(vault, o.path) }),
+      ),
+    );
+    report.deleted++;
+    report.files.push({ path: o.path, action: 'deleted', size: o.size, ms: 0 });
+  }
+
+  // The manifest goes last: it only ever names objects that are complete in the vault.
+  if (uploaded.size > 0 || toDelete.length > 0) {
+    manifest ??= listing.hasManifest ? await readManifest(vault) : new Map();
+    for (const [p, f] of localSha)
+      if (!uploaded.has(p) && remote.has(p))
+        manifest.set(p, { size: remote.get(p)?.size ?? 0, sha256: f });
+    for (const [p, f] of uploaded) manifest.set(p, f);
+    for (const o of toDelete) manifest.delete(o.path);
+    for (const p of [...manifest.keys()])
+      if (!remote.has(p) && !uploaded.has(p)) manifest.delete(p);
+    report.manifestKey = await writeManifest(vault, manifest);
+  }
+  return report;
+}
+
+async function headSha256(vault: Vault, rel: string): Promise<string | undefined> {
+  const head = await withS3Retry(`HeadObject ${rel}`, () =>
+    vault.client.send(new HeadObjectCommand({ Bucket: vault.bucket, Key: vaultKey(vault, rel) })),
+  );
+  return head.Metadata?.[SHA256_META];
+}
+
+/** Aborts multipart uploads older than staleMs; returns the newest young upload per key to resume. */
+async function cleanPendingUploads(
+  vault: Vault,
+  staleMs: number,
+  logger: Logger,
+  report: Partial,
+): Promise<Map<string, string>> {
+  const resumable = new Map<string, { id: string; at: number }>();
+  const now = Date.now();
+  for (const u of await listPendingUploads(vault)) {
+    if (now - u.initiated.getTime() > staleMs) {
+      logger.info(
+        `aborting a stale multipart upload of ${u.key} from ${u.initiated.toISOString()}`,
+      );
+      await withS3Retry(`AbortMultipartUpload ${u.key}`, () =>
+        vault.client.send(
+          new AbortMultipartUploadCommand({
+            Bucket: vault.bucket,
+            Key: u.key,
+            UploadId: u.uploadId,
+          }),
+        ),
+      );
+      report.staleAborted++;
+    } else if ((resumable.get(u.key)?.at ?? -1) < u.initiated.getTime()) {
+      resumable.set(u.key, { id: u.uploadId, at: u.initiated.getTime() });
+    }
+  }
+  return new Map([...resumable].map(([k, v]) => [k, v.id]));
+}
+
+async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Promise<Partial> {
+  if (!(opts.host instanceof LocalModelHost))
+    throw new OpsError('pull writes to a local directory; run it on the host itself');
+  const dir = opts.host.dir;
+  await mkdir(dir, { recursive: true });
+  const [local, listing] = await logger.group('Inventory', async () => {
+    const l = await opts.host.list();
+    const r = await listVault(vault);
+    logger.info(
+      `${l.length} file(s) in ${dir}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
+    );
+    return [l, r] as const;
+  });
+  const compare: Compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
+  const report = emptyReport('pull', compare, vault);
+  const manifest = listing.hasManifest
+    ? await readManifest(vault)
+    : new Map<string, { size: number; sha256: string }>();
+  const remote = included(
+    listing.objects,
+    opts.include,
+    logger,
+    `r2://${vault.bucket}/${vault.prefix}`,
+  ) as VaultObject[];
+  const localBy = new Map(local.map((f) => [f.path, f]));
+
+  interface Job {
+    path: string;
+    size?: number;
+    sha256?: string;
+    from: 'r2' | 'hf';
+    url?: string;
+  }
+  const jobs: Job[] = [];
+  const sameSize = remote.filter((o) => localBy.get(o.path)?.size === o.size);
+  const localSha =
+    compare === 'sha256' && sameSize.length > 0
+      ? await opts.host.sha256(sameSize.map((o) => o.path))
+      : new Map<string, string>();
+  for (const o of remote) {
+    const mine = localBy.get(o.path);
+    const theirs = manifest.get(o.path)?.sha256;
+    const inSync =
+      mine?.size === o.size && (compare === 'size' || !theirs || localSha.get(o.path) === theirs);
+    const sha256 = theirs ?? opts.models?.models.find((m) => m.path === o.path)?.sha256;
+    if (inSync) {
+      report.skipped++;
+      report.files.push({
+        path: o.path,
+        action: 'skipped',
+        size: o.size,
+        ms: 0,
+        note: compare === 'sha256' && theirs ? 'same sha256' : 'same size',
+      });
+    } else jobs.push({ path: o.path, size: o.size, from: 'r2', ...(sha256 ? { sha256 } : {}) });
+  }
+  // Models the host needs that the vault does not have: HuggingFace (Option B), or fail if required.
+  const inVault = new Set(listing.objects.map((o) => o.path));
+  const missing: string[] = [];
+  for (const m of opts.models?.models ?? []) {
+    if (inVault.has(m.path)) continue;
+    const mine = localBy.get(m.path);
+    if (mine && (m.size === undefined || m.size === mine.size)) continue;
+    if (opts.hfFallback && m.url) {
+      const sha256 = m.sha256 ?? manifest.get(m.path)?.sha256;
+      jobs.push({
+        path: m.path,
+        from: 'hf',
+        url: m.url,
+        ...(m.size !== undefined ? { size: m.size } : {}),
+        ...(sha256 ? { sha256 } : {}),
+      });
+    } else if (m.required) missing.push(m.path);
+    else logger.warn(`${m.path} is in neither the vault nor on this host (optional, skipped)`);
+  }
+  if (missing.length > 0) {
+    throw new OpsError(
+      `required model(s) missing from R2 and without a HuggingFace fallback${opts.hfFallback ? '' : ' (hf-fallback is off)'}: ${missing.join(', ')}`,
+    );
+  }
+  const wanted = new Set([
+    ...remote.map((o) => o.path),
+    ...(opts.models?.models ?? []).map((m) => m.path),
+  ]);
+  const toDelete = opts.delete
+    ? local.filter((f) => !wanted.has(f.path) && matcher(opts.include)(f.path))
+    : [];
+
+  if (opts.dryRun) {
+    for (const j of jobs)
+      report.files.push({
+        path: j.path,
+        action: 'would download',
+        size: j.size ?? 0,
+        ms: 0,
+        note: j.from === 'hf' ? `from ${j.url}` : 'from R2',
+      });
+    for (const f of toDelete)
+      report.files.push({ path: f.path, action: 'would delete', size: f.size, ms: 0 });
+    return report;
+  }
+
+  const progress = new Progress(logger, opts.progressIntervalMs);
+  await logger.group(`Downloading ${jobs.length} file(s)`, () =>
+    forEachLimit(jobs, opts.concurrency, async (j) => {
+      const origin =
+        j.from === 'hf' ? (j.url ?? '') : `r2://${vault.bucket}/${vaultKey(vault, j.path)}`;
+      logger.info(
+        `${j.path}: download start from ${origin}${j.size !== undefined ? ` (${formatBytes(j.size)})` : ''}`,
+      );
+      const track = progress.begin(j.path, j.size ?? 0);
+      try {
+        const r = await pullFile({
+          dir,
+          path: j.path,
+          origin,
+          source:
+            j.from === 'hf'
+              ? urlSource(j.url ?? '', opts.hfToken, opts.fetch)
+              : vaultSource(vault, j.path),
+          onBytes: track.add,
+          logger,
+          ...(j.size !== undefined ? { size: j.size } : {}),
+          ...(j.sha256 ? { expectedSha256: j.sha256 } : {}),
+        });
+        const ms = track.end();
+        if (!r.verified)
+          logger.warn(
+            `${j.path}: no sha256 known to check it against (recorded after download: ${r.sha256})`,
+          );
+        report.downloaded++;
+        report.bytes += r.size - r.resumedFrom;
+        const note = [
+          j.from === 'hf' ? 'HuggingFace fallback' : 'from R2',
+          r.verified ? 'sha256 verified' : 'sha256 unknown',
+          r.resumedFrom > 0 ? `resumed at ${formatBytes(r.resumedFrom)}` : '',
+        ]
+          .filter(Boolean)
+          .join(', ');
+        report.files.push({ path: j.path, action: 'downloaded', size: r.size, ms, note });
+        logger.info(
+          `${j.path}: downloaded ${formatBytes(r.size)} in ${formatDuration(ms)} (${formatRate(r.size, ms)}); ${note}`,
+        );
+      } catch (err) {
+        track.end();
+        throw err instanceof OpsError
+          ? err
+          : new OpsError(`${j.path}: download failed: ${errorMessage(err)}`, { cause: err });
+      }
+    }),
+  );
+  for (const f of toDelete) {
+    await rm(path.join(dir, f.path), { force: true });
+    report.deleted++;
+    report.files.push({ path: f.path, action: 'deleted', size: f.size, ms: 0 });
+  }
+  return report;
+}
