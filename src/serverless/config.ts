@@ -1,9 +1,8 @@
 // config/workshop.yml: the desired state of the serverless fleet, validated with zod (strict:
 // an unknown or misspelt key is an error naming its path).
-import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, errorMessage } from '../lib/errors.js';
+import { ConfigError } from '../lib/errors.js';
+import { readYamlFile } from '../lib/yaml-file.js';
 import { deploymentNamePattern, envNamePattern, knownComputeNames } from './verda-types.js';
 
 const gpuName = z.enum(knownComputeNames);
@@ -133,17 +132,5 @@ export function parseWorkshopConfig(data: unknown, file: string): WorkshopConfig
 }
 
 export async function loadWorkshopConfig(file: string): Promise<WorkshopConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
-  }
-  let data: unknown;
-  try {
-    data = parseYaml(text);
-  } catch (err) {
-    throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
-  }
-  return parseWorkshopConfig(data, file);
+  return parseWorkshopConfig(await readYamlFile(file), file);
 }

@@ -28374,7 +28374,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(3782);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9517);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -28383,7 +28383,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 3782:
+/***/ 9517:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -28959,10 +28959,6 @@ function costTable(cost) {
     };
 }
 
-;// CONCATENATED MODULE: external "node:fs/promises"
-const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
 
 // functions
@@ -38498,6 +38494,34 @@ function preprocess(fn, schema) {
     });
 }
 
+;// CONCATENATED MODULE: external "node:fs/promises"
+const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/lib/yaml-file.ts
+
+
+
+/**
+ * Reads and parses a YAML config file; an unreadable file or invalid YAML is a ConfigError naming
+ * the file, so every config loader reports the same way before its schema check.
+ */
+async function readYamlFile(file) {
+    let text;
+    try {
+        text = await (0,promises_namespaceObject.readFile)(file, 'utf8');
+    }
+    catch (err) {
+        throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
+    }
+    try {
+        return (0,dist/* parse */.qg)(text, { prettyErrors: true });
+    }
+    catch (err) {
+        throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/serverless/verda-types.ts
 // Wire shapes of the Verda containers API (../shared/verda-api.md §2.1, §3), as requests send
 // them. Responses are normalised into these by the client (src/serverless/normalize.ts).
@@ -38522,7 +38546,6 @@ const envNamePattern = /^[A-Z_][A-Z0-9_]*$/;
 ;// CONCATENATED MODULE: ./src/serverless/config.ts
 // config/workshop.yml: the desired state of the serverless fleet, validated with zod (strict:
 // an unknown or misspelt key is an error naming its path).
-
 
 
 
@@ -38634,21 +38657,7 @@ function parseWorkshopConfig(data, file) {
     }));
 }
 async function loadWorkshopConfig(file) {
-    let text;
-    try {
-        text = await (0,promises_namespaceObject.readFile)(file, 'utf8');
-    }
-    catch (err) {
-        throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
-    }
-    let data;
-    try {
-        data = (0,dist/* parse */.qg)(text);
-    }
-    catch (err) {
-        throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
-    }
-    return parseWorkshopConfig(data, file);
+    return parseWorkshopConfig(await readYamlFile(file), file);
 }
 
 ;// CONCATENATED MODULE: ./src/serverless/desired.ts

@@ -1,0 +1,21 @@
+import { readFile } from 'node:fs/promises';
+import { parse as parseYaml } from 'yaml';
+import { ConfigError, errorMessage } from './errors.js';
+
+/**
+ * Reads and parses a YAML config file; an unreadable file or invalid YAML is a ConfigError naming
+ * the file, so every config loader reports the same way before its schema check.
+ */
+export async function readYamlFile(file: string): Promise<unknown> {
+  let text: string;
+  try {
+    text = await readFile(file, 'utf8');
+  } catch (err) {
+    throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
+  }
+  try {
+    return parseYaml(text, { prettyErrors: true }) as unknown;
+  } catch (err) {
+    throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
+  }
+}
