@@ -18,9 +18,11 @@ import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 
 const MiB = 2 ** 20;
-const RUNS = 5;
+const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const repoRoot = path.resolve(import.meta.dirname, '..');
 const bundle = path.join(repoRoot, 'actions/backup-verda/dist/index.js');
+/** BENCH_ACTION_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR") are given to node for the action runs. */
+const nodeArgs = (process.env.BENCH_ACTION_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
 interface Item {
   id: string;
@@ -268,7 +270,7 @@ export async function run(): Promise<string> {
         run: () =>
           timed(
             process.execPath,
-            [bundle],
+            [...nodeArgs, bundle],
             actionEnv(echo.endpoint, 'bench', 'bench-secret', 'etag'),
           ),
       },
@@ -277,7 +279,7 @@ export async function run(): Promise<string> {
         run: () =>
           timed(
             process.execPath,
-            [bundle],
+            [...nodeArgs, bundle],
             actionEnv(r2.endpoint, r2.accessKeyId, r2.secretAccessKey, 'read-back'),
           ),
       },
