@@ -8,7 +8,8 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { z } from 'zod';
-import { OpsError } from '../lib/errors.js';
+import { OpsError, errorMessage } from '../lib/errors.js';
+import type { Logger } from '../lib/logger.js';
 import { R2_LIST_PAGE } from '../lib/r2.js';
 import { isRetryableS3Error, describeS3Failure } from '../lib/r2-stream-upload.js';
 import { retry } from '../lib/retry.js';
@@ -37,9 +38,19 @@ export const normalizePrefix = (prefix: string): string => {
 
 const s3Retry = { attempts: 5, baseDelayMs: 300, retryable: isRetryableS3Error };
 
-export async function withS3Retry<T>(what: string, fn: () => Promise<T>): Promise<T> {
+export async function withS3Retry<T>(
+  what: string,
+  fn: () => Promise<T>,
+  logger?: Logger,
+): Promise<T> {
   try {
-    return await retry(fn, s3Retry);
+    return await retry(fn, {
+      ...s3Retry,
+      onRetry: ({ err, attempt, delayMs }) =>
+        logger?.warn(
+          `R2 ${what}: attempt ${attempt} failed (${errorMessage(err)}); retrying in ${delayMs} ms`,
+        ),
+    });
   } catch (err) {
     throw describeS3Failure(what, err);
   }

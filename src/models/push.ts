@@ -67,6 +67,10 @@ function unsignedPayload<C extends PutObjectCommand | UploadPartCommand>(cmd: C)
   return cmd;
 }
 
+/** An R2 request retried on transient failures, each retry logged as a warning. */
+const retried = <T>(o: PushFileOptions, what: string, fn: () => Promise<T>): Promise<T> =>
+  withS3Retry(what, fn, o.logger);
+
 const md5Hex = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 const stripQuotes = (etag: string | undefined): string => (etag ?? '').replace(/"/g, '');
 
@@ -92,7 +96,7 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       const sha256 = sha.digest('hex');
       const release = await o.slots.acquire();
       try {
-        await withS3Retry(`PutObject ${key}`, () =>
+        await retried(o, `PutObject ${key}`, () =>
           client.send(
             unsignedPayload(
               new PutObjectCommand({
@@ -133,7 +137,7 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
     stored.clear();
   }
   if (!uploadId) {
-    const created = await withS3Retry(`CreateMultipartUpload ${key}`, () =>
+    const created = await retried(o, `CreateMultipartUpload ${key}`, () =>
       client.send(
         new CreateMultipartUploadCommand({
           Bucket: bucket,
@@ -181,7 +185,7 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       continue;
     }
     const partNumber = n;
-    const p = withS3Retry(`UploadPart ${key} part ${partNumber}`, () =>
+    const p = retried(o, `UploadPart ${key} part ${partNumber}`, () =>
       client.send(
         unsignedPayload(
           new UploadPartCommand({
@@ -215,7 +219,7 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
     throw failure;
   }
   const sha256 = sha.digest('hex');
-  await withS3Retry(`CompleteMultipartUpload ${key}`, () =>
+  await retried(o, `CompleteMultipartUpload ${key}`, () =>
     client.send(
       new CompleteMultipartUploadCommand({
         Bucket: bucket,
@@ -242,7 +246,7 @@ async function setSha256Metadata(o: PushFileOptions, sha256: string): Promise<vo
     return;
   }
   const source = `${o.vault.bucket}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
-  await withS3Retry(`CopyObject ${o.key} (sha256 metadata)`, () =>
+  await retried(o, `CopyObject ${o.key} (sha256 metadata)`, () =>
     o.vault.client.send(
       new CopyObjectCommand({
         Bucket: o.vault.bucket,

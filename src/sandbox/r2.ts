@@ -5,15 +5,14 @@
 // CompleteMultipartUpload body (a small XML) is read whole.
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
-import { once } from 'node:events';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline } from 'node:stream/promises';
+import { setTimeout as delay } from 'node:timers/promises';
 import S3rver from 's3rver';
 import { R2_LIST_PAGE } from '../lib/r2.js';
-import { sleep } from '../lib/retry.js';
 import {
   S3ErrorReply,
   checkCompletedParts,
@@ -140,19 +139,22 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     counts.byOperation[c.operation] = (counts.byOperation[c.operation] ?? 0) + 1;
   };
 
+  // Each rule counts every request it matches (also those another rule faulted); the first
+  // rule due fires.
   const matchFault = (c: Classified, req: S3Request): FaultRule | undefined => {
+    let firing: FaultRule | undefined;
     for (const f of faults) {
       const r = f.rule;
       if (r.operation && r.operation !== c.operation) continue;
       if (r.method && r.method.toUpperCase() !== req.method) continue;
       if (r.keyPattern && !r.keyPattern.test(req.key ?? '')) continue;
       f.seen++;
-      if (f.seen >= (r.nth ?? 1) && f.fired < (r.times ?? 1)) {
+      if (!firing && f.seen >= (r.nth ?? 1) && f.fired < (r.times ?? 1)) {
         f.fired++;
-        return r;
+        firing = r;
       }
     }
-    return undefined;
+    return firing;
   };
 
   async function handle(req: http.IncomingMessage, res: http.ServerResponse): Promise<void> {
@@ -206,7 +208,13 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
       }
       if (fault.action === 'stall') {
         // Held like a hung server; a client that gives up (or is killed) ends the hold.
-        await Promise.race([sleep(fault.stallMs ?? 5000), once(req.socket, 'close')]);
+        const gone = new AbortController();
+        const onClose = (): void => gone.abort();
+        req.socket.once('close', onClose);
+        await delay(fault.stallMs ?? 5000, undefined, { signal: gone.signal }).catch(
+          () => undefined,
+        );
+        req.socket.off('close', onClose);
         if (req.socket.destroyed) return;
       }
       if (fault.action === 'reset') {

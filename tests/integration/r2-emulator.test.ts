@@ -1,7 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
@@ -19,6 +19,9 @@ import { Upload } from '@aws-sdk/lib-storage';
 import { createR2Client } from '../../src/lib/r2.js';
 import { startR2Emulator, type R2Emulator } from '../../src/sandbox/r2.js';
 import { startDiscardSink } from '../../src/sandbox/discard-sink.js';
+
+// Transfers of tens of MiB through the bundle on a shared 2-core machine.
+jest.setTimeout(120_000);
 
 const MiB = 2 ** 20;
 const sha256 = (b: Uint8Array): string => createHash('sha256').update(b).digest('hex');

@@ -5,7 +5,7 @@ import { access, copyFile, mkdir, readFile, truncate, writeFile } from 'node:fs/
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
-import { afterAll, beforeAll, beforeEach, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { CreateMultipartUploadCommand } from '@aws-sdk/client-s3';
 import {
   MiB,
@@ -16,6 +16,9 @@ import {
   startSyncWorld,
   type SyncWorld,
 } from './sync-models-setup.js';
+
+// Transfers of tens of MiB through the bundle on a shared 2-core machine.
+jest.setTimeout(120_000);
 
 let world: SyncWorld;
 let tree: { root: string; sha: Record<string, string> };

@@ -95566,9 +95566,12 @@ const normalizePrefix = (prefix) => {
     return p ? `${p}/` : '';
 };
 const s3Retry = { attempts: 5, baseDelayMs: 300, retryable: isRetryableS3Error };
-async function withS3Retry(what, fn) {
+async function withS3Retry(what, fn, logger) {
     try {
-        return await retry_retry(fn, s3Retry);
+        return await retry_retry(fn, {
+            ...s3Retry,
+            onRetry: ({ err, attempt, delayMs }) => logger?.warn(`R2 ${what}: attempt ${attempt} failed (${errors_errorMessage(err)}); retrying in ${delayMs} ms`),
+        });
     }
     catch (err) {
         throw describeS3Failure(what, err);
@@ -95817,6 +95820,8 @@ function unsignedPayload(cmd) {
     }, { step: 'build', name: 'comfyumeUnsignedPayload' });
     return cmd;
 }
+/** An R2 request retried on transient failures, each retry logged as a warning. */
+const retried = (o, what, fn) => withS3Retry(what, fn, o.logger);
 const md5Hex = (b) => (0,external_node_crypto_.createHash)('md5').update(b).digest('hex');
 const stripQuotes = (etag) => (etag ?? '').replace(/"/g, '');
 async function pushFile(o) {
@@ -95837,7 +95842,7 @@ async function pushFile(o) {
             const sha256 = sha.digest('hex');
             const release = await o.slots.acquire();
             try {
-                await withS3Retry(`PutObject ${key}`, () => client.send(unsignedPayload(new dist_cjs/* PutObjectCommand */.wKZ({
+                await retried(o, `PutObject ${key}`, () => client.send(unsignedPayload(new dist_cjs/* PutObjectCommand */.wKZ({
                     Bucket: bucket,
                     Key: key,
                     Body: body,
@@ -95870,7 +95875,7 @@ async function pushFile(o) {
         stored.clear();
     }
     if (!uploadId) {
-        const created = await withS3Retry(`CreateMultipartUpload ${key}`, () => client.send(new dist_cjs/* CreateMultipartUploadCommand */.nG4({
+        const created = await retried(o, `CreateMultipartUpload ${key}`, () => client.send(new dist_cjs/* CreateMultipartUploadCommand */.nG4({
             Bucket: bucket,
             Key: key,
             ContentType: CONTENT_TYPE,
@@ -95914,7 +95919,7 @@ async function pushFile(o) {
             continue;
         }
         const partNumber = n;
-        const p = withS3Retry(`UploadPart ${key} part ${partNumber}`, () => client.send(unsignedPayload(new dist_cjs/* UploadPartCommand */.iVK({
+        const p = retried(o, `UploadPart ${key} part ${partNumber}`, () => client.send(unsignedPayload(new dist_cjs/* UploadPartCommand */.iVK({
             Bucket: bucket,
             Key: key,
             UploadId: uploadId,
@@ -95942,7 +95947,7 @@ async function pushFile(o) {
         throw failure;
     }
     const sha256 = sha.digest('hex');
-    await withS3Retry(`CompleteMultipartUpload ${key}`, () => client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
+    await retried(o, `CompleteMultipartUpload ${key}`, () => client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
         Bucket: bucket,
         Key: key,
         UploadId: uploadId,
@@ -95965,7 +95970,7 @@ async function setSha256Metadata(o, sha256) {
         return;
     }
     const source = `${o.vault.bucket}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
-    await withS3Retry(`CopyObject ${o.key} (sha256 metadata)`, () => o.vault.client.send(new dist_cjs/* CopyObjectCommand */.s9Z({
+    await retried(o, `CopyObject ${o.key} (sha256 metadata)`, () => o.vault.client.send(new dist_cjs/* CopyObjectCommand */.s9Z({
         Bucket: o.vault.bucket,
         Key: o.key,
         CopySource: source,
@@ -99786,6 +99791,8 @@ async function run() {
             accessKeyId: inputs.accessKeyId,
             secretAccessKey: inputs.secretAccessKey,
             requestTimeoutMs: 120_000,
+            // Our own retry (logged, per part) replaces the SDK's silent one.
+            maxAttempts: 1,
         });
         let conn;
         try {

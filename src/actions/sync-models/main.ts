@@ -41,6 +41,8 @@ export async function run(): Promise<void> {
       accessKeyId: inputs.accessKeyId,
       secretAccessKey: inputs.secretAccessKey,
       requestTimeoutMs: 120_000,
+      // Our own retry (logged, per part) replaces the SDK's silent one.
+      maxAttempts: 1,
     });
     let conn: SshConnection | undefined;
     try {
