@@ -23,9 +23,9 @@ export interface StreamUploadOptions {
   bucket: string;
   key: string;
   body: Readable;
-  /** Bytes per part (all equal but the last); default 16 MiB, at least 5 MiB. */
+  /** Bytes per part (all equal but the last); default 8 MiB (78 GiB per object), at least 5 MiB. */
   partSize?: number;
-  /** Parts uploading at once; memory is about partSize × (concurrency + 1). */
+  /** Parts uploading at once (default 2); memory is partSize × (concurrency + 1), buffers reused. */
   concurrency?: number;
   contentType?: string;
   /** Awaited after the body ended and before the object is made visible; a throw aborts. */
@@ -79,10 +79,13 @@ function checkEtag(what: string, md5Hex: string, etag: string | undefined): void
 export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { client, bucket, key } = opts;
   const logger = opts.logger ?? silentLogger;
-  const partSize = opts.partSize ?? 16 * 2 ** 20;
+  const partSize = opts.partSize ?? 8 * 2 ** 20;
   if (partSize < R2_MIN_PART)
     throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
   const concurrency = Math.max(1, opts.concurrency ?? 2);
+  // Part buffers are reused: at most concurrency in flight plus the one being filled.
+  const pool: Buffer[] = [];
+  const takeBuffer = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
   const retryOpts: RetryOptions = {
     attempts: 5,
     baseDelayMs: 500,
@@ -147,12 +150,15 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
       .catch((err: unknown) => {
         failure ??= err;
       })
-      .finally(() => inFlight.delete(p));
+      .finally(() => {
+        inFlight.delete(p);
+        if (data.length === partSize) pool.push(data);
+      });
     inFlight.add(p);
   };
 
   try {
-    let buffer = Buffer.allocUnsafe(partSize);
+    let buffer = takeBuffer();
     let filled = 0;
     let partNumber = 0;
     for await (const chunk of opts.body as AsyncIterable<Buffer | Uint8Array>) {
@@ -168,7 +174,7 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
         data = data.subarray(n);
         if (filled === partSize) {
           await dispatch(++partNumber, buffer);
-          buffer = Buffer.allocUnsafe(partSize);
+          buffer = takeBuffer();
           filled = 0;
         }
       }
