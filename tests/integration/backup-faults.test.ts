@@ -10,7 +10,7 @@ import { modelBytesStream } from '../../src/sandbox/fixture-tree.js';
 import { PREFIX, latestId, sha256, startBackupWorld, type BackupWorld } from './backup-setup.js';
 
 const BIG = 'checkpoints/fault-test.safetensors';
-const BIG_SIZE = 96 * 2 ** 20; // 6 parts of 16 MiB, more than the pipeline buffers
+const BIG_SIZE = 96 * 2 ** 20; // 12 parts of 8 MiB, far more than the pipeline buffers
 let world: BackupWorld;
 let goodId: string;
 let bigConfig: string;
