@@ -19,6 +19,9 @@ const XMLNS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
 export async function startDiscardSink(): Promise<DiscardSink> {
   let requests = 0;
   let bytes = 0;
+  // Sizes only (no bytes): uploaders such as rclone HEAD what they just wrote.
+  const objects = new Map<string, { size: number; etag: string }>();
+  const uploads = new Map<string, number>();
 
   const server = http.createServer((req, res) => {
     requests++;
@@ -38,7 +41,21 @@ export async function startDiscardSink(): Promise<DiscardSink> {
         });
         res.end(text);
       };
-      const etag = `"${randomBytes(16).toString('hex')}"`;
+      const md5 = req.headers['content-md5'];
+      const etag = `"${typeof md5 === 'string' ? Buffer.from(md5, 'base64').toString('hex') : randomBytes(16).toString('hex')}"`;
+      const uploadId = q.get('uploadId');
+      const objectKey = `${bucket}/${key}`;
+      if (req.method === 'PUT' && uploadId)
+        uploads.set(uploadId, (uploads.get(uploadId) ?? 0) + size);
+      else if (req.method === 'PUT' && !req.headers['x-amz-copy-source'])
+        objects.set(objectKey, { size, etag });
+      if (req.method === 'POST' && uploadId) {
+        objects.set(objectKey, {
+          size: uploads.get(uploadId) ?? 0,
+          etag: `"${randomBytes(16).toString('hex')}-1"`,
+        });
+        uploads.delete(uploadId);
+      }
       switch (req.method) {
         case 'PUT':
           if (req.headers['x-amz-copy-source']) {
@@ -63,11 +80,21 @@ export async function startDiscardSink(): Promise<DiscardSink> {
               `<ETag>${etag}</ETag></CompleteMultipartUploadResult>`,
           );
         case 'DELETE':
+          objects.delete(objectKey);
           res.writeHead(204).end();
           return;
-        case 'HEAD':
-          res.writeHead(404).end();
+        case 'HEAD': {
+          const o = objects.get(objectKey);
+          if (!o) return void res.writeHead(404).end();
+          res
+            .writeHead(200, {
+              'content-length': o.size,
+              etag: o.etag,
+              'last-modified': new Date().toUTCString(),
+            })
+            .end();
           return;
+        }
         case 'GET':
           if (!key && q.has('uploads')) {
             return xml(

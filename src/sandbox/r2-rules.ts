@@ -200,7 +200,7 @@ export function parseCompleteBody(xml: string): CompletedPart[] | S3ErrorReply {
     const n = /<PartNumber>\s*(\d+)\s*<\/PartNumber>/.exec(body)?.[1];
     const etag = /<ETag>([\s\S]*?)<\/ETag>/.exec(body)?.[1];
     if (!n || etag === undefined) break;
-    parts.push({ partNumber: Number(n), etag: etag.replace(/&quot;|"/g, '').trim() });
+    parts.push({ partNumber: Number(n), etag: etag.replace(/&quot;|&#34;|&#x22;|"/gi, '').trim() });
   }
   if (parts.length === 0) {
     return new S3ErrorReply(

@@ -136,7 +136,7 @@ describe('Complete rules', () => {
 
   it('parses the Complete body and refuses an empty one', () => {
     const xml =
-      '<CompleteMultipartUpload><Part><ETag>"abc"</ETag><PartNumber>1</PartNumber></Part><Part><PartNumber>2</PartNumber><ETag>&quot;def&quot;</ETag></Part></CompleteMultipartUpload>';
+      '<CompleteMultipartUpload><Part><ETag>&#34;abc&#34;</ETag><PartNumber>1</PartNumber></Part><Part><PartNumber>2</PartNumber><ETag>&quot;def&quot;</ETag></Part></CompleteMultipartUpload>';
     expect(parseCompleteBody(xml)).toEqual([
       { partNumber: 1, etag: 'abc' },
       { partNumber: 2, etag: 'def' },
