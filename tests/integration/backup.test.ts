@@ -237,6 +237,31 @@ describe('full backup of the fixture host', () => {
   });
 });
 
+describe('with-models', () => {
+  it('pushes the host models to the vault over the same connection after the backup', async () => {
+    const run = await world.run({
+      'with-models': 'true',
+      'models-bucket': BUCKET,
+      'models-prefix': 'vault',
+    });
+    expect(run.errors).toEqual([]);
+    expect(run.code).toBe(0);
+    expect(run.summary).toContain('Model sync (push)');
+    const stored = (await world.keys('vault/')).filter((k) => k.endsWith('.safetensors'));
+    const local = [
+      'checkpoints/ltx-2-19b-dev-fp8.safetensors',
+      'loras/flux2-klein-style.safetensors',
+      'text_encoders/gemma_3_12B_it.safetensors',
+    ];
+    expect(stored).toEqual(local.map((p) => `vault/${p}`));
+    for (const p of local) {
+      expect(sha256(await world.get(`vault/${p}`))).toBe(
+        sha256(readFileSync(path.join(world.host.modelsDir, p))),
+      );
+    }
+  });
+});
+
 describe('dry run', () => {
   it('connects and plans, writes and deletes nothing', async () => {
     const before = await world.keys();

@@ -21,6 +21,8 @@ export interface BackupInputs {
   recipients: string[];
   retention: RetentionPolicy;
   withModels: boolean;
+  modelsBucket: string;
+  modelsPrefix: string;
   dryRun: boolean;
   r2TimeoutMs: number;
   verify: 'read-back' | 'etag';
@@ -38,11 +40,11 @@ export const SECRET_INPUTS = [
 const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
 const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
 
-function parsePrefix(value: string): string {
+function parsePrefix(input: string, value: string): string {
   const expected =
     "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
   if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
-    throw new InputError('prefix', value, expected);
+    throw new InputError(input, value, expected);
   }
   return value;
 }
@@ -70,7 +72,10 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
     inputs.required('config', 'the path of the backup config (config/backup.yml)'),
   );
   const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
-  const prefix = parsePrefix(inputs.required('prefix', 'a key prefix such as backups/verda'));
+  const prefix = parsePrefix(
+    'prefix',
+    inputs.required('prefix', 'a key prefix such as backups/verda'),
+  );
   const accountId = inputs.optional('r2-account-id');
   const endpointInput = inputs.optional('r2-endpoint');
   const endpoint = r2Endpoint({
@@ -85,6 +90,11 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
     inputs.raw('retention') || 'daily=7,weekly=4,monthly=6',
   );
   const withModels = inputs.boolean('with-models', false);
+  const modelsBucket = validateBucketName(
+    'models-bucket',
+    inputs.optional('models-bucket') ?? bucket,
+  );
+  const modelsPrefix = parsePrefix('models-prefix', inputs.raw('models-prefix') || 'models');
   const dryRun = inputs.boolean('dry-run', false);
   const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
   if (r2TimeoutMs < 1000)
@@ -105,6 +115,8 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
     recipients,
     retention,
     withModels,
+    modelsBucket,
+    modelsPrefix,
     dryRun,
     r2TimeoutMs,
     verify,

@@ -14,7 +14,8 @@ import {
 } from '../shared/runtime.js';
 import { githubAlerts, runUrl } from './alert.js';
 import { parseBackupInputs, SECRET_INPUTS } from './inputs.js';
-import { modelSyncAfterBackup } from './with-models.js';
+import { modelSync } from './with-models.js';
+import { syncTables } from '../../models/summary.js';
 
 export async function run(): Promise<void> {
   await runAction(async () => {
@@ -36,6 +37,16 @@ export async function run(): Promise<void> {
       requestTimeoutMs: inputs.r2TimeoutMs,
     });
 
+    const models =
+      inputs.withModels && !inputs.dryRun
+        ? modelSync(
+            config,
+            inputs.configFile,
+            { client, bucket: inputs.modelsBucket, prefix: inputs.modelsPrefix },
+            logger,
+          )
+        : undefined;
+
     let result: BackupResult;
     try {
       result = await runBackup({
@@ -56,9 +67,7 @@ export async function run(): Promise<void> {
         dryRun: inputs.dryRun,
         verifyReadBack: inputs.verify === 'read-back',
         logger,
-        ...(inputs.withModels && !inputs.dryRun
-          ? { afterBackup: modelSyncAfterBackup(config, inputs, logger) }
-          : {}),
+        ...(models ? { afterBackup: models.afterBackup } : {}),
       });
     } catch (err) {
       if (alerts && !inputs.dryRun) {
@@ -78,7 +87,11 @@ export async function run(): Promise<void> {
         : result.items.length,
       'tailscale-ip': result.facts.tailscaleIp,
     });
-    await writeSummary(backupReport(result, { bucket: inputs.bucket, prefix: inputs.prefix }));
+    const modelReport = models?.report();
+    await writeSummary([
+      ...backupReport(result, { bucket: inputs.bucket, prefix: inputs.prefix }),
+      ...(modelReport ? syncTables(modelReport) : []),
+    ]);
     if (alerts && !result.dryRun) {
       await alerts.recovered(result.backupId, runUrl()).catch((err: unknown) => {
         logger.warn(`could not close the alert issue: ${redact(errorMessage(err))}`);
