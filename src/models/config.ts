@@ -1,9 +1,8 @@
 // config/models.yml: the models a host needs, with their HuggingFace source URLs (the seed's
 // Option B). Validated with zod before anything connects; duplicate paths are an error.
-import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError, errorMessage } from '../lib/errors.js';
+import { ConfigError } from '../lib/errors.js';
+import { readYamlFile } from '../lib/yaml-file.js';
 
 export interface ModelEntry {
   /** Relative path under the models directory, e.g. checkpoints/x.safetensors. */
@@ -77,17 +76,5 @@ export function parseModelsConfig(file: string, data: unknown): ModelManifestCon
 }
 
 export async function loadModelsConfig(file: string): Promise<ModelManifestConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(file, [`cannot read it: ${errorMessage(err)}`]);
-  }
-  let data: unknown;
-  try {
-    data = parseYaml(text);
-  } catch (err) {
-    throw new ConfigError(file, [`not valid YAML: ${errorMessage(err)}`]);
-  }
-  return parseModelsConfig(file, data);
+  return parseModelsConfig(file, await readYamlFile(file));
 }

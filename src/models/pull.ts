@@ -1,7 +1,7 @@
 // Downloads one model to `<path>.partial` beside its final place, resuming with an HTTP Range
 // from what an earlier run left, hashing every byte (the kept prefix included), and renaming it
 // into place only when size and sha256 agree. A bad download is deleted, never renamed.
-import { createHash } from 'node:crypto';
+import { createHash, type Hash } from 'node:crypto';
 import { createReadStream, createWriteStream } from 'node:fs';
 import { mkdir, rename, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
@@ -81,24 +81,18 @@ export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
     stated ??= body.sha256;
     if (body.start !== have) {
       // The server ignored the Range: start over from its first byte.
-      await rm(partial, { force: true });
-      return attemptFromZero(body);
+      return appendBody(body, createHash('sha256'), 0, 'w');
     }
-    let total = have;
-    const tap = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        sha.update(chunk);
-        total += chunk.length;
-        o.onBytes(chunk.length);
-        cb(null, chunk);
-      },
-    });
-    await pipeline(body.stream, tap, createWriteStream(partial, { flags: 'a' }));
-    return { sha256: sha.digest('hex'), size: total };
+    return appendBody(body, sha, have, 'a');
   };
-  const attemptFromZero = async (body: OpenedBody): Promise<{ sha256: string; size: number }> => {
-    const sha = createHash('sha256');
-    let total = 0;
+  /** Streams a body onto the partial file, hashing and counting what goes through. */
+  const appendBody = async (
+    body: OpenedBody,
+    sha: Hash,
+    start: number,
+    flags: 'a' | 'w',
+  ): Promise<{ sha256: string; size: number }> => {
+    let total = start;
     const tap = new Transform({
       transform(chunk: Buffer, _enc, cb) {
         sha.update(chunk);
@@ -107,7 +101,7 @@ export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
         cb(null, chunk);
       },
     });
-    await pipeline(body.stream, tap, createWriteStream(partial, { flags: 'w' }));
+    await pipeline(body.stream, tap, createWriteStream(partial, { flags }));
     return { sha256: sha.digest('hex'), size: total };
   };
 

@@ -51,13 +51,7 @@ describe('push from the SSH host', () => {
     expect(run.outputs).toMatchObject({ uploaded: '2' });
     for (const m of models) {
       const want = await fileSha256(path.join(host.modelsDir, m.path));
-      const out = await world.s3.send(
-        new (await import('@aws-sdk/client-s3')).GetObjectCommand({
-          Bucket: 'model-vault',
-          Key: `ssh-vault/${m.path}`,
-        }),
-      );
-      expect(sha256(Buffer.from(await out.Body!.transformToByteArray()))).toBe(want);
+      expect(sha256(await world.get(m.path, 'ssh-vault'))).toBe(want);
     }
     world.r2.resetCounts();
     const again = await world.run(sshInputs(), [host.privateKey]);
@@ -102,13 +96,7 @@ describe('R2 faults on parts', () => {
     expect(run.stdout).toMatch(
       /checkpoints\/f\.safetensors: [\d.]+ MiB \/ 50\.0 MiB \(\d+%\), [\d.]+ MiB\/s, ETA /,
     );
-    const out = await world.s3.send(
-      new (await import('@aws-sdk/client-s3')).GetObjectCommand({
-        Bucket: 'model-vault',
-        Key: 'faults/checkpoints/f.safetensors',
-      }),
-    );
-    expect(sha256(Buffer.from(await out.Body!.transformToByteArray()))).toBe(
+    expect(sha256(await world.get('checkpoints/f.safetensors', 'faults'))).toBe(
       tree.sha['checkpoints/f.safetensors'],
     );
   });
@@ -167,13 +155,7 @@ describe('R2 faults on parts', () => {
     expect(world.r2.counts().byOperation.CreateMultipartUpload).toBeUndefined();
     expect(run.summary).toContain('resumed: 3 of 7 parts already in R2');
     expect(run.outputs.bytes).toBe(String(100 * MiB - 3 * 16 * MiB));
-    const out = await world.s3.send(
-      new (await import('@aws-sdk/client-s3')).GetObjectCommand({
-        Bucket: 'model-vault',
-        Key: 'killed/checkpoints/k.safetensors',
-      }),
-    );
-    expect(sha256(Buffer.from(await out.Body!.transformToByteArray()))).toBe(
+    expect(sha256(await world.get('checkpoints/k.safetensors', 'killed'))).toBe(
       tree.sha['checkpoints/k.safetensors'],
     );
     expect(await world.pendingUploads()).toEqual([]);

@@ -37,7 +37,8 @@ export interface SyncWorld {
     name: string,
     files: Record<string, number>,
   ): Promise<{ root: string; sha: Record<string, string> }>;
-  get(rel: string): Promise<Buffer>;
+  /** An object under PREFIX (or under `prefix`). */
+  get(rel: string, prefix?: string): Promise<Buffer>;
   meta(rel: string): Promise<Record<string, string>>;
   pendingUploads(): Promise<MultipartUpload[]>;
   stop(): Promise<void>;
@@ -95,8 +96,8 @@ export async function startSyncWorld(): Promise<SyncWorld> {
       }
       return { root, sha };
     },
-    async get(rel) {
-      const out = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}/${rel}` }));
+    async get(rel, prefix = PREFIX) {
+      const out = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${rel}` }));
       return Buffer.from(await out.Body!.transformToByteArray());
     },
     async meta(rel) {

@@ -85018,7 +85018,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5866);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9396);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -85028,7 +85028,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5866:
+/***/ 9396:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -85426,8 +85426,6 @@ async function connectSsh(opts) {
     };
 }
 
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
 
 // functions
@@ -94963,10 +94961,35 @@ function preprocess(fn, schema) {
     });
 }
 
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/lib/yaml-file.ts
+
+
+
+/**
+ * Reads and parses a YAML config file; an unreadable file or invalid YAML is a ConfigError naming
+ * the file, so every config loader reports the same way before its schema check.
+ */
+async function readYamlFile(file) {
+    let text;
+    try {
+        text = await (0,promises_.readFile)(file, 'utf8');
+    }
+    catch (err) {
+        throw new ConfigError(file, [`cannot be read: ${errors_errorMessage(err)}`]);
+    }
+    try {
+        return (0,dist/* parse */.qg)(text, { prettyErrors: true });
+    }
+    catch (err) {
+        throw new ConfigError(file, [`is not valid YAML: ${errors_errorMessage(err)}`]);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/models/config.ts
 // config/models.yml: the models a host needs, with their HuggingFace source URLs (the seed's
 // Option B). Validated with zod before anything connects; duplicate paths are an error.
-
 
 
 
@@ -95019,21 +95042,7 @@ function parseModelsConfig(file, data) {
     return { file, models };
 }
 async function loadModelsConfig(file) {
-    let text;
-    try {
-        text = await (0,promises_.readFile)(file, 'utf8');
-    }
-    catch (err) {
-        throw new ConfigError(file, [`cannot read it: ${errors_errorMessage(err)}`]);
-    }
-    let data;
-    try {
-        data = (0,dist/* parse */.qg)(text);
-    }
-    catch (err) {
-        throw new ConfigError(file, [`not valid YAML: ${errors_errorMessage(err)}`]);
-    }
-    return parseModelsConfig(file, data);
+    return parseModelsConfig(file, await readYamlFile(file));
 }
 
 // EXTERNAL MODULE: external "node:fs"
@@ -95401,10 +95410,13 @@ function checkEtag(what, md5Hex, etag) {
 async function uploadStream(opts) {
     const { client, bucket, key } = opts;
     const logger = opts.logger ?? silentLogger;
-    const partSize = opts.partSize ?? 16 * 2 ** 20;
+    const partSize = opts.partSize ?? 8 * 2 ** 20;
     if (partSize < R2_MIN_PART)
         throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
     const concurrency = Math.max(1, opts.concurrency ?? 2);
+    // Part buffers are reused: at most concurrency in flight plus the one being filled.
+    const pool = [];
+    const takeBuffer = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
     const retryOpts = {
         attempts: 5,
         baseDelayMs: 500,
@@ -95459,11 +95471,15 @@ async function uploadStream(opts) {
             .catch((err) => {
             failure ??= err;
         })
-            .finally(() => inFlight.delete(p));
+            .finally(() => {
+            inFlight.delete(p);
+            if (data.length === partSize)
+                pool.push(data);
+        });
         inFlight.add(p);
     };
     try {
-        let buffer = Buffer.allocUnsafe(partSize);
+        let buffer = takeBuffer();
         let filled = 0;
         let partNumber = 0;
         for await (const chunk of opts.body) {
@@ -95479,7 +95495,7 @@ async function uploadStream(opts) {
                 data = data.subarray(n);
                 if (filled === partSize) {
                     await dispatch(++partNumber, buffer);
-                    buffer = Buffer.allocUnsafe(partSize);
+                    buffer = takeBuffer();
                     filled = 0;
                 }
             }
@@ -96051,24 +96067,13 @@ async function pullFile(o) {
         stated ??= body.sha256;
         if (body.start !== have) {
             // The server ignored the Range: start over from its first byte.
-            await (0,promises_.rm)(partial, { force: true });
-            return attemptFromZero(body);
+            return appendBody(body, (0,external_node_crypto_.createHash)('sha256'), 0, 'w');
         }
-        let total = have;
-        const tap = new external_node_stream_.Transform({
-            transform(chunk, _enc, cb) {
-                sha.update(chunk);
-                total += chunk.length;
-                o.onBytes(chunk.length);
-                cb(null, chunk);
-            },
-        });
-        await (0,external_node_stream_promises_namespaceObject.pipeline)(body.stream, tap, (0,external_node_fs_.createWriteStream)(partial, { flags: 'a' }));
-        return { sha256: sha.digest('hex'), size: total };
+        return appendBody(body, sha, have, 'a');
     };
-    const attemptFromZero = async (body) => {
-        const sha = (0,external_node_crypto_.createHash)('sha256');
-        let total = 0;
+    /** Streams a body onto the partial file, hashing and counting what goes through. */
+    const appendBody = async (body, sha, start, flags) => {
+        let total = start;
         const tap = new external_node_stream_.Transform({
             transform(chunk, _enc, cb) {
                 sha.update(chunk);
@@ -96077,7 +96082,7 @@ async function pullFile(o) {
                 cb(null, chunk);
             },
         });
-        await (0,external_node_stream_promises_namespaceObject.pipeline)(body.stream, tap, (0,external_node_fs_.createWriteStream)(partial, { flags: 'w' }));
+        await (0,external_node_stream_promises_namespaceObject.pipeline)(body.stream, tap, (0,external_node_fs_.createWriteStream)(partial, { flags }));
         return { sha256: sha.digest('hex'), size: total };
     };
     const got = await retry_retry(attempt, {
