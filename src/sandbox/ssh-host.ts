@@ -309,28 +309,10 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
     // Keys: a fresh ed25519 host key and client key per instance.
     const hostKey = path.join(stateDir, 'ssh_host_ed25519_key');
     const clientKey = path.join(stateDir, 'client_key');
-    sh('ssh-keygen', [
-      '-q',
-      '-t',
-      'ed25519',
-      '-N',
-      '',
-      '-C',
-      'comfyume-fixture-host',
-      '-f',
-      hostKey,
-    ]);
-    sh('ssh-keygen', [
-      '-q',
-      '-t',
-      'ed25519',
-      '-N',
-      '',
-      '-C',
-      'comfyume-fixture-client',
-      '-f',
-      clientKey,
-    ]);
+    const keygen = (file: string, comment: string) =>
+      sh('ssh-keygen', ['-q', '-t', 'ed25519', '-N', '', '-C', comment, '-f', file]);
+    keygen(hostKey, 'comfyume-fixture-host');
+    keygen(clientKey, 'comfyume-fixture-client');
     const privateKey = await readFile(clientKey, 'utf8');
     const publicKey = (await readFile(`${clientKey}.pub`, 'utf8')).trim();
     const hostPub = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(/\s+/)[1] ?? '';

@@ -4,10 +4,13 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import type { Manifest } from '../../src/backup/manifest.js';
 import { modelBytesStream } from '../../src/sandbox/fixture-tree.js';
 import { PREFIX, latestId, sha256, startBackupWorld, type BackupWorld } from './backup-setup.js';
+
+// Real sshd and R2 emulator runs take seconds; set here as project-level testTimeout is not applied.
+jest.setTimeout(120_000);
 
 const BIG = 'checkpoints/fault-test.safetensors';
 const BIG_SIZE = 96 * 2 ** 20; // 12 parts of 8 MiB, far more than the pipeline buffers
@@ -293,9 +296,17 @@ describe('bad inputs fail before any connection or request', () => {
       /Input 'bucket' is invalid: got "Backups_2026"/,
     ],
     [
-      'with-models without the model sync',
-      () => ({ 'with-models': 'true' }),
-      /with-models.*sync-models/,
+      'with-models without models-dir in the config',
+      () => ({
+        'with-models': 'true',
+        config: world.writeConfig('nm.yml', (y) => y.replace(/^models-dir: .*\n/m, '')),
+      }),
+      /models-dir: required when with-models is true/,
+    ],
+    [
+      'invalid models-bucket',
+      () => ({ 'with-models': 'true', 'models-bucket': 'x' }),
+      /Input 'models-bucket'/,
     ],
   ];
   it.each(cases)('%s', async (_name, overrides, message) => {

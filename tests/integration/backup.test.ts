@@ -15,8 +15,10 @@ import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import { loadBackupConfig } from '../../src/backup/config.js';
 import { backupIdFor, type Manifest } from '../../src/backup/manifest.js';
+import { repoRoot } from '../helpers/run-action.js';
 import { FIXTURE_ENV_SECRET } from '../../src/sandbox/fixture-tree.js';
 import {
   BUCKET,
@@ -26,6 +28,9 @@ import {
   startBackupWorld,
   type BackupWorld,
 } from './backup-setup.js';
+
+// Real sshd and R2 emulator runs take seconds; set here as project-level testTimeout is not applied.
+jest.setTimeout(120_000);
 
 let world: BackupWorld;
 beforeAll(async () => {
@@ -109,21 +114,12 @@ describe('full backup of the fixture host', () => {
     expect(await world.pendingUploads()).toBe(0);
   });
 
-  it('records facts, host fingerprint and every item in the manifest', () => {
+  it('records facts, host fingerprint and every item in the manifest', async () => {
     expect(manifest.host.fingerprint).toBe(world.host.hostKeyFingerprint);
     expect(manifest.facts.tailscaleIp).toBe('100.89.38.43');
     expect(Object.keys(manifest.facts.disks).sort()).toEqual(['models', 'scratch']);
-    expect(manifest.items.map((i) => i.id)).toEqual([
-      'tailscale-identity',
-      'ssh-host-keys',
-      'ubuntu-pro',
-      'fail2ban',
-      'ufw',
-      'home-dev',
-      'ohmyzsh-custom',
-      'comfy-project',
-      'comfy-env',
-    ]);
+    const config = await loadBackupConfig(path.join(repoRoot, 'config/backup.yml'));
+    expect(manifest.items.map((i) => i.id)).toEqual(config.items.map((i) => i.id));
     expect(manifest.encryption.recipients).toEqual([world.recipient]);
   });
 

@@ -3,7 +3,7 @@ import { execFileSync } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { connectSsh, shellQuote, type SshConnection } from '../../src/lib/ssh.js';
 import {
   FIXTURE_TAILSCALE_IP,
@@ -12,6 +12,9 @@ import {
   startSshHost,
   type SshHost,
 } from '../../src/sandbox/ssh-host.js';
+
+// Real sshd and R2 emulator runs take seconds; set here as project-level testTimeout is not applied.
+jest.setTimeout(120_000);
 
 let host: SshHost;
 let conn: SshConnection;
