@@ -127,6 +127,7 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
     );
 
   let uploadId = o.resumeUploadId;
+  let resumed = uploadId !== undefined;
   const stored = uploadId
     ? await listStoredParts(client, bucket, key, uploadId)
     : new Map<number, { size: number; etag: string }>();
@@ -134,6 +135,7 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
     o.logger.info(`${key}: the interrupted upload used another part size; starting over`);
     await abortUpload(client, bucket, key, uploadId, o.logger);
     uploadId = undefined;
+    resumed = false;
     stored.clear();
   }
   if (!uploadId) {
@@ -219,6 +221,12 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
     throw failure;
   }
   const sha256 = sha.digest('hex');
+  if (o.knownSha256 && o.knownSha256 !== sha256) {
+    await abortUpload(client, bucket, key, uploadId, o.logger);
+    throw new OpsError(
+      `${key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`,
+    );
+  }
   await retried(o, `CompleteMultipartUpload ${key}`, () =>
     client.send(
       new CompleteMultipartUploadCommand({
@@ -231,18 +239,19 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       }),
     ),
   );
-  if (o.knownSha256 !== sha256) await setSha256Metadata(o, sha256);
+  // A resumed upload was created by an earlier run, which may not have known the sha256.
+  if (!o.knownSha256 || resumed) await setSha256Metadata(o, sha256);
   return { sha256, parts: partCount, partsReused, bytesSent };
 }
 
 /**
  * The sha256 is only known once every byte went through, after the multipart upload was created:
  * a copy onto itself writes it into the metadata (server-side, no bytes re-sent). R2's CopyObject
- * stops at 5 GiB; bigger objects keep their sha256 in models-manifest.json only.
+ * stops at 5 GiB, so sync hashes bigger files before their upload (knownSha256) instead.
  */
 async function setSha256Metadata(o: PushFileOptions, sha256: string): Promise<void> {
   if (o.size > R2_MAX_PART) {
-    o.logger.debug(`${o.key}: over 5 GiB, sha256 kept in the manifest only (CopyObject limit)`);
+    o.logger.debug(`${o.key}: resumed upload over 5 GiB, sha256 kept in the manifest only`);
     return;
   }
   const source = `${o.vault.bucket}/${o.key.split('/').map(encodeURIComponent).join('/')}`;

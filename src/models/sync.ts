@@ -12,7 +12,7 @@ import path from 'node:path';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatBytes, formatDuration, formatRate } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
-import { r2PartSize } from '../lib/r2.js';
+import { R2_MAX_PART, r2PartSize } from '../lib/r2.js';
 import {
   MANIFEST_NAME,
   listPendingUploads,
@@ -55,6 +55,8 @@ export interface SyncModelsOptions {
   hfFallback: boolean;
   hfToken?: string;
   progressIntervalMs?: number;
+  /** Files over this are hashed before upload (CopyObject's limit, 5 GiB; lower in tests). */
+  metadataCopyLimit?: number;
   /** Multipart uploads older than this are aborted (default one day). */
   staleUploadMs?: number;
   fetch?: typeof fetch;
@@ -186,6 +188,20 @@ async function push(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
       ms: 0,
       note: compare === 'sha256' ? 'same sha256' : 'same size',
     });
+  }
+  // Objects over CopyObject's 5 GiB limit cannot get their sha256 by a copy after the upload:
+  // hash them first (on the host, for SSH) so it goes into the multipart upload's metadata.
+  const prehash = opts.dryRun
+    ? []
+    : toUpload.filter(
+        (f) => f.size > (opts.metadataCopyLimit ?? R2_MAX_PART) && !localSha.has(f.path),
+      );
+  if (prehash.length > 0) {
+    const hashes = await logger.group(
+      `Hashing ${prehash.length} file(s) over 5 GiB before upload`,
+      () => opts.host.sha256(prehash.map((f) => f.path)),
+    );
+    for (const [p, h] of hashes) localSha.set(p, h);
   }
   const localPaths = new Set(local.map((f) => f.path));
   const toDelete = opts.delete

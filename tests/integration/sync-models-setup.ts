@@ -39,7 +39,7 @@ export interface SyncWorld {
   ): Promise<{ root: string; sha: Record<string, string> }>;
   /** An object under PREFIX (or under `prefix`). */
   get(rel: string, prefix?: string): Promise<Buffer>;
-  meta(rel: string): Promise<Record<string, string>>;
+  meta(rel: string, prefix?: string): Promise<Record<string, string>>;
   pendingUploads(): Promise<MultipartUpload[]>;
   stop(): Promise<void>;
 }
@@ -100,9 +100,9 @@ export async function startSyncWorld(): Promise<SyncWorld> {
       const out = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${rel}` }));
       return Buffer.from(await out.Body!.transformToByteArray());
     },
-    async meta(rel) {
+    async meta(rel, prefix = PREFIX) {
       return (
-        (await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${PREFIX}/${rel}` })))
+        (await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${rel}` })))
           .Metadata ?? {}
       );
     },

@@ -95881,6 +95881,7 @@ async function pushFile(o) {
     if (partCount > r2_R2_MAX_PARTS)
         throw new errors_OpsError(`${key}: ${partCount} parts of ${partSize} bytes exceed R2's ${r2_R2_MAX_PARTS}`);
     let uploadId = o.resumeUploadId;
+    let resumed = uploadId !== undefined;
     const stored = uploadId
         ? await listStoredParts(client, bucket, key, uploadId)
         : new Map();
@@ -95888,6 +95889,7 @@ async function pushFile(o) {
         o.logger.info(`${key}: the interrupted upload used another part size; starting over`);
         await abortUpload(client, bucket, key, uploadId, o.logger);
         uploadId = undefined;
+        resumed = false;
         stored.clear();
     }
     if (!uploadId) {
@@ -95963,6 +95965,10 @@ async function pushFile(o) {
         throw failure;
     }
     const sha256 = sha.digest('hex');
+    if (o.knownSha256 && o.knownSha256 !== sha256) {
+        await abortUpload(client, bucket, key, uploadId, o.logger);
+        throw new errors_OpsError(`${key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
+    }
     await retried(o, `CompleteMultipartUpload ${key}`, () => client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
         Bucket: bucket,
         Key: key,
@@ -95971,18 +95977,19 @@ async function pushFile(o) {
             Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` })),
         },
     })));
-    if (o.knownSha256 !== sha256)
+    // A resumed upload was created by an earlier run, which may not have known the sha256.
+    if (!o.knownSha256 || resumed)
         await setSha256Metadata(o, sha256);
     return { sha256, parts: partCount, partsReused, bytesSent };
 }
 /**
  * The sha256 is only known once every byte went through, after the multipart upload was created:
  * a copy onto itself writes it into the metadata (server-side, no bytes re-sent). R2's CopyObject
- * stops at 5 GiB; bigger objects keep their sha256 in models-manifest.json only.
+ * stops at 5 GiB, so sync hashes bigger files before their upload (knownSha256) instead.
  */
 async function setSha256Metadata(o, sha256) {
     if (o.size > R2_MAX_PART) {
-        o.logger.debug(`${o.key}: over 5 GiB, sha256 kept in the manifest only (CopyObject limit)`);
+        o.logger.debug(`${o.key}: resumed upload over 5 GiB, sha256 kept in the manifest only`);
         return;
     }
     const source = `${o.vault.bucket}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
@@ -96281,6 +96288,16 @@ async function push(opts, vault, logger) {
             ms: 0,
             note: compare === 'sha256' ? 'same sha256' : 'same size',
         });
+    }
+    // Objects over CopyObject's 5 GiB limit cannot get their sha256 by a copy after the upload:
+    // hash them first (on the host, for SSH) so it goes into the multipart upload's metadata.
+    const prehash = opts.dryRun
+        ? []
+        : toUpload.filter((f) => f.size > (opts.metadataCopyLimit ?? R2_MAX_PART) && !localSha.has(f.path));
+    if (prehash.length > 0) {
+        const hashes = await logger.group(`Hashing ${prehash.length} file(s) over 5 GiB before upload`, () => opts.host.sha256(prehash.map((f) => f.path)));
+        for (const [p, h] of hashes)
+            localSha.set(p, h);
     }
     const localPaths = new Set(local.map((f) => f.path));
     const toDelete = opts.delete
