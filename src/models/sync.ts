@@ -22,7 +22,6 @@ import {
   withS3Retry,
   writeManifest,
   type Vault,
-  type VaultObject,
 } from './bucket.js';
 import type { ModelManifestConfig } from './config.js';
 import { matcher } from './glob.js';
@@ -124,12 +123,12 @@ function emptyReport(direction: 'push' | 'pull', compare: Compare, vault: Vault)
   };
 }
 
-function included(
-  files: ModelFile[] | VaultObject[],
+function included<T extends { path: string }>(
+  files: T[],
   include: string[],
   logger: Logger,
   where: string,
-): typeof files {
+): T[] {
   const match = matcher(include);
   const out = files.filter((f) => match(f.path));
   if (out.length === 0)
@@ -139,12 +138,7 @@ function included(
 
 async function push(opts: SyncModelsOptions, vault: Vault, logger: Logger): Promise<Partial> {
   const [local, listing] = await logger.group('Inventory', async () => {
-    const l = included(
-      await opts.host.list(),
-      opts.include,
-      logger,
-      opts.host.label,
-    ) as ModelFile[];
+    const l = included(await opts.host.list(), opts.include, logger, opts.host.label);
     const r = await listVault(vault);
     logger.info(
       `${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
@@ -355,7 +349,7 @@ async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
     opts.include,
     logger,
     `r2://${vault.bucket}/${vault.prefix}`,
-  ) as VaultObject[];
+  );
   const localBy = new Map(local.map((f) => [f.path, f]));
 
   interface Job {
