@@ -9,6 +9,8 @@ const shared = {
 };
 
 export default {
+  // testTimeout is a global option (ignored inside projects); integration tests move real data.
+  testTimeout: 120_000,
   reporters: ['default', '<rootDir>/tests/helpers/summary-reporter.cjs'],
   projects: [
     { ...shared, displayName: 'unit', testMatch: ['<rootDir>/tests/unit/**/*.test.ts'] },
@@ -18,7 +20,6 @@ export default {
       testMatch: ['<rootDir>/tests/integration/**/*.test.ts'],
       globalSetup: '<rootDir>/tests/helpers/global-setup.mjs',
       globalTeardown: '<rootDir>/tests/helpers/global-teardown.mjs',
-      testTimeout: 120_000,
     },
   ],
 };
