@@ -79,14 +79,30 @@ describe('exec', () => {
     await expect(conn.run('kill -KILL $$')).rejects.toThrow(/signal (SIG)?KILL/);
   });
   it('rejects done and errors stdout when the connection drops mid-command', async () => {
-    const c = await connect(host);
     const before = new Set(host.sessionPids());
+    const c = await connect(host);
     const handle = c.exec('echo started; sleep 30');
     await new Promise((resolve) => handle.stdout.once('data', resolve));
     const session = host.sessionPids().filter((p) => !before.has(p));
     expect(session.length).toBeGreaterThan(0);
-    for (const pid of session) process.kill(pid, 'SIGKILL');
+    // Kill the sshd processes only: were the shell killed first, sshd could still report its
+    // exit signal, and that is a different failure than a dropped link.
+    const isSshd = (pid: number) => {
+      try {
+        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('sshd');
+      } catch {
+        return false;
+      }
+    };
+    for (const pid of session.filter(isSshd)) process.kill(pid, 'SIGKILL');
     await expect(handle.done).rejects.toThrow(/before it exited/);
+    for (const pid of session.filter((p) => !isSshd(p))) {
+      try {
+        process.kill(pid, 'SIGKILL');
+      } catch {
+        // already gone
+      }
+    }
     expect(handle.stdout.destroyed).toBe(true);
     await c.close();
   });
