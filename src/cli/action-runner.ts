@@ -1,6 +1,7 @@
 // Runs an action's own main() in this process, the way the Actions runner would, so the CLI and
 // the sandbox use exactly the code the workflows use: inputs become INPUT_* variables (action.yml
 // defaults applied), outputs and the job summary go to temp files that we print afterwards.
+import { rmSync } from 'node:fs';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -48,10 +49,11 @@ function parseOutputs(text: string): Record<string, string> {
  * Workflow commands are for the runner; on a terminal they become plain lines, and add-mask
  * lines (which carry the secret itself) are dropped.
  */
-export function rewriteWorkflowCommands(text: string): string {
+export function rewriteWorkflowCommands(text: string, showDebug = false): string {
   return text
     .split(/(?<=\n)/)
     .filter((line) => !line.startsWith('::add-mask::') && !line.startsWith('::endgroup::'))
+    .filter((line) => showDebug || !line.startsWith('::debug::'))
     .map((line) =>
       line
         .replace(/^::group::/, '== ')
@@ -61,6 +63,19 @@ export function rewriteWorkflowCommands(text: string): string {
         .replace(/%25/g, '%'),
     )
     .join('');
+}
+
+let summaryFilePromise: Promise<string> | undefined;
+
+function processSummaryFile(): Promise<string> {
+  summaryFilePromise ??= (async () => {
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'comfyume-ops-summary-'));
+    const file = path.join(dir, 'summary.md');
+    await writeFile(file, '');
+    process.once('exit', () => rmSync(dir, { recursive: true, force: true }));
+    return file;
+  })();
+  return summaryFilePromise;
 }
 
 /** Runs one action; `inputs` are by action input name. Unknown inputs are refused. */
@@ -82,9 +97,11 @@ export async function runActionInProcess(
   }
   const dir = await mkdtemp(path.join(os.tmpdir(), `comfyume-ops-${name}-`));
   const outputFile = path.join(dir, 'output');
-  const summaryFile = path.join(dir, 'summary');
   await writeFile(outputFile, '');
-  await writeFile(summaryFile, '');
+  // @actions/core remembers the summary file of its first use, so one file serves the whole
+  // process and each run reads what it appended.
+  const summaryFile = await processSummaryFile();
+  const summaryStart = (await readFile(summaryFile)).length;
 
   const saved = { ...process.env };
   const savedExitCode = process.exitCode;
@@ -101,7 +118,8 @@ export async function runActionInProcess(
     process.stdout.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
       if (opts.quiet) return true;
       const text = typeof chunk === 'string' ? chunk : Buffer.from(chunk).toString();
-      return write(rewriteWorkflowCommands(text), ...(rest as []));
+      const showDebug = Boolean(process.env.COMFYUME_DEBUG);
+      return write(rewriteWorkflowCommands(text, showDebug), ...(rest as []));
     }) as typeof process.stdout.write;
     const mod = (await import(`../actions/${name}/main.js`)) as { run: () => Promise<void> };
     await mod.run();
@@ -109,7 +127,7 @@ export async function runActionInProcess(
     return {
       ok,
       outputs: parseOutputs(await readFile(outputFile, 'utf8')),
-      summary: await readFile(summaryFile, 'utf8'),
+      summary: (await readFile(summaryFile)).subarray(summaryStart).toString('utf8'),
     };
   } finally {
     process.stdout.write = write;

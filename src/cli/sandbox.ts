@@ -1,13 +1,20 @@
 // `npm run sandbox`: the embedded default. Starts the local stand-ins (a real sshd serving a
 // fixture GPU host, s3rver behind the R2 rules, the Verda emulator), checks that each answers,
-// runs the pipelines against them, prints what happened, and stops everything.
-import { ListObjectsV2Command } from '@aws-sdk/client-s3';
+// then runs the pipelines against them with the actions' own code: the nightly backup with the
+// model vault, a no-op re-sync, "start workshop (H100, max 40)" and "stop". Everything is stopped
+// at the end, whatever happened.
+import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import os from 'node:os';
+import path from 'node:path';
 import { createR2Client } from '../lib/r2.js';
 import { connectSsh } from '../lib/ssh.js';
 import { tableToText } from '../lib/summary.js';
 import { startR2Emulator, type R2Emulator } from '../sandbox/r2.js';
 import { startSshHost, type SshHost } from '../sandbox/ssh-host.js';
 import { startVerdaEmulator, type VerdaEmulator } from '../sandbox/verda.js';
+import { runActionInProcess, type ActionName, type ActionResult } from './action-runner.js';
 
 export interface SandboxServices {
   ssh: SshHost;
@@ -15,6 +22,10 @@ export interface SandboxServices {
   verda: VerdaEmulator;
 }
 
+const BACKUP_BUCKET = 'comfyume-cache-backups';
+const MODELS_BUCKET = 'comfyume-model-vault-backups';
+const MiB = 2 ** 20;
+const packageRoot = path.resolve(import.meta.dirname, '../..');
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
 async function checkServices({ ssh, r2, verda }: SandboxServices): Promise<string[][]> {
@@ -27,11 +38,9 @@ async function checkServices({ ssh, r2, verda }: SandboxServices): Promise<strin
   });
   const who = (await conn.run('id -un')).stdout.trim();
   conn.close();
-
   const client = createR2Client(r2);
-  const listed = await client.send(new ListObjectsV2Command({ Bucket: 'comfyume-cache-backups' }));
+  const listed = await client.send(new ListObjectsV2Command({ Bucket: BACKUP_BUCKET }));
   client.destroy();
-
   const token = await fetch(`${verda.apiUrl}/oauth2/token`, {
     method: 'POST',
     headers: { 'content-type': 'application/json' },
@@ -45,12 +54,12 @@ async function checkServices({ ssh, r2, verda }: SandboxServices): Promise<strin
     [
       'GPU host (OpenSSH)',
       `${ssh.user}@${ssh.host}:${ssh.port}`,
-      `logged in as ${who}, host key ${ssh.hostKeyFingerprint}`,
+      `login as ${who}, host key ${ssh.hostKeyFingerprint}`,
     ],
     [
       'R2 (s3rver + R2 rules)',
       r2.endpoint,
-      `bucket comfyume-cache-backups listed (${listed.KeyCount ?? 0} objects)`,
+      `bucket ${BACKUP_BUCKET} listed (${listed.KeyCount ?? 0} objects)`,
     ],
     ['Verda API emulator', verda.apiUrl, `OAuth token: HTTP ${token.status}`],
   ];
@@ -58,11 +67,111 @@ async function checkServices({ ssh, r2, verda }: SandboxServices): Promise<strin
 
 export async function startSandboxServices(): Promise<SandboxServices> {
   const [ssh, r2, verda] = await Promise.all([
-    startSshHost(),
-    startR2Emulator({ buckets: ['comfyume-cache-backups', 'comfyume-model-vault-backups'] }),
-    startVerdaEmulator({ timeScale: 20 }),
+    // A small model vault in the seed's layout (the real one is 45 GB).
+    startSshHost({
+      models: [
+        { path: 'checkpoints/ltx-2-19b-dev-fp8.safetensors', size: 24 * MiB },
+        { path: 'text_encoders/gemma_3_12B_it.safetensors', size: 12 * MiB },
+        { path: 'loras/ltx-2-19b-distilled-lora-384.safetensors', size: 3 * MiB },
+      ],
+    }),
+    startR2Emulator({ buckets: [BACKUP_BUCKET, MODELS_BUCKET] }),
+    // 40× emulated time: a 30 s cold start takes under a second here.
+    startVerdaEmulator({
+      timeScale: 40,
+      // What config/workshop.yml refers to and an account would already hold.
+      secrets: ['hf-token'],
+      registryCredentials: ['ghcr-ahelme'],
+    }),
   ]);
   return { ssh, r2, verda };
+}
+
+interface Step {
+  title: string;
+  action: ActionName;
+  inputs: Record<string, string>;
+  /** The outputs worth showing in the final table. */
+  show: string[];
+}
+
+function pipelineSteps(s: SandboxServices, configFile: string, recipient: string): Step[] {
+  const r2 = {
+    'r2-endpoint': s.r2.endpoint,
+    'r2-access-key-id': s.r2.accessKeyId,
+    'r2-secret-access-key': s.r2.secretAccessKey,
+  };
+  const verda = {
+    'api-url': s.verda.apiUrl,
+    'verda-client-id': s.verda.clientId,
+    'verda-client-secret': s.verda.clientSecret,
+    'inference-api-key': s.verda.inferenceKey,
+    'poll-interval': '25ms',
+  };
+  return [
+    {
+      title: 'Nightly backup of the GPU host, with the model vault',
+      action: 'backup-verda',
+      inputs: {
+        host: s.ssh.host,
+        port: String(s.ssh.port),
+        user: s.ssh.user,
+        'ssh-private-key': s.ssh.privateKey,
+        'host-key-fingerprints': s.ssh.hostKeyFingerprint,
+        config: configFile,
+        bucket: BACKUP_BUCKET,
+        'age-recipients': recipient,
+        'with-models': 'true',
+        'models-bucket': MODELS_BUCKET,
+        ...r2,
+      },
+      show: ['backup-id', 'items', 'bytes', 'tailscale-ip', 'manifest-key'],
+    },
+    {
+      title: 'Model vault re-sync (nothing changed: nothing moves)',
+      action: 'sync-models',
+      inputs: {
+        direction: 'push',
+        source: `ssh://${s.ssh.user}@${s.ssh.host}:${s.ssh.port}${s.ssh.modelsDir}`,
+        'ssh-private-key': s.ssh.privateKey,
+        'host-key-fingerprints': s.ssh.hostKeyFingerprint,
+        bucket: MODELS_BUCKET,
+        ...r2,
+      },
+      show: ['uploaded', 'skipped', 'bytes'],
+    },
+    {
+      title: 'Start workshop: H100, max 40',
+      action: 'deploy-serverless',
+      inputs: {
+        command: 'start',
+        preset: 'h100',
+        'max-replicas': '40',
+        'image-tag': 'sha-5a1dbox',
+        ...verda,
+      },
+      show: ['status', 'endpoint-url', 'cold-start-seconds', 'hourly-cost-max', 'replicas'],
+    },
+    {
+      title: 'Stop workshop: scale to zero and pause',
+      action: 'deploy-serverless',
+      inputs: { command: 'stop', ...verda },
+      show: ['status', 'replicas', 'changed'],
+    },
+  ];
+}
+
+/** Decrypts nothing, trusts nothing: reads back the manifest the backup says it wrote. */
+async function manifestFacts(r2: R2Emulator, key: string): Promise<string> {
+  const client = createR2Client(r2);
+  try {
+    const res = await client.send(new GetObjectCommand({ Bucket: BACKUP_BUCKET, Key: key }));
+    const manifest = JSON.parse(await res.Body!.transformToString()) as { items?: unknown[] };
+    const listed = await client.send(new ListObjectsV2Command({ Bucket: BACKUP_BUCKET }));
+    return `manifest lists ${manifest.items?.length ?? 0} items; bucket holds ${listed.KeyCount ?? 0} objects`;
+  } finally {
+    client.destroy();
+  }
 }
 
 export async function runSandbox(_flags: Record<string, string>): Promise<boolean> {
@@ -70,14 +179,67 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
     'Starting the sandbox: a private sshd with a fixture GPU host, s3rver behind the R2 rules, the Verda emulator…',
   );
   const services = await startSandboxServices();
+  const dir = await mkdtemp(path.join(os.tmpdir(), 'comfyume-sandbox-'));
+  const results: string[][] = [];
+  let ok = true;
   try {
-    const rows = await checkServices(services);
     say(
-      tableToText({ title: '\nSandbox services', headers: ['service', 'address', 'check'], rows }),
+      tableToText({
+        title: '\nSandbox services',
+        headers: ['service', 'address', 'check'],
+        rows: await checkServices(services),
+      }),
     );
-    return true;
+
+    // The repository's own backup plan, pointed at the fixture host's tree and read wrapper.
+    const plan = (await readFile(path.join(packageRoot, 'config/backup.yml'), 'utf8'))
+      .replace(/^host-root: .*$/m, `host-root: ${services.ssh.hostRoot}`)
+      .replace(/^read-wrapper: .*$/m, `read-wrapper: ${services.ssh.readWrapper}`);
+    const configFile = path.join(dir, 'backup.yml');
+    await writeFile(configFile, plan);
+    const identity = await generateX25519Identity();
+    const recipient = await identityToRecipient(identity);
+
+    for (const step of pipelineSteps(services, configFile, recipient)) {
+      say(`\n=== ${step.title} (actions/${step.action})`);
+      const result: ActionResult = await runActionInProcess(step.action, step.inputs);
+      ok &&= result.ok;
+      const shown = step.show
+        .filter((name) => result.outputs[name] !== undefined)
+        .map((name) => `${name}=${result.outputs[name]}`);
+      if (step.action === 'backup-verda' && result.outputs['manifest-key']) {
+        shown.push(await manifestFacts(services.r2, result.outputs['manifest-key']));
+      }
+      results.push([step.title, result.ok ? 'ok' : 'FAILED', shown.join('\n')]);
+      if (!result.ok) break;
+    }
+    const counts = services.r2.counts();
+    say(
+      tableToText({
+        title: '\nSandbox run',
+        headers: ['pipeline', 'result', 'outputs'],
+        rows: results.flatMap(([t, r, o]) =>
+          (o ?? '')
+            .split('\n')
+            .map((line, i) => (i === 0 ? [t ?? '', r ?? '', line] : ['', '', line])),
+        ),
+      }),
+    );
+    say(
+      `R2 requests: ${counts.classA} Class A, ${counts.classB} Class B. Verda API requests: ${services.verda.requests().length}.`,
+    );
+    return ok;
   } finally {
-    await Promise.allSettled([services.ssh.stop(), services.r2.stop(), services.verda.stop()]);
-    say('Sandbox stopped: no process left running.');
+    await Promise.allSettled([
+      services.ssh.stop(),
+      services.r2.stop(),
+      services.verda.stop(),
+      rm(dir, { recursive: true, force: true }),
+    ]);
+    say(
+      ok
+        ? 'Sandbox stopped: every pipeline passed, no process left running.'
+        : 'Sandbox stopped: a pipeline FAILED (see above).',
+    );
   }
 }
