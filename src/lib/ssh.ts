@@ -1,7 +1,7 @@
 // SSH to the GPU host with ssh2: pinned host keys only (no trust-on-first-use), keepalive on,
 // and exec streams whose `done` promise fails loudly on every way a remote command can go wrong.
 import { createHash, timingSafeEqual } from 'node:crypto';
-import { PassThrough, type Readable } from 'node:stream';
+import { PassThrough, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig } from 'ssh2';
@@ -93,12 +93,30 @@ export interface SshExec {
   done: Promise<ExecResult>;
 }
 
+export interface SshUpload {
+  /**
+   * The command's stdin, with backpressure (a write waits for the SSH window). `end()` sends EOF,
+   * and the stream only finishes once the command exited with an allowed code, so a resolved
+   * `pipeline(source, stdin)` means the remote side took every byte. Destroying it (e.g. a failed
+   * source in a pipeline) also sends EOF: the command keeps what it received and `done` still
+   * reports how it exited. Errored with the reason when `done` fails.
+   */
+  stdin: Writable;
+  /** What the command printed on stdout (the last 64 KiB). */
+  stdoutText(): string;
+  stderrText(): string;
+  /** Resolves when the command exited with an allowed code; rejects on anything else. */
+  done: Promise<ExecResult>;
+}
+
 export interface SshConnection {
   readonly host: string;
   readonly port: number;
   /** The fingerprint the server presented (one of the pins). */
   readonly hostFingerprint: string;
   exec(command: string, opts?: ExecOptions): SshExec;
+  /** Runs a command and streams data into its stdin (e.g. `cat >> file`). */
+  writeTo(command: string, opts?: ExecOptions): SshUpload;
   run(
     command: string,
     opts?: ExecOptions,
@@ -190,9 +208,18 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
       );
   });
 
-  const exec = (command: string, execOpts: ExecOptions = {}): SshExec => {
+  /**
+   * Starts a command and follows its channel to the end: `done` resolves only on an exit with an
+   * allowed code, and rejects on any other code, a signal, or a dropped link. `onChannel` gets the
+   * open channel; `onFail` runs (before `done` rejects) so callers can error their streams.
+   */
+  const startCommand = (
+    command: string,
+    execOpts: ExecOptions,
+    onChannel: (channel: ClientChannel) => void,
+    onFail: (err: Error) => void,
+  ): { done: Promise<ExecResult>; stderrText: () => string } => {
     const allowed = execOpts.allowedExitCodes ?? [0];
-    const stdout = new PassThrough();
     let stderr = '';
     const label = describeCommand(command);
     let settle!: { resolve: (r: ExecResult) => void; reject: (e: Error) => void };
@@ -203,7 +230,7 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
       finished = true;
       onDrop.delete(drop);
       if (err) {
-        stdout.destroy(err);
+        onFail(err);
         settle.reject(err);
       } else {
         settle.resolve(result as ExecResult);
@@ -213,13 +240,13 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
       finish(
         new OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr)}`),
       );
-    // Callers may await stdout or done first; neither must crash the process as unhandled.
+    // Callers may await their stream or done first; neither must crash the process as unhandled.
     done.catch(() => {});
-    stdout.on('error', () => {});
+    const stderrText = () => stderr;
 
     if (closed) {
       drop(`connection to ${where} is closed`);
-      return { stdout, stderrText: () => stderr, done };
+      return { done, stderrText };
     }
     onDrop.add(drop);
     client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
@@ -235,7 +262,7 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
       channel.on('exit', (code: number | null, signal?: string) => {
         exit = signal ? { code: null, signal } : { code };
       });
-      channel.pipe(stdout);
+      onChannel(channel);
       channel.on('close', () => {
         // Let a pending connection error land first: it explains a missing exit status best.
         setImmediate(() => {
@@ -263,7 +290,97 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
         });
       });
     });
-    return { stdout, stderrText: () => stderr, done };
+    return { done, stderrText };
+  };
+
+  const exec = (command: string, execOpts: ExecOptions = {}): SshExec => {
+    const stdout = new PassThrough();
+    stdout.on('error', () => {});
+    const { done, stderrText } = startCommand(
+      command,
+      execOpts,
+      (channel) => channel.pipe(stdout),
+      (err) => stdout.destroy(err),
+    );
+    return { stdout, stderrText, done };
+  };
+
+  const writeTo = (command: string, execOpts: ExecOptions = {}): SshUpload => {
+    let stdout = '';
+    let channel: ClientChannel | undefined;
+    let channelClosed = false;
+    // Writes made before the channel opens wait here; a failure to open releases them too.
+    let opened!: () => void;
+    const open = new Promise<void>((resolve) => (opened = resolve));
+    const endInput = () => {
+      if (channel && !channelClosed && !channel.writableEnded) channel.end();
+    };
+    // A write the command can no longer take fails with why it ended.
+    const refuse = (cb: (err?: Error | null) => void) =>
+      void done.then(
+        () =>
+          cb(
+            new OpsError(
+              `remote command exited before reading all its input (${describeCommand(command)})`,
+            ),
+          ),
+        (err: Error) => cb(err),
+      );
+    const stdin: Writable = new Writable({
+      write(chunk: Buffer, _enc, cb) {
+        void open.then(() => {
+          const ch = channel;
+          if (!ch || channelClosed) return refuse(cb);
+          if (ch.write(chunk)) return cb();
+          // Backpressure: the next chunk waits until the SSH window opens again.
+          const onDrain = () => {
+            ch.removeListener('close', onClose);
+            cb();
+          };
+          const onClose = () => {
+            ch.removeListener('drain', onDrain);
+            refuse(cb);
+          };
+          ch.once('drain', onDrain);
+          ch.once('close', onClose);
+        });
+      },
+      final(cb) {
+        void open.then(() => {
+          endInput();
+          done.then(
+            () => cb(),
+            (err: Error) => cb(err),
+          );
+        });
+      },
+      destroy(err, cb) {
+        // EOF, not a hang-up: the command keeps what it received and exits on its own.
+        void open.then(endInput);
+        cb(err);
+      },
+    });
+    stdin.on('error', () => {});
+    const { done, stderrText } = startCommand(
+      command,
+      execOpts,
+      (ch) => {
+        channel = ch;
+        // Errors surface through `done` (exit status or dropped link).
+        ch.on('error', () => {});
+        ch.on('close', () => (channelClosed = true));
+        ch.on('data', (d: Buffer) => {
+          stdout += d.toString('utf8');
+          if (stdout.length > STDERR_KEEP) stdout = stdout.slice(-STDERR_KEEP);
+        });
+        opened();
+      },
+      (err) => {
+        opened();
+        stdin.destroy(err);
+      },
+    );
+    return { stdin, stdoutText: () => stdout, stderrText, done };
   };
 
   return {
@@ -271,6 +388,7 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
     port: opts.port,
     hostFingerprint: presented ?? '',
     exec,
+    writeTo,
     async run(command, execOpts) {
       const handle = exec(command, execOpts);
       const chunks: Buffer[] = [];

@@ -85332,9 +85332,13 @@ async function connectSsh(opts) {
         for (const drop of onDrop)
             drop(`connection to ${where} closed${connectionError ? ` (${connectionError.message})` : ''}`);
     });
-    const exec = (command, execOpts = {}) => {
+    /**
+     * Starts a command and follows its channel to the end: `done` resolves only on an exit with an
+     * allowed code, and rejects on any other code, a signal, or a dropped link. `onChannel` gets the
+     * open channel; `onFail` runs (before `done` rejects) so callers can error their streams.
+     */
+    const startCommand = (command, execOpts, onChannel, onFail) => {
         const allowed = execOpts.allowedExitCodes ?? [0];
-        const stdout = new external_node_stream_.PassThrough();
         let stderr = '';
         const label = describeCommand(command);
         let settle;
@@ -85346,7 +85350,7 @@ async function connectSsh(opts) {
             finished = true;
             onDrop.delete(drop);
             if (err) {
-                stdout.destroy(err);
+                onFail(err);
                 settle.reject(err);
             }
             else {
@@ -85354,12 +85358,12 @@ async function connectSsh(opts) {
             }
         };
         const drop = (reason) => finish(new errors_OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr)}`));
-        // Callers may await stdout or done first; neither must crash the process as unhandled.
+        // Callers may await their stream or done first; neither must crash the process as unhandled.
         done.catch(() => { });
-        stdout.on('error', () => { });
+        const stderrText = () => stderr;
         if (closed) {
             drop(`connection to ${where} is closed`);
-            return { stdout, stderrText: () => stderr, done };
+            return { done, stderrText };
         }
         onDrop.add(drop);
         client.exec(command, (err, channel) => {
@@ -85376,7 +85380,7 @@ async function connectSsh(opts) {
             channel.on('exit', (code, signal) => {
                 exit = signal ? { code: null, signal } : { code };
             });
-            channel.pipe(stdout);
+            onChannel(channel);
             channel.on('close', () => {
                 // Let a pending connection error land first: it explains a missing exit status best.
                 setImmediate(() => {
@@ -85397,13 +85401,84 @@ async function connectSsh(opts) {
                 });
             });
         });
-        return { stdout, stderrText: () => stderr, done };
+        return { done, stderrText };
+    };
+    const exec = (command, execOpts = {}) => {
+        const stdout = new external_node_stream_.PassThrough();
+        stdout.on('error', () => { });
+        const { done, stderrText } = startCommand(command, execOpts, (channel) => channel.pipe(stdout), (err) => stdout.destroy(err));
+        return { stdout, stderrText, done };
+    };
+    const writeTo = (command, execOpts = {}) => {
+        let stdout = '';
+        let channel;
+        let channelClosed = false;
+        // Writes made before the channel opens wait here; a failure to open releases them too.
+        let opened;
+        const open = new Promise((resolve) => (opened = resolve));
+        const endInput = () => {
+            if (channel && !channelClosed && !channel.writableEnded)
+                channel.end();
+        };
+        // A write the command can no longer take fails with why it ended.
+        const refuse = (cb) => void done.then(() => cb(new errors_OpsError(`remote command exited before reading all its input (${describeCommand(command)})`)), (err) => cb(err));
+        const stdin = new external_node_stream_.Writable({
+            write(chunk, _enc, cb) {
+                void open.then(() => {
+                    const ch = channel;
+                    if (!ch || channelClosed)
+                        return refuse(cb);
+                    if (ch.write(chunk))
+                        return cb();
+                    // Backpressure: the next chunk waits until the SSH window opens again.
+                    const onDrain = () => {
+                        ch.removeListener('close', onClose);
+                        cb();
+                    };
+                    const onClose = () => {
+                        ch.removeListener('drain', onDrain);
+                        refuse(cb);
+                    };
+                    ch.once('drain', onDrain);
+                    ch.once('close', onClose);
+                });
+            },
+            final(cb) {
+                void open.then(() => {
+                    endInput();
+                    done.then(() => cb(), (err) => cb(err));
+                });
+            },
+            destroy(err, cb) {
+                // EOF, not a hang-up: the command keeps what it received and exits on its own.
+                void open.then(endInput);
+                cb(err);
+            },
+        });
+        stdin.on('error', () => { });
+        const { done, stderrText } = startCommand(command, execOpts, (ch) => {
+            channel = ch;
+            // Errors surface through `done` (exit status or dropped link).
+            ch.on('error', () => { });
+            ch.on('close', () => (channelClosed = true));
+            ch.on('data', (d) => {
+                stdout += d.toString('utf8');
+                if (stdout.length > STDERR_KEEP)
+                    stdout = stdout.slice(-STDERR_KEEP);
+            });
+            opened();
+        }, (err) => {
+            opened();
+            stdin.destroy(err);
+        });
+        return { stdin, stdoutText: () => stdout, stderrText, done };
     };
     return {
         host: opts.host,
         port: opts.port,
         hostFingerprint: presented ?? '',
         exec,
+        writeTo,
         async run(command, execOpts) {
             const handle = exec(command, execOpts);
             const chunks = [];
