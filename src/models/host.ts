@@ -1,13 +1,15 @@
 // Where model files live: a local directory, or a directory on the GPU host over a pinned SSH
 // connection. Listing is one call (a directory walk, or one remote `find -printf`); reads are
-// sequential streams; hashing on the remote side is one `sha256sum` call for many files.
+// sequential streams; hashing on the remote side is one `sha256sum` call for many files; pull
+// writes through a PartialFile (`<file>.partial`, renamed into place once verified).
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { open, readdir, stat } from 'node:fs/promises';
+import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { OpsError } from '../lib/errors.js';
 import { shellQuote, type SshConnection } from '../lib/ssh.js';
+import { LocalPartialFile, SshPartialFile, type PartialFile } from './partial.js';
 
 export interface ModelFile {
   /** Relative to the models directory, '/'-separated. */
@@ -28,6 +30,11 @@ export interface ModelHost {
   reader(file: string): Promise<SequentialReader>;
   /** sha256 hex of each file, read where it lives. */
   sha256(files: string[]): Promise<Map<string, string>>;
+  /** Creates the models directory (a pull into a fresh host). */
+  prepare(): Promise<void>;
+  /** Where a download of `file` is written until it is verified. */
+  partial(file: string): PartialFile;
+  remove(file: string): Promise<void>;
 }
 
 export class LocalModelHost implements ModelHost {
@@ -77,6 +84,18 @@ export class LocalModelHost implements ModelHost {
       },
       close: () => fh.close(),
     };
+  }
+
+  async prepare(): Promise<void> {
+    await mkdir(this.dir, { recursive: true });
+  }
+
+  partial(file: string): PartialFile {
+    return new LocalPartialFile(this.dir, file);
+  }
+
+  async remove(file: string): Promise<void> {
+    await rm(path.join(this.dir, file), { force: true });
   }
 
   async sha256(files: string[]): Promise<Map<string, string>> {
@@ -137,6 +156,18 @@ export class SshModelHost implements ModelHost {
       if (m?.[1] && m[2]) out.set(m[2], m[1]);
     }
     return out;
+  }
+
+  async prepare(): Promise<void> {
+    await this.conn.run(`mkdir -p -- ${shellQuote(this.dir)}`);
+  }
+
+  partial(file: string): PartialFile {
+    return new SshPartialFile(this.conn, this.dir, file);
+  }
+
+  async remove(file: string): Promise<void> {
+    await this.conn.run(`rm -f -- ${shellQuote(`${this.dir}/${file}`)}`);
   }
 }
 

@@ -1,19 +1,16 @@
-// Downloads one model to `<path>.partial` beside its final place, resuming with an HTTP Range
-// from what an earlier run left, hashing every byte (the kept prefix included), and renaming it
-// into place only when size and sha256 agree. A bad download is deleted, never renamed.
-import { createHash, type Hash } from 'node:crypto';
-import { createReadStream, createWriteStream } from 'node:fs';
-import { mkdir, rename, rm, stat } from 'node:fs/promises';
-import path from 'node:path';
-import { Readable, Transform } from 'node:stream';
+// Downloads one model to `<path>.partial` beside its final place (a local directory, or the GPU
+// host over SSH), resuming with an HTTP Range from what an earlier run left, and renaming it into
+// place only when the size and sha256 of the bytes where they landed agree. A bad download is
+// deleted, never renamed.
+import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { pipeline } from 'node:stream/promises';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { isRetryableS3Error } from '../lib/r2-stream-upload.js';
 import { retry } from '../lib/retry.js';
 import { vaultKey, type Vault } from './bucket.js';
+import type { PartialFile } from './partial.js';
 import { SHA256_META } from './push.js';
 
 export interface OpenedBody {
@@ -27,7 +24,8 @@ export interface OpenedBody {
 export type BodySource = (offset: number) => Promise<OpenedBody>;
 
 export interface PullFileOptions {
-  dir: string;
+  /** Where the bytes go until they are verified (LocalModelHost/SshModelHost.partial(path)). */
+  partial: PartialFile;
   path: string;
   size?: number;
   expectedSha256?: string;
@@ -41,71 +39,40 @@ export interface PullFileOptions {
 export interface PullFileResult {
   sha256: string;
   size: number;
-  /** Bytes already on disk from an interrupted run. */
+  /** Bytes already in the partial from an interrupted run. */
   resumedFrom: number;
   verified: boolean;
 }
 
-async function sizeOf(file: string): Promise<number> {
-  try {
-    return (await stat(file)).size;
-  } catch {
-    return 0;
+/** Passes a body through, reporting each chunk (errors and backpressure go through unchanged). */
+async function* counted(stream: Readable, onBytes: (n: number) => void): AsyncGenerator<Buffer> {
+  for await (const chunk of stream as AsyncIterable<Buffer>) {
+    onBytes(chunk.length);
+    yield chunk;
   }
 }
 
 export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
-  const final = path.join(o.dir, o.path);
-  const partial = `${final}.partial`;
-  await mkdir(path.dirname(final), { recursive: true });
+  const partial = o.partial;
   let resumedFrom = -1;
   let stated: string | undefined;
 
-  // Each attempt hashes what is on disk, then appends from there: a reset costs only a re-read.
-  const attempt = async (): Promise<{ sha256: string; size: number }> => {
-    let have = await sizeOf(partial);
+  // Each attempt appends from what the partial holds: a reset costs only what was in flight.
+  const attempt = async (): Promise<void> => {
+    let have = await partial.size();
     if (o.size !== undefined && have > o.size) {
-      await rm(partial, { force: true });
+      await partial.discard();
       have = 0;
     }
-    const sha = createHash('sha256');
-    if (have > 0) {
-      for await (const chunk of createReadStream(partial, {
-        highWaterMark: 2 ** 20,
-      }) as AsyncIterable<Buffer>)
-        sha.update(chunk);
-    }
     if (resumedFrom < 0) resumedFrom = have;
-    if (o.size !== undefined && have === o.size) return { sha256: sha.digest('hex'), size: have };
+    if (o.size !== undefined && have === o.size) return;
     const body = await o.source(have);
     stated ??= body.sha256;
-    if (body.start !== have) {
-      // The server ignored the Range: start over from its first byte.
-      return appendBody(body, createHash('sha256'), 0, 'w');
-    }
-    return appendBody(body, sha, have, 'a');
-  };
-  /** Streams a body onto the partial file, hashing and counting what goes through. */
-  const appendBody = async (
-    body: OpenedBody,
-    sha: Hash,
-    start: number,
-    flags: 'a' | 'w',
-  ): Promise<{ sha256: string; size: number }> => {
-    let total = start;
-    const tap = new Transform({
-      transform(chunk: Buffer, _enc, cb) {
-        sha.update(chunk);
-        total += chunk.length;
-        o.onBytes(chunk.length);
-        cb(null, chunk);
-      },
-    });
-    await pipeline(body.stream, tap, createWriteStream(partial, { flags }));
-    return { sha256: sha.digest('hex'), size: total };
+    // A server that ignored the Range sends the whole file: start over from its first byte.
+    await partial.write(Readable.from(counted(body.stream, o.onBytes)), body.start !== have);
   };
 
-  const got = await retry(attempt, {
+  await retry(attempt, {
     attempts: 5,
     baseDelayMs: 300,
     retryable: (err) =>
@@ -116,9 +83,11 @@ export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
       o.logger.warn(`${o.path}: download attempt ${n} failed (${errorMessage(err)}); resuming`),
   });
 
+  // Measured and hashed where the bytes landed: what is checked is what gets renamed.
+  const got = await partial.digest();
   const expected = o.expectedSha256 ?? stated;
   const refuse = async (why: string): Promise<never> => {
-    await rm(partial, { force: true });
+    await partial.discard();
     throw new OpsError(
       `${o.path} from ${o.origin} refused: ${why}; nothing was put in place (the partial file was deleted)`,
     );
@@ -127,7 +96,7 @@ export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
     await refuse(`${got.size} bytes instead of ${o.size}`);
   if (expected && expected !== got.sha256)
     await refuse(`sha256 ${got.sha256} does not match the expected ${expected}`);
-  await rename(partial, final);
+  await partial.commit();
   return {
     sha256: got.sha256,
     size: got.size,

@@ -7,8 +7,6 @@ import {
   HeadObjectCommand,
   type S3Client,
 } from '@aws-sdk/client-s3';
-import { mkdir, rm } from 'node:fs/promises';
-import path from 'node:path';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatBytes, formatDuration, formatRate } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
@@ -25,7 +23,7 @@ import {
 } from './bucket.js';
 import type { ModelManifestConfig } from './config.js';
 import { matcher } from './glob.js';
-import { LocalModelHost, type ModelFile, type ModelHost } from './host.js';
+import type { ModelFile, ModelHost } from './host.js';
 import { BufferPool, Semaphore, forEachLimit } from './limits.js';
 import { Progress } from './progress.js';
 import { pullFile, urlSource, vaultSource } from './pull.js';
@@ -36,7 +34,7 @@ export type Compare = 'size' | 'sha256';
 
 export interface SyncModelsOptions {
   direction: 'push' | 'pull';
-  /** push: where models are read (local dir or SSH host); pull: a local host to write into. */
+  /** push: where models are read; pull: where they are written (a local dir or the SSH host). */
   host: ModelHost;
   client: S3Client;
   bucket: string;
@@ -327,15 +325,13 @@ async function cleanPendingUploads(
 }
 
 async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Promise<Partial> {
-  if (!(opts.host instanceof LocalModelHost))
-    throw new OpsError('pull writes to a local directory; run it on the host itself');
-  const dir = opts.host.dir;
-  await mkdir(dir, { recursive: true });
+  const host = opts.host;
+  await host.prepare();
   const [local, listing] = await logger.group('Inventory', async () => {
     const l = await opts.host.list();
     const r = await listVault(vault);
     logger.info(
-      `${l.length} file(s) in ${dir}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
+      `${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
     );
     return [l, r] as const;
   });
@@ -439,7 +435,7 @@ async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
       const track = progress.begin(j.path, j.size ?? 0);
       try {
         const r = await pullFile({
-          dir,
+          partial: host.partial(j.path),
           path: j.path,
           origin,
           source:
@@ -478,7 +474,7 @@ async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
     }),
   );
   for (const f of toDelete) {
-    await rm(path.join(dir, f.path), { force: true });
+    await host.remove(f.path);
     report.deleted++;
     report.files.push({ path: f.path, action: 'deleted', size: f.size, ms: 0 });
   }

@@ -58,6 +58,8 @@ export interface R2RequestRecord {
   bucket?: string;
   key?: string;
   partNumber?: number;
+  /** The Range header of a GetObject (resumed downloads). */
+  range?: string;
   status: number;
   fault?: FaultRule['action'];
 }
@@ -176,6 +178,8 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     if (bucket) record.bucket = bucket;
     if (s3req.key) record.key = s3req.key;
     if (c.operation === 'UploadPart') record.partNumber = Number(s3req.query.get('partNumber'));
+    if (c.operation === 'GetObject' && typeof req.headers.range === 'string')
+      record.range = req.headers.range;
     log.push(record);
     res.on('finish', () => (record.status = res.statusCode));
 

@@ -125,13 +125,13 @@ describe('sync-models inputs', () => {
     expect(parse({ 'part-size': '64MiB' }).partSize).toBe(64 * MiB);
   });
 
-  it('requires ssh key and pins for an ssh:// source, and a local target on pull', () => {
+  it('requires ssh key and pins for an ssh:// source or target', () => {
     expect(() => parse({ source: 'ssh://dev@h/m' })).toThrow(/Input 'ssh-private-key' is invalid/);
     expect(() => parse({ source: 'ssh://dev@h/m', 'ssh-private-key': 'x' })).toThrow(
       /host-key-fingerprints/,
     );
     expect(() => parse({ direction: 'pull', target: 'ssh://dev@h/m' })).toThrow(
-      /Input 'target' is invalid: .*a local directory/,
+      /Input 'ssh-private-key' is invalid: .*for target ssh:\/\/dev@h\/m/,
     );
     expect(() => parse({ bucket: 'Bad_Bucket' })).toThrow(/Input 'bucket' is invalid/);
   });

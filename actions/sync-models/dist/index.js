@@ -85018,7 +85018,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9396);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5269);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -85028,7 +85028,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9396:
+/***/ 5269:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -95125,10 +95125,143 @@ var external_node_fs_ = __nccwpck_require__(3024);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
+;// CONCATENATED MODULE: ./src/models/partial.ts
+// Where a download lands before it is trusted: `<file>.partial` beside the final path, appended
+// to (resume), measured and hashed where it lives, then renamed into place in one step. One
+// implementation for a local directory, one for the GPU host over SSH.
+
+
+
+
+
+
+
+
+async function hashFile(file, sha) {
+    let n = 0;
+    for await (const chunk of (0,external_node_fs_.createReadStream)(file, {
+        highWaterMark: 2 ** 20,
+    })) {
+        sha.update(chunk);
+        n += chunk.length;
+    }
+    return n;
+}
+/** A partial in a local directory. Hashes while writing, so the file is not read a second time. */
+class LocalPartialFile {
+    final;
+    partial;
+    /** A hash of exactly the partial's bytes, kept while this process wrote them. */
+    running;
+    constructor(dir, rel) {
+        this.final = external_node_path_default().join(dir, rel);
+        this.partial = `${this.final}.partial`;
+    }
+    async size() {
+        await (0,promises_.mkdir)(external_node_path_default().dirname(this.final), { recursive: true });
+        try {
+            return (await (0,promises_.stat)(this.partial)).size;
+        }
+        catch {
+            return 0;
+        }
+    }
+    async write(body, fromStart) {
+        // The kept prefix is hashed first (a reset costs only this re-read), then every new byte.
+        const sha = (0,external_node_crypto_.createHash)('sha256');
+        const running = { sha, size: fromStart ? 0 : await hashFile(this.partial, sha).catch(() => 0) };
+        this.running = undefined;
+        const tap = new external_node_stream_.Transform({
+            transform(chunk, _enc, cb) {
+                sha.update(chunk);
+                running.size += chunk.length;
+                cb(null, chunk);
+            },
+        });
+        try {
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(body, tap, (0,external_node_fs_.createWriteStream)(this.partial, { flags: fromStart ? 'w' : 'a' }));
+        }
+        finally {
+            this.running = running;
+        }
+    }
+    async digest() {
+        const size = (await (0,promises_.stat)(this.partial)).size;
+        if (this.running?.size === size)
+            return { size, sha256: this.running.sha.digest('hex') };
+        const sha = (0,external_node_crypto_.createHash)('sha256');
+        await hashFile(this.partial, sha);
+        return { size, sha256: sha.digest('hex') };
+    }
+    async discard() {
+        this.running = undefined;
+        await (0,promises_.rm)(this.partial, { force: true });
+    }
+    async commit() {
+        await (0,promises_.rename)(this.partial, this.final);
+    }
+}
+/**
+ * A partial on the GPU host: bytes go into `cat >> <file>.partial` over the SSH connection, the
+ * host measures (`stat`) and hashes (`sha256sum`) it, and `mv -f -T` puts it in place.
+ */
+class SshPartialFile {
+    conn;
+    final;
+    partial;
+    constructor(conn, dir, rel) {
+        this.conn = conn;
+        this.final = `${dir}/${rel}`;
+        this.partial = `${this.final}.partial`;
+    }
+    async size() {
+        const p = shellQuote(this.partial);
+        const { stdout } = await this.conn.run(`mkdir -p -- ${shellQuote(external_node_path_default().posix.dirname(this.final))} && ` +
+            `if [ -e ${p} ]; then stat -c %s -- ${p}; else echo 0; fi`);
+        return this.parseSize(stdout);
+    }
+    async write(body, fromStart) {
+        const upload = this.conn.writeTo(`cat ${fromStart ? '>' : '>>'} ${shellQuote(this.partial)}`);
+        try {
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(body, upload.stdin);
+        }
+        catch (err) {
+            // The remote `cat` got EOF: wait until it has exited, so no later append overlaps it.
+            await upload.done.catch(() => undefined);
+            throw err;
+        }
+        await upload.done;
+    }
+    async digest() {
+        const p = shellQuote(this.partial);
+        const { stdout } = await this.conn.run(`stat -c %s -- ${p} && sha256sum < ${p}`);
+        const [sizeLine = '', hashLine = ''] = stdout.split('\n');
+        const sha256 = /^([0-9a-f]{64})\b/.exec(hashLine)?.[1];
+        if (!sha256)
+            throw new errors_OpsError(`sha256sum on ${this.conn.host} printed ${JSON.stringify(hashLine)}`);
+        return { size: this.parseSize(sizeLine), sha256 };
+    }
+    async discard() {
+        await this.conn.run(`rm -f -- ${shellQuote(this.partial)}`);
+    }
+    async commit() {
+        // -T: never move the file INTO a directory that happens to sit at the final path.
+        await this.conn.run(`mv -f -T -- ${shellQuote(this.partial)} ${shellQuote(this.final)}`);
+    }
+    parseSize(text) {
+        const n = Number(text.trim());
+        if (!Number.isSafeInteger(n) || n < 0 || text.trim() === '')
+            throw new errors_OpsError(`stat of ${this.partial} on ${this.conn.host} printed ${JSON.stringify(text)}`);
+        return n;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/models/host.ts
 // Where model files live: a local directory, or a directory on the GPU host over a pinned SSH
 // connection. Listing is one call (a directory walk, or one remote `find -printf`); reads are
-// sequential streams; hashing on the remote side is one `sha256sum` call for many files.
+// sequential streams; hashing on the remote side is one `sha256sum` call for many files; pull
+// writes through a PartialFile (`<file>.partial`, renamed into place once verified).
+
 
 
 
@@ -95184,6 +95317,15 @@ class LocalModelHost {
             close: () => fh.close(),
         };
     }
+    async prepare() {
+        await (0,promises_.mkdir)(this.dir, { recursive: true });
+    }
+    partial(file) {
+        return new LocalPartialFile(this.dir, file);
+    }
+    async remove(file) {
+        await (0,promises_.rm)(external_node_path_default().join(this.dir, file), { force: true });
+    }
     async sha256(files) {
         const out = new Map();
         for (const f of files)
@@ -95236,6 +95378,15 @@ class SshModelHost {
                 out.set(m[2], m[1]);
         }
         return out;
+    }
+    async prepare() {
+        await this.conn.run(`mkdir -p -- ${shellQuote(this.dir)}`);
+    }
+    partial(file) {
+        return new SshPartialFile(this.conn, this.dir, file);
+    }
+    async remove(file) {
+        await this.conn.run(`rm -f -- ${shellQuote(`${this.dir}/${file}`)}`);
     }
 }
 /** A SequentialReader over a stream; `finish` reports how the producer ended (e.g. exit status). */
@@ -96098,9 +96249,10 @@ async function listStoredParts(client, bucket, key, uploadId) {
 }
 
 ;// CONCATENATED MODULE: ./src/models/pull.ts
-// Downloads one model to `<path>.partial` beside its final place, resuming with an HTTP Range
-// from what an earlier run left, hashing every byte (the kept prefix included), and renaming it
-// into place only when size and sha256 agree. A bad download is deleted, never renamed.
+// Downloads one model to `<path>.partial` beside its final place (a local directory, or the GPU
+// host over SSH), resuming with an HTTP Range from what an earlier run left, and renaming it into
+// place only when the size and sha256 of the bytes where they landed agree. A bad download is
+// deleted, never renamed.
 
 
 
@@ -96108,66 +96260,34 @@ async function listStoredParts(client, bucket, key, uploadId) {
 
 
 
-
-
-
-
-
-async function sizeOf(file) {
-    try {
-        return (await (0,promises_.stat)(file)).size;
-    }
-    catch {
-        return 0;
+/** Passes a body through, reporting each chunk (errors and backpressure go through unchanged). */
+async function* counted(stream, onBytes) {
+    for await (const chunk of stream) {
+        onBytes(chunk.length);
+        yield chunk;
     }
 }
 async function pullFile(o) {
-    const final = external_node_path_default().join(o.dir, o.path);
-    const partial = `${final}.partial`;
-    await (0,promises_.mkdir)(external_node_path_default().dirname(final), { recursive: true });
+    const partial = o.partial;
     let resumedFrom = -1;
     let stated;
-    // Each attempt hashes what is on disk, then appends from there: a reset costs only a re-read.
+    // Each attempt appends from what the partial holds: a reset costs only what was in flight.
     const attempt = async () => {
-        let have = await sizeOf(partial);
+        let have = await partial.size();
         if (o.size !== undefined && have > o.size) {
-            await (0,promises_.rm)(partial, { force: true });
+            await partial.discard();
             have = 0;
-        }
-        const sha = (0,external_node_crypto_.createHash)('sha256');
-        if (have > 0) {
-            for await (const chunk of (0,external_node_fs_.createReadStream)(partial, {
-                highWaterMark: 2 ** 20,
-            }))
-                sha.update(chunk);
         }
         if (resumedFrom < 0)
             resumedFrom = have;
         if (o.size !== undefined && have === o.size)
-            return { sha256: sha.digest('hex'), size: have };
+            return;
         const body = await o.source(have);
         stated ??= body.sha256;
-        if (body.start !== have) {
-            // The server ignored the Range: start over from its first byte.
-            return appendBody(body, (0,external_node_crypto_.createHash)('sha256'), 0, 'w');
-        }
-        return appendBody(body, sha, have, 'a');
+        // A server that ignored the Range sends the whole file: start over from its first byte.
+        await partial.write(external_node_stream_.Readable.from(counted(body.stream, o.onBytes)), body.start !== have);
     };
-    /** Streams a body onto the partial file, hashing and counting what goes through. */
-    const appendBody = async (body, sha, start, flags) => {
-        let total = start;
-        const tap = new external_node_stream_.Transform({
-            transform(chunk, _enc, cb) {
-                sha.update(chunk);
-                total += chunk.length;
-                o.onBytes(chunk.length);
-                cb(null, chunk);
-            },
-        });
-        await (0,external_node_stream_promises_namespaceObject.pipeline)(body.stream, tap, (0,external_node_fs_.createWriteStream)(partial, { flags }));
-        return { sha256: sha.digest('hex'), size: total };
-    };
-    const got = await retry_retry(attempt, {
+    await retry_retry(attempt, {
         attempts: 5,
         baseDelayMs: 300,
         retryable: (err) => !(err instanceof errors_OpsError) &&
@@ -96175,16 +96295,18 @@ async function pullFile(o) {
                 /premature|aborted|terminated|socket|ECONNRESET/i.test(errors_errorMessage(err))),
         onRetry: ({ err, attempt: n }) => o.logger.warn(`${o.path}: download attempt ${n} failed (${errors_errorMessage(err)}); resuming`),
     });
+    // Measured and hashed where the bytes landed: what is checked is what gets renamed.
+    const got = await partial.digest();
     const expected = o.expectedSha256 ?? stated;
     const refuse = async (why) => {
-        await (0,promises_.rm)(partial, { force: true });
+        await partial.discard();
         throw new errors_OpsError(`${o.path} from ${o.origin} refused: ${why}; nothing was put in place (the partial file was deleted)`);
     };
     if (o.size !== undefined && got.size !== o.size)
         await refuse(`${got.size} bytes instead of ${o.size}`);
     if (expected && expected !== got.sha256)
         await refuse(`sha256 ${got.sha256} does not match the expected ${expected}`);
-    await (0,promises_.rename)(partial, final);
+    await partial.commit();
     return {
         sha256: got.sha256,
         size: got.size,
@@ -96275,9 +96397,6 @@ function countRequests(client) {
 // The model sync: inventory both sides once, decide per file (size, or sha256 when the vault
 // knows it), move only what differs, and write models-manifest.json last. The library entry for
 // the sync-models action, the CLI and backup-verda's with-models.
-
-
-
 
 
 
@@ -96480,14 +96599,12 @@ async function cleanPendingUploads(vault, staleMs, logger, report) {
     return new Map([...resumable].map(([k, v]) => [k, v.id]));
 }
 async function pull(opts, vault, logger) {
-    if (!(opts.host instanceof LocalModelHost))
-        throw new errors_OpsError('pull writes to a local directory; run it on the host itself');
-    const dir = opts.host.dir;
-    await (0,promises_.mkdir)(dir, { recursive: true });
+    const host = opts.host;
+    await host.prepare();
     const [local, listing] = await logger.group('Inventory', async () => {
         const l = await opts.host.list();
         const r = await listVault(vault);
-        logger.info(`${l.length} file(s) in ${dir}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`);
+        logger.info(`${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`);
         return [l, r];
     });
     const compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
@@ -96574,7 +96691,7 @@ async function pull(opts, vault, logger) {
         const track = progress.begin(j.path, j.size ?? 0);
         try {
             const r = await pullFile({
-                dir,
+                partial: host.partial(j.path),
                 path: j.path,
                 origin,
                 source: j.from === 'hf'
@@ -96608,7 +96725,7 @@ async function pull(opts, vault, logger) {
         }
     }));
     for (const f of toDelete) {
-        await (0,promises_.rm)(external_node_path_default().join(dir, f.path), { force: true });
+        await host.remove(f.path);
         report.deleted++;
         report.files.push({ path: f.path, action: 'deleted', size: f.size, ms: 0 });
     }
@@ -99805,7 +99922,6 @@ function parseLocation(input, value) {
 
 
 
-
 const DEFAULT_MANIFEST = 'config/models.yml';
 /** Every input checked before anything connects; each bad value names the input. */
 function parseSyncInputs(source) {
@@ -99813,9 +99929,6 @@ function parseSyncInputs(source) {
     const direction = inputs.oneOf('direction', ['push', 'pull']);
     const where = direction === 'push' ? 'source' : 'target';
     const location = parseLocation(where, inputs.required(where, `the models directory to ${direction === 'push' ? 'read' : 'write'}: a local directory or ssh://user@host:port/path`));
-    if (direction === 'pull' && location.kind === 'ssh') {
-        throw new InputError('target', inputs.raw('target'), 'a local directory: pull runs on the host that gets the models');
-    }
     const ssh = location.kind === 'ssh'
         ? {
             privateKey: inputs.secret('ssh-private-key', `a private key for ${where} ${inputs.raw(where)}`),

@@ -1,4 +1,3 @@
-import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { R2_MAX_PART, R2_MIN_PART, r2Endpoint, validateBucketName } from '../../lib/r2.js';
 import { parseFingerprints } from '../../lib/ssh.js';
@@ -41,13 +40,6 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
       `the models directory to ${direction === 'push' ? 'read' : 'write'}: a local directory or ssh://user@host:port/path`,
     ),
   );
-  if (direction === 'pull' && location.kind === 'ssh') {
-    throw new InputError(
-      'target',
-      inputs.raw('target'),
-      'a local directory: pull runs on the host that gets the models',
-    );
-  }
   const ssh =
     location.kind === 'ssh'
       ? {

@@ -1,0 +1,162 @@
+// Where a download lands before it is trusted: `<file>.partial` beside the final path, appended
+// to (resume), measured and hashed where it lives, then renamed into place in one step. One
+// implementation for a local directory, one for the GPU host over SSH.
+import { createHash, type Hash } from 'node:crypto';
+import { createReadStream, createWriteStream } from 'node:fs';
+import { mkdir, rename, rm, stat } from 'node:fs/promises';
+import path from 'node:path';
+import { Transform, type Readable } from 'node:stream';
+import { pipeline } from 'node:stream/promises';
+import { OpsError } from '../lib/errors.js';
+import { shellQuote, type SshConnection } from '../lib/ssh.js';
+
+export interface PartialFile {
+  /** Bytes already in `<file>.partial` (0 when there is none); creates the parent directory. */
+  size(): Promise<number>;
+  /**
+   * Streams `body` onto the partial (appended, or from the first byte when `fromStart`). Settles
+   * only once the writer is done, so what the partial holds is a prefix of the file.
+   */
+  write(body: Readable, fromStart: boolean): Promise<void>;
+  /** Size and sha256 of the whole partial, read where it lives. */
+  digest(): Promise<{ size: number; sha256: string }>;
+  discard(): Promise<void>;
+  /** Renames the partial onto the final path (atomic: same directory). */
+  commit(): Promise<void>;
+}
+
+async function hashFile(file: string, sha: Hash): Promise<number> {
+  let n = 0;
+  for await (const chunk of createReadStream(file, {
+    highWaterMark: 2 ** 20,
+  }) as AsyncIterable<Buffer>) {
+    sha.update(chunk);
+    n += chunk.length;
+  }
+  return n;
+}
+
+/** A partial in a local directory. Hashes while writing, so the file is not read a second time. */
+export class LocalPartialFile implements PartialFile {
+  private readonly final: string;
+  private readonly partial: string;
+  /** A hash of exactly the partial's bytes, kept while this process wrote them. */
+  private running: { sha: Hash; size: number } | undefined;
+
+  constructor(dir: string, rel: string) {
+    this.final = path.join(dir, rel);
+    this.partial = `${this.final}.partial`;
+  }
+
+  async size(): Promise<number> {
+    await mkdir(path.dirname(this.final), { recursive: true });
+    try {
+      return (await stat(this.partial)).size;
+    } catch {
+      return 0;
+    }
+  }
+
+  async write(body: Readable, fromStart: boolean): Promise<void> {
+    // The kept prefix is hashed first (a reset costs only this re-read), then every new byte.
+    const sha = createHash('sha256');
+    const running = { sha, size: fromStart ? 0 : await hashFile(this.partial, sha).catch(() => 0) };
+    this.running = undefined;
+    const tap = new Transform({
+      transform(chunk: Buffer, _enc, cb) {
+        sha.update(chunk);
+        running.size += chunk.length;
+        cb(null, chunk);
+      },
+    });
+    try {
+      await pipeline(body, tap, createWriteStream(this.partial, { flags: fromStart ? 'w' : 'a' }));
+    } finally {
+      this.running = running;
+    }
+  }
+
+  async digest(): Promise<{ size: number; sha256: string }> {
+    const size = (await stat(this.partial)).size;
+    if (this.running?.size === size) return { size, sha256: this.running.sha.digest('hex') };
+    const sha = createHash('sha256');
+    await hashFile(this.partial, sha);
+    return { size, sha256: sha.digest('hex') };
+  }
+
+  async discard(): Promise<void> {
+    this.running = undefined;
+    await rm(this.partial, { force: true });
+  }
+
+  async commit(): Promise<void> {
+    await rename(this.partial, this.final);
+  }
+}
+
+/**
+ * A partial on the GPU host: bytes go into `cat >> <file>.partial` over the SSH connection, the
+ * host measures (`stat`) and hashes (`sha256sum`) it, and `mv -f -T` puts it in place.
+ */
+export class SshPartialFile implements PartialFile {
+  private readonly final: string;
+  private readonly partial: string;
+
+  constructor(
+    private readonly conn: SshConnection,
+    dir: string,
+    rel: string,
+  ) {
+    this.final = `${dir}/${rel}`;
+    this.partial = `${this.final}.partial`;
+  }
+
+  async size(): Promise<number> {
+    const p = shellQuote(this.partial);
+    const { stdout } = await this.conn.run(
+      `mkdir -p -- ${shellQuote(path.posix.dirname(this.final))} && ` +
+        `if [ -e ${p} ]; then stat -c %s -- ${p}; else echo 0; fi`,
+    );
+    return this.parseSize(stdout);
+  }
+
+  async write(body: Readable, fromStart: boolean): Promise<void> {
+    const upload = this.conn.writeTo(`cat ${fromStart ? '>' : '>>'} ${shellQuote(this.partial)}`);
+    try {
+      await pipeline(body, upload.stdin);
+    } catch (err) {
+      // The remote `cat` got EOF: wait until it has exited, so no later append overlaps it.
+      await upload.done.catch(() => undefined);
+      throw err;
+    }
+    await upload.done;
+  }
+
+  async digest(): Promise<{ size: number; sha256: string }> {
+    const p = shellQuote(this.partial);
+    const { stdout } = await this.conn.run(`stat -c %s -- ${p} && sha256sum < ${p}`);
+    const [sizeLine = '', hashLine = ''] = stdout.split('\n');
+    const sha256 = /^([0-9a-f]{64})\b/.exec(hashLine)?.[1];
+    if (!sha256)
+      throw new OpsError(`sha256sum on ${this.conn.host} printed ${JSON.stringify(hashLine)}`);
+    return { size: this.parseSize(sizeLine), sha256 };
+  }
+
+  async discard(): Promise<void> {
+    await this.conn.run(`rm -f -- ${shellQuote(this.partial)}`);
+  }
+
+  async commit(): Promise<void> {
+    // -T: never move the file INTO a directory that happens to sit at the final path.
+    await this.conn.run(`mv -f -T -- ${shellQuote(this.partial)} ${shellQuote(this.final)}`);
+  }
+
+  private parseSize(text: string): number {
+    const n = Number(text.trim());
+    if (!Number.isSafeInteger(n) || n < 0 || text.trim() === '')
+      throw new OpsError(
+        `stat of ${this.partial} on ${this.conn.host} printed ${JSON.stringify(text)}`,
+      );
+    return n;
+  }
+}
