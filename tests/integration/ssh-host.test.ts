@@ -12,6 +12,7 @@ import {
   startSshHost,
   type SshHost,
 } from '../../src/sandbox/ssh-host.js';
+import { dropLink } from './ssh-drop.js';
 
 // Real sshd and R2 emulator runs take seconds; set here as project-level testTimeout is not applied.
 jest.setTimeout(120_000);
@@ -83,26 +84,10 @@ describe('exec', () => {
     const c = await connect(host);
     const handle = c.exec('echo started; sleep 30');
     await new Promise((resolve) => handle.stdout.once('data', resolve));
-    const session = host.sessionPids().filter((p) => !before.has(p));
-    expect(session.length).toBeGreaterThan(0);
-    // Kill the sshd processes only: were the shell killed first, sshd could still report its
-    // exit signal, and that is a different failure than a dropped link.
-    const isSshd = (pid: number) => {
-      try {
-        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('sshd');
-      } catch {
-        return false;
-      }
-    };
-    for (const pid of session.filter(isSshd)) process.kill(pid, 'SIGKILL');
+    const link = dropLink(host, before);
+    expect(link.killed).toBeGreaterThan(0);
     await expect(handle.done).rejects.toThrow(/before it exited/);
-    for (const pid of session.filter((p) => !isSshd(p))) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    link.cleanup();
     expect(handle.stdout.destroyed).toBe(true);
     await c.close();
   });

@@ -10,6 +10,7 @@ import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { connectSsh, shellQuote, type SshConnection } from '../../src/lib/ssh.js';
 import { sleep } from '../../src/lib/retry.js';
 import { startSshHost, type SshHost } from '../../src/sandbox/ssh-host.js';
+import { dropLink } from './ssh-drop.js';
 
 jest.setTimeout(120_000);
 
@@ -133,31 +134,15 @@ describe('writeTo', () => {
   it('rejects done and fails the pipeline when the link drops mid-upload', async () => {
     const before = new Set(host.sessionPids());
     const c = await connect(host);
-    const up = c.writeTo(`sleep 30; cat > /dev/null`);
+    const up = c.writeTo('echo started; sleep 30; cat > /dev/null');
     const piping = pipeline(counted(randomBytes(MiB), 256 * MiB).stream, up.stdin);
-    let session: number[] = [];
-    for (let i = 0; i < 100 && session.length === 0; i++) {
-      await sleep(50);
-      session = host.sessionPids().filter((p) => !before.has(p));
-    }
-    expect(session.length).toBeGreaterThan(0);
-    const isSshd = (pid: number) => {
-      try {
-        return readFileSync(`/proc/${pid}/comm`, 'utf8').trim().startsWith('sshd');
-      } catch {
-        return false;
-      }
-    };
-    for (const pid of session.filter(isSshd)) process.kill(pid, 'SIGKILL');
+    // Cut the link once the command runs (and the writer is held back by the SSH window).
+    for (let i = 0; i < 200 && !up.stdoutText().includes('started'); i++) await sleep(50);
+    const link = dropLink(host, before);
+    expect(link.killed).toBeGreaterThan(0);
     await expect(up.done).rejects.toThrow(/before it exited/);
     await expect(piping).rejects.toThrow(/before it exited/);
-    for (const pid of session.filter((p) => !isSshd(p))) {
-      try {
-        process.kill(pid, 'SIGKILL');
-      } catch {
-        // already gone
-      }
-    }
+    link.cleanup();
     await c.close();
   });
 });

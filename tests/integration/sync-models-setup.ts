@@ -3,7 +3,7 @@
 // registered for the leak check.
 import { createHash, randomBytes } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import {
@@ -40,6 +40,8 @@ export interface SyncWorld {
   /** An object under PREFIX (or under `prefix`). */
   get(rel: string, prefix?: string): Promise<Buffer>;
   meta(rel: string, prefix?: string): Promise<Record<string, string>>;
+  /** Flips one bit of a stored object (R2 serving bad bytes); returns a function that restores it. */
+  corrupt(rel: string, prefix?: string): Promise<() => Promise<void>>;
   pendingUploads(): Promise<MultipartUpload[]>;
   stop(): Promise<void>;
 }
@@ -105,6 +107,14 @@ export async function startSyncWorld(): Promise<SyncWorld> {
         (await s3.send(new HeadObjectCommand({ Bucket: BUCKET, Key: `${prefix}/${rel}` })))
           .Metadata ?? {}
       );
+    },
+    async corrupt(rel, prefix = PREFIX) {
+      const stored = r2.objectPath(BUCKET, `${prefix}/${rel}`);
+      const good = await readFile(stored);
+      const bad = Buffer.from(good);
+      bad[1234] = bad[1234]! ^ 1;
+      await writeFile(stored, bad);
+      return () => writeFile(stored, good);
     },
     async pendingUploads() {
       return (await s3.send(new ListMultipartUploadsCommand({ Bucket: BUCKET }))).Uploads ?? [];

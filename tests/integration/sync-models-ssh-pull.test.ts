@@ -5,20 +5,13 @@
 // the HuggingFace fallback lands on the host the same way.
 import { execFileSync } from 'node:child_process';
 import { existsSync, statSync } from 'node:fs';
-import { copyFile, mkdir, readFile, truncate, writeFile } from 'node:fs/promises';
+import { copyFile, mkdir, truncate, writeFile } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import { startSshHost, type SshHost } from '../../src/sandbox/ssh-host.js';
-import {
-  BUCKET,
-  MiB,
-  fileSha256,
-  sha256,
-  startSyncWorld,
-  type SyncWorld,
-} from './sync-models-setup.js';
+import { MiB, fileSha256, sha256, startSyncWorld, type SyncWorld } from './sync-models-setup.js';
 
 // Transfers of tens of MiB through the bundle and over SSH on a shared 2-core machine.
 jest.setTimeout(120_000);
@@ -120,12 +113,7 @@ describe('pull to an ssh:// target', () => {
   });
 
   it('refuses a corrupt object (bytes flipped in storage): nothing renamed into place on the host', async () => {
-    const key = `${PREFIX}/loras/small.safetensors`;
-    const stored = world.r2.objectPath(BUCKET, key);
-    const good = await readFile(stored);
-    const bad = Buffer.from(good);
-    bad[1234] = bad[1234]! ^ 1;
-    await writeFile(stored, bad);
+    const restore = await world.corrupt('loras/small.safetensors', PREFIX);
     try {
       // A directory that does not exist yet: created on the host with mkdir -p.
       const dir = path.join(host.scratchDir, 'fresh models');
@@ -138,7 +126,7 @@ describe('pull to an ssh:// target', () => {
       expect(existsSync(path.join(dir, 'loras/small.safetensors'))).toBe(false);
       expect(existsSync(path.join(dir, 'loras/small.safetensors.partial'))).toBe(false);
     } finally {
-      await writeFile(stored, good);
+      await restore();
     }
   });
 });

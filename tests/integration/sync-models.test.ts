@@ -172,12 +172,7 @@ describe('pull to a local directory', () => {
   });
 
   it('refuses a corrupt download (bytes flipped in storage) and puts nothing in place', async () => {
-    const key = `${PREFIX}/loras/small.safetensors`;
-    const stored = world.r2.objectPath(BUCKET, key);
-    const good = await readFile(stored);
-    const bad = Buffer.from(good);
-    bad[1234] = bad[1234]! ^ 1;
-    await writeFile(stored, bad);
+    const restore = await world.corrupt('loras/small.safetensors');
     try {
       const target = path.join(world.dir, 'pull-corrupt');
       const run = await world.run({
@@ -192,7 +187,7 @@ describe('pull to a local directory', () => {
       expect(await exists(path.join(target, 'loras/small.safetensors'))).toBe(false);
       expect(await exists(path.join(target, 'loras/small.safetensors.partial'))).toBe(false);
     } finally {
-      await writeFile(stored, good);
+      await restore();
     }
   });
 });
