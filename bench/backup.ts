@@ -337,16 +337,29 @@ export async function run(): Promise<string> {
         `${(openssh / ms).toFixed(2)}×`,
         `${(seed / ms).toFixed(2)}×`,
         `${((median(samples.map((s) => s.rssKiB ?? 0)) * 1024) / MiB).toFixed(0)} MiB`,
+        `${((Math.max(...samples.map((s) => s.rssKiB ?? 0)) * 1024) / MiB).toFixed(0)} MiB`,
       ];
     });
     return [
       `## backup: ${formatBytes(total)} fixture (half incompressible), ${RUNS} runs each, medians`,
       '',
+      `Command: \`${process.env.BENCH_SCALE ? `BENCH_SCALE=${process.env.BENCH_SCALE} ` : ''}npm run bench -- backup\` ` +
+        `(the action is the committed bundle, \`node ${path.relative(repoRoot, bundle)}\`). ` +
+        'Goals: ≥ 0.8× OpenSSH, ≥ 3× seed, peak RSS ≤ 150 MiB.',
+      '',
       `Host: the sshd fixture on loopback (same 2 cores as the client). Throughput = tar input bytes / wall time. ` +
         'Peak RSS from /usr/bin/time (for the seed: the largest of its ssh processes).',
       '',
       tableToMarkdown({
-        headers: ['contender', 'time', 'throughput', 'vs OpenSSH', 'vs seed', 'peak RSS'],
+        headers: [
+          'contender',
+          'time',
+          'throughput',
+          'vs OpenSSH',
+          'vs seed',
+          'peak RSS (median)',
+          'peak RSS (max)',
+        ],
         rows,
       }),
     ].join('\n');

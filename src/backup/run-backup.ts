@@ -47,6 +47,8 @@ export interface BackupOptions {
   verifyReadBack?: boolean;
   partSize?: number;
   concurrency?: number;
+  /** Items streamed at once (default 2); each holds its own part buffers. */
+  itemConcurrency?: number;
   retry?: RetryOptions;
   /** Leftovers (incomplete backups, multipart uploads) older than this are removed; default 24 h. */
   staleAfterMs?: number;
@@ -299,58 +301,85 @@ async function writeItems(
   const { config, logger } = opts;
   const keys = backupKeys(opts.prefix, backupId);
   const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
-  const items: ManifestItem[] = [];
-  for (const item of config.items) {
+  const todo = config.items.flatMap((item) => {
     const planned = plan.find((p) => p.id === item.id);
-    if (!planned || planned.action === 'skip') continue;
+    return planned && planned.action !== 'skip' ? [{ item, planned }] : [];
+  });
+
+  // Items run a few at a time: one item's stalls (remote tar start-up, the last parts, the
+  // read-back) overlap another's streaming. Parts in flight per item drop to one then, so the
+  // part buffers stay at 2 per item (RSS).
+  const width = Math.max(1, Math.min(opts.itemConcurrency ?? 2, todo.length));
+  const partConcurrency = opts.concurrency ?? (width > 1 ? 1 : undefined);
+
+  const writeOne = async (item: BackupItem, planned: PlannedItem): Promise<ManifestItem> => {
     const runItem = narrow(item, planned.missing, config);
     const key = keys.item(item.id, COMPRESSORS[compressor].extension);
-    await logger.group(`Back up ${item.id}`, async () => {
-      written.push(key);
-      const result = await streamItem({
-        conn,
-        itemId: item.id,
-        command: archiveCommand(config, runItem, compressor),
-        recipients: opts.recipients,
-        client: opts.client,
-        bucket: opts.bucket,
-        key,
-        ...(opts.partSize !== undefined ? { partSize: opts.partSize } : {}),
-        ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-        ...(opts.retry ? { retry: opts.retry } : {}),
-        logger,
-      });
-      if (result.warning) warn(result.warning);
-      if (opts.verifyReadBack ?? true) {
-        const back = await store.sha256Of(key);
-        if (back.sha256 !== result.stored.sha256 || back.bytes !== result.stored.size) {
-          throw new OpsError(
-            `item ${item.id}: read-back of ${key} gives sha256 ${back.sha256} (${back.bytes} bytes), uploaded ${result.stored.sha256} (${result.stored.size} bytes)`,
-          );
-        }
-      }
-      logger.info(
-        `${item.id}: ${result.tarBytes ?? '?'} tar bytes → ${result.archiveBytes} compressed → ${result.stored.size} stored, sha256 ${result.stored.sha256.slice(0, 12)}`,
-      );
-      items.push({
-        id: item.id,
-        description: item.description,
-        paths: runItem.paths,
-        missingPaths: planned.missing,
-        required: item.required,
-        sudo: item.sudo,
-        restoreTo: item['restore-to'],
-        afterRestore: item['after-restore'],
-        key,
-        compression: compressor,
-        tarBytes: result.tarBytes,
-        archiveBytes: result.archiveBytes,
-        storedBytes: result.stored.size,
-        sha256: result.stored.sha256,
-        seconds: Math.round(result.ms) / 1000,
-      });
+    written.push(key);
+    const result = await streamItem({
+      conn,
+      itemId: item.id,
+      command: archiveCommand(config, runItem, compressor),
+      recipients: opts.recipients,
+      client: opts.client,
+      bucket: opts.bucket,
+      key,
+      ...(opts.partSize !== undefined ? { partSize: opts.partSize } : {}),
+      ...(partConcurrency !== undefined ? { concurrency: partConcurrency } : {}),
+      ...(opts.retry ? { retry: opts.retry } : {}),
+      logger,
     });
-  }
+    if (result.warning) warn(result.warning);
+    if (opts.verifyReadBack ?? true) {
+      const back = await store.sha256Of(key);
+      if (back.sha256 !== result.stored.sha256 || back.bytes !== result.stored.size) {
+        throw new OpsError(
+          `item ${item.id}: read-back of ${key} gives sha256 ${back.sha256} (${back.bytes} bytes), uploaded ${result.stored.sha256} (${result.stored.size} bytes)`,
+        );
+      }
+    }
+    logger.info(
+      `${item.id}: ${result.tarBytes ?? '?'} tar bytes → ${result.archiveBytes} compressed → ${result.stored.size} stored, sha256 ${result.stored.sha256.slice(0, 12)} in ${(result.ms / 1000).toFixed(1)} s`,
+    );
+    return {
+      id: item.id,
+      description: item.description,
+      paths: runItem.paths,
+      missingPaths: planned.missing,
+      required: item.required,
+      sudo: item.sudo,
+      restoreTo: item['restore-to'],
+      afterRestore: item['after-restore'],
+      key,
+      compression: compressor,
+      tarBytes: result.tarBytes,
+      archiveBytes: result.archiveBytes,
+      storedBytes: result.stored.size,
+      sha256: result.stored.sha256,
+      seconds: Math.round(result.ms) / 1000,
+    };
+  };
+
+  // The first failure stops new items from starting.
+  const items: ManifestItem[] = new Array<ManifestItem>(todo.length);
+  let next = 0;
+  let failure: { err: unknown } | undefined;
+  const worker = async () => {
+    while (!failure && next < todo.length) {
+      const index = next++;
+      const { item, planned } = todo[index]!;
+      try {
+        items[index] =
+          width === 1
+            ? await logger.group(`Back up ${item.id}`, () => writeOne(item, planned))
+            : (logger.info(`Back up ${item.id}`), await writeOne(item, planned));
+      } catch (err) {
+        failure ??= { err };
+      }
+    }
+  };
+  await Promise.all(Array.from({ length: width }, worker));
+  if (failure) throw failure.err;
   return items;
 }
 
