@@ -149,8 +149,13 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     return c;
   });
   try {
+    // Both read-only commands share the connection at once (one round trip less), then report.
+    const [probeOut, factsOut] = await Promise.all([
+      conn.run(probeCommand(config)),
+      conn.run(factsCommand(config)),
+    ]);
     const probe = await logger.group('Check the host', async () => {
-      const p = parseProbe((await conn.run(probeCommand(config))).stdout);
+      const p = parseProbe(probeOut.stdout);
       logger.info(`compression on the host: ${p.compressor}`);
       return p;
     });
@@ -172,7 +177,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     }
 
     const facts = await logger.group('Record host facts', async () => {
-      const parsed = parseFacts((await conn.run(factsCommand(config))).stdout);
+      const parsed = parseFacts(factsOut.stdout);
       for (const m of parsed.missing) warn(`host fact unavailable: ${m}`);
       logger.info(
         `hostname ${parsed.facts.hostname}, ${parsed.facts.os}, tailscale ${parsed.facts.tailscaleIp || '-'}`,
