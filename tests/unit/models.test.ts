@@ -108,6 +108,18 @@ describe('sync-models inputs', () => {
   const parse = (over: Record<string, string>) =>
     parseSyncInputs(inputsFromRecord({ ...base, ...over }));
 
+  it('caps concurrency at 8 over SSH (one channel per file; sshd allows 10)', () => {
+    const ssh = {
+      source: 'ssh://dev@gpu:22/models',
+      'ssh-private-key': 'key',
+      'host-key-fingerprints': `SHA256:${'A'.repeat(43)}`,
+    };
+    expect(() => parse({ ...ssh, concurrency: '9' })).toThrow(
+      `Input 'concurrency' is invalid: got "9"; expected an integer from 1 to 8.`,
+    );
+    expect(parse({ concurrency: '9' }).concurrency).toBe(9);
+  });
+
   it('defaults: include safetensors, concurrency 4, auto part size, compare undecided, hf-fallback only on pull', () => {
     const i = parse({});
     expect(i).toMatchObject({

@@ -79,7 +79,8 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
     secretAccessKey: inputs.secret('r2-secret-access-key', 'an R2 secret access key'),
     include: include.length > 0 ? include : ['**/*.safetensors'],
     ...(compare ? { compare } : {}),
-    concurrency: inputs.int('concurrency', { min: 1, max: 64, default: 4 }),
+    // Over SSH each file in flight is one channel, and sshd allows 10 per connection by default.
+    concurrency: inputs.int('concurrency', { min: 1, max: ssh ? 8 : 64, default: 4 }),
     ...(partSize !== undefined ? { partSize } : {}),
     delete: inputs.boolean('delete', false),
     dryRun: inputs.boolean('dry-run', false),
