@@ -28,7 +28,8 @@ export async function loadActionSpec(name: ActionName): Promise<ActionSpec> {
   return parseYaml(text) as ActionSpec;
 }
 
-function parseOutputs(text: string): Record<string, string> {
+/** Parses the GITHUB_OUTPUT file format (name=value and heredoc name<<DELIM). */
+export function parseOutputFile(text: string): Record<string, string> {
   const out: Record<string, string> = {};
   const lines = text.split('\n');
   for (let i = 0; i < lines.length; i++) {
@@ -126,7 +127,7 @@ export async function runActionInProcess(
     const ok = !process.exitCode;
     return {
       ok,
-      outputs: parseOutputs(await readFile(outputFile, 'utf8')),
+      outputs: parseOutputFile(await readFile(outputFile, 'utf8')),
       summary: (await readFile(summaryFile)).subarray(summaryStart).toString('utf8'),
     };
   } finally {

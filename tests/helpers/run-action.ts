@@ -7,6 +7,7 @@ import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { parseOutputFile } from '../../src/cli/action-runner.js';
 import { findLeaks } from './secrets.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
@@ -44,24 +45,8 @@ export async function loadActionYml(name: string): Promise<ActionYml> {
   ) as ActionYml;
 }
 
-/** Parses the GITHUB_OUTPUT file format (name=value and heredoc name<<DELIM). */
-export function parseOutputFile(text: string): Record<string, string> {
-  const out: Record<string, string> = {};
-  const lines = text.split('\n');
-  for (let i = 0; i < lines.length; i++) {
-    const line = lines[i] ?? '';
-    const heredoc = /^([^=<]+)<<(.+)$/.exec(line);
-    if (heredoc) {
-      const [, name = '', delim] = heredoc;
-      const value: string[] = [];
-      for (i++; i < lines.length && lines[i] !== delim; i++) value.push(lines[i] ?? '');
-      out[name] = value.join('\n');
-    } else if (line.includes('=')) {
-      out[line.slice(0, line.indexOf('='))] = line.slice(line.indexOf('=') + 1);
-    }
-  }
-  return out;
-}
+// The same parser the CLI uses; re-exported for tests of the harness.
+export { parseOutputFile };
 
 export async function runAction(name: string, opts: RunActionOptions): Promise<ActionRun> {
   const yml = await loadActionYml(name);
