@@ -1,9 +1,9 @@
 // Alerting through GitHub issues: a failed run opens (or comments on) the one open issue
 // "Nightly backup failing"; the next good run comments and closes it.
-import * as github from '@actions/github';
+import type * as GitHub from '@actions/github';
 import { ALERT_ISSUE_TITLE, type BackupAlerts } from '../../backup/alert.js';
 
-type Octokit = ReturnType<typeof github.getOctokit>;
+type Octokit = ReturnType<typeof GitHub.getOctokit>;
 
 export interface GitHubAlertOptions {
   token: string;
@@ -29,9 +29,14 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
   if (!owner || !repo)
     throw new Error(`GITHUB_REPOSITORY is not owner/name: ${JSON.stringify(repository)}`);
   const apiUrl = opts.apiUrl ?? process.env.GITHUB_API_URL;
-  const octokit: Octokit = github.getOctokit(opts.token, apiUrl ? { baseUrl: apiUrl } : {});
+  // Loaded only when an alert is actually sent: Octokit costs ~26 MiB of memory at import.
+  let client: Promise<Octokit> | undefined;
+  const octokitClient = () =>
+    (client ??= import('@actions/github').then((github) =>
+      github.getOctokit(opts.token, apiUrl ? { baseUrl: apiUrl } : {}),
+    ));
 
-  const openIssue = async (): Promise<number | undefined> => {
+  const openIssue = async (octokit: Octokit): Promise<number | undefined> => {
     const issues = await octokit.paginate(octokit.rest.issues.listForRepo, {
       owner,
       repo,
@@ -46,7 +51,8 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
       const body = opts.redact(
         `The nightly backup failed.\n\n\`\`\`\n${message}\n\`\`\`\n\nRun: ${link}`,
       );
-      const existing = await openIssue();
+      const octokit = await octokitClient();
+      const existing = await openIssue(octokit);
       if (existing === undefined) {
         await octokit.rest.issues.create({ owner, repo, title: ALERT_ISSUE_TITLE, body });
       } else {
@@ -54,7 +60,8 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
       }
     },
     async recovered(backupId, link) {
-      const existing = await openIssue();
+      const octokit = await octokitClient();
+      const existing = await openIssue(octokit);
       if (existing === undefined) return;
       await octokit.rest.issues.createComment({
         owner,
