@@ -3,27 +3,30 @@ import { R2_MAX_PART, R2_MIN_PART, r2Endpoint, validateBucketName } from '../../
 import { parseFingerprints } from '../../lib/ssh.js';
 import { normalizePrefix } from '../../models/bucket.js';
 import { parseLocation, type ModelLocation } from '../../models/location.js';
-import type { Compare } from '../../models/sync.js';
+import type { SyncModelsOptions } from '../../models/sync.js';
 
-export interface SyncInputs {
-  direction: 'push' | 'pull';
+/** The library's options that come straight from inputs, plus where and how to connect. */
+export interface SyncInputs extends Pick<
+  SyncModelsOptions,
+  | 'direction'
+  | 'bucket'
+  | 'prefix'
+  | 'include'
+  | 'compare'
+  | 'concurrency'
+  | 'partSize'
+  | 'delete'
+  | 'dryRun'
+  | 'hfFallback'
+  | 'hfToken'
+> {
   location: ModelLocation;
   ssh?: { privateKey: string; fingerprints: string[] };
-  bucket: string;
-  prefix: string;
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
-  include: string[];
-  compare?: Compare;
-  concurrency: number;
-  partSize?: number;
-  delete: boolean;
-  dryRun: boolean;
   manifest: string;
   manifestIsDefault: boolean;
-  hfFallback: boolean;
-  hfToken?: string;
 }
 
 export const DEFAULT_MANIFEST = 'config/models.yml';
