@@ -2,18 +2,19 @@
 // `ssh host 'tar -cf - … | zstd -T0' > file` vs the seed's `tar czf` per item, on a ~500 MiB
 // fixture (half incompressible model-like bytes, half compressible text) served by the real sshd
 // fixture host. The action runs as the runner runs it (`node dist/index.js`) under
-// /usr/bin/time for its peak RSS, against (a) an MD5-echo sink (the client's own cost, like
-// writing a file) with verify=etag and (b) the R2 emulator with the default read-back check.
+// /usr/bin/time for its peak RSS, against (a) the discard sink (the client's own cost, like
+// writing a file; R2's own checks run on R2's CPU, not the runner's) with verify=in-transit and
+// (b) the R2 emulator (which also hashes every part, on these same 2 cores) with the default
+// read-back check.
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash, createCipheriv } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
-import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { formatBytes } from '../src/lib/format.js';
 import { tableToMarkdown } from '../src/lib/summary.js';
+import { startDiscardSink } from '../src/sandbox/discard-sink.js';
 import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 
@@ -81,61 +82,6 @@ async function writeFixture(hostRoot: string, list: Item[]): Promise<void> {
   await chmod(path.join(hostRoot, 'srv'), 0o755);
 }
 
-/** A minimal S3 endpoint that drops bodies but answers ETags = MD5 and sizes, like R2. */
-async function startEchoSink(): Promise<{ endpoint: string; stop: () => Promise<void> }> {
-  const sizes = new Map<string, number>();
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url ?? '/', 'http://sink');
-    const key = decodeURIComponent(url.pathname);
-    const md5 = createHash('md5');
-    let size = 0;
-    req.on('data', (c: Buffer) => {
-      md5.update(c);
-      size += c.length;
-    });
-    req.on('end', () => {
-      const etag = `"${md5.digest('hex')}"`;
-      const xml = (body: string) => {
-        res.writeHead(200, { 'content-type': 'application/xml' });
-        res.end(`<?xml version="1.0" encoding="UTF-8"?>\n${body}`);
-      };
-      const q = url.searchParams;
-      if (req.method === 'PUT') {
-        sizes.set(key, (q.has('uploadId') ? (sizes.get(key) ?? 0) : 0) + size);
-        res.writeHead(200, { etag, 'content-length': 0 }).end();
-      } else if (req.method === 'POST' && q.has('uploads')) {
-        sizes.set(key, 0);
-        xml(
-          '<InitiateMultipartUploadResult><UploadId>u1</UploadId></InitiateMultipartUploadResult>',
-        );
-      } else if (req.method === 'POST') {
-        xml(`<CompleteMultipartUploadResult><ETag>"x-1"</ETag></CompleteMultipartUploadResult>`);
-      } else if (req.method === 'HEAD') {
-        if (sizes.has(key)) res.writeHead(200, { 'content-length': sizes.get(key) ?? 0 }).end();
-        else res.writeHead(404).end();
-      } else if (req.method === 'GET' && q.has('uploads')) {
-        xml(
-          '<ListMultipartUploadsResult><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>',
-        );
-      } else if (req.method === 'GET' && q.has('list-type')) {
-        xml(
-          '<ListBucketResult><KeyCount>0</KeyCount><IsTruncated>false</IsTruncated></ListBucketResult>',
-        );
-      } else if (req.method === 'DELETE') {
-        res.writeHead(204).end();
-      } else {
-        res.writeHead(404, { 'content-type': 'application/xml' });
-        res.end('<Error><Code>NoSuchKey</Code><Message>none</Message></Error>');
-      }
-    });
-  });
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
-  return {
-    endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
-    stop: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
-
 interface Sample {
   ms: number;
   rssKiB?: number;
@@ -189,7 +135,7 @@ export async function run(): Promise<string> {
     models: [{ path: 'checkpoints/tiny.safetensors', size: 1024 }],
   });
   const r2 = await startR2Emulator({ buckets: ['bench'] });
-  const echo = await startEchoSink();
+  const sink = await startDiscardSink();
   const work = await mkdtemp(path.join(os.tmpdir(), 'bench-backup-'));
   try {
     await writeFixture(host.hostRoot, list);
@@ -266,12 +212,12 @@ export async function run(): Promise<string> {
 
     const contenders: { name: string; run: () => Promise<Sample> }[] = [
       {
-        name: 'backup-verda → MD5-echo sink (verify=etag)',
+        name: 'backup-verda → discard sink (verify=in-transit)',
         run: () =>
           timed(
             process.execPath,
             [...nodeArgs, bundle],
-            actionEnv(echo.endpoint, 'bench', 'bench-secret', 'etag'),
+            actionEnv(sink.endpoint, sink.accessKeyId, sink.secretAccessKey, 'in-transit'),
           ),
       },
       {
@@ -364,7 +310,7 @@ export async function run(): Promise<string> {
       }),
     ].join('\n');
   } finally {
-    await echo.stop();
+    await sink.stop();
     await r2.stop();
     await host.stop();
     await rm(work, { recursive: true, force: true });

@@ -1,7 +1,9 @@
 // Uploads a stream of unknown length to R2 with bounded memory: equal parts (R2 rejects unequal
-// ones) buffered one at a time, a few in flight, each retried on its own and checked against the
-// MD5 ETag R2 returns; a small stream becomes one PutObject. Any failure aborts the multipart
-// upload, so nothing half-written is left behind.
+// ones) buffered one at a time, a few in flight, each retried on its own; a small stream becomes
+// one PutObject. Every request body is signed with its SHA-256 (SigV4 x-amz-content-sha256, which
+// the SDK computes for Buffer bodies), so R2 refuses a part damaged in transit and it is sent
+// again; no second hash (Content-MD5) is needed. Any failure aborts the multipart upload, so
+// nothing half-written is left behind.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
@@ -43,14 +45,22 @@ export interface StreamUploadResult {
 
 /** Whether an S3/R2 request failure may succeed when sent again. */
 export function isRetryableS3Error(err: unknown): boolean {
-  if (err instanceof EtagMismatch) return true;
+  const name = (err as { name?: string })?.name ?? '';
+  // A body damaged on the way (400 XAmzContentSHA256Mismatch / BadDigest) is fine to send again.
+  if (TRANSIENT_S3_ERRORS.includes(name)) return true;
   const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
   if (typeof status === 'number') return isRetryableStatus(status);
-  const name = (err as { name?: string })?.name ?? '';
-  if (['SlowDown', 'InternalError', 'ServiceUnavailable', 'RequestTimeout'].includes(name))
-    return true;
   return isTransientNetworkError(err);
 }
+
+const TRANSIENT_S3_ERRORS = [
+  'SlowDown',
+  'InternalError',
+  'ServiceUnavailable',
+  'RequestTimeout',
+  'XAmzContentSHA256Mismatch',
+  'BadDigest',
+];
 
 /** "R2 PutObject a/b failed: <message> (HTTP 500)": which request, on what, and why. */
 export function describeS3Failure(what: string, err: unknown): OpsError {
@@ -60,20 +70,6 @@ export function describeS3Failure(what: string, err: unknown): OpsError {
   return new OpsError(`R2 ${what} failed: ${message}${status ? ` (HTTP ${status})` : ''}`, {
     cause: err,
   });
-}
-
-class EtagMismatch extends Error {
-  constructor(what: string, sent: string, got: string | undefined) {
-    super(
-      `${what}: R2 stored other bytes than sent (ETag ${got ?? 'missing'}, expected MD5 ${sent})`,
-    );
-    this.name = 'EtagMismatch';
-  }
-}
-
-function checkEtag(what: string, md5Hex: string, etag: string | undefined): void {
-  const got = etag?.replace(/"/g, '');
-  if (got !== md5Hex) throw new EtagMismatch(what, md5Hex, got);
 }
 
 export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUploadResult> {
@@ -104,25 +100,22 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
   let failure: unknown;
 
   const sendPart = async (partNumber: number, data: Buffer) => {
-    const md5 = createHash('md5').update(data);
-    const md5Hex = md5.copy().digest('hex');
-    const md5B64 = md5.digest('base64');
-    const out = await retry(async () => {
-      const res = await client.send(
-        new UploadPartCommand({
-          Bucket: bucket,
-          Key: key,
-          UploadId: uploadId,
-          PartNumber: partNumber,
-          Body: data,
-          ContentLength: data.length,
-          ContentMD5: md5B64,
-        }),
-      );
-      checkEtag(`${key} part ${partNumber}`, md5Hex, res.ETag);
-      return res;
-    }, retryOpts);
-    done.push({ PartNumber: partNumber, ETag: out.ETag ?? '' });
+    const out = await retry(
+      () =>
+        client.send(
+          new UploadPartCommand({
+            Bucket: bucket,
+            Key: key,
+            UploadId: uploadId,
+            PartNumber: partNumber,
+            Body: data,
+            ContentLength: data.length,
+          }),
+        ),
+      retryOpts,
+    );
+    if (!out.ETag) throw new OpsError(`R2 gave no ETag for ${key} part ${partNumber}`);
+    done.push({ PartNumber: partNumber, ETag: out.ETag });
   };
 
   const dispatch = async (partNumber: number, data: Buffer) => {
@@ -188,21 +181,19 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
       // Small stream: one PutObject, made visible only after beforeComplete agreed.
       const data = buffer.subarray(0, filled);
       await opts.beforeComplete?.();
-      const md5 = createHash('md5').update(data);
-      const md5Hex = md5.copy().digest('hex');
-      await retry(async () => {
-        const res = await client.send(
-          new PutObjectCommand({
-            Bucket: bucket,
-            Key: key,
-            Body: data,
-            ContentLength: data.length,
-            ContentMD5: md5.copy().digest('base64'),
-            ContentType: opts.contentType,
-          }),
-        );
-        checkEtag(key, md5Hex, res.ETag);
-      }, retryOpts);
+      await retry(
+        () =>
+          client.send(
+            new PutObjectCommand({
+              Bucket: bucket,
+              Key: key,
+              Body: data,
+              ContentLength: data.length,
+              ContentType: opts.contentType,
+            }),
+          ),
+        retryOpts,
+      );
       return { key, size, sha256, parts: 1 };
     }
 

@@ -1,14 +1,17 @@
 // The R2 emulator: s3rver 3.7.1 in-process (the storage) behind a loopback proxy of our own that
 // enforces what R2 enforces and s3rver does not (testing.md §2), verifies SigV4 credentials,
 // counts Class A / Class B operations, answers ListParts / ListMultipartUploads / Abort (s3rver
-// has none of them), and injects faults by rule. Bodies are streamed through; only a
-// CompleteMultipartUpload body (a small XML) is read whole.
+// has none of them), and injects faults by rule. Upload bodies are checked against their signed
+// SHA-256 on the way (r2-payload.ts). Bodies are streamed through; a CompleteMultipartUpload body
+// (a small XML) and a signed PutObject body up to 64 MiB (so that a refused one leaves the old
+// object untouched, as on R2) are read whole.
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { pipeline as pipelineCallback, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import S3rver from 's3rver';
@@ -25,6 +28,7 @@ import {
   type S3Request,
 } from './r2-rules.js';
 import { S3rverStore } from './r2-store.js';
+import { PayloadCheck, payloadMismatch, signedPayloadHash } from './r2-payload.js';
 import { verifySigV4 } from './sigv4.js';
 
 export interface FaultRule {
@@ -38,12 +42,15 @@ export interface FaultRule {
   times?: number;
   /** status: an S3 XML error (500 InternalError, 503 SlowDown); reset: the connection is cut
    *  after part of the request body (or, for requests without a body, of the response body);
-   *  stall: the request is held stallMs before it is served. */
-  action: 'status' | 'reset' | 'stall';
+   *  stall: the request is held stallMs before it is served; corrupt: one byte of the request
+   *  body is flipped on the way in, as a bad link would (R2 then refuses a signed body). */
+  action: 'status' | 'reset' | 'stall' | 'corrupt';
   status?: number;
   stallMs?: number;
   /** For reset: bytes let through before the cut; default half the body, at most 64 KiB. */
   resetAfterBytes?: number;
+  /** For corrupt: the offset of the flipped byte; default the middle of the body. */
+  corruptAtByte?: number;
 }
 
 export interface R2Counts {
@@ -92,6 +99,7 @@ export interface R2EmulatorOptions {
 }
 
 const COMPLETE_BODY_LIMIT = 4 * 2 ** 20;
+const PUT_BUFFER_LIMIT = 64 * 2 ** 20;
 
 /** s3rver encrypts list continuation tokens with DES, which OpenSSL 3 only has in its legacy provider. */
 function assertLegacyOpenssl(): void {
@@ -244,10 +252,31 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     const key = s3req.key ?? '';
     const uploadId = s3req.query.get('uploadId') ?? '';
     let body: Buffer | undefined;
+    let source: Readable = req;
+    let check: PayloadCheck | undefined;
+    const length = Number(req.headers['content-length'] ?? 0);
+    const expected = signedPayloadHash(req.headers['x-amz-content-sha256'] as string | undefined);
+    const corruptAt =
+      fault?.action === 'corrupt' ? (fault.corruptAtByte ?? Math.floor(length / 2)) : undefined;
+    if ((c.operation === 'PutObject' || c.operation === 'UploadPart') && length > 0) {
+      if (expected !== undefined || corruptAt !== undefined) {
+        check = new PayloadCheck(expected, corruptAt);
+        source = check;
+        pipelineCallback(req, check, () => undefined);
+      }
+    }
     switch (c.operation) {
       case 'PutObject':
         if (req.headers['if-none-match'] === '*' && (await store.objectExists(b, key)))
           return reply(preconditionFailed());
+        if (check && expected !== undefined && length <= PUT_BUFFER_LIMIT) {
+          try {
+            body = await readSmallBody(check, PUT_BUFFER_LIMIT);
+          } catch (err) {
+            if (check.mismatch) return reply(payloadMismatch());
+            throw err;
+          }
+        }
         break;
       case 'UploadPart':
         if (!(await store.upload(b, uploadId))) return reply(noSuchUpload());
@@ -273,7 +302,20 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
         res.writeHead(204).end();
         return;
     }
-    await forward(req, res, upstreamAddress.port, upstreamAgent, body, resetResponseAfter);
+    try {
+      await forward(
+        req,
+        source,
+        res,
+        upstreamAddress.port,
+        upstreamAgent,
+        body,
+        resetResponseAfter,
+      );
+    } catch (err) {
+      if (check?.mismatch && !res.headersSent) return reply(payloadMismatch());
+      throw err;
+    }
   }
 
   const server = http.createServer((req, res) => {
@@ -340,7 +382,7 @@ function resetAfterBody(req: http.IncomingMessage, after: number): void {
   req.on('end', () => req.socket.destroy());
 }
 
-async function readSmallBody(req: http.IncomingMessage, limit: number): Promise<Buffer> {
+async function readSmallBody(req: Readable, limit: number): Promise<Buffer> {
   const chunks: Buffer[] = [];
   let size = 0;
   for await (const chunk of req as AsyncIterable<Buffer>) {
@@ -351,9 +393,11 @@ async function readSmallBody(req: http.IncomingMessage, limit: number): Promise<
   return Buffer.concat(chunks);
 }
 
-/** Passes a request on to s3rver without its Authorization (already verified here). */
+/** Passes a request on to s3rver without its Authorization (already verified here); the body
+ *  comes from `source` (the request, or its payload check), or is `body` when read already. */
 async function forward(
   req: http.IncomingMessage,
+  source: Readable,
   res: http.ServerResponse,
   port: number,
   agent: http.Agent,
@@ -380,7 +424,7 @@ async function forward(
     if (!res.writableFinished) upstream.destroy();
   });
   if (body) upstream.end(body);
-  else pipeline(req, upstream).catch(() => upstream.destroy());
+  else pipeline(source, upstream).catch(() => upstream.destroy());
   const up = await response;
   res.writeHead(up.statusCode ?? 502, up.headers);
   if (resetResponseAfter === undefined) {

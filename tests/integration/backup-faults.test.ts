@@ -201,6 +201,38 @@ describe('faults on the R2 side', () => {
     goodId = run.outputs['backup-id'] ?? '';
   });
 
+  it('resends a part and a small archive damaged on the way (R2 checks the signed sha256), with verify in-transit', async () => {
+    world.r2.addFault({ operation: 'UploadPart', action: 'corrupt', nth: 3 });
+    world.r2.addFault({ operation: 'PutObject', action: 'corrupt', keyPattern: /comfy-env/ });
+    world.r2.resetCounts();
+    const run = await world.run({ config: bigConfig, verify: 'in-transit' });
+    expect(run.errors).toEqual([]);
+    expect(run.code).toBe(0);
+    const requests = world.r2.requests();
+    const faulted = requests.filter((r) => r.fault === 'corrupt');
+    expect(faulted.map((r) => [r.operation, r.status])).toEqual(
+      expect.arrayContaining([
+        ['UploadPart', 400],
+        ['PutObject', 400],
+      ]),
+    );
+    expect(faulted).toHaveLength(2);
+    expect(
+      run.warnings.filter((w) => /XAmzContentSHA256Mismatch|does not match/.test(w)),
+    ).toHaveLength(2);
+    // in-transit: no archive is downloaded again by the action.
+    expect(
+      requests.filter((r) => r.operation === 'GetObject' && /\.age$/.test(r.key ?? '')),
+    ).toEqual([]);
+    await expectModelRestored(run.outputs['manifest-key'] ?? '');
+    const manifest = JSON.parse(
+      (await world.get(run.outputs['manifest-key'] ?? '')).toString('utf8'),
+    ) as Manifest;
+    const env = manifest.items.find((i) => i.id === 'comfy-env')!;
+    expect(sha256(await world.get(env.key))).toBe(env.sha256);
+    goodId = run.outputs['backup-id'] ?? '';
+  });
+
   it('cuts a stalled part after r2-timeout and retries it', async () => {
     world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 20_000, nth: 2 });
     const run = await world.run({ config: bigConfig, 'r2-timeout': '2s' });

@@ -1,6 +1,7 @@
 import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
+import { Readable } from 'node:stream';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import {
   AbortMultipartUploadCommand,
@@ -391,6 +392,44 @@ describe('R2 emulator: faults', () => {
     emu.addFault({ operation: 'HeadObject', action: 'stall', stallMs: 100 });
     await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'f/stall' }));
     expect(emu.requests().filter((r) => r.fault === 'stall')).toHaveLength(2);
+  });
+
+  it('refuses a signed body damaged on the way with 400 and keeps the old object; stores an unsigned one damaged', async () => {
+    const mismatch = { name: 'XAmzContentSHA256Mismatch', $metadata: { httpStatusCode: 400 } };
+    const old = randomBytes(MiB);
+    await s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'f/damaged', Body: old }));
+    emu.addFault({ operation: 'PutObject', action: 'corrupt' });
+    await expect(
+      s3.send(new PutObjectCommand({ Bucket: bucket, Key: 'f/damaged', Body: randomBytes(MiB) })),
+    ).rejects.toMatchObject(mismatch);
+    expect(sha256(await download('f/damaged'))).toBe(sha256(old));
+
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'f/damaged-mp' }),
+    );
+    emu.addFault({ operation: 'UploadPart', action: 'corrupt', corruptAtByte: 5 * MiB - 1 });
+    const part = { Bucket: bucket, Key: 'f/damaged-mp', UploadId, PartNumber: 1 };
+    await expect(
+      s3.send(new UploadPartCommand({ ...part, Body: randomBytes(5 * MiB) })),
+    ).rejects.toMatchObject(mismatch);
+    const listed = await s3.send(new ListPartsCommand(part));
+    expect(listed.Parts ?? []).toEqual([]);
+    await s3.send(new AbortMultipartUploadCommand(part));
+
+    // A stream body goes out as UNSIGNED-PAYLOAD: nothing can tell the damage apart.
+    const fresh = randomBytes(MiB);
+    emu.addFault({ operation: 'PutObject', action: 'corrupt', corruptAtByte: 10 });
+    await s3.send(
+      new PutObjectCommand({
+        Bucket: bucket,
+        Key: 'f/unsigned',
+        Body: Readable.from([fresh]),
+        ContentLength: fresh.length,
+      }),
+    );
+    const stored = await download('f/unsigned');
+    expect(stored.length).toBe(fresh.length);
+    expect([...stored.keys()].filter((i) => stored[i] !== fresh[i])).toEqual([10]);
   });
 
   it('lets tests corrupt stored bytes (for download verification tests)', async () => {

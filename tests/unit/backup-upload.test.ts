@@ -1,5 +1,6 @@
-// The stream uploader against a recording stub of the S3 client: part layout, retries, ETag
-// checks, abort on every failure, and the inputs of backup-verda.
+// The stream uploader against a recording stub of the S3 client: part layout, retries (a 500 and
+// a body R2 found damaged), abort on every failure, and the inputs of backup-verda. That R2 really
+// checks the signed body hash is tested against the emulator (backup-faults, corrupt fault).
 import { createHash } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -18,9 +19,7 @@ interface Call {
 }
 
 /** A stub S3 client: answers like R2 (ETag = MD5 of the body) unless `fail` says otherwise. */
-function stubClient(
-  fail: (call: Call, n: number) => Error | 'bad-etag' | undefined = () => undefined,
-) {
+function stubClient(fail: (call: Call, n: number) => Error | undefined = () => undefined) {
   const calls: Call[] = [];
   let inFlight = 0;
   let maxInFlight = 0;
@@ -37,7 +36,7 @@ function stubClient(
       if (failure instanceof Error) throw failure;
       const body = call.input.Body as Buffer | undefined;
       const md5 = body ? createHash('md5').update(body).digest('hex') : '';
-      const etag = failure === 'bad-etag' ? '"00000000000000000000000000000000"' : `"${md5}"`;
+      const etag = `"${md5}"`;
       switch (call.name) {
         case 'CreateMultipartUpload':
           return { UploadId: 'up-1' };
@@ -109,7 +108,7 @@ describe('uploadStream', () => {
     expect(calls.map((c) => c.name).at(-1)).toBe('HeadObject');
   });
 
-  it('sends a small stream as one PutObject with Content-MD5, after beforeComplete', async () => {
+  it('sends a small stream as one PutObject of a Buffer (signed by its sha256), after beforeComplete', async () => {
     const { client, calls } = stubClient();
     const order: string[] = [];
     const result = await uploadStream({
@@ -123,18 +122,23 @@ describe('uploadStream', () => {
     });
     expect(calls.map((c) => c.name)).toEqual(['PutObject']);
     expect(order).toEqual(['before:0']);
-    expect(calls[0]!.input.ContentMD5).toBe(
-      createHash('md5').update(Buffer.alloc(1000, 0)).digest('base64'),
-    );
+    // A Buffer body is what makes the SDK sign the payload hash (a stream would go UNSIGNED).
+    expect(Buffer.isBuffer(calls[0]!.input.Body)).toBe(true);
+    expect(calls[0]!.input.ContentLength).toBe(1000);
     expect(result.sha256).toBe(createHash('sha256').update(Buffer.alloc(1000, 0)).digest('hex'));
   });
 
-  it('retries a part answered 500 and a part whose ETag does not match what was sent', async () => {
+  it('retries a part answered 500 and a part R2 found damaged on the way', async () => {
+    const damaged = () =>
+      Object.assign(new Error("The provided 'x-amz-content-sha256' header does not match"), {
+        name: 'XAmzContentSHA256Mismatch',
+        $metadata: { httpStatusCode: 400 },
+      });
     const { client, calls } = stubClient((call, n) =>
       call.name === 'UploadPart' && n === 2
         ? serverError()
         : call.name === 'UploadPart' && n === 4
-          ? 'bad-etag'
+          ? damaged()
           : undefined,
     );
     await uploadStream({
@@ -262,7 +266,11 @@ describe('backup-verda inputs', () => {
     ['age-recipients', 'ssh-ed25519 AAAA', /Input 'age-recipients'/],
     ['dry-run', 'yes', /Input 'dry-run' is invalid: got "yes"; expected true or false/],
     ['r2-timeout', '100ms', /Input 'r2-timeout'/],
-    ['verify', 'none', /Input 'verify' is invalid: got "none"; expected one of read-back, etag/],
+    [
+      'verify',
+      'none',
+      /Input 'verify' is invalid: got "none"; expected one of read-back, in-transit/,
+    ],
     ['r2-account-id', 'nothex', /Input 'r2-account-id'/],
   ])('rejects %s = %j', (input, value, message) => {
     expect(() => parse({ [input]: value })).toThrow(InputError);

@@ -25,7 +25,7 @@ export interface BackupInputs {
   modelsPrefix: string;
   dryRun: boolean;
   r2TimeoutMs: number;
-  verify: 'read-back' | 'etag';
+  verify: 'read-back' | 'in-transit';
   githubToken: string | undefined;
 }
 
@@ -99,7 +99,7 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
   const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
   if (r2TimeoutMs < 1000)
     throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
-  const verify = inputs.oneOf('verify', ['read-back', 'etag'] as const, 'read-back');
+  const verify = inputs.oneOf('verify', ['read-back', 'in-transit'] as const, 'read-back');
   return {
     host,
     port,

@@ -1,0 +1,60 @@
+// R2 checks a request body against the SHA-256 its signature carries (x-amz-content-sha256) and
+// refuses the request when they differ, so nothing damaged in transit is stored. This transform
+// does that on the way to s3rver: it hashes the body and holds the last chunk back until the hash
+// is known, so on a mismatch s3rver never receives a complete body and stores nothing. It can also
+// flip one byte first, the fault a bad link or NIC would cause.
+import { createHash, type Hash } from 'node:crypto';
+import { Transform, type TransformCallback } from 'node:stream';
+import { S3ErrorReply } from './r2-rules.js';
+
+/** A SigV4 payload hash that names the body (not UNSIGNED-PAYLOAD or a STREAMING-* scheme). */
+export function signedPayloadHash(value: string | undefined): string | undefined {
+  return value && /^[0-9a-f]{64}$/.test(value) ? value : undefined;
+}
+
+export const payloadMismatch = (): S3ErrorReply =>
+  new S3ErrorReply(
+    400,
+    'XAmzContentSHA256Mismatch',
+    "The provided 'x-amz-content-sha256' header does not match what was computed.",
+  );
+
+export class PayloadCheck extends Transform {
+  private readonly hash: Hash | undefined;
+  private held: Buffer | undefined;
+  private seen = 0;
+  /** Set when the body did not match its signed hash. */
+  mismatch = false;
+
+  /** expected: the signed hash, or undefined to pass the body on unchecked. */
+  constructor(
+    private readonly expected: string | undefined,
+    private readonly corruptAt?: number,
+  ) {
+    super();
+    if (expected) this.hash = createHash('sha256');
+  }
+
+  override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
+    let data = chunk;
+    const at = this.corruptAt;
+    if (at !== undefined && at >= this.seen && at < this.seen + data.length) {
+      data = Buffer.from(data);
+      data[at - this.seen] = (data[at - this.seen] ?? 0) ^ 0xff;
+    }
+    this.seen += data.length;
+    this.hash?.update(data);
+    const previous = this.held;
+    this.held = data;
+    done(null, previous);
+  }
+
+  override _flush(done: TransformCallback): void {
+    if (this.hash && this.hash.digest('hex') !== this.expected) {
+      this.mismatch = true;
+      done(new Error('payload hash mismatch'));
+      return;
+    }
+    done(null, this.held);
+  }
+}
