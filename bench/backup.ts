@@ -21,7 +21,12 @@ import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const repoRoot = path.resolve(import.meta.dirname, '..');
-const bundle = path.join(repoRoot, 'actions/backup-verda/dist/index.js');
+/** BENCH_BUNDLE: another build of the action to measure (A/B of a change before committing it). */
+const bundle = path.resolve(
+  process.env.BENCH_BUNDLE ?? path.join(repoRoot, 'actions/backup-verda/dist/index.js'),
+);
+/** BENCH_ONLY: run only the contenders whose name contains one of these comma-separated words. */
+const only = (process.env.BENCH_ONLY ?? '').split(',').filter((w) => w !== '');
 /** BENCH_ACTION_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR") are given to node for the action runs. */
 const nodeArgs = (process.env.BENCH_ACTION_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
@@ -32,7 +37,7 @@ interface Item {
   compressible: boolean;
 }
 
-function items(scale: number): Item[] {
+export function items(scale: number): Item[] {
   const quarter = Math.round((125 * MiB) / scale);
   return [
     { id: 'models-a', path: '/srv/bench/models-a', size: quarter, compressible: false },
@@ -43,7 +48,7 @@ function items(scale: number): Item[] {
 }
 
 /** Four files per item: AES-CTR keystream (incompressible) or log-like lines (~4:1 with zstd). */
-async function writeFixture(hostRoot: string, list: Item[]): Promise<void> {
+export async function writeFixture(hostRoot: string, list: Item[]): Promise<void> {
   for (const item of list) {
     const dir = path.join(hostRoot, item.path);
     await mkdir(dir, { recursive: true });
@@ -210,7 +215,7 @@ export async function run(): Promise<string> {
       };
     };
 
-    const contenders: { name: string; run: () => Promise<Sample> }[] = [
+    const all: { name: string; run: () => Promise<Sample> }[] = [
       {
         name: 'backup-verda → discard sink (verify=in-transit)',
         run: () =>
@@ -261,6 +266,7 @@ export async function run(): Promise<string> {
       },
     ];
 
+    const contenders = all.filter((c) => only.length === 0 || only.some((w) => c.name.includes(w)));
     const results = new Map<string, Sample[]>();
     for (let i = 0; i < RUNS; i++) {
       // Interleaved so that machine noise hits every contender alike.
@@ -271,8 +277,9 @@ export async function run(): Promise<string> {
       }
     }
     const rate = (ms: number) => total / MiB / (ms / 1000);
-    const openssh = median(results.get(contenders[2]!.name)!.map((s) => s.ms));
-    const seed = median(results.get(contenders[3]!.name)!.map((s) => s.ms));
+    const medianMs = (name: string) => median((results.get(name) ?? []).map((s) => s.ms));
+    const openssh = medianMs(all[2]!.name);
+    const seed = medianMs(all[3]!.name);
     const rows = contenders.map((c) => {
       const samples = results.get(c.name)!;
       const ms = median(samples.map((s) => s.ms));

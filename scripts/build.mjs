@@ -18,6 +18,22 @@ export async function listActions() {
     .sort();
 }
 
+/**
+ * Escapes every UTF-16 unit above U+00FF as \uXXXX. V8 stores a script whose characters all fit
+ * in Latin-1 at one byte per character; a single "→" anywhere makes the whole 4.7 MB bundle two
+ * bytes per character (about 5 MiB more RSS for the run). Inside strings, templates, regexes and
+ * identifiers the escape means the same character; inside comments it is just text.
+ */
+export function latin1Source(code, file) {
+  return code.replace(/[\u0100-\uffff]/g, (c, at) => {
+    let slashes = 0;
+    while (code[at - 1 - slashes] === '\\') slashes++;
+    if (slashes % 2 === 1)
+      throw new Error(`${file}: cannot escape "${c}" after a backslash at ${at}`);
+    return `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`;
+  });
+}
+
 export async function buildAction(name, outRoot = path.join(root, 'actions')) {
   const entry = path.join(root, 'src/actions', name, 'index.ts');
   const outDir = path.join(outRoot, name, 'dist');
@@ -35,11 +51,12 @@ export async function buildAction(name, outRoot = path.join(root, 'actions')) {
   });
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
-  await writeFile(path.join(outDir, 'index.js'), code);
+  await writeFile(path.join(outDir, 'index.js'), latin1Source(code, 'index.js'));
   for (const [file, asset] of Object.entries(assets ?? {})) {
     const target = path.join(outDir, file);
     await mkdir(path.dirname(target), { recursive: true });
-    await writeFile(target, asset.source, { mode: asset.permissions });
+    const source = file.endsWith('.js') ? latin1Source(String(asset.source), file) : asset.source;
+    await writeFile(target, source, { mode: asset.permissions });
   }
   return outDir;
 }

@@ -3,7 +3,9 @@
 // what this run wrote and never touches latest or earlier backups.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { OpsError, errorMessage } from '../lib/errors.js';
+import { formatBytes } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
+import { R2_MAX_PARTS, R2_MIN_PART } from '../lib/r2.js';
 import { sleep, type RetryOptions } from '../lib/retry.js';
 import { connectSsh, type ConnectOptions, type SshConnection } from '../lib/ssh.js';
 import { streamItem } from './archive-stream.js';
@@ -83,6 +85,21 @@ export interface BackupResult {
   warnings: string[];
 }
 
+/** A warning while an item still fits R2's 10,000 parts with room to spare, never after. */
+export function partsWarning(
+  itemId: string,
+  stored: { parts: number; size: number },
+  partSize: number,
+): string | undefined {
+  if (stored.parts <= R2_MAX_PARTS / 2) return undefined;
+  const suggested = Math.ceil((stored.size * 4) / R2_MAX_PARTS / 2 ** 20);
+  return (
+    `item ${itemId} took ${stored.parts} of R2's ${R2_MAX_PARTS} parts (${formatBytes(stored.size)} in ` +
+    `${formatBytes(partSize)} parts): set part-size to ${suggested}MiB before it grows past ` +
+    `${formatBytes(partSize * R2_MAX_PARTS)}, where the backup would fail`
+  );
+}
+
 function narrow(item: BackupItem, missing: string[], config: BackupConfig): BackupItem {
   return { ...item, paths: item.paths.filter((p) => !missing.includes(onHost(config, p))) };
 }
@@ -137,14 +154,23 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     logger.warn(message);
   };
 
-  const previousLatest = await logger.group('Read the current backups', async () => {
-    const latest = await store.latest();
-    logger.info(latest ? `latest backup: ${latest.backupId}` : 'no backup yet under this prefix');
-    return latest;
-  });
+  // The SSH handshake (a few round trips over the tailnet) runs while R2 answers.
+  const connecting = connectSsh({ ...opts.ssh, logger });
+  connecting.catch(() => undefined); // handled below; a refused pin must not be "unhandled" first
+  let previousLatest: Awaited<ReturnType<BackupStore['latest']>>;
+  try {
+    previousLatest = await logger.group('Read the current backups', async () => {
+      const latest = await store.latest();
+      logger.info(latest ? `latest backup: ${latest.backupId}` : 'no backup yet under this prefix');
+      return latest;
+    });
+  } catch (err) {
+    await connecting.then((c) => c.close()).catch(() => undefined);
+    throw err;
+  }
 
   const conn = await logger.group(`Connect to ${opts.ssh.host}:${opts.ssh.port}`, async () => {
-    const c = await connectSsh({ ...opts.ssh, logger });
+    const c = await connecting;
     logger.info(`connected as ${opts.ssh.username}; host key ${c.hostFingerprint} is pinned`);
     return c;
   });
@@ -335,6 +361,8 @@ async function writeItems(
       logger,
     });
     if (result.warning) warn(result.warning);
+    const partWarning = partsWarning(item.id, result.stored, opts.partSize ?? R2_MIN_PART);
+    if (partWarning) warn(partWarning);
     if (opts.verifyReadBack ?? true) {
       const back = await store.sha256Of(key);
       if (back.sha256 !== result.stored.sha256 || back.bytes !== result.stored.size) {

@@ -25,7 +25,7 @@ export interface StreamUploadOptions {
   bucket: string;
   key: string;
   body: Readable;
-  /** Bytes per part (all equal but the last); default 8 MiB (78 GiB per object), at least 5 MiB. */
+  /** Bytes per part (all equal but the last); default and minimum 5 MiB (48.8 GiB per object). */
   partSize?: number;
   /** Parts uploading at once (default 2); memory is partSize × (concurrency + 1), buffers reused. */
   concurrency?: number;
@@ -75,7 +75,7 @@ export function describeS3Failure(what: string, err: unknown): OpsError {
 export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { client, bucket, key } = opts;
   const logger = opts.logger ?? silentLogger;
-  const partSize = opts.partSize ?? 8 * 2 ** 20;
+  const partSize = opts.partSize ?? R2_MIN_PART;
   if (partSize < R2_MIN_PART)
     throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
   const concurrency = Math.max(1, opts.concurrency ?? 2);
@@ -120,7 +120,9 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
 
   const dispatch = async (partNumber: number, data: Buffer) => {
     if (partNumber > R2_MAX_PARTS) {
-      throw new OpsError(`${key} exceeds ${R2_MAX_PARTS} parts of ${partSize} bytes (R2's limit)`);
+      throw new OpsError(
+        `${key} exceeds ${R2_MAX_PARTS} parts of ${partSize} bytes (R2's limit); a larger part size is needed`,
+      );
     }
     if (uploadId === undefined) {
       const created = await retry(

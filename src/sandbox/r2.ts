@@ -69,6 +69,8 @@ export interface R2RequestRecord {
   range?: string;
   status: number;
   fault?: FaultRule['action'];
+  /** The Expect header, when the client asked for `100-continue` before sending the body. */
+  expect?: string;
 }
 
 export interface R2Emulator {
@@ -188,6 +190,7 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     if (c.operation === 'UploadPart') record.partNumber = Number(s3req.query.get('partNumber'));
     if (c.operation === 'GetObject' && typeof req.headers.range === 'string')
       record.range = req.headers.range;
+    if (typeof req.headers.expect === 'string') record.expect = req.headers.expect;
     log.push(record);
     res.on('finish', () => (record.status = res.statusCode));
 

@@ -26,7 +26,7 @@ const hasCurl = spawnSync('curl', ['--version']).status === 0;
 if (!hasCurl)
   console.warn('worker-entrypoint: curl is missing: healthcheck and smoke-test checks skipped');
 
-// CommonJS on purpose: the temp directory has no package.json saying "module". Like ComfyUI it
+// CommonJS on purpose (the temp directory's package.json says so). Like ComfyUI it
 // logs the model folders it registers; STAND_IN_MODE=crash exits at once, ignore-term keeps
 // running after SIGTERM.
 const standIn = `#!/usr/bin/env node
@@ -148,6 +148,8 @@ beforeAll(() => {
     writeFileSync(path.join(models, file), randomBytes(size));
   }
   pythonStandIn = path.join(work, 'python3-stand-in');
+  // Pinned here: a stray package.json saying "module" in a parent (/tmp) would make it ESM.
+  writeFileSync(path.join(work, 'package.json'), '{ "type": "commonjs" }\n');
   writeFileSync(pythonStandIn, standIn);
   chmodSync(pythonStandIn, 0o755);
   mkdirSync(path.join(work, 'bin'));

@@ -1,21 +1,36 @@
 // The stream uploader against a recording stub of the S3 client: part layout, retries (a 500 and
 // a body R2 found damaged), abort on every failure, and the inputs of backup-verda. That R2 really
 // checks the signed body hash is tested against the emulator (backup-faults, corrupt fault).
-import { createHash } from 'node:crypto';
+import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
 import { describe, expect, it } from '@jest/globals';
+import { generateHybridIdentity, identityToRecipient } from 'age-encryption';
 import { parseBackupInputs } from '../../src/actions/backup-verda/inputs.js';
 import { parseRecipients } from '../../src/lib/age-stream.js';
 import { InputError } from '../../src/lib/errors.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
 import { uploadStream } from '../../src/lib/r2-stream-upload.js';
+import { partsWarning } from '../../src/backup/run-backup.js';
 
 const MiB = 2 ** 20;
 
 interface Call {
   name: string;
   input: Record<string, unknown>;
+  /** The bytes sent, as the HTTP handler would have read them at send time. */
+  body?: Buffer | undefined;
+}
+
+const sha256 = (b: Buffer) => createHash('sha256').update(b).digest('hex');
+
+async function bodyBytes(body: unknown): Promise<Buffer | undefined> {
+  if (body === undefined) return body;
+  // A copy: the uploader reuses its part buffers once a part is stored.
+  if (Buffer.isBuffer(body)) return Buffer.from(body);
+  const chunks: Buffer[] = [];
+  for await (const c of body as AsyncIterable<Buffer>) chunks.push(c);
+  return Buffer.concat(chunks);
 }
 
 /** A stub S3 client: answers like R2 (ETag = MD5 of the body) unless `fail` says otherwise. */
@@ -25,17 +40,20 @@ function stubClient(fail: (call: Call, n: number) => Error | undefined = () => u
   let maxInFlight = 0;
   const client = {
     async send(command: { constructor: { name: string }; input: Record<string, unknown> }) {
-      const call = { name: command.constructor.name.replace(/Command$/, ''), input: command.input };
+      const call: Call = {
+        name: command.constructor.name.replace(/Command$/, ''),
+        input: command.input,
+      };
       calls.push(call);
       const n = calls.filter((c) => c.name === call.name).length;
       inFlight++;
       maxInFlight = Math.max(maxInFlight, inFlight);
+      call.body = await bodyBytes(command.input.Body);
       await new Promise((r) => setTimeout(r, 2));
       inFlight--;
       const failure = fail(call, n);
       if (failure instanceof Error) throw failure;
-      const body = call.input.Body as Buffer | undefined;
-      const md5 = body ? createHash('md5').update(body).digest('hex') : '';
+      const md5 = call.body ? createHash('md5').update(call.body).digest('hex') : '';
       const etag = `"${md5}"`;
       switch (call.name) {
         case 'CreateMultipartUpload':
@@ -56,8 +74,7 @@ function stubClient(fail: (call: Call, n: number) => Error | undefined = () => u
 function totalParts(calls: Call[]): number {
   const last = new Map<number, number>();
   for (const c of calls)
-    if (c.name === 'UploadPart')
-      last.set(c.input.PartNumber as number, (c.input.Body as Buffer).length);
+    if (c.name === 'UploadPart') last.set(c.input.PartNumber as number, c.body?.length ?? 0);
   return [...last.values()].reduce((a, b) => a + b, 0);
 }
 
@@ -94,9 +111,7 @@ describe('uploadStream', () => {
       partSize: 5 * MiB,
       concurrency: 2,
     });
-    const parts = calls
-      .filter((c) => c.name === 'UploadPart')
-      .map((c) => (c.input.Body as Buffer).length);
+    const parts = calls.filter((c) => c.name === 'UploadPart').map((c) => c.body?.length);
     expect(parts).toEqual([5 * MiB, 5 * MiB, 5 * MiB, 5 * MiB, 5 * MiB, 123]);
     expect(maxInFlight()).toBeLessThanOrEqual(2);
     expect(result).toMatchObject({ size, parts: 6 });
@@ -106,6 +121,31 @@ describe('uploadStream', () => {
     ).Parts.map((p) => p.PartNumber);
     expect(listed).toEqual([1, 2, 3, 4, 5, 6]);
     expect(calls.map((c) => c.name).at(-1)).toBe('HeadObject');
+  });
+
+  it('sends the stream byte for byte and resends a failed part whole', async () => {
+    const data = randomBytes(3 * 5 * MiB + 777);
+    let failedOnce = 0;
+    const { client, calls } = stubClient((call, n) => {
+      if (call.name !== 'UploadPart') return undefined;
+      return call.input.PartNumber === 2 && n <= 3 && !failedOnce++ ? serverError() : undefined;
+    });
+    const result = await uploadStream({
+      client,
+      bucket: 'b',
+      key: 'k',
+      body: Readable.from([data.subarray(0, 1000), data.subarray(1000)]),
+      partSize: 5 * MiB,
+      retry: fast,
+    });
+    const parts = calls.filter((c) => c.name === 'UploadPart');
+    const attempts = (n: number) => parts.filter((c) => c.input.PartNumber === n);
+    expect([1, 2, 3, 4].map((n) => attempts(n).length)).toEqual([1, 2, 1, 1]);
+    const [first, again] = attempts(2);
+    expect(sha256(again!.body!)).toBe(sha256(first!.body!));
+    const stored = Buffer.concat([1, 2, 3, 4].map((n) => attempts(n).at(-1)!.body!));
+    expect(sha256(stored)).toBe(sha256(data));
+    expect(result.sha256).toBe(sha256(data));
   });
 
   it('sends a small stream as one PutObject of a Buffer (signed by its sha256), after beforeComplete', async () => {
@@ -210,6 +250,16 @@ describe('uploadStream', () => {
   });
 });
 
+describe('partsWarning', () => {
+  it('is silent up to half of R2s 10,000 parts and names the part size to set after that', () => {
+    expect(partsWarning('home', { parts: 5000, size: 5000 * 5 * MiB }, 5 * MiB)).toBeUndefined();
+    expect(partsWarning('home', { parts: 6000, size: 6000 * 5 * MiB - 7 }, 5 * MiB)).toBe(
+      "item home took 6000 of R2's 10000 parts (29.3 GiB in 5.00 MiB parts): set part-size to " +
+        '12MiB before it grows past 48.8 GiB, where the backup would fail',
+    );
+  });
+});
+
 describe('backup-verda inputs', () => {
   const KEY = [
     '-----BEGIN OPENSSH PRIVATE KEY-----',
@@ -239,8 +289,8 @@ describe('backup-verda inputs', () => {
   const parse = (overrides: Record<string, string>) =>
     parseBackupInputs(inputsFromRecord({ ...valid, ...overrides }), '/repo');
 
-  it('parses valid inputs, resolving the config path and the endpoint', () => {
-    const parsed = parse({});
+  it('parses valid inputs, resolving the config path and the endpoint', async () => {
+    const parsed = await parse({});
     expect(parsed).toMatchObject({
       port: 22,
       configFile: '/repo/config/backup.yml',
@@ -272,18 +322,40 @@ describe('backup-verda inputs', () => {
       /Input 'verify' is invalid: got "none"; expected one of read-back, in-transit/,
     ],
     ['r2-account-id', 'nothex', /Input 'r2-account-id'/],
-  ])('rejects %s = %j', (input, value, message) => {
-    expect(() => parse({ [input]: value })).toThrow(InputError);
-    expect(() => parse({ [input]: value })).toThrow(message);
+    [
+      'part-size',
+      '4MiB',
+      /Input 'part-size' is invalid: got "4MiB"; expected a size .* from 5MiB to 256MiB/,
+    ],
+    ['part-size', '1GiB', /Input 'part-size' is invalid: got "1GiB"; expected .* to 256MiB/],
+  ])('rejects %s = %j', async (input, value, message) => {
+    await expect(parse({ [input]: value })).rejects.toThrow(InputError);
+    await expect(parse({ [input]: value })).rejects.toThrow(message);
   });
 
-  it('never repeats a secret identity pasted as a recipient', () => {
+  it.each([
+    ['auto', 5 * MiB],
+    ['', 5 * MiB],
+    ['16MiB', 16 * MiB],
+  ])('takes part-size %j as %i bytes', async (value, bytes) => {
+    expect((await parse({ 'part-size': value })).partSize).toBe(bytes);
+  });
+
+  it('never repeats a secret identity pasted as a recipient', async () => {
     const secret = 'AGE-SECRET-KEY-1QQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQQ';
-    expect(() => parseRecipients('age-recipients', [secret])).toThrow(/<redacted>/);
-    try {
-      parseRecipients('age-recipients', [secret]);
-    } catch (err) {
-      expect((err as Error).message).not.toContain(secret);
-    }
+    const err = await parseRecipients('age-recipients', [secret]).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect((err as Error).message).toMatch(/<redacted>/);
+    expect((err as Error).message).not.toContain(secret);
+  });
+
+  it('accepts X25519 and post-quantum recipients; refuses one with a bad checksum', async () => {
+    const pq = await identityToRecipient(await generateHybridIdentity());
+    expect(await parseRecipients('age-recipients', [RECIPIENT, RECIPIENT])).toEqual([RECIPIENT]);
+    expect(await parseRecipients('age-recipients', [pq])).toEqual([pq]);
+    const flipped = RECIPIENT.slice(0, -1) + (RECIPIENT.endsWith('q') ? 'p' : 'q');
+    await expect(parseRecipients('age-recipients', [flipped])).rejects.toThrow(
+      /Input 'age-recipients' is invalid: got "age1/,
+    );
   });
 });

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { parseRecipients } from '../../lib/age-stream.js';
 import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
-import { r2Endpoint, validateBucketName } from '../../lib/r2.js';
+import { R2_MIN_PART, r2Endpoint, validateBucketName } from '../../lib/r2.js';
 import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
 import { parseRetention, type RetentionPolicy } from '../../backup/retention.js';
 
@@ -26,6 +26,7 @@ export interface BackupInputs {
   dryRun: boolean;
   r2TimeoutMs: number;
   verify: 'read-back' | 'in-transit';
+  partSize: number;
   githubToken: string | undefined;
 }
 
@@ -36,6 +37,8 @@ export const SECRET_INPUTS = [
   'r2-secret-access-key',
   'github-token',
 ] as const;
+
+const MAX_BACKUP_PART = 256 * 2 ** 20;
 
 const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
 const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
@@ -50,7 +53,10 @@ function parsePrefix(input: string, value: string): string {
 }
 
 /** Every input checked before any connection or request (each error names input and value). */
-export function parseBackupInputs(source: InputSource, cwd = process.cwd()): BackupInputs {
+export async function parseBackupInputs(
+  source: InputSource,
+  cwd = process.cwd(),
+): Promise<BackupInputs> {
   const inputs = new Inputs(source);
   const host = inputs.required('host', 'the GPU host name or address');
   if (!HOST_RE.test(host)) throw new InputError('host', host, 'a host name or IP address');
@@ -84,7 +90,7 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
   });
   const accessKeyId = inputs.secret('r2-access-key-id', 'the R2 access key id');
   const secretAccessKey = inputs.secret('r2-secret-access-key', 'the R2 secret access key');
-  const recipients = parseRecipients('age-recipients', inputs.list('age-recipients'));
+  const recipients = await parseRecipients('age-recipients', inputs.list('age-recipients'));
   const retention = parseRetention(
     'retention',
     inputs.raw('retention') || 'daily=7,weekly=4,monthly=6',
@@ -100,6 +106,10 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
   if (r2TimeoutMs < 1000)
     throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
   const verify = inputs.oneOf('verify', ['read-back', 'in-transit'] as const, 'read-back');
+  // Memory is about 4 parts (2 items, each one part filling and one uploading): cap it.
+  const partSize =
+    inputs.size('part-size', { min: R2_MIN_PART, max: MAX_BACKUP_PART, allowAuto: true }) ??
+    R2_MIN_PART;
   return {
     host,
     port,
@@ -120,6 +130,7 @@ export function parseBackupInputs(source: InputSource, cwd = process.cwd()): Bac
     dryRun,
     r2TimeoutMs,
     verify,
+    partSize,
     githubToken: inputs.optional('github-token'),
   };
 }

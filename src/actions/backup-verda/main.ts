@@ -23,7 +23,7 @@ export async function run(): Promise<void> {
     for (const secret of secrets) maskSecret(secret);
     const redact = (text: string) => secrets.reduce((t, s) => t.split(s).join('***'), text);
 
-    const inputs = parseBackupInputs(actionInputs);
+    const inputs = await parseBackupInputs(actionInputs);
     const config = await loadBackupConfig(inputs.configFile);
     const alerts: BackupAlerts | undefined = inputs.githubToken
       ? githubAlerts({ token: inputs.githubToken, redact })
@@ -66,6 +66,7 @@ export async function run(): Promise<void> {
         retention: inputs.retention,
         dryRun: inputs.dryRun,
         verifyReadBack: inputs.verify === 'read-back',
+        partSize: inputs.partSize,
         logger,
         ...(models ? { afterBackup: models.afterBackup } : {}),
       });
