@@ -7,7 +7,11 @@ import { encryptStream } from '../lib/age-stream.js';
 import { OpsError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { RetryOptions } from '../lib/retry.js';
-import { uploadStream, type StreamUploadResult } from '../lib/r2-stream-upload.js';
+import {
+  uploadStream,
+  type PartBuffers,
+  type StreamUploadResult,
+} from '../lib/r2-stream-upload.js';
 import type { SshConnection } from '../lib/ssh.js';
 import { changedWhileReading, parseTarTotals } from './remote-commands.js';
 
@@ -19,7 +23,7 @@ export interface ItemStreamOptions {
   client: S3Client;
   bucket: string;
   key: string;
-  partSize?: number;
+  buffers?: PartBuffers;
   concurrency?: number;
   retry?: RetryOptions;
   logger: Logger;
@@ -63,7 +67,7 @@ export async function streamItem(opts: ItemStreamOptions): Promise<ItemStreamRes
     key: opts.key,
     body: encrypted,
     contentType: 'application/octet-stream',
-    ...(opts.partSize !== undefined ? { partSize: opts.partSize } : {}),
+    ...(opts.buffers ? { buffers: opts.buffers } : {}),
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
     ...(opts.retry ? { retry: opts.retry } : {}),
     logger: opts.logger,

@@ -6,6 +6,7 @@ import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatBytes } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
 import { R2_MAX_PARTS, R2_MIN_PART } from '../lib/r2.js';
+import { PartBuffers } from '../lib/r2-stream-upload.js';
 import { sleep, type RetryOptions } from '../lib/retry.js';
 import { connectSsh, type ConnectOptions, type SshConnection } from '../lib/ssh.js';
 import { streamItem } from './archive-stream.js';
@@ -339,9 +340,10 @@ async function writeItems(
 
   // Items run a few at a time: one item's stalls (remote tar start-up, the last parts, the
   // read-back) overlap another's streaming. Parts in flight per item drop to one then, so the
-  // part buffers stay at 2 per item (RSS).
+  // part buffers stay at 2 per item (RSS), taken from one pool for the whole run.
   const width = Math.max(1, Math.min(opts.itemConcurrency ?? 2, todo.length));
   const partConcurrency = opts.concurrency ?? (width > 1 ? 1 : undefined);
+  const buffers = new PartBuffers(opts.partSize ?? R2_MIN_PART);
 
   const writeOne = async (item: BackupItem, planned: PlannedItem): Promise<ManifestItem> => {
     const runItem = narrow(item, planned.missing, config);
@@ -355,7 +357,7 @@ async function writeItems(
       client: opts.client,
       bucket: opts.bucket,
       key,
-      ...(opts.partSize !== undefined ? { partSize: opts.partSize } : {}),
+      buffers,
       ...(partConcurrency !== undefined ? { concurrency: partConcurrency } : {}),
       ...(opts.retry ? { retry: opts.retry } : {}),
       logger,

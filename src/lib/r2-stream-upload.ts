@@ -20,6 +20,22 @@ import { silentLogger, type Logger } from './logger.js';
 import { R2_MAX_PARTS, R2_MIN_PART } from './r2.js';
 import { isRetryableStatus, isTransientNetworkError, retry, type RetryOptions } from './retry.js';
 
+/**
+ * Part buffers shared by the uploads of one run. Big blocks that are freed and allocated again
+ * cost RSS: after glibc frees one mmap'ed block it raises its mmap threshold, and the next part
+ * buffers land in its heap among small buffers, which it can seldom give back.
+ */
+export class PartBuffers {
+  private readonly free: Buffer[] = [];
+  constructor(readonly size: number) {}
+  take(): Buffer {
+    return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+  }
+  give(buffer: Buffer): void {
+    if (buffer.length === this.size) this.free.push(buffer);
+  }
+}
+
 export interface StreamUploadOptions {
   client: S3Client;
   bucket: string;
@@ -29,6 +45,8 @@ export interface StreamUploadOptions {
   partSize?: number;
   /** Parts uploading at once (default 2); memory is partSize × (concurrency + 1), buffers reused. */
   concurrency?: number;
+  /** Buffers to reuse (their size is the part size); default a pool of this upload's own. */
+  buffers?: PartBuffers;
   contentType?: string;
   /** Awaited after the body ended and before the object is made visible; a throw aborts. */
   beforeComplete?: () => Promise<unknown>;
@@ -75,13 +93,11 @@ export function describeS3Failure(what: string, err: unknown): OpsError {
 export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { client, bucket, key } = opts;
   const logger = opts.logger ?? silentLogger;
-  const partSize = opts.partSize ?? R2_MIN_PART;
+  const buffers = opts.buffers ?? new PartBuffers(opts.partSize ?? R2_MIN_PART);
+  const partSize = buffers.size;
   if (partSize < R2_MIN_PART)
     throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
   const concurrency = Math.max(1, opts.concurrency ?? 2);
-  // Part buffers are reused: at most concurrency in flight plus the one being filled.
-  const pool: Buffer[] = [];
-  const takeBuffer = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
   const retryOpts: RetryOptions = {
     attempts: 5,
     baseDelayMs: 500,
@@ -118,7 +134,8 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
     done.push({ PartNumber: partNumber, ETag: out.ETag });
   };
 
-  const dispatch = async (partNumber: number, data: Buffer) => {
+  // Sends buffer[0, length) as a part; the buffer goes back to the pool once the part is stored.
+  const dispatch = async (partNumber: number, buffer: Buffer, length: number) => {
     if (partNumber > R2_MAX_PARTS) {
       throw new OpsError(
         `${key} exceeds ${R2_MAX_PARTS} parts of ${partSize} bytes (R2's limit); a larger part size is needed`,
@@ -141,19 +158,19 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
     }
     while (inFlight.size >= concurrency) await Promise.race(inFlight);
     if (failure) throw failure;
-    const p = sendPart(partNumber, data)
+    const p = sendPart(partNumber, buffer.subarray(0, length))
       .catch((err: unknown) => {
         failure ??= err;
       })
       .finally(() => {
         inFlight.delete(p);
-        if (data.length === partSize) pool.push(data);
+        buffers.give(buffer);
       });
     inFlight.add(p);
   };
 
   try {
-    let buffer = takeBuffer();
+    let buffer = buffers.take();
     let filled = 0;
     let partNumber = 0;
     for await (const chunk of opts.body as AsyncIterable<Buffer | Uint8Array>) {
@@ -168,8 +185,8 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
         filled += n;
         data = data.subarray(n);
         if (filled === partSize) {
-          await dispatch(++partNumber, buffer);
-          buffer = takeBuffer();
+          await dispatch(++partNumber, buffer, partSize);
+          buffer = buffers.take();
           filled = 0;
         }
       }
@@ -196,10 +213,12 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
           ),
         retryOpts,
       );
+      buffers.give(buffer);
       return { key, size, sha256, parts: 1 };
     }
 
-    if (filled > 0) await dispatch(++partNumber, buffer.subarray(0, filled));
+    if (filled > 0) await dispatch(++partNumber, buffer, filled);
+    else buffers.give(buffer);
     await Promise.all(inFlight);
     if (failure) throw failure;
     await opts.beforeComplete?.();

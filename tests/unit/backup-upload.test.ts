@@ -10,7 +10,7 @@ import { parseBackupInputs } from '../../src/actions/backup-verda/inputs.js';
 import { parseRecipients } from '../../src/lib/age-stream.js';
 import { InputError } from '../../src/lib/errors.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
-import { uploadStream } from '../../src/lib/r2-stream-upload.js';
+import { PartBuffers, uploadStream } from '../../src/lib/r2-stream-upload.js';
 import { partsWarning } from '../../src/backup/run-backup.js';
 
 const MiB = 2 ** 20;
@@ -62,7 +62,7 @@ function stubClient(fail: (call: Call, n: number) => Error | undefined = () => u
         case 'PutObject':
           return { ETag: etag };
         case 'HeadObject':
-          return { ContentLength: totalParts(calls) };
+          return { ContentLength: totalParts(calls, call.input.Key) };
         default:
           return {};
       }
@@ -71,10 +71,11 @@ function stubClient(fail: (call: Call, n: number) => Error | undefined = () => u
   return { client: client as unknown as S3Client, calls, maxInFlight: () => maxInFlight };
 }
 
-function totalParts(calls: Call[]): number {
+function totalParts(calls: Call[], key: unknown): number {
   const last = new Map<number, number>();
   for (const c of calls)
-    if (c.name === 'UploadPart') last.set(c.input.PartNumber as number, c.body?.length ?? 0);
+    if (c.name === 'UploadPart' && c.input.Key === key)
+      last.set(c.input.PartNumber as number, c.body?.length ?? 0);
   return [...last.values()].reduce((a, b) => a + b, 0);
 }
 
@@ -240,6 +241,29 @@ describe('uploadStream', () => {
       expect(calls.map((c) => c.name)).toContain('AbortMultipartUpload');
       expect(calls.map((c) => c.name)).not.toContain('CompleteMultipartUpload');
     }
+  });
+
+  it('takes its part buffers from a shared pool: a second upload allocates none', async () => {
+    class CountingBuffers extends PartBuffers {
+      allocated = 0;
+      override take(): Buffer {
+        const before = (this as unknown as { free: Buffer[] }).free.length;
+        if (before === 0) this.allocated++;
+        return super.take();
+      }
+    }
+    const buffers = new CountingBuffers(5 * MiB);
+    const { client } = stubClient();
+    // Ends on a part boundary, then with a short last part, then as one small PutObject.
+    for (const [key, size] of [
+      ['a', 4 * 5 * MiB],
+      ['b', 3 * 5 * MiB + 10],
+      ['c', 1000],
+      ['d', 2 * 5 * MiB + 10],
+    ] as const)
+      await uploadStream({ client, bucket: 'b', key, body: source(size), buffers });
+    // concurrency 2: two parts in flight and one filling.
+    expect(buffers.allocated).toBe(3);
   });
 
   it('refuses parts below R2 minimum', async () => {

@@ -95609,6 +95609,25 @@ function isTransientNetworkError(err) {
 
 
 
+/**
+ * Part buffers shared by the uploads of one run. Big blocks that are freed and allocated again
+ * cost RSS: after glibc frees one mmap'ed block it raises its mmap threshold, and the next part
+ * buffers land in its heap among small buffers, which it can seldom give back.
+ */
+class PartBuffers {
+    size;
+    free = [];
+    constructor(size) {
+        this.size = size;
+    }
+    take() {
+        return this.free.pop() ?? Buffer.allocUnsafe(this.size);
+    }
+    give(buffer) {
+        if (buffer.length === this.size)
+            this.free.push(buffer);
+    }
+}
 /** Whether an S3/R2 request failure may succeed when sent again. */
 function isRetryableS3Error(err) {
     const name = err?.name ?? '';
@@ -95641,13 +95660,11 @@ function describeS3Failure(what, err) {
 async function uploadStream(opts) {
     const { client, bucket, key } = opts;
     const logger = opts.logger ?? silentLogger;
-    const partSize = opts.partSize ?? R2_MIN_PART;
+    const buffers = opts.buffers ?? new PartBuffers(opts.partSize ?? R2_MIN_PART);
+    const partSize = buffers.size;
     if (partSize < R2_MIN_PART)
         throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
     const concurrency = Math.max(1, opts.concurrency ?? 2);
-    // Part buffers are reused: at most concurrency in flight plus the one being filled.
-    const pool = [];
-    const takeBuffer = () => pool.pop() ?? Buffer.allocUnsafe(partSize);
     const retryOpts = {
         attempts: 5,
         baseDelayMs: 500,
@@ -95674,7 +95691,8 @@ async function uploadStream(opts) {
             throw new OpsError(`R2 gave no ETag for ${key} part ${partNumber}`);
         done.push({ PartNumber: partNumber, ETag: out.ETag });
     };
-    const dispatch = async (partNumber, data) => {
+    // Sends buffer[0, length) as a part; the buffer goes back to the pool once the part is stored.
+    const dispatch = async (partNumber, buffer, length) => {
         if (partNumber > R2_MAX_PARTS) {
             throw new OpsError(`${key} exceeds ${R2_MAX_PARTS} parts of ${partSize} bytes (R2's limit); a larger part size is needed`);
         }
@@ -95692,19 +95710,18 @@ async function uploadStream(opts) {
             await Promise.race(inFlight);
         if (failure)
             throw failure;
-        const p = sendPart(partNumber, data)
+        const p = sendPart(partNumber, buffer.subarray(0, length))
             .catch((err) => {
             failure ??= err;
         })
             .finally(() => {
             inFlight.delete(p);
-            if (data.length === partSize)
-                pool.push(data);
+            buffers.give(buffer);
         });
         inFlight.add(p);
     };
     try {
-        let buffer = takeBuffer();
+        let buffer = buffers.take();
         let filled = 0;
         let partNumber = 0;
         for await (const chunk of opts.body) {
@@ -95719,8 +95736,8 @@ async function uploadStream(opts) {
                 filled += n;
                 data = data.subarray(n);
                 if (filled === partSize) {
-                    await dispatch(++partNumber, buffer);
-                    buffer = takeBuffer();
+                    await dispatch(++partNumber, buffer, partSize);
+                    buffer = buffers.take();
                     filled = 0;
                 }
             }
@@ -95742,10 +95759,13 @@ async function uploadStream(opts) {
                 ContentLength: data.length,
                 ContentType: opts.contentType,
             })), retryOpts);
+            buffers.give(buffer);
             return { key, size, sha256, parts: 1 };
         }
         if (filled > 0)
-            await dispatch(++partNumber, buffer.subarray(0, filled));
+            await dispatch(++partNumber, buffer, filled);
+        else
+            buffers.give(buffer);
         await Promise.all(inFlight);
         if (failure)
             throw failure;
