@@ -8,6 +8,7 @@ import { fileURLToPath } from 'node:url';
 
 const require = createRequire(import.meta.url);
 const ncc = require('@vercel/ncc');
+const acorn = require('acorn');
 const root = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '..');
 
 export async function listActions() {
@@ -18,14 +19,65 @@ export async function listActions() {
     .sort();
 }
 
+const LINE_SEPARATORS = /[\u2028\u2029]/;
+const TAG_ENDS = new Set(['name', ')', ']', '}', '`', 'string', 'num', 'template']);
+
+/**
+ * Where a character above U+00FF may be escaped without changing the program: inside strings,
+ * untagged templates, regexes and identifiers an escape \uXXXX means the same character; inside
+ * comments it is text. A line or paragraph separator in a comment or between tokens becomes a
+ * newline (all three end a line). Anything else (a tagged template's raw text, other whitespace
+ * between tokens) makes the build fail.
+ */
+function escapableRanges(code, file) {
+  const ranges = [];
+  const templates = []; // for each open template: is it tagged?
+  let previous;
+  const tokens = acorn.tokenizer(code, {
+    ecmaVersion: 'latest',
+    allowHashBang: true,
+    allowReturnOutsideFunction: true,
+    onComment: (_block, _text, start, end) => ranges.push({ start, end, kind: 'comment' }),
+  });
+  for (const token of tokens) {
+    const label = token.type.label;
+    if (label === '`') {
+      const opening = templates.length === 0 || previous?.type.label !== 'template';
+      if (opening) templates.push(previous !== undefined && TAG_ENDS.has(previous.type.label));
+      else templates.pop();
+    } else if (label === 'template' || label === 'invalidTemplate') {
+      ranges.push({ start: token.start, end: token.end, kind: templates.at(-1) ? 'raw' : 'text' });
+    } else if (label === 'string' || label === 'regexp' || label === 'name') {
+      ranges.push({ start: token.start, end: token.end, kind: 'text' });
+    }
+    previous = token;
+  }
+  ranges.sort((a, b) => a.start - b.start);
+  return (at) => {
+    const range = ranges.find((r) => r.start <= at && at < r.end);
+    if (range === undefined && LINE_SEPARATORS.test(code[at] ?? '')) return 'line';
+    if (range === undefined || range.kind === 'raw') {
+      const where = range ? "a tagged template's raw text" : 'code outside strings and comments';
+      throw new Error(
+        `${file}: cannot escape U+${code.charCodeAt(at).toString(16)} in ${where} at ${at}`,
+      );
+    }
+    return range.kind;
+  };
+}
+
 /**
  * Escapes every UTF-16 unit above U+00FF as \uXXXX. V8 stores a script whose characters all fit
  * in Latin-1 at one byte per character; a single "→" anywhere makes the whole 4.7 MB bundle two
- * bytes per character (about 5 MiB more RSS for the run). Inside strings, templates, regexes and
- * identifiers the escape means the same character; inside comments it is just text.
+ * bytes per character (about 5 MiB more RSS for the run). See escapableRanges for where that is
+ * safe; the build fails anywhere else.
  */
 export function latin1Source(code, file) {
+  if (!/[\u0100-\uffff]/.test(code)) return code;
+  const kindAt = escapableRanges(code, file);
   return code.replace(/[\u0100-\uffff]/g, (c, at) => {
+    const kind = kindAt(at);
+    if (kind === 'line' || (kind === 'comment' && LINE_SEPARATORS.test(c))) return '\n';
     let slashes = 0;
     while (code[at - 1 - slashes] === '\\') slashes++;
     if (slashes % 2 === 1)

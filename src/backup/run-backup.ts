@@ -2,6 +2,7 @@
 // RESTORE.sh, the manifest LAST, then move latest.json and apply retention. A failure removes
 // what this run wrote and never touches latest or earlier backups.
 import type { S3Client } from '@aws-sdk/client-s3';
+import { z } from 'zod';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatBytes } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
@@ -48,6 +49,7 @@ export interface BackupOptions {
   dryRun: boolean;
   /** Read every stored object back and compare its sha256 (default true). */
   verifyReadBack?: boolean;
+  /** Bytes per part for every item; default: per item, from its size in the last backup. */
   partSize?: number;
   concurrency?: number;
   /** Items streamed at once (default 2); each holds its own part buffers. */
@@ -86,6 +88,44 @@ export interface BackupResult {
   warnings: string[];
 }
 
+/** The largest part-size the action takes (memory is about four parts). */
+export const MAX_PART_MIB = 256;
+
+/**
+ * A part size for an archive last stored at `bytes`: it stays under half of R2's 10,000 parts
+ * even if the item doubles (at least 5 MiB, at most MAX_PART_MIB, in whole MiB).
+ */
+export function partSizeForSize(bytes: number): number {
+  const mib = Math.ceil((bytes * 4) / R2_MAX_PARTS / 2 ** 20);
+  return Math.min(MAX_PART_MIB, Math.max(R2_MIN_PART / 2 ** 20, mib)) * 2 ** 20;
+}
+
+/** Part size by item id: the one given, else from the item's stored size in the last backup. */
+async function partSizes(
+  store: BackupStore,
+  previous: LatestPointer | undefined,
+  given: number | undefined,
+  logger: Logger,
+): Promise<(itemId: string) => number> {
+  if (given !== undefined) return () => given;
+  const stored = new Map<string, number>();
+  if (previous) {
+    try {
+      const text = await store.getText(previous.manifestKey);
+      const parsed = previousSizesSchema.safeParse(text === undefined ? {} : JSON.parse(text));
+      for (const item of parsed.success ? parsed.data.items : [])
+        stored.set(item.id, item.storedBytes);
+    } catch (err) {
+      logger.debug(`part sizes: last manifest unreadable (${errorMessage(err)}); 5 MiB parts`);
+    }
+  }
+  return (itemId) => partSizeForSize(stored.get(itemId) ?? 0);
+}
+
+const previousSizesSchema = z.object({
+  items: z.array(z.object({ id: z.string(), storedBytes: z.number().nonnegative() })),
+});
+
 /** A warning while an item still fits R2's 10,000 parts with room to spare, never after. */
 export function partsWarning(
   itemId: string,
@@ -94,6 +134,12 @@ export function partsWarning(
 ): string | undefined {
   if (stored.parts <= R2_MAX_PARTS / 2) return undefined;
   const suggested = Math.ceil((stored.size * 4) / R2_MAX_PARTS / 2 ** 20);
+  if (suggested > MAX_PART_MIB) {
+    return (
+      `item ${itemId} took ${stored.parts} of R2's ${R2_MAX_PARTS} parts (${formatBytes(stored.size)}): ` +
+      `even ${MAX_PART_MIB}MiB parts leave little room; split the item into smaller ones`
+    );
+  }
   return (
     `item ${itemId} took ${stored.parts} of R2's ${R2_MAX_PARTS} parts (${formatBytes(stored.size)} in ` +
     `${formatBytes(partSize)} parts): set part-size to ${suggested}MiB before it grows past ` +
@@ -129,26 +175,26 @@ export function planItems(
   return { plan, problems };
 }
 
+/** A start time whose backup id has no objects yet (ids have one-second resolution). */
+async function freeBackupTime(store: BackupStore, prefix: string, now: () => Date): Promise<Date> {
+  let started = now();
+  for (
+    let tries = 0;
+    (await store.listKeys(backupKeys(prefix, backupIdFor(started)).dir)).length > 0;
+    tries++
+  ) {
+    if (tries >= 3)
+      throw new OpsError(`backup id ${backupIdFor(started)} is already in use under ${prefix}`);
+    await sleep(1000 - (started.getTime() % 1000) + 5);
+    started = now();
+  }
+  return started;
+}
+
 export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   const { config, logger } = opts;
   const now = opts.now ?? (() => new Date());
   const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
-  // Ids have one-second resolution: never reuse one that already has objects.
-  let started = now();
-  for (
-    let tries = 0;
-    (await store.listKeys(backupKeys(opts.prefix, backupIdFor(started)).dir)).length > 0;
-    tries++
-  ) {
-    if (tries >= 3)
-      throw new OpsError(
-        `backup id ${backupIdFor(started)} is already in use under ${opts.prefix}`,
-      );
-    await sleep(1000 - (started.getTime() % 1000) + 5);
-    started = now();
-  }
-  const backupId = backupIdFor(started);
-  const keys = backupKeys(opts.prefix, backupId);
   const warnings: string[] = [];
   const warn = (message: string) => {
     warnings.push(message);
@@ -158,8 +204,10 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   // The SSH handshake (a few round trips over the tailnet) runs while R2 answers.
   const connecting = connectSsh({ ...opts.ssh, logger });
   connecting.catch(() => undefined); // handled below; a refused pin must not be "unhandled" first
+  let started: Date;
   let previousLatest: Awaited<ReturnType<BackupStore['latest']>>;
   try {
+    started = await freeBackupTime(store, opts.prefix, now);
     previousLatest = await logger.group('Read the current backups', async () => {
       const latest = await store.latest();
       logger.info(latest ? `latest backup: ${latest.backupId}` : 'no backup yet under this prefix');
@@ -169,6 +217,8 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     await connecting.then((c) => c.close()).catch(() => undefined);
     throw err;
   }
+  const backupId = backupIdFor(started);
+  const keys = backupKeys(opts.prefix, backupId);
 
   const conn = await logger.group(`Connect to ${opts.ssh.host}:${opts.ssh.port}`, async () => {
     const c = await connecting;
@@ -238,7 +288,17 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     const written: string[] = [];
     let items: ManifestItem[] = [];
     try {
-      items = await writeItems(opts, conn, probe.compressor, plan, backupId, written, warn);
+      const partSizeFor = await partSizes(store, previousLatest, opts.partSize, logger);
+      items = await writeItems(
+        opts,
+        conn,
+        probe.compressor,
+        plan,
+        backupId,
+        written,
+        warn,
+        partSizeFor,
+      );
       const finishedAt = now().toISOString();
       const script = restoreScript({
         backupId,
@@ -329,6 +389,7 @@ async function writeItems(
   backupId: string,
   written: string[],
   warn: (m: string) => void,
+  partSizeFor: (itemId: string) => number,
 ): Promise<ManifestItem[]> {
   const { config, logger } = opts;
   const keys = backupKeys(opts.prefix, backupId);
@@ -340,10 +401,15 @@ async function writeItems(
 
   // Items run a few at a time: one item's stalls (remote tar start-up, the last parts, the
   // read-back) overlap another's streaming. Parts in flight per item drop to one then, so the
-  // part buffers stay at 2 per item (RSS), taken from one pool for the whole run.
+  // part buffers stay at 2 per item (RSS), taken from one pool per part size for the whole run.
   const width = Math.max(1, Math.min(opts.itemConcurrency ?? 2, todo.length));
   const partConcurrency = opts.concurrency ?? (width > 1 ? 1 : undefined);
-  const buffers = new PartBuffers(opts.partSize ?? R2_MIN_PART);
+  const pools = new Map<number, PartBuffers>();
+  const buffersFor = (size: number) => {
+    const pool = pools.get(size) ?? new PartBuffers(size);
+    pools.set(size, pool);
+    return pool;
+  };
 
   const writeOne = async (item: BackupItem, planned: PlannedItem): Promise<ManifestItem> => {
     const runItem = narrow(item, planned.missing, config);
@@ -357,13 +423,13 @@ async function writeItems(
       client: opts.client,
       bucket: opts.bucket,
       key,
-      buffers,
+      buffers: buffersFor(partSizeFor(item.id)),
       ...(partConcurrency !== undefined ? { concurrency: partConcurrency } : {}),
       ...(opts.retry ? { retry: opts.retry } : {}),
       logger,
     });
     if (result.warning) warn(result.warning);
-    const partWarning = partsWarning(item.id, result.stored, opts.partSize ?? R2_MIN_PART);
+    const partWarning = partsWarning(item.id, result.stored, partSizeFor(item.id));
     if (partWarning) warn(partWarning);
     if (opts.verifyReadBack ?? true) {
       const back = await store.sha256Of(key);

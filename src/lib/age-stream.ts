@@ -21,7 +21,10 @@ const CHUNK = 64 * 1024;
 
 const loadAge = () => import('age-encryption');
 
-/** Validates recipients by parsing each as age does; a pasted secret key is never echoed. */
+/**
+ * Validates recipients: X25519 keys by their bech32 checksum and length, any other kind by
+ * age-encryption's own parser. A pasted secret key is never echoed.
+ */
 export async function parseRecipients(input: string, values: string[]): Promise<string[]> {
   if (values.length === 0) throw new InputError(input, '', EXPECTED);
   for (const value of values) {

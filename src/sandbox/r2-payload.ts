@@ -22,7 +22,8 @@ export const payloadMismatch = (): S3ErrorReply =>
 export class PayloadCheck extends Transform {
   private readonly hash: Hash | undefined;
   private held: Buffer | undefined;
-  private seen = 0;
+  /** Body bytes read so far. */
+  seen = 0;
   /** Set when the body did not match its signed hash. */
   mismatch = false;
 

@@ -3,8 +3,9 @@
 // counts Class A / Class B operations, answers ListParts / ListMultipartUploads / Abort (s3rver
 // has none of them), and injects faults by rule. Upload bodies are checked against their signed
 // SHA-256 on the way (r2-payload.ts). Bodies are streamed through; a CompleteMultipartUpload body
-// (a small XML) and a signed PutObject body up to 64 MiB (so that a refused one leaves the old
-// object untouched, as on R2) are read whole.
+// (a small XML) and a signed PutObject body up to 256 MiB (so that a refused one leaves the old
+// object untouched, as on R2; a larger refused one has already truncated it in s3rver) are read
+// whole.
 import { createCipheriv, randomBytes } from 'node:crypto';
 import { mkdtemp, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -71,6 +72,8 @@ export interface R2RequestRecord {
   fault?: FaultRule['action'];
   /** The Expect header, when the client asked for `100-continue` before sending the body. */
   expect?: string;
+  /** Upload body bytes read through the payload check (signed or faulted uploads). */
+  bodyBytes?: number;
 }
 
 export interface R2Emulator {
@@ -101,7 +104,7 @@ export interface R2EmulatorOptions {
 }
 
 const COMPLETE_BODY_LIMIT = 4 * 2 ** 20;
-const PUT_BUFFER_LIMIT = 64 * 2 ** 20;
+const PUT_BUFFER_LIMIT = 256 * 2 ** 20;
 
 /** s3rver encrypts list continuation tokens with DES, which OpenSSL 3 only has in its legacy provider. */
 function assertLegacyOpenssl(): void {
@@ -194,6 +197,9 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     log.push(record);
     res.on('finish', () => (record.status = res.statusCode));
 
+    // The body's payload check, once there is one: a reply before the body was used must drain
+    // through it (a piped request stops while the check's buffer is full).
+    let check: PayloadCheck | undefined;
     const reply = (e: S3ErrorReply): void => {
       record.status = e.status;
       const body = e.xml(url.split('?')[0]);
@@ -202,7 +208,7 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
         'content-length': Buffer.byteLength(body),
       });
       res.end(body);
-      req.resume(); // drain whatever body the client still sends
+      (check ?? req).resume(); // drain whatever body the client still sends
     };
 
     const fault = matchFault(c, s3req);
@@ -256,16 +262,16 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     const uploadId = s3req.query.get('uploadId') ?? '';
     let body: Buffer | undefined;
     let source: Readable = req;
-    let check: PayloadCheck | undefined;
     const length = Number(req.headers['content-length'] ?? 0);
     const expected = signedPayloadHash(req.headers['x-amz-content-sha256'] as string | undefined);
     const corruptAt =
       fault?.action === 'corrupt' ? (fault.corruptAtByte ?? Math.floor(length / 2)) : undefined;
     if ((c.operation === 'PutObject' || c.operation === 'UploadPart') && length > 0) {
       if (expected !== undefined || corruptAt !== undefined) {
-        check = new PayloadCheck(expected, corruptAt);
-        source = check;
-        pipelineCallback(req, check, () => undefined);
+        const checking = new PayloadCheck(expected, corruptAt);
+        check = source = checking;
+        checking.on('finish', () => (record.bodyBytes = checking.seen));
+        pipelineCallback(req, checking, () => undefined);
       }
     }
     switch (c.operation) {

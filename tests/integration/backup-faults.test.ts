@@ -7,13 +7,21 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import type { Manifest } from '../../src/backup/manifest.js';
 import { modelBytesStream } from '../../src/sandbox/fixture-tree.js';
-import { PREFIX, latestId, sha256, startBackupWorld, type BackupWorld } from './backup-setup.js';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import {
+  BUCKET,
+  PREFIX,
+  latestId,
+  sha256,
+  startBackupWorld,
+  type BackupWorld,
+} from './backup-setup.js';
 
 // Real sshd and R2 emulator runs take seconds; set here as project-level testTimeout is not applied.
 jest.setTimeout(120_000);
 
 const BIG = 'checkpoints/fault-test.safetensors';
-const BIG_SIZE = 96 * 2 ** 20; // 12 parts of 8 MiB, far more than the pipeline buffers
+const BIG_SIZE = 96 * 2 ** 20; // 20 parts of 5 MiB, far more than the pipeline buffers
 let world: BackupWorld;
 let goodId: string;
 let bigConfig: string;
@@ -231,6 +239,66 @@ describe('faults on the R2 side', () => {
     const env = manifest.items.find((i) => i.id === 'comfy-env')!;
     expect(sha256(await world.get(env.key))).toBe(env.sha256);
     goodId = run.outputs['backup-id'] ?? '';
+  });
+
+  it('fails on an R2 refusal while the SSH handshake runs alongside, and closes that connection', async () => {
+    const connections = world.host.connectionCount();
+    const run = await world.run({ 'r2-secret-access-key': 'not-the-secret' });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(
+      /R2 .*failed: .*(SignatureDoesNotMatch|signature).*\(HTTP 403\)/i,
+    );
+    // The handshake had started (it overlaps the first R2 read); the run still ended.
+    expect(world.host.connectionCount()).toBe(connections + 1);
+    await waitFor(() => world.host.sessionPids().length === 0, 'the SSH session to end');
+    expect(await latestId(world)).toBe(goodId);
+  });
+
+  it('cuts parts of the size part-size asks for', async () => {
+    world.r2.resetCounts();
+    const run = await world.run({ config: bigConfig, 'part-size': '6MiB' });
+    expect(run.code).toBe(0);
+    const manifest = JSON.parse(
+      (await world.get(run.outputs['manifest-key'] ?? '')).toString('utf8'),
+    ) as Manifest;
+    const models = manifest.items.find((i) => i.id === 'models')!;
+    const parts = world.r2
+      .requests()
+      .filter((r) => r.operation === 'UploadPart' && r.key === models.key);
+    expect(parts).toHaveLength(Math.ceil(models.storedBytes / (6 * 2 ** 20)));
+    await expectModelRestored(run.outputs['manifest-key'] ?? '');
+    goodId = run.outputs['backup-id'] ?? '';
+  });
+
+  it('sizes parts from the last backup: an item last stored at 30 GiB gets 13 MiB parts', async () => {
+    const latest = JSON.parse((await world.get(`${PREFIX}/latest.json`)).toString('utf8')) as {
+      manifestKey: string;
+    };
+    const original = await world.get(latest.manifestKey);
+    const manifest = JSON.parse(original.toString('utf8')) as Manifest;
+    manifest.items.find((i) => i.id === 'models')!.storedBytes = 30 * 2 ** 30;
+    const put = (body: Buffer | string) =>
+      world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: latest.manifestKey, Body: body }));
+    await put(JSON.stringify(manifest));
+    try {
+      world.r2.resetCounts();
+      const run = await world.run({ config: bigConfig });
+      expect(run.code).toBe(0);
+      const stored = (
+        JSON.parse(
+          (await world.get(run.outputs['manifest-key'] ?? '')).toString('utf8'),
+        ) as Manifest
+      ).items.find((i) => i.id === 'models')!;
+      const parts = world.r2
+        .requests()
+        .filter((r) => r.operation === 'UploadPart' && r.key === stored.key);
+      // ceil(30 GiB × 4 / 10,000) = 13 MiB: under 5,000 parts even if the item doubles.
+      expect(parts).toHaveLength(Math.ceil(stored.storedBytes / (13 * 2 ** 20)));
+      await expectModelRestored(run.outputs['manifest-key'] ?? '');
+      goodId = run.outputs['backup-id'] ?? '';
+    } finally {
+      await put(original);
+    }
   });
 
   it('cuts a stalled part after r2-timeout and retries it', async () => {

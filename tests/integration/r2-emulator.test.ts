@@ -452,6 +452,20 @@ describe('R2 emulator: faults', () => {
     expect([...stored.keys()].filter((i) => stored[i] !== fresh[i])).toEqual([10]);
   });
 
+  it('still reads the whole body of a signed part it refuses before using it (NoSuchUpload)', async () => {
+    emu.resetCounts();
+    const part = { Bucket: bucket, Key: 'f/no-upload', UploadId: 'nope', PartNumber: 1 };
+    await expect(
+      s3.send(new UploadPartCommand({ ...part, Body: randomBytes(8 * MiB) })),
+    ).rejects.toMatchObject({ name: 'NoSuchUpload' });
+    // A body left unread would hold the client's socket (and its buffer) forever.
+    for (let i = 0; i < 100 && emu.requests()[0]?.bodyBytes === undefined; i++)
+      await new Promise((r) => setTimeout(r, 50));
+    expect(emu.requests().map((r) => [r.operation, r.status, r.bodyBytes])).toEqual([
+      ['UploadPart', 404, 8 * MiB],
+    ]);
+  });
+
   it('lets tests corrupt stored bytes (for download verification tests)', async () => {
     await s3.send(
       new PutObjectCommand({ Bucket: bucket, Key: 'f/flip', Body: Buffer.alloc(1000, 1) }),

@@ -11,7 +11,7 @@ import { parseRecipients } from '../../src/lib/age-stream.js';
 import { InputError } from '../../src/lib/errors.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
 import { PartBuffers, uploadStream } from '../../src/lib/r2-stream-upload.js';
-import { partsWarning } from '../../src/backup/run-backup.js';
+import { partSizeForSize, partsWarning } from '../../src/backup/run-backup.js';
 
 const MiB = 2 ** 20;
 
@@ -274,12 +274,27 @@ describe('uploadStream', () => {
   });
 });
 
+describe('partSizeForSize', () => {
+  it.each([
+    [0, 5],
+    [10 * 2 ** 30, 5],
+    [30 * 2 ** 30, 13],
+    [2 ** 40, 256],
+  ])('sizes an archive last stored at %i bytes with %i MiB parts', (bytes, mib) => {
+    expect(partSizeForSize(bytes)).toBe(mib * MiB);
+  });
+});
+
 describe('partsWarning', () => {
   it('is silent up to half of R2s 10,000 parts and names the part size to set after that', () => {
     expect(partsWarning('home', { parts: 5000, size: 5000 * 5 * MiB }, 5 * MiB)).toBeUndefined();
     expect(partsWarning('home', { parts: 6000, size: 6000 * 5 * MiB - 7 }, 5 * MiB)).toBe(
       "item home took 6000 of R2's 10000 parts (29.3 GiB in 5.00 MiB parts): set part-size to " +
         '12MiB before it grows past 48.8 GiB, where the backup would fail',
+    );
+    // Past what 256 MiB parts would comfortably hold: no part-size to suggest.
+    expect(partsWarning('home', { parts: 9000, size: 700 * 2 ** 30 }, 80 * MiB)).toMatch(
+      /even 256MiB parts leave little room; split the item/,
     );
   });
 });
@@ -358,10 +373,10 @@ describe('backup-verda inputs', () => {
   });
 
   it.each([
-    ['auto', 5 * MiB],
-    ['', 5 * MiB],
+    ['auto', undefined],
+    ['', undefined],
     ['16MiB', 16 * MiB],
-  ])('takes part-size %j as %i bytes', async (value, bytes) => {
+  ])('takes part-size %j as %s', async (value, bytes) => {
     expect((await parse({ 'part-size': value })).partSize).toBe(bytes);
   });
 

@@ -33,6 +33,11 @@ describe('committed dist', () => {
         const fresh = tree(path.join(out, name, 'dist'));
         const committed = tree(path.join(root, 'actions', name, 'dist'));
         expect({ name, files: committed }).toEqual({ name, files: fresh });
+        // One byte per character in V8 (scripts/build.mjs latin1Source).
+        for (const file of Object.keys(committed).filter((f) => f.endsWith('.js'))) {
+          const text = readFileSync(path.join(root, 'actions', name, 'dist', file), 'utf8');
+          expect({ file, wide: /[\u0100-\uffff]/.test(text) }).toEqual({ file, wide: false });
+        }
       }
     } finally {
       rmSync(out, { recursive: true, force: true });

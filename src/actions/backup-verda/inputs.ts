@@ -5,6 +5,7 @@ import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { R2_MIN_PART, r2Endpoint, validateBucketName } from '../../lib/r2.js';
 import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
 import { parseRetention, type RetentionPolicy } from '../../backup/retention.js';
+import { MAX_PART_MIB } from '../../backup/run-backup.js';
 
 export interface BackupInputs {
   host: string;
@@ -26,7 +27,8 @@ export interface BackupInputs {
   dryRun: boolean;
   r2TimeoutMs: number;
   verify: 'read-back' | 'in-transit';
-  partSize: number;
+  /** undefined: sized per item from its last backup. */
+  partSize: number | undefined;
   githubToken: string | undefined;
 }
 
@@ -37,8 +39,6 @@ export const SECRET_INPUTS = [
   'r2-secret-access-key',
   'github-token',
 ] as const;
-
-const MAX_BACKUP_PART = 256 * 2 ** 20;
 
 const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
 const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
@@ -107,9 +107,11 @@ export async function parseBackupInputs(
     throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
   const verify = inputs.oneOf('verify', ['read-back', 'in-transit'] as const, 'read-back');
   // Memory is about 4 parts (2 items, each one part filling and one uploading): cap it.
-  const partSize =
-    inputs.size('part-size', { min: R2_MIN_PART, max: MAX_BACKUP_PART, allowAuto: true }) ??
-    R2_MIN_PART;
+  const partSize = inputs.size('part-size', {
+    min: R2_MIN_PART,
+    max: MAX_PART_MIB * 2 ** 20,
+    allowAuto: true,
+  });
   return {
     host,
     port,

@@ -66,7 +66,7 @@ export async function run(): Promise<void> {
         retention: inputs.retention,
         dryRun: inputs.dryRun,
         verifyReadBack: inputs.verify === 'read-back',
-        partSize: inputs.partSize,
+        ...(inputs.partSize !== undefined ? { partSize: inputs.partSize } : {}),
         logger,
         ...(models ? { afterBackup: models.afterBackup } : {}),
       });
