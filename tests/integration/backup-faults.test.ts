@@ -7,6 +7,7 @@ import path from 'node:path';
 import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import type { Manifest } from '../../src/backup/manifest.js';
 import { modelBytesStream } from '../../src/sandbox/fixture-tree.js';
+import type { ActionRun } from '../helpers/run-action.js';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import {
   BUCKET,
@@ -88,6 +89,18 @@ async function expectModelRestored(manifestKey: string): Promise<void> {
     maxBuffer: 256 * 2 ** 20,
   });
   expect(sha256(member)).toBe(bigModelSha());
+}
+
+/** The models item of a run's manifest, and the UploadPart requests R2 saw for its archive. */
+async function modelsArchive(run: ActionRun) {
+  const manifest = JSON.parse(
+    (await world.get(run.outputs['manifest-key'] ?? '')).toString('utf8'),
+  ) as Manifest;
+  const item = manifest.items.find((i) => i.id === 'models')!;
+  const parts = world.r2
+    .requests()
+    .filter((r) => r.operation === 'UploadPart' && r.key === item.key);
+  return { item, parts };
 }
 
 function processesNamed(name: string): number[] {
@@ -258,14 +271,8 @@ describe('faults on the R2 side', () => {
     world.r2.resetCounts();
     const run = await world.run({ config: bigConfig, 'part-size': '6MiB' });
     expect(run.code).toBe(0);
-    const manifest = JSON.parse(
-      (await world.get(run.outputs['manifest-key'] ?? '')).toString('utf8'),
-    ) as Manifest;
-    const models = manifest.items.find((i) => i.id === 'models')!;
-    const parts = world.r2
-      .requests()
-      .filter((r) => r.operation === 'UploadPart' && r.key === models.key);
-    expect(parts).toHaveLength(Math.ceil(models.storedBytes / (6 * 2 ** 20)));
+    const { item, parts } = await modelsArchive(run);
+    expect(parts).toHaveLength(Math.ceil(item.storedBytes / (6 * 2 ** 20)));
     await expectModelRestored(run.outputs['manifest-key'] ?? '');
     goodId = run.outputs['backup-id'] ?? '';
   });
@@ -284,16 +291,9 @@ describe('faults on the R2 side', () => {
       world.r2.resetCounts();
       const run = await world.run({ config: bigConfig });
       expect(run.code).toBe(0);
-      const stored = (
-        JSON.parse(
-          (await world.get(run.outputs['manifest-key'] ?? '')).toString('utf8'),
-        ) as Manifest
-      ).items.find((i) => i.id === 'models')!;
-      const parts = world.r2
-        .requests()
-        .filter((r) => r.operation === 'UploadPart' && r.key === stored.key);
+      const { item, parts } = await modelsArchive(run);
       // ceil(30 GiB × 4 / 10,000) = 13 MiB: under 5,000 parts even if the item doubles.
-      expect(parts).toHaveLength(Math.ceil(stored.storedBytes / (13 * 2 ** 20)));
+      expect(parts).toHaveLength(Math.ceil(item.storedBytes / (13 * 2 ** 20)));
       await expectModelRestored(run.outputs['manifest-key'] ?? '');
       goodId = run.outputs['backup-id'] ?? '';
     } finally {
