@@ -406,7 +406,8 @@ async function writeItems(
   const partConcurrency = opts.concurrency ?? (width > 1 ? 1 : undefined);
   const pools = new Map<number, PartBuffers>();
   const buffersFor = (size: number) => {
-    const pool = pools.get(size) ?? new PartBuffers(size);
+    // As many as the items streaming at once can hold: one filling and the rest in flight each.
+    const pool = pools.get(size) ?? new PartBuffers(size, width * ((partConcurrency ?? 2) + 1));
     pools.set(size, pool);
     return pool;
   };

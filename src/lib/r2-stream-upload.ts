@@ -23,11 +23,17 @@ import { isRetryableStatus, isTransientNetworkError, retry, type RetryOptions } 
 /**
  * Part buffers shared by the uploads of one run. Big blocks that are freed and allocated again
  * cost RSS: after glibc frees one mmap'ed block it raises its mmap threshold, and the next part
- * buffers land in its heap among small buffers, which it can seldom give back.
+ * buffers land in its heap among small buffers, which it can seldom give back. `ahead` buffers
+ * are allocated at once, before anything else can have raised that threshold.
  */
 export class PartBuffers {
   private readonly free: Buffer[] = [];
-  constructor(readonly size: number) {}
+  constructor(
+    readonly size: number,
+    ahead = 0,
+  ) {
+    for (let i = 0; i < ahead; i++) this.free.push(Buffer.allocUnsafe(size));
+  }
   take(): Buffer {
     return this.free.pop() ?? Buffer.allocUnsafe(this.size);
   }

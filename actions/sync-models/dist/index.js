@@ -95612,13 +95612,16 @@ function isTransientNetworkError(err) {
 /**
  * Part buffers shared by the uploads of one run. Big blocks that are freed and allocated again
  * cost RSS: after glibc frees one mmap'ed block it raises its mmap threshold, and the next part
- * buffers land in its heap among small buffers, which it can seldom give back.
+ * buffers land in its heap among small buffers, which it can seldom give back. `ahead` buffers
+ * are allocated at once, before anything else can have raised that threshold.
  */
 class PartBuffers {
     size;
     free = [];
-    constructor(size) {
+    constructor(size, ahead = 0) {
         this.size = size;
+        for (let i = 0; i < ahead; i++)
+            this.free.push(Buffer.allocUnsafe(size));
     }
     take() {
         return this.free.pop() ?? Buffer.allocUnsafe(this.size);
