@@ -126,14 +126,24 @@ const previousSizesSchema = z.object({
   items: z.array(z.object({ id: z.string(), storedBytes: z.number().nonnegative() })),
 });
 
-/** A warning while an item still fits R2's 10,000 parts with room to spare, never after. */
+/**
+ * A warning while an item still fits R2's 10,000 parts with room to spare, never after. `auto`:
+ * the part size came from the last backup, and the next run sizes it from this one by itself.
+ */
 export function partsWarning(
   itemId: string,
   stored: { parts: number; size: number },
   partSize: number,
+  auto = false,
 ): string | undefined {
   if (stored.parts <= R2_MAX_PARTS / 2) return undefined;
   const suggested = Math.ceil((stored.size * 4) / R2_MAX_PARTS / 2 ** 20);
+  if (auto && suggested <= MAX_PART_MIB) {
+    return (
+      `item ${itemId} took ${stored.parts} of R2's ${R2_MAX_PARTS} parts (${formatBytes(stored.size)}; ` +
+      `it more than doubled since the last backup): the next run uses ${suggested}MiB parts`
+    );
+  }
   if (suggested > MAX_PART_MIB) {
     return (
       `item ${itemId} took ${stored.parts} of R2's ${R2_MAX_PARTS} parts (${formatBytes(stored.size)}): ` +
@@ -430,7 +440,12 @@ async function writeItems(
       logger,
     });
     if (result.warning) warn(result.warning);
-    const partWarning = partsWarning(item.id, result.stored, partSizeFor(item.id));
+    const partWarning = partsWarning(
+      item.id,
+      result.stored,
+      partSizeFor(item.id),
+      opts.partSize === undefined,
+    );
     if (partWarning) warn(partWarning);
     if (opts.verifyReadBack ?? true) {
       const back = await store.sha256Of(key);

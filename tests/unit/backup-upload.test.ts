@@ -292,6 +292,11 @@ describe('partsWarning', () => {
       "item home took 6000 of R2's 10000 parts (29.3 GiB in 5.00 MiB parts): set part-size to " +
         '12MiB before it grows past 48.8 GiB, where the backup would fail',
     );
+    // Sized from the last backup: the next run adapts by itself.
+    expect(partsWarning('home', { parts: 6000, size: 6000 * 5 * MiB }, 5 * MiB, true)).toBe(
+      "item home took 6000 of R2's 10000 parts (29.3 GiB; it more than doubled since the last " +
+        'backup): the next run uses 12MiB parts',
+    );
     // Past what 256 MiB parts would comfortably hold: no part-size to suggest.
     expect(partsWarning('home', { parts: 9000, size: 700 * 2 ** 30 }, 80 * MiB)).toMatch(
       /even 256MiB parts leave little room; split the item/,
