@@ -37,7 +37,7 @@ interface Item {
   compressible: boolean;
 }
 
-export function items(scale: number): Item[] {
+function items(scale: number): Item[] {
   const quarter = Math.round((125 * MiB) / scale);
   return [
     { id: 'models-a', path: '/srv/bench/models-a', size: quarter, compressible: false },
@@ -48,7 +48,7 @@ export function items(scale: number): Item[] {
 }
 
 /** Four files per item: AES-CTR keystream (incompressible) or log-like lines (~4:1 with zstd). */
-export async function writeFixture(hostRoot: string, list: Item[]): Promise<void> {
+async function writeFixture(hostRoot: string, list: Item[]): Promise<void> {
   for (const item of list) {
     const dir = path.join(hostRoot, item.path);
     await mkdir(dir, { recursive: true });

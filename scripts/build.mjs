@@ -20,6 +20,7 @@ export async function listActions() {
 }
 
 const LINE_SEPARATORS = /[\u2028\u2029]/;
+const WIDE = /[\u0100-\uffff]/;
 const TAG_ENDS = new Set(['name', ')', ']', '}', '`', 'string', 'num', 'template']);
 
 /**
@@ -31,13 +32,17 @@ const TAG_ENDS = new Set(['name', ')', ']', '}', '`', 'string', 'num', 'template
  */
 function escapableRanges(code, file) {
   const ranges = [];
+  // Only what holds a wide character is kept: a bundle has some 100,000 tokens, a few dozen of them.
+  const add = (start, end, kind) => {
+    if (WIDE.test(code.slice(start, end))) ranges.push({ start, end, kind });
+  };
   const templates = []; // for each open template: is it tagged?
   let previous;
   const tokens = acorn.tokenizer(code, {
     ecmaVersion: 'latest',
     allowHashBang: true,
     allowReturnOutsideFunction: true,
-    onComment: (_block, _text, start, end) => ranges.push({ start, end, kind: 'comment' }),
+    onComment: (_block, _text, start, end) => add(start, end, 'comment'),
   });
   for (const token of tokens) {
     const label = token.type.label;
@@ -46,9 +51,9 @@ function escapableRanges(code, file) {
       if (opening) templates.push(previous !== undefined && TAG_ENDS.has(previous.type.label));
       else templates.pop();
     } else if (label === 'template' || label === 'invalidTemplate') {
-      ranges.push({ start: token.start, end: token.end, kind: templates.at(-1) ? 'raw' : 'text' });
+      add(token.start, token.end, templates.at(-1) ? 'raw' : 'text');
     } else if (label === 'string' || label === 'regexp' || label === 'name') {
-      ranges.push({ start: token.start, end: token.end, kind: 'text' });
+      add(token.start, token.end, 'text');
     }
     previous = token;
   }
@@ -73,7 +78,7 @@ function escapableRanges(code, file) {
  * safe; the build fails anywhere else.
  */
 export function latin1Source(code, file) {
-  if (!/[\u0100-\uffff]/.test(code)) return code;
+  if (!WIDE.test(code)) return code;
   const kindAt = escapableRanges(code, file);
   return code.replace(/[\u0100-\uffff]/g, (c, at) => {
     const kind = kindAt(at);

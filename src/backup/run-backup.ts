@@ -91,13 +91,15 @@ export interface BackupResult {
 /** The largest part-size the action takes (memory is about four parts). */
 export const MAX_PART_MIB = 256;
 
+/** Whole MiB per part that keep an archive of `bytes` under half of R2's parts if it doubles. */
+const roomyPartMib = (bytes: number) => Math.ceil((bytes * 4) / R2_MAX_PARTS / 2 ** 20);
+
 /**
  * A part size for an archive last stored at `bytes`: it stays under half of R2's 10,000 parts
  * even if the item doubles (at least 5 MiB, at most MAX_PART_MIB, in whole MiB).
  */
 export function partSizeForSize(bytes: number): number {
-  const mib = Math.ceil((bytes * 4) / R2_MAX_PARTS / 2 ** 20);
-  return Math.min(MAX_PART_MIB, Math.max(R2_MIN_PART / 2 ** 20, mib)) * 2 ** 20;
+  return Math.min(MAX_PART_MIB, Math.max(R2_MIN_PART / 2 ** 20, roomyPartMib(bytes))) * 2 ** 20;
 }
 
 /** Part size by item id: the one given, else from the item's stored size in the last backup. */
@@ -137,7 +139,7 @@ export function partsWarning(
   auto = false,
 ): string | undefined {
   if (stored.parts <= R2_MAX_PARTS / 2) return undefined;
-  const suggested = Math.ceil((stored.size * 4) / R2_MAX_PARTS / 2 ** 20);
+  const suggested = roomyPartMib(stored.size);
   if (auto && suggested <= MAX_PART_MIB) {
     return (
       `item ${itemId} took ${stored.parts} of R2's ${R2_MAX_PARTS} parts (${formatBytes(stored.size)}; ` +
@@ -216,6 +218,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   connecting.catch(() => undefined); // handled below; a refused pin must not be "unhandled" first
   let started: Date;
   let previousLatest: Awaited<ReturnType<BackupStore['latest']>>;
+  let partSizeFor: (itemId: string) => number;
   try {
     started = await freeBackupTime(store, opts.prefix, now);
     previousLatest = await logger.group('Read the current backups', async () => {
@@ -223,6 +226,13 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       logger.info(latest ? `latest backup: ${latest.backupId}` : 'no backup yet under this prefix');
       return latest;
     });
+    // A dry run uploads nothing: no need to read the last manifest for part sizes.
+    partSizeFor = await partSizes(
+      store,
+      opts.dryRun ? undefined : previousLatest,
+      opts.partSize,
+      logger,
+    );
   } catch (err) {
     await connecting.then((c) => c.close()).catch(() => undefined);
     throw err;
@@ -298,7 +308,6 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     const written: string[] = [];
     let items: ManifestItem[] = [];
     try {
-      const partSizeFor = await partSizes(store, previousLatest, opts.partSize, logger);
       items = await writeItems(
         opts,
         conn,
