@@ -103,10 +103,12 @@ async function modelsArchive(run: ActionRun) {
   return { item, parts };
 }
 
-function processesNamed(name: string): number[] {
+/** Session processes called `name`, and whose command line contains `arg` when given. */
+function processesNamed(name: string, arg?: string): number[] {
   return world.host.sessionPids().filter((pid) => {
     try {
-      return readFileSync(`/proc/${pid}/comm`, 'utf8').trim() === name;
+      if (readFileSync(`/proc/${pid}/comm`, 'utf8').trim() !== name) return false;
+      return arg === undefined || readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(arg);
     } catch {
       return false;
     }
@@ -137,7 +139,10 @@ describe('faults on the host side', () => {
     // Hold the first part so the remote tar is still streaming when the link is cut.
     world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 4000 });
     const running = world.run({ config: bigConfig });
-    await waitFor(() => processesNamed('tar').length > 0, 'the remote tar');
+    await waitFor(
+      () => processesNamed('tar', 'data/models/checkpoints').length > 0,
+      'the models tar',
+    );
     await new Promise((r) => setTimeout(r, 300));
     for (const pid of processesNamed('sshd')) process.kill(pid, 'SIGKILL');
     const run = await running;
@@ -150,8 +155,11 @@ describe('faults on the host side', () => {
   it('fails cleanly when the remote tar is killed by a signal', async () => {
     world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 3000 });
     const running = world.run({ config: bigConfig });
-    await waitFor(() => processesNamed('tar').length > 0, 'the remote tar');
-    for (const pid of processesNamed('tar')) process.kill(pid, 'SIGKILL');
+    // Items run two at a time: the small comfy-env tar may be the first (or only) one seen, and
+    // killing it after it finished would let the run succeed. Kill the models tar itself.
+    const modelsTar = () => processesNamed('tar', 'data/models/checkpoints');
+    await waitFor(() => modelsTar().length > 0, 'the models tar');
+    for (const pid of modelsTar()) process.kill(pid, 'SIGKILL');
     const run = await running;
     expect(run.code).toBe(1);
     expect(run.errors[0]).toMatch(/item models|code 137|signal/);
