@@ -6,13 +6,14 @@
 # goes: answers 200 {"status":"ok"} on /health, registers the SFS model folders, runs as non-root,
 # turns Docker-healthy through its own HEALTHCHECK, and stops on SIGTERM without being killed.
 #   SMOKE_TIMEOUT [600] seconds to wait for /health; SMOKE_PORT [18188] host port;
-#   SMOKE_POLL_SECONDS [5] pause between probes
+#   SMOKE_POLL_SECONDS [5] pause between probes; SMOKE_STOP_SECONDS [30] SIGTERM grace (Verda's)
 set -euo pipefail
 
 image=${1:?usage: smoke-test.sh IMAGE}
 timeout=${SMOKE_TIMEOUT:-600}
 host_port=${SMOKE_PORT:-18188}
 poll=${SMOKE_POLL_SECONDS:-5}
+stop_grace=${SMOKE_STOP_SECONDS:-30}
 name="comfyui-worker-smoke-$$"
 models=$(mktemp -d)
 passed=false
@@ -74,7 +75,7 @@ done
 say "Docker HEALTHCHECK: healthy"
 
 # Verda scale-down sends SIGTERM and kills after 30 s; exit code 137 would mean SIGKILL.
-docker stop --time 30 "$name" >/dev/null
+docker stop --time "$stop_grace" "$name" >/dev/null
 code=$(docker inspect --format '{{.State.ExitCode}}' "$name")
 [[ "$code" != 137 ]] || fail "the worker ignored SIGTERM and was killed (exit 137)"
 say "stopped on SIGTERM (exit $code)"

@@ -34,6 +34,13 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined ? 2 : 0;
   }
   if (command === 'sandbox') {
+    // Ctrl-C or a kill: exit through process.exit so the stand-ins' exit handlers still remove
+    // the sshd, its sudoers drop-in and authorized_keys line, and the temp tree.
+    for (const [signal, code] of [
+      ['SIGINT', 130],
+      ['SIGTERM', 143],
+    ] as const)
+      process.once(signal, () => process.exit(code));
     const { runSandbox } = await import('./sandbox.js');
     return (await runSandbox(flags)) ? 0 : 1;
   }

@@ -2,15 +2,23 @@
 // INPUT_<NAME> env (action.yml defaults applied by us, as the runner applies them), GITHUB_OUTPUT
 // and GITHUB_STEP_SUMMARY files, and RUNNER_TEMP. Every secret passed in `secrets` is checked
 // against everything the run printed or wrote.
-import { spawn } from 'node:child_process';
+import { spawn, type ChildProcess } from 'node:child_process';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
+import { afterEach } from '@jest/globals';
 import { parse as parseYaml } from 'yaml';
 import { parseOutputFile } from '../../src/cli/action-runner.js';
 import { findLeaks } from './secrets.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
+
+// A run its test gave up on (a timeout, a throw before it was awaited) must not go on into the
+// next test, where it would move latest.json or be counted in that test's requests.
+const running = new Set<ChildProcess>();
+afterEach(() => {
+  for (const child of running) child.kill('SIGKILL');
+});
 
 export interface ActionRun {
   code: number | null;
@@ -93,6 +101,7 @@ export async function runAction(name: string, opts: RunActionOptions): Promise<A
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
   });
+  running.add(child);
   let stdout = '';
   let stderr = '';
   child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
@@ -100,6 +109,7 @@ export async function runAction(name: string, opts: RunActionOptions): Promise<A
   const timer = setTimeout(() => child.kill('SIGKILL'), opts.timeoutMs ?? 110_000);
   const code = await new Promise<number | null>((resolve) => child.on('close', (c) => resolve(c)));
   clearTimeout(timer);
+  running.delete(child);
 
   const outputText = await readFile(outputFile, 'utf8');
   const summary = await readFile(summaryFile, 'utf8');

@@ -4,7 +4,16 @@
 import { execFileSync } from 'node:child_process';
 import { chmodSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
-import { afterAll, afterEach, beforeAll, describe, expect, it, jest } from '@jest/globals';
+import {
+  afterAll,
+  afterEach,
+  beforeAll,
+  beforeEach,
+  describe,
+  expect,
+  it,
+  jest,
+} from '@jest/globals';
 import type { Manifest } from '../../src/backup/manifest.js';
 import { modelBytesStream } from '../../src/sandbox/fixture-tree.js';
 import type { ActionRun } from '../helpers/run-action.js';
@@ -50,8 +59,13 @@ beforeAll(async () => {
   );
   const good = await world.run();
   expect(good.code).toBe(0);
-  goodId = good.outputs['backup-id'] ?? '';
 }, 120_000);
+// Each test compares with the backup latest.json named before it, so one test that went
+// differently cannot fail the ones after it.
+beforeEach(async () => {
+  goodId = (await latestId(world)) ?? '';
+  expect(goodId).not.toBe('');
+});
 afterAll(async () => {
   await world?.stop();
 });
@@ -122,6 +136,23 @@ async function waitFor(check: () => boolean, what: string, timeoutMs = 30_000): 
   }
 }
 
+/**
+ * Runs the action and, while it runs, `meanwhile`. The run is awaited even when `meanwhile`
+ * throws, so it cannot go on into the next test and move latest.json there.
+ */
+async function duringRun(
+  inputs: Record<string, string>,
+  meanwhile: () => Promise<void>,
+): Promise<ActionRun> {
+  const running = world.run(inputs);
+  try {
+    await meanwhile();
+  } finally {
+    await running.catch(() => undefined);
+  }
+  return running;
+}
+
 describe('faults on the host side', () => {
   it('refuses a wrong host key pin, showing both fingerprints, and uploads nothing', async () => {
     world.r2.resetCounts();
@@ -138,14 +169,14 @@ describe('faults on the host side', () => {
   it('fails cleanly when the connection drops mid-item', async () => {
     // Hold the first part so the remote tar is still streaming when the link is cut.
     world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 4000 });
-    const running = world.run({ config: bigConfig });
-    await waitFor(
-      () => processesNamed('tar', 'data/models/checkpoints').length > 0,
-      'the models tar',
-    );
-    await new Promise((r) => setTimeout(r, 300));
-    for (const pid of processesNamed('sshd')) process.kill(pid, 'SIGKILL');
-    const run = await running;
+    const run = await duringRun({ config: bigConfig }, async () => {
+      await waitFor(
+        () => processesNamed('tar', 'data/models/checkpoints').length > 0,
+        'the models tar',
+      );
+      await new Promise((r) => setTimeout(r, 300));
+      for (const pid of processesNamed('sshd')) process.kill(pid, 'SIGKILL');
+    });
     expect(run.code).toBe(1);
     expect(run.errors[0]).toMatch(/models|connection/);
     expect(run.errors[0]).toMatch(/before it exited|dropped|closed|ECONNRESET/);
@@ -154,13 +185,13 @@ describe('faults on the host side', () => {
 
   it('fails cleanly when the remote tar is killed by a signal', async () => {
     world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 3000 });
-    const running = world.run({ config: bigConfig });
     // Items run two at a time: the small comfy-env tar may be the first (or only) one seen, and
     // killing it after it finished would let the run succeed. Kill the models tar itself.
     const modelsTar = () => processesNamed('tar', 'data/models/checkpoints');
-    await waitFor(() => modelsTar().length > 0, 'the models tar');
-    for (const pid of modelsTar()) process.kill(pid, 'SIGKILL');
-    const run = await running;
+    const run = await duringRun({ config: bigConfig }, async () => {
+      await waitFor(() => modelsTar().length > 0, 'the models tar');
+      for (const pid of modelsTar()) process.kill(pid, 'SIGKILL');
+    });
     expect(run.code).toBe(1);
     expect(run.errors[0]).toMatch(/item models|code 137|signal/);
     await expectCleanFailure(run.errors);
@@ -201,7 +232,6 @@ describe('faults on the host side', () => {
     expect(ok.code).toBe(0);
     expect(ok.warnings.some((w) => /optional item gone is missing/.test(w))).toBe(true);
     expect(ok.summary).toMatch(/\| gone \| missing on the host/);
-    goodId = ok.outputs['backup-id'] ?? '';
   });
 
   it('fails before uploading when the sudo rule for the read wrapper is missing', async () => {
@@ -227,7 +257,6 @@ describe('faults on the R2 side', () => {
     expect(faulted.map((r) => r.fault).sort()).toEqual(['reset', 'status']);
     expect(run.warnings.filter((w) => /attempt \d failed/.test(w))).toHaveLength(2);
     await expectModelRestored(run.outputs['manifest-key'] ?? '');
-    goodId = run.outputs['backup-id'] ?? '';
   });
 
   it('resends a part and a small archive damaged on the way (R2 checks the signed sha256), with verify in-transit', async () => {
@@ -259,7 +288,6 @@ describe('faults on the R2 side', () => {
     ) as Manifest;
     const env = manifest.items.find((i) => i.id === 'comfy-env')!;
     expect(sha256(await world.get(env.key))).toBe(env.sha256);
-    goodId = run.outputs['backup-id'] ?? '';
   });
 
   it('fails on an R2 refusal while the SSH handshake runs alongside, and closes that connection', async () => {
@@ -282,7 +310,6 @@ describe('faults on the R2 side', () => {
     const { item, parts } = await modelsArchive(run);
     expect(parts).toHaveLength(Math.ceil(item.storedBytes / (6 * 2 ** 20)));
     await expectModelRestored(run.outputs['manifest-key'] ?? '');
-    goodId = run.outputs['backup-id'] ?? '';
   });
 
   it('sizes parts from the last backup: an item last stored at 30 GiB gets 13 MiB parts', async () => {
@@ -303,20 +330,18 @@ describe('faults on the R2 side', () => {
       // ceil(30 GiB × 4 / 10,000) = 13 MiB: under 5,000 parts even if the item doubles.
       expect(parts).toHaveLength(Math.ceil(item.storedBytes / (13 * 2 ** 20)));
       await expectModelRestored(run.outputs['manifest-key'] ?? '');
-      goodId = run.outputs['backup-id'] ?? '';
     } finally {
       await put(original);
     }
   });
 
   it('cuts a stalled part after r2-timeout and retries it', async () => {
-    world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 20_000, nth: 2 });
-    const run = await world.run({ config: bigConfig, 'r2-timeout': '2s' });
+    world.r2.addFault({ operation: 'UploadPart', action: 'stall', stallMs: 30_000, nth: 2 });
+    const run = await world.run({ config: bigConfig, 'r2-timeout': '5s' });
     expect(run.errors).toEqual([]);
     expect(run.code).toBe(0);
     expect(run.warnings.some((w) => /attempt \d failed .*timeout/i.test(w))).toBe(true);
     await expectModelRestored(run.outputs['manifest-key'] ?? '');
-    goodId = run.outputs['backup-id'] ?? '';
   });
 
   it('gives up on a part that keeps failing: aborts the upload, removes what it wrote', async () => {

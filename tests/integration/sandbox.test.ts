@@ -1,27 +1,29 @@
 // `npm run sandbox` is the README's first command: it must run every pipeline to the end.
 import { describe, expect, it } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
+import { spawn, spawnSync } from 'node:child_process';
+import { readdirSync } from 'node:fs';
+import net from 'node:net';
 import path from 'node:path';
 import { repoRoot } from '../helpers/run-action.js';
 
+const sandboxArgs = [
+  '--openssl-legacy-provider',
+  '--import',
+  'tsx',
+  path.join(repoRoot, 'src/cli/main.ts'),
+  'sandbox',
+];
+const sudoersDropIns = () => readdirSync('/etc/sudoers.d').filter((f) => f.startsWith('comfyume-'));
+
 describe('the embedded sandbox', () => {
   it('backs up the fixture host with models, re-syncs nothing, starts and stops the workshop', () => {
-    const result = spawnSync(
-      process.execPath,
-      [
-        '--openssl-legacy-provider',
-        '--import',
-        'tsx',
-        path.join(repoRoot, 'src/cli/main.ts'),
-        'sandbox',
-      ],
-      {
-        cwd: repoRoot,
-        encoding: 'utf8',
-        timeout: 110_000,
-        env: { ...process.env, NODE_OPTIONS: '' },
-      },
-    );
+    const result = spawnSync(process.execPath, sandboxArgs, {
+      cwd: repoRoot,
+      encoding: 'utf8',
+      timeout: 110_000,
+      killSignal: 'SIGINT', // lets the sandbox remove its sshd and sudoers drop-in on the way out
+      env: { ...process.env, NODE_OPTIONS: '' },
+    });
     const out = result.stdout;
     expect({ code: result.status, tail: out.slice(-400) }).toEqual({
       code: 0,
@@ -35,5 +37,40 @@ describe('the embedded sandbox', () => {
     expect(out).toMatch(/status=paused/);
     expect(out).not.toMatch(/::add-mask::|BEGIN OPENSSH PRIVATE KEY|AGE-SECRET-KEY-/);
     expect(result.stderr + out).not.toMatch(/add-mask/);
+  }, 120_000);
+
+  it('stops its sshd and removes its sudoers drop-in when interrupted (Ctrl-C)', async () => {
+    const before = sudoersDropIns();
+    const child = spawn(process.execPath, sandboxArgs, {
+      cwd: repoRoot,
+      env: { ...process.env, NODE_OPTIONS: '' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
+    let out = '';
+    let port = 0;
+    try {
+      // Interrupt once the services answered and the first pipeline began.
+      await new Promise<void>((resolve, reject) => {
+        child.stdout.on('data', (d: Buffer) => {
+          out += d.toString();
+          port = Number(/@127\.0\.0\.1:(\d+)/.exec(out)?.[1] ?? 0);
+          if (port && out.includes('=== ')) resolve();
+        });
+        void closed.then(() => reject(new Error(`the sandbox ended first:\n${out}`)));
+      });
+      expect(sudoersDropIns().length).toBe(before.length + 1);
+      child.kill('SIGINT');
+      expect(await closed).toBe(130);
+    } finally {
+      child.kill('SIGKILL');
+    }
+    expect(sudoersDropIns()).toEqual(before);
+    const refused = await new Promise<boolean>((resolve) => {
+      const socket = net.connect(port, '127.0.0.1');
+      socket.once('connect', () => (socket.destroy(), resolve(false)));
+      socket.once('error', () => resolve(true));
+    });
+    expect(refused).toBe(true);
   }, 120_000);
 });

@@ -125,17 +125,21 @@ describe('R2 faults on parts', () => {
       [path.join(repoRoot, 'actions/sync-models/dist/index.js')],
       { env, stdio: 'ignore' },
     );
+    const closed = new Promise((r) => child.on('close', r));
     const stored = () =>
       world.r2.requests().filter((r) => r.operation === 'UploadPart' && r.status === 200).length;
-    for (
-      let i = 0;
-      i < 600 && !(stored() === 3 && world.r2.requests().some((r) => r.fault === 'stall'));
-      i++
-    )
-      await sleep(50);
-    expect(stored()).toBe(3);
-    child.kill('SIGKILL');
-    await new Promise((r) => child.on('close', r));
+    try {
+      for (
+        let i = 0;
+        i < 600 && !(stored() === 3 && world.r2.requests().some((r) => r.fault === 'stall'));
+        i++
+      )
+        await sleep(50);
+      expect(stored()).toBe(3);
+    } finally {
+      child.kill('SIGKILL');
+      await closed;
+    }
     world.r2.clearFaults();
     world.r2.resetCounts();
 

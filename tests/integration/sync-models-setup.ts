@@ -85,7 +85,7 @@ export async function startSyncWorld(): Promise<SyncWorld> {
         inputs: inputs(overrides),
         secrets: [...secrets, ...extraSecrets],
         env,
-        timeoutMs: 180_000,
+        timeoutMs: 110_000, // under the tests' 120 s, so a hung run is killed first
       }),
     async makeTree(name, files) {
       const root = path.join(dir, name);

@@ -9,7 +9,8 @@ let token = '';
 
 beforeAll(async () => {
   // 1 real ms = 500 emulated ms: 10 s of rollout and a 20 s cold start take ~60 ms.
-  emu = await startVerdaEmulator({ timeScale: 500 });
+  // The token lives long enough in emulated time that a paused CI machine cannot expire it.
+  emu = await startVerdaEmulator({ timeScale: 500, tokenTtlSeconds: 10_000_000 });
   token = await emu.token();
 });
 

@@ -61,8 +61,9 @@ process.on('SIGTERM', () => {
 `;
 
 // Just enough of the docker CLI for smoke-test.sh: `run` starts the real entrypoint.sh (with the
-// Node stand-in as python3) on the published host port; `stop` sends SIGTERM and, after a short
-// grace, SIGKILL (exit 137), as Docker does; the health status comes from the real healthcheck.sh.
+// Node stand-in as python3) on the published host port; `stop` sends SIGTERM and, after the
+// --time grace, SIGKILL (exit 137), as Docker does; the health status comes from the real
+// healthcheck.sh.
 const fakeDocker = `#!/usr/bin/env bash
 set -euo pipefail
 state=$FAKE_DOCKER_STATE
@@ -115,7 +116,7 @@ case $command in
   stop)
     dir=$state/$3
     [ -e "$dir/exit" ] || kill -TERM "$(cat "$dir/pid")"
-    for _ in 1 2 3 4 5 6 7 8 9 10; do [ -e "$dir/exit" ] && break; sleep 0.1; done
+    for ((tick = 0; tick < $2 * 10; tick++)); do [ -e "$dir/exit" ] && break; sleep 0.1; done
     [ -e "$dir/exit" ] || kill -KILL "$(cat "$dir/pid")"
     until [ -e "$dir/exit" ]; do sleep 0.05; done
     echo "$3"
@@ -350,7 +351,7 @@ describe('worker entrypoint, exec and signals', () => {
       ['a worker running as root', { FAKE_UID: '0' }, 'the worker runs as root'],
       [
         'a worker that ignores SIGTERM',
-        { STAND_IN_MODE: 'ignore-term' },
+        { STAND_IN_MODE: 'ignore-term', SMOKE_STOP_SECONDS: '1' },
         'the worker ignored SIGTERM and was killed (exit 137)',
       ],
     ])('fails %s, with the container logs', async (_what, env, message) => {
