@@ -8,7 +8,6 @@ import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import {
   AbortMultipartUploadCommand,
-  CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
   HeadObjectCommand,
   PutObjectCommand,
@@ -17,6 +16,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { OpsError, errorMessage } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
+import { completeUpload } from './r2-complete.js';
 import { R2_MAX_PARTS, R2_MIN_PART } from './r2.js';
 import { isRetryableStatus, isTransientNetworkError, retry, type RetryOptions } from './retry.js';
 
@@ -229,18 +229,8 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
     if (failure) throw failure;
     await opts.beforeComplete?.();
     const parts = [...done].sort((a, b) => a.PartNumber - b.PartNumber);
-    await retry(
-      () =>
-        client.send(
-          new CompleteMultipartUploadCommand({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: parts },
-          }),
-        ),
-      retryOpts,
-    );
+    const completing = { bucket, key, uploadId, parts };
+    await retry(() => completeUpload(client, completing, logger), retryOpts);
     uploadId = undefined;
     const head = await retry(
       () => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })),

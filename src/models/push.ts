@@ -5,7 +5,6 @@
 // a second time for the signature.
 import { createHash } from 'node:crypto';
 import {
-  CompleteMultipartUploadCommand,
   CopyObjectCommand,
   CreateMultipartUploadCommand,
   ListPartsCommand,
@@ -16,6 +15,7 @@ import {
 import { OpsError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { R2_MAX_PART, R2_MAX_PARTS } from '../lib/r2.js';
+import { completeUpload } from '../lib/r2-complete.js';
 import { abortUpload } from '../lib/r2-stream-upload.js';
 import { withS3Retry, type Vault } from './bucket.js';
 import type { SequentialReader } from './host.js';
@@ -227,17 +227,9 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       `${key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`,
     );
   }
+  const parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` }));
   await retried(o, `CompleteMultipartUpload ${key}`, () =>
-    client.send(
-      new CompleteMultipartUploadCommand({
-        Bucket: bucket,
-        Key: key,
-        UploadId: uploadId,
-        MultipartUpload: {
-          Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` })),
-        },
-      }),
-    ),
+    completeUpload(client, { bucket, key, uploadId, parts }, o.logger),
   );
   // A resumed upload was created by an earlier run, which may not have known the sha256.
   if (!o.knownSha256 || resumed) await setSha256Metadata(o, sha256);

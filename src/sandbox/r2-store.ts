@@ -1,8 +1,9 @@
 // Reads s3rver 3.7.1's on-disk layout for what s3rver itself does not answer: ListParts,
-// ListMultipartUploads, AbortMultipartUpload, and the stored part sizes the Complete rules need.
+// ListMultipartUploads, AbortMultipartUpload, and the stored part sizes the Complete rules need;
+// and writes R2's multipart ETag where s3rver keeps an object's ETag.
 // Layout: <dir>/<bucket>/<key dirs>/<name>._S3rver_object, and
 // <dir>/<bucket>/._S3rver_uploads/<uploadId>/{key,metadata,<n>,<n>.md5}.
-import { readdir, readFile, rm, stat, utimes } from 'node:fs/promises';
+import { readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { StoredPart } from './r2-rules.js';
 
@@ -29,6 +30,11 @@ export class S3rverStore {
 
   async objectExists(bucket: string, key: string): Promise<boolean> {
     return exists(this.objectPath(bucket, key));
+  }
+
+  /** Replace the ETag s3rver serves for an object (it keeps it in <object>.md5). */
+  async setObjectEtag(bucket: string, key: string, etag: string): Promise<void> {
+    await writeFile(`${this.objectPath(bucket, key)}.md5`, etag);
   }
 
   async upload(bucket: string, uploadId: string): Promise<StoredUpload | undefined> {

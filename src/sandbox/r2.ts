@@ -13,10 +13,11 @@ import type { AddressInfo } from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { pipeline as pipelineCallback, type Readable } from 'node:stream';
-import { pipeline } from 'node:stream/promises';
+import { finished, pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import S3rver from 's3rver';
 import { R2_LIST_PAGE } from '../lib/r2.js';
+import { multipartEtag } from '../lib/r2-complete.js';
 import {
   S3ErrorReply,
   checkCompletedParts,
@@ -44,8 +45,9 @@ export interface FaultRule {
   /** status: an S3 XML error (500 InternalError, 503 SlowDown); reset: the connection is cut
    *  after part of the request body (or, for requests without a body, of the response body);
    *  stall: the request is held stallMs before it is served; corrupt: one byte of the request
-   *  body is flipped on the way in, as a bad link would (R2 then refuses a signed body). */
-  action: 'status' | 'reset' | 'stall' | 'corrupt';
+   *  body is flipped on the way in, as a bad link would (R2 then refuses a signed body);
+   *  lose-reply: the request is served in full, then the connection is cut before the reply. */
+  action: 'status' | 'reset' | 'stall' | 'corrupt' | 'lose-reply';
   status?: number;
   stallMs?: number;
   /** For reset: bytes let through before the cut; default half the body, at most 64 KiB. */
@@ -212,7 +214,7 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     };
 
     const fault = matchFault(c, s3req);
-    let resetResponseAfter: number | undefined;
+    const forwarding: ForwardOptions = { loseReply: fault?.action === 'lose-reply' };
     if (fault) {
       record.fault = fault.action;
       if (fault.action === 'status') {
@@ -245,7 +247,7 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
             req,
             fault.resetAfterBytes ?? Math.min(64 * 1024, Math.floor(length / 2)),
           );
-        resetResponseAfter = fault.resetAfterBytes ?? 64 * 1024;
+        forwarding.resetResponseAfter = fault.resetAfterBytes ?? 64 * 1024;
       }
     }
 
@@ -300,6 +302,13 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
         if (problem) return reply(problem);
         if (req.headers['if-none-match'] === '*' && (await store.objectExists(b, key)))
           return reply(preconditionFailed());
+        // R2's multipart ETag (MD5 of the parts' binary MD5s, "-<count>"), where s3rver would
+        // give the whole object's MD5: stored for HEAD and GET, and put in the reply.
+        const etag = multipartEtag(parts.map((p) => p.etag));
+        forwarding.stored = async (reply) => {
+          await store.setObjectEtag(b, key, etag);
+          return reply.replace(/<ETag>[^<]*<\/ETag>/, `<ETag>&quot;${etag}&quot;</ETag>`);
+        };
         break;
       }
       case 'ListParts':
@@ -312,15 +321,7 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
         return;
     }
     try {
-      await forward(
-        req,
-        source,
-        res,
-        upstreamAddress.port,
-        upstreamAgent,
-        body,
-        resetResponseAfter,
-      );
+      await forward(req, source, res, upstreamAddress.port, upstreamAgent, body, forwarding);
     } catch (err) {
       if (check?.mismatch && !res.headersSent) return reply(payloadMismatch());
       throw err;
@@ -404,6 +405,21 @@ async function readSmallBody(req: Readable, limit: number): Promise<Buffer> {
 
 /** Passes a request on to s3rver without its Authorization (already verified here); the body
  *  comes from `source` (the request, or its payload check), or is `body` when read already. */
+interface ForwardOptions {
+  /** Cut the response after this many body bytes. */
+  resetResponseAfter?: number;
+  /** Serve the request, then cut the connection instead of replying. */
+  loseReply?: boolean;
+  /** After a 200 from s3rver: bookkeeping, and the reply body to send instead of its own. */
+  stored?: (reply: string) => Promise<string>;
+}
+
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunk as Buffer);
+  return Buffer.concat(chunks).toString('utf8');
+}
+
 async function forward(
   req: http.IncomingMessage,
   source: Readable,
@@ -411,7 +427,7 @@ async function forward(
   port: number,
   agent: http.Agent,
   body: Buffer | undefined,
-  resetResponseAfter: number | undefined,
+  { resetResponseAfter, loseReply, stored }: ForwardOptions,
 ): Promise<void> {
   const headers = { ...req.headers };
   delete headers.authorization;
@@ -435,6 +451,18 @@ async function forward(
   if (body) upstream.end(body);
   else pipeline(source, upstream).catch(() => upstream.destroy());
   const up = await response;
+  if (stored && up.statusCode === 200) {
+    const text = await stored(await readAll(up));
+    if (loseReply) return void req.socket.destroy();
+    const headers = { ...up.headers, 'content-length': String(Buffer.byteLength(text)) };
+    delete headers['transfer-encoding'];
+    res.writeHead(200, headers).end(text);
+    return;
+  }
+  if (loseReply) {
+    await finished(up.resume()).catch(() => undefined);
+    return void req.socket.destroy();
+  }
   res.writeHead(up.statusCode ?? 502, up.headers);
   if (resetResponseAfter === undefined) {
     await pipeline(up, res).catch(() => res.destroy());

@@ -246,16 +246,21 @@ describe('faults on the host side', () => {
 });
 
 describe('faults on the R2 side', () => {
-  it('retries a part answered 500 and one cut mid-body; the stored archive decrypts to the same bytes', async () => {
+  it('retries a part answered 500, one cut mid-body and a Complete whose reply was lost; the stored archive decrypts to the same bytes', async () => {
     world.r2.addFault({ operation: 'UploadPart', action: 'status', status: 500, nth: 2 });
     world.r2.addFault({ operation: 'UploadPart', action: 'reset', nth: 4 });
+    world.r2.addFault({ operation: 'CompleteMultipartUpload', action: 'lose-reply' });
     world.r2.resetCounts();
     const run = await world.run({ config: bigConfig });
     expect(run.errors).toEqual([]);
     expect(run.code).toBe(0);
     const faulted = world.r2.requests().filter((r) => r.fault);
-    expect(faulted.map((r) => r.fault).sort()).toEqual(['reset', 'status']);
-    expect(run.warnings.filter((w) => /attempt \d failed/.test(w))).toHaveLength(2);
+    expect(faulted.map((r) => r.fault).sort()).toEqual(['lose-reply', 'reset', 'status']);
+    expect(run.warnings.filter((w) => /attempt \d failed/.test(w))).toHaveLength(3);
+    // The resent Complete found the upload gone (R2 had completed it) and the object its own.
+    const completes = world.r2.requests().filter((r) => r.operation === 'CompleteMultipartUpload');
+    expect(completes.map((r) => r.status)).toEqual([0, 404]);
+    expect(run.warnings.some((w) => /already stored it \(its reply was lost\)/.test(w))).toBe(true);
     await expectModelRestored(run.outputs['manifest-key'] ?? '');
   });
 

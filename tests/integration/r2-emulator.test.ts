@@ -57,7 +57,12 @@ async function download(key: string, c = s3): Promise<Buffer> {
 async function multipart(
   key: string,
   sizes: number[],
-): Promise<{ error?: Error & { Code?: string }; data: Buffer }> {
+): Promise<{
+  error?: Error & { Code?: string };
+  data: Buffer;
+  etag?: string;
+  partEtags: string[];
+}> {
   const { UploadId } = await s3.send(
     new CreateMultipartUploadCommand({ Bucket: bucket, Key: key }),
   );
@@ -69,8 +74,9 @@ async function multipart(
     );
     parts.push({ PartNumber: i + 1, ETag: r.ETag! });
   }
+  const partEtags = parts.map((p) => p.ETag);
   try {
-    await s3.send(
+    const done = await s3.send(
       new CompleteMultipartUploadCommand({
         Bucket: bucket,
         Key: key,
@@ -78,9 +84,9 @@ async function multipart(
         MultipartUpload: { Parts: parts },
       }),
     );
-    return { data: Buffer.concat(chunks) };
+    return { data: Buffer.concat(chunks), etag: done.ETag!, partEtags };
   } catch (error) {
-    return { error: error as Error, data: Buffer.concat(chunks) };
+    return { error: error as Error, data: Buffer.concat(chunks), partEtags };
   }
 }
 
@@ -116,6 +122,25 @@ describe('R2 emulator: storage through the rules proxy', () => {
     const { error, data } = await multipart('a/big.bin', [5 * MiB, 5 * MiB, 3 * MiB + 5]);
     expect(error).toBeUndefined();
     expect(sha256(await download('a/big.bin'))).toBe(sha256(data));
+  });
+
+  it('gives a multipart object R2’s ETag (MD5 of the part MD5s, "-<count>"), in the reply and on HEAD', async () => {
+    const sizes = [5 * MiB, 2 * MiB];
+    const { error, data, etag, partEtags } = await multipart('a/etag.bin', sizes);
+    expect(error).toBeUndefined();
+    // Each part's ETag is the MD5 of its bytes; the object's is computed from those.
+    const md5 = (b: Buffer) => createHash('md5').update(b).digest();
+    const expected = `"${createHash('md5')
+      .update(Buffer.concat([md5(data.subarray(0, 5 * MiB)), md5(data.subarray(5 * MiB))]))
+      .digest('hex')}-2"`;
+    expect(partEtags).toEqual([
+      `"${md5(data.subarray(0, 5 * MiB)).toString('hex')}"`,
+      `"${md5(data.subarray(5 * MiB)).toString('hex')}"`,
+    ]);
+    expect(etag).toBe(expected);
+    const head = await s3.send(new HeadObjectCommand({ Bucket: bucket, Key: 'a/etag.bin' }));
+    expect(head.ETag).toBe(expected);
+    expect(sha256(await download('a/etag.bin'))).toBe(sha256(data));
   });
 
   it('rejects unequal non-trailing parts at Complete with R2 error text', async () => {
@@ -399,6 +424,17 @@ describe('R2 emulator: faults', () => {
     emu.addFault({ operation: 'GetObject', action: 'reset', resetAfterBytes: MiB });
     await expect(download('f/get')).rejects.toThrow();
     expect(sha256(await download('f/get'))).toBe(sha256(data));
+  });
+
+  it('loses the reply of a request it served: the Complete happened, the client saw a cut', async () => {
+    emu.addFault({ operation: 'CompleteMultipartUpload', action: 'lose-reply' });
+    const { error, data } = await multipart('f/lost-reply', [5 * MiB, MiB]);
+    expect(String((error as { code?: string })?.code ?? error)).toMatch(
+      /ECONNRESET|EPIPE|socket hang up/,
+    );
+    expect(sha256(await download('f/lost-reply'))).toBe(sha256(data));
+    const completes = emu.requests().filter((r) => r.operation === 'CompleteMultipartUpload');
+    expect(completes.map((r) => r.fault)).toEqual(['lose-reply']);
   });
 
   it('stalls a request: a client timeout shorter than the stall fails it', async () => {

@@ -73,11 +73,12 @@ describe('push from the SSH host', () => {
 });
 
 describe('R2 faults on parts', () => {
-  it('retries 503 SlowDown and a connection reset, and logs progress while parts move', async () => {
+  it('retries 503 SlowDown, a connection reset and a lost Complete reply, and logs progress while parts move', async () => {
     const tree = await world.makeTree('faults', { 'checkpoints/f.safetensors': 50 * MiB });
     world.r2.addFault({ operation: 'UploadPart', nth: 2, action: 'status', status: 503 });
     world.r2.addFault({ operation: 'UploadPart', nth: 3, action: 'reset' });
     world.r2.addFault({ operation: 'UploadPart', nth: 5, action: 'stall', stallMs: 700 });
+    world.r2.addFault({ operation: 'CompleteMultipartUpload', action: 'lose-reply' });
     const run = await world.run({ source: tree.root, prefix: 'faults', concurrency: '1' }, [], {
       SYNC_MODELS_PROGRESS_MS: '150',
     });
@@ -93,6 +94,12 @@ describe('R2 faults on parts', () => {
     expect(run.warnings.join('\n')).toMatch(
       /UploadPart faults\/checkpoints\/f\.safetensors part 2/,
     );
+    const completes = world.r2.requests().filter((r) => r.operation === 'CompleteMultipartUpload');
+    expect(completes.map((r) => [r.status, r.fault])).toEqual([
+      [0, 'lose-reply'],
+      [404, undefined],
+    ]);
+    expect(run.warnings.join('\n')).toMatch(/already stored it \(its reply was lost\)/);
     expect(run.stdout).toMatch(
       /checkpoints\/f\.safetensors: [\d.]+ MiB \/ 50\.0 MiB \(\d+%\), [\d.]+ MiB\/s, ETA /,
     );

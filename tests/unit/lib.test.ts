@@ -15,6 +15,7 @@ import {
   retry,
 } from '../../src/lib/retry.js';
 import { tableToMarkdown, tableToText } from '../../src/lib/summary.js';
+import { multipartEtag } from '../../src/lib/r2-complete.js';
 
 describe('retry', () => {
   it('retries retryable errors with growing delays and gives up after the attempts', async () => {
@@ -84,6 +85,12 @@ describe('retry', () => {
 });
 
 describe('r2 helpers', () => {
+  it('computes a multipart ETag as R2 documents it: MD5 of the binary part MD5s, "-<count>"', () => {
+    // The two-part example of R2's multipart upload page.
+    expect(
+      multipartEtag(['"bce6bf66aeb76c7040fdd5f4eccb78e6"', '8165449fc15bbf43d3b674595cbcc406']),
+    ).toBe('f77dc0eecdebcd774a2a22cb393ad2ff-2');
+  });
   it('sizes parts as max(16 MiB, ceil(size/10000)) rounded up to a MiB', () => {
     const MiB = 2 ** 20;
     expect(r2PartSize(1)).toBe(16 * MiB);

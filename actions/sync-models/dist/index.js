@@ -85018,7 +85018,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5269);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9084);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -85028,7 +85028,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5269:
+/***/ 9084:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -95534,6 +95534,51 @@ function syncTables(r) {
     return [files, facts];
 }
 
+;// CONCATENATED MODULE: ./src/lib/r2-complete.ts
+// CompleteMultipartUpload that survives a lost reply. When R2 completed the upload but the reply
+// never arrived (a cut connection, a request timeout on a big object), the next attempt, from our
+// retry or the SDK's, finds no upload: 404 NoSuchUpload. The object is then already there, and
+// its ETag tells whether it is this upload: R2 gives a multipart object the MD5 of its parts'
+// binary MD5s followed by "-<part count>", which only these parts produce.
+
+
+const unquote = (etag) => (etag ?? '').replace(/"/g, '');
+/** The ETag R2 (like S3) gives an object completed from parts with these ETags. */
+function multipartEtag(partEtags) {
+    const md5 = (0,external_node_crypto_.createHash)('md5');
+    for (const etag of partEtags)
+        md5.update(Buffer.from(unquote(etag), 'hex'));
+    return `${md5.digest('hex')}-${partEtags.length}`;
+}
+function isNoSuchUpload(err) {
+    const e = err;
+    return e?.name === 'NoSuchUpload' || e?.Code === 'NoSuchUpload';
+}
+/**
+ * One attempt at completing the upload (wrap it in a retry). A NoSuchUpload is accepted only when
+ * the stored object carries this upload's multipart ETag; otherwise that error is thrown as it came.
+ */
+async function r2_complete_completeUpload(client, req, logger) {
+    try {
+        await client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
+            Bucket: req.bucket,
+            Key: req.key,
+            UploadId: req.uploadId,
+            MultipartUpload: { Parts: req.parts },
+        }));
+    }
+    catch (err) {
+        if (!isNoSuchUpload(err))
+            throw err;
+        const head = await client
+            .send(new dist_cjs/* HeadObjectCommand */.l81({ Bucket: req.bucket, Key: req.key }))
+            .catch(() => undefined);
+        if (unquote(head?.ETag) !== multipartEtag(req.parts.map((p) => p.ETag)))
+            throw err;
+        logger.warn(`R2 ${req.key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/lib/retry.ts
 const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Exponential backoff with jitter, capped, honouring Retry-After. */
@@ -95603,6 +95648,7 @@ function isTransientNetworkError(err) {
 // the SDK computes for Buffer bodies), so R2 refuses a part damaged in transit and it is sent
 // again; no second hash (Content-MD5) is needed. Any failure aborts the multipart upload, so
 // nothing half-written is left behind.
+
 
 
 
@@ -95774,12 +95820,8 @@ async function uploadStream(opts) {
             throw failure;
         await opts.beforeComplete?.();
         const parts = [...done].sort((a, b) => a.PartNumber - b.PartNumber);
-        await retry(() => client.send(new CompleteMultipartUploadCommand({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            MultipartUpload: { Parts: parts },
-        })), retryOpts);
+        const completing = { bucket, key, uploadId, parts };
+        await retry(() => completeUpload(client, completing, logger), retryOpts);
         uploadId = undefined;
         const head = await retry(() => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })), retryOpts);
         if (head.ContentLength !== size) {
@@ -96066,6 +96108,7 @@ function progressLine(path, done, size, elapsedMs) {
 
 
 
+
 const SHA256_META = 'sha256';
 const CONTENT_TYPE = 'application/octet-stream';
 /** Marks a command's payload as unsigned: R2 takes it over TLS; we hash the file ourselves. */
@@ -96211,14 +96254,8 @@ async function pushFile(o) {
         await abortUpload(client, bucket, key, uploadId, o.logger);
         throw new errors_OpsError(`${key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
     }
-    await retried(o, `CompleteMultipartUpload ${key}`, () => client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
-        Bucket: bucket,
-        Key: key,
-        UploadId: uploadId,
-        MultipartUpload: {
-            Parts: etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` })),
-        },
-    })));
+    const parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` }));
+    await retried(o, `CompleteMultipartUpload ${key}`, () => r2_complete_completeUpload(client, { bucket, key, uploadId, parts }, o.logger));
     // A resumed upload was created by an earlier run, which may not have known the sha256.
     if (!o.knownSha256 || resumed)
         await setSha256Metadata(o, sha256);
