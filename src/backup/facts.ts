@@ -1,6 +1,6 @@
 // Facts recorded with each backup: tailscale ip -4, hostname, OS release, kernel and the disk
 // usage of the configured mounts. Each is best-effort; a missing fact is a warning, not a failure.
-import { shellQuote } from '../lib/ssh.js';
+import { shellQuote } from '../lib/shell.js';
 import { onHost, type BackupConfig } from './config.js';
 import { bashPipefail } from './remote-commands.js';
 

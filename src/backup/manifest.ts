@@ -1,6 +1,7 @@
 // Where a backup lives in the bucket and what its manifest.json records. The manifest is written
 // last: a backup exists exactly when its manifest does.
 import { z } from 'zod';
+import { OpsError } from '../lib/errors.js';
 import type { HostFacts } from './facts.js';
 import type { Compressor } from './remote-commands.js';
 
@@ -81,6 +82,55 @@ const latestSchema = z.object({
   manifestKey: z.string(),
   finishedAt: z.string(),
 });
+
+// What a restore needs from a manifest, checked; other fields pass through untouched.
+const manifestSchema = z
+  .object({
+    format: z.literal(MANIFEST_FORMAT),
+    backupId: z.string().regex(ID_RE),
+    finishedAt: z.iso.datetime(),
+    host: z.object({ hostRoot: z.string().startsWith('/') }).loose(),
+    encryption: z.object({ format: z.literal('age'), recipients: z.array(z.string()) }),
+    items: z.array(
+      z
+        .object({
+          id: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i),
+          paths: z.array(z.string().startsWith('/')).min(1),
+          missingPaths: z.array(z.string()),
+          restoreTo: z.string().startsWith('/'),
+          key: z.string(),
+          compression: z.enum(['zstd', 'gzip']),
+          tarBytes: z.number().int().nonnegative().nullable(),
+          storedBytes: z.number().int().nonnegative(),
+          sha256: z.string().regex(/^[0-9a-f]{64}$/),
+        })
+        .loose(),
+    ),
+    restoreScript: z.object({
+      key: z.string(),
+      sha256: z.string().regex(/^[0-9a-f]{64}$/),
+      bytes: z.number().int().nonnegative(),
+    }),
+  })
+  .loose();
+
+/** A stored manifest, checked; the error names the key and the first field that is wrong. */
+export function parseManifest(text: string, key: string): Manifest {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch {
+    throw new OpsError(`${key} is not JSON`);
+  }
+  const parsed = manifestSchema.safeParse(json);
+  if (!parsed.success) {
+    const issue = parsed.error.issues[0];
+    throw new OpsError(
+      `${key} is not a ${MANIFEST_FORMAT} manifest: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`,
+    );
+  }
+  return parsed.data as unknown as Manifest;
+}
 
 export function parseLatest(text: string): LatestPointer | undefined {
   try {

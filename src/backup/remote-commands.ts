@@ -1,6 +1,6 @@
 // The remote side of a backup, as shell text: every value is quoted with shellQuote, only the
 // configured * and ? globs reach the shell unquoted (shellGlob).
-import { shellGlob, shellQuote } from '../lib/ssh.js';
+import { shellGlob, shellQuote } from '../lib/shell.js';
 import { onHost, type BackupConfig, type BackupItem } from './config.js';
 
 export type Compressor = 'zstd' | 'gzip';
@@ -13,8 +13,14 @@ export const COMPRESSORS: Record<
   gzip: { command: 'gzip -c', extension: 'tar.gz', decompress: 'gzip -dc' },
 };
 
+/**
+ * How an item's tar is made: the same flags on the host (here and in scripts/host/comfyume-read)
+ * and in the restore drill, whose byte count must then equal the host's.
+ */
+export const TAR_CREATE = 'tar --create --file=- --numeric-owner --anchored';
+
 /** A path relative to the host root, as tar stores it (members never start with /). */
-function memberOf(path: string): string {
+export function memberOf(path: string): string {
   return path === '/' ? '.' : path.slice(1).replace(/\/$/, '');
 }
 
@@ -59,7 +65,7 @@ export function archiveCommand(
     const members = item.paths.map((p) => shellGlob(memberOf(p)));
     archiver = [
       `cd -- ${shellQuote(root)} &&`,
-      'tar --create --file=- --totals --numeric-owner --anchored',
+      `${TAR_CREATE} --totals`,
       ...excludes,
       '--',
       ...members,

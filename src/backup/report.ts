@@ -1,6 +1,7 @@
-// The job summary of a backup: items, facts and retention decisions as tables.
+// Job summaries: a backup's items, facts and retention decisions; a restore drill's results.
 import { formatBytes, formatDuration } from '../lib/format.js';
 import { factsTable, type Table } from '../lib/summary.js';
+import type { DrillResult } from './restore-drill.js';
 import type { BackupResult } from './run-backup.js';
 
 export function backupReport(
@@ -71,4 +72,49 @@ export function backupReport(
   if (result.warnings.length > 0)
     parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
   return parts;
+}
+
+/** The job summary of a restore drill: per item what was restored and how it compared. */
+export function drillReport(
+  result: DrillResult,
+  opts: { bucket: string; prefix: string; maxAge: string },
+): (string | Table)[] {
+  const total = result.downloadSeconds + result.restoreSeconds;
+  return [
+    `## Restore drill of backup ${result.backupId}: ${result.items.length} item(s) restored and matched`,
+    {
+      title: 'Items',
+      headers: [
+        'Item',
+        'Stored (age)',
+        'sha256',
+        'Restored members',
+        'tar bytes (host → restored)',
+        'Result',
+      ],
+      rows: result.items.map((i) => [
+        i.id,
+        formatBytes(i.storedBytes),
+        'matches',
+        String(i.members),
+        `${i.tarBytes ?? '?'} → ${i.restoredTarBytes}`,
+        i.match === null ? 'restored (the host gave no tar size)' : 'same',
+      ]),
+    },
+    factsTable('Drill', [
+      ['backup', `s3://${opts.bucket}/${opts.prefix}/${result.backupId}/`],
+      ['finished', result.finishedAt],
+      [
+        'age',
+        `${result.ageHours.toFixed(1)} h${result.stale ? ` — STALE (max-age ${opts.maxAge})` : ''}`,
+      ],
+      [
+        'download',
+        `${formatBytes(result.downloadedBytes)} in ${formatDuration(result.downloadSeconds * 1000)}`,
+      ],
+      ['RESTORE.sh', formatDuration(result.restoreSeconds * 1000)],
+      ['check', formatDuration(result.checkSeconds * 1000)],
+      ['time to restore (download + RESTORE.sh)', formatDuration(total * 1000)],
+    ]),
+  ];
 }

@@ -1,7 +1,7 @@
 // RESTORE.sh, written next to each manifest: downloads every archive of that backup (or takes
 // them from a directory), verifies its sha256, decrypts it with an age identity and extracts it.
 // Generated bash must stay shellcheck-clean (a test runs /usr/bin/shellcheck on it).
-import { shellQuote } from '../lib/ssh.js';
+import { shellQuote } from '../lib/shell.js';
 import type { HostFacts } from './facts.js';
 import type { ManifestItem } from './manifest.js';
 

@@ -9,6 +9,7 @@ import {
   type S3Client,
 } from '@aws-sdk/client-s3';
 import { createHash } from 'node:crypto';
+import { open } from 'node:fs/promises';
 import type { Readable } from 'node:stream';
 import { abortUpload, describeS3Failure, isRetryableS3Error } from '../lib/r2-stream-upload.js';
 import type { Logger } from '../lib/logger.js';
@@ -122,17 +123,26 @@ export class BackupStore {
     return createHash('sha256').update(data).digest('hex');
   }
 
-  /** Streams an object through sha256 (read-back verification; R2 egress is free). */
-  async sha256Of(key: string): Promise<{ sha256: string; bytes: number }> {
-    return this.send(`read-back of ${key}`, async () => {
+  /**
+   * Streams an object through sha256 (read-back verification; R2 egress is free), and into
+   * `file` when given (a retried download starts the file again).
+   */
+  async sha256Of(key: string, file?: string): Promise<{ sha256: string; bytes: number }> {
+    return this.send(`${file ? 'download' : 'read-back'} of ${key}`, async () => {
       const res = await this.client.send(new GetObjectCommand({ Bucket: this.bucket, Key: key }));
-      const hash = createHash('sha256');
-      let bytes = 0;
-      for await (const chunk of res.Body as Readable) {
-        hash.update(chunk as Buffer);
-        bytes += (chunk as Buffer).length;
+      const out = file ? await open(file, 'w', 0o600) : undefined;
+      try {
+        const hash = createHash('sha256');
+        let bytes = 0;
+        for await (const chunk of res.Body as Readable) {
+          hash.update(chunk as Buffer);
+          bytes += (chunk as Buffer).length;
+          if (out) await out.write(chunk as Buffer);
+        }
+        return { sha256: hash.digest('hex'), bytes };
+      } finally {
+        await out?.close();
       }
-      return { sha256: hash.digest('hex'), bytes };
     });
   }
 

@@ -8,7 +8,12 @@ import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { InputError } from '../lib/errors.js';
 
-export const actionNames = ['backup-verda', 'sync-models', 'deploy-serverless'] as const;
+export const actionNames = [
+  'backup-verda',
+  'sync-models',
+  'deploy-serverless',
+  'restore-drill',
+] as const;
 export type ActionName = (typeof actionNames)[number];
 
 interface ActionSpec {

@@ -7,6 +7,7 @@ const commands: Record<string, ActionName> = {
   backup: 'backup-verda',
   'sync-models': 'sync-models',
   deploy: 'deploy-serverless',
+  'restore-drill': 'restore-drill',
 };
 
 async function usage(): Promise<string> {

@@ -1,8 +1,8 @@
 // `npm run sandbox`: the embedded default. Starts the local stand-ins (a real sshd serving a
 // fixture GPU host, s3rver behind the R2 rules, the Verda emulator), checks that each answers,
 // then runs the pipelines against them with the actions' own code: the nightly backup with the
-// model vault, a no-op re-sync, "start workshop (H100, max 40)" and "stop". Everything is stopped
-// at the end, whatever happened.
+// model vault, a restore drill of it, a no-op re-sync, "start workshop (H100, max 40)" and
+// "stop". Everything is stopped at the end, whatever happened.
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
@@ -88,7 +88,12 @@ interface Step {
   show: string[];
 }
 
-function pipelineSteps(s: SandboxServices, configFile: string, recipient: string): Step[] {
+function pipelineSteps(
+  s: SandboxServices,
+  configFile: string,
+  identity: string,
+  recipient: string,
+): Step[] {
   const r2 = {
     'r2-endpoint': s.r2.endpoint,
     'r2-access-key-id': s.r2.accessKeyId,
@@ -119,6 +124,12 @@ function pipelineSteps(s: SandboxServices, configFile: string, recipient: string
         ...r2,
       },
       show: ['backup-id', 'items', 'bytes', 'tailscale-ip', 'manifest-key'],
+    },
+    {
+      title: 'Restore drill of that backup (its own RESTORE.sh, compared)',
+      action: 'restore-drill',
+      inputs: { bucket: BACKUP_BUCKET, 'age-identity': identity, ...r2 },
+      show: ['backup-id', 'items', 'restore-seconds'],
     },
     {
       title: 'Model vault re-sync (nothing changed: nothing moves)',
@@ -193,7 +204,7 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
     const identity = await generateX25519Identity();
     const recipient = await identityToRecipient(identity);
 
-    for (const step of pipelineSteps(services, configFile, recipient)) {
+    for (const step of pipelineSteps(services, configFile, identity, recipient)) {
       say(`\n=== ${step.title} (actions/${step.action})`);
       const result: ActionResult = await runActionInProcess(step.action, step.inputs);
       ok &&= result.ok;

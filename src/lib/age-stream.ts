@@ -45,6 +45,35 @@ export async function parseRecipients(input: string, values: string[]): Promise<
   return [...new Set(values)];
 }
 
+/**
+ * age identities (secret keys) from an input: one per line, `#` comment and blank lines skipped,
+ * so a whole key file can be pasted. Returns each with its public recipient. Never echoes a key.
+ */
+export async function parseIdentities(
+  input: string,
+  text: string,
+): Promise<{ identity: string; recipient: string }[]> {
+  const expected = 'age secret keys (AGE-SECRET-KEY-1...), one per line, as age-keygen writes them';
+  const lines = text
+    .split(/\r?\n/)
+    .map((l) => l.trim())
+    .filter((l) => l !== '' && !l.startsWith('#'));
+  if (lines.length === 0) throw new InputError(input, '', expected);
+  const { identityToRecipient } = await loadAge();
+  const out: { identity: string; recipient: string }[] = [];
+  for (const [i, identity] of lines.entries()) {
+    if (/^age1/i.test(identity))
+      throw new InputError(input, identity, `${expected}: this is a public key (a recipient)`);
+    try {
+      if (!/^AGE-SECRET-KEY-/.test(identity)) throw new Error('not an age secret key');
+      out.push({ identity, recipient: await identityToRecipient(identity) });
+    } catch {
+      throw new InputError(input, `<line ${i + 1} redacted>`, expected);
+    }
+  }
+  return out;
+}
+
 const BECH32 = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
 
 function bech32Polymod(values: number[]): number {

@@ -35,23 +35,6 @@ function pinBytes(pin: string): Buffer {
   return Buffer.from(pin.slice('SHA256:'.length), 'base64');
 }
 
-/** Quotes one shell word; safe words pass unchanged. Every remote argument goes through here. */
-export function shellQuote(word: string): string {
-  if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word)) return word;
-  return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-
-/**
- * Quotes a path but leaves `*` and `?` unquoted so the remote shell expands them
- * (e.g. /etc/ssh/ssh_host_*). Nothing else can reach the shell unquoted.
- */
-export function shellGlob(path: string): string {
-  return path
-    .split(/([*?])/)
-    .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shellQuote(part)))
-    .join('');
-}
-
 /** Parses a private key; the error names the input and never repeats the key. */
 export function checkPrivateKey(input: string, privateKey: string): void {
   const parsed = privateKey.trim() === '' ? new Error('empty') : utils.parseKey(privateKey);

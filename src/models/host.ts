@@ -8,7 +8,8 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { OpsError } from '../lib/errors.js';
-import { shellQuote, type SshConnection } from '../lib/ssh.js';
+import { shellQuote } from '../lib/shell.js';
+import type { SshConnection } from '../lib/ssh.js';
 import { LocalPartialFile, SshPartialFile, type PartialFile } from './partial.js';
 
 export interface ModelFile {

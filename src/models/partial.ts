@@ -8,7 +8,8 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { OpsError } from '../lib/errors.js';
-import { shellQuote, type SshConnection } from '../lib/ssh.js';
+import { shellQuote } from '../lib/shell.js';
+import type { SshConnection } from '../lib/ssh.js';
 
 export interface PartialFile {
   /** Bytes already in `<file>.partial` (0 when there is none); creates the parent directory. */

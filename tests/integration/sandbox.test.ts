@@ -32,6 +32,9 @@ describe('the embedded sandbox', () => {
     expect(out).toMatch(/items=9\b/);
     expect(out).toMatch(/tailscale-ip=100\.89\.38\.43/);
     expect(out).toMatch(/manifest lists 9 items/);
+    expect(out).toMatch(
+      /Restore drill of that backup[^\n]* ok +backup-id=\d{8}T\d{6}Z\n +items=9\n/,
+    );
     expect(out).toMatch(/uploaded=0\s+\n?.*skipped=3/s);
     expect(out).toMatch(/hourly-cost-max=143\.20/);
     expect(out).toMatch(/status=paused/);

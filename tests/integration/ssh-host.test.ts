@@ -4,7 +4,8 @@ import { createHash } from 'node:crypto';
 import { existsSync, readFileSync, readdirSync, symlinkSync } from 'node:fs';
 import path from 'node:path';
 import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
-import { connectSsh, shellQuote, type SshConnection } from '../../src/lib/ssh.js';
+import { shellQuote } from '../../src/lib/shell.js';
+import { connectSsh, type SshConnection } from '../../src/lib/ssh.js';
 import {
   FIXTURE_TAILSCALE_IP,
   isRunning,

@@ -4,13 +4,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterAll, describe, expect, it } from '@jest/globals';
 import { InputError } from '../../src/lib/errors.js';
-import {
-  checkPrivateKey,
-  fingerprintSha256,
-  parseFingerprints,
-  shellGlob,
-  shellQuote,
-} from '../../src/lib/ssh.js';
+import { shellGlob, shellQuote } from '../../src/lib/shell.js';
+import { checkPrivateKey, fingerprintSha256, parseFingerprints } from '../../src/lib/ssh.js';
 
 const dir = mkdtempSync(path.join(os.tmpdir(), 'ssh-unit-'));
 afterAll(() => rmSync(dir, { recursive: true, force: true }));

@@ -85018,7 +85018,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9084);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(958);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -85028,7 +85028,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9084:
+/***/ 958:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -85043,7 +85043,7 @@ var promises_ = __nccwpck_require__(1455);
 var dist_cjs = __nccwpck_require__(3711);
 ;// CONCATENATED MODULE: ./src/lib/errors.ts
 /** A bad action input or CLI flag: names the input, the value given and what is expected. */
-class InputError extends Error {
+class errors_InputError extends Error {
     input;
     value;
     expected;
@@ -85075,7 +85075,7 @@ class errors_OpsError extends Error {
 }
 /** Errors whose message is the whole story; anything else is a bug and keeps its stack. */
 function isExpectedError(err) {
-    return err instanceof InputError || err instanceof ConfigError || err instanceof errors_OpsError;
+    return err instanceof errors_InputError || err instanceof ConfigError || err instanceof errors_OpsError;
 }
 function errors_errorMessage(err) {
     return err instanceof Error ? err.message : String(err);
@@ -85104,20 +85104,20 @@ function r2Endpoint(opts) {
             url = new URL(opts.endpoint);
         }
         catch {
-            throw new InputError('r2-endpoint', opts.endpoint, 'an http(s) URL such as https://<account-id>.r2.cloudflarestorage.com');
+            throw new errors_InputError('r2-endpoint', opts.endpoint, 'an http(s) URL such as https://<account-id>.r2.cloudflarestorage.com');
         }
         if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-            throw new InputError('r2-endpoint', opts.endpoint, 'an http(s) URL');
+            throw new errors_InputError('r2-endpoint', opts.endpoint, 'an http(s) URL');
         }
         return opts.endpoint.replace(/\/+$/, '');
     }
     if (opts.accountId) {
         if (!/^[0-9a-f]{32}$/.test(opts.accountId)) {
-            throw new InputError('r2-account-id', opts.accountId, 'a 32-character hex Cloudflare account id');
+            throw new errors_InputError('r2-account-id', opts.accountId, 'a 32-character hex Cloudflare account id');
         }
         return `https://${opts.accountId}.r2.cloudflarestorage.com`;
     }
-    throw new InputError('r2-endpoint', '', 'an R2 endpoint URL, or r2-account-id');
+    throw new errors_InputError('r2-endpoint', '', 'an R2 endpoint URL, or r2-account-id');
 }
 /**
  * An S3 client with the settings R2 needs: region auto, path-style, and checksums only when
@@ -85150,7 +85150,7 @@ function r2PartSize(size) {
 /** S3/R2 bucket names: 3\u201363 lowercase letters, digits and hyphens, starting and ending alnum. */
 function validateBucketName(input, bucket) {
     if (!/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket)) {
-        throw new InputError(input, bucket, 'an R2 bucket name: 3-63 lowercase letters, digits and hyphens');
+        throw new errors_InputError(input, bucket, 'an R2 bucket name: 3-63 lowercase letters, digits and hyphens');
     }
     return bucket;
 }
@@ -85230,31 +85230,15 @@ function fingerprintSha256(keyBlob) {
 function parseFingerprints(input, values) {
     const expected = 'one or more host key fingerprints such as SHA256:<43 base64 characters> (ssh-keygen -lf <key>.pub)';
     if (values.length === 0)
-        throw new InputError(input, '', expected);
+        throw new errors_InputError(input, '', expected);
     for (const value of values) {
         if (!PIN_RE.test(value))
-            throw new InputError(input, value, expected);
+            throw new errors_InputError(input, value, expected);
     }
     return [...new Set(values)];
 }
 function pinBytes(pin) {
     return Buffer.from(pin.slice('SHA256:'.length), 'base64');
-}
-/** Quotes one shell word; safe words pass unchanged. Every remote argument goes through here. */
-function shellQuote(word) {
-    if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word))
-        return word;
-    return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-/**
- * Quotes a path but leaves `*` and `?` unquoted so the remote shell expands them
- * (e.g. /etc/ssh/ssh_host_*). Nothing else can reach the shell unquoted.
- */
-function shellGlob(path) {
-    return path
-        .split(/([*?])/)
-        .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shellQuote(part)))
-        .join('');
 }
 /** Parses a private key; the error names the input and never repeats the key. */
 function checkPrivateKey(input, privateKey) {
@@ -85263,7 +85247,7 @@ function checkPrivateKey(input, privateKey) {
         const why = /encrypted|passphrase/i.test(parsed.message)
             ? 'an unencrypted private key (this one needs a passphrase)'
             : `an unencrypted OpenSSH or PEM private key (${parsed.message.replace(/[\r\n]+/g, ' ').slice(0, 120)})`;
-        throw new InputError(input, '<redacted>', why);
+        throw new errors_InputError(input, '<redacted>', why);
     }
 }
 function describeCommand(command) {
@@ -95132,6 +95116,25 @@ var external_node_fs_ = __nccwpck_require__(3024);
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
+;// CONCATENATED MODULE: ./src/lib/shell.ts
+// Shell words for bash command lines, remote (over SSH) and local: every value goes through here.
+/** Quotes one shell word; safe words pass unchanged. */
+function shellQuote(word) {
+    if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word))
+        return word;
+    return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+/**
+ * Quotes a path but leaves `*` and `?` unquoted so the shell expands them
+ * (e.g. /etc/ssh/ssh_host_*). Nothing else can reach the shell unquoted.
+ */
+function shellGlob(path) {
+    return path
+        .split(/([*?])/)
+        .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shellQuote(part)))
+        .join('');
+}
+
 ;// CONCATENATED MODULE: ./src/models/partial.ts
 // Where a download lands before it is trusted: `<file>.partial` beside the final path, appended
 // to (resume), measured and hashed where it lives, then renamed into place in one step. One
@@ -99798,14 +99801,14 @@ class Inputs {
     required(name, expected = 'a non-empty value') {
         const value = this.raw(name);
         if (value === '')
-            throw new InputError(name, value, expected);
+            throw new errors_InputError(name, value, expected);
         return value;
     }
     /** A required input whose value is a secret: the error never repeats what was given. */
     secret(name, expected = 'a non-empty secret') {
         const value = this.raw(name);
         if (value === '')
-            throw new InputError(name, '', expected);
+            throw new errors_InputError(name, '', expected);
         return value;
     }
     optional(name) {
@@ -99819,10 +99822,10 @@ class Inputs {
             return opts.default;
         const expected = `an integer from ${min} to ${max}`;
         if (!/^[+-]?\d+$/.test(value))
-            throw new InputError(name, value, expected);
+            throw new errors_InputError(name, value, expected);
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n < min || n > max)
-            throw new InputError(name, value, expected);
+            throw new errors_InputError(name, value, expected);
         return n;
     }
     optionalInt(name, opts = {}) {
@@ -99835,7 +99838,7 @@ class Inputs {
         const { min = -Infinity, max = Infinity } = opts;
         const n = Number(value);
         if (value === '' || !Number.isFinite(n) || n < min || n > max) {
-            throw new InputError(name, value, `a number from ${min} to ${max}`);
+            throw new errors_InputError(name, value, `a number from ${min} to ${max}`);
         }
         return n;
     }
@@ -99844,7 +99847,7 @@ class Inputs {
         if (value === '' && fallback !== undefined)
             return fallback;
         if (!allowed.includes(value)) {
-            throw new InputError(name, value, `one of ${allowed.join(', ')}`);
+            throw new errors_InputError(name, value, `one of ${allowed.join(', ')}`);
         }
         return value;
     }
@@ -99857,7 +99860,7 @@ class Inputs {
             return true;
         if (['false', 'False', 'FALSE'].includes(value))
             return false;
-        throw new InputError(name, value, 'true or false');
+        throw new errors_InputError(name, value, 'true or false');
     }
     /** One item per line (commas also separate); blank lines and # comments dropped. */
     list(name) {
@@ -99868,7 +99871,7 @@ class Inputs {
         const value = this.raw(name) || fallback || '';
         const ms = parseDuration(value);
         if (ms === undefined)
-            throw new InputError(name, value, 'a duration such as 90s, 15m or 1h30m');
+            throw new errors_InputError(name, value, 'a duration such as 90s, 15m or 1h30m');
         return ms;
     }
     /** A size such as 16MiB, 1.5GiB, 5MB or a plain number of bytes; 'auto' gives undefined. */
@@ -99881,7 +99884,7 @@ class Inputs {
         const range = `from ${formatSizeLimit(min)} to ${formatSizeLimit(max)}`;
         const expected = `a size such as 16MiB or 1GiB ${range}${opts.allowAuto ? ", or 'auto'" : ''}`;
         if (bytes === undefined || bytes < min || bytes > max)
-            throw new InputError(name, value, expected);
+            throw new errors_InputError(name, value, expected);
         return bytes;
     }
 }
@@ -99953,13 +99956,13 @@ const SSH_EXPECTED = 'ssh://user@host:port/absolute/path (port optional, default
 function parseLocation(input, value) {
     if (!value.includes('://')) {
         if (value.trim() === '')
-            throw new InputError(input, value, 'a local directory or ' + SSH_EXPECTED);
+            throw new errors_InputError(input, value, 'a local directory or ' + SSH_EXPECTED);
         return { kind: 'local', dir: value };
     }
     const m = /^ssh:\/\/([A-Za-z_][A-Za-z0-9_.-]*)@(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(\/[^\0\n]*)$/.exec(value);
     const port = Number(m?.[3] ?? 22);
     if (!m || port < 1 || port > 65535 || (m[4] ?? '').split('/').includes('..'))
-        throw new InputError(input, value, SSH_EXPECTED);
+        throw new errors_InputError(input, value, SSH_EXPECTED);
     return {
         kind: 'ssh',
         user: m[1] ?? '',
@@ -99969,7 +99972,35 @@ function parseLocation(input, value) {
     };
 }
 
+;// CONCATENATED MODULE: ./src/actions/shared/r2-inputs.ts
+// The R2 inputs every action shares: where R2 is, the key pair, and key prefixes.
+
+
+/** r2-endpoint (or r2-account-id), r2-access-key-id and r2-secret-access-key. */
+function parseR2Access(inputs) {
+    const endpointInput = inputs.optional('r2-endpoint');
+    const accountId = inputs.optional('r2-account-id');
+    return {
+        endpoint: r2Endpoint({
+            ...(endpointInput ? { endpoint: endpointInput } : {}),
+            ...(accountId ? { accountId } : {}),
+        }),
+        accessKeyId: inputs.secret('r2-access-key-id', 'the R2 access key id'),
+        secretAccessKey: inputs.secret('r2-secret-access-key', 'the R2 secret access key'),
+    };
+}
+const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+/** A key prefix such as backups/verda: no leading or trailing '/', no '.' or '..' parts. */
+function parsePrefix(input, value) {
+    const expected = "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
+    if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
+        throw new InputError(input, value, expected);
+    }
+    return value;
+}
+
 ;// CONCATENATED MODULE: ./src/actions/sync-models/inputs.ts
+
 
 
 
@@ -99994,8 +100025,6 @@ function parseSyncInputs(source) {
         max: R2_MAX_PART,
         allowAuto: true,
     });
-    const endpointInput = inputs.optional('r2-endpoint');
-    const accountId = inputs.optional('r2-account-id');
     const include = inputs.list('include');
     const manifestRaw = inputs.raw('manifest');
     const hfToken = inputs.optional('hf-token');
@@ -100005,12 +100034,7 @@ function parseSyncInputs(source) {
         ...(ssh ? { ssh } : {}),
         bucket: validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name')),
         prefix: normalizePrefix(inputs.raw('prefix')),
-        endpoint: r2Endpoint({
-            ...(endpointInput ? { endpoint: endpointInput } : {}),
-            ...(accountId ? { accountId } : {}),
-        }),
-        accessKeyId: inputs.secret('r2-access-key-id', 'an R2 access key id'),
-        secretAccessKey: inputs.secret('r2-secret-access-key', 'an R2 secret access key'),
+        ...parseR2Access(inputs),
         include: include.length > 0 ? include : ['**/*.safetensors'],
         ...(compare ? { compare } : {}),
         // Over SSH each file in flight is one channel, and sshd allows 10 per connection by default.

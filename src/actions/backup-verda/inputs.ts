@@ -2,10 +2,11 @@ import path from 'node:path';
 import { parseRecipients } from '../../lib/age-stream.js';
 import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
-import { R2_MIN_PART, r2Endpoint, validateBucketName } from '../../lib/r2.js';
+import { R2_MIN_PART, validateBucketName } from '../../lib/r2.js';
 import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
 import { parseRetention, type RetentionPolicy } from '../../backup/retention.js';
 import { MAX_PART_MIB } from '../../backup/run-backup.js';
+import { parsePrefix, parseR2Access } from '../shared/r2-inputs.js';
 
 export interface BackupInputs {
   host: string;
@@ -41,17 +42,6 @@ export const SECRET_INPUTS = [
 ] as const;
 
 const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
-const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-
-function parsePrefix(input: string, value: string): string {
-  const expected =
-    "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
-  if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
-    throw new InputError(input, value, expected);
-  }
-  return value;
-}
-
 /** Every input checked before any connection or request (each error names input and value). */
 export async function parseBackupInputs(
   source: InputSource,
@@ -82,14 +72,7 @@ export async function parseBackupInputs(
     'prefix',
     inputs.required('prefix', 'a key prefix such as backups/verda'),
   );
-  const accountId = inputs.optional('r2-account-id');
-  const endpointInput = inputs.optional('r2-endpoint');
-  const endpoint = r2Endpoint({
-    ...(endpointInput ? { endpoint: endpointInput } : {}),
-    ...(accountId ? { accountId } : {}),
-  });
-  const accessKeyId = inputs.secret('r2-access-key-id', 'the R2 access key id');
-  const secretAccessKey = inputs.secret('r2-secret-access-key', 'the R2 secret access key');
+  const { endpoint, accessKeyId, secretAccessKey } = parseR2Access(inputs);
   const recipients = await parseRecipients('age-recipients', inputs.list('age-recipients'));
   const retention = parseRetention(
     'retention',

@@ -1,9 +1,10 @@
 import { Inputs, type InputSource } from '../../lib/inputs.js';
-import { R2_MAX_PART, R2_MIN_PART, r2Endpoint, validateBucketName } from '../../lib/r2.js';
+import { R2_MAX_PART, R2_MIN_PART, validateBucketName } from '../../lib/r2.js';
 import { parseFingerprints } from '../../lib/ssh.js';
 import { normalizePrefix } from '../../models/bucket.js';
 import { parseLocation, type ModelLocation } from '../../models/location.js';
 import type { SyncModelsOptions } from '../../models/sync.js';
+import { parseR2Access } from '../shared/r2-inputs.js';
 
 /** The library's options that come straight from inputs, plus where and how to connect. */
 export interface SyncInputs extends Pick<
@@ -63,8 +64,6 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
     max: R2_MAX_PART,
     allowAuto: true,
   });
-  const endpointInput = inputs.optional('r2-endpoint');
-  const accountId = inputs.optional('r2-account-id');
   const include = inputs.list('include');
   const manifestRaw = inputs.raw('manifest');
   const hfToken = inputs.optional('hf-token');
@@ -74,12 +73,7 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
     ...(ssh ? { ssh } : {}),
     bucket: validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name')),
     prefix: normalizePrefix(inputs.raw('prefix')),
-    endpoint: r2Endpoint({
-      ...(endpointInput ? { endpoint: endpointInput } : {}),
-      ...(accountId ? { accountId } : {}),
-    }),
-    accessKeyId: inputs.secret('r2-access-key-id', 'an R2 access key id'),
-    secretAccessKey: inputs.secret('r2-secret-access-key', 'an R2 secret access key'),
+    ...parseR2Access(inputs),
     include: include.length > 0 ? include : ['**/*.safetensors'],
     ...(compare ? { compare } : {}),
     // Over SSH each file in flight is one channel, and sshd allows 10 per connection by default.

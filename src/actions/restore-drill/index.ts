@@ -1,0 +1,4 @@
+import '../../lib/cjs-globals.js';
+import { run } from './main.js';
+
+await run();

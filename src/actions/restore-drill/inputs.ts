@@ -1,0 +1,46 @@
+import { parseIdentities } from '../../lib/age-stream.js';
+import { InputError } from '../../lib/errors.js';
+import { Inputs, type InputSource } from '../../lib/inputs.js';
+import { validateBucketName } from '../../lib/r2.js';
+import { parseBackupId } from '../../backup/manifest.js';
+import { parsePrefix, parseR2Access, type R2Access } from '../shared/r2-inputs.js';
+
+export interface DrillInputs extends R2Access {
+  bucket: string;
+  prefix: string;
+  identities: { identity: string; recipient: string }[];
+  backupId: string | undefined;
+  items: string[];
+  maxAgeMs: number;
+  /** max-age as given, for messages. */
+  maxAge: string;
+  r2TimeoutMs: number;
+}
+
+/** The secret inputs, to mask before anything else happens. */
+export const SECRET_INPUTS = ['age-identity', 'r2-access-key-id', 'r2-secret-access-key'] as const;
+
+/** Every input checked before any request (each error names the input and its value). */
+export async function parseDrillInputs(source: InputSource): Promise<DrillInputs> {
+  const inputs = new Inputs(source);
+  const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
+  const prefix = parsePrefix(
+    'prefix',
+    inputs.required('prefix', 'a key prefix such as backups/verda'),
+  );
+  const access = parseR2Access(inputs);
+  const identities = await parseIdentities('age-identity', inputs.raw('age-identity'));
+  const backupId = inputs.optional('backup-id');
+  if (backupId !== undefined && !parseBackupId(backupId))
+    throw new InputError('backup-id', backupId, 'a backup id such as 20261128T021500Z');
+  const items = inputs.list('items');
+  for (const id of items)
+    if (!/^[a-z0-9][a-z0-9-]*$/.test(id))
+      throw new InputError('items', id, 'item ids of the backup, such as ssh-host-keys');
+  const maxAge = inputs.raw('max-age') || '48h';
+  const maxAgeMs = inputs.duration('max-age', maxAge);
+  const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
+  if (r2TimeoutMs < 1000)
+    throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
+  return { bucket, prefix, ...access, identities, backupId, items, maxAgeMs, maxAge, r2TimeoutMs };
+}

@@ -1,0 +1,62 @@
+import path from 'node:path';
+import { drillReport } from '../../backup/report.js';
+import { runRestoreDrill } from '../../backup/restore-drill.js';
+import { OpsError } from '../../lib/errors.js';
+import { createR2Client } from '../../lib/r2.js';
+import {
+  actionInputs,
+  actionsLogger,
+  maskSecret,
+  runAction,
+  setOutputs,
+  writeSummary,
+} from '../shared/runtime.js';
+import { parseDrillInputs, SECRET_INPUTS } from './inputs.js';
+
+export async function run(): Promise<void> {
+  await runAction(async () => {
+    for (const name of SECRET_INPUTS) {
+      // A pasted key file's comment lines hold the public key, which errors may name: mask
+      // only the secret lines of the identity.
+      if (name === 'age-identity') {
+        for (const line of actionInputs(name).split(/\r?\n/))
+          if (/^AGE-SECRET-KEY-/i.test(line.trim())) maskSecret(line.trim());
+      } else maskSecret(actionInputs(name));
+    }
+    const inputs = await parseDrillInputs(actionInputs);
+    const client = createR2Client({
+      endpoint: inputs.endpoint,
+      accessKeyId: inputs.accessKeyId,
+      secretAccessKey: inputs.secretAccessKey,
+      maxAttempts: 1, // our own retry wraps every request
+      requestTimeoutMs: inputs.r2TimeoutMs,
+    });
+    const runnerTemp = process.env.RUNNER_TEMP;
+    const result = await runRestoreDrill({
+      client,
+      bucket: inputs.bucket,
+      prefix: inputs.prefix,
+      ...(inputs.backupId ? { backupId: inputs.backupId } : {}),
+      identities: inputs.identities,
+      only: inputs.items,
+      maxAgeMs: inputs.maxAgeMs,
+      ...(runnerTemp ? { tempDir: path.resolve(runnerTemp) } : {}),
+      logger: actionsLogger,
+    });
+    setOutputs({
+      'backup-id': result.backupId,
+      items: result.items.length,
+      bytes: result.downloadedBytes,
+      'backup-age-hours': result.ageHours.toFixed(1),
+      'restore-seconds': (result.downloadSeconds + result.restoreSeconds).toFixed(1),
+    });
+    await writeSummary(
+      drillReport(result, { bucket: inputs.bucket, prefix: inputs.prefix, maxAge: inputs.maxAge }),
+    );
+    if (result.stale) {
+      throw new OpsError(
+        `backup ${result.backupId} restores, but it is ${result.ageHours.toFixed(1)} h old (max-age ${inputs.maxAge}): no nightly backup has completed since ${result.finishedAt}`,
+      );
+    }
+  });
+}

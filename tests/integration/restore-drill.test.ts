@@ -1,0 +1,237 @@
+// restore-drill through its bundle: a real backup of the sshd fixture host (backup-verda's bundle)
+// is downloaded from the R2 emulator, restored by its own RESTORE.sh (real age, zstd and tar) into
+// a fresh root and compared with what the host's tar wrote. Each failure names what is wrong and
+// leaves no restored file behind.
+import { execFileSync } from 'node:child_process';
+import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { PutObjectCommand } from '@aws-sdk/client-s3';
+import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import type { Manifest } from '../../src/backup/manifest.js';
+import { runAction } from '../helpers/run-action.js';
+import { BUCKET, PREFIX, startBackupWorld, type BackupWorld } from './backup-setup.js';
+
+jest.setTimeout(120_000);
+
+let world: BackupWorld;
+let manifest: Manifest;
+let keyFile: string;
+let runnerTemp: string;
+
+beforeAll(async () => {
+  world = await startBackupWorld();
+  const backup = await world.run();
+  expect(backup.code).toBe(0);
+  manifest = JSON.parse(
+    (await world.get(backup.outputs['manifest-key'] ?? '')).toString('utf8'),
+  ) as Manifest;
+  // The whole file age-keygen wrote, comments included, as an admin would paste it.
+  keyFile = readFileSync(world.identityFile, 'utf8');
+}, 120_000);
+afterAll(async () => {
+  await world?.stop();
+});
+beforeEach(() => {
+  world.r2.clearFaults();
+  world.r2.resetCounts();
+  runnerTemp = mkdtempSync(path.join(os.tmpdir(), 'drill-runner-temp-'));
+});
+
+async function drill(overrides: Record<string, string> = {}, extraSecrets: string[] = []) {
+  const run = await runAction('restore-drill', {
+    inputs: {
+      bucket: BUCKET,
+      prefix: PREFIX,
+      'r2-endpoint': world.r2.endpoint,
+      'r2-access-key-id': world.r2.accessKeyId,
+      'r2-secret-access-key': world.r2.secretAccessKey,
+      'age-identity': keyFile,
+      'r2-timeout': '20s',
+      ...overrides,
+    },
+    secrets: [...world.secrets, ...extraSecrets],
+    env: { RUNNER_TEMP: runnerTemp },
+  });
+  // Restored secrets (host keys, the Tailscale identity) never outlive a drill, whatever happened.
+  expect(readdirSync(runnerTemp)).toEqual([]);
+  rmSync(runnerTemp, { recursive: true, force: true });
+  return run;
+}
+
+const archiveGets = () =>
+  world.r2.requests().filter((r) => r.operation === 'GetObject' && /\.age$/.test(r.key ?? ''));
+
+describe('restore-drill', () => {
+  it('restores the latest backup with its own RESTORE.sh; every item matches the host tar', async () => {
+    const run = await drill();
+    expect(run.errors).toEqual([]);
+    expect(run.code).toBe(0);
+    const items = manifest.items.filter((i) => i.tarBytes !== null);
+    expect(items.length).toBe(manifest.items.length);
+    expect(run.outputs).toMatchObject({
+      'backup-id': manifest.backupId,
+      items: String(manifest.items.length),
+      bytes: String(
+        manifest.items.reduce((n, i) => n + i.storedBytes, 0) + manifest.restoreScript.bytes,
+      ),
+    });
+    expect(Number(run.outputs['backup-age-hours'])).toBeLessThan(1);
+    expect(Number(run.outputs['restore-seconds'])).toBeGreaterThan(0);
+    // One row per item, each with the host's tar size and the same restored.
+    for (const item of manifest.items) {
+      expect(run.summary).toContain(`| ${item.id} | `);
+      expect(run.summary).toMatch(
+        new RegExp(`\\| ${item.id} \\|.*\\| ${item.tarBytes} → ${item.tarBytes} \\| same \\|`),
+      );
+    }
+    expect(run.stdout).toMatch(/RESTORE.sh: Restoring backup \d{8}T\d{6}Z/);
+    expect(archiveGets()).toHaveLength(manifest.items.length);
+  });
+
+  it('restores only the items asked for', async () => {
+    const run = await drill({ items: 'ssh-host-keys, comfy-env' });
+    expect(run.errors).toEqual([]);
+    expect(run.outputs.items).toBe('2');
+    expect(archiveGets().map((r) => r.key?.replace(/.*\//, '').replace(/\..*/, ''))).toEqual([
+      'ssh-host-keys',
+      'comfy-env',
+    ]);
+  });
+
+  it('fails, naming the item, when the restored tree differs from what the host archived', async () => {
+    // A manifest whose record of the host tar is one block off: the comparison must notice.
+    const key = `${PREFIX}/${manifest.backupId}/manifest.json`;
+    const edited = structuredClone(manifest);
+    const item = edited.items.find((i) => i.id === 'ssh-host-keys')!;
+    item.tarBytes = (item.tarBytes ?? 0) + 512;
+    const put = (m: Manifest) =>
+      world.s3.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: JSON.stringify(m, null, 2) }),
+      );
+    await put(edited);
+    try {
+      const run = await drill();
+      expect(run.code).toBe(1);
+      expect(run.errors[0]).toMatch(
+        new RegExp(
+          `restored items differ from what the host archived: ssh-host-keys \\(tar ${item.tarBytes - 512} bytes restored, ${item.tarBytes} on the host\\)`,
+        ),
+      );
+    } finally {
+      await put(manifest);
+    }
+  });
+
+  it('refuses an archive that does not match its manifest sha256, before decrypting anything', async () => {
+    const item = manifest.items.find((i) => i.id === 'comfy-env')!;
+    const original = await world.get(item.key);
+    const tampered = Buffer.from(original);
+    tampered[tampered.length - 1]! ^= 0xff;
+    await world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: item.key, Body: tampered }));
+    try {
+      const run = await drill();
+      expect(run.code).toBe(1);
+      expect(run.errors[0]).toMatch(
+        new RegExp(
+          `comfy-env \\(${item.key}\\) does not match the manifest: sha256 [0-9a-f]{64}, recorded ${item.sha256}`,
+        ),
+      );
+      expect(run.stdout).not.toMatch(/RESTORE.sh: Restoring/);
+    } finally {
+      await world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: item.key, Body: original }));
+    }
+  });
+
+  it('retries a download answered 500 and one cut mid-body', async () => {
+    world.r2.addFault({
+      operation: 'GetObject',
+      keyPattern: /home-dev/,
+      action: 'status',
+      status: 500,
+    });
+    world.r2.addFault({
+      operation: 'GetObject',
+      keyPattern: /comfy-project/,
+      action: 'reset',
+      resetAfterBytes: 1000,
+    });
+    const run = await drill();
+    expect(run.errors).toEqual([]);
+    expect(run.code).toBe(0);
+    expect(
+      world.r2
+        .requests()
+        .filter((r) => r.fault)
+        .map((r) => r.fault)
+        .sort(),
+    ).toEqual(['reset', 'status']);
+  });
+
+  it('restores but fails when the backup is older than max-age (the nightly has stopped)', async () => {
+    const run = await drill({ 'max-age': '1ms' });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(
+      new RegExp(`backup ${manifest.backupId} restores, but it is [\\d.]+ h old \\(max-age 1ms\\)`),
+    );
+    expect(run.summary).toMatch(/STALE \(max-age 1ms\)/);
+    expect(run.outputs['backup-id']).toBe(manifest.backupId);
+  });
+
+  it('refuses an identity that is not a recipient of the backup, before downloading an archive', async () => {
+    const other = path.join(world.dir, 'other-key.txt');
+    rmSync(other, { force: true });
+    execFileSync('age-keygen', ['-o', other], { stdio: 'ignore' });
+    const otherKey = readFileSync(other, 'utf8');
+    const otherSecret = otherKey.split('\n').find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
+    const run = await drill({ 'age-identity': otherKey }, [otherSecret]);
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toContain(`age-identity`);
+    expect(run.errors[0]).toContain(world.recipient);
+    expect(archiveGets()).toEqual([]);
+  });
+});
+
+describe('restore-drill bad inputs fail before any request', () => {
+  it.each([
+    [
+      'a public key as identity',
+      { 'age-identity': 'age1' + 'q'.repeat(58) },
+      /age-identity.*public key/,
+    ],
+    [
+      'a malformed identity (never echoed)',
+      { 'age-identity': 'AGE-SECRET-KEY-1NOTAKEY' },
+      /age-identity.*<line 1 redacted>.*AGE-SECRET-KEY-1/,
+    ],
+    [
+      'a malformed backup-id',
+      { 'backup-id': 'yesterday' },
+      /backup-id.*yesterday.*20261128T021500Z/,
+    ],
+    ['an invalid bucket', { bucket: 'No_Such' }, /bucket/],
+    ['a bad prefix', { prefix: '/backups' }, /prefix.*\/backups/],
+    ['a bad max-age', { 'max-age': 'soon' }, /max-age.*soon/],
+  ])('%s', async (_what, overrides, message) => {
+    const run = await drill(overrides);
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(message);
+    expect(run.errors[0]).not.toMatch(/NOTAKEY/);
+    expect(world.r2.requests()).toEqual([]);
+  });
+
+  it('names the items of the backup when an unknown one is asked for', async () => {
+    const run = await drill({ items: 'no-such-item' });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(
+      /items.*no-such-item.*items of backup \d{8}T\d{6}Z: .*ssh-host-keys/,
+    );
+    expect(archiveGets()).toEqual([]);
+  });
+
+  it('names a backup-id that has no manifest', async () => {
+    const run = await drill({ 'backup-id': '20200101T000000Z' });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/backup-id.*20200101T000000Z.*no manifest\.json/);
+  });
+});
