@@ -12,7 +12,7 @@ const hasControlChars = (value: string) =>
   [...value].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
 
 /** An absolute path without '.', '..', empty segments or control characters. */
-function absolutePath(what: string, opts: { glob?: boolean } = {}) {
+export function absolutePath(what: string, opts: { glob?: boolean } = {}) {
   return z.string().superRefine((value, ctx) => {
     const problem = pathProblem(value, opts.glob ?? false);
     if (problem)

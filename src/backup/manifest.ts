@@ -2,6 +2,7 @@
 // last: a backup exists exactly when its manifest does.
 import { z } from 'zod';
 import { OpsError } from '../lib/errors.js';
+import { absolutePath } from './config.js';
 import type { HostFacts } from './facts.js';
 import type { Compressor } from './remote-commands.js';
 
@@ -83,21 +84,27 @@ const latestSchema = z.object({
   finishedAt: z.string(),
 });
 
-// What a restore needs from a manifest, checked; other fields pass through untouched.
+// What a restore drill needs from a manifest (to restore, and to generate RESTORE.sh again),
+// checked; other fields pass through untouched.
 const manifestSchema = z
   .object({
     format: z.literal(MANIFEST_FORMAT),
     backupId: z.string().regex(ID_RE),
     finishedAt: z.iso.datetime(),
-    host: z.object({ hostRoot: z.string().startsWith('/') }).loose(),
+    tool: z.object({ version: z.string() }).loose(),
+    host: z.object({ hostRoot: absolutePath('host.hostRoot'), fingerprint: z.string() }).loose(),
+    facts: z.object({ hostname: z.string(), tailscaleIp: z.string() }).loose(),
     encryption: z.object({ format: z.literal('age'), recipients: z.array(z.string()) }),
     items: z.array(
       z
         .object({
           id: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i),
-          paths: z.array(z.string().startsWith('/')).min(1),
+          description: z.string(),
+          afterRestore: z.array(z.string()),
+          // Checked as the config checks them: they become paths on the machine restoring.
+          paths: z.array(absolutePath('path', { glob: true })).min(1),
           missingPaths: z.array(z.string()),
-          restoreTo: z.string().startsWith('/'),
+          restoreTo: absolutePath('restoreTo'),
           key: z.string(),
           compression: z.enum(['zstd', 'gzip']),
           tarBytes: z.number().int().nonnegative().nullable(),

@@ -13,14 +13,8 @@ export const COMPRESSORS: Record<
   gzip: { command: 'gzip -c', extension: 'tar.gz', decompress: 'gzip -dc' },
 };
 
-/**
- * How an item's tar is made: the same flags on the host (here and in scripts/host/comfyume-read)
- * and in the restore drill, whose byte count must then equal the host's.
- */
-export const TAR_CREATE = 'tar --create --file=- --numeric-owner --anchored';
-
 /** A path relative to the host root, as tar stores it (members never start with /). */
-export function memberOf(path: string): string {
+function memberOf(path: string): string {
   return path === '/' ? '.' : path.slice(1).replace(/\/$/, '');
 }
 
@@ -65,7 +59,8 @@ export function archiveCommand(
     const members = item.paths.map((p) => shellGlob(memberOf(p)));
     archiver = [
       `cd -- ${shellQuote(root)} &&`,
-      `${TAR_CREATE} --totals`,
+      // The C locale: tar's "Total bytes written" line must not be translated (it is parsed).
+      'LC_ALL=C tar --create --file=- --totals --numeric-owner --anchored',
       ...excludes,
       '--',
       ...members,

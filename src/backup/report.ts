@@ -81,24 +81,24 @@ export function drillReport(
 ): (string | Table)[] {
   const total = result.downloadSeconds + result.restoreSeconds;
   return [
-    `## Restore drill of backup ${result.backupId}: ${result.items.length} item(s) restored and matched`,
+    `## Restore drill of backup ${result.backupId}: ${result.items.length} item(s) restored, equal to their archives`,
     {
       title: 'Items',
       headers: [
         'Item',
         'Stored (age)',
         'sha256',
-        'Restored members',
-        'tar bytes (host → restored)',
-        'Result',
+        'Restored by RESTORE.sh',
+        'Compared with the archive',
       ],
       rows: result.items.map((i) => [
         i.id,
         formatBytes(i.storedBytes),
-        'matches',
-        String(i.members),
-        `${i.tarBytes ?? '?'} → ${i.restoredTarBytes}`,
-        i.match === null ? 'restored (the host gave no tar size)' : 'same',
+        'matches the manifest',
+        `${i.members} member(s)`,
+        i.ownershipIgnored
+          ? `equal (owners not compared for ${i.ownershipIgnored}: not root)`
+          : 'equal',
       ]),
     },
     factsTable('Drill', [
@@ -113,7 +113,7 @@ export function drillReport(
         `${formatBytes(result.downloadedBytes)} in ${formatDuration(result.downloadSeconds * 1000)}`,
       ],
       ['RESTORE.sh', formatDuration(result.restoreSeconds * 1000)],
-      ['check', formatDuration(result.checkSeconds * 1000)],
+      ['comparison', formatDuration(result.checkSeconds * 1000)],
       ['time to restore (download + RESTORE.sh)', formatDuration(total * 1000)],
     ]),
   ];

@@ -1,27 +1,31 @@
-// The restore drill: proves a backup can be restored before the day it is needed. It downloads a
-// backup (the latest by default), checks every object against the manifest's sha256, runs the
-// backup's own RESTORE.sh with a drill identity, each item into a fresh root of its own, and
-// compares each restored item with what the host's tar wrote: tar of the restored tree, with the
-// same flags, must come to the manifest's tarBytes (tar's size depends on every member's name,
-// type and size, so a missing, extra or truncated file shows). The work directory, which holds
-// restored secrets (SSH host keys, the Tailscale identity), is removed at the end whatever happens.
+// The restore drill: proves a backup can be restored before the day it is needed. For a backup
+// (the latest by default) it checks the manifest, and checks that the stored RESTORE.sh is exactly
+// what this tool generates from that manifest: the script is code from the bucket, and write
+// access to the bucket must not become code running next to the drill key. Then, one item at a
+// time: download (sha256 checked against the manifest), restore with RESTORE.sh into a fresh root,
+// and compare the restored tree with the archive file by file (`tar --compare`: every member
+// present, same type, size, mode and contents), then delete both. The work directory, which holds
+// restored secrets (SSH host keys, the Tailscale identity), is removed whatever happens.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import { InputError, OpsError } from '../lib/errors.js';
+import { errorMessage, InputError, OpsError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { RetryOptions } from '../lib/retry.js';
-import { shellGlob, shellQuote } from '../lib/shell.js';
 import { backupKeys, parseManifest, type Manifest, type ManifestItem } from './manifest.js';
-import { memberOf, TAR_CREATE } from './remote-commands.js';
+import { COMPRESSORS } from './remote-commands.js';
+import { restoreScript } from './restore-script.js';
 import { BackupStore } from './store.js';
+import { TOOL_VERSION } from './version.js';
 
 export interface DrillOptions {
   client: S3Client;
   bucket: string;
   prefix: string;
+  /** The R2 endpoint, as RESTORE.sh names it for downloads (the drill passes --from). */
+  endpoint: string;
   /** Default: the backup latest.json names. */
   backupId?: string;
   /** age identities (AGE-SECRET-KEY-1...) with their recipients; one must be the backup's. */
@@ -32,6 +36,10 @@ export interface DrillOptions {
   maxAgeMs?: number;
   /** Where the work directory is made (default the OS temp dir; RUNNER_TEMP in Actions). */
   tempDir?: string;
+  /** Longest one child process (a restore, a comparison) may take. Default 30 min. */
+  stepTimeoutMs?: number;
+  /** Cancels the drill (the workflow was cancelled): children are killed, files removed. */
+  signal?: AbortSignal;
   logger: Logger;
   retry?: RetryOptions;
   now?: () => Date;
@@ -40,14 +48,10 @@ export interface DrillOptions {
 export interface DrillItem {
   id: string;
   storedBytes: number;
-  /** What the host's tar wrote, from the manifest (null when tar did not report it). */
-  tarBytes: number | null;
-  /** tar of the restored tree, same flags. */
-  restoredTarBytes: number;
-  /** Files, directories and links restored. */
+  /** Archive members found restored and equal (files, directories, links). */
   members: number;
-  /** restoredTarBytes equals tarBytes; null when there was nothing to compare with. */
-  match: boolean | null;
+  /** Ownership differences, ignored when the drill does not run as root. */
+  ownershipIgnored: number;
 }
 
 export interface DrillResult {
@@ -61,8 +65,6 @@ export interface DrillResult {
   restoreSeconds: number;
   checkSeconds: number;
 }
-
-const seconds = (since: number) => (Date.now() - since) / 1000;
 
 export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> {
   const { logger } = opts;
@@ -79,100 +81,62 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
   );
 
   const work = await mkdtemp(path.join(opts.tempDir ?? os.tmpdir(), 'comfyume-drill-'));
+  let failed = true;
   try {
     await chmod(work, 0o700);
-    const archives = path.join(work, 'archives');
-    const root = path.join(work, 'root');
-    await mkdir(archives);
-    await mkdir(root);
-
-    let started = Date.now();
-    let downloadedBytes = 0;
-    const script = path.join(work, 'RESTORE.sh');
-    const objects = [
-      {
-        what: 'RESTORE.sh',
-        key: manifest.restoreScript.key,
-        sha256: manifest.restoreScript.sha256,
-        file: script,
-      },
-      ...items.map((i) => ({
-        what: i.id,
-        key: i.key,
-        sha256: i.sha256,
-        file: path.join(archives, path.posix.basename(i.key)),
-      })),
-    ];
-    for (const o of objects) {
-      const got = await store.sha256Of(o.key, o.file);
-      if (got.sha256 !== o.sha256) {
-        throw new OpsError(
-          `${o.what} (${o.key}) does not match the manifest: sha256 ${got.sha256}, recorded ${o.sha256}`,
-        );
+    const step = { timeoutMs: opts.stepTimeoutMs ?? 30 * 60_000, signal: opts.signal };
+    const timing = { download: 0, restore: 0, check: 0 };
+    const timed = async <T>(what: keyof typeof timing, fn: () => Promise<T>): Promise<T> => {
+      const started = Date.now();
+      try {
+        return await fn();
+      } finally {
+        timing[what] += (Date.now() - started) / 1000;
       }
-      downloadedBytes += got.bytes;
-      logger.info(`${o.what}: ${got.bytes} bytes, sha256 matches the manifest`);
-    }
-    const downloadSeconds = seconds(started);
+    };
 
-    started = Date.now();
+    const stored = path.join(work, 'RESTORE.sh.stored');
+    let downloadedBytes = await timed('download', () =>
+      download(store, manifest.restoreScript, 'RESTORE.sh', stored, logger),
+    );
+    const script = path.join(work, 'RESTORE.sh');
+    await writeFile(script, checkedRestoreScript(await readFile(stored, 'utf8'), manifest, opts), {
+      mode: 0o700,
+    });
     const identityFile = path.join(work, 'identity.txt');
     await writeFile(identityFile, `${opts.identities.map((i) => i.identity).join('\n')}\n`, {
       mode: 0o600,
     });
-    // One root per item: items overlap (the project lies inside the home directory, which
-    // excludes it), and each restored tree must hold exactly its own item to be compared.
-    for (const item of items) {
-      await mkdir(path.join(root, item.id));
-      await runRestoreScript(
-        script,
-        [
-          '--identity',
-          identityFile,
-          '--root',
-          path.join(root, item.id),
-          '--from',
-          archives,
-          '--skip-after-restore',
-          '--only',
-          item.id,
-        ],
-        logger,
-      );
-    }
-    await rm(identityFile, { force: true });
-    const restoreSeconds = seconds(started);
 
-    started = Date.now();
     const results: DrillItem[] = [];
     for (const item of items) {
-      const restored = await tarRestoredItem(path.join(root, item.id, item.restoreTo), item);
-      const match = item.tarBytes === null ? null : restored.bytes === item.tarBytes;
-      results.push({
-        id: item.id,
-        storedBytes: item.storedBytes,
-        tarBytes: item.tarBytes,
-        restoredTarBytes: restored.bytes,
-        members: restored.members,
-        match,
-      });
+      // One item at a time, each into a root of its own: items overlap (the project lies inside
+      // the home directory, which excludes it), and disk use stays at one item.
+      const archives = path.join(work, 'archives');
+      const root = path.join(work, 'root');
+      await mkdir(archives);
+      await mkdir(root);
+      const archive = path.join(archives, path.posix.basename(item.key));
+      downloadedBytes += await timed('download', () =>
+        download(store, item, item.id, archive, logger),
+      );
+      await timed('restore', () =>
+        restoreItem(script, identityFile, archives, root, item, logger, step),
+      );
+      const compared = await timed('check', () =>
+        compareItem(identityFile, archive, path.join(root, item.restoreTo), item, step),
+      );
       logger.info(
-        `${item.id}: ${restored.members} member(s) restored, tar ${restored.bytes} bytes` +
-          (item.tarBytes === null
-            ? ' (the host did not report its tar size)'
-            : `, host ${item.tarBytes}`),
+        `${item.id}: ${compared.members} member(s) restored, equal to the archive` +
+          (compared.ownershipIgnored
+            ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
+            : ''),
       );
+      results.push({ id: item.id, storedBytes: item.storedBytes, ...compared });
+      await removeTree(archives);
+      await removeTree(root);
     }
-    const mismatched = results.filter((r) => r.match === false);
-    if (mismatched.length > 0) {
-      throw new OpsError(
-        `restored items differ from what the host archived: ${mismatched
-          .map(
-            (r) => `${r.id} (tar ${r.restoredTarBytes} bytes restored, ${r.tarBytes} on the host)`,
-          )
-          .join(', ')}`,
-      );
-    }
+    failed = false;
     return {
       backupId: manifest.backupId,
       finishedAt: manifest.finishedAt,
@@ -180,13 +144,17 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
       stale: opts.maxAgeMs !== undefined && ageMs > opts.maxAgeMs,
       items: results,
       downloadedBytes,
-      downloadSeconds,
-      restoreSeconds,
-      checkSeconds: seconds(started),
+      downloadSeconds: timing.download,
+      restoreSeconds: timing.restore,
+      checkSeconds: timing.check,
     };
   } finally {
-    // Restored secrets never outlive the drill.
-    await rm(work, { recursive: true, force: true });
+    // Restored secrets never outlive the drill. A cleanup failure after another failure is
+    // logged, so the first error stays the one reported.
+    await removeTree(work).catch((err: unknown) => {
+      if (!failed) throw err;
+      logger.error(errorMessage(err));
+    });
   }
 }
 
@@ -238,63 +206,196 @@ function checkIdentities(manifest: Manifest, identities: DrillOptions['identitie
   }
 }
 
-/** The environment for child processes: no INPUT_* (the action's inputs hold secrets). */
-function childEnv(): NodeJS.ProcessEnv {
-  const env: NodeJS.ProcessEnv = { LC_ALL: 'C' };
-  for (const [k, v] of Object.entries(process.env)) if (!k.startsWith('INPUT_')) env[k] = v;
-  env.LC_ALL = 'C';
-  return env;
+/** Downloads an object into `file` and checks its sha256 against the manifest. */
+async function download(
+  store: BackupStore,
+  object: { key: string; sha256: string },
+  what: string,
+  file: string,
+  logger: Logger,
+): Promise<number> {
+  const got = await store.sha256Of(object.key, file);
+  if (got.sha256 !== object.sha256) {
+    throw new OpsError(
+      `${what} (${object.key}) does not match the manifest: sha256 ${got.sha256}, recorded ${object.sha256}`,
+    );
+  }
+  logger.info(`${what}: ${got.bytes} bytes, sha256 matches the manifest`);
+  return got.bytes;
 }
 
-async function runRestoreScript(script: string, args: string[], logger: Logger): Promise<void> {
-  const child = spawn('bash', [script, ...args], {
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
+// RESTORE.sh names the endpoint it downloads from; the drill passes --from, so only that value
+// may differ from the generated script (a line of its own, replaced before comparing).
+const ENDPOINT_LINE = /^R2_ENDPOINT=\$\{R2_ENDPOINT:-.*\}$/m;
+
+/**
+ * The RESTORE.sh to run: this tool's own, generated from the manifest, once the stored one is
+ * found to be the same script (apart from the endpoint it names).
+ */
+function checkedRestoreScript(stored: string, manifest: Manifest, opts: DrillOptions): string {
+  const generated = restoreScript({
+    backupId: manifest.backupId,
+    toolVersion: manifest.tool.version,
+    bucket: opts.bucket,
+    prefix: opts.prefix,
+    endpoint: opts.endpoint,
+    hostFingerprint: manifest.host.fingerprint,
+    facts: manifest.facts,
+    items: manifest.items,
   });
-  let stderr = '';
-  child.stdout.setEncoding('utf8').on('data', (text: string) => {
-    for (const line of text.split('\n')) if (line.trim()) logger.info(`RESTORE.sh: ${line}`);
-  });
-  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-  const [code, signal] = await new Promise<[number | null, NodeJS.Signals | null]>(
-    (resolve, reject) => {
-      child.on('error', reject);
-      child.on('close', (c, s) => resolve([c, s]));
-    },
-  );
-  if (code !== 0) {
-    const tail = stderr.trim().split('\n').slice(-5).join(' | ');
+  const line = ENDPOINT_LINE.exec(generated)?.[0] ?? '';
+  const a = stored.replace(ENDPOINT_LINE, line).split('\n');
+  const b = generated.split('\n');
+  const at = a.findIndex((l, i) => l !== b[i]);
+  if (at >= 0 || a.length !== b.length) {
+    const n = at >= 0 ? at : Math.min(a.length, b.length);
+    const version =
+      manifest.tool.version === TOOL_VERSION
+        ? `the same version (${TOOL_VERSION}) wrote it, so it was changed after the backup`
+        : `it was written by ${manifest.tool.version} and this is ${TOOL_VERSION}: drill a backup written by this version`;
     throw new OpsError(
-      `RESTORE.sh failed (${signal ? `signal ${signal}` : `exit code ${code}`}): ${tail || 'no message'}`,
+      `RESTORE.sh of backup ${manifest.backupId} is not the script this tool generates from its manifest (line ${n + 1} differs); ${version}. Not run.`,
     );
+  }
+  return generated;
+}
+
+interface Step {
+  timeoutMs: number;
+  signal: AbortSignal | undefined;
+}
+
+async function restoreItem(
+  script: string,
+  identityFile: string,
+  archives: string,
+  root: string,
+  item: ManifestItem,
+  logger: Logger,
+  step: Step,
+): Promise<void> {
+  const out: Buffer[] = [];
+  const args = ['--identity', identityFile, '--root', root, '--from', archives];
+  const done = await run('bash', [script, ...args, '--skip-after-restore', '--only', item.id], {
+    ...step,
+    onStdout: (chunk) => out.push(chunk),
+  });
+  for (const line of Buffer.concat(out).toString('utf8').split('\n'))
+    if (line.trim()) logger.info(`RESTORE.sh: ${line}`);
+  if (done.code !== 0) {
+    throw new OpsError(`RESTORE.sh failed on ${item.id} (${done.how}): ${tail(done.stderr)}`);
   }
 }
 
-/** tar of an item's restored members, as the host ran it: byte count and member count. */
-async function tarRestoredItem(
+// What `tar --compare` reports for a member that differs (GNU tar 1.30+ wording, LC_ALL=C).
+const DIFFERS = /: (?:[A-Z][a-z]*(?: [a-z]+)* differs?|Not linked to .*|Contents differ)$/;
+const OWNERSHIP = /: (?:Uid|Gid) differs$/;
+
+/**
+ * Decrypts the archive again and lets GNU tar compare it with the restored tree: a missing
+ * member, another type, size, mode, link target or different contents all count. Ownership can
+ * only match when the restore ran as root; otherwise it is counted, not failed.
+ */
+async function compareItem(
+  identityFile: string,
+  archive: string,
   dir: string,
   item: ManifestItem,
-): Promise<{ bytes: number; members: number }> {
-  const members = item.paths.filter((p) => !item.missingPaths.includes(p)).map(memberOf);
-  const script = `cd -- ${shellQuote(dir)} && ${TAR_CREATE} --verbose -- ${members.map(shellGlob).join(' ')}`;
-  const child = spawn('bash', ['-c', script], {
-    env: childEnv(),
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let bytes = 0;
-  child.stdout.on('data', (chunk: Buffer) => (bytes += chunk.length));
-  let stderr = '';
-  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
-  const code = await new Promise<number | null>((resolve, reject) => {
-    child.on('error', reject);
-    child.on('close', resolve);
-  });
-  const lines = stderr.split('\n').filter((l) => l !== '');
-  const problems = lines.filter((l) => l.startsWith('tar: '));
-  if (code !== 0) {
+  step: Step,
+): Promise<{ members: number; ownershipIgnored: number }> {
+  const decompress = COMPRESSORS[item.compression].decompress;
+  const pipeline = `age -d -i "$1" -- "$2" | ${decompress} | tar --compare --verbose --numeric-owner --file=- --directory="$3"`;
+  let listing = '';
+  const done = await run(
+    'bash',
+    ['-o', 'pipefail', '-c', pipeline, 'compare', identityFile, archive, dir],
+    {
+      ...step,
+      onStdout: (chunk) => (listing += chunk.toString('utf8')),
+    },
+  );
+  const lines = listing.split('\n').filter((l) => l !== '');
+  const asRoot = process.getuid?.() === 0;
+  const differing = lines.filter((l) => DIFFERS.test(l) && (asRoot || !OWNERSHIP.test(l)));
+  const ownershipIgnored = asRoot ? 0 : lines.filter((l) => OWNERSHIP.test(l)).length;
+  const troubles = done.stderr.split('\n').filter((l) => l.startsWith('tar: '));
+  const problems = [...differing, ...troubles];
+  // tar exits 1 when something differs; ownership alone (not root) is not a failure.
+  const onlyOwnership = done.code === 1 && problems.length === 0 && ownershipIgnored > 0;
+  if (problems.length > 0 || (done.code !== 0 && !onlyOwnership)) {
+    const shown = problems.slice(0, 5).join('; ') || tail(done.stderr);
     throw new OpsError(
-      `${item.id}: tar of the restored tree failed (exit code ${code}): ${problems.slice(-3).join(' | ')}`,
+      `${item.id}: the restored files differ from the archive (${done.how}${problems.length > 5 ? `, ${problems.length} problems` : ''}): ${shown}`,
     );
   }
-  return { bytes, members: lines.length - problems.length };
+  return { members: lines.length - lines.filter((l) => DIFFERS.test(l)).length, ownershipIgnored };
+}
+
+const tail = (stderr: string) => stderr.trim().split('\n').slice(-5).join(' | ') || 'no message';
+
+interface Finished {
+  code: number | null;
+  /** "exit code N", "signal S" or "timed out after N s". */
+  how: string;
+  stderr: string;
+}
+
+/**
+ * Runs a local command with its stdout to `onStdout` and its stderr kept. The environment is
+ * PATH, HOME and TMPDIR only (the action's own holds its secret inputs), with LC_ALL=C since
+ * tar's messages are parsed. A timeout or the abort signal kills it.
+ */
+function run(
+  command: string,
+  args: string[],
+  opts: Partial<Step> & { onStdout?: (chunk: Buffer) => void } = {},
+): Promise<Finished> {
+  const env: NodeJS.ProcessEnv = { LC_ALL: 'C' };
+  for (const name of ['PATH', 'HOME', 'TMPDIR'])
+    if (process.env[name] !== undefined) env[name] = process.env[name];
+  const child = spawn(command, args, {
+    env,
+    stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.timeoutMs ? { timeout: opts.timeoutMs, killSignal: 'SIGKILL' as const } : {}),
+    ...(opts.signal ? { signal: opts.signal } : {}),
+  });
+  let stderr = '';
+  const started = Date.now();
+  child.stdout.on('data', opts.onStdout ?? (() => undefined));
+  child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
+  return new Promise((resolve, reject) => {
+    child.on('error', (err) => {
+      if ((err as { name?: string }).name !== 'AbortError') reject(err);
+    });
+    child.on('close', (code, signal) => {
+      if (opts.signal?.aborted) return reject(new OpsError('the restore drill was cancelled'));
+      const timedOut =
+        signal === 'SIGKILL' && opts.timeoutMs && Date.now() - started >= opts.timeoutMs;
+      const how = timedOut
+        ? `timed out after ${Math.round((opts.timeoutMs ?? 0) / 1000)} s`
+        : signal
+          ? `signal ${signal}`
+          : `exit code ${code}`;
+      resolve({ code, how, stderr });
+    });
+  });
+}
+
+/**
+ * rm -rf that also takes trees a non-root restore made unwritable (a directory stored 0555 keeps
+ * its entries); fails, naming the directory, if restored files would remain.
+ */
+async function removeTree(dir: string): Promise<void> {
+  try {
+    await rm(dir, { recursive: true, force: true });
+  } catch {
+    await run('chmod', ['-R', 'u+rwX', '--', dir]).catch(() => undefined);
+    try {
+      await rm(dir, { recursive: true, force: true });
+    } catch (err) {
+      throw new OpsError(
+        `could not remove the drill's restored files in ${dir}: ${errorMessage(err)}`,
+      );
+    }
+  }
 }

@@ -58,9 +58,14 @@ export async function completeUpload(
     );
   } catch (err) {
     if (!isNoSuchUpload(err)) throw err;
+    // No object: the upload really is gone. Any other HEAD failure is thrown as it is, so a
+    // retryable one (5xx, a reset) has the whole attempt made again.
     const head = await client
       .send(new HeadObjectCommand({ Bucket: req.bucket, Key: req.key }))
-      .catch(() => undefined);
+      .catch((headErr: unknown) => {
+        if ((headErr as { name?: string }).name === 'NotFound') return undefined;
+        throw headErr;
+      });
     if (unquote(head?.ETag) !== multipartEtag(req.parts.map((p) => p.ETag))) throw err;
     logger.warn(
       `R2 ${req.key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`,

@@ -91,6 +91,24 @@ describe('a lost CompleteMultipartUpload reply', () => {
     expect(pending.Uploads ?? []).toEqual([]);
   });
 
+  it('asks again when the HEAD that would recognise it fails (503), then recognises it', async () => {
+    const key = 'lost/head-503.bin';
+    const data = randomBytes(6 * MiB);
+    emu.addFault({ operation: 'CompleteMultipartUpload', action: 'lose-reply' });
+    // The SDK resends Complete (404) and tries HEAD 3 times (503 each); the uploader's retry
+    // then makes the whole attempt again: Complete (404), HEAD (the object, this upload's ETag).
+    emu.addFault({ operation: 'HeadObject', action: 'status', status: 503, times: 3 });
+    const { done, logger } = upload(client(3), key, data);
+    expect((await done).sha256).toBe(sha256(data));
+    expect(sha256(await stored(key))).toBe(sha256(data));
+    expect(completes()).toEqual([
+      [0, 'lose-reply'],
+      [404, undefined],
+      [404, undefined],
+    ]);
+    expect(logger.warnings().join('\n')).toMatch(/already stored it/);
+  });
+
   it('fails when the upload vanished and the key holds another object', async () => {
     const key = 'lost/other.bin';
     const older = randomBytes(MiB);

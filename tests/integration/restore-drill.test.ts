@@ -1,16 +1,16 @@
 // restore-drill through its bundle: a real backup of the sshd fixture host (backup-verda's bundle)
 // is downloaded from the R2 emulator, restored by its own RESTORE.sh (real age, zstd and tar) into
-// a fresh root and compared with what the host's tar wrote. Each failure names what is wrong and
-// leaves no restored file behind.
+// a fresh root and compared file by file with its archive (tar --compare). Each failure names
+// what is wrong and leaves no restored file behind.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync } from 'node:fs';
+import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import type { Manifest } from '../../src/backup/manifest.js';
 import { runAction } from '../helpers/run-action.js';
-import { BUCKET, PREFIX, startBackupWorld, type BackupWorld } from './backup-setup.js';
+import { BUCKET, PREFIX, sha256, startBackupWorld, type BackupWorld } from './backup-setup.js';
 
 jest.setTimeout(120_000);
 
@@ -38,7 +38,11 @@ beforeEach(() => {
   runnerTemp = mkdtempSync(path.join(os.tmpdir(), 'drill-runner-temp-'));
 });
 
-async function drill(overrides: Record<string, string> = {}, extraSecrets: string[] = []) {
+async function drill(
+  overrides: Record<string, string> = {},
+  extraSecrets: string[] = [],
+  env: Record<string, string> = {},
+) {
   const run = await runAction('restore-drill', {
     inputs: {
       bucket: BUCKET,
@@ -51,7 +55,7 @@ async function drill(overrides: Record<string, string> = {}, extraSecrets: strin
       ...overrides,
     },
     secrets: [...world.secrets, ...extraSecrets],
-    env: { RUNNER_TEMP: runnerTemp },
+    env: { RUNNER_TEMP: runnerTemp, ...env },
   });
   // Restored secrets (host keys, the Tailscale identity) never outlive a drill, whatever happened.
   expect(readdirSync(runnerTemp)).toEqual([]);
@@ -63,12 +67,10 @@ const archiveGets = () =>
   world.r2.requests().filter((r) => r.operation === 'GetObject' && /\.age$/.test(r.key ?? ''));
 
 describe('restore-drill', () => {
-  it('restores the latest backup with its own RESTORE.sh; every item matches the host tar', async () => {
+  it('restores the latest backup with its own RESTORE.sh; every item equals its archive', async () => {
     const run = await drill();
     expect(run.errors).toEqual([]);
     expect(run.code).toBe(0);
-    const items = manifest.items.filter((i) => i.tarBytes !== null);
-    expect(items.length).toBe(manifest.items.length);
     expect(run.outputs).toMatchObject({
       'backup-id': manifest.backupId,
       items: String(manifest.items.length),
@@ -78,13 +80,13 @@ describe('restore-drill', () => {
     });
     expect(Number(run.outputs['backup-age-hours'])).toBeLessThan(1);
     expect(Number(run.outputs['restore-seconds'])).toBeGreaterThan(0);
-    // One row per item, each with the host's tar size and the same restored.
-    for (const item of manifest.items) {
-      expect(run.summary).toContain(`| ${item.id} | `);
+    // One row per item: restored members, compared equal (as root, owners included).
+    for (const item of manifest.items)
       expect(run.summary).toMatch(
-        new RegExp(`\\| ${item.id} \\|.*\\| ${item.tarBytes} → ${item.tarBytes} \\| same \\|`),
+        new RegExp(`\\| ${item.id} \\|.*\\| [1-9]\\d* member\\(s\\) \\| equal \\|`),
       );
-    }
+    // The .env: one directory chain and the file, restored and compared.
+    expect(run.stdout).toMatch(/comfy-env: [1-9]\d* member\(s\) restored, equal to the archive\n/);
     expect(run.stdout).toMatch(/RESTORE.sh: Restoring backup \d{8}T\d{6}Z/);
     expect(archiveGets()).toHaveLength(manifest.items.length);
   });
@@ -99,38 +101,78 @@ describe('restore-drill', () => {
     ]);
   });
 
-  it('fails, naming the item, when the restored tree differs from what the host archived', async () => {
-    // A manifest whose record of the host tar is one block off: the comparison must notice.
-    const key = `${PREFIX}/${manifest.backupId}/manifest.json`;
+  // A restore that went wrong (a full disk, a broken tar): a `tar` first on PATH that extracts
+  // with the real one, then damages the .env it wrote. The comparison must name the damage.
+  it.each([
+    [
+      'is missing',
+      'rm -f -- "$f"',
+      /home\/dev\/comfy-multi\/\.env: Warning: Cannot stat: No such file/,
+    ],
+    ['is truncated', 'truncate -s 3 -- "$f"', /home\/dev\/comfy-multi\/\.env: Size differs/],
+    [
+      'has other bytes of the same size',
+      'printf Z | dd of="$f" bs=1 seek=0 conv=notrunc status=none',
+      /home\/dev\/comfy-multi\/\.env: Contents differ/,
+    ],
+  ])('fails, naming the file, when a restored file %s', async (_what, damage, message) => {
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'drill-bad-tar-'));
+    const realTar = execFileSync('bash', ['-c', 'command -v tar'], { encoding: 'utf8' }).trim();
+    writeFileSync(
+      path.join(bin, 'tar'),
+      [
+        '#!/bin/bash',
+        `${realTar} "$@" || exit`,
+        'extracting=0; dest=.',
+        'while (($#)); do case $1 in -x*) extracting=1 ;; -C) dest=$2; shift ;; esac; shift; done',
+        'f=$dest/home/dev/comfy-multi/.env',
+        `if ((extracting)) && [[ -f $f ]]; then ${damage}; fi`,
+        '',
+      ].join('\n'),
+      { mode: 0o755 },
+    );
+    try {
+      const run = await drill({ items: 'comfy-env' }, [], { PATH: `${bin}:${process.env.PATH}` });
+      expect(run.code).toBe(1);
+      expect(run.errors[0]).toMatch(/comfy-env: the restored files differ from the archive/);
+      expect(run.errors[0]).toMatch(message);
+    } finally {
+      rmSync(bin, { recursive: true, force: true });
+    }
+  });
+
+  it('refuses to run a RESTORE.sh that is not the one this tool generates (a changed bucket)', async () => {
+    // Someone with write access to the bucket swaps the script and fixes up the manifest's sha256.
+    const manifestKey = `${PREFIX}/${manifest.backupId}/manifest.json`;
+    const original = await world.get(manifest.restoreScript.key);
+    const evil = Buffer.from(`${original.toString('utf8')}touch /tmp/drill-pwned\n`);
     const edited = structuredClone(manifest);
-    const item = edited.items.find((i) => i.id === 'ssh-host-keys')!;
-    item.tarBytes = (item.tarBytes ?? 0) + 512;
-    const put = (m: Manifest) =>
-      world.s3.send(
-        new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: JSON.stringify(m, null, 2) }),
-      );
-    await put(edited);
+    edited.restoreScript.sha256 = sha256(evil);
+    const put = (key: string, body: Buffer | string) =>
+      world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
+    await put(manifest.restoreScript.key, evil);
+    await put(manifestKey, JSON.stringify(edited));
     try {
       const run = await drill();
       expect(run.code).toBe(1);
       expect(run.errors[0]).toMatch(
-        new RegExp(
-          `restored items differ from what the host archived: ssh-host-keys \\(tar ${item.tarBytes - 512} bytes restored, ${item.tarBytes} on the host\\)`,
-        ),
+        /RESTORE\.sh of backup \d{8}T\d{6}Z is not the script this tool generates from its manifest \(line \d+ differs\); the same version \(\d+\.\d+\.\d+\) wrote it, so it was changed after the backup\. Not run\./,
       );
+      expect(archiveGets()).toEqual([]);
     } finally {
-      await put(manifest);
+      await put(manifest.restoreScript.key, original);
+      await put(manifestKey, JSON.stringify(manifest));
     }
   });
 
-  it('refuses an archive that does not match its manifest sha256, before decrypting anything', async () => {
+  it('refuses an archive that does not match its manifest sha256, before decrypting it', async () => {
     const item = manifest.items.find((i) => i.id === 'comfy-env')!;
     const original = await world.get(item.key);
     const tampered = Buffer.from(original);
     tampered[tampered.length - 1]! ^= 0xff;
     await world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: item.key, Body: tampered }));
     try {
-      const run = await drill();
+      const run = await drill({ items: 'comfy-env' });
       expect(run.code).toBe(1);
       expect(run.errors[0]).toMatch(
         new RegExp(

@@ -172,7 +172,7 @@ describe('remote commands', () => {
     const c = config();
     const cmd = archiveCommand(c, c.items[1]!, 'gzip');
     expect(innerScript(cmd)).toBe(
-      `cd -- / && tar --create --file=- --numeric-owner --anchored --totals '--exclude=home/dev'\\''s/.cache' ` +
+      `cd -- / && LC_ALL=C tar --create --file=- --totals --numeric-owner --anchored '--exclude=home/dev'\\''s/.cache' ` +
         `'--exclude=home/dev'\\''s/a b/*.log' -- 'home/dev'\\''s' | gzip -c`,
     );
   });

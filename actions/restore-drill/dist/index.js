@@ -61494,7 +61494,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7102);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2023);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -61504,13 +61504,13 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7102:
+/***/ 2023:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
 // EXPORTS
 __nccwpck_require__.d(__webpack_exports__, {
-  e: () => (/* binding */ run)
+  e: () => (/* binding */ main_run)
 });
 
 // EXTERNAL MODULE: external "node:path"
@@ -61652,24 +61652,24 @@ function backupReport(result, opts) {
 function drillReport(result, opts) {
     const total = result.downloadSeconds + result.restoreSeconds;
     return [
-        `## Restore drill of backup ${result.backupId}: ${result.items.length} item(s) restored and matched`,
+        `## Restore drill of backup ${result.backupId}: ${result.items.length} item(s) restored, equal to their archives`,
         {
             title: 'Items',
             headers: [
                 'Item',
                 'Stored (age)',
                 'sha256',
-                'Restored members',
-                'tar bytes (host \u2192 restored)',
-                'Result',
+                'Restored by RESTORE.sh',
+                'Compared with the archive',
             ],
             rows: result.items.map((i) => [
                 i.id,
                 format_formatBytes(i.storedBytes),
-                'matches',
-                String(i.members),
-                `${i.tarBytes ?? '?'} \u2192 ${i.restoredTarBytes}`,
-                i.match === null ? 'restored (the host gave no tar size)' : 'same',
+                'matches the manifest',
+                `${i.members} member(s)`,
+                i.ownershipIgnored
+                    ? `equal (owners not compared for ${i.ownershipIgnored}: not root)`
+                    : 'equal',
             ]),
         },
         summary_factsTable('Drill', [
@@ -61684,7 +61684,7 @@ function drillReport(result, opts) {
                 `${format_formatBytes(result.downloadedBytes)} in ${format_formatDuration(result.downloadSeconds * 1000)}`,
             ],
             ['RESTORE.sh', format_formatDuration(result.restoreSeconds * 1000)],
-            ['check', format_formatDuration(result.checkSeconds * 1000)],
+            ['comparison', format_formatDuration(result.checkSeconds * 1000)],
             ['time to restore (download + RESTORE.sh)', format_formatDuration(total * 1000)],
         ]),
     ];
@@ -61740,25 +61740,6 @@ function errors_errorMessage(err) {
 function quote(value) {
     const shown = value.length > 120 ? `${value.slice(0, 117)}...` : value;
     return JSON.stringify(shown);
-}
-
-;// CONCATENATED MODULE: ./src/lib/shell.ts
-// Shell words for bash command lines, remote (over SSH) and local: every value goes through here.
-/** Quotes one shell word; safe words pass unchanged. */
-function shell_shellQuote(word) {
-    if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word))
-        return word;
-    return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-/**
- * Quotes a path but leaves `*` and `?` unquoted so the shell expands them
- * (e.g. /etc/ssh/ssh_host_*). Nothing else can reach the shell unquoted.
- */
-function shell_shellGlob(path) {
-    return path
-        .split(/([*?])/)
-        .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shell_shellQuote(part)))
-        .join('');
 }
 
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
@@ -71313,93 +71294,6 @@ function iso_duration(params) {
     return core._isoDuration(ZodISODuration, params);
 }
 
-;// CONCATENATED MODULE: ./src/backup/manifest.ts
-// Where a backup lives in the bucket and what its manifest.json records. The manifest is written
-// last: a backup exists exactly when its manifest does.
-
-
-const MANIFEST_FORMAT = 'comfyume-ops/backup-manifest/1';
-const TOOL_NAME = 'comfyume-ops backup-verda';
-/** Backup ids are UTC timestamps, sortable as text: 20261128T021500Z. */
-function backupIdFor(date) {
-    return date
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d{3}Z$/, 'Z');
-}
-const ID_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
-function parseBackupId(id) {
-    const m = ID_RE.exec(id);
-    if (!m)
-        return undefined;
-    const [, y, mo, d, h, mi, s] = m.map(Number);
-    const date = new Date(Date.UTC(y ?? 0, (mo ?? 1) - 1, d, h, mi, s));
-    return backupIdFor(date) === id ? date : undefined;
-}
-const backupKeys = (prefix, id) => ({
-    dir: `${prefix}/${id}/`,
-    manifest: `${prefix}/${id}/manifest.json`,
-    restoreScript: `${prefix}/${id}/RESTORE.sh`,
-    item: (itemId, extension) => `${prefix}/${id}/${itemId}.${extension}.age`,
-});
-const latestKey = (prefix) => `${prefix}/latest.json`;
-const latestSchema = object({
-    backupId: schemas_string(),
-    manifestKey: schemas_string(),
-    finishedAt: schemas_string(),
-});
-// What a restore needs from a manifest, checked; other fields pass through untouched.
-const manifestSchema = object({
-    format: literal(MANIFEST_FORMAT),
-    backupId: schemas_string().regex(ID_RE),
-    finishedAt: iso_datetime(),
-    host: object({ hostRoot: schemas_string().startsWith('/') }).loose(),
-    encryption: object({ format: literal('age'), recipients: array(schemas_string()) }),
-    items: array(object({
-        id: schemas_string().regex(/^[a-z0-9][a-z0-9_-]*$/i),
-        paths: array(schemas_string().startsWith('/')).min(1),
-        missingPaths: array(schemas_string()),
-        restoreTo: schemas_string().startsWith('/'),
-        key: schemas_string(),
-        compression: schemas_enum(['zstd', 'gzip']),
-        tarBytes: schemas_number().int().nonnegative().nullable(),
-        storedBytes: schemas_number().int().nonnegative(),
-        sha256: schemas_string().regex(/^[0-9a-f]{64}$/),
-    })
-        .loose()),
-    restoreScript: object({
-        key: schemas_string(),
-        sha256: schemas_string().regex(/^[0-9a-f]{64}$/),
-        bytes: schemas_number().int().nonnegative(),
-    }),
-})
-    .loose();
-/** A stored manifest, checked; the error names the key and the first field that is wrong. */
-function parseManifest(text, key) {
-    let json;
-    try {
-        json = JSON.parse(text);
-    }
-    catch {
-        throw new errors_OpsError(`${key} is not JSON`);
-    }
-    const parsed = manifestSchema.safeParse(json);
-    if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new errors_OpsError(`${key} is not a ${MANIFEST_FORMAT} manifest: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
-    }
-    return parsed.data;
-}
-function parseLatest(text) {
-    try {
-        const parsed = latestSchema.safeParse(JSON.parse(text));
-        return parsed.success ? parsed.data : undefined;
-    }
-    catch {
-        return undefined;
-    }
-}
-
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/backup/config.ts
@@ -71409,7 +71303,7 @@ var dist = __nccwpck_require__(8815);
 
 
 
-const config_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** NUL, newlines and other control characters have no place in a path. */
 const hasControlChars = (value) => [...value].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
 /** An absolute path without '.', '..', empty segments or control characters. */
@@ -71451,7 +71345,7 @@ const excludePattern = schemas_string().superRefine((value, ctx) => {
         ctx.addIssue({ code: 'custom', message: `exclude ${JSON.stringify(value)} ${bad}` });
 });
 const itemSchema = strictObject({
-    id: schemas_string().regex(config_ID_RE, 'id must be 1-63 lowercase letters, digits and hyphens'),
+    id: schemas_string().regex(ID_RE, 'id must be 1-63 lowercase letters, digits and hyphens'),
     description: schemas_string().default(''),
     paths: array(absolutePath('path', { glob: true })).min(1, 'paths needs at least one path'),
     exclude: array(excludePattern).default([]),
@@ -71471,7 +71365,7 @@ const configSchema = strictObject({
     /** The root-owned wrapper run through `sudo -n` for sudo items (scripts/host/comfyume-read). */
     'read-wrapper': absolutePath('read-wrapper').default('/usr/local/sbin/comfyume-read'),
     /** Directories whose disk usage is recorded (df), by name. */
-    'disk-facts': record(schemas_string().regex(config_ID_RE), absolutePath('disk-facts path')).default({}),
+    'disk-facts': record(schemas_string().regex(ID_RE), absolutePath('disk-facts path')).default({}),
     /** Where the model vault lives on the host (with-models). */
     'models-dir': absolutePath('models-dir').optional(),
     items: array(itemSchema).min(1, 'items needs at least one item'),
@@ -71533,6 +71427,100 @@ function config_onHost(config, path) {
     return root === '/' ? path : `${root.replace(/\/$/, '')}${path}`;
 }
 
+;// CONCATENATED MODULE: ./src/backup/manifest.ts
+// Where a backup lives in the bucket and what its manifest.json records. The manifest is written
+// last: a backup exists exactly when its manifest does.
+
+
+
+const MANIFEST_FORMAT = 'comfyume-ops/backup-manifest/1';
+const TOOL_NAME = 'comfyume-ops backup-verda';
+/** Backup ids are UTC timestamps, sortable as text: 20261128T021500Z. */
+function backupIdFor(date) {
+    return date
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d{3}Z$/, 'Z');
+}
+const manifest_ID_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
+function parseBackupId(id) {
+    const m = manifest_ID_RE.exec(id);
+    if (!m)
+        return undefined;
+    const [, y, mo, d, h, mi, s] = m.map(Number);
+    const date = new Date(Date.UTC(y ?? 0, (mo ?? 1) - 1, d, h, mi, s));
+    return backupIdFor(date) === id ? date : undefined;
+}
+const backupKeys = (prefix, id) => ({
+    dir: `${prefix}/${id}/`,
+    manifest: `${prefix}/${id}/manifest.json`,
+    restoreScript: `${prefix}/${id}/RESTORE.sh`,
+    item: (itemId, extension) => `${prefix}/${id}/${itemId}.${extension}.age`,
+});
+const latestKey = (prefix) => `${prefix}/latest.json`;
+const latestSchema = object({
+    backupId: schemas_string(),
+    manifestKey: schemas_string(),
+    finishedAt: schemas_string(),
+});
+// What a restore drill needs from a manifest (to restore, and to generate RESTORE.sh again),
+// checked; other fields pass through untouched.
+const manifestSchema = object({
+    format: literal(MANIFEST_FORMAT),
+    backupId: schemas_string().regex(manifest_ID_RE),
+    finishedAt: iso_datetime(),
+    tool: object({ version: schemas_string() }).loose(),
+    host: object({ hostRoot: absolutePath('host.hostRoot'), fingerprint: schemas_string() }).loose(),
+    facts: object({ hostname: schemas_string(), tailscaleIp: schemas_string() }).loose(),
+    encryption: object({ format: literal('age'), recipients: array(schemas_string()) }),
+    items: array(object({
+        id: schemas_string().regex(/^[a-z0-9][a-z0-9_-]*$/i),
+        description: schemas_string(),
+        afterRestore: array(schemas_string()),
+        // Checked as the config checks them: they become paths on the machine restoring.
+        paths: array(absolutePath('path', { glob: true })).min(1),
+        missingPaths: array(schemas_string()),
+        restoreTo: absolutePath('restoreTo'),
+        key: schemas_string(),
+        compression: schemas_enum(['zstd', 'gzip']),
+        tarBytes: schemas_number().int().nonnegative().nullable(),
+        storedBytes: schemas_number().int().nonnegative(),
+        sha256: schemas_string().regex(/^[0-9a-f]{64}$/),
+    })
+        .loose()),
+    restoreScript: object({
+        key: schemas_string(),
+        sha256: schemas_string().regex(/^[0-9a-f]{64}$/),
+        bytes: schemas_number().int().nonnegative(),
+    }),
+})
+    .loose();
+/** A stored manifest, checked; the error names the key and the first field that is wrong. */
+function parseManifest(text, key) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new errors_OpsError(`${key} is not JSON`);
+    }
+    const parsed = manifestSchema.safeParse(json);
+    if (!parsed.success) {
+        const issue = parsed.error.issues[0];
+        throw new errors_OpsError(`${key} is not a ${MANIFEST_FORMAT} manifest: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
+    }
+    return parsed.data;
+}
+function parseLatest(text) {
+    try {
+        const parsed = latestSchema.safeParse(JSON.parse(text));
+        return parsed.success ? parsed.data : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/backup/remote-commands.ts
 // The remote side of a backup, as shell text: every value is quoted with shellQuote, only the
 // configured * and ? globs reach the shell unquoted (shellGlob).
@@ -71542,11 +71530,6 @@ const COMPRESSORS = {
     zstd: { command: 'zstd -q -c -T0', extension: 'tar.zst', decompress: 'zstd -dc' },
     gzip: { command: 'gzip -c', extension: 'tar.gz', decompress: 'gzip -dc' },
 };
-/**
- * How an item's tar is made: the same flags on the host (here and in scripts/host/comfyume-read)
- * and in the restore drill, whose byte count must then equal the host's.
- */
-const TAR_CREATE = 'tar --create --file=- --numeric-owner --anchored';
 /** A path relative to the host root, as tar stores it (members never start with /). */
 function memberOf(path) {
     return path === '/' ? '.' : path.slice(1).replace(/\/$/, '');
@@ -71588,7 +71571,8 @@ function archiveCommand(config, item, compressor) {
         const members = item.paths.map((p) => shellGlob(memberOf(p)));
         archiver = [
             `cd -- ${shellQuote(root)} &&`,
-            `${TAR_CREATE} --totals`,
+            // The C locale: tar's "Total bytes written" line must not be translated (it is parsed).
+            'LC_ALL=C tar --create --file=- --totals --numeric-owner --anchored',
             ...excludes,
             '--',
             ...members,
@@ -71653,6 +71637,173 @@ function changedWhileReading(stderr) {
         .filter((l) => l !== '' && !/^Total bytes written:/.test(l) && !/Removing leading/.test(l));
     return (lines.length > 0 &&
         lines.every((l) => /file changed as we read it|file shrank by|file is unchanged; not dumped/.test(l)));
+}
+
+;// CONCATENATED MODULE: ./src/lib/shell.ts
+// Shell words for bash command lines, remote (over SSH) and local: every value goes through here.
+/** Quotes one shell word; safe words pass unchanged. */
+function shell_shellQuote(word) {
+    if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word))
+        return word;
+    return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+/**
+ * Quotes a path but leaves `*` and `?` unquoted so the shell expands them
+ * (e.g. /etc/ssh/ssh_host_*). Nothing else can reach the shell unquoted.
+ */
+function shell_shellGlob(path) {
+    return path
+        .split(/([*?])/)
+        .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shell_shellQuote(part)))
+        .join('');
+}
+
+;// CONCATENATED MODULE: ./src/backup/restore-script.ts
+// RESTORE.sh, written next to each manifest: downloads every archive of that backup (or takes
+// them from a directory), verifies its sha256, decrypts it with an age identity and extracts it.
+// Generated bash must stay shellcheck-clean (a test runs /usr/bin/shellcheck on it).
+
+function assoc(name, entries) {
+    const body = entries.map(([k, v]) => `  [${shell_shellQuote(k)}]=${shell_shellQuote(v)}`).join('\n');
+    return `declare -A ${name}=(\n${body}\n)`;
+}
+function comment(text) {
+    return text.replace(/[\r\n]+/g, ' ');
+}
+function restoreScript(input) {
+    const items = input.items;
+    const afterCases = items
+        .filter((i) => i.afterRestore.length > 0)
+        .map((i) => `    ${shell_shellQuote(i.id)})\n${i.afterRestore.map((c) => `      ${c}`).join('\n')}\n      ;;`)
+        .join('\n');
+    const tables = [
+        assoc('KEY', items.map((i) => [i.id, i.key])),
+        assoc('SHA256', items.map((i) => [i.id, i.sha256])),
+        assoc('COMPRESSION', items.map((i) => [i.id, i.compression])),
+        assoc('RESTORE_TO', items.map((i) => [i.id, i.restoreTo])),
+        '# shellcheck disable=SC2016 # descriptions are literal text',
+        assoc('DESCRIPTION', items.map((i) => [i.id, comment(i.description)])),
+    ].join('\n');
+    return `#!/usr/bin/env bash
+# RESTORE.sh for backup ${input.backupId} of ${comment(input.facts.hostname || 'the GPU host')}
+# Generated by comfyume-ops ${input.toolVersion}. Host key ${input.hostFingerprint}; Tailscale IP ${input.facts.tailscaleIp || 'unknown'}.
+#
+# Usage: RESTORE.sh --identity AGE_KEY_FILE [--root DIR] [--from DIR] [--only ITEM]...
+#                   [--download-only] [--skip-after-restore] [--list]
+#   --identity FILE       age identity (AGE-SECRET-KEY-1...) of one of the backup's recipients
+#   --root DIR            restore under DIR instead of / (a drill); after-restore steps run only for /
+#   --from DIR            archives already downloaded into DIR; otherwise they are fetched from R2
+#                         with the aws CLI (set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, and
+#                         R2_ENDPOINT if it differs from the one below)
+#   --only ITEM           restore only this item (repeatable); --list shows the items
+#   --download-only       download and verify, extract nothing
+#   --skip-after-restore  do not run the after-restore steps (service restarts)
+#
+# Every archive is checked against the sha256 recorded at backup time before it is decrypted.
+# Needs: bash, tar, sha256sum, age, zstd or gzip (and the aws CLI without --from).
+set -euo pipefail
+
+BACKUP_ID=${shell_shellQuote(input.backupId)}
+BUCKET=${shell_shellQuote(input.bucket)}
+R2_ENDPOINT=\${R2_ENDPOINT:-${shell_shellQuote(input.endpoint)}}
+ITEMS=(${items.map((i) => shell_shellQuote(i.id)).join(' ')})
+${tables}
+
+IDENTITY=''
+ROOT=/
+FROM=''
+ONLY=()
+DOWNLOAD_ONLY=0
+SKIP_AFTER=0
+
+die() {
+  printf 'RESTORE.sh: %s\\n' "$*" >&2
+  exit 1
+}
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "needs $1 (apt-get install -y $2)"
+}
+usage() {
+  sed -n '2,18p' "$0" | sed 's/^# \\{0,1\\}//'
+  exit "$1"
+}
+
+while (($# > 0)); do
+  case $1 in
+    --identity) IDENTITY=\${2:?--identity needs a file}; shift 2 ;;
+    --root) ROOT=\${2:?--root needs a directory}; shift 2 ;;
+    --from) FROM=\${2:?--from needs a directory}; shift 2 ;;
+    --only) ONLY+=("\${2:?--only needs an item id}"); shift 2 ;;
+    --download-only) DOWNLOAD_ONLY=1; shift ;;
+    --skip-after-restore) SKIP_AFTER=1; shift ;;
+    --list)
+      for id in "\${ITEMS[@]}"; do printf '%-20s %s\\n' "$id" "\${DESCRIPTION[$id]}"; done
+      exit 0
+      ;;
+    -h | --help) usage 0 ;;
+    *) printf 'RESTORE.sh: unknown argument: %s\\n' "$1" >&2; usage 2 ;;
+  esac
+done
+
+if ((\${#ONLY[@]} == 0)); then ONLY=("\${ITEMS[@]}"); fi
+for id in "\${ONLY[@]}"; do [[ -n \${KEY[$id]+set} ]] || die "unknown item: $id (see --list)"; done
+need sha256sum coreutils
+need tar tar
+if ((DOWNLOAD_ONLY == 0)); then
+  [[ -n $IDENTITY ]] || die '--identity AGE_KEY_FILE is required (or --download-only)'
+  [[ -r $IDENTITY ]] || die "cannot read the identity file $IDENTITY"
+  need age age
+fi
+[[ $ROOT == /* ]] || die "--root must be an absolute path: $ROOT"
+ROOT=\${ROOT%/}
+
+WORK=$(mktemp -d)
+trap 'rm -rf -- "$WORK"' EXIT
+
+fetch() {
+  local id=$1 file
+  if [[ -n $FROM ]]; then
+    file=$FROM/\${KEY[$id]##*/}
+    [[ -f $file ]] || die "missing $file"
+  else
+    need aws awscli
+    file=$WORK/\${KEY[$id]##*/}
+    aws s3 cp --only-show-errors --endpoint-url "$R2_ENDPOINT" "s3://$BUCKET/\${KEY[$id]}" "$file" >&2
+  fi
+  local got
+  got=$(sha256sum -- "$file" | cut -d ' ' -f 1)
+  [[ $got == "\${SHA256[$id]}" ]] || die "sha256 mismatch for $id: got $got, expected \${SHA256[$id]} ($file)"
+  printf '%s\\n' "$file"
+}
+
+decompress() {
+  case $1 in
+    zstd) need zstd zstd; zstd -dc ;;
+    gzip) gzip -dc ;;
+    *) die "unknown compression: $1" ;;
+  esac
+}
+
+after_restore() {
+  case $1 in
+${afterCases || '    none) ;;'}
+    *) ;;
+  esac
+}
+
+printf 'Restoring backup %s (%d item(s)) into %s\\n' "$BACKUP_ID" "\${#ONLY[@]}" "\${ROOT:-/}"
+for id in "\${ONLY[@]}"; do
+  file=$(fetch "$id")
+  printf '  %-20s sha256 ok\\n' "$id"
+  ((DOWNLOAD_ONLY)) && continue
+  dest=$ROOT\${RESTORE_TO[$id]}
+  mkdir -p -- "$dest"
+  age -d -i "$IDENTITY" -- "$file" | decompress "\${COMPRESSION[$id]}" | tar -x -p --numeric-owner -f - -C "$dest"
+  printf '  %-20s restored to %s\\n' "$id" "$dest"
+  if [[ -z $ROOT && $SKIP_AFTER == 0 ]]; then after_restore "$id"; fi
+done
+printf 'Done. Next: mount the block storage for models, then pull models with sync-models.\\n'
+`;
 }
 
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
@@ -71735,9 +71886,15 @@ async function r2_complete_completeUpload(client, req, logger) {
     catch (err) {
         if (!isNoSuchUpload(err))
             throw err;
+        // No object: the upload really is gone. Any other HEAD failure is thrown as it is, so a
+        // retryable one (5xx, a reset) has the whole attempt made again.
         const head = await client
             .send(new HeadObjectCommand({ Bucket: req.bucket, Key: req.key }))
-            .catch(() => undefined);
+            .catch((headErr) => {
+            if (headErr.name === 'NotFound')
+                return undefined;
+            throw headErr;
+        });
         if (unquote(head?.ETag) !== multipartEtag(req.parts.map((p) => p.ETag)))
             throw err;
         logger.warn(`R2 ${req.key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);
@@ -72241,6 +72398,10 @@ class BackupStore {
     }
 }
 
+;// CONCATENATED MODULE: ./src/backup/version.ts
+/** The tool version recorded in manifests; a unit test keeps it equal to package.json's. */
+const TOOL_VERSION = '0.1.0';
+
 ;// CONCATENATED MODULE: ./src/backup/restore-drill.ts
 
 
@@ -72251,7 +72412,7 @@ class BackupStore {
 
 
 
-const seconds = (since) => (Date.now() - since) / 1000;
+
 async function runRestoreDrill(opts) {
     const { logger } = opts;
     const now = opts.now ?? (() => new Date());
@@ -72263,85 +72424,51 @@ async function runRestoreDrill(opts) {
     const ageMs = now().getTime() - Date.parse(manifest.finishedAt);
     logger.info(`backup ${manifest.backupId}: ${items.length} item(s), finished ${manifest.finishedAt} (${(ageMs / 3.6e6).toFixed(1)} h ago)`);
     const work = await (0,promises_.mkdtemp)(external_node_path_default().join(opts.tempDir ?? external_node_os_default().tmpdir(), 'comfyume-drill-'));
+    let failed = true;
     try {
         await (0,promises_.chmod)(work, 0o700);
-        const archives = external_node_path_default().join(work, 'archives');
-        const root = external_node_path_default().join(work, 'root');
-        await (0,promises_.mkdir)(archives);
-        await (0,promises_.mkdir)(root);
-        let started = Date.now();
-        let downloadedBytes = 0;
-        const script = external_node_path_default().join(work, 'RESTORE.sh');
-        const objects = [
-            {
-                what: 'RESTORE.sh',
-                key: manifest.restoreScript.key,
-                sha256: manifest.restoreScript.sha256,
-                file: script,
-            },
-            ...items.map((i) => ({
-                what: i.id,
-                key: i.key,
-                sha256: i.sha256,
-                file: external_node_path_default().join(archives, external_node_path_default().posix.basename(i.key)),
-            })),
-        ];
-        for (const o of objects) {
-            const got = await store.sha256Of(o.key, o.file);
-            if (got.sha256 !== o.sha256) {
-                throw new errors_OpsError(`${o.what} (${o.key}) does not match the manifest: sha256 ${got.sha256}, recorded ${o.sha256}`);
+        const step = { timeoutMs: opts.stepTimeoutMs ?? 30 * 60_000, signal: opts.signal };
+        const timing = { download: 0, restore: 0, check: 0 };
+        const timed = async (what, fn) => {
+            const started = Date.now();
+            try {
+                return await fn();
             }
-            downloadedBytes += got.bytes;
-            logger.info(`${o.what}: ${got.bytes} bytes, sha256 matches the manifest`);
-        }
-        const downloadSeconds = seconds(started);
-        started = Date.now();
+            finally {
+                timing[what] += (Date.now() - started) / 1000;
+            }
+        };
+        const stored = external_node_path_default().join(work, 'RESTORE.sh.stored');
+        let downloadedBytes = await timed('download', () => download(store, manifest.restoreScript, 'RESTORE.sh', stored, logger));
+        const script = external_node_path_default().join(work, 'RESTORE.sh');
+        await (0,promises_.writeFile)(script, checkedRestoreScript(await (0,promises_.readFile)(stored, 'utf8'), manifest, opts), {
+            mode: 0o700,
+        });
         const identityFile = external_node_path_default().join(work, 'identity.txt');
         await (0,promises_.writeFile)(identityFile, `${opts.identities.map((i) => i.identity).join('\n')}\n`, {
             mode: 0o600,
         });
-        // One root per item: items overlap (the project lies inside the home directory, which
-        // excludes it), and each restored tree must hold exactly its own item to be compared.
-        for (const item of items) {
-            await (0,promises_.mkdir)(external_node_path_default().join(root, item.id));
-            await runRestoreScript(script, [
-                '--identity',
-                identityFile,
-                '--root',
-                external_node_path_default().join(root, item.id),
-                '--from',
-                archives,
-                '--skip-after-restore',
-                '--only',
-                item.id,
-            ], logger);
-        }
-        await (0,promises_.rm)(identityFile, { force: true });
-        const restoreSeconds = seconds(started);
-        started = Date.now();
         const results = [];
         for (const item of items) {
-            const restored = await tarRestoredItem(external_node_path_default().join(root, item.id, item.restoreTo), item);
-            const match = item.tarBytes === null ? null : restored.bytes === item.tarBytes;
-            results.push({
-                id: item.id,
-                storedBytes: item.storedBytes,
-                tarBytes: item.tarBytes,
-                restoredTarBytes: restored.bytes,
-                members: restored.members,
-                match,
-            });
-            logger.info(`${item.id}: ${restored.members} member(s) restored, tar ${restored.bytes} bytes` +
-                (item.tarBytes === null
-                    ? ' (the host did not report its tar size)'
-                    : `, host ${item.tarBytes}`));
+            // One item at a time, each into a root of its own: items overlap (the project lies inside
+            // the home directory, which excludes it), and disk use stays at one item.
+            const archives = external_node_path_default().join(work, 'archives');
+            const root = external_node_path_default().join(work, 'root');
+            await (0,promises_.mkdir)(archives);
+            await (0,promises_.mkdir)(root);
+            const archive = external_node_path_default().join(archives, external_node_path_default().posix.basename(item.key));
+            downloadedBytes += await timed('download', () => download(store, item, item.id, archive, logger));
+            await timed('restore', () => restoreItem(script, identityFile, archives, root, item, logger, step));
+            const compared = await timed('check', () => compareItem(identityFile, archive, external_node_path_default().join(root, item.restoreTo), item, step));
+            logger.info(`${item.id}: ${compared.members} member(s) restored, equal to the archive` +
+                (compared.ownershipIgnored
+                    ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
+                    : ''));
+            results.push({ id: item.id, storedBytes: item.storedBytes, ...compared });
+            await removeTree(archives);
+            await removeTree(root);
         }
-        const mismatched = results.filter((r) => r.match === false);
-        if (mismatched.length > 0) {
-            throw new errors_OpsError(`restored items differ from what the host archived: ${mismatched
-                .map((r) => `${r.id} (tar ${r.restoredTarBytes} bytes restored, ${r.tarBytes} on the host)`)
-                .join(', ')}`);
-        }
+        failed = false;
         return {
             backupId: manifest.backupId,
             finishedAt: manifest.finishedAt,
@@ -72349,14 +72476,19 @@ async function runRestoreDrill(opts) {
             stale: opts.maxAgeMs !== undefined && ageMs > opts.maxAgeMs,
             items: results,
             downloadedBytes,
-            downloadSeconds,
-            restoreSeconds,
-            checkSeconds: seconds(started),
+            downloadSeconds: timing.download,
+            restoreSeconds: timing.restore,
+            checkSeconds: timing.check,
         };
     }
     finally {
-        // Restored secrets never outlive the drill.
-        await (0,promises_.rm)(work, { recursive: true, force: true });
+        // Restored secrets never outlive the drill. A cleanup failure after another failure is
+        // logged, so the first error stays the one reported.
+        await removeTree(work).catch((err) => {
+            if (!failed)
+                throw err;
+            logger.error(errors_errorMessage(err));
+        });
     }
 }
 async function readManifest(store, backupId, where) {
@@ -72394,58 +72526,146 @@ function checkIdentities(manifest, identities) {
         throw new errors_InputError('age-identity', `<keys of ${identities.map((i) => i.recipient).join(', ')}>`, `the secret key of one of backup ${manifest.backupId}'s recipients: ${recipients.join(', ')}`);
     }
 }
-/** The environment for child processes: no INPUT_* (the action's inputs hold secrets). */
-function childEnv() {
+/** Downloads an object into `file` and checks its sha256 against the manifest. */
+async function download(store, object, what, file, logger) {
+    const got = await store.sha256Of(object.key, file);
+    if (got.sha256 !== object.sha256) {
+        throw new errors_OpsError(`${what} (${object.key}) does not match the manifest: sha256 ${got.sha256}, recorded ${object.sha256}`);
+    }
+    logger.info(`${what}: ${got.bytes} bytes, sha256 matches the manifest`);
+    return got.bytes;
+}
+// RESTORE.sh names the endpoint it downloads from; the drill passes --from, so only that value
+// may differ from the generated script (a line of its own, replaced before comparing).
+const ENDPOINT_LINE = /^R2_ENDPOINT=\$\{R2_ENDPOINT:-.*\}$/m;
+/**
+ * The RESTORE.sh to run: this tool's own, generated from the manifest, once the stored one is
+ * found to be the same script (apart from the endpoint it names).
+ */
+function checkedRestoreScript(stored, manifest, opts) {
+    const generated = restoreScript({
+        backupId: manifest.backupId,
+        toolVersion: manifest.tool.version,
+        bucket: opts.bucket,
+        prefix: opts.prefix,
+        endpoint: opts.endpoint,
+        hostFingerprint: manifest.host.fingerprint,
+        facts: manifest.facts,
+        items: manifest.items,
+    });
+    const line = ENDPOINT_LINE.exec(generated)?.[0] ?? '';
+    const a = stored.replace(ENDPOINT_LINE, line).split('\n');
+    const b = generated.split('\n');
+    const at = a.findIndex((l, i) => l !== b[i]);
+    if (at >= 0 || a.length !== b.length) {
+        const n = at >= 0 ? at : Math.min(a.length, b.length);
+        const version = manifest.tool.version === TOOL_VERSION
+            ? `the same version (${TOOL_VERSION}) wrote it, so it was changed after the backup`
+            : `it was written by ${manifest.tool.version} and this is ${TOOL_VERSION}: drill a backup written by this version`;
+        throw new errors_OpsError(`RESTORE.sh of backup ${manifest.backupId} is not the script this tool generates from its manifest (line ${n + 1} differs); ${version}. Not run.`);
+    }
+    return generated;
+}
+async function restoreItem(script, identityFile, archives, root, item, logger, step) {
+    const out = [];
+    const args = ['--identity', identityFile, '--root', root, '--from', archives];
+    const done = await run('bash', [script, ...args, '--skip-after-restore', '--only', item.id], {
+        ...step,
+        onStdout: (chunk) => out.push(chunk),
+    });
+    for (const line of Buffer.concat(out).toString('utf8').split('\n'))
+        if (line.trim())
+            logger.info(`RESTORE.sh: ${line}`);
+    if (done.code !== 0) {
+        throw new errors_OpsError(`RESTORE.sh failed on ${item.id} (${done.how}): ${tail(done.stderr)}`);
+    }
+}
+// What `tar --compare` reports for a member that differs (GNU tar 1.30+ wording, LC_ALL=C).
+const DIFFERS = /: (?:[A-Z][a-z]*(?: [a-z]+)* differs?|Not linked to .*|Contents differ)$/;
+const OWNERSHIP = /: (?:Uid|Gid) differs$/;
+/**
+ * Decrypts the archive again and lets GNU tar compare it with the restored tree: a missing
+ * member, another type, size, mode, link target or different contents all count. Ownership can
+ * only match when the restore ran as root; otherwise it is counted, not failed.
+ */
+async function compareItem(identityFile, archive, dir, item, step) {
+    const decompress = COMPRESSORS[item.compression].decompress;
+    const pipeline = `age -d -i "$1" -- "$2" | ${decompress} | tar --compare --verbose --numeric-owner --file=- --directory="$3"`;
+    let listing = '';
+    const done = await run('bash', ['-o', 'pipefail', '-c', pipeline, 'compare', identityFile, archive, dir], {
+        ...step,
+        onStdout: (chunk) => (listing += chunk.toString('utf8')),
+    });
+    const lines = listing.split('\n').filter((l) => l !== '');
+    const asRoot = process.getuid?.() === 0;
+    const differing = lines.filter((l) => DIFFERS.test(l) && (asRoot || !OWNERSHIP.test(l)));
+    const ownershipIgnored = asRoot ? 0 : lines.filter((l) => OWNERSHIP.test(l)).length;
+    const troubles = done.stderr.split('\n').filter((l) => l.startsWith('tar: '));
+    const problems = [...differing, ...troubles];
+    // tar exits 1 when something differs; ownership alone (not root) is not a failure.
+    const onlyOwnership = done.code === 1 && problems.length === 0 && ownershipIgnored > 0;
+    if (problems.length > 0 || (done.code !== 0 && !onlyOwnership)) {
+        const shown = problems.slice(0, 5).join('; ') || tail(done.stderr);
+        throw new errors_OpsError(`${item.id}: the restored files differ from the archive (${done.how}${problems.length > 5 ? `, ${problems.length} problems` : ''}): ${shown}`);
+    }
+    return { members: lines.length - lines.filter((l) => DIFFERS.test(l)).length, ownershipIgnored };
+}
+const tail = (stderr) => stderr.trim().split('\n').slice(-5).join(' | ') || 'no message';
+/**
+ * Runs a local command with its stdout to `onStdout` and its stderr kept. The environment is
+ * PATH, HOME and TMPDIR only (the action's own holds its secret inputs), with LC_ALL=C since
+ * tar's messages are parsed. A timeout or the abort signal kills it.
+ */
+function run(command, args, opts = {}) {
     const env = { LC_ALL: 'C' };
-    for (const [k, v] of Object.entries(process.env))
-        if (!k.startsWith('INPUT_'))
-            env[k] = v;
-    env.LC_ALL = 'C';
-    return env;
-}
-async function runRestoreScript(script, args, logger) {
-    const child = (0,external_node_child_process_.spawn)('bash', [script, ...args], {
-        env: childEnv(),
+    for (const name of ['PATH', 'HOME', 'TMPDIR'])
+        if (process.env[name] !== undefined)
+            env[name] = process.env[name];
+    const child = (0,external_node_child_process_.spawn)(command, args, {
+        env,
         stdio: ['ignore', 'pipe', 'pipe'],
+        ...(opts.timeoutMs ? { timeout: opts.timeoutMs, killSignal: 'SIGKILL' } : {}),
+        ...(opts.signal ? { signal: opts.signal } : {}),
     });
     let stderr = '';
-    child.stdout.setEncoding('utf8').on('data', (text) => {
-        for (const line of text.split('\n'))
-            if (line.trim())
-                logger.info(`RESTORE.sh: ${line}`);
-    });
+    const started = Date.now();
+    child.stdout.on('data', opts.onStdout ?? (() => undefined));
     child.stderr.setEncoding('utf8').on('data', (text) => (stderr += text));
-    const [code, signal] = await new Promise((resolve, reject) => {
-        child.on('error', reject);
-        child.on('close', (c, s) => resolve([c, s]));
+    return new Promise((resolve, reject) => {
+        child.on('error', (err) => {
+            if (err.name !== 'AbortError')
+                reject(err);
+        });
+        child.on('close', (code, signal) => {
+            if (opts.signal?.aborted)
+                return reject(new errors_OpsError('the restore drill was cancelled'));
+            const timedOut = signal === 'SIGKILL' && opts.timeoutMs && Date.now() - started >= opts.timeoutMs;
+            const how = timedOut
+                ? `timed out after ${Math.round((opts.timeoutMs ?? 0) / 1000)} s`
+                : signal
+                    ? `signal ${signal}`
+                    : `exit code ${code}`;
+            resolve({ code, how, stderr });
+        });
     });
-    if (code !== 0) {
-        const tail = stderr.trim().split('\n').slice(-5).join(' | ');
-        throw new errors_OpsError(`RESTORE.sh failed (${signal ? `signal ${signal}` : `exit code ${code}`}): ${tail || 'no message'}`);
-    }
 }
-/** tar of an item's restored members, as the host ran it: byte count and member count. */
-async function tarRestoredItem(dir, item) {
-    const members = item.paths.filter((p) => !item.missingPaths.includes(p)).map(memberOf);
-    const script = `cd -- ${shell_shellQuote(dir)} && ${TAR_CREATE} --verbose -- ${members.map(shell_shellGlob).join(' ')}`;
-    const child = (0,external_node_child_process_.spawn)('bash', ['-c', script], {
-        env: childEnv(),
-        stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let bytes = 0;
-    child.stdout.on('data', (chunk) => (bytes += chunk.length));
-    let stderr = '';
-    child.stderr.setEncoding('utf8').on('data', (text) => (stderr += text));
-    const code = await new Promise((resolve, reject) => {
-        child.on('error', reject);
-        child.on('close', resolve);
-    });
-    const lines = stderr.split('\n').filter((l) => l !== '');
-    const problems = lines.filter((l) => l.startsWith('tar: '));
-    if (code !== 0) {
-        throw new errors_OpsError(`${item.id}: tar of the restored tree failed (exit code ${code}): ${problems.slice(-3).join(' | ')}`);
+/**
+ * rm -rf that also takes trees a non-root restore made unwritable (a directory stored 0555 keeps
+ * its entries); fails, naming the directory, if restored files would remain.
+ */
+async function removeTree(dir) {
+    try {
+        await (0,promises_.rm)(dir, { recursive: true, force: true });
     }
-    return { bytes, members: lines.length - problems.length };
+    catch {
+        await run('chmod', ['-R', 'u+rwX', '--', dir]).catch(() => undefined);
+        try {
+            await (0,promises_.rm)(dir, { recursive: true, force: true });
+        }
+        catch (err) {
+            throw new errors_OpsError(`could not remove the drill's restored files in ${dir}: ${errors_errorMessage(err)}`);
+        }
+    }
 }
 
 ;// CONCATENATED MODULE: external "os"
@@ -75875,7 +76095,7 @@ async function parseDrillInputs(source) {
 
 
 
-async function run() {
+async function main_run() {
     await runAction(async () => {
         for (const name of SECRET_INPUTS) {
             // A pasted key file's comment lines hold the public key, which errors may name: mask
@@ -75897,10 +76117,16 @@ async function run() {
             requestTimeoutMs: inputs.r2TimeoutMs,
         });
         const runnerTemp = process.env.RUNNER_TEMP;
+        // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
+        const cancel = new AbortController();
+        for (const signal of ['SIGINT', 'SIGTERM'])
+            process.once(signal, () => cancel.abort());
         const result = await runRestoreDrill({
             client,
             bucket: inputs.bucket,
             prefix: inputs.prefix,
+            endpoint: inputs.endpoint,
+            signal: cancel.signal,
             ...(inputs.backupId ? { backupId: inputs.backupId } : {}),
             identities: inputs.identities,
             only: inputs.items,

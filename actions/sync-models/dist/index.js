@@ -95573,9 +95573,15 @@ async function r2_complete_completeUpload(client, req, logger) {
     catch (err) {
         if (!isNoSuchUpload(err))
             throw err;
+        // No object: the upload really is gone. Any other HEAD failure is thrown as it is, so a
+        // retryable one (5xx, a reset) has the whole attempt made again.
         const head = await client
             .send(new dist_cjs/* HeadObjectCommand */.l81({ Bucket: req.bucket, Key: req.key }))
-            .catch(() => undefined);
+            .catch((headErr) => {
+            if (headErr.name === 'NotFound')
+                return undefined;
+            throw headErr;
+        });
         if (unquote(head?.ETag) !== multipartEtag(req.parts.map((p) => p.ETag)))
             throw err;
         logger.warn(`R2 ${req.key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);

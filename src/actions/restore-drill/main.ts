@@ -32,10 +32,15 @@ export async function run(): Promise<void> {
       requestTimeoutMs: inputs.r2TimeoutMs,
     });
     const runnerTemp = process.env.RUNNER_TEMP;
+    // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
+    const cancel = new AbortController();
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => cancel.abort());
     const result = await runRestoreDrill({
       client,
       bucket: inputs.bucket,
       prefix: inputs.prefix,
+      endpoint: inputs.endpoint,
+      signal: cancel.signal,
       ...(inputs.backupId ? { backupId: inputs.backupId } : {}),
       identities: inputs.identities,
       only: inputs.items,

@@ -1,0 +1,108 @@
+// What the restore drill trusts before it runs anything: the stored manifest (schema-checked, paths
+// as strict as the config's) and the age identities it is given (never echoed).
+import { describe, expect, it } from '@jest/globals';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { MANIFEST_FORMAT, parseManifest } from '../../src/backup/manifest.js';
+import { InputError } from '../../src/lib/errors.js';
+import { parseIdentities } from '../../src/lib/age-stream.js';
+
+const KEY = 'backups/verda/20261128T021500Z/manifest.json';
+
+function draft() {
+  return {
+    format: MANIFEST_FORMAT as string,
+    backupId: '20261128T021500Z',
+    finishedAt: '2026-11-28T02:16:03.120Z',
+    tool: { name: 'comfyume-ops backup-verda', version: '0.1.0' },
+    host: { hostRoot: '/', address: 'gpu', port: 22, user: 'dev', fingerprint: 'SHA256:x' },
+    facts: { hostname: 'gpu', tailscaleIp: '100.64.0.1', os: 'Ubuntu' },
+    encryption: { format: 'age', recipients: ['age1abc'] },
+    items: [
+      {
+        id: 'ssh-host-keys',
+        description: 'SSH host keys',
+        paths: ['/etc/ssh/ssh_host_*'],
+        missingPaths: [] as string[],
+        restoreTo: '/',
+        key: 'backups/verda/20261128T021500Z/ssh-host-keys.tar.zst.age',
+        compression: 'zstd',
+        tarBytes: 10240,
+        storedBytes: 1005,
+        sha256: 'a'.repeat(64),
+        afterRestore: ['systemctl restart ssh'],
+      },
+    ],
+    restoreScript: {
+      key: 'backups/verda/20261128T021500Z/RESTORE.sh',
+      sha256: 'b'.repeat(64),
+      bytes: 6871,
+    } as { key: string; sha256: string; bytes: number } | undefined,
+  };
+}
+type Draft = ReturnType<typeof draft>;
+
+function manifest(edit: (m: Draft) => void = () => undefined): string {
+  const m = draft();
+  edit(m);
+  return JSON.stringify(m);
+}
+
+describe('parseManifest', () => {
+  it('accepts a backup-verda manifest and keeps fields it does not check', () => {
+    const m = parseManifest(manifest(), KEY);
+    expect(m.items[0]?.afterRestore).toEqual(['systemctl restart ssh']);
+    expect(m.host.user).toBe('dev');
+  });
+
+  it('refuses text that is not JSON, naming the key', () => {
+    expect(() => parseManifest('{', KEY)).toThrow(`${KEY} is not JSON`);
+  });
+
+  it.each<[string, (m: Draft) => void, RegExp]>([
+    ['another format', (m) => void (m.format = 'x/1'), /format/],
+    [
+      'a restoreTo with ..',
+      (m) => void (m.items[0]!.restoreTo = '/../../root'),
+      /items\.0\.restoreTo: restoreTo "\/\.\.\/\.\.\/root" must not contain '\.\.'/,
+    ],
+    [
+      'a relative path',
+      (m) => void (m.items[0]!.paths = ['etc/ssh']),
+      /items\.0\.paths\.0: path "etc\/ssh" must be absolute/,
+    ],
+    ['a bad sha256', (m) => void (m.items[0]!.sha256 = 'nope'), /items\.0\.sha256/],
+    [
+      'an unknown compression',
+      (m) => void (m.items[0]!.compression = 'xz'),
+      /items\.0\.compression/,
+    ],
+    ['a missing RESTORE.sh record', (m) => void (m.restoreScript = undefined), /restoreScript/],
+  ])('refuses %s, naming the key and the field', (_what, edit, message) => {
+    const text = manifest(edit);
+    expect(() => parseManifest(text, KEY)).toThrow(message);
+    expect(() => parseManifest(text, KEY)).toThrow(KEY);
+  });
+});
+
+describe('parseIdentities', () => {
+  it('takes a pasted age-keygen file (comments skipped) and derives each public key', async () => {
+    const a = await generateX25519Identity();
+    const b = await generateX25519Identity();
+    const text = `# created: 2026-11-28T00:00:00Z\n# public key: ${await identityToRecipient(a)}\n${a}\n\n${b}\r\n`;
+    expect(await parseIdentities('age-identity', text)).toEqual([
+      { identity: a, recipient: await identityToRecipient(a) },
+      { identity: b, recipient: await identityToRecipient(b) },
+    ]);
+  });
+
+  it.each([
+    ['nothing', '# only a comment\n', /age-identity.*AGE-SECRET-KEY-1/],
+    ['a public key', `age1${'q'.repeat(58)}`, /public key \(a recipient\)/],
+    ['a damaged key (not echoed)', 'AGE-SECRET-KEY-1QQQQSECRETPART', /<line 1 redacted>/],
+  ])('refuses %s', async (_what, text, message) => {
+    const err = await parseIdentities('age-identity', text).catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(InputError);
+    expect(String((err as Error).message)).toMatch(message);
+    expect(String((err as Error).message)).not.toContain('SECRETPART');
+  });
+});
