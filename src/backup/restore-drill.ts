@@ -343,34 +343,49 @@ interface Finished {
 /**
  * Runs a local command with its stdout to `onStdout` and its stderr kept. The environment is
  * PATH, HOME and TMPDIR only (the action's own holds its secret inputs), with LC_ALL=C since
- * tar's messages are parsed. A timeout or the abort signal kills it.
+ * tar's messages are parsed. A timeout or the abort signal kills its whole process group: in a
+ * pipeline (age | zstd | tar) killing bash alone would leave the others running.
  */
 function run(
   command: string,
   args: string[],
   opts: Partial<Step> & { onStdout?: (chunk: Buffer) => void } = {},
 ): Promise<Finished> {
+  if (opts.signal?.aborted) return Promise.reject(new OpsError('the restore drill was cancelled'));
   const env: NodeJS.ProcessEnv = { LC_ALL: 'C' };
   for (const name of ['PATH', 'HOME', 'TMPDIR'])
     if (process.env[name] !== undefined) env[name] = process.env[name];
-  const child = spawn(command, args, {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-    ...(opts.timeoutMs ? { timeout: opts.timeoutMs, killSignal: 'SIGKILL' as const } : {}),
-    ...(opts.signal ? { signal: opts.signal } : {}),
-  });
+  const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
+  const killGroup = () => {
+    try {
+      if (child.pid) process.kill(-child.pid, 'SIGKILL');
+    } catch {
+      // already gone
+    }
+  };
+  let timedOut = false;
+  const timer = opts.timeoutMs
+    ? setTimeout(() => {
+        timedOut = true;
+        killGroup();
+      }, opts.timeoutMs)
+    : undefined;
+  opts.signal?.addEventListener('abort', killGroup, { once: true });
   let stderr = '';
-  const started = Date.now();
   child.stdout.on('data', opts.onStdout ?? (() => undefined));
   child.stderr.setEncoding('utf8').on('data', (text: string) => (stderr += text));
   return new Promise((resolve, reject) => {
+    const settle = () => {
+      clearTimeout(timer);
+      opts.signal?.removeEventListener('abort', killGroup);
+    };
     child.on('error', (err) => {
-      if ((err as { name?: string }).name !== 'AbortError') reject(err);
+      settle();
+      reject(err);
     });
     child.on('close', (code, signal) => {
+      settle();
       if (opts.signal?.aborted) return reject(new OpsError('the restore drill was cancelled'));
-      const timedOut =
-        signal === 'SIGKILL' && opts.timeoutMs && Date.now() - started >= opts.timeoutMs;
       const how = timedOut
         ? `timed out after ${Math.round((opts.timeoutMs ?? 0) / 1000)} s`
         : signal

@@ -9,6 +9,9 @@ import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
 import type { Manifest } from '../../src/backup/manifest.js';
+import { runRestoreDrill } from '../../src/backup/restore-drill.js';
+import { parseIdentities } from '../../src/lib/age-stream.js';
+import { memoryLogger } from '../../src/lib/logger.js';
 import { runAction } from '../helpers/run-action.js';
 import { BUCKET, PREFIX, sha256, startBackupWorld, type BackupWorld } from './backup-setup.js';
 
@@ -275,5 +278,71 @@ describe('restore-drill bad inputs fail before any request', () => {
     const run = await drill({ 'backup-id': '20200101T000000Z' });
     expect(run.code).toBe(1);
     expect(run.errors[0]).toMatch(/backup-id.*20200101T000000Z.*no manifest\.json/);
+  });
+});
+
+describe('runRestoreDrill: a restore that hangs', () => {
+  /** A `tar` first on PATH whose extraction hangs (its pid in a file); other uses pass through. */
+  function hangingTar() {
+    const bin = mkdtempSync(path.join(os.tmpdir(), 'drill-hanging-tar-'));
+    const pidFile = path.join(bin, 'pid');
+    const realTar = execFileSync('bash', ['-c', 'command -v tar'], { encoding: 'utf8' }).trim();
+    writeFileSync(
+      path.join(bin, 'tar'),
+      `#!/bin/bash\ncase " $* " in *" -x "*) echo $$ > ${pidFile}; exec sleep 300 ;; esac\nexec ${realTar} "$@"\n`,
+      { mode: 0o755 },
+    );
+    return { bin, pidFile };
+  }
+
+  /** Whether a process still runs (a zombie waiting to be reaped does not). */
+  function running(pid: number): boolean {
+    try {
+      return !/^\d+ \(.*\) Z/.test(readFileSync(`/proc/${pid}/stat`, 'utf8'));
+    } catch {
+      return false;
+    }
+  }
+
+  async function drillInProcess(extra: { stepTimeoutMs?: number; signal?: AbortSignal }) {
+    const { bin, pidFile } = hangingTar();
+    const temp = mkdtempSync(path.join(os.tmpdir(), 'drill-temp-'));
+    const savedPath = process.env.PATH;
+    process.env.PATH = `${bin}:${savedPath}`;
+    try {
+      const err = await runRestoreDrill({
+        client: world.s3,
+        bucket: BUCKET,
+        prefix: PREFIX,
+        endpoint: world.r2.endpoint,
+        identities: await parseIdentities('age-identity', keyFile),
+        only: ['comfy-env'],
+        tempDir: temp,
+        logger: memoryLogger(),
+        ...extra,
+      }).catch((e: unknown) => e as Error);
+      const pid = Number(readFileSync(pidFile, 'utf8'));
+      for (let i = 0; i < 40 && running(pid); i++) await new Promise((r) => setTimeout(r, 50));
+      return { err, pid, left: readdirSync(temp) };
+    } finally {
+      process.env.PATH = savedPath;
+      rmSync(bin, { recursive: true, force: true });
+    }
+  }
+
+  it('is killed after the step timeout, with its whole pipeline; nothing is left', async () => {
+    const { err, pid, left } = await drillInProcess({ stepTimeoutMs: 2000 });
+    expect(String(err)).toMatch(/RESTORE\.sh failed on comfy-env \(timed out after 2 s\)/);
+    expect(running(pid)).toBe(false);
+    expect(left).toEqual([]);
+  });
+
+  it('is killed when the drill is cancelled; nothing is left', async () => {
+    const cancel = new AbortController();
+    setTimeout(() => cancel.abort(), 1500);
+    const { err, pid, left } = await drillInProcess({ signal: cancel.signal });
+    expect(String(err)).toMatch(/the restore drill was cancelled/);
+    expect(running(pid)).toBe(false);
+    expect(left).toEqual([]);
   });
 });
