@@ -75682,6 +75682,44 @@ async function runAction(main) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/actions/shared/r2-inputs.ts
+// The R2 inputs every action shares (where R2 is, the key pair, key prefixes) and its client.
+
+
+/** r2-endpoint (or r2-account-id), r2-access-key-id and r2-secret-access-key. */
+function parseR2Access(inputs) {
+    const endpointInput = inputs.optional('r2-endpoint');
+    const accountId = inputs.optional('r2-account-id');
+    return {
+        endpoint: r2Endpoint({
+            ...(endpointInput ? { endpoint: endpointInput } : {}),
+            ...(accountId ? { accountId } : {}),
+        }),
+        accessKeyId: inputs.secret('r2-access-key-id', 'the R2 access key id'),
+        secretAccessKey: inputs.secret('r2-secret-access-key', 'the R2 secret access key'),
+    };
+}
+const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+/** A key prefix such as backups/verda: no leading or trailing '/', no '.' or '..' parts. */
+function parsePrefix(input, value) {
+    const expected = "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
+    if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
+        throw new errors_InputError(input, value, expected);
+    }
+    return value;
+}
+/** An action's R2 client: our own retry (logged, per request) replaces the SDK's silent one. */
+function actionR2Client(access, requestTimeoutMs) {
+    const { endpoint, accessKeyId, secretAccessKey } = access;
+    return createR2Client({
+        endpoint,
+        accessKeyId,
+        secretAccessKey,
+        maxAttempts: 1,
+        requestTimeoutMs,
+    });
+}
+
 // EXTERNAL MODULE: external "node:stream"
 var external_node_stream_ = __nccwpck_require__(7075);
 ;// CONCATENATED MODULE: ./src/lib/age-stream.ts
@@ -76047,33 +76085,6 @@ function formatSizeLimit(bytes) {
     return `${bytes} bytes`;
 }
 
-;// CONCATENATED MODULE: ./src/actions/shared/r2-inputs.ts
-// The R2 inputs every action shares: where R2 is, the key pair, and key prefixes.
-
-
-/** r2-endpoint (or r2-account-id), r2-access-key-id and r2-secret-access-key. */
-function parseR2Access(inputs) {
-    const endpointInput = inputs.optional('r2-endpoint');
-    const accountId = inputs.optional('r2-account-id');
-    return {
-        endpoint: r2Endpoint({
-            ...(endpointInput ? { endpoint: endpointInput } : {}),
-            ...(accountId ? { accountId } : {}),
-        }),
-        accessKeyId: inputs.secret('r2-access-key-id', 'the R2 access key id'),
-        secretAccessKey: inputs.secret('r2-secret-access-key', 'the R2 secret access key'),
-    };
-}
-const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-/** A key prefix such as backups/verda: no leading or trailing '/', no '.' or '..' parts. */
-function parsePrefix(input, value) {
-    const expected = "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
-    if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
-        throw new errors_InputError(input, value, expected);
-    }
-    return value;
-}
-
 ;// CONCATENATED MODULE: ./src/actions/restore-drill/inputs.ts
 
 
@@ -76127,13 +76138,7 @@ async function main_run() {
                 maskSecret(actionInputs(name));
         }
         const inputs = await parseDrillInputs(actionInputs);
-        const client = createR2Client({
-            endpoint: inputs.endpoint,
-            accessKeyId: inputs.accessKeyId,
-            secretAccessKey: inputs.secretAccessKey,
-            maxAttempts: 1, // our own retry wraps every request
-            requestTimeoutMs: inputs.r2TimeoutMs,
-        });
+        const client = actionR2Client(inputs, inputs.r2TimeoutMs);
         const runnerTemp = process.env.RUNNER_TEMP;
         // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
         const cancel = new AbortController();

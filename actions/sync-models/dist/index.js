@@ -85039,8 +85039,15 @@ __nccwpck_require__.d(__webpack_exports__, {
 
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
-var dist_cjs = __nccwpck_require__(3711);
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: external "node:stream/promises"
+const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
+// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
+var lib = __nccwpck_require__(5472);
+var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./src/lib/errors.ts
 /** A bad action input or CLI flag: names the input, the value given and what is expected. */
 class errors_InputError extends Error {
@@ -85086,88 +85093,6 @@ function quote(value) {
     return JSON.stringify(shown);
 }
 
-;// CONCATENATED MODULE: ./src/lib/r2.ts
-
-
-const r2_R2_MIN_PART = 5 * 2 ** 20;
-const R2_MAX_PART = 5 * 2 ** 30;
-const r2_R2_MAX_PARTS = 10_000;
-const R2_METADATA_LIMIT = 8192;
-const R2_LIST_PAGE = 1000;
-/** Dollars per million operations (Class A: PUT, UploadPart, List\u2026; Class B: GET, HEAD). */
-const R2_CLASS_A_PER_MILLION = 4.5;
-const R2_CLASS_B_PER_MILLION = 0.36;
-function r2Endpoint(opts) {
-    if (opts.endpoint) {
-        let url;
-        try {
-            url = new URL(opts.endpoint);
-        }
-        catch {
-            throw new errors_InputError('r2-endpoint', opts.endpoint, 'an http(s) URL such as https://<account-id>.r2.cloudflarestorage.com');
-        }
-        if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-            throw new errors_InputError('r2-endpoint', opts.endpoint, 'an http(s) URL');
-        }
-        return opts.endpoint.replace(/\/+$/, '');
-    }
-    if (opts.accountId) {
-        if (!/^[0-9a-f]{32}$/.test(opts.accountId)) {
-            throw new errors_InputError('r2-account-id', opts.accountId, 'a 32-character hex Cloudflare account id');
-        }
-        return `https://${opts.accountId}.r2.cloudflarestorage.com`;
-    }
-    throw new errors_InputError('r2-endpoint', '', 'an R2 endpoint URL, or r2-account-id');
-}
-/**
- * An S3 client with the settings R2 needs: region auto, path-style, and checksums only when
- * required (R2 rejects aws-chunked bodies; s3rver silently stores them corrupted).
- */
-function createR2Client(opts) {
-    return new dist_cjs/* S3Client */.YxF({
-        endpoint: r2Endpoint(opts),
-        region: 'auto',
-        forcePathStyle: true,
-        credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey },
-        requestChecksumCalculation: 'WHEN_REQUIRED',
-        responseChecksumValidation: 'WHEN_REQUIRED',
-        // No `Expect: 100-continue` before bodies over 2 MiB: it costs every part a round trip to R2
-        // waiting for "100 Continue"; a refused request (bad credentials) just wastes one body.
-        expectContinueHeader: false,
-        maxAttempts: opts.maxAttempts ?? 3,
-        // throwOnRequestTimeout: without it smithy only logs a warning and the request hangs on.
-        ...(opts.requestTimeoutMs
-            ? { requestHandler: { requestTimeout: opts.requestTimeoutMs, throwOnRequestTimeout: true } }
-            : {}),
-    });
-}
-/** R2 part size for a file: max(16 MiB, ceil(size / 10000)) rounded up to a whole MiB. */
-function r2PartSize(size) {
-    const mib = 2 ** 20;
-    const wanted = Math.max(16 * mib, Math.ceil(size / r2_R2_MAX_PARTS));
-    return Math.ceil(wanted / mib) * mib;
-}
-/** S3/R2 bucket names: 3\u201363 lowercase letters, digits and hyphens, starting and ending alnum. */
-function validateBucketName(input, bucket) {
-    if (!/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket)) {
-        throw new errors_InputError(input, bucket, 'an R2 bucket name: 3-63 lowercase letters, digits and hyphens');
-    }
-    return bucket;
-}
-/** Dollar cost of a number of Class A and Class B operations. */
-function r2RequestCost(classA, classB) {
-    return (classA * R2_CLASS_A_PER_MILLION + classB * R2_CLASS_B_PER_MILLION) / 1e6;
-}
-
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: external "node:stream/promises"
-const external_node_stream_promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:stream/promises");
-// EXTERNAL MODULE: ./node_modules/ssh2/lib/index.js
-var lib = __nccwpck_require__(5472);
-var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./src/lib/logger.ts
 function consoleLogger(options = {}) {
     const write = options.write ?? ((line) => process.stderr.write(`${line}\n`));
@@ -95537,6 +95462,81 @@ function syncTables(r) {
     return [files, facts];
 }
 
+// EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
+var dist_cjs = __nccwpck_require__(3711);
+;// CONCATENATED MODULE: ./src/lib/r2.ts
+
+
+const r2_R2_MIN_PART = 5 * 2 ** 20;
+const R2_MAX_PART = 5 * 2 ** 30;
+const r2_R2_MAX_PARTS = 10_000;
+const R2_METADATA_LIMIT = 8192;
+const R2_LIST_PAGE = 1000;
+/** Dollars per million operations (Class A: PUT, UploadPart, List\u2026; Class B: GET, HEAD). */
+const R2_CLASS_A_PER_MILLION = 4.5;
+const R2_CLASS_B_PER_MILLION = 0.36;
+function r2Endpoint(opts) {
+    if (opts.endpoint) {
+        let url;
+        try {
+            url = new URL(opts.endpoint);
+        }
+        catch {
+            throw new errors_InputError('r2-endpoint', opts.endpoint, 'an http(s) URL such as https://<account-id>.r2.cloudflarestorage.com');
+        }
+        if (url.protocol !== 'https:' && url.protocol !== 'http:') {
+            throw new errors_InputError('r2-endpoint', opts.endpoint, 'an http(s) URL');
+        }
+        return opts.endpoint.replace(/\/+$/, '');
+    }
+    if (opts.accountId) {
+        if (!/^[0-9a-f]{32}$/.test(opts.accountId)) {
+            throw new errors_InputError('r2-account-id', opts.accountId, 'a 32-character hex Cloudflare account id');
+        }
+        return `https://${opts.accountId}.r2.cloudflarestorage.com`;
+    }
+    throw new errors_InputError('r2-endpoint', '', 'an R2 endpoint URL, or r2-account-id');
+}
+/**
+ * An S3 client with the settings R2 needs: region auto, path-style, and checksums only when
+ * required (R2 rejects aws-chunked bodies; s3rver silently stores them corrupted).
+ */
+function createR2Client(opts) {
+    return new dist_cjs/* S3Client */.YxF({
+        endpoint: r2Endpoint(opts),
+        region: 'auto',
+        forcePathStyle: true,
+        credentials: { accessKeyId: opts.accessKeyId, secretAccessKey: opts.secretAccessKey },
+        requestChecksumCalculation: 'WHEN_REQUIRED',
+        responseChecksumValidation: 'WHEN_REQUIRED',
+        // No `Expect: 100-continue` before bodies over 2 MiB: it costs every part a round trip to R2
+        // waiting for "100 Continue"; a refused request (bad credentials) just wastes one body.
+        expectContinueHeader: false,
+        maxAttempts: opts.maxAttempts ?? 3,
+        // throwOnRequestTimeout: without it smithy only logs a warning and the request hangs on.
+        ...(opts.requestTimeoutMs
+            ? { requestHandler: { requestTimeout: opts.requestTimeoutMs, throwOnRequestTimeout: true } }
+            : {}),
+    });
+}
+/** R2 part size for a file: max(16 MiB, ceil(size / 10000)) rounded up to a whole MiB. */
+function r2PartSize(size) {
+    const mib = 2 ** 20;
+    const wanted = Math.max(16 * mib, Math.ceil(size / r2_R2_MAX_PARTS));
+    return Math.ceil(wanted / mib) * mib;
+}
+/** S3/R2 bucket names: 3\u201363 lowercase letters, digits and hyphens, starting and ending alnum. */
+function validateBucketName(input, bucket) {
+    if (!/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket)) {
+        throw new errors_InputError(input, bucket, 'an R2 bucket name: 3-63 lowercase letters, digits and hyphens');
+    }
+    return bucket;
+}
+/** Dollar cost of a number of Class A and Class B operations. */
+function r2RequestCost(classA, classB) {
+    return (classA * R2_CLASS_A_PER_MILLION + classB * R2_CLASS_B_PER_MILLION) / 1e6;
+}
+
 ;// CONCATENATED MODULE: ./src/lib/r2-complete.ts
 // CompleteMultipartUpload that survives a lost reply. When R2 completed the upload but the reply
 // never arrived (a cut connection, a request timeout on a big object), the next attempt, from our
@@ -99790,6 +99790,44 @@ async function runAction(main) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/actions/shared/r2-inputs.ts
+// The R2 inputs every action shares (where R2 is, the key pair, key prefixes) and its client.
+
+
+/** r2-endpoint (or r2-account-id), r2-access-key-id and r2-secret-access-key. */
+function parseR2Access(inputs) {
+    const endpointInput = inputs.optional('r2-endpoint');
+    const accountId = inputs.optional('r2-account-id');
+    return {
+        endpoint: r2Endpoint({
+            ...(endpointInput ? { endpoint: endpointInput } : {}),
+            ...(accountId ? { accountId } : {}),
+        }),
+        accessKeyId: inputs.secret('r2-access-key-id', 'the R2 access key id'),
+        secretAccessKey: inputs.secret('r2-secret-access-key', 'the R2 secret access key'),
+    };
+}
+const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+/** A key prefix such as backups/verda: no leading or trailing '/', no '.' or '..' parts. */
+function parsePrefix(input, value) {
+    const expected = "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
+    if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
+        throw new InputError(input, value, expected);
+    }
+    return value;
+}
+/** An action's R2 client: our own retry (logged, per request) replaces the SDK's silent one. */
+function actionR2Client(access, requestTimeoutMs) {
+    const { endpoint, accessKeyId, secretAccessKey } = access;
+    return createR2Client({
+        endpoint,
+        accessKeyId,
+        secretAccessKey,
+        maxAttempts: 1,
+        requestTimeoutMs,
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/lib/inputs.ts
 
 function inputsFromRecord(record) {
@@ -99978,33 +100016,6 @@ function parseLocation(input, value) {
     };
 }
 
-;// CONCATENATED MODULE: ./src/actions/shared/r2-inputs.ts
-// The R2 inputs every action shares: where R2 is, the key pair, and key prefixes.
-
-
-/** r2-endpoint (or r2-account-id), r2-access-key-id and r2-secret-access-key. */
-function parseR2Access(inputs) {
-    const endpointInput = inputs.optional('r2-endpoint');
-    const accountId = inputs.optional('r2-account-id');
-    return {
-        endpoint: r2Endpoint({
-            ...(endpointInput ? { endpoint: endpointInput } : {}),
-            ...(accountId ? { accountId } : {}),
-        }),
-        accessKeyId: inputs.secret('r2-access-key-id', 'the R2 access key id'),
-        secretAccessKey: inputs.secret('r2-secret-access-key', 'the R2 secret access key'),
-    };
-}
-const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-/** A key prefix such as backups/verda: no leading or trailing '/', no '.' or '..' parts. */
-function parsePrefix(input, value) {
-    const expected = "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
-    if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
-        throw new InputError(input, value, expected);
-    }
-    return value;
-}
-
 ;// CONCATENATED MODULE: ./src/actions/sync-models/inputs.ts
 
 
@@ -100080,14 +100091,7 @@ async function run() {
             maskSecret(actionInputs(name));
         const inputs = parseSyncInputs(actionInputs);
         const models = await loadManifest(inputs);
-        const client = createR2Client({
-            endpoint: inputs.endpoint,
-            accessKeyId: inputs.accessKeyId,
-            secretAccessKey: inputs.secretAccessKey,
-            requestTimeoutMs: 120_000,
-            // Our own retry (logged, per part) replaces the SDK's silent one.
-            maxAttempts: 1,
-        });
+        const client = actionR2Client(inputs, 120_000);
         let conn;
         try {
             let host;

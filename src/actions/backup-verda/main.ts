@@ -3,7 +3,6 @@ import type { BackupAlerts } from '../../backup/alert.js';
 import { backupReport } from '../../backup/report.js';
 import { runBackup, type BackupResult } from '../../backup/run-backup.js';
 import { errorMessage } from '../../lib/errors.js';
-import { createR2Client } from '../../lib/r2.js';
 import {
   actionInputs,
   actionsLogger,
@@ -12,6 +11,7 @@ import {
   setOutputs,
   writeSummary,
 } from '../shared/runtime.js';
+import { actionR2Client } from '../shared/r2-inputs.js';
 import { githubAlerts, runUrl } from './alert.js';
 import { parseBackupInputs, SECRET_INPUTS } from './inputs.js';
 import { modelSync } from './with-models.js';
@@ -29,13 +29,7 @@ export async function run(): Promise<void> {
       ? githubAlerts({ token: inputs.githubToken, redact })
       : undefined;
     const logger = actionsLogger;
-    const client = createR2Client({
-      endpoint: inputs.endpoint,
-      accessKeyId: inputs.accessKeyId,
-      secretAccessKey: inputs.secretAccessKey,
-      maxAttempts: 1, // our own retry wraps every request
-      requestTimeoutMs: inputs.r2TimeoutMs,
-    });
+    const client = actionR2Client(inputs, inputs.r2TimeoutMs);
 
     const models =
       inputs.withModels && !inputs.dryRun

@@ -2,7 +2,6 @@ import path from 'node:path';
 import { drillReport } from '../../backup/report.js';
 import { runRestoreDrill } from '../../backup/restore-drill.js';
 import { OpsError } from '../../lib/errors.js';
-import { createR2Client } from '../../lib/r2.js';
 import {
   actionInputs,
   actionsLogger,
@@ -11,6 +10,7 @@ import {
   setOutputs,
   writeSummary,
 } from '../shared/runtime.js';
+import { actionR2Client } from '../shared/r2-inputs.js';
 import { parseDrillInputs, SECRET_INPUTS } from './inputs.js';
 
 export async function run(): Promise<void> {
@@ -24,13 +24,7 @@ export async function run(): Promise<void> {
       } else maskSecret(actionInputs(name));
     }
     const inputs = await parseDrillInputs(actionInputs);
-    const client = createR2Client({
-      endpoint: inputs.endpoint,
-      accessKeyId: inputs.accessKeyId,
-      secretAccessKey: inputs.secretAccessKey,
-      maxAttempts: 1, // our own retry wraps every request
-      requestTimeoutMs: inputs.r2TimeoutMs,
-    });
+    const client = actionR2Client(inputs, inputs.r2TimeoutMs);
     const runnerTemp = process.env.RUNNER_TEMP;
     // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
     const cancel = new AbortController();

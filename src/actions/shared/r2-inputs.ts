@@ -1,7 +1,8 @@
-// The R2 inputs every action shares: where R2 is, the key pair, and key prefixes.
+// The R2 inputs every action shares (where R2 is, the key pair, key prefixes) and its client.
 import { InputError } from '../../lib/errors.js';
 import type { Inputs } from '../../lib/inputs.js';
-import { r2Endpoint } from '../../lib/r2.js';
+import type { S3Client } from '@aws-sdk/client-s3';
+import { createR2Client, r2Endpoint } from '../../lib/r2.js';
 
 export interface R2Access {
   endpoint: string;
@@ -33,4 +34,16 @@ export function parsePrefix(input: string, value: string): string {
     throw new InputError(input, value, expected);
   }
   return value;
+}
+
+/** An action's R2 client: our own retry (logged, per request) replaces the SDK's silent one. */
+export function actionR2Client(access: R2Access, requestTimeoutMs: number): S3Client {
+  const { endpoint, accessKeyId, secretAccessKey } = access;
+  return createR2Client({
+    endpoint,
+    accessKeyId,
+    secretAccessKey,
+    maxAttempts: 1,
+    requestTimeoutMs,
+  });
 }

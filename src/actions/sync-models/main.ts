@@ -1,5 +1,4 @@
 import { access } from 'node:fs/promises';
-import { createR2Client } from '../../lib/r2.js';
 import { connectSsh, type SshConnection } from '../../lib/ssh.js';
 import { loadModelsConfig, type ModelManifestConfig } from '../../models/config.js';
 import { LocalModelHost, SshModelHost, type ModelHost } from '../../models/host.js';
@@ -13,6 +12,7 @@ import {
   setOutputs,
   writeSummary,
 } from '../shared/runtime.js';
+import { actionR2Client } from '../shared/r2-inputs.js';
 import { parseSyncInputs, type SyncInputs } from './inputs.js';
 
 async function loadManifest(inputs: SyncInputs): Promise<ModelManifestConfig | undefined> {
@@ -36,14 +36,7 @@ export async function run(): Promise<void> {
       maskSecret(actionInputs(name));
     const inputs = parseSyncInputs(actionInputs);
     const models = await loadManifest(inputs);
-    const client = createR2Client({
-      endpoint: inputs.endpoint,
-      accessKeyId: inputs.accessKeyId,
-      secretAccessKey: inputs.secretAccessKey,
-      requestTimeoutMs: 120_000,
-      // Our own retry (logged, per part) replaces the SDK's silent one.
-      maxAttempts: 1,
-    });
+    const client = actionR2Client(inputs, 120_000);
     let conn: SshConnection | undefined;
     try {
       let host: ModelHost;
