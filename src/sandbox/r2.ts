@@ -403,8 +403,6 @@ async function readSmallBody(req: Readable, limit: number): Promise<Buffer> {
   return Buffer.concat(chunks);
 }
 
-/** Passes a request on to s3rver without its Authorization (already verified here); the body
- *  comes from `source` (the request, or its payload check), or is `body` when read already. */
 interface ForwardOptions {
   /** Cut the response after this many body bytes. */
   resetResponseAfter?: number;
@@ -420,6 +418,8 @@ async function readAll(stream: Readable): Promise<string> {
   return Buffer.concat(chunks).toString('utf8');
 }
 
+/** Passes a request on to s3rver without its Authorization (already verified here); the body
+ *  comes from `source` (the request, or its payload check), or is `body` when read already. */
 async function forward(
   req: http.IncomingMessage,
   source: Readable,
