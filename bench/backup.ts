@@ -7,9 +7,8 @@
 // (b) the R2 emulator (which also hashes every part, on these same 2 cores) with the default
 // read-back check.
 import { execFileSync, spawn } from 'node:child_process';
-import { createHash, createCipheriv } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { formatBytes } from '../src/lib/format.js';
@@ -17,6 +16,7 @@ import { tableToMarkdown } from '../src/lib/summary.js';
 import { startDiscardSink } from '../src/sandbox/discard-sink.js';
 import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
+import { items, writeFixture } from './fixture.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -29,63 +29,6 @@ const bundle = path.resolve(
 const only = (process.env.BENCH_ONLY ?? '').split(',').filter((w) => w !== '');
 /** BENCH_ACTION_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR") are given to node for the action runs. */
 const nodeArgs = (process.env.BENCH_ACTION_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-
-interface Item {
-  id: string;
-  path: string;
-  size: number;
-  compressible: boolean;
-}
-
-function items(scale: number): Item[] {
-  const quarter = Math.round((125 * MiB) / scale);
-  return [
-    { id: 'models-a', path: '/srv/bench/models-a', size: quarter, compressible: false },
-    { id: 'models-b', path: '/srv/bench/models-b', size: quarter, compressible: false },
-    { id: 'logs', path: '/srv/bench/logs', size: quarter, compressible: true },
-    { id: 'code', path: '/srv/bench/code', size: quarter, compressible: true },
-  ];
-}
-
-/** Four files per item: AES-CTR keystream (incompressible) or log-like lines (~4:1 with zstd). */
-async function writeFixture(hostRoot: string, list: Item[]): Promise<void> {
-  for (const item of list) {
-    const dir = path.join(hostRoot, item.path);
-    await mkdir(dir, { recursive: true });
-    const cipher = createCipheriv(
-      'aes-128-ctr',
-      createHash('sha256').update(item.id).digest().subarray(0, 16),
-      Buffer.alloc(16),
-    );
-    for (let f = 0; f < 4; f++) {
-      const out = createWriteStream(
-        path.join(dir, `part-${f}.${item.compressible ? 'log' : 'bin'}`),
-      );
-      let left = item.size / 4;
-      let line = 0;
-      while (left > 0) {
-        let chunk: Buffer;
-        if (item.compressible) {
-          const noise = cipher.update(Buffer.alloc(12)).toString('hex');
-          const lines: string[] = [];
-          for (let i = 0; i < 2000; i++, line++) {
-            lines.push(
-              `2026-11-28T02:${String(line % 60).padStart(2, '0')}:00Z worker=${line % 40} prompt_id=${noise.slice(line % 16, (line % 16) + 8)} step=${line % 30}/30 it/s=${(line % 97) / 10}\n`,
-            );
-          }
-          chunk = Buffer.from(lines.join(''));
-        } else {
-          chunk = cipher.update(Buffer.alloc(MiB));
-        }
-        chunk = chunk.subarray(0, Math.min(chunk.length, left));
-        left -= chunk.length;
-        if (!out.write(chunk)) await new Promise<void>((r) => out.once('drain', () => r()));
-      }
-      await new Promise<void>((r) => out.end(() => r()));
-    }
-  }
-  await chmod(path.join(hostRoot, 'srv'), 0o755);
-}
 
 interface Sample {
   ms: number;
