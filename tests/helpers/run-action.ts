@@ -2,8 +2,8 @@
 // INPUT_<NAME> env (action.yml defaults applied by us, as the runner applies them), GITHUB_OUTPUT
 // and GITHUB_STEP_SUMMARY files, and RUNNER_TEMP. Every secret passed in `secrets` is checked
 // against everything the run printed or wrote.
-import { spawn, type ChildProcess } from 'node:child_process';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach } from '@jest/globals';
@@ -40,6 +40,11 @@ export interface RunActionOptions {
   timeoutMs?: number;
   /** Run the post entry instead of main. */
   post?: boolean;
+  /**
+   * Run as this (non-root) user, as GitHub's runners do: the bundle is copied into the run's own
+   * directory, which the user owns, and that directory is the working directory.
+   */
+  user?: { uid: number; gid: number; home: string };
 }
 
 interface ActionYml {
@@ -90,16 +95,19 @@ export async function runAction(name: string, opts: RunActionOptions): Promise<A
       );
   }
 
-  const entry = path.join(
-    repoRoot,
-    'actions',
-    name,
-    opts.post ? (yml.runs.post ?? '') : yml.runs.main,
-  );
+  let actionDir = path.join(repoRoot, 'actions', name);
+  if (opts.user) {
+    await cp(actionDir, path.join(dir, 'action'), { recursive: true });
+    actionDir = path.join(dir, 'action');
+    env.HOME = opts.user.home;
+    execFileSync('chown', ['-R', `${opts.user.uid}:${opts.user.gid}`, dir]);
+  }
+  const entry = path.join(actionDir, opts.post ? (yml.runs.post ?? '') : yml.runs.main);
   const child = spawn(process.execPath, [entry], {
-    cwd: opts.cwd ?? repoRoot,
+    cwd: opts.user ? dir : (opts.cwd ?? repoRoot),
     env,
     stdio: ['ignore', 'pipe', 'pipe'],
+    ...(opts.user ? { uid: opts.user.uid, gid: opts.user.gid } : {}),
   });
   running.add(child);
   let stdout = '';

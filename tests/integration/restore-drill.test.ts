@@ -3,7 +3,16 @@
 // a fresh root and compared file by file with its archive (tar --compare). Each failure names
 // what is wrong and leaves no restored file behind.
 import { execFileSync } from 'node:child_process';
-import { mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import {
+  chmodSync,
+  chownSync,
+  mkdirSync,
+  mkdtempSync,
+  readdirSync,
+  readFileSync,
+  rmSync,
+  writeFileSync,
+} from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
@@ -344,5 +353,66 @@ describe('runRestoreDrill: a restore that hangs', () => {
     expect(String(err)).toMatch(/the restore drill was cancelled/);
     expect(running(pid)).toBe(false);
     expect(left).toEqual([]);
+  });
+});
+
+describe('restore-drill as a non-root user (as on GitHub-hosted runners)', () => {
+  const who = (flag: string) =>
+    Number(execFileSync('id', [flag, world.host.user], { encoding: 'utf8' }).trim());
+  const canRunNode = () => {
+    try {
+      execFileSync('runuser', ['-u', world.host.user, '--', process.execPath, '-e', '0']);
+      return true;
+    } catch {
+      return false;
+    }
+  };
+
+  it('restores and compares; owners are counted, not compared; read-only trees are removed', async () => {
+    if (!canRunNode()) {
+      console.log(`skipped: ${world.host.user} cannot run ${process.execPath}`);
+      return;
+    }
+    // A read-only directory in the project, as a vendored tree can be: a non-root restore keeps
+    // its mode, and the drill must still remove what it restored.
+    const readOnly = path.join(world.host.hostRoot, 'home/dev/comfy-multi/vendor-ro');
+    mkdirSync(readOnly);
+    writeFileSync(path.join(readOnly, 'LICENSE'), 'MIT\n');
+    chmodSync(readOnly, 0o555);
+    const user = { uid: who('-u'), gid: who('-g'), home: os.tmpdir() };
+    const temp = mkdtempSync(path.join(os.tmpdir(), 'drill-user-temp-'));
+    chownSync(temp, user.uid, user.gid);
+    try {
+      const backup = await world.run();
+      expect(backup.code).toBe(0);
+      const run = await runAction('restore-drill', {
+        inputs: {
+          bucket: BUCKET,
+          prefix: PREFIX,
+          'r2-endpoint': world.r2.endpoint,
+          'r2-access-key-id': world.r2.accessKeyId,
+          'r2-secret-access-key': world.r2.secretAccessKey,
+          'age-identity': keyFile,
+          'backup-id': backup.outputs['backup-id'],
+        },
+        secrets: world.secrets,
+        env: { RUNNER_TEMP: temp },
+        user,
+      });
+      expect(run.errors).toEqual([]);
+      expect(run.code).toBe(0);
+      expect(run.stdout).toMatch(
+        /comfy-project: [1-9]\d* member\(s\) restored, equal to the archive/,
+      );
+      // Root-owned items (the SSH host keys) restore as the runner user: counted, not failed.
+      expect(run.summary).toMatch(
+        /\| ssh-host-keys \|.*\| equal \(owners not compared for [1-9]\d*: not root\) \|/,
+      );
+      expect(readdirSync(temp)).toEqual([]);
+    } finally {
+      chmodSync(readOnly, 0o755);
+      rmSync(readOnly, { recursive: true, force: true });
+      rmSync(temp, { recursive: true, force: true });
+    }
   });
 });
