@@ -16,7 +16,7 @@ import { tableToMarkdown } from '../src/lib/summary.js';
 import { startDiscardSink } from '../src/sandbox/discard-sink.js';
 import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
-import { items, writeFixture } from './fixture.js';
+import { items, writeBackupConfig, writeFixture } from './fixture.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -91,16 +91,7 @@ export async function run(): Promise<string> {
     execFileSync('age-keygen', ['-o', identity], { stdio: 'ignore' });
     const recipient = execFileSync('age-keygen', ['-y', identity], { encoding: 'utf8' }).trim();
     const config = path.join(work, 'backup.yml');
-    await writeFile(
-      config,
-      [
-        'version: 1',
-        `host-root: ${host.hostRoot}`,
-        'items:',
-        ...list.map((i) => `  - id: ${i.id}\n    paths: [${i.path}]`),
-        '',
-      ].join('\n'),
-    );
+    await writeBackupConfig(config, host.hostRoot, list);
     const keyFile = path.join(work, 'id');
     await writeFile(keyFile, host.privateKey, { mode: 0o600 });
     const knownHosts = path.join(work, 'known_hosts');

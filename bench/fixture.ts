@@ -2,7 +2,7 @@
 // incompressible model-like bytes, half log text that zstd shrinks about 10:1.
 import { createHash, createCipheriv } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
-import { chmod, mkdir } from 'node:fs/promises';
+import { chmod, mkdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const MiB = 2 ** 20;
@@ -62,4 +62,22 @@ export async function writeFixture(hostRoot: string, list: Item[]): Promise<void
     }
   }
   await chmod(path.join(hostRoot, 'srv'), 0o755);
+}
+
+/** A backup config (config/backup.yml's format) with one item per fixture item. */
+export async function writeBackupConfig(
+  file: string,
+  hostRoot: string,
+  list: Item[],
+): Promise<void> {
+  await writeFile(
+    file,
+    [
+      'version: 1',
+      `host-root: ${hostRoot}`,
+      'items:',
+      ...list.map((i) => `  - id: ${i.id}\n    paths: [${i.path}]`),
+      '',
+    ].join('\n'),
+  );
 }

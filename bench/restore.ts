@@ -19,7 +19,7 @@ import { createR2Client } from '../src/lib/r2.js';
 import { tableToMarkdown } from '../src/lib/summary.js';
 import { startR2Emulator, type R2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
-import { items, writeFixture } from './fixture.js';
+import { items, writeBackupConfig, writeFixture } from './fixture.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -102,16 +102,7 @@ export async function run(): Promise<string> {
       encoding: 'utf8',
     }).trim();
     const config = path.join(work, 'backup.yml');
-    await writeFile(
-      config,
-      [
-        'version: 1',
-        `host-root: ${host.hostRoot}`,
-        'items:',
-        ...list.map((i) => `  - id: ${i.id}\n    paths: [${i.path}]`),
-        '',
-      ].join('\n'),
-    );
+    await writeBackupConfig(config, host.hostRoot, list);
     const baseEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
 
     /** An action's bundle as the runner runs it: INPUT_* (action.yml defaults applied) and files. */
