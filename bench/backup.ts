@@ -6,9 +6,8 @@
 // writing a file; R2's own checks run on R2's CPU, not the runner's) with verify=in-transit and
 // (b) the R2 emulator (which also hashes every part, on these same 2 cores) with the default
 // read-back check.
-import { execFileSync, spawn } from 'node:child_process';
-import { createWriteStream } from 'node:fs';
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { execFileSync } from 'node:child_process';
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { formatBytes } from '../src/lib/format.js';
@@ -17,6 +16,7 @@ import { startDiscardSink } from '../src/sandbox/discard-sink.js';
 import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 import { items, writeBackupConfig, writeFixture } from './fixture.js';
+import { interleaved, median, timed, type Contender, type Measured } from './measure.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -25,55 +25,8 @@ const repoRoot = path.resolve(import.meta.dirname, '..');
 const bundle = path.resolve(
   process.env.BENCH_BUNDLE ?? path.join(repoRoot, 'actions/backup-verda/dist/index.js'),
 );
-/** BENCH_ONLY: run only the contenders whose name contains one of these comma-separated words. */
-const only = (process.env.BENCH_ONLY ?? '').split(',').filter((w) => w !== '');
 /** BENCH_ACTION_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR") are given to node for the action runs. */
 const nodeArgs = (process.env.BENCH_ACTION_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
-
-interface Sample {
-  ms: number;
-  rssKiB?: number;
-  outBytes: number;
-}
-
-async function timed(
-  cmd: string,
-  args: string[],
-  env: NodeJS.ProcessEnv,
-  stdoutFile?: string,
-): Promise<Sample> {
-  const started = process.hrtime.bigint();
-  const rssFile = path.join(
-    os.tmpdir(),
-    `bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`,
-  );
-  const child = spawn('/usr/bin/time', ['-f', '%M', '-o', rssFile, cmd, ...args], {
-    env,
-    stdio: ['ignore', stdoutFile ? 'pipe' : 'ignore', 'pipe'],
-  });
-  let stderr = '';
-  child.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
-  let outBytes = 0;
-  const sink = stdoutFile ? createWriteStream(stdoutFile) : undefined;
-  if (sink && child.stdout) {
-    child.stdout.on('data', (d: Buffer) => (outBytes += d.length));
-    child.stdout.pipe(sink);
-  }
-  const code = await new Promise<number | null>((r) => child.on('close', r));
-  if (sink)
-    await new Promise<void>((r) => (sink.writableFinished ? r() : sink.once('finish', () => r())));
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (code !== 0)
-    throw new Error(`${cmd} ${args.slice(0, 3).join(' ')} failed (${code}): ${stderr.slice(-800)}`);
-  const rssKiB = Number((await readFile(rssFile, 'utf8')).trim().split('\n').pop());
-  await rm(rssFile, { force: true });
-  return { ms, rssKiB, outBytes };
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
 
 export async function run(): Promise<string> {
   const scale = process.env.BENCH_SCALE === 'small' ? 10 : 1;
@@ -149,7 +102,7 @@ export async function run(): Promise<string> {
       };
     };
 
-    const all: { name: string; run: () => Promise<Sample> }[] = [
+    const all: Contender<Measured>[] = [
       {
         name: 'backup-verda → discard sink (verify=in-transit)',
         run: () =>
@@ -192,7 +145,7 @@ export async function run(): Promise<string> {
               path.join(work, 'seed.tar.gz'),
             );
             ms += s.ms;
-            rss = Math.max(rss, s.rssKiB ?? 0);
+            rss = Math.max(rss, s.rssKiB);
             out += s.outBytes;
           }
           return { ms, rssKiB: rss, outBytes: out };
@@ -200,16 +153,7 @@ export async function run(): Promise<string> {
       },
     ];
 
-    const contenders = all.filter((c) => only.length === 0 || only.some((w) => c.name.includes(w)));
-    const results = new Map<string, Sample[]>();
-    for (let i = 0; i < RUNS; i++) {
-      // Interleaved so that machine noise hits every contender alike.
-      for (const c of contenders) {
-        const s = await c.run();
-        results.set(c.name, [...(results.get(c.name) ?? []), s]);
-        process.stderr.write(`  ${c.name}: ${(s.ms / 1000).toFixed(2)} s, ${s.rssKiB} KiB\n`);
-      }
-    }
+    const { contenders, samples: results } = await interleaved(all, RUNS);
     const rate = (ms: number) => total / MiB / (ms / 1000);
     const medianMs = (name: string) => median((results.get(name) ?? []).map((s) => s.ms));
     const openssh = medianMs(all[2]!.name);
@@ -223,7 +167,7 @@ export async function run(): Promise<string> {
         `${rate(ms).toFixed(0)} MiB/s`,
         `${(openssh / ms).toFixed(2)}×`,
         `${(seed / ms).toFixed(2)}×`,
-        `${((median(samples.map((s) => s.rssKiB ?? 0)) * 1024) / MiB).toFixed(0)} MiB`,
+        `${((median(samples.map((s) => s.rssKiB)) * 1024) / MiB).toFixed(0)} MiB`,
         `${((Math.max(...samples.map((s) => s.rssKiB ?? 0)) * 1024) / MiB).toFixed(0)} MiB`,
       ];
     });

@@ -6,20 +6,25 @@
 // is written by the backup-verda bundle from the real sshd fixture host into the R2 emulator
 // (in this process, on the same 2 cores). Every contender runs under /usr/bin/time for its peak
 // RSS; medians of BENCH_RUNS (5), interleaved. BENCH_ONLY filters contenders by name.
-import { execFileSync, spawn } from 'node:child_process';
+import { execFileSync } from 'node:child_process';
 import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
-import { parse as parseYaml } from 'yaml';
 import type { Manifest } from '../src/backup/manifest.js';
-import { parseOutputFile } from '../src/cli/action-runner.js';
+import {
+  inputEnv,
+  loadActionSpec,
+  parseOutputFile,
+  type ActionName,
+} from '../src/cli/action-runner.js';
 import { formatBytes } from '../src/lib/format.js';
 import { createR2Client } from '../src/lib/r2.js';
 import { tableToMarkdown } from '../src/lib/summary.js';
 import { startR2Emulator, type R2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 import { items, writeBackupConfig, writeFixture } from './fixture.js';
+import { interleaved, median, timed, type Contender, type Measured } from './measure.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -31,43 +36,11 @@ const backupBundle = path.join(repoRoot, 'actions/backup-verda/dist/index.js');
 const drillBundle = path.resolve(
   process.env.BENCH_BUNDLE ?? path.join(repoRoot, 'actions/restore-drill/dist/index.js'),
 );
-/** BENCH_ONLY: run only the contenders whose name contains one of these comma-separated words. */
-const only = (process.env.BENCH_ONLY ?? '').split(',').filter((w) => w !== '');
 
-interface Sample {
-  ms: number;
-  rssKiB: number;
+interface Sample extends Measured {
   /** Where the time went (seconds), when the contender reports it. */
   parts: Record<string, number>;
 }
-
-/** Runs a command under `/usr/bin/time -f '%e %M'`; wall time from hrtime, peak RSS from time. */
-async function timed(cmd: string, args: string[], env: NodeJS.ProcessEnv): Promise<Sample> {
-  const rssFile = path.join(
-    os.tmpdir(),
-    `bench-rss-${process.pid}-${Math.random().toString(36).slice(2)}`,
-  );
-  const started = process.hrtime.bigint();
-  const child = spawn('/usr/bin/time', ['-f', '%e %M', '-o', rssFile, cmd, ...args], {
-    env,
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  const keep = (d: Buffer) => (out = (out + d.toString()).slice(-4000));
-  child.stdout.on('data', keep);
-  child.stderr.on('data', keep);
-  const code = await new Promise<number | null>((r) => child.on('close', r));
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  const timeLine = (await readFile(rssFile, 'utf8').catch(() => '')).trim().split('\n').pop();
-  await rm(rssFile, { force: true });
-  if (code !== 0) throw new Error(`${cmd} ${args.slice(0, 3).join(' ')} exited ${code}:\n${out}`);
-  return { ms, rssKiB: Number(timeLine?.split(' ')[1] ?? 0), parts: {} };
-}
-
-const median = (xs: number[]) => {
-  const s = [...xs].sort((a, b) => a - b);
-  return s[Math.floor(s.length / 2)] ?? NaN;
-};
 
 /** Seconds from formatDuration's text ("850 ms", "4.2 s", "1 m 5 s"). */
 function seconds(text: string): number {
@@ -107,7 +80,7 @@ export async function run(): Promise<string> {
 
     /** An action's bundle as the runner runs it: INPUT_* (action.yml defaults applied) and files. */
     let runCount = 0;
-    const actionEnv = async (name: string, inputs: Record<string, string>) => {
+    const actionEnv = async (name: ActionName, inputs: Record<string, string>) => {
       const dir = path.join(work, `run-${name}-${runCount++}`);
       await mkdir(path.join(dir, 'runner-temp'), { recursive: true });
       const files = {
@@ -117,10 +90,8 @@ export async function run(): Promise<string> {
       };
       await writeFile(files.output, '');
       await writeFile(files.summary, '');
-      const yml = parseYaml(
-        await readFile(path.join(repoRoot, 'actions', name, 'action.yml'), 'utf8'),
-      ) as { inputs?: Record<string, { default?: string }> };
       const env: NodeJS.ProcessEnv = {
+        ...inputEnv(await loadActionSpec(name), inputs),
         ...baseEnv,
         NODE_OPTIONS: '--openssl-legacy-provider',
         GITHUB_ACTIONS: 'true',
@@ -128,8 +99,6 @@ export async function run(): Promise<string> {
         GITHUB_STEP_SUMMARY: files.summary,
         RUNNER_TEMP: files.runnerTemp,
       };
-      for (const [input, spec] of Object.entries(yml.inputs ?? {}))
-        env[`INPUT_${input.toUpperCase()}`] = inputs[input] ?? spec.default ?? '';
       return { dir, env, files };
     };
 
@@ -215,12 +184,14 @@ export async function run(): Promise<string> {
             new RegExp(`\\| \\*\\*${name}\\*\\* \\| (?:.* in )?([^|]+) \\|`).exec(summary)?.[1] ??
               '',
           );
-        s.parts = {
-          download: cell('download'),
-          'RESTORE.sh': cell('RESTORE.sh'),
-          comparison: cell('comparison'),
+        return {
+          ...s,
+          parts: {
+            download: cell('download'),
+            'RESTORE.sh': cell('RESTORE.sh'),
+            comparison: cell('comparison'),
+          },
         };
-        return s;
       } finally {
         await rm(dir, { recursive: true, force: true });
       }
@@ -254,6 +225,7 @@ export async function run(): Promise<string> {
           return {
             ms: dl.ms + restore.ms,
             rssKiB: Math.max(dl.rssKiB, restore.rssKiB),
+            outBytes: 0,
             parts: { download: dl.ms / 1000, 'RESTORE.sh': restore.ms / 1000 },
           };
         } finally {
@@ -262,7 +234,7 @@ export async function run(): Promise<string> {
       };
 
     const AWS = 'by hand: `aws s3 cp --recursive` + RESTORE.sh';
-    const all: { name: string; run: () => Promise<Sample> }[] = [
+    const all: Contender<Sample>[] = [
       { name: 'restore-drill (download, verify, RESTORE.sh, tar --compare)', run: drill },
       {
         name: AWS,
@@ -287,16 +259,7 @@ export async function run(): Promise<string> {
       },
     ];
 
-    const contenders = all.filter((c) => only.length === 0 || only.some((w) => c.name.includes(w)));
-    const results = new Map<string, Sample[]>();
-    for (let i = 0; i < RUNS; i++) {
-      // Interleaved so that machine noise hits every contender alike.
-      for (const c of contenders) {
-        const s = await c.run();
-        results.set(c.name, [...(results.get(c.name) ?? []), s]);
-        process.stderr.write(`  ${c.name}: ${(s.ms / 1000).toFixed(2)} s, ${s.rssKiB} KiB\n`);
-      }
-    }
+    const { contenders, samples: results } = await interleaved(all, RUNS);
 
     const medianMs = (name: string) => median((results.get(name) ?? []).map((s) => s.ms));
     const aws = medianMs(AWS);

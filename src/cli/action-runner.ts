@@ -33,6 +33,14 @@ export async function loadActionSpec(name: ActionName): Promise<ActionSpec> {
   return parseYaml(text) as ActionSpec;
 }
 
+/** INPUT_<NAME> variables for an action's inputs, its action.yml defaults applied as the runner does. */
+export function inputEnv(spec: ActionSpec, inputs: Record<string, string>): Record<string, string> {
+  const env: Record<string, string> = {};
+  for (const [input, s] of Object.entries(spec.inputs ?? {}))
+    env[`INPUT_${input.replace(/ /g, '_').toUpperCase()}`] = inputs[input] ?? s.default ?? '';
+  return env;
+}
+
 /** Parses the GITHUB_OUTPUT file format (name=value and heredoc name<<DELIM). */
 export function parseOutputFile(text: string): Record<string, string> {
   const out: Record<string, string> = {};
@@ -113,10 +121,7 @@ export async function runActionInProcess(
   const savedExitCode = process.exitCode;
   const write = process.stdout.write.bind(process.stdout);
   try {
-    for (const [input, s] of Object.entries(declared)) {
-      process.env[`INPUT_${input.replace(/ /g, '_').toUpperCase()}`] =
-        inputs[input] ?? s.default ?? '';
-    }
+    Object.assign(process.env, inputEnv(spec, inputs));
     process.env.GITHUB_OUTPUT = outputFile;
     process.env.GITHUB_STEP_SUMMARY = summaryFile;
     process.env.RUNNER_TEMP ??= dir;
