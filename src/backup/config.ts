@@ -5,7 +5,8 @@ import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
 
-const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
+/** Item and disk ids: what the config allows, and what a manifest may name. */
+export const ITEM_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 
 /** NUL, newlines and other control characters have no place in a path. */
 const hasControlChars = (value: string) =>
@@ -48,7 +49,7 @@ const excludePattern = z.string().superRefine((value, ctx) => {
 });
 
 const itemSchema = z.strictObject({
-  id: z.string().regex(ID_RE, 'id must be 1-63 lowercase letters, digits and hyphens'),
+  id: z.string().regex(ITEM_ID_RE, 'id must be 1-63 lowercase letters, digits and hyphens'),
   description: z.string().default(''),
   paths: z.array(absolutePath('path', { glob: true })).min(1, 'paths needs at least one path'),
   exclude: z.array(excludePattern).default([]),
@@ -70,7 +71,9 @@ const configSchema = z
     /** The root-owned wrapper run through `sudo -n` for sudo items (scripts/host/comfyume-read). */
     'read-wrapper': absolutePath('read-wrapper').default('/usr/local/sbin/comfyume-read'),
     /** Directories whose disk usage is recorded (df), by name. */
-    'disk-facts': z.record(z.string().regex(ID_RE), absolutePath('disk-facts path')).default({}),
+    'disk-facts': z
+      .record(z.string().regex(ITEM_ID_RE), absolutePath('disk-facts path'))
+      .default({}),
     /** Where the model vault lives on the host (with-models). */
     'models-dir': absolutePath('models-dir').optional(),
     items: z.array(itemSchema).min(1, 'items needs at least one item'),

@@ -1,25 +1,41 @@
 // Facts recorded with each backup: tailscale ip -4, hostname, OS release, kernel and the disk
 // usage of the configured mounts. Each is best-effort; a missing fact is a warning, not a failure.
+import { z } from 'zod';
 import { shellQuote } from '../lib/shell.js';
-import { onHost, type BackupConfig } from './config.js';
+import { absolutePath, ITEM_ID_RE, onHost, type BackupConfig } from './config.js';
 import { bashPipefail } from './remote-commands.js';
 
-export interface DiskFact {
-  path: string;
-  filesystem: string;
-  sizeBytes: number;
-  usedBytes: number;
-  availableBytes: number;
-  mountedOn: string;
-}
+/** Free text from the host (an OS name, a mount point): printable, one line, bounded. */
+export const hostText = (max: number) =>
+  z
+    .string()
+    .max(max)
+    .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters');
 
-export interface HostFacts {
-  tailscaleIp: string;
-  hostname: string;
-  os: string;
-  kernel: string;
-  disks: Record<string, DiskFact>;
-}
+const HOSTNAME_RE =
+  /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const KERNEL_RE = /^[A-Za-z0-9._+~-]{1,100}$/;
+
+const diskFactSchema = z.strictObject({
+  path: absolutePath('disk path'),
+  filesystem: hostText(256),
+  sizeBytes: z.number().int().nonnegative(),
+  usedBytes: z.number().int().nonnegative(),
+  availableBytes: z.number().int().nonnegative(),
+  mountedOn: hostText(1024),
+});
+
+/** What the host said about itself; each value is checked, an odd one is recorded as ''. */
+export const hostFactsSchema = z.strictObject({
+  tailscaleIp: z.union([z.literal(''), z.ipv4()]),
+  hostname: z.union([z.literal(''), z.string().regex(HOSTNAME_RE)]),
+  os: hostText(200),
+  kernel: z.union([z.literal(''), z.string().regex(KERNEL_RE)]),
+  disks: z.record(z.string().regex(ITEM_ID_RE), diskFactSchema),
+});
+
+export type DiskFact = z.infer<typeof diskFactSchema>;
+export type HostFacts = z.infer<typeof hostFactsSchema>;
 
 export function factsCommand(config: Pick<BackupConfig, 'disk-facts' | 'host-root'>): string {
   const lines = [
@@ -37,41 +53,59 @@ export function factsCommand(config: Pick<BackupConfig, 'disk-facts' | 'host-roo
   return bashPipefail(`${lines.join('\n')}\nexit 0`);
 }
 
-export function parseFacts(output: string): { facts: HostFacts; missing: string[] } {
+/**
+ * Parses what the facts command printed. The host is not trusted: a value that is not of its
+ * kind (a hostname with a newline, df output that is no number) is dropped and reported missing,
+ * and only the disks of the config are taken, with the config's path.
+ */
+export function parseFacts(
+  output: string,
+  diskFacts: Record<string, string> = {},
+): { facts: HostFacts; missing: string[] } {
   const facts: HostFacts = { tailscaleIp: '', hostname: '', os: '', kernel: '', disks: {} };
+  const missing: string[] = [];
+  const invalid = new Set<string>();
+  const fields = hostFactsSchema.shape;
+  const take = (field: 'tailscaleIp' | 'hostname' | 'os' | 'kernel', value: string) => {
+    const parsed = fields[field].safeParse(value);
+    if (parsed.success) facts[field] = parsed.data;
+    else {
+      invalid.add(field);
+      missing.push(`${field} from the host is not valid: ${JSON.stringify(value.slice(0, 80))}`);
+    }
+  };
   for (const line of output.split('\n')) {
-    const [kind, a = '', b = '', c = ''] = line.split('\t');
-    if (kind === 'tailscale-ip')
-      facts.tailscaleIp = /^\d{1,3}(\.\d{1,3}){3}$/.test(a.trim()) ? a.trim() : '';
-    else if (kind === 'hostname') facts.hostname = a.trim();
-    else if (kind === 'os') facts.os = a.trim();
-    else if (kind === 'kernel') facts.kernel = a.trim();
-    else if (kind === 'disk') {
+    const [kind, a = '', , c = ''] = line.split('\t');
+    if (kind === 'tailscale-ip') take('tailscaleIp', a.trim());
+    else if (kind === 'hostname') take('hostname', a.trim());
+    else if (kind === 'os') take('os', a.trim());
+    else if (kind === 'kernel') take('kernel', a.trim());
+    else if (kind === 'disk' && Object.hasOwn(diskFacts, a)) {
       const f = c.trim().split(/\s+/);
-      if (f.length >= 6 && /^\d+$/.test(f[1] ?? '')) {
-        facts.disks[a] = {
-          path: b,
-          filesystem: f[0] ?? '',
-          sizeBytes: Number(f[1]),
-          usedBytes: Number(f[2]),
-          availableBytes: Number(f[3]),
-          mountedOn: f.slice(5).join(' '),
-        };
-      } else {
-        facts.disks[a] = {
-          path: b,
-          filesystem: '',
-          sizeBytes: 0,
-          usedBytes: 0,
-          availableBytes: 0,
-          mountedOn: '',
-        };
-      }
+      const disk = diskFactSchema.safeParse({
+        path: diskFacts[a],
+        filesystem: f[0] ?? '',
+        sizeBytes: Number(f[1]),
+        usedBytes: Number(f[2]),
+        availableBytes: Number(f[3]),
+        mountedOn: f.slice(5).join(' '),
+      });
+      facts.disks[a] =
+        f.length >= 6 && disk.success
+          ? disk.data
+          : {
+              path: diskFacts[a] ?? '/',
+              filesystem: '',
+              sizeBytes: 0,
+              usedBytes: 0,
+              availableBytes: 0,
+              mountedOn: '',
+            };
     }
   }
-  const missing: string[] = [];
-  if (!facts.tailscaleIp) missing.push('tailscale ip -4 gave no IPv4 address');
-  if (!facts.hostname) missing.push('hostname is empty');
+  if (!facts.tailscaleIp && !invalid.has('tailscaleIp'))
+    missing.push('tailscale ip -4 gave no IPv4 address');
+  if (!facts.hostname && !invalid.has('hostname')) missing.push('hostname is empty');
   for (const [name, disk] of Object.entries(facts.disks)) {
     if (!disk.filesystem) missing.push(`df of ${name} (${disk.path}) failed`);
   }

@@ -2,9 +2,9 @@
 // last: a backup exists exactly when its manifest does.
 import { z } from 'zod';
 import { OpsError } from '../lib/errors.js';
-import { absolutePath } from './config.js';
-import type { HostFacts } from './facts.js';
-import type { Compressor } from './remote-commands.js';
+import { absolutePath, ITEM_ID_RE } from './config.js';
+import { hostFactsSchema, hostText } from './facts.js';
+import { COMPRESSOR_NAMES, COMPRESSORS } from './remote-commands.js';
 
 export const MANIFEST_FORMAT = 'comfyume-ops/backup-manifest/1';
 export const TOOL_NAME = 'comfyume-ops backup-verda';
@@ -30,119 +30,140 @@ export function parseBackupId(id: string): Date | undefined {
 export const backupKeys = (prefix: string, id: string) => ({
   dir: `${prefix}/${id}/`,
   manifest: `${prefix}/${id}/manifest.json`,
+  signature: `${prefix}/${id}/manifest.json.sig`,
   restoreScript: `${prefix}/${id}/RESTORE.sh`,
   item: (itemId: string, extension: string) => `${prefix}/${id}/${itemId}.${extension}.age`,
 });
 
 export const latestKey = (prefix: string) => `${prefix}/latest.json`;
 
-export interface ManifestItem {
-  id: string;
-  description: string;
-  paths: string[];
+const SHA256_HEX = z.string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 in hex');
+const bytes = z.number().int().nonnegative();
+/** `SHA256:` and 43 base64 characters, as ssh-keygen -l prints a host key. */
+export const FINGERPRINT_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
+const SEMVER_RE = /^\d{1,5}\.\d{1,5}\.\d{1,5}(?:-[0-9A-Za-z.-]{1,40})?$/;
+const USER_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/;
+const HOST_RE = /^[A-Za-z0-9.:_-]{1,253}$/;
+/** age recipients: X25519 (age1 + bech32) or an SSH public key, one line each. */
+const RECIPIENT_RE = /^(?:age1[02-9ac-hj-np-z]{58}|(?:ssh-ed25519|ssh-rsa) [A-Za-z0-9+/]+={0,2})$/;
+
+export const manifestItemSchema = z.strictObject({
+  id: z.string().regex(ITEM_ID_RE, 'must be an item id as in config/backup.yml'),
+  description: hostText(500),
+  // Checked as the config checks them: they become paths on the machine restoring.
+  paths: z.array(absolutePath('path', { glob: true })).min(1),
   /** Host paths that were absent (optional items, or globs that matched nothing). */
-  missingPaths: string[];
-  required: boolean;
-  sudo: boolean;
-  restoreTo: string;
-  afterRestore: string[];
-  key: string;
-  compression: Compressor;
+  missingPaths: z.array(absolutePath('missing path', { glob: true })),
+  required: z.boolean(),
+  sudo: z.boolean(),
+  restoreTo: absolutePath('restoreTo'),
+  /** As the config said at backup time; a restore runs its own config's, never these. */
+  afterRestore: z.array(hostText(1000)),
+  key: z.string(),
+  compression: z.enum(COMPRESSOR_NAMES),
   /** Uncompressed tar bytes (GNU tar --totals), when tar reported them. */
-  tarBytes: number | null;
+  tarBytes: bytes.nullable(),
   /** Compressed bytes received from the host. */
-  archiveBytes: number;
+  archiveBytes: bytes,
   /** Encrypted bytes stored in R2, and their sha256. */
-  storedBytes: number;
-  sha256: string;
-  seconds: number;
-}
-
-export interface Manifest {
-  format: typeof MANIFEST_FORMAT;
-  backupId: string;
-  tool: { name: string; version: string };
-  startedAt: string;
-  finishedAt: string;
-  host: { address: string; port: number; user: string; fingerprint: string; hostRoot: string };
-  facts: HostFacts;
-  encryption: { format: 'age'; recipients: string[] };
-  items: ManifestItem[];
-  skipped: { id: string; reason: string }[];
-  restoreScript: { key: string; sha256: string; bytes: number };
-}
-
-export interface LatestPointer {
-  backupId: string;
-  manifestKey: string;
-  finishedAt: string;
-}
-
-const latestSchema = z.object({
-  backupId: z.string(),
-  manifestKey: z.string(),
-  finishedAt: z.string(),
+  storedBytes: bytes,
+  sha256: SHA256_HEX,
+  seconds: z.number().nonnegative(),
 });
 
-// What a restore drill needs from a manifest (to restore, and to generate RESTORE.sh again),
-// checked; other fields pass through untouched.
-const manifestSchema = z
-  .object({
-    format: z.literal(MANIFEST_FORMAT),
-    backupId: z.string().regex(ID_RE),
-    finishedAt: z.iso.datetime(),
-    tool: z.object({ version: z.string() }).loose(),
-    host: z.object({ hostRoot: absolutePath('host.hostRoot'), fingerprint: z.string() }).loose(),
-    facts: z.object({ hostname: z.string(), tailscaleIp: z.string() }).loose(),
-    encryption: z.object({ format: z.literal('age'), recipients: z.array(z.string()) }),
-    items: z.array(
-      z
-        .object({
-          id: z.string().regex(/^[a-z0-9][a-z0-9_-]*$/i),
-          description: z.string(),
-          afterRestore: z.array(z.string()),
-          // Checked as the config checks them: they become paths on the machine restoring.
-          paths: z.array(absolutePath('path', { glob: true })).min(1),
-          missingPaths: z.array(z.string()),
-          restoreTo: absolutePath('restoreTo'),
-          key: z.string(),
-          compression: z.enum(['zstd', 'gzip']),
-          tarBytes: z.number().int().nonnegative().nullable(),
-          storedBytes: z.number().int().nonnegative(),
-          sha256: z.string().regex(/^[0-9a-f]{64}$/),
-        })
-        .loose(),
-    ),
-    restoreScript: z.object({
-      key: z.string(),
-      sha256: z.string().regex(/^[0-9a-f]{64}$/),
-      bytes: z.number().int().nonnegative(),
-    }),
-  })
-  .loose();
+const manifestFields = z.strictObject({
+  format: z.literal(MANIFEST_FORMAT),
+  backupId: z.string().regex(ID_RE, 'must be a backup id such as 20261128T021500Z'),
+  tool: z.strictObject({
+    name: z.literal(TOOL_NAME),
+    version: z.string().regex(SEMVER_RE, 'must be a version such as 0.1.0'),
+  }),
+  startedAt: z.iso.datetime(),
+  finishedAt: z.iso.datetime(),
+  host: z.strictObject({
+    address: z.string().regex(HOST_RE, 'must be a host name or address'),
+    port: z.number().int().min(1).max(65535),
+    user: z.string().regex(USER_RE, 'must be a user name'),
+    fingerprint: z.string().regex(FINGERPRINT_RE, 'must be SHA256:<43 base64 characters>'),
+    hostRoot: absolutePath('host.hostRoot'),
+  }),
+  facts: hostFactsSchema,
+  encryption: z.strictObject({
+    format: z.literal('age'),
+    recipients: z.array(z.string().regex(RECIPIENT_RE, 'must be an age recipient')).min(1),
+  }),
+  items: z.array(manifestItemSchema),
+  skipped: z.array(z.strictObject({ id: z.string().regex(ITEM_ID_RE), reason: hostText(2000) })),
+  restoreScript: z.strictObject({ key: z.string(), sha256: SHA256_HEX, bytes }),
+});
+
+export type ManifestItem = z.infer<typeof manifestItemSchema>;
+export type Manifest = z.infer<typeof manifestFields>;
+
+/**
+ * The manifest of backup `backupId` under `prefix`, whole: every object it names is this backup's
+ * own (`<prefix>/<id>/<item>.<ext>.age`, `<prefix>/<id>/RESTORE.sh`), ids are unique, and the id
+ * is the start time.
+ */
+export function manifestSchema(prefix: string) {
+  return manifestFields.superRefine((m, ctx) => {
+    const keys = backupKeys(prefix, m.backupId);
+    const issue = (path: (string | number)[], message: string) =>
+      ctx.addIssue({ code: 'custom', path, message });
+    if (backupIdFor(new Date(m.startedAt)) !== m.backupId)
+      issue(['startedAt'], `must be the time backup id ${m.backupId} names`);
+    if (Date.parse(m.finishedAt) < Date.parse(m.startedAt))
+      issue(['finishedAt'], 'must not be before startedAt');
+    if (m.restoreScript.key !== keys.restoreScript)
+      issue(['restoreScript', 'key'], `must be ${keys.restoreScript}`);
+    const seen = new Set<string>();
+    m.items.forEach((item, i) => {
+      const expected = keys.item(item.id, COMPRESSORS[item.compression].extension);
+      if (item.key !== expected) issue(['items', i, 'key'], `must be ${expected}`);
+      if (seen.has(item.id)) issue(['items', i, 'id'], `duplicate item id ${item.id}`);
+      seen.add(item.id);
+    });
+  });
+}
+
+export const latestSchema = z.strictObject({
+  backupId: z.string().regex(ID_RE),
+  manifestKey: z.string(),
+  finishedAt: z.iso.datetime(),
+});
+
+export type LatestPointer = z.infer<typeof latestSchema>;
+
+/** The first problem of a failed parse, as `field.path: message`. */
+function firstIssue(error: z.ZodError): string {
+  const issue = error.issues[0];
+  return `${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`;
+}
 
 /** A stored manifest, checked; the error names the key and the first field that is wrong. */
-export function parseManifest(text: string, key: string): Manifest {
+export function parseManifest(text: string, key: string, prefix: string): Manifest {
   let json: unknown;
   try {
     json = JSON.parse(text);
   } catch {
     throw new OpsError(`${key} is not JSON`);
   }
-  const parsed = manifestSchema.safeParse(json);
-  if (!parsed.success) {
-    const issue = parsed.error.issues[0];
-    throw new OpsError(
-      `${key} is not a ${MANIFEST_FORMAT} manifest: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`,
-    );
-  }
-  return parsed.data as unknown as Manifest;
+  const parsed = manifestSchema(prefix).safeParse(json);
+  if (!parsed.success)
+    throw new OpsError(`${key} is not a ${MANIFEST_FORMAT} manifest: ${firstIssue(parsed.error)}`);
+  if (key !== backupKeys(prefix, parsed.data.backupId).manifest)
+    throw new OpsError(`${key} names backup ${parsed.data.backupId}: not its own manifest`);
+  return parsed.data;
 }
 
-export function parseLatest(text: string): LatestPointer | undefined {
+/** latest.json, when it is well formed and names a manifest of its own prefix. */
+export function parseLatest(text: string, prefix: string): LatestPointer | undefined {
   try {
     const parsed = latestSchema.safeParse(JSON.parse(text));
-    return parsed.success ? parsed.data : undefined;
+    if (!parsed.success) return undefined;
+    return parsed.data.manifestKey === backupKeys(prefix, parsed.data.backupId).manifest
+      ? parsed.data
+      : undefined;
   } catch {
     return undefined;
   }

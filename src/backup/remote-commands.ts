@@ -3,7 +3,8 @@
 import { shellGlob, shellQuote } from '../lib/shell.js';
 import { onHost, type BackupConfig, type BackupItem } from './config.js';
 
-export type Compressor = 'zstd' | 'gzip';
+export const COMPRESSOR_NAMES = ['zstd', 'gzip'] as const;
+export type Compressor = (typeof COMPRESSOR_NAMES)[number];
 
 export const COMPRESSORS: Record<
   Compressor,

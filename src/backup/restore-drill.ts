@@ -1,22 +1,28 @@
-// The restore drill: proves a backup can be restored before the day it is needed. For a backup
-// (the latest by default) it checks the manifest, and checks that the stored RESTORE.sh is exactly
-// what this tool generates from that manifest: the script is code from the bucket, and write
-// access to the bucket must not become code running next to the drill key. Then, one item at a
-// time: download (sha256 checked against the manifest), restore with RESTORE.sh into a fresh root,
-// and compare the restored tree with the archive file by file (`tar --compare`: every member
-// present, same type, size, mode and contents), then delete both. The work directory, which holds
-// restored secrets (SSH host keys, the Tailscale identity), is removed whatever happens.
+// The restore drill: proves a backup can be restored before the day it is needed. The bucket is
+// not trusted (SECURITY.md): for a backup (the latest by default) the drill first checks the
+// manifest's signature against config/backup-signers, then the manifest against its strict
+// schema and against the repository's config/backup.yml (every required item there, none
+// empty, not from the future), and that the stored RESTORE.sh (sha256 in the signed manifest) is
+// what this tool generates from that manifest. Then, one item at a time: download (sha256
+// checked), restore with that RESTORE.sh (which verifies the signature itself) into a fresh
+// root, and compare the restored tree with the archive file by file (`tar --compare`: every
+// member present, same type, size, mode and contents), then delete both. The work directory,
+// which holds restored secrets (SSH host keys, the Tailscale identity), is removed whatever
+// happens.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, InputError, OpsError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { RetryOptions } from '../lib/retry.js';
+import type { AllowedSigner } from '../lib/sshsig.js';
+import type { BackupConfig } from './config.js';
 import { backupKeys, parseManifest, type Manifest, type ManifestItem } from './manifest.js';
 import { COMPRESSORS } from './remote-commands.js';
-import { restoreScript } from './restore-script.js';
+import { AFTER_RESTORE_LINE, restoreScript } from './restore-script.js';
+import { verifyManifestSignature } from './signature.js';
 import { BackupStore } from './store.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -30,6 +36,12 @@ export interface DrillOptions {
   backupId?: string;
   /** age identities (AGE-SECRET-KEY-1...) with their recipients; one must be the backup's. */
   identities: { identity: string; recipient: string }[];
+  /** The keys a backup must be signed with (config/backup-signers). */
+  signers: AllowedSigner[];
+  /** The allowed signers file as text, handed to RESTORE.sh --signers. */
+  signersText: string;
+  /** This repository's config/backup.yml: its required items must be in the backup. */
+  config: BackupConfig;
   /** Restore only these items (default all). */
   only?: string[];
   /** A backup older than this is reported stale (the nightly runs stopped). */
@@ -72,7 +84,8 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
   const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
   const where = `s3://${opts.bucket}/${opts.prefix}`;
 
-  const manifest = await readManifest(store, opts.backupId, where);
+  const { manifest, text, signature } = await readManifest(store, opts, where);
+  checkProves(manifest, opts.config, now());
   const items = selectItems(manifest, opts.only);
   checkIdentities(manifest, opts.identities);
   const ageMs = now().getTime() - Date.parse(manifest.finishedAt);
@@ -99,14 +112,17 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
     let downloadedBytes = await timed('download', () =>
       download(store, manifest.restoreScript, 'RESTORE.sh', stored, logger),
     );
+    checkRestoreScript(await readFile(stored, 'utf8'), manifest, opts);
     const script = path.join(work, 'RESTORE.sh');
-    await writeFile(script, checkedRestoreScript(await readFile(stored, 'utf8'), manifest, opts), {
-      mode: 0o700,
-    });
+    await rename(stored, script);
+    await chmod(script, 0o700);
     const identityFile = path.join(work, 'identity.txt');
     await writeFile(identityFile, `${opts.identities.map((i) => i.identity).join('\n')}\n`, {
       mode: 0o600,
     });
+    const signersFile = path.join(work, 'backup-signers');
+    await writeFile(signersFile, opts.signersText, { mode: 0o600 });
+    const keys = backupKeys(opts.prefix, manifest.backupId);
 
     const results: DrillItem[] = [];
     for (const item of items) {
@@ -116,12 +132,15 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
       const root = path.join(work, 'root');
       await mkdir(archives);
       await mkdir(root);
+      // RESTORE.sh checks the signature itself, from the same directory as the archives.
+      await writeFile(path.join(archives, path.posix.basename(keys.manifest)), text);
+      await writeFile(path.join(archives, path.posix.basename(keys.signature)), signature);
       const archive = path.join(archives, path.posix.basename(item.key));
       downloadedBytes += await timed('download', () =>
         download(store, item, item.id, archive, logger),
       );
       await timed('restore', () =>
-        restoreItem(script, identityFile, archives, root, item, logger, step),
+        restoreItem(script, { identityFile, signersFile, archives, root }, item, logger, step),
       );
       const compared = await timed('check', () =>
         compareItem(identityFile, archive, path.join(root, item.restoreTo), item, step),
@@ -158,27 +177,63 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
   }
 }
 
+interface SignedManifest {
+  manifest: Manifest;
+  text: string;
+  signature: string;
+}
+
+/** The manifest and its signature, verified before the manifest is even parsed. */
 async function readManifest(
   store: BackupStore,
-  backupId: string | undefined,
+  opts: DrillOptions,
   where: string,
-): Promise<Manifest> {
+): Promise<SignedManifest> {
   let key: string;
-  if (backupId) {
-    key = backupKeys(store.prefix, backupId).manifest;
+  if (opts.backupId) {
+    key = backupKeys(store.prefix, opts.backupId).manifest;
   } else {
     const latest = await store.latest();
     if (!latest)
       throw new OpsError(`no backup to drill: ${where}/latest.json is missing or unreadable`);
     key = latest.manifestKey;
   }
-  const text = await store.getText(key);
+  const [text, signature] = await Promise.all([store.getText(key), store.getText(`${key}.sig`)]);
   if (text === undefined) {
-    throw backupId
-      ? new InputError('backup-id', backupId, `a backup under ${where} (it has no manifest.json)`)
+    throw opts.backupId
+      ? new InputError(
+          'backup-id',
+          opts.backupId,
+          `a backup under ${where} (it has no manifest.json)`,
+        )
       : new OpsError(`latest.json names ${key}, which does not exist`);
   }
-  return parseManifest(text, key);
+  verifyManifestSignature(Buffer.from(text), signature, opts.signers, key);
+  return { manifest: parseManifest(text, key, store.prefix), text, signature: signature ?? '' };
+}
+
+/** How far a backup's clock may run ahead of the drill's. */
+const CLOCK_SKEW_MS = 5 * 60_000;
+
+/**
+ * A drill must fail when it would prove nothing: a backup with no items, without a required
+ * item of this repository's config, or from the future.
+ */
+function checkProves(manifest: Manifest, config: BackupConfig, now: Date): void {
+  const id = manifest.backupId;
+  if (manifest.items.length === 0)
+    throw new OpsError(`backup ${id} has no items: a drill of it would prove nothing`);
+  const present = new Set(manifest.items.map((i) => i.id));
+  const missing = config.items.filter((i) => i.required && !present.has(i.id)).map((i) => i.id);
+  if (missing.length > 0) {
+    throw new OpsError(`backup ${id} lacks required item(s) of the config: ${missing.join(', ')}`);
+  }
+  const ahead = Date.parse(manifest.finishedAt) - now.getTime();
+  if (ahead > CLOCK_SKEW_MS) {
+    throw new OpsError(
+      `backup ${id} finished at ${manifest.finishedAt}, ${(ahead / 60_000).toFixed(0)} min in the future: its clock or its manifest is wrong`,
+    );
+  }
 }
 
 function selectItems(manifest: Manifest, only: string[] | undefined): ManifestItem[] {
@@ -224,28 +279,31 @@ async function download(
   return got.bytes;
 }
 
-// RESTORE.sh names the endpoint it downloads from; the drill passes --from, so only that value
-// may differ from the generated script (a line of its own, replaced before comparing).
+// RESTORE.sh names the endpoint it downloads from, and carries the after-restore steps of the
+// config at backup time; the drill passes --from and --skip-after-restore, so only those lines
+// may differ from the script generated here (each is a line of its own).
 const ENDPOINT_LINE = /^R2_ENDPOINT=\$\{R2_ENDPOINT:-.*\}$/m;
 
 /**
- * The RESTORE.sh to run: this tool's own, generated from the manifest, once the stored one is
- * found to be the same script (apart from the endpoint it names).
+ * Checks that the stored RESTORE.sh (its sha256 is in the signed manifest) is the script this
+ * tool generates from the manifest, with the after-restore steps of this repository's config.
  */
-function checkedRestoreScript(stored: string, manifest: Manifest, opts: DrillOptions): string {
+function checkRestoreScript(stored: string, manifest: Manifest, opts: DrillOptions): void {
+  const afterRestore = new Map(opts.config.items.map((i) => [i.id, i['after-restore']]));
   const generated = restoreScript({
     backupId: manifest.backupId,
     toolVersion: manifest.tool.version,
     bucket: opts.bucket,
-    prefix: opts.prefix,
+    manifestKey: backupKeys(opts.prefix, manifest.backupId).manifest,
     endpoint: opts.endpoint,
     hostFingerprint: manifest.host.fingerprint,
     facts: manifest.facts,
-    items: manifest.items,
+    items: manifest.items.map((i) => ({ ...i, afterRestore: afterRestore.get(i.id) ?? [] })),
   });
-  const line = ENDPOINT_LINE.exec(generated)?.[0] ?? '';
-  const a = stored.replace(ENDPOINT_LINE, line).split('\n');
-  const b = generated.split('\n');
+  const same = (script: string) =>
+    script.replace(ENDPOINT_LINE, 'R2_ENDPOINT').replace(AFTER_RESTORE_LINE, 'AFTER_RESTORE');
+  const a = same(stored).split('\n');
+  const b = same(generated).split('\n');
   const at = a.findIndex((l, i) => l !== b[i]);
   if (at >= 0 || a.length !== b.length) {
     const n = at >= 0 ? at : Math.min(a.length, b.length);
@@ -257,7 +315,6 @@ function checkedRestoreScript(stored: string, manifest: Manifest, opts: DrillOpt
       `RESTORE.sh of backup ${manifest.backupId} is not the script this tool generates from its manifest (line ${n + 1} differs); ${version}. Not run.`,
     );
   }
-  return generated;
 }
 
 interface Step {
@@ -265,17 +322,24 @@ interface Step {
   signal: AbortSignal | undefined;
 }
 
+interface RestoreFiles {
+  identityFile: string;
+  signersFile: string;
+  /** The archives, manifest.json and its signature. */
+  archives: string;
+  root: string;
+}
+
 async function restoreItem(
   script: string,
-  identityFile: string,
-  archives: string,
-  root: string,
+  files: RestoreFiles,
   item: ManifestItem,
   logger: Logger,
   step: Step,
 ): Promise<void> {
   const out: Buffer[] = [];
-  const args = ['--identity', identityFile, '--root', root, '--from', archives];
+  const args = ['--signers', files.signersFile, '--identity', files.identityFile];
+  args.push('--root', files.root, '--from', files.archives);
   const done = await run('bash', [script, ...args, '--skip-after-restore', '--only', item.id], {
     ...step,
     onStdout: (chunk) => out.push(chunk),
@@ -328,7 +392,10 @@ async function compareItem(
       `${item.id}: the restored files differ from the archive (${done.how}${problems.length > 5 ? `, ${problems.length} problems` : ''}): ${shown}`,
     );
   }
-  return { members: lines.length - lines.filter((l) => DIFFERS.test(l)).length, ownershipIgnored };
+  const members = lines.length - lines.filter((l) => DIFFERS.test(l)).length;
+  if (members === 0)
+    throw new OpsError(`${item.id}: the archive restores no file: it proves nothing`);
+  return { members, ownershipIgnored };
 }
 
 const tail = (stderr: string) => stderr.trim().split('\n').slice(-5).join(' | ') || 'no message';

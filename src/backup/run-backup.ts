@@ -9,7 +9,13 @@ import type { Logger } from '../lib/logger.js';
 import { R2_MAX_PARTS, R2_MIN_PART } from '../lib/r2.js';
 import { PartBuffers } from '../lib/r2-stream-upload.js';
 import { sleep, type RetryOptions } from '../lib/retry.js';
-import { connectSsh, type ConnectOptions, type SshConnection } from '../lib/ssh.js';
+import {
+  connectSsh,
+  fingerprintSha256,
+  type ConnectOptions,
+  type SshConnection,
+} from '../lib/ssh.js';
+import { signSshsig, type SshSigner } from '../lib/sshsig.js';
 import { streamItem } from './archive-stream.js';
 import { onHost, type BackupConfig, type BackupItem } from './config.js';
 import { factsCommand, parseFacts, type HostFacts } from './facts.js';
@@ -33,6 +39,7 @@ import {
 } from './remote-commands.js';
 import { restoreScript } from './restore-script.js';
 import { applyRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
+import { SIGNATURE_NAMESPACE } from './signature.js';
 import { BackupStore } from './store.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -45,6 +52,8 @@ export interface BackupOptions {
   /** The R2 endpoint written into RESTORE.sh. */
   endpoint: string;
   recipients: string[];
+  /** Signs manifest.json (signature.ts): a restore accepts only what this key signed. */
+  signer: SshSigner;
   retention: RetentionPolicy;
   dryRun: boolean;
   /** Read every stored object back and compare its sha256 (default true). */
@@ -274,7 +283,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     }
 
     const facts = await logger.group('Record host facts', async () => {
-      const parsed = parseFacts(factsOut.stdout);
+      const parsed = parseFacts(factsOut.stdout, config['disk-facts']);
       for (const m of parsed.missing) warn(`host fact unavailable: ${m}`);
       logger.info(
         `hostname ${parsed.facts.hostname}, ${parsed.facts.os}, tailscale ${parsed.facts.tailscaleIp || '-'}`,
@@ -323,7 +332,7 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
         backupId,
         toolVersion: TOOL_VERSION,
         bucket: opts.bucket,
-        prefix: opts.prefix,
+        manifestKey: keys.manifest,
         endpoint: opts.endpoint,
         hostFingerprint: conn.hostFingerprint,
         facts,
@@ -354,15 +363,17 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
           bytes: Buffer.byteLength(script),
         },
       };
-      written.push(keys.manifest);
-      await logger.group('Write the manifest (last)', async () => {
-        await store.putSmall(
-          keys.manifest,
-          `${JSON.stringify(manifest, null, 2)}\n`,
-          'application/json',
-          true,
+      await logger.group('Sign and write the manifest (last)', async () => {
+        // The signature goes first: a manifest never exists without it.
+        const text = `${JSON.stringify(manifest, null, 2)}\n`;
+        const signature = signSshsig(Buffer.from(text), SIGNATURE_NAMESPACE, opts.signer);
+        written.push(keys.signature);
+        await store.putSmall(keys.signature, signature, 'text/plain');
+        written.push(keys.manifest);
+        await store.putSmall(keys.manifest, text, 'application/json', true);
+        logger.info(
+          `manifest ${keys.manifest}, signed by ${fingerprintSha256(opts.signer.publicKey)}`,
         );
-        logger.info(`manifest ${keys.manifest}`);
       });
     } catch (err) {
       await cleanup(store, written, logger);

@@ -95,7 +95,7 @@ export class BackupStore {
 
   async latest(): Promise<LatestPointer | undefined> {
     const text = await this.getText(latestKey(this.prefix));
-    return text === undefined ? undefined : parseLatest(text);
+    return text === undefined ? undefined : parseLatest(text, this.prefix);
   }
 
   /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */

@@ -5,6 +5,7 @@
 // "stop". Everything is stopped at the end, whatever happened.
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import { makeSigningKey, type SigningKey } from '../sandbox/signing-key.js';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -93,6 +94,7 @@ function pipelineSteps(
   configFile: string,
   identity: string,
   recipient: string,
+  signing: SigningKey,
 ): Step[] {
   const r2 = {
     'r2-endpoint': s.r2.endpoint,
@@ -119,6 +121,7 @@ function pipelineSteps(
         config: configFile,
         bucket: BACKUP_BUCKET,
         'age-recipients': recipient,
+        'signing-key': signing.privateKey,
         'with-models': 'true',
         'models-bucket': MODELS_BUCKET,
         ...r2,
@@ -126,9 +129,15 @@ function pipelineSteps(
       show: ['backup-id', 'items', 'bytes', 'tailscale-ip', 'manifest-key'],
     },
     {
-      title: 'Restore drill of that backup (its own RESTORE.sh, compared)',
+      title: 'Restore drill of that backup (signature checked, its own RESTORE.sh, compared)',
       action: 'restore-drill',
-      inputs: { bucket: BACKUP_BUCKET, 'age-identity': identity, ...r2 },
+      inputs: {
+        bucket: BACKUP_BUCKET,
+        'age-identity': identity,
+        signers: signing.signersFile,
+        config: configFile,
+        ...r2,
+      },
       show: ['backup-id', 'items', 'restore-seconds'],
     },
     {
@@ -203,8 +212,9 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
     await writeFile(configFile, plan);
     const identity = await generateX25519Identity();
     const recipient = await identityToRecipient(identity);
+    const signing = await makeSigningKey(dir);
 
-    for (const step of pipelineSteps(services, configFile, identity, recipient)) {
+    for (const step of pipelineSteps(services, configFile, identity, recipient, signing)) {
       say(`\n=== ${step.title} (actions/${step.action})`);
       const result: ActionResult = await runActionInProcess(step.action, step.inputs);
       ok &&= result.ok;

@@ -1,9 +1,20 @@
-// Shell words for bash command lines, remote (over SSH) and local: every value goes through here.
+// Shell words for bash command lines, remote (over SSH) and local, and for generated scripts
+// (RESTORE.sh): every value goes through here, comments included.
 
-/** Quotes one shell word; safe words pass unchanged. */
+/** Quotes one shell word; safe words pass unchanged. The result never spans lines. */
 export function shellQuote(word: string): string {
   if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word)) return word;
+  // A newline or another control character gets bash's $'...' with escapes, so a quoted word
+  // stays on one line: a value can then end neither a comment nor a case branch.
+  if (/[\u0000-\u001f\u007f]/.test(word)) return ansiCQuote(word);
   return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+
+function ansiCQuote(word: string): string {
+  const escaped = word.replace(/[\u0000-\u001f\u007f\\']/g, (c) =>
+    c === '\\' || c === "'" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
+  );
+  return `$'${escaped}'`;
 }
 
 /**
@@ -15,4 +26,9 @@ export function shellGlob(path: string): string {
     .split(/([*?])/)
     .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shellQuote(part)))
     .join('');
+}
+
+/** Free text as one shell comment line: the text is quoted, so it cannot end the comment. */
+export function shellComment(text: string): string {
+  return `# ${shellQuote(text)}`;
 }

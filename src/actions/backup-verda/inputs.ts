@@ -5,6 +5,8 @@ import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { R2_MIN_PART, validateBucketName } from '../../lib/r2.js';
 import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
 import { parseRetention, type RetentionPolicy } from '../../backup/retention.js';
+import { parseSigningKey } from '../../backup/signing-key.js';
+import type { SshSigner } from '../../lib/sshsig.js';
 import { MAX_PART_MIB } from '../../backup/run-backup.js';
 import { parsePrefix, parseR2Access } from '../shared/r2-inputs.js';
 
@@ -21,6 +23,7 @@ export interface BackupInputs {
   accessKeyId: string;
   secretAccessKey: string;
   recipients: string[];
+  signer: SshSigner;
   retention: RetentionPolicy;
   withModels: boolean;
   modelsBucket: string;
@@ -36,6 +39,7 @@ export interface BackupInputs {
 /** The secret inputs, to mask before anything else happens. */
 export const SECRET_INPUTS = [
   'ssh-private-key',
+  'signing-key',
   'r2-access-key-id',
   'r2-secret-access-key',
   'github-token',
@@ -74,6 +78,10 @@ export async function parseBackupInputs(
   );
   const { endpoint, accessKeyId, secretAccessKey } = parseR2Access(inputs);
   const recipients = await parseRecipients('age-recipients', inputs.list('age-recipients'));
+  const signer = parseSigningKey(
+    'signing-key',
+    inputs.secret('signing-key', 'the backup signing key (an OpenSSH Ed25519 private key)'),
+  );
   const retention = parseRetention(
     'retention',
     inputs.raw('retention') || 'daily=7,weekly=4,monthly=6',
@@ -108,6 +116,7 @@ export async function parseBackupInputs(
     accessKeyId,
     secretAccessKey,
     recipients,
+    signer,
     retention,
     withModels,
     modelsBucket,

@@ -57,6 +57,7 @@ export async function run(): Promise<void> {
         prefix: inputs.prefix,
         endpoint: inputs.endpoint,
         recipients: inputs.recipients,
+        signer: inputs.signer,
         retention: inputs.retention,
         dryRun: inputs.dryRun,
         verifyReadBack: inputs.verify === 'read-back',

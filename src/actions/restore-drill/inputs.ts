@@ -1,8 +1,10 @@
+import path from 'node:path';
 import { parseIdentities } from '../../lib/age-stream.js';
 import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { validateBucketName } from '../../lib/r2.js';
 import { parseBackupId } from '../../backup/manifest.js';
+import { DEFAULT_SIGNERS_FILE } from '../../backup/signature.js';
 import { parsePrefix, parseR2Access, type R2Access } from '../shared/r2-inputs.js';
 
 export interface DrillInputs extends R2Access {
@@ -15,14 +17,22 @@ export interface DrillInputs extends R2Access {
   /** max-age as given, for messages. */
   maxAge: string;
   r2TimeoutMs: number;
+  /** config/backup.yml and config/backup-signers, resolved. */
+  configFile: string;
+  signersFile: string;
 }
 
 /** The secret inputs, to mask before anything else happens. */
 export const SECRET_INPUTS = ['age-identity', 'r2-access-key-id', 'r2-secret-access-key'] as const;
 
 /** Every input checked before any request (each error names the input and its value). */
-export async function parseDrillInputs(source: InputSource): Promise<DrillInputs> {
+export async function parseDrillInputs(
+  source: InputSource,
+  cwd = process.cwd(),
+): Promise<DrillInputs> {
   const inputs = new Inputs(source);
+  const configFile = path.resolve(cwd, inputs.raw('config') || 'config/backup.yml');
+  const signersFile = path.resolve(cwd, inputs.raw('signers') || DEFAULT_SIGNERS_FILE);
   const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
   const prefix = parsePrefix(
     'prefix',
@@ -42,5 +52,17 @@ export async function parseDrillInputs(source: InputSource): Promise<DrillInputs
   const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
   if (r2TimeoutMs < 1000)
     throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
-  return { bucket, prefix, ...access, identities, backupId, items, maxAgeMs, maxAge, r2TimeoutMs };
+  return {
+    bucket,
+    prefix,
+    ...access,
+    identities,
+    backupId,
+    items,
+    maxAgeMs,
+    maxAge,
+    r2TimeoutMs,
+    configFile,
+    signersFile,
+  };
 }

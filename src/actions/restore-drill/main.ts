@@ -1,4 +1,6 @@
 import path from 'node:path';
+import { loadBackupConfig } from '../../backup/config.js';
+import { loadAllowedSigners } from '../../backup/signature.js';
 import { drillReport } from '../../backup/report.js';
 import { runRestoreDrill } from '../../backup/restore-drill.js';
 import { OpsError } from '../../lib/errors.js';
@@ -24,6 +26,8 @@ export async function run(): Promise<void> {
       } else maskSecret(actionInputs(name));
     }
     const inputs = await parseDrillInputs(actionInputs);
+    const config = await loadBackupConfig(inputs.configFile);
+    const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);
     const client = actionR2Client(inputs, inputs.r2TimeoutMs);
     const runnerTemp = process.env.RUNNER_TEMP;
     // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
@@ -37,6 +41,9 @@ export async function run(): Promise<void> {
       signal: cancel.signal,
       ...(inputs.backupId ? { backupId: inputs.backupId } : {}),
       identities: inputs.identities,
+      signers,
+      signersText,
+      config,
       only: inputs.items,
       maxAgeMs: inputs.maxAgeMs,
       ...(runnerTemp ? { tempDir: path.resolve(runnerTemp) } : {}),
