@@ -169,15 +169,15 @@ object() {
 
 # The signed manifest must be this backup's and must name this script's sha256.
 verify_signature() {
-  local manifest signature self
+  local manifest signature self said
   manifest=$(object "$MANIFEST_KEY")
   signature=$(object "$MANIFEST_KEY.sig")
-  ssh-keygen -Y verify -f "$SIGNERS" -I "$SIGNER_PRINCIPAL" -n "$SIGNATURE_NAMESPACE" \\
-    -s "$signature" <"$manifest" >/dev/null 2>&1 ||
-    die "the signature of $MANIFEST_KEY does not verify against $SIGNERS: not restoring"
-  grep -Fq "\"backupId\": \"$BACKUP_ID\"" -- "$manifest" || die "$MANIFEST_KEY is not backup $BACKUP_ID"
+  said=$(ssh-keygen -Y verify -f "$SIGNERS" -I "$SIGNER_PRINCIPAL" -n "$SIGNATURE_NAMESPACE" \\
+    -s "$signature" <"$manifest" 2>&1) ||
+    die "the signature of $MANIFEST_KEY does not verify against $SIGNERS ($said): not restoring"
+  grep -Fq "\\"backupId\\": \\"$BACKUP_ID\\"" -- "$manifest" || die "$MANIFEST_KEY is not backup $BACKUP_ID"
   self=$(sha256sum -- "$SELF" | cut -d ' ' -f 1)
-  grep -Fq "\"sha256\": \"$self\"" -- "$manifest" ||
+  grep -Fq "\\"sha256\\": \\"$self\\"" -- "$manifest" ||
     die "the signed manifest does not name this RESTORE.sh (sha256 $self): it was changed"
   printf 'Signature of %s verified; this RESTORE.sh is the one it names\\n' "$MANIFEST_KEY"
 }
