@@ -85,11 +85,19 @@ export class Inputs {
     return splitList(this.raw(name));
   }
 
-  /** A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds. */
+  /**
+   * A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds, at
+   * most MAX_DURATION_MS (Node's timers overflow above it and fire at once).
+   */
   duration(name: string, fallback?: string): number {
     const value = this.raw(name) || fallback || '';
     const ms = parseDuration(value);
-    if (ms === undefined) throw new InputError(name, value, 'a duration such as 90s, 15m or 1h30m');
+    if (ms === undefined || ms > MAX_DURATION_MS)
+      throw new InputError(
+        name,
+        value,
+        `a duration such as 90s, 15m or 1h30m, at most ${MAX_DURATION_TEXT} (${MAX_DURATION_MS} ms)`,
+      );
     return ms;
   }
 
@@ -116,6 +124,10 @@ export function splitList(value: string): string[] {
     .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
     .filter((line) => line !== '');
 }
+
+/** The longest timer Node can set (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+export const MAX_DURATION_MS = 2 ** 31 - 1;
+const MAX_DURATION_TEXT = '24d20h31m23s';
 
 const durationUnits: Record<string, number> = {
   ms: 1,

@@ -10,8 +10,22 @@ export interface RetryOptions {
   /** A server-requested wait (Retry-After) in ms, which replaces the backoff when longer. */
   retryAfterMs?: (err: unknown) => number | undefined;
   onRetry?: (info: { err: unknown; attempt: number; delayMs: number }) => void;
+  /**
+   * Total time budget in ms, counted from the first attempt: no attempt starts whose delay would
+   * cross it, and each attempt's timeout (see AttemptBudget) is clipped to what is left.
+   */
+  deadlineMs?: number;
+  /** Longest one attempt may take (clipped to the deadline); handed to fn, which must honour it. */
+  attemptTimeoutMs?: number;
   sleep?: (ms: number) => Promise<void>;
+  now?: () => number;
   random?: () => number;
+}
+
+/** What one attempt may spend: fn passes timeoutMs on (AbortSignal.timeout, a request timeout). */
+export interface AttemptBudget {
+  /** Undefined when neither a deadline nor an attempt timeout is set. */
+  timeoutMs: number | undefined;
 }
 
 export const sleep = (ms: number): Promise<void> =>
@@ -27,9 +41,12 @@ export function backoffDelay(
   return Math.max(0, Math.round(exp * (1 - jitter + 2 * jitter * random())));
 }
 
-/** Runs fn until it succeeds, the error is not retryable, or attempts run out (last error thrown). */
+/**
+ * Runs fn until it succeeds, the error is not retryable, attempts run out, or the next attempt
+ * would start past the deadline; the last error is thrown as it was.
+ */
 export async function retry<T>(
-  fn: (attempt: number) => Promise<T>,
+  fn: (attempt: number, budget: AttemptBudget) => Promise<T>,
   opts: RetryOptions = {},
 ): Promise<T> {
   const {
@@ -37,15 +54,23 @@ export async function retry<T>(
     retryable = () => false,
     retryAfterMs,
     onRetry,
+    deadlineMs,
+    attemptTimeoutMs,
     sleep: wait = sleep,
+    now = Date.now,
   } = opts;
+  const deadline = deadlineMs === undefined ? Infinity : now() + deadlineMs;
   for (let attempt = 1; ; attempt++) {
+    const left = Math.max(0, deadline - now());
+    const timeoutMs = Math.min(left, attemptTimeoutMs ?? Infinity);
     try {
-      return await fn(attempt);
+      return await fn(attempt, { timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : undefined });
     } catch (err) {
       if (attempt >= attempts || !retryable(err, attempt)) throw err;
       const requested = retryAfterMs?.(err);
       const delayMs = Math.max(backoffDelay(attempt, opts), requested ?? 0);
+      // An attempt that would start at or past the deadline could only time out: stop here.
+      if (now() + delayMs >= deadline) throw err;
       onRetry?.({ err, attempt, delayMs });
       await wait(delayMs);
     }
@@ -80,6 +105,58 @@ const transientCodes = new Set([
   'UND_ERR_HEADERS_TIMEOUT',
   'UND_ERR_BODY_TIMEOUT',
 ]);
+
+const causeTexts: Record<string, string> = {
+  ECONNREFUSED: 'connection refused',
+  ECONNRESET: 'connection reset',
+  EPIPE: 'connection closed while sending',
+  ETIMEDOUT: 'connection timed out',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ENOTFOUND: 'DNS lookup failed: no such host',
+  EAI_AGAIN: 'DNS lookup failed (temporary resolver failure)',
+  EAI_FAIL: 'DNS lookup failed',
+  UND_ERR_SOCKET: 'connection closed by the server',
+  UND_ERR_CONNECT_TIMEOUT: 'timed out connecting',
+  UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for the answer',
+  UND_ERR_BODY_TIMEOUT: 'timed out reading the answer',
+};
+
+// OpenSSL and Node TLS codes: certificate problems and handshakes that are not TLS at all.
+const isTlsCode = (code: string) =>
+  /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/.test(code) ||
+  code === 'EPROTO';
+
+/**
+ * Why a request never got an answer, in words with the errno code, e.g. "connection refused
+ * (ECONNREFUSED)" or "DNS lookup failed: no such host (ENOTFOUND)"; undefined when the error is
+ * not a network failure. undici's `fetch failed` keeps the real error in `cause`.
+ */
+export function networkCause(err: unknown): string | undefined {
+  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
+    const { code, name, message } = e as { code?: unknown; name?: unknown; message?: unknown };
+    if (name === 'TimeoutError') return 'timed out';
+    if (typeof code !== 'string') continue;
+    const text = causeTexts[code];
+    if (text) return `${text} (${code})`;
+    if (isTlsCode(code)) {
+      // Certificate errors read well ("self-signed certificate"); OpenSSL's record dumps do not.
+      const short = typeof message === 'string' && message.length <= 80 && message !== code;
+      return `TLS error${short ? `: ${message}` : ''} (${code})`;
+    }
+  }
+  return undefined;
+}
+
+/** networkCause, else the innermost cause's message ("fetch failed" says nothing by itself). */
+export function networkFailureReason(err: unknown): string {
+  const cause = networkCause(err);
+  if (cause) return cause;
+  let innermost: unknown = err;
+  while (innermost instanceof Error && innermost.cause instanceof Error)
+    innermost = innermost.cause;
+  return innermost instanceof Error ? innermost.message : String(innermost);
+}
 
 /** A network-level failure (reset, refused, timeout) that a retry may cure. */
 export function isTransientNetworkError(err: unknown): boolean {

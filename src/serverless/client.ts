@@ -1,14 +1,20 @@
 // The Verda management API client: OAuth client credentials (refreshed before expiry, and once
 // more on a 401), retries with backoff on 408/429/5xx and network faults honouring Retry-After,
 // and a create that never duplicates (after a timeout or 5xx, GET by name before retrying).
+// Each API call is ONE retry loop with a total deadline: the token requests, the 401 re-login and
+// the create's lookup run inside its attempts, never with retries of their own.
 import { OpsError, errorMessage } from '../lib/errors.js';
+import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
 import {
   isRetryableStatus,
   isTransientNetworkError,
+  networkFailureReason,
   parseRetryAfter,
   retry,
   sleep as realSleep,
+  type AttemptBudget,
+  type RetryOptions,
 } from '../lib/retry.js';
 import {
   normalizeContainerTypes,
@@ -26,16 +32,30 @@ export interface VerdaClientOptions {
   clientId: string;
   clientSecret: string;
   logger: Logger;
-  /** Attempts per request, the first included (default 6). */
+  /** Attempts per API call at most, the first included (default 6). */
   attempts?: number;
+  /**
+   * Total time one API call may take, every attempt and wait included (default 60 s): no
+   * attempt starts past it and each request's timeout is clipped to what is left.
+   */
+  deadlineMs?: number;
   baseDelayMs?: number;
   maxDelayMs?: number;
-  /** Longest Retry-After honoured (default 120 s); longer requests wait this long. */
+  /** Longest Retry-After honoured (default 120 s), and only while the deadline allows it. */
   maxRetryAfterMs?: number;
+  /** Longest single HTTP exchange (default 60 s), clipped to what is left of the deadline. */
   requestTimeoutMs?: number;
+  /**
+   * Called with each credential the API hands out (access and refresh tokens) as soon as it
+   * arrives, so the caller can mask it; core code never knows how.
+   */
+  onSecret?: (value: string) => void;
   sleep?: (ms: number) => Promise<void>;
   now?: () => number;
+  fetch?: typeof fetch;
 }
+
+export const DEFAULT_API_DEADLINE_MS = 60_000;
 
 /** A non-2xx answer: status, the documented {code, message} and what was asked. */
 export class VerdaApiError extends OpsError {
@@ -50,6 +70,19 @@ export class VerdaApiError extends OpsError {
       `Verda API ${request} answered ${status}${code ? ` ${code}` : ''}${detail ? `: ${detail}` : ''}`,
     );
     this.name = 'VerdaApiError';
+  }
+}
+
+/** No answer at all: names the request, the URL and why (refused, DNS, TLS, timeout). */
+export class VerdaNetworkError extends OpsError {
+  constructor(
+    readonly request: string,
+    readonly url: string,
+    readonly reason: string,
+    cause: unknown,
+  ) {
+    super(`Verda API ${request} got no answer from ${url}: ${reason}`, { cause });
+    this.name = 'VerdaNetworkError';
   }
 }
 
@@ -85,9 +118,11 @@ export class VerdaClient {
   private readonly base: string;
   private readonly sleep: (ms: number) => Promise<void>;
   private readonly now: () => number;
+  private readonly fetch: typeof fetch;
 
   constructor(private readonly opts: VerdaClientOptions) {
     this.base = opts.apiUrl.replace(/\/+$/, '');
+    this.fetch = opts.fetch ?? fetch;
     this.sleep = opts.sleep ?? realSleep;
     this.now = opts.now ?? Date.now;
   }
@@ -106,32 +141,53 @@ export class VerdaClient {
 
   /**
    * Creates a deployment exactly once. The API has no idempotency key, so after a timeout, a
-   * reset or a 5xx the deployment is looked up by name before the POST is sent again.
+   * reset or a 5xx the next attempt first looks the deployment up by name (within the same
+   * attempt and deadline) and only sends the POST again when it does not exist.
    */
   async createDeployment(spec: DeploymentSpec): Promise<LiveDeployment> {
-    const attempts = this.opts.attempts ?? 6;
-    for (let attempt = 1; ; attempt++) {
-      try {
-        const res = await this.request('POST', '/container-deployments', spec, { retry: false });
-        return normalizeDeployment(res.body);
-      } catch (err) {
-        if (!isRetryableFault(err) || attempt >= attempts) throw err;
-        // The failed answer's Date: if the create took effect, that is when it was written.
-        const failedAt = { date: this.lastServerDate, localAt: this.now() };
-        this.opts.logger.warn(
-          `create of ${spec.name} failed (${errorMessage(err)}); checking whether it exists before retrying`,
-        );
-        const existing = await this.getDeployment(spec.name);
+    const label = 'POST /container-deployments';
+    let failed: { status: number; date: number | undefined; localAt: number } | undefined;
+    return this.withRetry(label, async (until) => {
+      if (failed) {
+        this.opts.logger.info(`checking whether ${spec.name} exists before creating it again`);
+        const existing = await this.lookup(spec.name, until);
         if (existing) {
           this.opts.logger.info(
             `${spec.name} was created despite the error; not creating it again`,
           );
-          const status = err instanceof VerdaApiError ? err.status : 0;
-          this.writes.push({ request: 'POST /container-deployments', status, ...failedAt });
+          this.writes.push({ request: label, ...failed });
           return existing;
         }
-        await this.sleep(this.delayFor(err, attempt));
       }
+      try {
+        const res = await this.attempt('POST', '/container-deployments', spec, until);
+        this.writes.push({
+          request: label,
+          status: res.status,
+          date: res.date,
+          localAt: this.now(),
+        });
+        return normalizeDeployment(res.body);
+      } catch (err) {
+        // The failed answer's Date: if the create took effect, that is when it was written.
+        if (isRetryableFault(err)) {
+          const status = err instanceof VerdaApiError ? err.status : 0;
+          failed = { status, date: this.lastServerDate, localAt: this.now() };
+        }
+        throw err;
+      }
+    });
+  }
+
+  /** One GET of the deployment inside an attempt: undefined on 404. */
+  private async lookup(name: string, until: number): Promise<LiveDeployment | undefined> {
+    try {
+      return normalizeDeployment(
+        (await this.attempt('GET', deploymentPath(name), undefined, until)).body,
+      );
+    } catch (err) {
+      if (err instanceof VerdaApiError && err.status === 404) return undefined;
+      throw err;
     }
   }
 
@@ -184,51 +240,80 @@ export class VerdaClient {
 
   // ---- transport ---------------------------------------------------------------------------
 
-  /**
-   * One API call with auth, retries (when `retry`, the default: every call here is safe to
-   * repeat except a create) and one fresh token after a 401.
-   */
-  async request(
-    method: string,
-    path: string,
-    body?: unknown,
-    opts: { retry?: boolean } = {},
-  ): Promise<ApiResponse> {
+  /** One API call with auth and retries (every call here is safe to repeat but a create). */
+  async request(method: string, path: string, body?: unknown): Promise<ApiResponse> {
     const label = `${method} ${path.replace(/\?.*$/, '')}`;
-    const res = await retry(
-      async () => {
-        let reauthenticated = false;
-        for (;;) {
-          const token = await this.accessToken();
-          try {
-            return await this.send(method, path, body, { Authorization: `Bearer ${token}` });
-          } catch (err) {
-            if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
-              this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
-              reauthenticated = true;
-              await this.renewToken();
-              continue;
-            }
-            throw err;
-          }
-        }
-      },
-      this.retryOptions(label, opts.retry ?? true),
-    );
+    const res = await this.withRetry(label, (until) => this.attempt(method, path, body, until));
     if (isWrite(method))
       this.writes.push({ request: label, status: res.status, date: res.date, localAt: this.now() });
     return res;
   }
 
-  private retryOptions(label: string, enabled: boolean) {
+  /**
+   * The one retry loop of an API call. When it gives up on a fault a retry could have cured,
+   * the error says how many attempts it made in how long and under which deadline.
+   */
+  private async withRetry<T>(label: string, fn: (until: number) => Promise<T>): Promise<T> {
+    const startedAt = this.now();
+    let attempts = 0;
+    try {
+      return await retry((attempt, budget) => {
+        attempts = attempt;
+        return fn(attemptEnd(budget));
+      }, this.retryOptions(label));
+    } catch (err) {
+      if (err instanceof OpsError && isRetryableFault(err)) {
+        const deadline = formatDuration(this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS);
+        const asked = this.retryAfter(err);
+        err.message +=
+          `; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ` +
+          `${formatDuration(this.now() - startedAt)} (deadline ${deadline}` +
+          `${asked === undefined ? '' : `; the API asked to wait ${formatDuration(asked)}`})`;
+      }
+      throw err;
+    }
+  }
+
+  /**
+   * One attempt: a token when needed, the request, and after a 401 one new token and the request
+   * once more. Every HTTP exchange in it ends by `until` (real time, ms since the epoch).
+   */
+  private async attempt(
+    method: string,
+    path: string,
+    body: unknown,
+    until: number,
+  ): Promise<ApiResponse> {
+    const label = `${method} ${path.replace(/\?.*$/, '')}`;
+    let reauthenticated = false;
+    for (;;) {
+      const token = await this.accessToken(until);
+      try {
+        return await this.send(method, path, body, { Authorization: `Bearer ${token}` }, until);
+      } catch (err) {
+        if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
+          this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
+          reauthenticated = true;
+          await this.renewToken(until);
+          continue;
+        }
+        throw err;
+      }
+    }
+  }
+
+  private retryOptions(label: string): RetryOptions {
     return {
-      attempts: enabled ? (this.opts.attempts ?? 6) : 1,
+      attempts: this.opts.attempts ?? 6,
+      deadlineMs: this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS,
+      attemptTimeoutMs: this.opts.requestTimeoutMs ?? 60_000,
       baseDelayMs: this.opts.baseDelayMs ?? 1000,
       maxDelayMs: this.opts.maxDelayMs ?? 30_000,
       sleep: this.sleep,
+      now: this.now,
       retryable: isRetryableFault,
       retryAfterMs: (err: unknown) => this.retryAfter(err),
-      onRetry: ({ err, attempt, delayMs }: { err: unknown; attempt: number; delayMs: number }) =>
+      onRetry: ({ err, attempt, delayMs }) =>
         this.opts.logger.warn(
           `${label}: ${errorMessage(err)}; retry ${attempt} in ${Math.round(delayMs / 100) / 10} s`,
         ),
@@ -240,26 +325,35 @@ export class VerdaClient {
     return Math.min(err.retryAfterMs, this.opts.maxRetryAfterMs ?? 120_000);
   }
 
-  private delayFor(err: unknown, attempt: number): number {
-    const base = this.opts.baseDelayMs ?? 1000;
-    const backoff = Math.min(this.opts.maxDelayMs ?? 30_000, base * 2 ** (attempt - 1));
-    return Math.max(backoff, this.retryAfter(err) ?? 0);
-  }
-
+  /** One HTTP exchange, cut at `until` (and at requestTimeoutMs). */
   private async send(
     method: string,
     path: string,
     body: unknown,
     headers: Record<string, string>,
+    until: number,
   ): Promise<ApiResponse> {
     const label = `${method} ${path.replace(/\?.*$/, '')}`;
-    const res = await fetch(`${this.base}${path}`, {
-      method,
-      headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
-      ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-      signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 60_000),
-    });
-    const text = await res.text();
+    const timeoutMs = Math.max(
+      1,
+      Math.min(this.opts.requestTimeoutMs ?? 60_000, until - Date.now()),
+    );
+    let res: Response;
+    let text: string;
+    try {
+      res = await this.fetch(`${this.base}${path}`, {
+        method,
+        headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        signal: AbortSignal.timeout(timeoutMs),
+      });
+      text = await res.text();
+    } catch (err) {
+      const cause = networkFailureReason(err);
+      const reason =
+        cause === 'timed out' ? `timed out (no answer within ${formatDuration(timeoutMs)})` : cause;
+      throw new VerdaNetworkError(label, `${this.base}${path.replace(/\?.*$/, '')}`, reason, err);
+    }
     let parsed: unknown = text === '' ? undefined : text;
     try {
       if (text !== '') parsed = JSON.parse(text) as unknown;
@@ -297,21 +391,21 @@ export class VerdaClient {
 
   // ---- OAuth -------------------------------------------------------------------------------
 
-  private async accessToken(): Promise<string> {
-    if (!this.tokens || this.now() >= this.tokens.refreshAt) await this.renewToken();
+  private async accessToken(until: number): Promise<string> {
+    if (!this.tokens || this.now() >= this.tokens.refreshAt) await this.renewToken(until);
     return (this.tokens as Tokens).access;
   }
 
   /** Refresh with the refresh token when there is one; on 400/401 redo client credentials. */
-  private async renewToken(): Promise<void> {
+  private async renewToken(until: number): Promise<void> {
     const refresh = this.tokens?.refresh;
     this.tokens = undefined;
     if (refresh) {
       try {
-        this.tokens = await this.tokenRequest({
-          grant_type: 'refresh_token',
-          refresh_token: refresh,
-        });
+        this.tokens = await this.tokenRequest(
+          { grant_type: 'refresh_token', refresh_token: refresh },
+          until,
+        );
         return;
       } catch (err) {
         if (!(err instanceof VerdaApiError && (err.status === 400 || err.status === 401)))
@@ -319,18 +413,19 @@ export class VerdaClient {
         this.opts.logger.debug('refresh token refused; using client credentials');
       }
     }
-    this.tokens = await this.tokenRequest({
-      grant_type: 'client_credentials',
-      client_id: this.opts.clientId,
-      client_secret: this.opts.clientSecret,
-    });
+    this.tokens = await this.tokenRequest(
+      {
+        grant_type: 'client_credentials',
+        client_id: this.opts.clientId,
+        client_secret: this.opts.clientSecret,
+      },
+      until,
+    );
   }
 
-  private async tokenRequest(body: Record<string, string>): Promise<Tokens> {
-    const res = await retry(
-      () => this.send('POST', '/oauth2/token', body, {}),
-      this.retryOptions('POST /oauth2/token', true),
-    ).catch((err: unknown) => {
+  /** One token request, no retry of its own: the API call's attempt is what is retried. */
+  private async tokenRequest(body: Record<string, string>, until: number): Promise<Tokens> {
+    const res = await this.send('POST', '/oauth2/token', body, {}, until).catch((err: unknown) => {
       if (
         err instanceof VerdaApiError &&
         err.status === 401 &&
@@ -350,6 +445,9 @@ export class VerdaClient {
     };
     if (typeof t.access_token !== 'string')
       throw new OpsError('Verda token response has no access_token');
+    // Masked before anything else can see them: these are credentials as good as the secret.
+    this.opts.onSecret?.(t.access_token);
+    if (typeof t.refresh_token === 'string') this.opts.onSecret?.(t.refresh_token);
     const ttlMs =
       (typeof t.expires_in === 'number' && t.expires_in > 0 ? t.expires_in : 3600) * 1000;
     // Refresh early: GO uses 30 s; short-lived tokens refresh at 90 % of their life.
@@ -366,10 +464,15 @@ export function deploymentPath(name: string): string {
   return `/container-deployments/${encodeURIComponent(name)}`;
 }
 
-/** 408/429/5xx answers and network faults (resets, timeouts) may be retried. */
+/**
+ * 408/429/5xx answers and network faults a retry may cure (refused, reset, timeout); a host that
+ * does not resolve or a TLS failure is not retried.
+ */
 export function isRetryableFault(err: unknown): boolean {
   if (err instanceof VerdaApiError) return isRetryableStatus(err.status);
-  return (
-    isTransientNetworkError(err) || (err instanceof TypeError && /fetch failed/.test(err.message))
-  );
+  return isTransientNetworkError(err);
 }
+
+/** The real time an attempt must end by (no deadline and no timeout: never). */
+const attemptEnd = (budget: AttemptBudget): number =>
+  budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs;

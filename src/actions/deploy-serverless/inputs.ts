@@ -15,6 +15,8 @@ export interface DeployInputs {
   clientSecret: string;
   inferenceKey: string | undefined;
   apiUrl: string;
+  /** Longest time one Verda API call may take, its retries included. */
+  apiDeadlineMs: number;
   confirm: string | undefined;
   purgeQueue: boolean;
 }
@@ -60,6 +62,9 @@ export function parseDeployInputs(source: InputSource): DeployInputs {
   const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
   if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
     throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
+  const apiDeadlineMs = inputs.duration('api-deadline', '60s');
+  if (apiDeadlineMs < 1000)
+    throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
   const waitTimeoutMs = inputs.duration('wait-timeout', '15m');
   if (waitTimeoutMs <= 0)
     throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
@@ -78,6 +83,7 @@ export function parseDeployInputs(source: InputSource): DeployInputs {
     clientSecret: inputs.secret('verda-client-secret'),
     inferenceKey,
     apiUrl,
+    apiDeadlineMs,
     confirm: inputs.optional('confirm'),
     purgeQueue: inputs.boolean('purge-queue', false),
   };

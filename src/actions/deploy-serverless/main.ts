@@ -40,6 +40,9 @@ export async function run(): Promise<void> {
       clientId: inputs.clientId,
       clientSecret: inputs.clientSecret,
       logger: actionsLogger,
+      deadlineMs: inputs.apiDeadlineMs,
+      // The access and refresh tokens the API hands out are masked like the inputs they come from.
+      onSecret: maskSecret,
     });
     let result: DeployResult;
     try {
