@@ -36,6 +36,22 @@ describe('Inputs', () => {
   it('splits lists on lines and commas, dropping comments', () => {
     expect(splitList('a\n b , c\n# note\n\nd # why')).toEqual(['a', 'b', 'c', 'd']);
   });
+  it('refuses a duration longer than a Node timer can wait (2^31-1 ms)', () => {
+    expect(inputs({ t: '24d20h31m23s' }).duration('t')).toBe(2_147_483_000);
+    expect(inputs({ t: '2147483.647' }).duration('t')).toBe(2 ** 31 - 1);
+    const err = (() => {
+      try {
+        inputs({ 'r2-timeout': '25d' }).duration('r2-timeout');
+      } catch (e) {
+        return e;
+      }
+    })();
+    expect(err).toBeInstanceOf(InputError);
+    expect(String(err)).toBe(
+      'InputError: Input \'r2-timeout\' is invalid: got "25d"; expected a duration such as 90s, 15m or 1h30m, at most 24d20h31m23s (2147483647 ms).',
+    );
+    expect(() => inputs({}).duration('t', '2147483.648')).toThrow(/at most 24d20h31m23s/);
+  });
   it('parses durations and sizes', () => {
     expect(parseDuration('15m')).toBe(900_000);
     expect(parseDuration('1h30m')).toBe(5_400_000);

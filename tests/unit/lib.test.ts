@@ -11,6 +11,8 @@ import {
 import {
   backoffDelay,
   isTransientNetworkError,
+  networkCause,
+  networkFailureReason,
   parseRetryAfter,
   retry,
 } from '../../src/lib/retry.js';
@@ -81,6 +83,65 @@ describe('retry', () => {
       ),
     ).toBe(true);
     expect(isTransientNetworkError(new Error('plain'))).toBe(false);
+  });
+  it('keeps to a deadline: no attempt starts whose delay crosses it, timeouts clipped to what is left', async () => {
+    let clock = 0;
+    const timeouts: (number | undefined)[] = [];
+    const delays: number[] = [];
+    await expect(
+      retry(
+        async (_attempt, budget) => {
+          timeouts.push(budget.timeoutMs);
+          clock += 1_000; // each attempt takes 1 s
+          throw new Error('503');
+        },
+        {
+          attempts: 100,
+          deadlineMs: 10_000,
+          attemptTimeoutMs: 6_000,
+          baseDelayMs: 1_000,
+          jitter: 0,
+          retryable: () => true,
+          now: () => clock,
+          sleep: async (ms) => {
+            delays.push(ms);
+            clock += ms;
+          },
+        },
+      ),
+    ).rejects.toThrow('503');
+    // t=0 try, 1 wait 1, 2 try, 3 wait 2, 5 try, 6: a 4 s wait would end at 10 = the deadline.
+    expect(delays).toEqual([1_000, 2_000]);
+    expect(timeouts).toEqual([6_000, 6_000, 5_000]);
+    // Without a deadline or attempt timeout the attempt gets no budget at all.
+    await retry(async (_a, budget) => expect(budget.timeoutMs).toBeUndefined());
+  });
+  it('names the cause of a network failure through fetch failed and its causes', () => {
+    const failed = (cause: unknown) => new TypeError('fetch failed', { cause });
+    const errno = (code: string, message = code) => Object.assign(new Error(message), { code });
+    expect(networkCause(failed(errno('ECONNREFUSED')))).toBe('connection refused (ECONNREFUSED)');
+    expect(networkCause(failed(errno('ENOTFOUND')))).toBe(
+      'DNS lookup failed: no such host (ENOTFOUND)',
+    );
+    expect(networkCause(failed(errno('EAI_AGAIN')))).toMatch(/^DNS lookup failed .*\(EAI_AGAIN\)$/);
+    expect(
+      networkCause(failed(errno('DEPTH_ZERO_SELF_SIGNED_CERT', 'self-signed certificate'))),
+    ).toBe('TLS error: self-signed certificate (DEPTH_ZERO_SELF_SIGNED_CERT)');
+    expect(
+      networkCause(
+        failed(
+          errno(
+            'ERR_SSL_WRONG_VERSION_NUMBER',
+            `${'8'.repeat(40)}:error:0A00010B:SSL routines:ssl3_get_record:wrong version number`,
+          ),
+        ),
+      ),
+    ).toBe('TLS error (ERR_SSL_WRONG_VERSION_NUMBER)');
+    expect(networkCause(new DOMException('aborted due to timeout', 'TimeoutError'))).toBe(
+      'timed out',
+    );
+    expect(networkCause(new Error('plain'))).toBeUndefined();
+    expect(networkFailureReason(failed(new Error('bad port')))).toBe('bad port');
   });
 });
 

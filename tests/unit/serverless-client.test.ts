@@ -2,7 +2,12 @@
 // the emulator's clock, so backoff and waits cost no real time and are recorded exactly.
 import { afterEach, describe, expect, it } from '@jest/globals';
 import { memoryLogger } from '../../src/lib/logger.js';
-import { VerdaApiError, VerdaClient } from '../../src/serverless/client.js';
+import {
+  VerdaApiError,
+  VerdaClient,
+  VerdaNetworkError,
+  type VerdaClientOptions,
+} from '../../src/serverless/client.js';
 import { normalizeReplicas, normalizeStatus } from '../../src/serverless/normalize.js';
 import { waitUntilServing, WaitTimeoutError } from '../../src/serverless/wait.js';
 import { exampleDeployment } from '../../src/sandbox/verda-examples.js';
@@ -17,7 +22,10 @@ afterEach(async () => {
   await emu?.stop();
 });
 
-async function setup(opts: VerdaEmulatorOptions = {}) {
+async function setup(
+  opts: VerdaEmulatorOptions = {},
+  clientOpts: Partial<VerdaClientOptions> = {},
+) {
   emu = await startVerdaEmulator({
     timeScale: 0,
     delays: { initializingMs: 2_000, imagePullingMs: 8_000, coldStartMs: 20_000 },
@@ -37,6 +45,7 @@ async function setup(opts: VerdaEmulatorOptions = {}) {
       local += ms;
     },
     now: () => local,
+    ...clientOpts,
   });
   return { client, sleeps, logger, advanceLocal: (ms: number) => (local += ms), now: () => local };
 }
@@ -125,7 +134,7 @@ describe('VerdaClient', () => {
   });
 
   it('backs off on 5xx and honours Retry-After, capped', async () => {
-    const { client, sleeps } = await setup();
+    const { client, sleeps } = await setup({}, { deadlineMs: 600_000 });
     emu.addFault({ kind: 'http', status: 503, path: '/container-types', times: 2 });
     emu.addFault({
       kind: 'http',
@@ -148,6 +157,107 @@ describe('VerdaClient', () => {
     });
     await client.request('GET', '/serverless-compute-resources');
     expect(sleeps[3]).toBe(120_000);
+  });
+
+  it('does not wait out a Retry-After that goes past the deadline', async () => {
+    const { client, sleeps } = await setup();
+    emu.addFault({ kind: 'http', status: 429, retryAfterSeconds: 90, path: '/container-types' });
+    await expect(client.containerTypes()).rejects.toThrow(
+      /answered 429 rate_limited.*; gave up after 1 attempt in 0 ms \(deadline 1 m 0 s; the API asked to wait 1 m 30 s\)$/,
+    );
+    expect(sleeps).toEqual([]);
+  });
+
+  it('retries the token endpoint in the one retry loop of the call, not in a loop of its own', async () => {
+    const { client, sleeps } = await setup();
+    emu.addFault({ kind: 'http', status: 503, path: '/oauth2/token', times: Infinity });
+    const err = await client.getDeployment('x').catch((e: unknown) => e);
+    expect(err).toBeInstanceOf(VerdaApiError);
+    expect(String(err)).toMatch(
+      /POST \/oauth2\/token answered 503.*; gave up after 6 attempts in .* \(deadline 1 m 0 s\)$/,
+    );
+    // 6 attempts of the GET, each one token request: not 6 × 6.
+    expect(tokenRequests()).toBe(6);
+    expect(sleeps).toHaveLength(5);
+  });
+
+  it('stops retrying at the deadline: no attempt starts whose delay would cross it', async () => {
+    const { client, sleeps } = await setup({}, { deadlineMs: 10_000, attempts: 100 });
+    emu.addFault({ kind: 'http', status: 503, path: '/container-types', times: Infinity });
+    await expect(client.containerTypes()).rejects.toThrow(/answered 503.*\(deadline 10 s\)$/);
+    const waited = sleeps.reduce((a, b) => a + b, 0);
+    expect(waited).toBeLessThan(10_000);
+    expect(emu.requests().filter((r) => r.path === '/container-types').length).toBe(
+      sleeps.length + 1,
+    );
+    expect(sleeps.length).toBeLessThan(6);
+  });
+
+  it('names the URL and the cause when there is no answer; a missing host is not retried', async () => {
+    const errno = (code: string, message: string) =>
+      new TypeError('fetch failed', { cause: Object.assign(new Error(message), { code }) });
+    const fails = (err: unknown) => {
+      let calls = 0;
+      const fetch = (async () => {
+        calls++;
+        throw err;
+      }) as unknown as typeof globalThis.fetch;
+      const client = new VerdaClient({
+        apiUrl: 'https://api.verda.invalid/v1/',
+        clientId: 'id',
+        clientSecret: 'secret',
+        logger: memoryLogger(),
+        fetch,
+        sleep: async () => {},
+        deadlineMs: 5_000,
+      });
+      return { calls: () => calls, result: client.containerTypes().catch((e: unknown) => e) };
+    };
+    const dns = fails(errno('ENOTFOUND', 'getaddrinfo ENOTFOUND api.verda.invalid'));
+    const dnsErr = await dns.result;
+    expect(dnsErr).toBeInstanceOf(VerdaNetworkError);
+    expect(String(dnsErr)).toContain(
+      'Verda API POST /oauth2/token got no answer from https://api.verda.invalid/v1/oauth2/token: DNS lookup failed: no such host (ENOTFOUND)',
+    );
+    expect(dns.calls()).toBe(1);
+    const again = fails(errno('EAI_AGAIN', 'getaddrinfo EAI_AGAIN api.verda.invalid'));
+    expect(String(await again.result)).toMatch(
+      /DNS lookup failed \(temporary resolver failure\) \(EAI_AGAIN\); gave up after [2-6] attempts/,
+    );
+    const tls = fails(errno('CERT_HAS_EXPIRED', 'certificate has expired'));
+    expect(String(await tls.result)).toContain(
+      ': TLS error: certificate has expired (CERT_HAS_EXPIRED)',
+    );
+    expect(tls.calls()).toBe(1);
+    const refused = fails(
+      new TypeError('fetch failed', {
+        cause: Object.assign(new AggregateError([new Error('connect ECONNREFUSED ::1:9')]), {
+          code: 'ECONNREFUSED',
+        }),
+      }),
+    );
+    expect(String(await refused.result)).toContain(': connection refused (ECONNREFUSED); gave up');
+    const timeout = fails(
+      new DOMException('The operation was aborted due to timeout', 'TimeoutError'),
+    );
+    expect(String(await timeout.result)).toMatch(
+      /: timed out \(no answer within 5\.0 s\); gave up/,
+    );
+  });
+
+  it('reports every token the API hands out to onSecret before using it', async () => {
+    const secrets: string[] = [];
+    const { client, advanceLocal } = await setup(
+      { tokenTtlSeconds: 100 },
+      { onSecret: (v) => secrets.push(v) },
+    );
+    await client.getDeployment('x');
+    advanceLocal(95_000);
+    emu.advance(95_000);
+    await client.getDeployment('x');
+    expect(secrets).toHaveLength(4);
+    expect(secrets.filter((t) => t.startsWith('emu-at-'))).toHaveLength(2);
+    expect(secrets.filter((t) => t.startsWith('emu-rt-'))).toHaveLength(2);
   });
 
   it('retries a reset connection, but not a 400', async () => {
