@@ -13,6 +13,8 @@ import type { Logger } from '../lib/logger.js';
 import { R2_LIST_PAGE } from '../lib/r2.js';
 import { isRetryableS3Error, describeS3Failure } from '../lib/r2-stream-upload.js';
 import { retry } from '../lib/retry.js';
+import { unsafePathReason } from '../lib/safe-path.js';
+import { modelPathProblem, refuseUnsafePaths } from './model-path.js';
 
 export const MANIFEST_NAME = 'models-manifest.json';
 
@@ -56,11 +58,16 @@ export async function withS3Retry<T>(
   }
 }
 
-/** Every object under the prefix; the manifest itself is returned apart. */
+/**
+ * Every object under the prefix; the manifest itself is returned apart. The listing is untrusted:
+ * a key that is not a safe model path under the prefix fails the whole listing (nothing has been
+ * written yet), so no caller ever joins one onto a directory.
+ */
 export async function listVault(
   v: Vault,
 ): Promise<{ objects: VaultObject[]; hasManifest: boolean }> {
   const objects: VaultObject[] = [];
+  const refused: string[] = [];
   let hasManifest = false;
   let token: string | undefined;
   do {
@@ -75,21 +82,64 @@ export async function listVault(
       ),
     );
     for (const o of page.Contents ?? []) {
-      const rel = (o.Key ?? '').slice(v.prefix.length);
-      if (rel === MANIFEST_NAME) hasManifest = true;
-      else if (rel) objects.push({ path: rel, size: o.Size ?? 0 });
+      const key = o.Key ?? '';
+      const size = o.Size ?? 0;
+      const rel = key.startsWith(v.prefix) ? key.slice(v.prefix.length) : undefined;
+      if (rel === MANIFEST_NAME) {
+        hasManifest = true;
+        continue;
+      }
+      // A console's empty "folder" object (`checkpoints/`): nothing to sync.
+      if (rel === '' || (rel?.endsWith('/') && size === 0 && !unsafePathReason(rel.slice(0, -1))))
+        continue;
+      const problem =
+        rel === undefined
+          ? `it is not under the prefix ${JSON.stringify(v.prefix)}`
+          : (modelPathProblem(rel) ??
+            (Number.isSafeInteger(size) && size >= 0 ? undefined : `its size ${size} is invalid`));
+      if (problem) refused.push(`${JSON.stringify(key)} (${problem})`);
+      else if (rel !== undefined) objects.push({ path: rel, size });
     }
     token = page.IsTruncated ? page.NextContinuationToken : undefined;
   } while (token);
+  refuseUnsafePaths(
+    `bucket ${v.bucket} lists ${refused.length} key(s) that are not safe model paths under ${JSON.stringify(v.prefix)}`,
+    refused,
+    'remove or rename them in the bucket',
+  );
   return { objects, hasManifest };
 }
 
-const manifestSchema = z.object({
+const modelPath = z.string().superRefine((value, ctx) => {
+  const problem = modelPathProblem(value);
+  if (problem)
+    ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(value)}: ${problem}` });
+});
+
+/** models-manifest.json, as every push writes it; anything else in the file is refused. */
+const manifestSchema = z.strictObject({
   version: z.literal(1),
-  updated: z.string(),
-  files: z.array(
-    z.object({ path: z.string(), size: z.number(), sha256: z.string().regex(/^[0-9a-f]{64}$/) }),
-  ),
+  updated: z.iso.datetime(),
+  files: z
+    .array(
+      z.strictObject({
+        path: modelPath,
+        size: z.number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+        sha256: z.string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex characters'),
+      }),
+    )
+    .superRefine((files, ctx) => {
+      const seen = new Set<string>();
+      files.forEach((f, i) => {
+        if (seen.has(f.path))
+          ctx.addIssue({
+            code: 'custom',
+            path: [i, 'path'],
+            message: `duplicate path ${JSON.stringify(f.path)}`,
+          });
+        seen.add(f.path);
+      });
+    }),
 });
 
 export type VaultManifest = z.infer<typeof manifestSchema>;
@@ -102,15 +152,20 @@ export async function readManifest(
     const out = await v.client.send(new GetObjectCommand({ Bucket: v.bucket, Key: key }));
     return out.Body?.transformToString('utf8') ?? '';
   });
-  let parsed;
+  const invalid = (why: string): OpsError =>
+    new OpsError(`${key} in bucket ${v.bucket} is not a valid models manifest: ${why}`);
+  let data: unknown;
   try {
-    parsed = manifestSchema.parse(JSON.parse(text));
+    data = JSON.parse(text);
   } catch (err) {
-    throw new OpsError(
-      `${key} in bucket ${v.bucket} is not a valid models manifest: ${(err as Error).message}`,
-    );
+    throw invalid(errorMessage(err));
   }
-  return new Map(parsed.files.map((f) => [f.path, { size: f.size, sha256: f.sha256 }]));
+  const parsed = manifestSchema.safeParse(data);
+  if (!parsed.success) {
+    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    throw invalid(issues.slice(0, 10).join('; ') + (issues.length > 10 ? '; ...' : ''));
+  }
+  return new Map(parsed.data.files.map((f) => [f.path, { size: f.size, sha256: f.sha256 }]));
 }
 
 export async function writeManifest(

@@ -2,7 +2,9 @@
 // Option B). Validated with zod before anything connects; duplicate paths are an error.
 import { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
+import { SAFE_PATH_EXPECTED } from '../lib/safe-path.js';
 import { readYamlFile } from '../lib/yaml-file.js';
+import { modelPathProblem } from './model-path.js';
 
 export interface ModelEntry {
   /** Relative path under the models directory, e.g. checkpoints/x.safetensors. */
@@ -18,17 +20,14 @@ export interface ModelManifestConfig {
   models: ModelEntry[];
 }
 
+// Joined onto the models directory (local or on the host) and used as a bucket key.
 const relativePath = z.string().superRefine((value, ctx) => {
-  const segments = value.split('/');
-  const bad =
-    value === '' || value.startsWith('/')
-      ? 'must be relative to the models directory (no leading /)'
-      : segments.some((s) => s === '' || s === '.' || s === '..')
-        ? "must not contain empty, '.' or '..' segments"
-        : [...value].some((c) => c.charCodeAt(0) < 0x20)
-          ? 'must not contain control characters'
-          : undefined;
-  if (bad) ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(value)} ${bad}` });
+  const problem = modelPathProblem(value);
+  if (problem)
+    ctx.addIssue({
+      code: 'custom',
+      message: `path ${JSON.stringify(value)} is refused: ${problem}; expected ${SAFE_PATH_EXPECTED} under the models directory`,
+    });
 });
 
 const modelSchema = z.strictObject({

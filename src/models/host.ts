@@ -8,6 +8,7 @@ import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
 import { OpsError } from '../lib/errors.js';
+import { resolveInside } from '../lib/safe-path.js';
 import { shellQuote } from '../lib/shell.js';
 import type { SshConnection } from '../lib/ssh.js';
 import { LocalPartialFile, SshPartialFile, type PartialFile } from './partial.js';
@@ -70,7 +71,7 @@ export class LocalModelHost implements ModelHost {
   }
 
   async reader(file: string): Promise<SequentialReader> {
-    const fh = await open(path.join(this.dir, file), 'r');
+    const fh = await open(this.at(file), 'r');
     let position = 0;
     return {
       async read(buf, length) {
@@ -96,17 +97,19 @@ export class LocalModelHost implements ModelHost {
   }
 
   async remove(file: string): Promise<void> {
-    await rm(path.join(this.dir, file), { force: true });
+    await rm(this.at(file), { force: true });
   }
 
   async sha256(files: string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     for (const f of files)
-      out.set(
-        f,
-        await hashStream(createReadStream(path.join(this.dir, f), { highWaterMark: 2 ** 20 })),
-      );
+      out.set(f, await hashStream(createReadStream(this.at(f), { highWaterMark: 2 ** 20 })));
     return out;
+  }
+
+  /** A model's path in this directory; never outside it. */
+  private at(file: string): string {
+    return resolveInside(this.dir, file, 'model path');
   }
 }
 
@@ -143,13 +146,14 @@ export class SshModelHost implements ModelHost {
   }
 
   async reader(file: string): Promise<SequentialReader> {
-    const exec = this.conn.exec(`cat -- ${shellQuote(`${this.dir}/${file}`)}`);
+    const exec = this.conn.exec(`cat -- ${shellQuote(this.at(file))}`);
     return streamReader(exec.stdout, () => exec.done.then(() => undefined));
   }
 
   async sha256(files: string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
     if (files.length === 0) return out;
+    for (const f of files) this.at(f);
     const cmd = `cd ${shellQuote(this.dir)} && sha256sum -- ${files.map(shellQuote).join(' ')}`;
     const { stdout } = await this.conn.run(cmd);
     for (const line of stdout.split('\n')) {
@@ -168,7 +172,12 @@ export class SshModelHost implements ModelHost {
   }
 
   async remove(file: string): Promise<void> {
-    await this.conn.run(`rm -f -- ${shellQuote(`${this.dir}/${file}`)}`);
+    await this.conn.run(`rm -f -- ${shellQuote(this.at(file))}`);
+  }
+
+  /** A model's path in this directory on the host; never outside it. */
+  private at(file: string): string {
+    return resolveInside(this.dir, file, 'model path', path.posix);
   }
 }
 

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { Transform, type Readable } from 'node:stream';
 import { pipeline } from 'node:stream/promises';
 import { OpsError } from '../lib/errors.js';
+import { resolveInside } from '../lib/safe-path.js';
 import { shellQuote } from '../lib/shell.js';
 import type { SshConnection } from '../lib/ssh.js';
 
@@ -45,7 +46,7 @@ export class LocalPartialFile implements PartialFile {
   private running: { sha: Hash; size: number } | undefined;
 
   constructor(dir: string, rel: string) {
-    this.final = path.join(dir, rel);
+    this.final = resolveInside(dir, rel, 'model path');
     this.partial = `${this.final}.partial`;
   }
 
@@ -108,7 +109,7 @@ export class SshPartialFile implements PartialFile {
     dir: string,
     rel: string,
   ) {
-    this.final = `${dir}/${rel}`;
+    this.final = resolveInside(dir, rel, 'model path', path.posix);
     this.partial = `${this.final}.partial`;
   }
 

@@ -23,6 +23,7 @@ import {
 } from './bucket.js';
 import type { ModelManifestConfig } from './config.js';
 import { matcher } from './glob.js';
+import { refuseUnsafePaths, unsafeModelPaths } from './model-path.js';
 import type { ModelFile, ModelHost } from './host.js';
 import { BufferPool, Semaphore, forEachLimit } from './limits.js';
 import { Progress } from './progress.js';
@@ -137,6 +138,13 @@ function included<T extends { path: string }>(
 async function push(opts: SyncModelsOptions, vault: Vault, logger: Logger): Promise<Partial> {
   const [local, listing] = await logger.group('Inventory', async () => {
     const l = included(await opts.host.list(), opts.include, logger, opts.host.label);
+    // A key the vault may not hold would make every later pull fail: refuse it here.
+    const unsafe = unsafeModelPaths(l.map((f) => f.path));
+    refuseUnsafePaths(
+      `${opts.host.label} has ${unsafe.length} file(s) whose names cannot be model paths`,
+      unsafe,
+      'rename them or leave them out with include',
+    );
     const r = await listVault(vault);
     logger.info(
       `${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
@@ -326,20 +334,28 @@ async function cleanPendingUploads(
 
 async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Promise<Partial> {
   const host = opts.host;
-  await host.prepare();
-  const [local, listing] = await logger.group('Inventory', async () => {
-    const l = await opts.host.list();
+  // Every path of the plan (bucket keys, models-manifest.json, config/models.yml) is checked
+  // before the host is touched at all, not even by a mkdir of the models directory.
+  const [local, listing, manifest] = await logger.group('Inventory', async () => {
     const r = await listVault(vault);
+    const m = r.hasManifest
+      ? await readManifest(vault)
+      : new Map<string, { size: number; sha256: string }>();
+    const unsafe = unsafeModelPaths((opts.models?.models ?? []).map((x) => x.path));
+    refuseUnsafePaths(
+      `${opts.models?.file ?? 'the models config'} names ${unsafe.length} model path(s) that are not safe`,
+      unsafe,
+      'fix them',
+    );
+    await host.prepare();
+    const l = await host.list();
     logger.info(
       `${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
     );
-    return [l, r] as const;
+    return [l, r, m] as const;
   });
   const compare: Compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
   const report = emptyReport('pull', compare, vault);
-  const manifest = listing.hasManifest
-    ? await readManifest(vault)
-    : new Map<string, { size: number; sha256: string }>();
   const remote = included(
     listing.objects,
     opts.include,

@@ -89,10 +89,24 @@ describe('config/models.yml schema', () => {
           { path: 'd', colour: 'red' },
         ],
       });
-    expect(bad).toThrow(/models\.0\.path: path "\/etc\/x" must be relative/);
+    expect(bad).toThrow(/models\.0\.path: path "\/etc\/x" is refused: it is absolute/);
     expect(bad).toThrow(/models\.1\.sha256: sha256 must be 64 lowercase hex/);
     expect(bad).toThrow(/models\.2\.url/);
     expect(bad).toThrow(/models\.3: .*colour/);
+  });
+
+  it.each([
+    ['a/../b.safetensors', "it has a '..' segment"],
+    ['a\\b.safetensors', "it contains '\\'"],
+    ['a\u007fb.safetensors', 'it contains a control character'],
+    ['a\nb.safetensors', 'it contains a control character'],
+    ['a/./b.safetensors', "it has a '.' segment"],
+    ['loras/', 'it has an empty segment'],
+    ['loras/x.safetensors.partial', "it ends in '.partial'"],
+  ])('refuses the path %j naming it', (p, why) => {
+    expect(() => parseModelsConfig('m.yml', { models: [{ path: p }] })).toThrow(
+      `models.0.path: path ${JSON.stringify(p)} is refused: ${why}`,
+    );
   });
 });
 
@@ -128,12 +142,12 @@ describe('sync-models inputs', () => {
       delete: false,
       dryRun: false,
       hfFallback: false,
-      prefix: '',
+      prefix: 'models/',
     });
     expect(i.partSize).toBeUndefined();
     expect(i.compare).toBeUndefined();
     expect(parse({ direction: 'pull', target: '/m' }).hfFallback).toBe(true);
-    expect(parse({ prefix: '/models/' }).prefix).toBe('models/');
+    expect(parse({ prefix: 'vault/models' }).prefix).toBe('vault/models/');
     expect(parse({ 'part-size': '64MiB' }).partSize).toBe(64 * MiB);
   });
 
@@ -147,6 +161,16 @@ describe('sync-models inputs', () => {
     );
     expect(() => parse({ bucket: 'Bad_Bucket' })).toThrow(/Input 'bucket' is invalid/);
   });
+
+  it.each(['/models/', 'models/', '../x', 'a/../../b', 'a//b', 'a\\b', 'a b', '.'])(
+    'refuses the prefix %j as backup-verda does',
+    (prefix) => {
+      expect(() => parse({ prefix })).toThrow(InputError);
+      expect(() => parse({ prefix })).toThrow(
+        `Input 'prefix' is invalid: got ${JSON.stringify(prefix)}; expected a key prefix such as backups/verda`,
+      );
+    },
+  );
 });
 
 describe('transfer limits', () => {

@@ -4,7 +4,7 @@ import { parseFingerprints } from '../../lib/ssh.js';
 import { normalizePrefix } from '../../models/bucket.js';
 import { parseLocation, type ModelLocation } from '../../models/location.js';
 import type { SyncModelsOptions } from '../../models/sync.js';
-import { parseR2Access } from '../shared/r2-inputs.js';
+import { parsePrefix, parseR2Access } from '../shared/r2-inputs.js';
 
 /** The library's options that come straight from inputs, plus where and how to connect. */
 export interface SyncInputs extends Pick<
@@ -72,7 +72,8 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
     location,
     ...(ssh ? { ssh } : {}),
     bucket: validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name')),
-    prefix: normalizePrefix(inputs.raw('prefix')),
+    // Checked like every other action's prefix; the vault keys are `<prefix>/<model path>`.
+    prefix: normalizePrefix(parsePrefix('prefix', inputs.raw('prefix') || 'models')),
     ...parseR2Access(inputs),
     include: include.length > 0 ? include : ['**/*.safetensors'],
     ...(compare ? { compare } : {}),
