@@ -15,6 +15,7 @@ import {
 import { createR2Client } from '../../src/lib/r2.js';
 import { FIXTURE_ENV_SECRET, type FixtureModel } from '../../src/sandbox/fixture-tree.js';
 import { startR2Emulator, type R2Emulator } from '../../src/sandbox/r2.js';
+import { makeSigningKey, type SigningKey } from '../../src/sandbox/signing-key.js';
 import { startSshHost, type SshHost } from '../../src/sandbox/ssh-host.js';
 import { repoRoot, runAction, type ActionRun } from '../helpers/run-action.js';
 
@@ -29,6 +30,8 @@ export interface BackupWorld {
   identityFile: string;
   identity: string;
   recipient: string;
+  /** The backup signing key (ssh-keygen) and its allowed signers file. */
+  signing: SigningKey;
   configFile: string;
   secrets: string[];
   /** Writes a config (the repo's config/backup.yml pointed at the fixture) with edits applied. */
@@ -59,6 +62,7 @@ export async function startBackupWorld(models?: FixtureModel[]): Promise<BackupW
     .split('\n')
     .find((l) => l.startsWith('AGE-SECRET-KEY-'))!;
   const recipient = execFileSync('age-keygen', ['-y', identityFile], { encoding: 'utf8' }).trim();
+  const signing = await makeSigningKey(dir);
   const s3 = createR2Client({
     endpoint: r2.endpoint,
     accessKeyId: r2.accessKeyId,
@@ -80,6 +84,7 @@ export async function startBackupWorld(models?: FixtureModel[]): Promise<BackupW
     r2.accessKeyId,
     FIXTURE_ENV_SECRET,
     identity,
+    signing.privateKey,
   ];
   const inputs = (overrides: Record<string, string> = {}) => ({
     host: host.host,
@@ -94,6 +99,7 @@ export async function startBackupWorld(models?: FixtureModel[]): Promise<BackupW
     'r2-access-key-id': r2.accessKeyId,
     'r2-secret-access-key': r2.secretAccessKey,
     'age-recipients': recipient,
+    'signing-key': signing.privateKey,
     'r2-timeout': '20s',
     ...overrides,
   });
@@ -106,6 +112,7 @@ export async function startBackupWorld(models?: FixtureModel[]): Promise<BackupW
     identityFile,
     identity,
     recipient,
+    signing,
     configFile,
     secrets,
     writeConfig,

@@ -6,6 +6,7 @@ import { execFileSync } from 'node:child_process';
 import {
   chmodSync,
   chownSync,
+  existsSync,
   mkdirSync,
   mkdtempSync,
   readdirSync,
@@ -16,13 +17,27 @@ import {
 import os from 'node:os';
 import path from 'node:path';
 import { PutObjectCommand } from '@aws-sdk/client-s3';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import {
+  afterAll,
+  afterEach,
+  beforeAll,
+  beforeEach,
+  describe,
+  expect,
+  it,
+  jest,
+} from '@jest/globals';
+import { createHash } from 'node:crypto';
+import { makeSigningKey, type SigningKey } from '../../src/sandbox/signing-key.js';
 import type { Manifest } from '../../src/backup/manifest.js';
 import { runRestoreDrill } from '../../src/backup/restore-drill.js';
+import { loadBackupConfig } from '../../src/backup/config.js';
+import { loadAllowedSigners } from '../../src/backup/signature.js';
 import { parseIdentities } from '../../src/lib/age-stream.js';
 import { memoryLogger } from '../../src/lib/logger.js';
 import { runAction, type RunActionOptions } from '../helpers/run-action.js';
-import { BUCKET, PREFIX, sha256, startBackupWorld, type BackupWorld } from './backup-setup.js';
+import { BUCKET, PREFIX, startBackupWorld, type BackupWorld } from './backup-setup.js';
+import { forgery, MARKER_DIR } from './backup-forgery.js';
 
 jest.setTimeout(120_000);
 
@@ -30,6 +45,9 @@ let world: BackupWorld;
 let manifest: Manifest;
 let keyFile: string;
 let runnerTemp: string;
+let bucket: ReturnType<typeof forgery>;
+/** A file that code smuggled in through the bucket would create. */
+const marker = path.join(MARKER_DIR, 'restore-drill-pwned');
 
 beforeAll(async () => {
   world = await startBackupWorld();
@@ -40,6 +58,7 @@ beforeAll(async () => {
   ) as Manifest;
   // The whole file age-keygen wrote, comments included, as an admin would paste it.
   keyFile = readFileSync(world.identityFile, 'utf8');
+  bucket = forgery(world, PREFIX);
 }, 120_000);
 afterAll(async () => {
   await world?.stop();
@@ -65,6 +84,8 @@ async function drill(
       'r2-access-key-id': world.r2.accessKeyId,
       'r2-secret-access-key': world.r2.secretAccessKey,
       'age-identity': keyFile,
+      signers: world.signing.signersFile,
+      config: world.configFile,
       'r2-timeout': '20s',
       ...overrides,
     },
@@ -156,17 +177,11 @@ describe('restore-drill', () => {
     }
   });
 
-  it('refuses to run a RESTORE.sh that is not the one this tool generates (a changed bucket)', async () => {
-    // Someone with write access to the bucket swaps the script and fixes up the manifest's sha256.
-    const manifestKey = `${PREFIX}/${manifest.backupId}/manifest.json`;
+  it('refuses to run a RESTORE.sh that is not the one this tool generates, even when signed', async () => {
+    // Defence in depth: even a manifest signed by the backup key cannot bring in another script.
     const original = await world.get(manifest.restoreScript.key);
-    const evil = Buffer.from(`${original.toString('utf8')}touch /tmp/drill-pwned\n`);
-    const edited = structuredClone(manifest);
-    edited.restoreScript.sha256 = sha256(evil);
-    const put = (key: string, body: Buffer | string) =>
-      world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: key, Body: body }));
-    await put(manifest.restoreScript.key, evil);
-    await put(manifestKey, JSON.stringify(edited));
+    const evil = Buffer.from(`${original.toString('utf8')}touch ${marker}\n`);
+    await bucket.forge(manifest, { script: evil, signWith: world.signing.privateKey });
     try {
       const run = await drill();
       expect(run.code).toBe(1);
@@ -174,9 +189,9 @@ describe('restore-drill', () => {
         /RESTORE\.sh of backup \d{8}T\d{6}Z is not the script this tool generates from its manifest \(line \d+ differs\); the same version \(\d+\.\d+\.\d+\) wrote it, so it was changed after the backup\. Not run\./,
       );
       expect(archiveGets()).toEqual([]);
+      expect(existsSync(marker)).toBe(false);
     } finally {
-      await put(manifest.restoreScript.key, original);
-      await put(manifestKey, JSON.stringify(manifest));
+      await bucket.restore();
     }
   });
 
@@ -246,6 +261,288 @@ describe('restore-drill', () => {
     expect(run.errors[0]).toContain(`age-identity`);
     expect(run.errors[0]).toContain(world.recipient);
     expect(archiveGets()).toEqual([]);
+  });
+});
+
+describe('restore-drill: whoever writes to the bucket cannot run code or pass a drill', () => {
+  let attacker: SigningKey;
+  beforeAll(async () => {
+    attacker = await makeSigningKey(world.dir, 'attacker');
+  });
+  afterEach(async () => {
+    await bucket.restore();
+    rmSync(marker, { force: true });
+  });
+
+  // Shell that would run if a manifest value reached RESTORE.sh as code: it copies the drill's
+  // age identity and the R2 secret from the parent's environment next to the marker.
+  const payload = `$(touch ${marker}; cat "$1" > ${marker}.key; env > ${marker}.env)`;
+  const breakout = `true ;; *) touch ${marker} ;; esac; touch ${marker} #`;
+  const injected = (m: Record<string, any>) => {
+    m.tool.version = `0.1.0\ntouch ${marker}`;
+    m.host.fingerprint = `SHA256:x\n${payload}`;
+    m.facts.tailscaleIp = `100.64.0.1\ntouch ${marker}`;
+    for (const item of m.items) item.afterRestore = [`x\n;;\n*) touch ${marker} ;;\nesac\n`];
+  };
+  const nothingRan = () => {
+    expect(readdirSync(MARKER_DIR).filter((f) => f.startsWith('restore-drill-pwned'))).toEqual([]);
+    expect(archiveGets()).toEqual([]);
+  };
+
+  it('refuses a rewritten manifest signed by another key, before anything runs', async () => {
+    await bucket.forge(manifest, { edit: injected, signWith: attacker.privateKey });
+    const run = await drill();
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(
+      /manifest\.json: not accepted: signed by a key that is not an allowed signer \(ssh-ed25519 /,
+    );
+    nothingRan();
+  });
+
+  it('refuses an unsigned backup', async () => {
+    await bucket.forge(manifest, { edit: injected, signWith: 'none' });
+    const run = await drill();
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/it has no signature \(.*manifest\.json\.sig\)/);
+    nothingRan();
+  });
+
+  it('refuses a manifest changed by one byte after signing', async () => {
+    await bucket.forge(manifest, {
+      edit: (m) => (m.items[0].storedBytes += 1),
+      signWith: 'keep',
+    });
+    const run = await drill();
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/the signature does not match \(changed after signing\)/);
+    nothingRan();
+  });
+
+  // Even signed by the backup key (stolen, or a bug of ours), no value of the wrong shape passes.
+  it.each<[string, (m: Record<string, any>) => void, RegExp]>([
+    [
+      'a version with a newline',
+      (m) => (m.tool.version = `0.1.0\ntouch ${marker}`),
+      /tool\.version/,
+    ],
+    [
+      'a fingerprint with shell',
+      (m) => (m.host.fingerprint = `SHA256:${payload}`),
+      /host\.fingerprint/,
+    ],
+    [
+      'a Tailscale IP with a newline',
+      (m) => (m.facts.tailscaleIp = `1.2.3.4\nid`),
+      /facts\.tailscaleIp/,
+    ],
+    ['a hostname with shell', (m) => (m.facts.hostname = payload), /facts\.hostname/],
+    ['an unknown field', (m) => (m.run = 'touch x'), /\(root\): Unrecognized key: "run"/],
+    [
+      'an archive key outside the backup',
+      (m) => (m.items[0].key = `${PREFIX}/../elsewhere/x.tar.zst.age`),
+      /items\.0\.key: must be backups\/verda\/\d{8}T\d{6}Z\//,
+    ],
+    ['an item id with shell', (m) => (m.items[0].id = `a$(id)`), /items\.0\.id/],
+    [
+      'an after-restore step breaking out of its line',
+      (m) => (m.items[0].afterRestore = [`x\n;;\n*) touch ${marker} ;;`]),
+      /items\.0\.afterRestore\.0: must not contain control characters/,
+    ],
+    ['a restoreTo outside the root', (m) => (m.items[0].restoreTo = '/../..'), /restoreTo/],
+  ])('refuses %s even when signed with the backup key', async (_what, edit, message) => {
+    await bucket.forge(manifest, { edit, signWith: world.signing.privateKey });
+    const run = await drill();
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/is not a comfyume-ops\/backup-manifest\/1 manifest: /);
+    expect(run.errors[0]).toMatch(message);
+    nothingRan();
+  });
+
+  it('never runs after-restore steps from the bucket: a breakout stays data', async () => {
+    await bucket.forge(manifest, {
+      edit: (m) => {
+        for (const item of m.items) item.afterRestore = [breakout];
+      },
+      signWith: world.signing.privateKey,
+    });
+    const run = await drill({ items: 'comfy-env' });
+    expect(run.errors).toEqual([]);
+    expect(run.code).toBe(0);
+    expect(readdirSync(MARKER_DIR).filter((f) => f.startsWith('restore-drill-pwned'))).toEqual([]);
+  });
+
+  it.each<[string, (m: Record<string, any>) => void, RegExp]>([
+    ['has no items', (m) => (m.items = []), /has no items: a drill of it would prove nothing/],
+    [
+      'lacks a required item of the config',
+      (m) => (m.items = m.items.filter((i: { id: string }) => i.id !== 'ssh-host-keys')),
+      /lacks required item\(s\) of the config: ssh-host-keys/,
+    ],
+    [
+      'finished in the future',
+      (m) => (m.finishedAt = new Date(Date.now() + 3_600_000).toISOString()),
+      /finished at .*, (59|60) min in the future/,
+    ],
+  ])('fails when the backup %s', async (_what, edit, message) => {
+    await bucket.forge(manifest, { edit, signWith: world.signing.privateKey });
+    const run = await drill();
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(message);
+    expect(archiveGets()).toEqual([]);
+  });
+
+  it('fails when an item restores no file', async () => {
+    const item = manifest.items.find((i) => i.id === 'comfy-env')!;
+    const empty = execFileSync('bash', [
+      '-o',
+      'pipefail',
+      '-c',
+      'tar -cf - -T /dev/null | zstd -q | age -r "$1"',
+      'x',
+      world.recipient,
+    ]);
+    await bucket.forge(manifest, {
+      objects: { [item.key]: empty },
+      edit: (m) => {
+        const forged = m.items.find((i: { id: string }) => i.id === 'comfy-env');
+        forged.sha256 = createHash('sha256').update(empty).digest('hex');
+        forged.storedBytes = empty.length;
+      },
+      signWith: world.signing.privateKey,
+    });
+    const run = await drill({ items: 'comfy-env' });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(/comfy-env: the archive restores no file: it proves nothing/);
+  });
+});
+
+describe('RESTORE.sh by hand, as an admin restores a dead host', () => {
+  let dir: string;
+  let files: string;
+  let root: string;
+  beforeEach(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'restore-by-hand-'));
+    files = path.join(dir, 'from');
+    root = path.join(dir, 'root');
+    mkdirSync(files);
+    mkdirSync(root);
+    const base = `${PREFIX}/${manifest.backupId}`;
+    for (const key of [`${base}/manifest.json`, `${base}/manifest.json.sig`, `${base}/RESTORE.sh`])
+      writeFileSync(path.join(files, path.posix.basename(key)), await world.get(key));
+    const item = manifest.items.find((i) => i.id === 'comfy-env')!;
+    writeFileSync(path.join(files, path.posix.basename(item.key)), await world.get(item.key));
+  });
+  afterEach(() => rmSync(dir, { recursive: true, force: true }));
+
+  const restore = () => {
+    try {
+      const out = execFileSync(
+        'bash',
+        [
+          path.join(files, 'RESTORE.sh'),
+          '--signers',
+          world.signing.signersFile,
+          '--identity',
+          world.identityFile,
+          '--root',
+          root,
+          '--from',
+          files,
+          '--only',
+          'comfy-env',
+        ],
+        { encoding: 'utf8', stdio: 'pipe' },
+      );
+      return { code: 0, out };
+    } catch (err) {
+      const e = err as { status: number; stderr: string };
+      return { code: e.status, out: e.stderr };
+    }
+  };
+  const restored = () => execFileSync('find', [root, '-mindepth', '1'], { encoding: 'utf8' });
+
+  it('checks the signature with ssh-keygen, then restores', () => {
+    const { code, out } = restore();
+    expect(code).toBe(0);
+    expect(out).toMatch(
+      /Signature of .*manifest\.json verified; this RESTORE\.sh is the one it names/,
+    );
+    expect(readFileSync(path.join(root, 'home/dev/comfy-multi/.env'), 'utf8')).toBe(
+      readFileSync(path.join(world.host.hostRoot, 'home/dev/comfy-multi/.env'), 'utf8'),
+    );
+  });
+
+  it('ssh-keygen -Y verify accepts the signature the backup wrote and refuses a changed byte', () => {
+    const verify = (manifestFile: string) =>
+      execFileSync(
+        'bash',
+        [
+          '-c',
+          'ssh-keygen -Y verify -f "$1" -I comfyume-backup -n comfyume-backup -s "$2" < "$3"',
+          'x',
+          world.signing.signersFile,
+          path.join(files, 'manifest.json.sig'),
+          manifestFile,
+        ],
+        { encoding: 'utf8', stdio: 'pipe' },
+      );
+    expect(verify(path.join(files, 'manifest.json'))).toMatch(
+      /Good "comfyume-backup" signature for comfyume-backup with ED25519 key SHA256:/,
+    );
+    const changed = readFileSync(path.join(files, 'manifest.json'));
+    changed[changed.length - 2]! ^= 0x01;
+    writeFileSync(path.join(dir, 'changed.json'), changed);
+    expect(() => verify(path.join(dir, 'changed.json'))).toThrow(/Signature verification failed/);
+  });
+
+  it('refuses a manifest changed after signing, before decrypting anything', () => {
+    const file = path.join(files, 'manifest.json');
+    writeFileSync(file, readFileSync(file, 'utf8').replace('"storedBytes": ', '"storedBytes": 1'));
+    const { code, out } = restore();
+    expect(code).toBe(1);
+    expect(out).toMatch(
+      /the signature of .*manifest\.json does not verify against .*: not restoring/,
+    );
+    expect(restored()).toBe('');
+  });
+
+  it('refuses a RESTORE.sh that the signed manifest does not name', () => {
+    const file = path.join(files, 'RESTORE.sh');
+    writeFileSync(file, `${readFileSync(file, 'utf8')}\n# changed\n`);
+    const { code, out } = restore();
+    expect(code).toBe(1);
+    expect(out).toMatch(
+      /the signed manifest does not name this RESTORE\.sh \(sha256 [0-9a-f]{64}\): it was changed/,
+    );
+    expect(restored()).toBe('');
+  });
+
+  it('refuses a signers file that does not list the signing key', async () => {
+    const other = await makeSigningKey(dir, 'other');
+    const out = (() => {
+      try {
+        execFileSync(
+          'bash',
+          [
+            path.join(files, 'RESTORE.sh'),
+            '--signers',
+            other.signersFile,
+            '--identity',
+            world.identityFile,
+            '--root',
+            root,
+            '--from',
+            files,
+          ],
+          { stdio: 'pipe' },
+        );
+        return '';
+      } catch (err) {
+        return String((err as { stderr: Buffer }).stderr);
+      }
+    })();
+    expect(out).toMatch(/does not verify against/);
+    expect(restored()).toBe('');
   });
 });
 
@@ -322,12 +619,16 @@ describe('runRestoreDrill: a restore that hangs', () => {
     const savedPath = process.env.PATH;
     process.env.PATH = `${bin}:${savedPath}`;
     try {
+      const { text: signersText, signers } = await loadAllowedSigners(world.signing.signersFile);
       const err = await runRestoreDrill({
         client: world.s3,
         bucket: BUCKET,
         prefix: PREFIX,
         endpoint: world.r2.endpoint,
         identities: await parseIdentities('age-identity', keyFile),
+        signers,
+        signersText,
+        config: await loadBackupConfig(world.configFile),
         only: ['comfy-env'],
         tempDir: temp,
         logger: memoryLogger(),

@@ -217,6 +217,7 @@ describe('facts', () => {
         'disk\tmodels\t/mnt/models\t/dev/vdb 42949672960 30064771072 12884901888 71% /mnt/models',
         'disk\tscratch\t/mnt/scratch\t',
       ].join('\n'),
+      { models: '/mnt/models', scratch: '/mnt/scratch' },
     );
     expect(facts).toMatchObject({
       tailscaleIp: '100.89.38.43',
@@ -230,8 +231,38 @@ describe('facts', () => {
     });
     expect(missing).toEqual(['df of scratch (/mnt/scratch) failed']);
     expect(parseFacts('tailscale-ip\tnot an ip\nhostname\th').missing).toEqual([
-      'tailscale ip -4 gave no IPv4 address',
+      'tailscaleIp from the host is not valid: "not an ip"',
     ]);
+  });
+
+  it('keeps nothing from a hostile host that is not of its kind', () => {
+    const { facts, missing } = parseFacts(
+      [
+        'hostname\tgpu$(id)',
+        'os\tUbuntu\u001b[2J',
+        'kernel\t6.8 `id`',
+        'disk\tother\t/etc\t/dev/vda 1 1 1 1% /',
+        'disk\tmodels\t/etc/../root\t/dev/vdb 10 5 5 50% /mnt\u0007',
+      ].join('\n'),
+      { models: '/mnt/models' },
+    );
+    expect(facts).toEqual({
+      tailscaleIp: '',
+      hostname: '',
+      os: '',
+      kernel: '',
+      disks: {
+        models: {
+          path: '/mnt/models',
+          filesystem: '',
+          sizeBytes: 0,
+          usedBytes: 0,
+          availableBytes: 0,
+          mountedOn: '',
+        },
+      },
+    });
+    expect(missing).toHaveLength(5);
   });
 });
 
@@ -362,7 +393,7 @@ describe('RESTORE.sh', () => {
     backupId: '20261128T021500Z',
     toolVersion: '0.1.0',
     bucket: 'comfyume-backups',
-    prefix: 'backups/verda',
+    manifestKey: 'backups/verda/20261128T021500Z/manifest.json',
     endpoint: 'https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com',
     hostFingerprint: 'SHA256:abc',
     facts: {
@@ -417,7 +448,10 @@ describe('RESTORE.sh', () => {
       /unknown item: nope/,
     );
     expect(() => execFileSync('bash', [file, '--from', tmp], { stdio: 'pipe' })).toThrow(
-      /--identity AGE_KEY_FILE is required/,
+      /--signers FILE is required/,
     );
+    expect(() =>
+      execFileSync('bash', [file, '--from', tmp, '--signers', file], { stdio: 'pipe' }),
+    ).toThrow(/--identity AGE_KEY_FILE is required/);
   });
 });

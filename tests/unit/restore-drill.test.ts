@@ -6,38 +6,51 @@ import { MANIFEST_FORMAT, parseManifest } from '../../src/backup/manifest.js';
 import { InputError } from '../../src/lib/errors.js';
 import { parseIdentities } from '../../src/lib/age-stream.js';
 
-const KEY = 'backups/verda/20261128T021500Z/manifest.json';
+const PREFIX = 'backups/verda';
+const KEY = `${PREFIX}/20261128T021500Z/manifest.json`;
 
 function draft() {
   return {
     format: MANIFEST_FORMAT as string,
     backupId: '20261128T021500Z',
-    finishedAt: '2026-11-28T02:16:03.120Z',
     tool: { name: 'comfyume-ops backup-verda', version: '0.1.0' },
-    host: { hostRoot: '/', address: 'gpu', port: 22, user: 'dev', fingerprint: 'SHA256:x' },
-    facts: { hostname: 'gpu', tailscaleIp: '100.64.0.1', os: 'Ubuntu' },
-    encryption: { format: 'age', recipients: ['age1abc'] },
+    startedAt: '2026-11-28T02:15:00.000Z',
+    finishedAt: '2026-11-28T02:16:03.120Z',
+    host: {
+      address: 'gpu',
+      port: 22,
+      user: 'dev',
+      fingerprint: `SHA256:${'A'.repeat(43)}`,
+      hostRoot: '/',
+    },
+    facts: { tailscaleIp: '100.64.0.1', hostname: 'gpu', os: 'Ubuntu', kernel: '6.8.0', disks: {} },
+    encryption: { format: 'age', recipients: [`age1${'q'.repeat(58)}`] },
     items: [
       {
         id: 'ssh-host-keys',
         description: 'SSH host keys',
         paths: ['/etc/ssh/ssh_host_*'],
         missingPaths: [] as string[],
+        required: true,
+        sudo: true,
         restoreTo: '/',
+        afterRestore: ['systemctl restart ssh'],
         key: 'backups/verda/20261128T021500Z/ssh-host-keys.tar.zst.age',
         compression: 'zstd',
         tarBytes: 10240,
+        archiveBytes: 805,
         storedBytes: 1005,
         sha256: 'a'.repeat(64),
-        afterRestore: ['systemctl restart ssh'],
+        seconds: 0.4,
       },
     ],
+    skipped: [] as { id: string; reason: string }[],
     restoreScript: {
       key: 'backups/verda/20261128T021500Z/RESTORE.sh',
       sha256: 'b'.repeat(64),
       bytes: 6871,
     } as { key: string; sha256: string; bytes: number } | undefined,
-  };
+  } as Record<string, any>;
 }
 type Draft = ReturnType<typeof draft>;
 
@@ -48,14 +61,14 @@ function manifest(edit: (m: Draft) => void = () => undefined): string {
 }
 
 describe('parseManifest', () => {
-  it('accepts a backup-verda manifest and keeps fields it does not check', () => {
-    const m = parseManifest(manifest(), KEY);
+  it('accepts a backup-verda manifest, every field typed', () => {
+    const m = parseManifest(manifest(), KEY, PREFIX);
     expect(m.items[0]?.afterRestore).toEqual(['systemctl restart ssh']);
     expect(m.host.user).toBe('dev');
   });
 
   it('refuses text that is not JSON, naming the key', () => {
-    expect(() => parseManifest('{', KEY)).toThrow(`${KEY} is not JSON`);
+    expect(() => parseManifest('{', KEY, PREFIX)).toThrow(`${KEY} is not JSON`);
   });
 
   it.each<[string, (m: Draft) => void, RegExp]>([
@@ -77,10 +90,61 @@ describe('parseManifest', () => {
       /items\.0\.compression/,
     ],
     ['a missing RESTORE.sh record', (m) => void (m.restoreScript = undefined), /restoreScript/],
+    ['an unknown top-level field', (m) => void (m.extra = 1), /Unrecognized key: "extra"/],
+    ['an unknown item field', (m) => void (m.items[0].run = 'id'), /items\.0: Unrecognized key/],
+    [
+      'a fingerprint of another form',
+      (m) => void (m.host.fingerprint = 'SHA256:x'),
+      /host\.fingerprint/,
+    ],
+    ['a version with a newline', (m) => void (m.tool.version = '0.1.0\nid'), /tool\.version/],
+    [
+      'a Tailscale IP that is no IP',
+      (m) => void (m.facts.tailscaleIp = '100.64.0.1;id'),
+      /facts\.tailscaleIp/,
+    ],
+    ['a kernel with a space', (m) => void (m.facts.kernel = '6 $(id)'), /facts\.kernel/],
+    ['an OS with a newline', (m) => void (m.facts.os = 'Ubuntu\nid'), /facts\.os/],
+    ['an upper-case recipient', (m) => void (m.encryption.recipients = ['AGE1X']), /recipients/],
+    ['an item id with a dot', (m) => void (m.items[0].id = '../x'), /items\.0\.id/],
+    [
+      'an archive key outside the backup',
+      (m) => void (m.items[0].key = 'backups/other/20261128T021500Z/ssh-host-keys.tar.zst.age'),
+      /items\.0\.key: must be backups\/verda\/20261128T021500Z\/ssh-host-keys\.tar\.zst\.age/,
+    ],
+    [
+      'an archive key whose extension is not its compression',
+      (m) => void (m.items[0].compression = 'gzip'),
+      /items\.0\.key: must be .*\.tar\.gz\.age/,
+    ],
+    [
+      'a RESTORE.sh key of another backup',
+      (m) => void (m.restoreScript.key = 'backups/verda/20200101T000000Z/RESTORE.sh'),
+      /restoreScript\.key/,
+    ],
+    [
+      'a start time that is not its id',
+      (m) => void (m.startedAt = '2026-11-28T02:15:01.000Z'),
+      /startedAt/,
+    ],
+    [
+      'a duplicate item',
+      (m) => void m.items.push(structuredClone(m.items[0])),
+      /duplicate item id/,
+    ],
+    ['a negative size', (m) => void (m.items[0].storedBytes = -1), /storedBytes/],
   ])('refuses %s, naming the key and the field', (_what, edit, message) => {
     const text = manifest(edit);
-    expect(() => parseManifest(text, KEY)).toThrow(message);
-    expect(() => parseManifest(text, KEY)).toThrow(KEY);
+    expect(() => parseManifest(text, KEY, PREFIX)).toThrow(message);
+    expect(() => parseManifest(text, KEY, PREFIX)).toThrow(KEY);
+  });
+});
+
+describe('parseManifest, the key', () => {
+  it('refuses a manifest stored under another backup id', () => {
+    expect(() =>
+      parseManifest(manifest(), `${PREFIX}/20261129T021500Z/manifest.json`, PREFIX),
+    ).toThrow(/names backup 20261128T021500Z: not its own manifest/);
   });
 });
 
