@@ -3,6 +3,7 @@ import { formatBytes, formatDuration } from '../lib/format.js';
 import { factsTable, type Table } from '../lib/summary.js';
 import type { DrillResult } from './restore-drill.js';
 import type { BackupResult } from './run-backup.js';
+import type { PruneResult, RetentionRunResult } from './run-retention.js';
 
 export function backupReport(
   result: BackupResult,
@@ -60,15 +61,11 @@ export function backupReport(
       rows: result.skipped.map((s) => [s.id, s.reason]),
     });
   }
-  parts.push({
-    title: result.dryRun ? 'Retention (what a real run would decide)' : 'Retention',
-    headers: ['Backup', 'Decision', 'Why'],
-    rows: result.retention.map((d) => [
-      d.id,
-      d.keep ? 'keep' : result.deleted.includes(d.id) ? 'deleted' : 'delete',
-      d.reasons.join(', '),
-    ]),
-  });
+  if (result.retentionSkipped)
+    parts.push(
+      '**Retention**: not applied by this run (it runs as its own job, `mode: retention`).',
+    );
+  else parts.push(...retentionTables(result, result.dryRun));
   if (result.warnings.length > 0)
     parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
   return parts;
@@ -117,4 +114,67 @@ export function drillReport(
       ['time to restore (download + RESTORE.sh)', formatDuration(total * 1000)],
     ]),
   ];
+}
+
+/** The retention decisions, and what R2 refused to delete (bucket lock rules). */
+function retentionTables(
+  result: Pick<PruneResult, 'retention' | 'deleted' | 'refused'>,
+  dryRun: boolean,
+): Table[] {
+  const refused = new Map(result.refused.map((b) => [b.id, b]));
+  const tables: Table[] = [
+    {
+      title: dryRun ? 'Retention (what a real run would decide)' : 'Retention',
+      headers: ['Backup', 'Decision', 'Why'],
+      rows: result.retention.map((d) => [
+        d.id,
+        d.keep
+          ? 'keep'
+          : result.deleted.includes(d.id)
+            ? 'deleted'
+            : refused.has(d.id)
+              ? refused.get(d.id)?.intact
+                ? 'kept: R2 refused the delete (locked)'
+                : 'partly deleted: its manifest is gone (locked objects remain)'
+              : 'delete',
+        d.reasons.join(', '),
+      ]),
+    },
+  ];
+  if (result.refused.length > 0) {
+    tables.push({
+      title: 'Refused by R2 (a bucket lock rule, or a token without delete rights)',
+      headers: ['Backup', 'Object', 'R2 said', 'State'],
+      rows: result.refused.flatMap((b) =>
+        b.refused.map((r) => [
+          b.id,
+          r.key,
+          r.code,
+          b.intact ? 'whole backup kept' : 'no manifest: a later run removes it',
+        ]),
+      ),
+    });
+  }
+  return tables;
+}
+
+/** The job summary of a retention-only run (mode: retention). */
+export function retentionReport(
+  result: RetentionRunResult,
+  opts: { bucket: string; prefix: string },
+): (string | Table)[] {
+  const parts: (string | Table)[] = [
+    result.dryRun
+      ? '## Retention dry run: nothing was deleted'
+      : `## Retention: ${result.deleted.length} backup(s) deleted, ${result.refused.length} refused by R2`,
+    factsTable('Retention', [
+      ['bucket', `s3://${opts.bucket}/${opts.prefix}/`],
+      ['latest (always kept)', result.latest?.backupId ?? '-'],
+      ['stale multipart uploads aborted', String(result.aborted)],
+    ]),
+    ...retentionTables(result, result.dryRun),
+  ];
+  if (result.warnings.length > 0)
+    parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
+  return parts;
 }

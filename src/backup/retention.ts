@@ -53,15 +53,16 @@ const bucketOf: Record<(typeof RULES)[number], (d: Date) => string> = {
 export interface RetentionDecision {
   id: string;
   keep: boolean;
-  /** Why it is kept (daily 2026-11-28, weekly 2026-W48, just written) or "expired". */
+  /** Why it is kept (daily 2026-11-28, weekly 2026-W48, just written, latest.json) or "expired". */
   reasons: string[];
 }
 
-/** Decides for every backup (id + time); newest first in the result. */
+/** Decides for every backup (id + time); newest first in the result. `justWritten` is kept. */
 export function applyRetention(
   backups: { id: string; time: Date }[],
   policy: RetentionPolicy,
   justWritten: string | undefined,
+  keptBecause = 'just written',
 ): RetentionDecision[] {
   const sorted = [...backups].sort(
     (a, b) => b.time.getTime() - a.time.getTime() || b.id.localeCompare(a.id),
@@ -77,7 +78,7 @@ export function applyRetention(
       reasons.get(backup.id)?.push(`${rule} ${bucket}`);
     }
   }
-  if (justWritten !== undefined) reasons.get(justWritten)?.unshift('just written');
+  if (justWritten !== undefined) reasons.get(justWritten)?.unshift(keptBecause);
   return sorted.map((b) => {
     const why = reasons.get(b.id) ?? [];
     return { id: b.id, keep: why.length > 0, reasons: why.length > 0 ? why : ['expired'] };

@@ -1,6 +1,7 @@
 // The backup as a whole: connect (pinned key), probe, stream every item, record facts, write
-// RESTORE.sh, the manifest LAST, then move latest.json and apply retention. A failure removes
-// what this run wrote and never touches latest or earlier backups.
+// RESTORE.sh, the manifest LAST, then move latest.json and apply retention (unless it runs as its
+// own job: run-retention.ts). A failure removes what this run wrote (what R2 refuses to delete is
+// reported) and never touches latest or earlier backups.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { OpsError, errorMessage } from '../lib/errors.js';
@@ -38,7 +39,8 @@ import {
   type ProbeResult,
 } from './remote-commands.js';
 import { restoreScript } from './restore-script.js';
-import { applyRetention, type RetentionDecision, type RetentionPolicy } from './retention.js';
+import type { RetentionDecision, RetentionPolicy } from './retention.js';
+import { pruneBackups, type RefusedBackup } from './run-retention.js';
 import { SIGNATURE_NAMESPACE } from './signature.js';
 import { BackupStore } from './store.js';
 import { TOOL_VERSION } from './version.js';
@@ -55,6 +57,9 @@ export interface BackupOptions {
   /** Signs manifest.json (signature.ts): a restore accepts only what this key signed. */
   signer: SshSigner;
   retention: RetentionPolicy;
+  /** Delete nothing after the backup: retention runs as its own job (runRetention) with its own
+   *  credential, so this run needs no delete right. */
+  skipRetention?: boolean;
   dryRun: boolean;
   /** Read every stored object back and compare its sha256 (default true). */
   verifyReadBack?: boolean;
@@ -92,8 +97,12 @@ export interface BackupResult {
   compressor: Compressor;
   hostFingerprint: string;
   previousLatest: LatestPointer | undefined;
+  /** Retention was left to its own job (skipRetention): nothing decided, nothing deleted. */
+  retentionSkipped: boolean;
   retention: RetentionDecision[];
   deleted: string[];
+  /** Expired backups R2 would not delete (a bucket lock rule, a token without delete rights). */
+  refused: RefusedBackup[];
   warnings: string[];
 }
 
@@ -302,16 +311,31 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
       previousLatest,
     };
     if (opts.dryRun) {
-      const retention = await logger.group('Retention (dry run: nothing is deleted)', async () =>
-        applyRetention(
-          (await store.listBackups()).filter((b) => b.complete),
-          opts.retention,
-          undefined,
-        ),
-      );
+      const retentionSkipped = opts.skipRetention ?? false;
+      const { retention } = retentionSkipped
+        ? { retention: [] }
+        : await logger.group('Retention (dry run: nothing is deleted)', () =>
+            pruneBackups(store, {
+              policy: opts.retention,
+              now: now(),
+              dryRun: true,
+              logger,
+              warn,
+            }),
+          );
       for (const p of plan)
         logger.info(`would back up ${p.id}: ${p.action === 'backup' ? p.paths.join(' ') : 'skip'}`);
-      return { ...base, dryRun: true, bytes: 0, items: [], retention, deleted: [], warnings };
+      return {
+        ...base,
+        dryRun: true,
+        bytes: 0,
+        items: [],
+        retentionSkipped,
+        retention,
+        deleted: [],
+        refused: [],
+        warnings,
+      };
     }
 
     const written: string[] = [];
@@ -376,12 +400,16 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
         );
       });
     } catch (err) {
-      await cleanup(store, written, logger);
+      const leftovers = await cleanup(store, written, warn);
       const latest = previousLatest
         ? `latest.json still names ${previousLatest.backupId}`
         : 'no latest.json was written';
+      const removed =
+        leftovers.length === 0
+          ? 'What it uploaded was removed'
+          : `${leftovers.length} object(s) it uploaded could not be removed (see the warning; no manifest, so they are no backup)`;
       throw new OpsError(
-        `backup ${backupId} failed: ${errorMessage(err)}. What it uploaded was removed; ${latest}.`,
+        `backup ${backupId} failed: ${errorMessage(err)}. ${removed}; ${latest}.`,
         {
           cause: err,
         },
@@ -400,12 +428,26 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     );
     logger.info(`latest.json → ${backupId}`);
 
-    const { retention, deleted } = await logger.group('Retention', () =>
-      applyRetentionToStore(store, opts, backupId, now(), warn),
-    );
+    const retentionSkipped = opts.skipRetention ?? false;
+    const pruned = retentionSkipped
+      ? (logger.info('retention skipped: it runs as its own job (mode: retention)'),
+        { retention: [], deleted: [], refused: [] })
+      : await logger.group('Retention', () =>
+          retentionAfterBackup(store, opts, backupId, now(), warn),
+        );
     if (opts.afterBackup) await opts.afterBackup(conn);
     const bytes = items.reduce((n, i) => n + i.storedBytes, 0);
-    return { ...base, dryRun: false, bytes, items, retention, deleted, warnings };
+    return {
+      ...base,
+      dryRun: false,
+      bytes,
+      items,
+      retentionSkipped,
+      retention: pruned.retention,
+      deleted: pruned.deleted,
+      refused: pruned.refused,
+      warnings,
+    };
   } finally {
     await conn.close();
   }
@@ -520,60 +562,54 @@ async function writeItems(
   return items;
 }
 
-/** Removes what a failed run wrote; a leftover is reported (retention removes it later). */
-async function cleanup(store: BackupStore, written: string[], logger: Logger): Promise<void> {
-  for (const key of written.reverse()) {
+/**
+ * Removes what a failed run wrote. What R2 refuses or fails to delete (a token without delete
+ * rights gets 403) is listed in one warning and returned: it has no manifest, so it is no
+ * backup, and retention removes it once it is stale.
+ */
+async function cleanup(
+  store: BackupStore,
+  written: string[],
+  warn: (m: string) => void,
+): Promise<string[]> {
+  const leftovers: { key: string; why: string }[] = [];
+  for (const key of [...written].reverse()) {
     try {
-      await store.delete(key);
+      const refused = await store.tryDelete(key);
+      if (refused) leftovers.push({ key, why: refused.code });
     } catch (err) {
-      logger.warn(
-        `could not remove ${key} after the failure (${errorMessage(err)}); a later run removes it`,
-      );
+      leftovers.push({ key, why: errorMessage(err) });
     }
   }
+  if (leftovers.length > 0) {
+    warn(
+      `could not remove ${leftovers.length} object(s) this failed run wrote: ` +
+        `${leftovers.map((l) => `${l.key} (${l.why})`).join(', ')}. They have no manifest, so ` +
+        'they are no backup; retention (mode: retention) removes them once they are stale (24 h).',
+    );
+  }
+  return leftovers.map((l) => l.key);
 }
 
-async function applyRetentionToStore(
+/** Retention at the end of a backup: its failure is a warning, the new backup is complete. */
+async function retentionAfterBackup(
   store: BackupStore,
   opts: BackupOptions,
   backupId: string,
   now: Date,
   warn: (m: string) => void,
-): Promise<{ retention: RetentionDecision[]; deleted: string[] }> {
-  const { logger } = opts;
-  const deleted: string[] = [];
-  let retention: RetentionDecision[] = [];
+): Promise<{ retention: RetentionDecision[]; deleted: string[]; refused: RefusedBackup[] }> {
   try {
-    const backups = await store.listBackups();
-    retention = applyRetention(
-      backups.filter((b) => b.complete),
-      opts.retention,
-      backupId,
-    );
-    for (const decision of retention) {
-      logger.info(
-        `${decision.id}: ${decision.keep ? 'keep' : 'delete'} (${decision.reasons.join(', ')})`,
-      );
-      const backup = backups.find((b) => b.id === decision.id);
-      if (!decision.keep && backup && decision.id !== backupId) {
-        await store.deleteBackup(backup);
-        deleted.push(decision.id);
-      }
-    }
-    const staleBefore = new Date(now.getTime() - (opts.staleAfterMs ?? 86_400_000));
-    for (const leftover of backups.filter(
-      (b) => !b.complete && b.id !== backupId && b.time < staleBefore,
-    )) {
-      logger.info(
-        `${leftover.id}: incomplete (no manifest) and stale; removing ${leftover.keys.length} object(s)`,
-      );
-      await store.deleteBackup(leftover);
-      deleted.push(leftover.id);
-    }
-    const aborted = await store.abortStaleUploads(staleBefore);
-    if (aborted > 0) logger.info(`aborted ${aborted} stale multipart upload(s)`);
+    return await pruneBackups(store, {
+      policy: opts.retention,
+      keep: { id: backupId, reason: 'just written' },
+      ...(opts.staleAfterMs !== undefined ? { staleAfterMs: opts.staleAfterMs } : {}),
+      now,
+      logger: opts.logger,
+      warn,
+    });
   } catch (err) {
     warn(`retention did not finish (${errorMessage(err)}); the new backup is complete and kept`);
+    return { retention: [], deleted: [], refused: [] };
   }
-  return { retention, deleted };
 }

@@ -24,6 +24,27 @@ export interface StoredBackup {
   keys: string[];
 }
 
+/** A delete R2 refused with 403: a bucket lock rule holds the object, or the token may not delete. */
+export interface RefusedDelete {
+  key: string;
+  /** R2's error code: ObjectLockedByBucketPolicy, AccessDenied. */
+  code: string;
+}
+
+/** What deleteBackup did: the keys gone, and the ones R2 refused (the backup's manifest first). */
+export interface BackupDeletion {
+  deleted: string[];
+  refused: RefusedDelete[];
+}
+
+/** The refusal in an error from a delete (a 403 after our retry), or undefined. */
+function refusalOf(key: string, err: unknown): RefusedDelete | undefined {
+  const cause = (err as { cause?: unknown }).cause ?? err;
+  const status = (cause as { $metadata?: { httpStatusCode?: number } }).$metadata?.httpStatusCode;
+  if (status !== 403) return undefined;
+  return { key, code: (cause as { name?: string }).name ?? 'AccessDenied' };
+}
+
 export class BackupStore {
   private readonly retryOpts: RetryOptions;
 
@@ -152,11 +173,34 @@ export class BackupStore {
     );
   }
 
-  /** Deletes a backup: its manifest first (so it stops counting as a backup), then the rest. */
-  async deleteBackup(backup: StoredBackup): Promise<void> {
-    const manifest = backup.keys.filter((k) => k.endsWith('/manifest.json'));
-    for (const key of [...manifest, ...backup.keys.filter((k) => !manifest.includes(k))])
+  /** Deletes a key; a 403 (a lock rule, a token without delete rights) is returned, not thrown. */
+  async tryDelete(key: string): Promise<RefusedDelete | undefined> {
+    try {
       await this.delete(key);
+      return undefined;
+    } catch (err) {
+      const refused = refusalOf(key, err);
+      if (refused) return refused;
+      throw err;
+    }
+  }
+
+  /**
+   * Deletes a backup, its manifest first: once that is gone it no longer counts as a backup, and
+   * its other objects are leftovers that a later run removes. A refused manifest stops there, so
+   * no manifest ever names objects that are gone (an interrupted run leaves the same two states).
+   * Other refusals are collected and the rest still deleted.
+   */
+  async deleteBackup(backup: StoredBackup): Promise<BackupDeletion> {
+    const manifest = backup.keys.filter((k) => k.endsWith('/manifest.json'));
+    const result: BackupDeletion = { deleted: [], refused: [] };
+    for (const key of [...manifest, ...backup.keys.filter((k) => !manifest.includes(k))]) {
+      const refused = await this.tryDelete(key);
+      if (refused) result.refused.push(refused);
+      else result.deleted.push(key);
+      if (refused && manifest.includes(key)) break;
+    }
+    return result;
   }
 
   /** Aborts multipart uploads under the prefix started before `olderThan` (crashed runs). */

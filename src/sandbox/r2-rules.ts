@@ -277,3 +277,61 @@ export const preconditionFailed = (): S3ErrorReply =>
     'PreconditionFailed',
     'At least one of the pre-conditions you specified did not hold',
   );
+
+/**
+ * An R2 bucket lock rule of the Age kind (r2/buckets/bucket-locks): objects under `prefix` (''
+ * is the whole bucket) cannot be deleted or overwritten until they are `maxAgeSeconds` old
+ * (Infinity: the Indefinite kind). New keys can always be created.
+ */
+export interface LockRule {
+  id?: string;
+  prefix: string;
+  maxAgeSeconds: number;
+}
+
+/** The operations a lock rule refuses on an existing object (new keys are not refused). */
+export const LOCKED_OPERATIONS = new Set([
+  'DeleteObject',
+  'DeleteObjects',
+  'PutObject',
+  'CopyObject',
+  'CompleteMultipartUpload',
+]);
+
+/** The operations a key without delete rights is refused (the no-delete credential). */
+export const DELETE_OPERATIONS = new Set(['DeleteObject', 'DeleteObjects', 'AbortMultipartUpload']);
+
+/** The rule that holds an object stored at `lastModified`, or none. The longest rule wins, as on R2. */
+export function lockingRule(
+  rules: readonly LockRule[],
+  key: string,
+  lastModified: Date,
+  now: Date,
+): LockRule | undefined {
+  const ageSeconds = (now.getTime() - lastModified.getTime()) / 1000;
+  return rules
+    .filter((r) => key.startsWith(r.prefix) && ageSeconds < r.maxAgeSeconds)
+    .sort((a, b) => b.maxAgeSeconds - a.maxAgeSeconds)[0];
+}
+
+/** R2's reply to a change of a locked object (error code 10069 in R2's error-code reference). */
+export const objectLocked = (): S3ErrorReply =>
+  new S3ErrorReply(
+    403,
+    'ObjectLockedByBucketPolicy',
+    'Object is protected by a bucket lock rule and cannot be modified or deleted.',
+  );
+
+/** R2's reply when the token lacks the permission (10003). */
+export const accessDenied = (): S3ErrorReply =>
+  new S3ErrorReply(403, 'AccessDenied', 'Access Denied');
+
+/** The keys of a DeleteObjects body (<Delete><Object><Key>…</Key></Object>…</Delete>). */
+export function parseDeleteBody(xml: string): string[] {
+  return [...xml.matchAll(/<Key>([\s\S]*?)<\/Key>/g)].map((m) =>
+    (m[1] ?? '').replace(
+      /&(lt|gt|amp|quot|apos);/g,
+      (_, e: string) => ({ lt: '<', gt: '>', amp: '&', quot: '"', apos: "'" })[e] ?? '',
+    ),
+  );
+}

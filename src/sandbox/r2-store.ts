@@ -32,6 +32,20 @@ export class S3rverStore {
     return exists(this.objectPath(bucket, key));
   }
 
+  /** When an object was stored (s3rver serves its file's mtime as Last-Modified), or undefined. */
+  async objectModified(bucket: string, key: string): Promise<Date | undefined> {
+    try {
+      return (await stat(this.objectPath(bucket, key))).mtime;
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** Test hook: pretend an object was stored at `when` (bucket lock rules go by age). */
+  async setObjectModified(bucket: string, key: string, when: Date): Promise<void> {
+    await utimes(this.objectPath(bucket, key), when, when);
+  }
+
   /** Replace the ETag s3rver serves for an object (it keeps it in <object>.md5). */
   async setObjectEtag(bucket: string, key: string, etag: string): Promise<void> {
     await writeFile(`${this.objectPath(bucket, key)}.md5`, etag);

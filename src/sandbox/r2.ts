@@ -19,14 +19,21 @@ import S3rver from 's3rver';
 import { R2_LIST_PAGE } from '../lib/r2.js';
 import { multipartEtag } from '../lib/r2-complete.js';
 import {
+  DELETE_OPERATIONS,
+  LOCKED_OPERATIONS,
   S3ErrorReply,
+  accessDenied,
   checkCompletedParts,
   checkRequestHeaders,
   classifyRequest,
   escapeXml,
+  lockingRule,
+  objectLocked,
   parseCompleteBody,
+  parseDeleteBody,
   preconditionFailed,
   type Classified,
+  type LockRule,
   type S3Request,
 } from './r2-rules.js';
 import { S3rverStore } from './r2-store.js';
@@ -49,6 +56,8 @@ export interface FaultRule {
    *  lose-reply: the request is served in full, then the connection is cut before the reply. */
   action: 'status' | 'reset' | 'stall' | 'corrupt' | 'lose-reply';
   status?: number;
+  /** For status: the S3 error code (default SlowDown for 503, else InternalError). */
+  code?: string;
   stallMs?: number;
   /** For reset: bytes let through before the cut; default half the body, at most 64 KiB. */
   resetAfterBytes?: number;
@@ -76,12 +85,26 @@ export interface R2RequestRecord {
   expect?: string;
   /** Upload body bytes read through the payload check (signed or faulted uploads). */
   bodyBytes?: number;
+  /** The access key id of a correctly signed request. */
+  accessKeyId?: string;
+}
+
+export interface R2KeyPair {
+  accessKeyId: string;
+  secretAccessKey: string;
 }
 
 export interface R2Emulator {
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /**
+   * A second key pair that may read, list and write but is refused DeleteObject, DeleteObjects
+   * and AbortMultipartUpload (403 AccessDenied). It stands for "a token without delete rights" in
+   * tests: real R2 tokens cannot be scoped like that (Object Read & Write includes deletes);
+   * there, bucket lock rules (addLockRule) are what keep a leaked token from deleting.
+   */
+  noDeleteKey: R2KeyPair;
   /** s3rver's storage directory (tests may flip bytes in stored objects). */
   dir: string;
   createBucket(name: string): Promise<void>;
@@ -91,6 +114,11 @@ export interface R2Emulator {
   resetCounts(): void;
   addFault(rule: FaultRule): void;
   clearFaults(): void;
+  /** Bucket lock rules (every bucket): a delete or overwrite of a held object is refused. */
+  addLockRule(rule: LockRule): void;
+  clearLockRules(): void;
+  /** Backdates an object (lock rules go by its age). */
+  setObjectModified(bucket: string, key: string, when: Date): Promise<void>;
   /** Where s3rver keeps an object's bytes. */
   objectPath(bucket: string, key: string): string;
   /** Backdates a multipart upload (for stale-upload cleanup). */
@@ -103,6 +131,8 @@ export interface R2EmulatorOptions {
   dir?: string;
   accessKeyId?: string;
   secretAccessKey?: string;
+  /** Bucket lock rules from the start (more with addLockRule). */
+  lockRules?: LockRule[];
 }
 
 const COMPLETE_BODY_LIMIT = 4 * 2 ** 20;
@@ -133,6 +163,11 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
   const dir = opts.dir ?? (await mkdtemp(path.join(os.tmpdir(), 'r2-emulator-')));
   const accessKeyId = opts.accessKeyId ?? `emu${randomBytes(8).toString('hex')}`;
   const secretAccessKey = opts.secretAccessKey ?? randomBytes(20).toString('hex');
+  const noDeleteKey: R2KeyPair = {
+    accessKeyId: `emunodelete${randomBytes(6).toString('hex')}`,
+    secretAccessKey: randomBytes(20).toString('hex'),
+  };
+  let lockRules: LockRule[] = [...(opts.lockRules ?? [])];
   const store = new S3rverStore(dir);
 
   const s3rver = new S3rver({
@@ -219,6 +254,8 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
       record.fault = fault.action;
       if (fault.action === 'status') {
         const status = fault.status ?? 500;
+        if (fault.code)
+          return reply(new S3ErrorReply(status, fault.code, `Injected ${fault.code}`));
         return reply(
           status === 503
             ? new S3ErrorReply(503, 'SlowDown', 'Please reduce your request rate.')
@@ -251,16 +288,31 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
       }
     }
 
-    const auth = verifySigV4(
-      { method: s3req.method, url, headers: req.headers },
+    const auth = verifySigV4({ method: s3req.method, url, headers: req.headers }, [
       { accessKeyId, secretAccessKey },
-    );
+      noDeleteKey,
+    ]);
     if (!auth.ok) return reply(new S3ErrorReply(403, auth.code, auth.message));
+    record.accessKeyId = auth.accessKeyId;
+    if (auth.accessKeyId === noDeleteKey.accessKeyId && DELETE_OPERATIONS.has(c.operation))
+      return reply(accessDenied());
     const headerProblem = checkRequestHeaders(s3req, c.operation);
     if (headerProblem) return reply(headerProblem);
 
     const b = bucket ?? '';
     const key = s3req.key ?? '';
+    const locked = async (k: string): Promise<boolean> => {
+      const modified = lockRules.length > 0 ? await store.objectModified(b, k) : undefined;
+      return (
+        modified !== undefined && lockingRule(lockRules, k, modified, new Date()) !== undefined
+      );
+    };
+    if (
+      LOCKED_OPERATIONS.has(c.operation) &&
+      c.operation !== 'DeleteObjects' &&
+      (await locked(key))
+    )
+      return reply(objectLocked());
     const uploadId = s3req.query.get('uploadId') ?? '';
     let body: Buffer | undefined;
     let source: Readable = req;
@@ -311,6 +363,13 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
         };
         break;
       }
+      case 'DeleteObjects': {
+        body = await readSmallBody(req, COMPLETE_BODY_LIMIT);
+        // Stricter than R2, which answers per key: one held key refuses the whole batch.
+        for (const k of parseDeleteBody(body.toString('utf8')))
+          if (await locked(k)) return reply(objectLocked());
+        break;
+      }
       case 'ListParts':
         return listParts(res, s3req, store, b, key, uploadId, reply);
       case 'ListMultipartUploads':
@@ -346,6 +405,7 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     endpoint,
     accessKeyId,
     secretAccessKey,
+    noDeleteKey,
     dir,
     async createBucket(name) {
       await s3rver.store.putBucket(name);
@@ -362,6 +422,13 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
     clearFaults() {
       faults = [];
     },
+    addLockRule(rule) {
+      lockRules.push(rule);
+    },
+    clearLockRules() {
+      lockRules = [];
+    },
+    setObjectModified: (bucket, key, when) => store.setObjectModified(bucket, key, when),
     objectPath: (bucket, key) => store.objectPath(bucket, key),
     setUploadInitiated: (bucket, uploadId, when) =>
       store.setUploadInitiated(bucket, uploadId, when),

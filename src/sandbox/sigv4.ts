@@ -59,9 +59,15 @@ export function signingKey(secret: string, date: string, region: string, service
   return createHmac('sha256', kService).update('aws4_request').digest();
 }
 
+export interface SigV4Credentials {
+  accessKeyId: string;
+  secretAccessKey: string;
+}
+
+/** Checks the signature against the key pair the request names (one of `creds`). */
 export function verifySigV4(
   req: SigV4Request,
-  creds: { accessKeyId: string; secretAccessKey: string },
+  creds: SigV4Credentials | readonly SigV4Credentials[],
 ): SigV4Result {
   const q = req.url.indexOf('?');
   const path = q < 0 ? req.url : req.url.slice(0, q);
@@ -100,7 +106,8 @@ export function verifySigV4(
 
   const [accessKeyId = '', date = '', region = '', service = '', terminator = ''] =
     credential.split('/');
-  if (accessKeyId !== creds.accessKeyId) {
+  const pair = [creds].flat().find((c) => c.accessKeyId === accessKeyId);
+  if (!pair) {
     return {
       ok: false,
       code: 'InvalidAccessKeyId',
@@ -128,7 +135,7 @@ export function verifySigV4(
     scope,
     createHash('sha256').update(canonicalRequest).digest('hex'),
   ].join('\n');
-  const expected = createHmac('sha256', signingKey(creds.secretAccessKey, date, region, service))
+  const expected = createHmac('sha256', signingKey(pair.secretAccessKey, date, region, service))
     .update(stringToSign)
     .digest();
   const given = Buffer.from(signature, 'hex');

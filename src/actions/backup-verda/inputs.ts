@@ -10,26 +10,41 @@ import type { SshSigner } from '../../lib/sshsig.js';
 import { MAX_PART_MIB } from '../../backup/run-backup.js';
 import { parsePrefix, parseR2Access } from '../shared/r2-inputs.js';
 
-export interface BackupInputs {
+/** backup: the nightly backup; retention: retention alone, its own job (no SSH, nothing written). */
+export type BackupMode = 'backup' | 'retention';
+
+export function parseMode(source: InputSource): BackupMode {
+  return new Inputs(source).oneOf('mode', ['backup', 'retention'] as const, 'backup');
+}
+
+/** What both modes need: where the backups are, the key pair, the policy. */
+export interface BucketInputs {
+  bucket: string;
+  prefix: string;
+  endpoint: string;
+  accessKeyId: string;
+  secretAccessKey: string;
+  retention: RetentionPolicy;
+  dryRun: boolean;
+  r2TimeoutMs: number;
+}
+
+export type RetentionInputs = BucketInputs;
+
+export interface BackupInputs extends BucketInputs {
   host: string;
   port: number;
   user: string;
   sshPrivateKey: string;
   fingerprints: string[];
   configFile: string;
-  bucket: string;
-  prefix: string;
-  endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
   recipients: string[];
   signer: SshSigner;
-  retention: RetentionPolicy;
+  /** apply-retention: false — this run deletes nothing (retention runs as its own job). */
+  skipRetention: boolean;
   withModels: boolean;
   modelsBucket: string;
   modelsPrefix: string;
-  dryRun: boolean;
-  r2TimeoutMs: number;
   verify: 'read-back' | 'in-transit';
   /** undefined: sized per item from its last backup. */
   partSize: number | undefined;
@@ -44,6 +59,45 @@ export const SECRET_INPUTS = [
   'r2-secret-access-key',
   'github-token',
 ] as const;
+
+function parseBucketInputs(inputs: Inputs): BucketInputs {
+  const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
+  const prefix = parsePrefix(
+    'prefix',
+    inputs.required('prefix', 'a key prefix such as backups/verda'),
+  );
+  const access = parseR2Access(inputs);
+  const retention = parseRetention(
+    'retention',
+    inputs.raw('retention') || 'daily=7,weekly=4,monthly=6',
+  );
+  const dryRun = inputs.boolean('dry-run', false);
+  const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
+  if (r2TimeoutMs < 1000)
+    throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
+  return { bucket, prefix, ...access, retention, dryRun, r2TimeoutMs };
+}
+
+/**
+ * mode: retention — the bucket inputs only. The job holds neither the SSH key nor the signing
+ * key (given ones are refused, not ignored), and it must apply retention.
+ */
+export function parseRetentionInputs(source: InputSource): RetentionInputs {
+  const inputs = new Inputs(source);
+  for (const secret of ['ssh-private-key', 'signing-key'] as const) {
+    if (inputs.raw(secret) !== '')
+      throw new InputError(secret, '', 'empty in mode retention (that job needs no such key)');
+  }
+  if (inputs.boolean('with-models', false))
+    throw new InputError('with-models', inputs.raw('with-models'), 'false in mode retention');
+  if (!inputs.boolean('apply-retention', true))
+    throw new InputError(
+      'apply-retention',
+      inputs.raw('apply-retention'),
+      'true in mode retention (that mode only applies retention)',
+    );
+  return parseBucketInputs(inputs);
+}
 
 const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
 /** Every input checked before any connection or request (each error names input and value). */
@@ -71,31 +125,19 @@ export async function parseBackupInputs(
     cwd,
     inputs.required('config', 'the path of the backup config (config/backup.yml)'),
   );
-  const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
-  const prefix = parsePrefix(
-    'prefix',
-    inputs.required('prefix', 'a key prefix such as backups/verda'),
-  );
-  const { endpoint, accessKeyId, secretAccessKey } = parseR2Access(inputs);
+  const bucketInputs = parseBucketInputs(inputs);
   const recipients = await parseRecipients('age-recipients', inputs.list('age-recipients'));
   const signer = parseSigningKey(
     'signing-key',
     inputs.secret('signing-key', 'the backup signing key (an OpenSSH Ed25519 private key)'),
   );
-  const retention = parseRetention(
-    'retention',
-    inputs.raw('retention') || 'daily=7,weekly=4,monthly=6',
-  );
+  const skipRetention = !inputs.boolean('apply-retention', true);
   const withModels = inputs.boolean('with-models', false);
   const modelsBucket = validateBucketName(
     'models-bucket',
-    inputs.optional('models-bucket') ?? bucket,
+    inputs.optional('models-bucket') ?? bucketInputs.bucket,
   );
   const modelsPrefix = parsePrefix('models-prefix', inputs.raw('models-prefix') || 'models');
-  const dryRun = inputs.boolean('dry-run', false);
-  const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
-  if (r2TimeoutMs < 1000)
-    throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
   const verify = inputs.oneOf('verify', ['read-back', 'in-transit'] as const, 'read-back');
   // Memory is about 4 parts (2 items, each one part filling and one uploading): cap it.
   const partSize = inputs.size('part-size', {
@@ -110,19 +152,13 @@ export async function parseBackupInputs(
     sshPrivateKey,
     fingerprints,
     configFile,
-    bucket,
-    prefix,
-    endpoint,
-    accessKeyId,
-    secretAccessKey,
+    ...bucketInputs,
     recipients,
     signer,
-    retention,
+    skipRetention,
     withModels,
     modelsBucket,
     modelsPrefix,
-    dryRun,
-    r2TimeoutMs,
     verify,
     partSize,
     githubToken: inputs.optional('github-token'),

@@ -1,7 +1,8 @@
 import { loadBackupConfig } from '../../backup/config.js';
 import type { BackupAlerts } from '../../backup/alert.js';
-import { backupReport } from '../../backup/report.js';
+import { backupReport, retentionReport } from '../../backup/report.js';
 import { runBackup, type BackupResult } from '../../backup/run-backup.js';
+import { runRetention } from '../../backup/run-retention.js';
 import { errorMessage } from '../../lib/errors.js';
 import {
   actionInputs,
@@ -13,7 +14,7 @@ import {
 } from '../shared/runtime.js';
 import { actionR2Client } from '../shared/r2-inputs.js';
 import { githubAlerts, runUrl } from './alert.js';
-import { parseBackupInputs, SECRET_INPUTS } from './inputs.js';
+import { parseBackupInputs, parseMode, parseRetentionInputs, SECRET_INPUTS } from './inputs.js';
 import { modelSync } from './with-models.js';
 import { syncTables } from '../../models/summary.js';
 
@@ -22,6 +23,7 @@ export async function run(): Promise<void> {
     const secrets = SECRET_INPUTS.map((name) => actionInputs(name)).filter((v) => v !== '');
     for (const secret of secrets) maskSecret(secret);
     const redact = (text: string) => secrets.reduce((t, s) => t.split(s).join('***'), text);
+    if (parseMode(actionInputs) === 'retention') return retentionOnly();
 
     const inputs = await parseBackupInputs(actionInputs);
     const config = await loadBackupConfig(inputs.configFile);
@@ -59,6 +61,7 @@ export async function run(): Promise<void> {
         recipients: inputs.recipients,
         signer: inputs.signer,
         retention: inputs.retention,
+        skipRetention: inputs.skipRetention,
         dryRun: inputs.dryRun,
         verifyReadBack: inputs.verify === 'read-back',
         ...(inputs.partSize !== undefined ? { partSize: inputs.partSize } : {}),
@@ -82,6 +85,8 @@ export async function run(): Promise<void> {
         ? result.plan.filter((p) => p.action === 'backup').length
         : result.items.length,
       'tailscale-ip': result.facts.tailscaleIp,
+      'deleted-backups': result.deleted.length,
+      'refused-backups': result.refused.length,
     });
     const modelReport = models?.report();
     await writeSummary([
@@ -94,4 +99,22 @@ export async function run(): Promise<void> {
       });
     }
   });
+}
+
+/** mode: retention — its own job with its own credential: no SSH, nothing written, no alert. */
+async function retentionOnly(): Promise<void> {
+  const inputs = parseRetentionInputs(actionInputs);
+  const result = await runRetention({
+    client: actionR2Client(inputs, inputs.r2TimeoutMs),
+    bucket: inputs.bucket,
+    prefix: inputs.prefix,
+    retention: inputs.retention,
+    dryRun: inputs.dryRun,
+    logger: actionsLogger,
+  });
+  setOutputs({
+    'deleted-backups': result.deleted.length,
+    'refused-backups': result.refused.length,
+  });
+  await writeSummary(retentionReport(result, { bucket: inputs.bucket, prefix: inputs.prefix }));
 }
