@@ -125,6 +125,8 @@ export interface VerdaEmulator {
   setQueueLength(name: string, queued: number): void;
   /** Revokes every access token (refresh tokens stay valid). */
   revokeTokens(): void;
+  /** Every access and refresh token handed out so far (for tests that check they are masked). */
+  issuedTokens(): string[];
   /** An access token got over HTTP with the client credentials, as a client would get it. */
   token(): Promise<string>;
   stop(): Promise<void>;
@@ -158,6 +160,7 @@ export async function startVerdaEmulator(opts: VerdaEmulatorOptions = {}): Promi
   const ctx: ValidationContext = { catalog, secrets, fileSecrets, registryCredentials };
   const accessTokens = new Map<string, Token>();
   const refreshTokens = new Map<string, Token>();
+  const issued: string[] = [];
   const deployments = new Map<string, EmulatedDeployment>();
   const faults = new FaultTable();
   let log: LoggedRequest[] = [];
@@ -187,6 +190,7 @@ export async function startVerdaEmulator(opts: VerdaEmulatorOptions = {}): Promi
     const refresh = `emu-rt-${randomBytes(18).toString('hex')}`;
     accessTokens.set(access, { expiresAt: clock.now() + tokenTtl * 1000, revoked: false });
     refreshTokens.set(refresh, { expiresAt: clock.now() + refreshTtl * 1000, revoked: false });
+    issued.push(access, refresh);
     return {
       access_token: access,
       refresh_token: refresh,
@@ -662,6 +666,7 @@ export async function startVerdaEmulator(opts: VerdaEmulatorOptions = {}): Promi
     revokeTokens: () => {
       for (const token of accessTokens.values()) token.revoked = true;
     },
+    issuedTokens: () => [...issued],
     token: async () => {
       const res = await fetch(`http://127.0.0.1:${apiPort}/v1/oauth2/token`, {
         method: 'POST',
