@@ -76,6 +76,13 @@ async function drill(
   user?: RunActionOptions['user'],
 ) {
   if (user) chownSync(runnerTemp, user.uid, user.gid);
+  // The checkout (config and signers) as another user sees it: readable, not the test's 0700 dir.
+  const checkout = mkdtempSync(path.join(os.tmpdir(), 'drill-checkout-'));
+  chmodSync(checkout, 0o755);
+  const config = path.join(checkout, 'backup.yml');
+  const signers = path.join(checkout, 'backup-signers');
+  writeFileSync(config, readFileSync(world.configFile), { mode: 0o644 });
+  writeFileSync(signers, readFileSync(world.signing.signersFile), { mode: 0o644 });
   const run = await runAction('restore-drill', {
     inputs: {
       bucket: BUCKET,
@@ -84,8 +91,8 @@ async function drill(
       'r2-access-key-id': world.r2.accessKeyId,
       'r2-secret-access-key': world.r2.secretAccessKey,
       'age-identity': keyFile,
-      signers: world.signing.signersFile,
-      config: world.configFile,
+      signers,
+      config,
       'r2-timeout': '20s',
       ...overrides,
     },
@@ -96,6 +103,7 @@ async function drill(
   // Restored secrets (host keys, the Tailscale identity) never outlive a drill, whatever happened.
   expect(readdirSync(runnerTemp)).toEqual([]);
   rmSync(runnerTemp, { recursive: true, force: true });
+  rmSync(checkout, { recursive: true, force: true });
   return run;
 }
 
