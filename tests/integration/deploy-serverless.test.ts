@@ -7,6 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { repoRoot, runAction, type ActionRun } from '../helpers/run-action.js';
+import { findLeaks } from '../helpers/secrets.js';
 import {
   startVerdaEmulator,
   type VerdaEmulator,
@@ -286,6 +287,31 @@ describe('faults', () => {
     expect(writes(emu)).toEqual(['POST /container-deployments 201']);
   });
 
+  it('masks the access and refresh tokens the API hands out, and shows them nowhere', async () => {
+    emu = await emulator({ tokenTtlSeconds: 15 }); // expiring tokens: refreshes hand out more
+    const run = await deploy(emu, { command: 'start', 'image-tag': 'v1' });
+    expect(failure(run)).toBe('');
+    const tokens = emu.issuedTokens();
+    expect(tokens.filter((t) => t.startsWith('emu-rt-')).length).toBeGreaterThan(1);
+    const masked = run.stdout
+      .split('\n')
+      .filter((l) => l.startsWith('::add-mask::'))
+      .map((l) => l.slice('::add-mask::'.length));
+    for (const token of tokens) expect(masked).toContain(token);
+    const shown = run.stdout
+      .split('\n')
+      .filter((l) => !l.startsWith('::add-mask::'))
+      .join('\n');
+    expect(
+      findLeaks(tokens, {
+        stdout: shown,
+        stderr: run.stderr,
+        outputs: JSON.stringify(run.outputs),
+        summary: run.summary,
+      }),
+    ).toEqual([]);
+  });
+
   it('waits out a 429 with Retry-After and retries 503s', async () => {
     emu = await emulator();
     emu.addFault({
@@ -487,4 +513,54 @@ describe('bad inputs fail before any request', () => {
     expect(emu.requests().length).toBeGreaterThan(0);
     expect(writes(emu)).toEqual([]);
   });
+
+  // The hard cap: max_hourly_cost_usd in the config; the input can only lower it.
+  it('an empty max-hourly-cost leaves the config cap in force: 40 x B300 is refused', async () => {
+    emu.clearRequests();
+    const run = await deploy(emu, {
+      command: 'apply',
+      'image-tag': 'v1',
+      preset: 'b300',
+      'max-hourly-cost': '',
+    });
+    expect(run.code).toBe(1);
+    expect(failure(run)).toContain(
+      'Refusing: 40 x 1x B300 costs $330.00/h at max replicas, above max_hourly_cost_usd in config/workshop.yml $200.00/h. Lower max-replicas (at most 24)',
+    );
+    expect(writes(emu)).toEqual([]);
+  });
+
+  it('a lowered config cap refuses the default plan (40 x H100) with an empty input', async () => {
+    const lowCap = await config((c) => (c.max_hourly_cost_usd = 100));
+    emu.clearRequests();
+    const start = await deploy(emu, { command: 'start', 'image-tag': 'v1', config: lowCap });
+    expect(start.code).toBe(1);
+    expect(failure(start)).toContain(
+      `costs $143.20/h at max replicas, above max_hourly_cost_usd in ${lowCap} $100.00/h`,
+    );
+    expect(writes(emu)).toEqual([]);
+    const plan = await deploy(emu, { command: 'plan', 'image-tag': 'v1', config: lowCap });
+    expect(plan.code).toBe(0);
+    expect(plan.warnings.join('\n')).toContain(
+      `above max_hourly_cost_usd in ${lowCap} $100/h: apply would refuse it`,
+    );
+  });
+
+  it.each(['start', 'scale', 'plan'])(
+    '%s: a max-hourly-cost above the config cap is refused before any request',
+    async (command) => {
+      emu.clearRequests();
+      const run = await deploy(emu, {
+        command,
+        'image-tag': 'v1',
+        'max-replicas': 40,
+        'max-hourly-cost': 500,
+      });
+      expect(run.code).toBe(1);
+      expect(failure(run)).toContain(
+        `Input 'max-hourly-cost' is invalid: got "500"; expected at most 200, the cap max_hourly_cost_usd in config/workshop.yml (the input can only lower it; empty = the cap).`,
+      );
+      expect(emu.requests()).toEqual([]);
+    },
+  );
 });
