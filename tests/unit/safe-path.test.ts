@@ -2,6 +2,7 @@ import path from 'node:path';
 import { describe, expect, it } from '@jest/globals';
 import { OpsError } from '../../src/lib/errors.js';
 import { resolveInside, unsafePathReason } from '../../src/lib/safe-path.js';
+import { LocalModelHost } from '../../src/models/host.js';
 import { modelPathProblem } from '../../src/models/model-path.js';
 
 describe('unsafePathReason', () => {
@@ -52,4 +53,14 @@ describe('resolveInside', () => {
       expect(call).toThrow(`model path ${JSON.stringify(rel)} is refused: `);
     },
   );
+});
+
+describe('model hosts join only safe paths (the last guard, for library callers)', () => {
+  it.each(['../x.safetensors', 'a/../../x', '/etc/x', 'a\\b'])('refuses %j', async (rel) => {
+    const host = new LocalModelHost('/nonexistent/models');
+    expect(() => host.partial(rel)).toThrow(`model path ${JSON.stringify(rel)} is refused`);
+    await expect(host.remove(rel)).rejects.toThrow(OpsError);
+    await expect(host.reader(rel)).rejects.toThrow(OpsError);
+    await expect(host.sha256([rel])).rejects.toThrow(OpsError);
+  });
 });
