@@ -7,7 +7,7 @@
 import { execFileSync } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { existsSync } from 'node:fs';
-import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
@@ -127,6 +127,23 @@ describe.each(['local', 'ssh'] as const)('pull to a %s target', (kind) => {
       expect(s3.requests().map((q) => q.operation)).toEqual(['ListObjectsV2']);
     },
   );
+
+  it('pulls a clean listing from this fake (a console folder object is not a file)', async () => {
+    s3.setObjects([GOOD, { key: 'models/checkpoints/', body: Buffer.alloc(0) }]);
+    const { root, target } = await makeTarget(kind);
+    const r = await run(targetInputs(kind, target));
+    expect(r.errors).toEqual([]);
+    expect(r.outputs.downloaded).toBe('1');
+    expect(await tree(root)).toEqual([
+      'a',
+      'a/models',
+      'a/models/checkpoints',
+      'a/models/checkpoints/good.safetensors',
+    ]);
+    expect(sha256(await readFile(path.join(target, 'checkpoints/good.safetensors')))).toBe(
+      sha256(goodBody),
+    );
+  });
 
   it('creates no target directory when the listing is refused', async () => {
     s3.setObjects([GOOD, hostile('models/../outside/x.safetensors')]);
