@@ -1,7 +1,7 @@
 // config/workshop.yml: the desired state of the serverless fleet, validated with zod (strict:
 // an unknown or misspelt key is an error naming its path).
 import { z } from 'zod';
-import { ConfigError } from '../lib/errors.js';
+import { ConfigError, InputError } from '../lib/errors.js';
 import { readYamlFile } from '../lib/yaml-file.js';
 import { deploymentNamePattern, envNamePattern, knownComputeNames } from './verda-types.js';
 
@@ -86,6 +86,9 @@ export const workshopSchema = z
       concurrent_requests_per_replica: count.min(1).max(100),
     }),
     workshop_hours: z.number().positive().default(3),
+    // The hard cost cap (USD per hour at max replicas): required, so no run is ever without one;
+    // the max-hourly-cost input can only lower it.
+    max_hourly_cost_usd: z.number().positive(),
     default_preset: z.string(),
     presets: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/), preset),
   })
@@ -133,4 +136,32 @@ export function parseWorkshopConfig(data: unknown, file: string): WorkshopConfig
 
 export async function loadWorkshopConfig(file: string): Promise<WorkshopConfig> {
   return parseWorkshopConfig(await readYamlFile(file), file);
+}
+
+/** The cost limit of one run and what set it, for the refusal message. */
+export interface CostCap {
+  usd: number;
+  /** `max-hourly-cost`, or the config key when the input was empty. */
+  name: string;
+}
+
+/**
+ * The config's hard cap, or the `max-hourly-cost` input when that is lower. An input above the
+ * cap is refused: only a reviewed change to the config file can raise it.
+ */
+export function costCap(
+  config: WorkshopConfig,
+  configFile: string,
+  input: number | undefined,
+): CostCap {
+  const cap = config.max_hourly_cost_usd;
+  if (input === undefined) return { usd: cap, name: `max_hourly_cost_usd in ${configFile}` };
+  if (input > cap) {
+    throw new InputError(
+      'max-hourly-cost',
+      String(input),
+      `at most ${cap}, the cap max_hourly_cost_usd in ${configFile} (the input can only lower it; empty = the cap)`,
+    );
+  }
+  return { usd: input, name: 'max-hourly-cost' };
 }

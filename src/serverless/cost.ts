@@ -77,10 +77,14 @@ export class CostLimitError extends OpsError {
 }
 
 /** Refuses a plan whose cost at max replicas exceeds the limit; called before any write. */
-export function checkCostLimit(cost: CostEstimate, maxHourlyCost: number | undefined): void {
+export function checkCostLimit(
+  cost: CostEstimate,
+  maxHourlyCost: number | undefined,
+  limitName = 'max-hourly-cost',
+): void {
   if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost) return;
   throw new CostLimitError(
-    `Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above max-hourly-cost ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`,
+    `Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above ${limitName} ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`,
     cost,
   );
 }

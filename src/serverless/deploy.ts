@@ -29,6 +29,8 @@ export interface DeployRequest {
   logger: Logger;
   /** USD per hour at max replicas above which apply/start/scale refuse. */
   maxHourlyCost?: number;
+  /** What set maxHourlyCost, as the refusal names it (default `max-hourly-cost`). */
+  costLimitName?: string;
   wait: boolean;
   waitTimeoutMs: number;
   pollMs?: number;
@@ -141,7 +143,7 @@ async function applyLike(c: Ctx): Promise<DeployResult> {
   if (c.command === 'plan') {
     if (c.maxHourlyCost !== undefined && cost.hourlyMax > c.maxHourlyCost) {
       logger.warn(
-        `at max replicas this costs $${cost.hourlyMax.toFixed(2)}/h, above max-hourly-cost $${c.maxHourlyCost}/h: apply would refuse it`,
+        `at max replicas this costs $${cost.hourlyMax.toFixed(2)}/h, above ${c.costLimitName ?? 'max-hourly-cost'} $${c.maxHourlyCost}/h: apply would refuse it`,
       );
     }
     return result(c, {
@@ -152,7 +154,7 @@ async function applyLike(c: Ctx): Promise<DeployResult> {
       endpointUrl: live?.deployment.endpoint_base_url ?? '',
     });
   }
-  checkCostLimit(cost, c.maxHourlyCost);
+  checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
 
   let endpointUrl = live?.deployment.endpoint_base_url ?? '';
   await logger.group(`Apply (${plan.action})`, async () => {
@@ -262,7 +264,7 @@ async function scale(c: Ctx): Promise<DeployResult> {
   });
   logPlan(logger, plan, 'live');
   if (changes.length > 0) {
-    checkCostLimit(cost, c.maxHourlyCost);
+    checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
     await client.patchScaling(d.name, { min_replica_count: min, max_replica_count: max });
   }
   return result(c, {

@@ -4,7 +4,8 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { ConfigError } from '../../src/lib/errors.js';
-import { loadWorkshopConfig, parseWorkshopConfig } from '../../src/serverless/config.js';
+import { InputError } from '../../src/lib/errors.js';
+import { costCap, loadWorkshopConfig, parseWorkshopConfig } from '../../src/serverless/config.js';
 
 const file = path.resolve(import.meta.dirname, '../../config/workshop.yml');
 type Section = Record<string, unknown>;
@@ -64,6 +65,28 @@ describe('config/workshop.yml', () => {
     ]);
     expect(c.presets['b300-spot']).toEqual({ gpu: 'B300', spot: true });
     expect(c.default_preset).toBe('h100');
+    expect(c.max_hourly_cost_usd).toBe(200);
+  });
+});
+
+describe('the hard cost cap', () => {
+  it('applies the config cap when the input is empty, and a lower input instead', async () => {
+    const c = await loadWorkshopConfig(file);
+    expect(costCap(c, 'config/workshop.yml', undefined)).toEqual({
+      usd: 200,
+      name: 'max_hourly_cost_usd in config/workshop.yml',
+    });
+    expect(costCap(c, 'config/workshop.yml', 150)).toEqual({ usd: 150, name: 'max-hourly-cost' });
+    expect(costCap(c, 'config/workshop.yml', 200)).toEqual({ usd: 200, name: 'max-hourly-cost' });
+  });
+
+  it('refuses an input above the cap, naming the input, the value and the cap', async () => {
+    const c = await loadWorkshopConfig(file);
+    const above = () => costCap(c, 'config/workshop.yml', 200.01);
+    expect(above).toThrow(InputError);
+    expect(above).toThrow(
+      `Input 'max-hourly-cost' is invalid: got "200.01"; expected at most 200, the cap max_hourly_cost_usd in config/workshop.yml (the input can only lower it; empty = the cap).`,
+    );
   });
 });
 
@@ -122,6 +145,17 @@ describe('the schema', () => {
       'a default preset that does not exist',
       (c) => (c.default_preset = 'a100'),
       'default_preset: not one of the presets',
+    ],
+    [
+      'no cost cap',
+      (c) => delete c.max_hourly_cost_usd,
+      'max_hourly_cost_usd: Invalid input: expected number, received undefined',
+    ],
+    ['a zero cost cap', (c) => (c.max_hourly_cost_usd = 0), 'max_hourly_cost_usd: Too small'],
+    [
+      'a cost cap as text',
+      (c) => (c.max_hourly_cost_usd = 'none'),
+      'max_hourly_cost_usd: Invalid input: expected number',
     ],
     [
       'a preset with an unknown GPU',

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { InputError } from '../../lib/errors.js';
 import { VerdaClient } from '../../serverless/client.js';
 import { CostLimitError, costTable } from '../../serverless/cost.js';
-import { loadWorkshopConfig } from '../../serverless/config.js';
+import { costCap, loadWorkshopConfig } from '../../serverless/config.js';
 import { runDeploy, type DeployResult } from '../../serverless/deploy.js';
 import { resolveDesired } from '../../serverless/desired.js';
 import { runningReplicas, summaryParts } from '../../serverless/report.js';
@@ -25,6 +25,8 @@ export async function run(): Promise<void> {
     const inputs = parseDeployInputs(actionInputs);
     const configFile = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
     const config = await loadWorkshopConfig(configFile);
+    // The input can only lower the config's hard cap; an empty one leaves the cap in force.
+    const cap = costCap(config, inputs.config, inputs.maxHourlyCost);
     // scale checks min/max against the live deployment, not against the config's bounds.
     const { minReplicas, maxReplicas, ...rest } = inputs.overrides;
     const desired = resolveDesired(config, inputs.command === 'scale' ? rest : inputs.overrides);
@@ -59,7 +61,8 @@ export async function run(): Promise<void> {
           ...(minReplicas === undefined ? {} : { min: minReplicas }),
           ...(maxReplicas === undefined ? {} : { max: maxReplicas }),
         },
-        ...(inputs.maxHourlyCost === undefined ? {} : { maxHourlyCost: inputs.maxHourlyCost }),
+        maxHourlyCost: cap.usd,
+        costLimitName: cap.name,
         ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),
       });
     } catch (err) {
