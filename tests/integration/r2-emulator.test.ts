@@ -2,11 +2,22 @@ import { createHash, randomBytes } from 'node:crypto';
 import { spawnSync } from 'node:child_process';
 import { readFile, writeFile } from 'node:fs/promises';
 import { Readable } from 'node:stream';
-import { afterAll, beforeAll, beforeEach, describe, expect, it, jest } from '@jest/globals';
+import {
+  afterAll,
+  afterEach,
+  beforeAll,
+  beforeEach,
+  describe,
+  expect,
+  it,
+  jest,
+} from '@jest/globals';
 import {
   AbortMultipartUploadCommand,
   CompleteMultipartUploadCommand,
   CreateMultipartUploadCommand,
+  DeleteObjectCommand,
+  DeleteObjectsCommand,
   GetObjectCommand,
   HeadObjectCommand,
   ListMultipartUploadsCommand,
@@ -511,6 +522,132 @@ describe('R2 emulator: faults', () => {
     bytes[500] = 0;
     await writeFile(file, bytes);
     expect((await download('f/flip'))[500]).toBe(0);
+  });
+});
+
+describe('R2 emulator: bucket lock rules', () => {
+  afterEach(() => emu.clearLockRules());
+  const put = (key: string, body = 'v1') =>
+    s3.send(new PutObjectCommand({ Bucket: bucket, Key: key, Body: body }));
+  const del = (key: string) => s3.send(new DeleteObjectCommand({ Bucket: bucket, Key: key }));
+  /** The S3 error of a request, or undefined when it succeeded. */
+  const refusal = async (p: Promise<unknown>) => {
+    try {
+      await p;
+      return undefined;
+    } catch (err) {
+      const e = err as Error & { $metadata?: { httpStatusCode?: number } };
+      return { name: e.name, status: e.$metadata?.httpStatusCode, message: e.message };
+    }
+  };
+
+  it('refuses deleting or overwriting a young object under the prefix with 403 ObjectLockedByBucketPolicy, set at run time', async () => {
+    await put('locked/a.txt');
+    await put('open/a.txt');
+    emu.addLockRule({ prefix: 'locked/', maxAgeSeconds: 3600 });
+    expect(await refusal(del('locked/a.txt'))).toEqual({
+      name: 'ObjectLockedByBucketPolicy',
+      status: 403,
+      message: 'Object is protected by a bucket lock rule and cannot be modified or deleted.',
+    });
+    expect((await refusal(put('locked/a.txt', 'v2')))?.name).toBe('ObjectLockedByBucketPolicy');
+    expect((await download('locked/a.txt')).toString()).toBe('v1');
+    // New keys under the prefix can be created; other prefixes are not held.
+    expect(await refusal(put('locked/new.txt'))).toBeUndefined();
+    expect(await refusal(del('open/a.txt'))).toBeUndefined();
+    const record = emu.requests().find((r) => r.operation === 'DeleteObject');
+    expect(record?.status).toBe(403);
+    emu.clearLockRules();
+    expect(await refusal(del('locked/a.txt'))).toBeUndefined();
+  });
+
+  it('goes by the object’s age: an object older than the rule can be deleted', async () => {
+    await put('aged/old.txt');
+    await put('aged/young.txt');
+    await emu.setObjectModified(bucket, 'aged/old.txt', new Date(Date.now() - 2 * 3600_000));
+    emu.addLockRule({ prefix: 'aged/', maxAgeSeconds: 3600 });
+    expect(await refusal(del('aged/old.txt'))).toBeUndefined();
+    expect((await refusal(del('aged/young.txt')))?.name).toBe('ObjectLockedByBucketPolicy');
+  });
+
+  it('refuses a multipart Complete and a DeleteObjects batch over a held key; a rule given at start applies', async () => {
+    const locked = await startR2Emulator({
+      buckets: [bucket],
+      lockRules: [{ prefix: '', maxAgeSeconds: Infinity }],
+    });
+    stopLater.push(() => locked.stop());
+    const c = createR2Client({
+      endpoint: locked.endpoint,
+      accessKeyId: locked.accessKeyId,
+      secretAccessKey: locked.secretAccessKey,
+      maxAttempts: 1,
+    });
+    // The SDK adds a flexible checksum to DeleteObjects, which the R2 rules refuse first.
+    c.middlewareStack.add(
+      (next) => (args) => {
+        const headers = (args.request as { headers: Record<string, string> }).headers;
+        for (const name of Object.keys(headers))
+          if (/^x-amz-(checksum-|sdk-checksum)/.test(name)) delete headers[name];
+        return next(args);
+      },
+      { step: 'build', priority: 'low' },
+    );
+    await c.send(new PutObjectCommand({ Bucket: bucket, Key: 'k', Body: 'v1' }));
+    const { UploadId } = await c.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'k' }),
+    );
+    const part = await c.send(
+      new UploadPartCommand({ Bucket: bucket, Key: 'k', UploadId, PartNumber: 1, Body: 'v2' }),
+    );
+    expect(
+      (
+        await refusal(
+          c.send(
+            new CompleteMultipartUploadCommand({
+              Bucket: bucket,
+              Key: 'k',
+              UploadId,
+              MultipartUpload: { Parts: [{ PartNumber: 1, ETag: part.ETag! }] },
+            }),
+          ),
+        )
+      )?.name,
+    ).toBe('ObjectLockedByBucketPolicy');
+    expect(
+      (
+        await refusal(
+          c.send(new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: 'k' }] } })),
+        )
+      )?.name,
+    ).toBe('ObjectLockedByBucketPolicy');
+    // Aborting an upload is no change to an object: allowed.
+    expect(
+      await refusal(
+        c.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'k', UploadId })),
+      ),
+    ).toBeUndefined();
+    c.destroy();
+  });
+
+  it('has a no-delete key pair: it reads and writes, and every delete gets 403 AccessDenied', async () => {
+    const noDelete = client(emu.noDeleteKey);
+    await noDelete.send(new PutObjectCommand({ Bucket: bucket, Key: 'nd/a.txt', Body: 'x' }));
+    expect((await download('nd/a.txt', noDelete)).toString()).toBe('x');
+    const { UploadId } = await noDelete.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'nd/b' }),
+    );
+    for (const request of [
+      noDelete.send(new DeleteObjectCommand({ Bucket: bucket, Key: 'nd/a.txt' })),
+      noDelete.send(
+        new DeleteObjectsCommand({ Bucket: bucket, Delete: { Objects: [{ Key: 'nd/a.txt' }] } }),
+      ),
+      noDelete.send(new AbortMultipartUploadCommand({ Bucket: bucket, Key: 'nd/b', UploadId })),
+    ])
+      expect(await refusal(request)).toMatchObject({ name: 'AccessDenied', status: 403 });
+    expect((await download('nd/a.txt')).toString()).toBe('x');
+    // The main key still may.
+    expect(await refusal(del('nd/a.txt'))).toBeUndefined();
+    noDelete.destroy();
   });
 });
 

@@ -6,8 +6,11 @@ import {
   checkCompletedParts,
   checkRequestHeaders,
   classifyRequest,
+  lockingRule,
   metadataSize,
+  objectLocked,
   parseCompleteBody,
+  parseDeleteBody,
   type S3Request,
 } from '../../src/sandbox/r2-rules.js';
 import { verifySigV4 } from '../../src/sandbox/sigv4.js';
@@ -181,6 +184,23 @@ describe('verifySigV4', () => {
     ).toBe(true);
   });
 
+  it('checks against the key pair the request names, one of several (the no-delete key)', async () => {
+    const other = { accessKeyId: 'AKIDOTHER', secretAccessKey: 'secret-other' };
+    expect(verifySigV4(await signed(creds.secretAccessKey), [other, creds])).toEqual({
+      ok: true,
+      accessKeyId: 'AKIDEXAMPLE',
+    });
+    // The secret of another pair does not sign for this key id.
+    expect(verifySigV4(await signed(other.secretAccessKey), [other, creds])).toMatchObject({
+      ok: false,
+      code: 'SignatureDoesNotMatch',
+    });
+    expect(verifySigV4(await signed(creds.secretAccessKey), [other])).toMatchObject({
+      ok: false,
+      code: 'InvalidAccessKeyId',
+    });
+  });
+
   it('refuses a wrong secret, a wrong key id, a tampered path and no signature', async () => {
     expect(verifySigV4(await signed('secret-two'), creds)).toMatchObject({
       ok: false,
@@ -198,5 +218,58 @@ describe('verifySigV4', () => {
       ok: false,
       code: 'AccessDenied',
     });
+  });
+});
+
+describe('bucket lock rules', () => {
+  const now = new Date('2026-03-10T12:00:00Z');
+  const ago = (seconds: number) => new Date(now.getTime() - seconds * 1000);
+  const rule = { prefix: 'backups/verda/2', maxAgeSeconds: 6 * 86_400 };
+
+  it('holds an object under the prefix until it is maxAgeSeconds old', () => {
+    expect(lockingRule([rule], 'backups/verda/20260309T021700Z/manifest.json', ago(60), now)).toBe(
+      rule,
+    );
+    expect(
+      lockingRule([rule], 'backups/verda/20260301T021700Z/a.age', ago(6 * 86_400 - 1), now),
+    ).toBe(rule);
+    expect(
+      lockingRule([rule], 'backups/verda/20260301T021700Z/a.age', ago(6 * 86_400), now),
+    ).toBeUndefined();
+  });
+
+  it('matches by prefix: latest.json is not under backups/verda/2, and no prefix is the whole bucket', () => {
+    expect(lockingRule([rule], 'backups/verda/latest.json', ago(60), now)).toBeUndefined();
+    expect(lockingRule([rule], 'models/x.safetensors', ago(60), now)).toBeUndefined();
+    const all = { prefix: '', maxAgeSeconds: 60 };
+    expect(lockingRule([all], 'anything/at/all', ago(59), now)).toBe(all);
+  });
+
+  it('takes the longest rule that covers the key; Infinity is an indefinite lock', () => {
+    const short = { id: 'short', prefix: 'backups/', maxAgeSeconds: 3600 };
+    const long = { id: 'long', prefix: 'backups/verda/', maxAgeSeconds: 86_400 };
+    const forever = { id: 'forever', prefix: 'backups/verda/keep/', maxAgeSeconds: Infinity };
+    expect(lockingRule([short, long], 'backups/verda/a', ago(60), now)?.id).toBe('long');
+    expect(lockingRule([short, long], 'backups/verda/a', ago(7200), now)?.id).toBe('long');
+    expect(lockingRule([short, long], 'backups/other/a', ago(7200), now)).toBeUndefined();
+    expect(lockingRule([forever], 'backups/verda/keep/a', ago(1e9), now)?.id).toBe('forever');
+  });
+
+  it('answers as R2 does: 403 ObjectLockedByBucketPolicy in an S3 XML error', () => {
+    const reply = objectLocked();
+    expect([reply.status, reply.code]).toEqual([403, 'ObjectLockedByBucketPolicy']);
+    expect(reply.xml('/b/k')).toBe(
+      '<?xml version="1.0" encoding="UTF-8"?>\n<Error><Code>ObjectLockedByBucketPolicy</Code>' +
+        '<Message>Object is protected by a bucket lock rule and cannot be modified or deleted.</Message>' +
+        '<Resource>/b/k</Resource></Error>',
+    );
+  });
+
+  it('reads the keys of a DeleteObjects body, entities decoded', () => {
+    expect(
+      parseDeleteBody(
+        '<Delete><Object><Key>a/b.txt</Key></Object><Object><Key>c &amp; d&lt;e&gt;</Key></Object><Quiet>true</Quiet></Delete>',
+      ),
+    ).toEqual(['a/b.txt', 'c & d<e>']);
   });
 });
