@@ -35,7 +35,26 @@ export async function parseRecipients(input: string, values: string[]): Promise<
         `${EXPECTED}: this is a secret identity, give its public key (age-keygen -y)`,
       );
     }
-    if (x25519RecipientKey(value)) continue;
+    // bech32 is one case; age refuses upper and mixed case, so a key that age would not take
+    // never reaches a backup.
+    if (/^age1/i.test(value) && value !== value.toLowerCase()) {
+      throw new InputError(
+        input,
+        value,
+        `${EXPECTED}: age1 recipients are all lower case (age refuses upper and mixed case)`,
+      );
+    }
+    const key = x25519RecipientKey(value);
+    if (key) {
+      if (isLowOrderX25519(key)) {
+        throw new InputError(
+          input,
+          value,
+          `${EXPECTED}: this is a low-order X25519 point, which any reader could decrypt (age refuses it); give the key age-keygen -y prints`,
+        );
+      }
+      continue;
+    }
     try {
       new (await loadAge()).Encrypter().addRecipient(value);
     } catch (err) {
@@ -87,11 +106,13 @@ function bech32Polymod(values: number[]): number {
   return chk >>> 0;
 }
 
-/** The 32-byte X25519 public key of an `age1...` recipient, or undefined for other types. */
+/**
+ * The 32-byte X25519 public key of an `age1...` recipient, or undefined for other types. Lower
+ * case only, as age takes it (parseRecipients refuses upper and mixed case with its own error).
+ */
 export function x25519RecipientKey(recipient: string): Buffer | undefined {
-  const s = recipient.toLowerCase();
-  if (!/^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$/.test(s)) return undefined;
-  const data = [...s.slice(4)].map((c) => BECH32.indexOf(c));
+  if (!/^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$/.test(recipient)) return undefined;
+  const data = [...recipient.slice(4)].map((c) => BECH32.indexOf(c));
   const hrp = [...'age'].map((c) => c.charCodeAt(0));
   const expanded = [...hrp.map((c) => c >> 5), 0, ...hrp.map((c) => c & 31)];
   if (bech32Polymod([...expanded, ...data]) !== 1) return undefined;
@@ -107,6 +128,27 @@ export function x25519RecipientKey(recipient: string): Buffer | undefined {
     }
   }
   return out.length === 32 ? Buffer.from(out) : undefined;
+}
+
+const x25519PublicKey = (raw: Buffer) =>
+  createPublicKey({
+    key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') },
+    format: 'jwk',
+  });
+
+/**
+ * A small-order point (the all-zero key, 1, the two points of order 8, p-1, and their
+ * non-canonical encodings): X25519 with it is all zeros whatever the scalar. OpenSSL refuses to
+ * derive from it; a build that does not gives zeros. Either way it is refused.
+ */
+export function isLowOrderX25519(raw: Buffer): boolean {
+  const publicKey = x25519PublicKey(raw);
+  const { privateKey } = generateKeyPairSync('x25519');
+  try {
+    return diffieHellman({ privateKey, publicKey }).every((b) => b === 0);
+  } catch {
+    return true;
+  }
 }
 
 const b64 = (data: Buffer) => data.toString('base64').replace(/=+$/, '');
@@ -131,11 +173,10 @@ function x25519Stanza(fileKey: Buffer, recipient: Buffer): string {
     Buffer.from((key.export({ format: 'jwk' }) as { x: string }).x, 'base64url');
   const ephemeral = generateKeyPairSync('x25519');
   const share = rawPublic(ephemeral.publicKey);
-  const recipientKey = createPublicKey({
-    key: { kty: 'OKP', crv: 'X25519', x: recipient.toString('base64url') },
-    format: 'jwk',
+  const shared = diffieHellman({
+    privateKey: ephemeral.privateKey,
+    publicKey: x25519PublicKey(recipient),
   });
-  const shared = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipientKey });
   if (shared.every((b) => b === 0)) throw new Error('age recipient is a low-order X25519 point');
   const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), 'age-encryption.org/v1/X25519');
   const body = sealChaCha(wrapKey, Buffer.alloc(12), fileKey);

@@ -429,6 +429,18 @@ describe('bad inputs fail before any connection or request', () => {
       /age-recipients.*<redacted>.*public key/,
     ],
     [
+      'low-order X25519 recipient (the all-zero point) beside a good one',
+      () => ({
+        'age-recipients': `${world.recipient}\nage1qqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqqq5cu47z`,
+      }),
+      /Input 'age-recipients' is invalid: got "age1q{52}5cu47z"; expected .*low-order X25519 point/,
+    ],
+    [
+      'upper-case recipient',
+      () => ({ 'age-recipients': world.recipient.toUpperCase() }),
+      /Input 'age-recipients' is invalid: got "AGE1[0-9A-Z]{58}"; expected .*all lower case/,
+    ],
+    [
       'invalid bucket',
       () => ({ bucket: 'Backups_2026' }),
       /Input 'bucket' is invalid: got "Backups_2026"/,
