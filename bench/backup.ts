@@ -12,6 +12,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { formatBytes } from '../src/lib/format.js';
 import { tableToMarkdown } from '../src/lib/summary.js';
+import { makeSigningKey } from '../src/sandbox/signing-key.js';
 import { startDiscardSink } from '../src/sandbox/discard-sink.js';
 import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
@@ -43,6 +44,7 @@ export async function run(): Promise<string> {
     const identity = path.join(work, 'age.txt');
     execFileSync('age-keygen', ['-o', identity], { stdio: 'ignore' });
     const recipient = execFileSync('age-keygen', ['-y', identity], { encoding: 'utf8' }).trim();
+    const signing = await makeSigningKey(work);
     const config = path.join(work, 'backup.yml');
     await writeBackupConfig(config, host.hostRoot, list);
     const keyFile = path.join(work, 'id');
@@ -94,6 +96,7 @@ export async function run(): Promise<string> {
         'INPUT_R2-ACCESS-KEY-ID': accessKeyId,
         'INPUT_R2-SECRET-ACCESS-KEY': secret,
         'INPUT_AGE-RECIPIENTS': recipient,
+        'INPUT_SIGNING-KEY': signing.privateKey,
         INPUT_RETENTION: 'daily=7,weekly=4,monthly=6',
         'INPUT_WITH-MODELS': 'false',
         'INPUT_DRY-RUN': 'false',

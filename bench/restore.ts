@@ -21,6 +21,7 @@ import {
 import { formatBytes } from '../src/lib/format.js';
 import { createR2Client } from '../src/lib/r2.js';
 import { tableToMarkdown } from '../src/lib/summary.js';
+import { makeSigningKey } from '../src/sandbox/signing-key.js';
 import { startR2Emulator, type R2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 import { items, writeBackupConfig, writeFixture } from './fixture.js';
@@ -76,6 +77,7 @@ export async function run(): Promise<string> {
     }).trim();
     const config = path.join(work, 'backup.yml');
     await writeBackupConfig(config, host.hostRoot, list);
+    const signing = await makeSigningKey(work);
     const baseEnv: NodeJS.ProcessEnv = { PATH: process.env.PATH, HOME: process.env.HOME };
 
     /** An action's bundle as the runner runs it: INPUT_* (action.yml defaults applied) and files. */
@@ -117,6 +119,7 @@ export async function run(): Promise<string> {
       'r2-access-key-id': r2.accessKeyId,
       'r2-secret-access-key': r2.secretAccessKey,
       'age-recipients': recipient,
+      'signing-key': signing.privateKey,
       'with-models': 'false',
     });
     const made = await timed(process.execPath, [backupBundle], backup.env);
@@ -170,6 +173,8 @@ export async function run(): Promise<string> {
         'r2-access-key-id': r2.accessKeyId,
         'r2-secret-access-key': r2.secretAccessKey,
         'age-identity': identityText,
+        signers: signing.signersFile,
+        config,
       });
       try {
         const s = await timed(process.execPath, [drillBundle], env);
@@ -212,6 +217,8 @@ export async function run(): Promise<string> {
             'bash',
             [
               path.join(archives, 'RESTORE.sh'),
+              '--signers',
+              signing.signersFile,
               '--identity',
               identityFile,
               '--from',

@@ -4,13 +4,10 @@ import { readFile } from 'node:fs/promises';
 import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
+import { hasControlChars } from '../lib/safe-path.js';
 
 /** Item and disk ids: what the config allows, and what a manifest may name. */
 export const ITEM_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-
-/** NUL, newlines and other control characters have no place in a path. */
-const hasControlChars = (value: string) =>
-  [...value].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
 
 /** An absolute path without '.', '..', empty segments or control characters. */
 export function absolutePath(what: string, opts: { glob?: boolean } = {}) {

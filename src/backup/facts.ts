@@ -1,6 +1,7 @@
 // Facts recorded with each backup: tailscale ip -4, hostname, OS release, kernel and the disk
 // usage of the configured mounts. Each is best-effort; a missing fact is a warning, not a failure.
 import { z } from 'zod';
+import { hasControlChars } from '../lib/safe-path.js';
 import { shellQuote } from '../lib/shell.js';
 import { absolutePath, ITEM_ID_RE, onHost, type BackupConfig } from './config.js';
 import { bashPipefail } from './remote-commands.js';
@@ -10,7 +11,7 @@ export const hostText = (max: number) =>
   z
     .string()
     .max(max)
-    .regex(/^[^\u0000-\u001f\u007f]*$/, 'must not contain control characters');
+    .refine((text) => !hasControlChars(text), 'must not contain control characters');
 
 const HOSTNAME_RE =
   /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;

@@ -174,7 +174,7 @@ verify_signature() {
   signature=$(object "$MANIFEST_KEY.sig")
   said=$(ssh-keygen -Y verify -f "$SIGNERS" -I "$SIGNER_PRINCIPAL" -n "$SIGNATURE_NAMESPACE" \\
     -s "$signature" <"$manifest" 2>&1) ||
-    die "the signature of $MANIFEST_KEY does not verify against $SIGNERS (\${said//$'\\n'/ }): not restoring"
+    die "the signature of $MANIFEST_KEY does not verify against $SIGNERS (\${said//[$'\\r\\n']/ }): not restoring"
   grep -Fq "\\"backupId\\": \\"$BACKUP_ID\\"" -- "$manifest" || die "$MANIFEST_KEY is not backup $BACKUP_ID"
   self=$(sha256sum -- "$SELF" | cut -d ' ' -f 1)
   grep -Fq "\\"sha256\\": \\"$self\\"" -- "$manifest" ||

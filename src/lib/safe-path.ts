@@ -12,6 +12,9 @@ export const SAFE_PATH_EXPECTED =
 // eslint-disable-next-line no-control-regex
 const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
 
+/** Whether text holds a control character: none belongs in a path, a name or a one-line value. */
+export const hasControlChars = (value: string) => CONTROL.test(value);
+
 /** Why `value` is not a safe relative path, or undefined when it is one. */
 export function unsafePathReason(value: string): string | undefined {
   if (value === '') return 'it is empty';

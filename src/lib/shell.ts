@@ -6,11 +6,16 @@ export function shellQuote(word: string): string {
   if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word)) return word;
   // A newline or another control character gets bash's $'...' with escapes, so a quoted word
   // stays on one line: a value can then end neither a comment nor a case branch.
-  if (/[\u0000-\u001f\u007f]/.test(word)) return ansiCQuote(word);
+  if (ASCII_CONTROL.test(word)) return ansiCQuote(word);
   return `'${word.replace(/'/g, `'\\''`)}'`;
 }
 
+// Matching control characters is the point. Only ASCII ones: \xHH in $'...' is one byte.
+// eslint-disable-next-line no-control-regex
+const ASCII_CONTROL = /[\u0000-\u001f\u007f]/;
+
 function ansiCQuote(word: string): string {
+  // eslint-disable-next-line no-control-regex
   const escaped = word.replace(/[\u0000-\u001f\u007f\\']/g, (c) =>
     c === '\\' || c === "'" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`,
   );

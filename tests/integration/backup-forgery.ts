@@ -18,9 +18,13 @@ export const MARKER_DIR = mkdtempSync(path.join(os.tmpdir(), 'forgery-markers-')
 
 const sha256 = (data: Buffer | string) => createHash('sha256').update(data).digest('hex');
 
+/** A manifest as an attacker edits it: any shape at all. */
+// eslint-disable-next-line @typescript-eslint/no-explicit-any
+export type Forged = Record<string, any>;
+
 export interface Forgery {
   /** Edits the manifest (any shape: it is an attacker's), the script is regenerated to match. */
-  edit?: (m: Record<string, any>) => void;
+  edit?: (m: Forged) => void;
   /** Another RESTORE.sh instead of the regenerated one. */
   script?: Buffer;
   /** Objects to replace (key → bytes), e.g. an archive. */
@@ -46,7 +50,7 @@ export function forgery(world: BackupWorld, prefix: string) {
   return {
     /** Rewrites backup `manifest.backupId` in the bucket; returns the forged manifest text. */
     async forge(manifest: Manifest, f: Forgery): Promise<string> {
-      const m = structuredClone(manifest) as unknown as Record<string, any>;
+      const m = structuredClone(manifest) as unknown as Forged;
       f.edit?.(m);
       const manifestKey = `${prefix}/${manifest.backupId}/manifest.json`;
       for (const [key, body] of Object.entries(f.objects ?? {})) await put(key, body);

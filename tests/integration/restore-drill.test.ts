@@ -37,7 +37,7 @@ import { parseIdentities } from '../../src/lib/age-stream.js';
 import { memoryLogger } from '../../src/lib/logger.js';
 import { runAction, type RunActionOptions } from '../helpers/run-action.js';
 import { BUCKET, PREFIX, startBackupWorld, type BackupWorld } from './backup-setup.js';
-import { forgery, MARKER_DIR } from './backup-forgery.js';
+import { forgery, MARKER_DIR, type Forged } from './backup-forgery.js';
 
 jest.setTimeout(120_000);
 
@@ -286,7 +286,7 @@ describe('restore-drill: whoever writes to the bucket cannot run code or pass a 
   // age identity and the R2 secret from the parent's environment next to the marker.
   const payload = `$(touch ${marker}; cat "$1" > ${marker}.key; env > ${marker}.env)`;
   const breakout = `true ;; *) touch ${marker} ;; esac; touch ${marker} #`;
-  const injected = (m: Record<string, any>) => {
+  const injected = (m: Forged) => {
     m.tool.version = `0.1.0\ntouch ${marker}`;
     m.host.fingerprint = `SHA256:x\n${payload}`;
     m.facts.tailscaleIp = `100.64.0.1\ntouch ${marker}`;
@@ -327,7 +327,7 @@ describe('restore-drill: whoever writes to the bucket cannot run code or pass a 
   });
 
   // Even signed by the backup key (stolen, or a bug of ours), no value of the wrong shape passes.
-  it.each<[string, (m: Record<string, any>) => void, RegExp]>([
+  it.each<[string, (m: Forged) => void, RegExp]>([
     [
       'a version with a newline',
       (m) => (m.tool.version = `0.1.0\ntouch ${marker}`),
@@ -379,7 +379,7 @@ describe('restore-drill: whoever writes to the bucket cannot run code or pass a 
     expect(readdirSync(MARKER_DIR).filter((f) => f.startsWith('restore-drill-pwned'))).toEqual([]);
   });
 
-  it.each<[string, (m: Record<string, any>) => void, RegExp]>([
+  it.each<[string, (m: Forged) => void, RegExp]>([
     ['has no items', (m) => (m.items = []), /has no items: a drill of it would prove nothing/],
     [
       'lacks a required item of the config',

@@ -14,6 +14,7 @@ import { shellComment, shellQuote } from '../../src/lib/shell.js';
 import { signSshsig } from '../../src/lib/sshsig.js';
 import { makeSigningKey, signersLine } from '../../src/sandbox/signing-key.js';
 
+const NUL = /\0/g;
 const tmp = mkdtempSync(path.join(os.tmpdir(), 'untrusted-values-'));
 afterAll(() => rmSync(tmp, { recursive: true, force: true }));
 
@@ -35,10 +36,10 @@ const HOSTILE = [
 
 describe('shellQuote', () => {
   it.each(HOSTILE)('gives back exactly %j, on one line', (value) => {
-    const word = shellQuote(value.replace(/\u0000/g, ''));
+    const word = shellQuote(value.replace(NUL, ''));
     expect(word).not.toMatch(/[\n\r]/);
     expect(execFileSync('bash', ['-c', `printf %s ${word}`], { encoding: 'utf8' })).toBe(
-      value.replace(/\u0000/g, ''),
+      value.replace(NUL, ''),
     );
     expect(existsSync(marker)).toBe(false);
   });
@@ -53,7 +54,7 @@ describe('shellQuote', () => {
 describe('RESTORE.sh from hostile values of every field', () => {
   const scripts = HOSTILE.map((bad, n) => {
     // NUL cannot live in a JS-built shell string that bash reads; JSON can carry it: strip it.
-    const v = bad.replace(/\u0000/g, '');
+    const v = bad.replace(NUL, '');
     const file = path.join(tmp, `RESTORE-${n}.sh`);
     writeFileSync(
       file,
