@@ -25,6 +25,7 @@ import {
   backupKeys,
   latestKey,
   MANIFEST_FORMAT,
+  manifestItemSchema,
   TOOL_NAME,
   type LatestPointer,
   type Manifest,
@@ -142,8 +143,9 @@ async function partSizes(
   return (itemId) => partSizeForSize(stored.get(itemId) ?? 0);
 }
 
+// Only the sizes are read from the last manifest (for part sizes): anything else may differ.
 const previousSizesSchema = z.object({
-  items: z.array(z.object({ id: z.string(), storedBytes: z.number().nonnegative() })),
+  items: z.array(manifestItemSchema.pick({ id: true, storedBytes: true }).loose()),
 });
 
 /**
