@@ -134,6 +134,7 @@ describe('full backup of the fixture host', () => {
   });
 
   it('restores through its own RESTORE.sh to the same files, modes and owners', async () => {
+    const manifestKey = outputs['manifest-key'] ?? '';
     const script = (await world.get(manifest.restoreScript.key)).toString('utf8');
     expect(sha256(script)).toBe(manifest.restoreScript.sha256);
     const scriptFile = path.join(world.dir, 'RESTORE.sh');
@@ -145,11 +146,21 @@ describe('full backup of the fixture host', () => {
     const root = path.join(world.dir, 'restored');
     mkdirSync(from);
     mkdirSync(root);
-    for (const item of manifest.items)
-      writeFileSync(path.join(from, path.basename(item.key)), await world.get(item.key));
+    for (const key of [...manifest.items.map((i) => i.key), manifestKey, `${manifestKey}.sig`])
+      writeFileSync(path.join(from, path.basename(key)), await world.get(key));
     const out = execFileSync(
       'bash',
-      [scriptFile, '--identity', world.identityFile, '--from', from, '--root', root],
+      [
+        scriptFile,
+        '--signers',
+        world.signing.signersFile,
+        '--identity',
+        world.identityFile,
+        '--from',
+        from,
+        '--root',
+        root,
+      ],
       {
         encoding: 'utf8',
       },
@@ -177,18 +188,23 @@ describe('full backup of the fixture host', () => {
   });
 
   it('refuses a tampered archive in RESTORE.sh (sha256 check before decrypting)', async () => {
+    const manifestKey = outputs['manifest-key'] ?? '';
     const item = manifest.items.find((i) => i.id === 'comfy-env')!;
     const from = path.join(world.dir, 'tampered');
     mkdirSync(from);
     const data = await world.get(item.key);
     data[data.length - 1] = (data[data.length - 1] ?? 0) ^ 1;
     writeFileSync(path.join(from, path.basename(item.key)), data);
+    for (const key of [manifestKey, `${manifestKey}.sig`])
+      writeFileSync(path.join(from, path.basename(key)), await world.get(key));
     const scriptFile = path.join(world.dir, 'RESTORE.sh');
     expect(() =>
       execFileSync(
         'bash',
         [
           scriptFile,
+          '--signers',
+          world.signing.signersFile,
           '--identity',
           world.identityFile,
           '--from',

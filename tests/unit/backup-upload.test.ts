@@ -328,6 +328,7 @@ describe('backup-verda inputs', () => {
     'r2-access-key-id': 'AKIAEXAMPLE',
     'r2-secret-access-key': 'secret',
     'age-recipients': RECIPIENT,
+    'signing-key': KEY,
     retention: 'daily=7,weekly=4,monthly=6',
   };
   const parse = (overrides: Record<string, string>) =>
@@ -358,6 +359,12 @@ describe('backup-verda inputs', () => {
     ['prefix', 'backups/../x', /Input 'prefix'/],
     ['retention', 'weekly=four', /Input 'retention'/],
     ['age-recipients', 'ssh-ed25519 AAAA', /Input 'age-recipients'/],
+    [
+      'signing-key',
+      'ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIE',
+      /Input 'signing-key'.*Ed25519 private key/,
+    ],
+    ['signing-key', '', /Input 'signing-key'/],
     ['dry-run', 'yes', /Input 'dry-run' is invalid: got "yes"; expected true or false/],
     ['r2-timeout', '100ms', /Input 'r2-timeout'/],
     [
