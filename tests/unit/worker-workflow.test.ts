@@ -13,6 +13,7 @@ const secretName = /TOKEN|SECRET|PASSWORD|PASSWD|CREDENTIAL|API_KEY/i;
 
 type Step = {
   name?: string;
+  shell?: string;
   id?: string;
   uses?: string;
   run?: string;
@@ -91,16 +92,44 @@ describe('worker-image workflow', () => {
         env: { PATH: process.env.PATH ?? '/usr/bin:/bin', COMFYUI_REF: ref },
         encoding: 'utf8',
       });
-    for (const good of ['', 'v0.11.1', 'master', 'feature/x', 'a'.repeat(40)]) {
+    expect(steps[checkIndex]!.shell).toBe('bash');
+    for (const good of ['', 'v0.11.1', 'master', 'feature/x', 'a'.repeat(40), 'a'.repeat(100)]) {
       expect(check(good).status).toBe(0);
     }
     for (const bad of ['--upload-pack=touch /tmp/x', '-x', 'a;b', '$(id)', 'v1 v2']) {
       const r = check(bad);
       expect(r.status).toBe(1);
-      expect(r.stdout).toContain(
-        `::error title=comfyui-ref::comfyui-ref must be a ComfyUI tag, branch or commit (letters, digits, . _ / -), got '${bad}'`,
+      expect(r.stdout).toBe(
+        `::error title=comfyui-ref::comfyui-ref must be a ComfyUI tag, branch or commit (letters, digits, . _ / -, at most 100), got '${bad}'\n`,
       );
     }
+  });
+
+  it('checks the whole comfyui-ref: a second line (another build-arg) fails, printed on one line', () => {
+    const script = steps.find((s) => s.name === 'Check inputs')!.run!;
+    const check = (ref: string) =>
+      spawnSync('bash', ['-e', '-c', script], {
+        env: { PATH: process.env.PATH ?? '/usr/bin:/bin', COMFYUI_REF: ref },
+        encoding: 'utf8',
+      });
+    const multiLine = [
+      'v0.11.1\nCOMFYUI_REF=evil',
+      'master\n--upload-pack=touch /tmp/x',
+      'v1\nv2',
+      'v1\n',
+      '\nv1',
+      'v1\r',
+      'v1\n::add-mask::x',
+      'a'.repeat(101),
+    ];
+    for (const bad of multiLine) {
+      const r = check(bad);
+      expect({ bad, status: r.status }).toEqual({ bad, status: 1 });
+      // One annotation line: a newline in the value cannot start another workflow command.
+      expect(r.stdout.split('\n')).toHaveLength(2);
+      expect(r.stdout).toMatch(/^::error title=comfyui-ref::comfyui-ref must be .*, got \S/);
+    }
+    expect(check('v1\n::add-mask::x').stdout).toContain("got $'v1\\n::add-mask::x'");
   });
 
   describe('run summary', () => {
