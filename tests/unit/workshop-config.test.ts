@@ -153,6 +153,11 @@ describe('the schema', () => {
     ],
     ['a zero cost cap', (c) => (c.max_hourly_cost_usd = 0), 'max_hourly_cost_usd: Too small'],
     [
+      'an infinite cost cap (YAML .inf)',
+      (c) => (c.max_hourly_cost_usd = Infinity),
+      'max_hourly_cost_usd: Invalid input: expected number, received Infinity',
+    ],
+    [
       'a cost cap as text',
       (c) => (c.max_hourly_cost_usd = 'none'),
       'max_hourly_cost_usd: Invalid input: expected number',
