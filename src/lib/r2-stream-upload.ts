@@ -18,7 +18,13 @@ import { OpsError, errorMessage } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
 import { completeUpload } from './r2-complete.js';
 import { R2_MAX_PARTS, R2_MIN_PART } from './r2.js';
-import { isRetryableStatus, isTransientNetworkError, retry, type RetryOptions } from './retry.js';
+import {
+  isRetryableStatus,
+  isTransientNetworkError,
+  networkCause,
+  retry,
+  type RetryOptions,
+} from './retry.js';
 
 /**
  * Part buffers shared by the uploads of one run. Big blocks that are freed and allocated again
@@ -91,7 +97,10 @@ export function describeS3Failure(what: string, err: unknown): OpsError {
   if (err instanceof OpsError) return err;
   const status = (err as { $metadata?: { httpStatusCode?: number } })?.$metadata?.httpStatusCode;
   const message = errorMessage(err).replace(/\.+$/, '');
-  return new OpsError(`R2 ${what} failed: ${message}${status ? ` (HTTP ${status})` : ''}`, {
+  // "connect ECONNREFUSED 127.0.0.1:9000" names the peer; the cause in words says what went wrong.
+  const cause = networkCause(err);
+  const why = cause && !message.includes(cause) ? ` (${cause})` : '';
+  return new OpsError(`R2 ${what} failed: ${message}${why}${status ? ` (HTTP ${status})` : ''}`, {
     cause: err,
   });
 }

@@ -5,8 +5,9 @@ import { PassThrough, Writable, type Readable } from 'node:stream';
 import { finished } from 'node:stream/promises';
 import ssh2 from 'ssh2';
 import type { ClientChannel, ConnectConfig } from 'ssh2';
-import { InputError, OpsError, errorMessage } from './errors.js';
+import { InputError, OpsError } from './errors.js';
 import { silentLogger, type Logger } from './logger.js';
+import { networkCause } from './retry.js';
 
 const { Client, utils } = ssh2;
 
@@ -35,15 +36,27 @@ function pinBytes(pin: string): Buffer {
   return Buffer.from(pin.slice('SHA256:'.length), 'base64');
 }
 
-/** Parses a private key; the error names the input and never repeats the key. */
-export function checkPrivateKey(input: string, privateKey: string): void {
+const PRIVATE_KEY_EXPECTED =
+  'an unencrypted OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY----- ..., the file ssh-keygen writes without .pub; ' +
+  'a PEM -----BEGIN RSA PRIVATE KEY----- works too)';
+
+/**
+ * Checks that a private key (not a public key, not garbage) was given, before anything connects;
+ * the error names the input and never repeats the value, which may be a secret of another kind.
+ * Returns the key.
+ */
+export function checkPrivateKey(input: string, privateKey: string): string {
   const parsed = privateKey.trim() === '' ? new Error('empty') : utils.parseKey(privateKey);
+  let why: string | undefined;
   if (parsed instanceof Error) {
-    const why = /encrypted|passphrase/i.test(parsed.message)
-      ? 'an unencrypted private key (this one needs a passphrase)'
-      : `an unencrypted OpenSSH or PEM private key (${parsed.message.replace(/[\r\n]+/g, ' ').slice(0, 120)})`;
-    throw new InputError(input, '<redacted>', why);
+    why = /encrypted|passphrase/i.test(parsed.message)
+      ? 'this one needs a passphrase'
+      : `this is not a key ssh2 can read: ${parsed.message.replace(/[\r\n]+/g, ' ').slice(0, 120)}`;
+  } else if (!parsed.isPrivateKey()) {
+    why = 'this is a public key';
   }
+  if (why) throw new InputError(input, '<redacted>', `${PRIVATE_KEY_EXPECTED}; ${why}`);
+  return privateKey;
 }
 
 export interface ConnectOptions {
@@ -118,6 +131,18 @@ function tail(text: string): string {
   return `; stderr: ${t.length > STDERR_TAIL ? `...${t.slice(-STDERR_TAIL)}` : t}`;
 }
 
+/**
+ * Why an SSH connection failed, in words: "connection reset (ECONNRESET)", "the host closed the
+ * connection before the SSH handshake", else ssh2's message.
+ */
+function sshCause(err: Error): string {
+  const network = networkCause(err);
+  if (network) return network;
+  if (/lost before handshake/i.test(err.message))
+    return 'the host closed the connection before the SSH handshake';
+  return err.message.replace(/[\r\n]+/g, ' ');
+}
+
 /** Connects with pinned host keys; rejects with the presented and expected fingerprints on mismatch. */
 export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
   const logger = opts.logger ?? silentLogger;
@@ -129,7 +154,32 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
   let presented: string | undefined;
   let connectionError: Error | undefined;
   let closed = false;
+  let connected = false;
+  let failConnect: (err: Error) => void = () => {};
   const onDrop = new Set<(reason: string) => void>();
+
+  // One listener for the client's whole life, before anything can fail: ssh2 may emit several
+  // errors for one broken link (a reset, then "Connection lost before handshake"), and an
+  // 'error' with no listener crashes the process. The first error is the failure; later ones
+  // only explain it further.
+  client.on('error', (err: Error) => {
+    if (connectionError) {
+      logger.debug(`ssh: further error from ${where}: ${err.message}`);
+      return;
+    }
+    connectionError = err;
+    logger.debug(`ssh: connection error from ${where}: ${err.message}`);
+    if (!connected) failConnect(err);
+    for (const drop of onDrop) drop(`connection to ${where} failed: ${sshCause(err)}`);
+  });
+  client.on('close', () => {
+    closed = true;
+    if (!connected) failConnect(new Error('Connection lost before handshake'));
+    for (const drop of onDrop)
+      drop(
+        `connection to ${where} closed${connectionError ? ` (${sshCause(connectionError)})` : ''}`,
+      );
+  });
 
   const config: ConnectConfig = {
     host: opts.host,
@@ -150,8 +200,12 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
   };
 
   await new Promise<void>((resolve, reject) => {
-    const fail = (err: Error) => {
-      client.removeListener('ready', ready);
+    let settled = false;
+    failConnect = (err: Error) => {
+      if (settled) return;
+      settled = true;
+      // Nothing more can come of this connection; make sure its socket is gone.
+      client.destroy();
       if (presented && /verification failed/i.test(err.message)) {
         reject(
           new OpsError(
@@ -161,39 +215,29 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
         );
       } else {
         reject(
-          new OpsError(
-            `SSH connection to ${where} as ${opts.username} failed: ${errorMessage(err)}`,
-            { cause: err },
-          ),
+          new OpsError(`SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`, {
+            cause: err,
+          }),
         );
       }
     };
-    const ready = () => {
-      client.removeListener('error', fail);
+    client.once('ready', () => {
+      if (settled) return;
+      settled = true;
+      connected = true;
       resolve();
-    };
-    client.once('ready', ready);
-    client.once('error', fail);
-    client.connect(config);
-    // Without TCP_NODELAY, Nagle holds each small SSH message (channel open, exec request) until
-    // the peer's delayed ACK: about 40 ms per step, 90 ms per command, 200 ms per handshake
-    // (measured on loopback; more over a tailnet). Bulk data is unaffected: its packets are full.
-    client.setNoDelay(true);
+    });
+    try {
+      client.connect(config);
+      // Without TCP_NODELAY, Nagle holds each small SSH message (channel open, exec request)
+      // until the peer's delayed ACK: about 40 ms per step, 90 ms per command, 200 ms per
+      // handshake (measured on loopback; more over a tailnet). Bulk data is unaffected.
+      client.setNoDelay(true);
+    } catch (err) {
+      failConnect(err instanceof Error ? err : new Error(String(err)));
+    }
   });
   logger.debug(`ssh: connected to ${where}, host key ${presented ?? '?'}`);
-
-  client.on('error', (err: Error) => {
-    connectionError = err;
-    logger.debug(`ssh: connection error from ${where}: ${err.message}`);
-    for (const drop of onDrop) drop(`connection to ${where} failed: ${errorMessage(err)}`);
-  });
-  client.on('close', () => {
-    closed = true;
-    for (const drop of onDrop)
-      drop(
-        `connection to ${where} closed${connectionError ? ` (${connectionError.message})` : ''}`,
-      );
-  });
 
   /**
    * Starts a command and follows its channel to the end: `done` resolves only on an exit with an
@@ -242,6 +286,15 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
         return;
       }
       let exit: ExecResult | undefined;
+      let channelError: Error | undefined;
+      // A channel (and its stderr) may error at any time, e.g. a write after the link broke: keep
+      // the first as the reason and let 'close' report it; an unheard 'error' would crash.
+      const onChannelError = (e: Error) => {
+        channelError ??= e;
+        logger.debug(`ssh: channel error on ${where} (${label}): ${e.message}`);
+      };
+      channel.on('error', onChannelError);
+      channel.stderr.on('error', onChannelError);
       channel.stderr.on('data', (d: Buffer) => {
         stderr += d.toString('utf8');
         if (stderr.length > STDERR_KEEP) stderr = stderr.slice(-STDERR_KEEP);
@@ -256,8 +309,10 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
           if (!exit) {
             drop(
               connectionError
-                ? `connection to ${where} dropped (${connectionError.message})`
-                : 'the channel closed without an exit status',
+                ? `connection to ${where} dropped (${sshCause(connectionError)})`
+                : channelError
+                  ? `the channel failed (${channelError.message})`
+                  : 'the channel closed without an exit status',
             );
           } else if (exit.signal) {
             finish(
@@ -353,8 +408,6 @@ export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
       execOpts,
       (ch) => {
         channel = ch;
-        // Errors surface through `done` (exit status or dropped link).
-        ch.on('error', () => {});
         ch.on('close', () => (channelClosed = true));
         ch.on('data', (d: Buffer) => {
           stdout += d.toString('utf8');

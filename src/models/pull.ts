@@ -8,7 +8,7 @@ import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import { isRetryableS3Error } from '../lib/r2-stream-upload.js';
-import { retry } from '../lib/retry.js';
+import { networkFailureReason, retry } from '../lib/retry.js';
 import { vaultKey, type Vault } from './bucket.js';
 import type { PartialFile } from './partial.js';
 import { SHA256_META } from './push.js';
@@ -136,7 +136,11 @@ export function urlSource(
     const headers: Record<string, string> = {};
     if (offset > 0) headers.range = `bytes=${offset}-`;
     if (token) headers.authorization = `Bearer ${token}`;
-    const res = await fetchImpl(url, { headers, redirect: 'follow' });
+    // No answer at all: say from where and why (undici's "fetch failed" keeps both in its cause);
+    // a plain Error keeps it retryable when the cause is transient.
+    const res = await fetchImpl(url, { headers, redirect: 'follow' }).catch((err: unknown) => {
+      throw new Error(`GET ${url} got no answer: ${networkFailureReason(err)}`, { cause: err });
+    });
     if (!res.ok || !res.body) {
       throw new OpsError(
         `GET ${url} answered HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (a gated model needs hf-token)' : ''}`,

@@ -39,13 +39,12 @@ describe('Inputs', () => {
   it('refuses a duration longer than a Node timer can wait (2^31-1 ms)', () => {
     expect(inputs({ t: '24d20h31m23s' }).duration('t')).toBe(2_147_483_000);
     expect(inputs({ t: '2147483.647' }).duration('t')).toBe(2 ** 31 - 1);
-    const err = (() => {
-      try {
-        inputs({ 'r2-timeout': '25d' }).duration('r2-timeout');
-      } catch (e) {
-        return e;
-      }
-    })();
+    let err: unknown;
+    try {
+      inputs({ 'r2-timeout': '25d' }).duration('r2-timeout');
+    } catch (e) {
+      err = e;
+    }
     expect(err).toBeInstanceOf(InputError);
     expect(String(err)).toBe(
       'InputError: Input \'r2-timeout\' is invalid: got "25d"; expected a duration such as 90s, 15m or 1h30m, at most 24d20h31m23s (2147483647 ms).',

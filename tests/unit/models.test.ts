@@ -9,6 +9,7 @@ import { parseLocation } from '../../src/models/location.js';
 import { progressLine } from '../../src/models/progress.js';
 import { streamReader } from '../../src/models/host.js';
 import { Readable } from 'node:stream';
+import ssh2 from 'ssh2';
 import { normalizePrefix } from '../../src/models/bucket.js';
 
 const MiB = 2 ** 20;
@@ -111,6 +112,8 @@ describe('config/models.yml schema', () => {
 });
 
 describe('sync-models inputs', () => {
+  // A real private key: the parser refuses anything else before it looks at the other inputs.
+  const key = ssh2.utils.generateKeyPairSync('ed25519').private;
   const base = {
     direction: 'push',
     source: '/m',
@@ -125,7 +128,7 @@ describe('sync-models inputs', () => {
   it('caps concurrency at 8 over SSH (one channel per file; sshd allows 10)', () => {
     const ssh = {
       source: 'ssh://dev@gpu:22/models',
-      'ssh-private-key': 'key',
+      'ssh-private-key': key,
       'host-key-fingerprints': `SHA256:${'A'.repeat(43)}`,
     };
     expect(() => parse({ ...ssh, concurrency: '9' })).toThrow(
@@ -153,7 +156,7 @@ describe('sync-models inputs', () => {
 
   it('requires ssh key and pins for an ssh:// source or target', () => {
     expect(() => parse({ source: 'ssh://dev@h/m' })).toThrow(/Input 'ssh-private-key' is invalid/);
-    expect(() => parse({ source: 'ssh://dev@h/m', 'ssh-private-key': 'x' })).toThrow(
+    expect(() => parse({ source: 'ssh://dev@h/m', 'ssh-private-key': key })).toThrow(
       /host-key-fingerprints/,
     );
     expect(() => parse({ direction: 'pull', target: 'ssh://dev@h/m' })).toThrow(

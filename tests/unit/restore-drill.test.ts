@@ -50,6 +50,8 @@ function draft() {
       sha256: 'b'.repeat(64),
       bytes: 6871,
     } as { key: string; sha256: string; bytes: number } | undefined,
+    // Hostile drafts set any field to any value (unknown keys, wrong types): loosely typed on purpose.
+    // eslint-disable-next-line @typescript-eslint/no-explicit-any
   } as Record<string, any>;
 }
 type Draft = ReturnType<typeof draft>;

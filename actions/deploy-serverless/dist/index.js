@@ -28440,6 +28440,40 @@ function quote(value) {
     return JSON.stringify(shown);
 }
 
+;// CONCATENATED MODULE: ./src/lib/format.ts
+const units = (/* unused pure expression or super */ null && (['B', 'KiB', 'MiB', 'GiB', 'TiB']));
+function formatBytes(bytes) {
+    let value = bytes;
+    let unit = 0;
+    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0
+        ? `${bytes} B`
+        : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
+}
+function formatDuration(ms) {
+    if (ms < 1000)
+        return `${Math.round(ms)} ms`;
+    const s = ms / 1000;
+    if (s < 60)
+        return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
+    const m = Math.floor(s / 60);
+    const rest = Math.round(s - m * 60);
+    if (m < 60)
+        return `${m} m ${rest} s`;
+    return `${Math.floor(m / 60)} h ${m % 60} m`;
+}
+function formatRate(bytes, ms) {
+    if (ms <= 0)
+        return '-';
+    return `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
+}
+function formatUsd(amount) {
+    return amount < 0.01 && amount > 0 ? `$${amount.toFixed(4)}` : `$${amount.toFixed(2)}`;
+}
+
 ;// CONCATENATED MODULE: ./src/lib/retry.ts
 const retry_sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
 /** Exponential backoff with jitter, capped, honouring Retry-After. */
@@ -28448,18 +28482,27 @@ function backoffDelay(attempt, opts = {}) {
     const exp = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
     return Math.max(0, Math.round(exp * (1 - jitter + 2 * jitter * random())));
 }
-/** Runs fn until it succeeds, the error is not retryable, or attempts run out (last error thrown). */
+/**
+ * Runs fn until it succeeds, the error is not retryable, attempts run out, or the next attempt
+ * would start past the deadline; the last error is thrown as it was.
+ */
 async function retry(fn, opts = {}) {
-    const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, sleep: wait = retry_sleep, } = opts;
+    const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, deadlineMs, attemptTimeoutMs, sleep: wait = retry_sleep, now = Date.now, } = opts;
+    const deadline = deadlineMs === undefined ? Infinity : now() + deadlineMs;
     for (let attempt = 1;; attempt++) {
+        const left = Math.max(0, deadline - now());
+        const timeoutMs = Math.min(left, attemptTimeoutMs ?? Infinity);
         try {
-            return await fn(attempt);
+            return await fn(attempt, { timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : undefined });
         }
         catch (err) {
             if (attempt >= attempts || !retryable(err, attempt))
                 throw err;
             const requested = retryAfterMs?.(err);
             const delayMs = Math.max(backoffDelay(attempt, opts), requested ?? 0);
+            // An attempt that would start at or past the deadline could only time out: stop here.
+            if (now() + delayMs >= deadline)
+                throw err;
             onRetry?.({ err, attempt, delayMs });
             await wait(delayMs);
         }
@@ -28490,6 +28533,57 @@ const transientCodes = new Set([
     'UND_ERR_HEADERS_TIMEOUT',
     'UND_ERR_BODY_TIMEOUT',
 ]);
+const causeTexts = {
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    EPIPE: 'connection closed while sending',
+    ETIMEDOUT: 'connection timed out',
+    EHOSTUNREACH: 'host unreachable',
+    ENETUNREACH: 'network unreachable',
+    ENOTFOUND: 'DNS lookup failed: no such host',
+    EAI_AGAIN: 'DNS lookup failed (temporary resolver failure)',
+    EAI_FAIL: 'DNS lookup failed',
+    UND_ERR_SOCKET: 'connection closed by the server',
+    UND_ERR_CONNECT_TIMEOUT: 'timed out connecting',
+    UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for the answer',
+    UND_ERR_BODY_TIMEOUT: 'timed out reading the answer',
+};
+// OpenSSL and Node TLS codes: certificate problems and handshakes that are not TLS at all.
+const isTlsCode = (code) => /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/.test(code) ||
+    code === 'EPROTO';
+/**
+ * Why a request never got an answer, in words with the errno code, e.g. "connection refused
+ * (ECONNREFUSED)" or "DNS lookup failed: no such host (ENOTFOUND)"; undefined when the error is
+ * not a network failure. undici's `fetch failed` keeps the real error in `cause`.
+ */
+function networkCause(err) {
+    for (let e = err; e && typeof e === 'object'; e = e.cause) {
+        const { code, name, message } = e;
+        if (name === 'TimeoutError')
+            return 'timed out';
+        if (typeof code !== 'string')
+            continue;
+        const text = causeTexts[code];
+        if (text)
+            return `${text} (${code})`;
+        if (isTlsCode(code)) {
+            // Certificate errors read well ("self-signed certificate"); OpenSSL's record dumps do not.
+            const short = typeof message === 'string' && message.length <= 80 && message !== code;
+            return `TLS error${short ? `: ${message}` : ''} (${code})`;
+        }
+    }
+    return undefined;
+}
+/** networkCause, else the innermost cause's message ("fetch failed" says nothing by itself). */
+function networkFailureReason(err) {
+    const cause = networkCause(err);
+    if (cause)
+        return cause;
+    let innermost = err;
+    while (innermost instanceof Error && innermost.cause instanceof Error)
+        innermost = innermost.cause;
+    return innermost instanceof Error ? innermost.message : String(innermost);
+}
 /** A network-level failure (reset, refused, timeout) that a retry may cure. */
 function isTransientNetworkError(err) {
     for (let e = err; e && typeof e === 'object'; e = e.cause) {
@@ -28602,9 +28696,13 @@ function normalizeContainerTypes(raw) {
 // The Verda management API client: OAuth client credentials (refreshed before expiry, and once
 // more on a 401), retries with backoff on 408/429/5xx and network faults honouring Retry-After,
 // and a create that never duplicates (after a timeout or 5xx, GET by name before retrying).
+// Each API call is ONE retry loop with a total deadline: the token requests, the 401 re-login and
+// the create's lookup run inside its attempts, never with retries of their own.
 
 
 
+
+const DEFAULT_API_DEADLINE_MS = 60_000;
 /** A non-2xx answer: status, the documented {code, message} and what was asked. */
 class VerdaApiError extends OpsError {
     status;
@@ -28622,6 +28720,19 @@ class VerdaApiError extends OpsError {
         this.name = 'VerdaApiError';
     }
 }
+/** No answer at all: names the request, the URL and why (refused, DNS, TLS, timeout). */
+class VerdaNetworkError extends OpsError {
+    request;
+    url;
+    reason;
+    constructor(request, url, reason, cause) {
+        super(`Verda API ${request} got no answer from ${url}: ${reason}`, { cause });
+        this.request = request;
+        this.url = url;
+        this.reason = reason;
+        this.name = 'VerdaNetworkError';
+    }
+}
 const isWrite = (method) => method !== 'GET';
 class VerdaClient {
     opts;
@@ -28632,9 +28743,11 @@ class VerdaClient {
     base;
     sleep;
     now;
+    fetch;
     constructor(opts) {
         this.opts = opts;
         this.base = opts.apiUrl.replace(/\/+$/, '');
+        this.fetch = opts.fetch ?? fetch;
         this.sleep = opts.sleep ?? retry_sleep;
         this.now = opts.now ?? Date.now;
     }
@@ -28652,30 +28765,51 @@ class VerdaClient {
     }
     /**
      * Creates a deployment exactly once. The API has no idempotency key, so after a timeout, a
-     * reset or a 5xx the deployment is looked up by name before the POST is sent again.
+     * reset or a 5xx the next attempt first looks the deployment up by name (within the same
+     * attempt and deadline) and only sends the POST again when it does not exist.
      */
     async createDeployment(spec) {
-        const attempts = this.opts.attempts ?? 6;
-        for (let attempt = 1;; attempt++) {
+        const label = 'POST /container-deployments';
+        let failed;
+        return this.withRetry(label, async (until) => {
+            if (failed) {
+                this.opts.logger.info(`checking whether ${spec.name} exists before creating it again`);
+                const existing = await this.lookup(spec.name, until);
+                if (existing) {
+                    this.opts.logger.info(`${spec.name} was created despite the error; not creating it again`);
+                    this.writes.push({ request: label, ...failed });
+                    return existing;
+                }
+            }
             try {
-                const res = await this.request('POST', '/container-deployments', spec, { retry: false });
+                const res = await this.attempt('POST', '/container-deployments', spec, until);
+                this.writes.push({
+                    request: label,
+                    status: res.status,
+                    date: res.date,
+                    localAt: this.now(),
+                });
                 return normalizeDeployment(res.body);
             }
             catch (err) {
-                if (!isRetryableFault(err) || attempt >= attempts)
-                    throw err;
                 // The failed answer's Date: if the create took effect, that is when it was written.
-                const failedAt = { date: this.lastServerDate, localAt: this.now() };
-                this.opts.logger.warn(`create of ${spec.name} failed (${errorMessage(err)}); checking whether it exists before retrying`);
-                const existing = await this.getDeployment(spec.name);
-                if (existing) {
-                    this.opts.logger.info(`${spec.name} was created despite the error; not creating it again`);
+                if (isRetryableFault(err)) {
                     const status = err instanceof VerdaApiError ? err.status : 0;
-                    this.writes.push({ request: 'POST /container-deployments', status, ...failedAt });
-                    return existing;
+                    failed = { status, date: this.lastServerDate, localAt: this.now() };
                 }
-                await this.sleep(this.delayFor(err, attempt));
+                throw err;
             }
+        });
+    }
+    /** One GET of the deployment inside an attempt: undefined on 404. */
+    async lookup(name, until) {
+        try {
+            return normalizeDeployment((await this.attempt('GET', deploymentPath(name), undefined, until)).body);
+        }
+        catch (err) {
+            if (err instanceof VerdaApiError && err.status === 404)
+                return undefined;
+            throw err;
         }
     }
     async patchDeployment(name, patch) {
@@ -28710,40 +28844,71 @@ class VerdaClient {
         return normalizeContainerTypes((await this.request('GET', `/container-types?currency=${currency}`)).body);
     }
     // ---- transport ---------------------------------------------------------------------------
-    /**
-     * One API call with auth, retries (when `retry`, the default: every call here is safe to
-     * repeat except a create) and one fresh token after a 401.
-     */
-    async request(method, path, body, opts = {}) {
+    /** One API call with auth and retries (every call here is safe to repeat but a create). */
+    async request(method, path, body) {
         const label = `${method} ${path.replace(/\?.*$/, '')}`;
-        const res = await retry(async () => {
-            let reauthenticated = false;
-            for (;;) {
-                const token = await this.accessToken();
-                try {
-                    return await this.send(method, path, body, { Authorization: `Bearer ${token}` });
-                }
-                catch (err) {
-                    if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
-                        this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
-                        reauthenticated = true;
-                        await this.renewToken();
-                        continue;
-                    }
-                    throw err;
-                }
-            }
-        }, this.retryOptions(label, opts.retry ?? true));
+        const res = await this.withRetry(label, (until) => this.attempt(method, path, body, until));
         if (isWrite(method))
             this.writes.push({ request: label, status: res.status, date: res.date, localAt: this.now() });
         return res;
     }
-    retryOptions(label, enabled) {
+    /**
+     * The one retry loop of an API call. When it gives up on a fault a retry could have cured,
+     * the error says how many attempts it made in how long and under which deadline.
+     */
+    async withRetry(label, fn) {
+        const startedAt = this.now();
+        let attempts = 0;
+        try {
+            return await retry((attempt, budget) => {
+                attempts = attempt;
+                return fn(attemptEnd(budget));
+            }, this.retryOptions(label));
+        }
+        catch (err) {
+            if (err instanceof OpsError && isRetryableFault(err)) {
+                const deadline = formatDuration(this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS);
+                const asked = this.retryAfter(err);
+                err.message +=
+                    `; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ` +
+                        `${formatDuration(this.now() - startedAt)} (deadline ${deadline}` +
+                        `${asked === undefined ? '' : `; the API asked to wait ${formatDuration(asked)}`})`;
+            }
+            throw err;
+        }
+    }
+    /**
+     * One attempt: a token when needed, the request, and after a 401 one new token and the request
+     * once more. Every HTTP exchange in it ends by `until` (real time, ms since the epoch).
+     */
+    async attempt(method, path, body, until) {
+        const label = `${method} ${path.replace(/\?.*$/, '')}`;
+        let reauthenticated = false;
+        for (;;) {
+            const token = await this.accessToken(until);
+            try {
+                return await this.send(method, path, body, { Authorization: `Bearer ${token}` }, until);
+            }
+            catch (err) {
+                if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
+                    this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
+                    reauthenticated = true;
+                    await this.renewToken(until);
+                    continue;
+                }
+                throw err;
+            }
+        }
+    }
+    retryOptions(label) {
         return {
-            attempts: enabled ? (this.opts.attempts ?? 6) : 1,
+            attempts: this.opts.attempts ?? 6,
+            deadlineMs: this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS,
+            attemptTimeoutMs: this.opts.requestTimeoutMs ?? 60_000,
             baseDelayMs: this.opts.baseDelayMs ?? 1000,
             maxDelayMs: this.opts.maxDelayMs ?? 30_000,
             sleep: this.sleep,
+            now: this.now,
             retryable: isRetryableFault,
             retryAfterMs: (err) => this.retryAfter(err),
             onRetry: ({ err, attempt, delayMs }) => this.opts.logger.warn(`${label}: ${errorMessage(err)}; retry ${attempt} in ${Math.round(delayMs / 100) / 10} s`),
@@ -28754,20 +28919,26 @@ class VerdaClient {
             return undefined;
         return Math.min(err.retryAfterMs, this.opts.maxRetryAfterMs ?? 120_000);
     }
-    delayFor(err, attempt) {
-        const base = this.opts.baseDelayMs ?? 1000;
-        const backoff = Math.min(this.opts.maxDelayMs ?? 30_000, base * 2 ** (attempt - 1));
-        return Math.max(backoff, this.retryAfter(err) ?? 0);
-    }
-    async send(method, path, body, headers) {
+    /** One HTTP exchange, cut at `until` (and at requestTimeoutMs). */
+    async send(method, path, body, headers, until) {
         const label = `${method} ${path.replace(/\?.*$/, '')}`;
-        const res = await fetch(`${this.base}${path}`, {
-            method,
-            headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
-            ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-            signal: AbortSignal.timeout(this.opts.requestTimeoutMs ?? 60_000),
-        });
-        const text = await res.text();
+        const timeoutMs = Math.max(1, Math.min(this.opts.requestTimeoutMs ?? 60_000, until - Date.now()));
+        let res;
+        let text;
+        try {
+            res = await this.fetch(`${this.base}${path}`, {
+                method,
+                headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
+                ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+                signal: AbortSignal.timeout(timeoutMs),
+            });
+            text = await res.text();
+        }
+        catch (err) {
+            const cause = networkFailureReason(err);
+            const reason = cause === 'timed out' ? `timed out (no answer within ${formatDuration(timeoutMs)})` : cause;
+            throw new VerdaNetworkError(label, `${this.base}${path.replace(/\?.*$/, '')}`, reason, err);
+        }
         let parsed = text === '' ? undefined : text;
         try {
             if (text !== '')
@@ -28798,21 +28969,18 @@ class VerdaClient {
             this.lastServerDate = date;
     }
     // ---- OAuth -------------------------------------------------------------------------------
-    async accessToken() {
+    async accessToken(until) {
         if (!this.tokens || this.now() >= this.tokens.refreshAt)
-            await this.renewToken();
+            await this.renewToken(until);
         return this.tokens.access;
     }
     /** Refresh with the refresh token when there is one; on 400/401 redo client credentials. */
-    async renewToken() {
+    async renewToken(until) {
         const refresh = this.tokens?.refresh;
         this.tokens = undefined;
         if (refresh) {
             try {
-                this.tokens = await this.tokenRequest({
-                    grant_type: 'refresh_token',
-                    refresh_token: refresh,
-                });
+                this.tokens = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refresh }, until);
                 return;
             }
             catch (err) {
@@ -28825,10 +28993,11 @@ class VerdaClient {
             grant_type: 'client_credentials',
             client_id: this.opts.clientId,
             client_secret: this.opts.clientSecret,
-        });
+        }, until);
     }
-    async tokenRequest(body) {
-        const res = await retry(() => this.send('POST', '/oauth2/token', body, {}), this.retryOptions('POST /oauth2/token', true)).catch((err) => {
+    /** One token request, no retry of its own: the API call's attempt is what is retried. */
+    async tokenRequest(body, until) {
+        const res = await this.send('POST', '/oauth2/token', body, {}, until).catch((err) => {
             if (err instanceof VerdaApiError &&
                 err.status === 401 &&
                 body.grant_type === 'client_credentials') {
@@ -28839,6 +29008,10 @@ class VerdaClient {
         const t = (res.body ?? {});
         if (typeof t.access_token !== 'string')
             throw new OpsError('Verda token response has no access_token');
+        // Masked before anything else can see them: these are credentials as good as the secret.
+        this.opts.onSecret?.(t.access_token);
+        if (typeof t.refresh_token === 'string')
+            this.opts.onSecret?.(t.refresh_token);
         const ttlMs = (typeof t.expires_in === 'number' && t.expires_in > 0 ? t.expires_in : 3600) * 1000;
         // Refresh early: GO uses 30 s; short-lived tokens refresh at 90 % of their life.
         const margin = Math.min(30_000, ttlMs / 10);
@@ -28852,46 +29025,17 @@ class VerdaClient {
 function deploymentPath(name) {
     return `/container-deployments/${encodeURIComponent(name)}`;
 }
-/** 408/429/5xx answers and network faults (resets, timeouts) may be retried. */
+/**
+ * 408/429/5xx answers and network faults a retry may cure (refused, reset, timeout); a host that
+ * does not resolve or a TLS failure is not retried.
+ */
 function isRetryableFault(err) {
     if (err instanceof VerdaApiError)
         return isRetryableStatus(err.status);
-    return (isTransientNetworkError(err) || (err instanceof TypeError && /fetch failed/.test(err.message)));
+    return isTransientNetworkError(err);
 }
-
-;// CONCATENATED MODULE: ./src/lib/format.ts
-const units = (/* unused pure expression or super */ null && (['B', 'KiB', 'MiB', 'GiB', 'TiB']));
-function formatBytes(bytes) {
-    let value = bytes;
-    let unit = 0;
-    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0
-        ? `${bytes} B`
-        : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
-}
-function formatDuration(ms) {
-    if (ms < 1000)
-        return `${Math.round(ms)} ms`;
-    const s = ms / 1000;
-    if (s < 60)
-        return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
-    const m = Math.floor(s / 60);
-    const rest = Math.round(s - m * 60);
-    if (m < 60)
-        return `${m} m ${rest} s`;
-    return `${Math.floor(m / 60)} h ${m % 60} m`;
-}
-function formatRate(bytes, ms) {
-    if (ms <= 0)
-        return '-';
-    return `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
-}
-function formatUsd(amount) {
-    return amount < 0.01 && amount > 0 ? `$${amount.toFixed(4)}` : `$${amount.toFixed(2)}`;
-}
+/** The real time an attempt must end by (no deadline and no timeout: never). */
+const attemptEnd = (budget) => budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs;
 
 ;// CONCATENATED MODULE: ./src/serverless/cost.ts
 // Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
@@ -28933,10 +29077,10 @@ class CostLimitError extends OpsError {
     }
 }
 /** Refuses a plan whose cost at max replicas exceeds the limit; called before any write. */
-function checkCostLimit(cost, maxHourlyCost) {
+function checkCostLimit(cost, maxHourlyCost, limitName = 'max-hourly-cost') {
     if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost)
         return;
-    throw new CostLimitError(`Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above max-hourly-cost ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`, cost);
+    throw new CostLimitError(`Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above ${limitName} ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`, cost);
 }
 function costTable(cost) {
     const money = (n) => `${formatUsd(n)}${cost.currency === 'usd' ? '' : ` ${cost.currency.toUpperCase()}`}`;
@@ -38618,6 +38762,9 @@ const workshopSchema = strictObject({
         concurrent_requests_per_replica: count.min(1).max(100),
     }),
     workshop_hours: schemas_number().positive().default(3),
+    // The hard cost cap (USD per hour at max replicas): required, so no run is ever without one;
+    // the max-hourly-cost input can only lower it.
+    max_hourly_cost_usd: schemas_number().positive(),
     default_preset: schemas_string(),
     presets: record(schemas_string().regex(/^[a-z0-9][a-z0-9-]*$/), preset),
 })
@@ -38658,6 +38805,19 @@ function parseWorkshopConfig(data, file) {
 }
 async function loadWorkshopConfig(file) {
     return parseWorkshopConfig(await readYamlFile(file), file);
+}
+/**
+ * The config's hard cap, or the `max-hourly-cost` input when that is lower. An input above the
+ * cap is refused: only a reviewed change to the config file can raise it.
+ */
+function costCap(config, configFile, input) {
+    const cap = config.max_hourly_cost_usd;
+    if (input === undefined)
+        return { usd: cap, name: `max_hourly_cost_usd in ${configFile}` };
+    if (input > cap) {
+        throw new InputError('max-hourly-cost', String(input), `at most ${cap}, the cap max_hourly_cost_usd in ${configFile} (the input can only lower it; empty = the cap)`);
+    }
+    return { usd: input, name: 'max-hourly-cost' };
 }
 
 ;// CONCATENATED MODULE: ./src/serverless/desired.ts
@@ -39060,7 +39220,7 @@ async function applyLike(c) {
     logPlan(logger, plan, liveStatus);
     if (c.command === 'plan') {
         if (c.maxHourlyCost !== undefined && cost.hourlyMax > c.maxHourlyCost) {
-            logger.warn(`at max replicas this costs $${cost.hourlyMax.toFixed(2)}/h, above max-hourly-cost $${c.maxHourlyCost}/h: apply would refuse it`);
+            logger.warn(`at max replicas this costs $${cost.hourlyMax.toFixed(2)}/h, above ${c.costLimitName ?? 'max-hourly-cost'} $${c.maxHourlyCost}/h: apply would refuse it`);
         }
         return result(c, {
             status: liveStatus,
@@ -39070,7 +39230,7 @@ async function applyLike(c) {
             endpointUrl: live?.deployment.endpoint_base_url ?? '',
         });
     }
-    checkCostLimit(cost, c.maxHourlyCost);
+    checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
     let endpointUrl = live?.deployment.endpoint_base_url ?? '';
     await logger.group(`Apply (${plan.action})`, async () => {
         if (c.command === 'start' && liveStatus === 'paused') {
@@ -39172,7 +39332,7 @@ async function scale(c) {
     });
     logPlan(logger, plan, 'live');
     if (changes.length > 0) {
-        checkCostLimit(cost, c.maxHourlyCost);
+        checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
         await client.patchScaling(d.name, { min_replica_count: min, max_replica_count: max });
     }
     return result(c, {
@@ -42433,12 +42593,15 @@ class Inputs {
     list(name) {
         return splitList(this.raw(name));
     }
-    /** A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds. */
+    /**
+     * A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds, at
+     * most MAX_DURATION_MS (Node's timers overflow above it and fire at once).
+     */
     duration(name, fallback) {
         const value = this.raw(name) || fallback || '';
         const ms = parseDuration(value);
-        if (ms === undefined)
-            throw new InputError(name, value, 'a duration such as 90s, 15m or 1h30m');
+        if (ms === undefined || ms > MAX_DURATION_MS)
+            throw new InputError(name, value, `a duration such as 90s, 15m or 1h30m, at most ${MAX_DURATION_TEXT} (${MAX_DURATION_MS} ms)`);
         return ms;
     }
     /** A size such as 16MiB, 1.5GiB, 5MB or a plain number of bytes; 'auto' gives undefined. */
@@ -42461,6 +42624,9 @@ function splitList(value) {
         .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
         .filter((line) => line !== '');
 }
+/** The longest timer Node can set (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+const MAX_DURATION_TEXT = '24d20h31m23s';
 const durationUnits = {
     ms: 1,
     s: 1000,
@@ -42558,6 +42724,9 @@ function parseDeployInputs(source) {
     const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
     if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
         throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
+    const apiDeadlineMs = inputs.duration('api-deadline', '60s');
+    if (apiDeadlineMs < 1000)
+        throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
     const waitTimeoutMs = inputs.duration('wait-timeout', '15m');
     if (waitTimeoutMs <= 0)
         throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
@@ -42576,6 +42745,7 @@ function parseDeployInputs(source) {
         clientSecret: inputs.secret('verda-client-secret'),
         inferenceKey,
         apiUrl,
+        apiDeadlineMs,
         confirm: inputs.optional('confirm'),
         purgeQueue: inputs.boolean('purge-queue', false),
     };
@@ -42601,6 +42771,8 @@ async function run() {
         const inputs = parseDeployInputs(actionInputs);
         const configFile = external_node_path_default().resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
         const config = await loadWorkshopConfig(configFile);
+        // The input can only lower the config's hard cap; an empty one leaves the cap in force.
+        const cap = costCap(config, inputs.config, inputs.maxHourlyCost);
         // scale checks min/max against the live deployment, not against the config's bounds.
         const { minReplicas, maxReplicas, ...rest } = inputs.overrides;
         const desired = resolveDesired(config, inputs.command === 'scale' ? rest : inputs.overrides);
@@ -42612,6 +42784,9 @@ async function run() {
             clientId: inputs.clientId,
             clientSecret: inputs.clientSecret,
             logger: actionsLogger,
+            deadlineMs: inputs.apiDeadlineMs,
+            // The access and refresh tokens the API hands out are masked like the inputs they come from.
+            onSecret: maskSecret,
         });
         let result;
         try {
@@ -42628,7 +42803,8 @@ async function run() {
                     ...(minReplicas === undefined ? {} : { min: minReplicas }),
                     ...(maxReplicas === undefined ? {} : { max: maxReplicas }),
                 },
-                ...(inputs.maxHourlyCost === undefined ? {} : { maxHourlyCost: inputs.maxHourlyCost }),
+                maxHourlyCost: cap.usd,
+                costLimitName: cap.name,
                 ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),
             });
         }

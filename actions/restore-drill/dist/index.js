@@ -61494,7 +61494,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2023);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5146);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -61504,7 +61504,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2023:
+/***/ 5146:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -61516,232 +61516,10 @@ __nccwpck_require__.d(__webpack_exports__, {
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
-;// CONCATENATED MODULE: ./src/lib/format.ts
-const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
-function format_formatBytes(bytes) {
-    let value = bytes;
-    let unit = 0;
-    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0
-        ? `${bytes} B`
-        : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
-}
-function format_formatDuration(ms) {
-    if (ms < 1000)
-        return `${Math.round(ms)} ms`;
-    const s = ms / 1000;
-    if (s < 60)
-        return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
-    const m = Math.floor(s / 60);
-    const rest = Math.round(s - m * 60);
-    if (m < 60)
-        return `${m} m ${rest} s`;
-    return `${Math.floor(m / 60)} h ${m % 60} m`;
-}
-function formatRate(bytes, ms) {
-    if (ms <= 0)
-        return '-';
-    return `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
-}
-function formatUsd(amount) {
-    return amount < 0.01 && amount > 0 ? `$${amount.toFixed(4)}` : `$${amount.toFixed(2)}`;
-}
-
-;// CONCATENATED MODULE: ./src/lib/summary.ts
-function escapeCell(cell) {
-    return cell.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
-}
-function tableToMarkdown(table) {
-    const lines = [];
-    if (table.title)
-        lines.push(`### ${table.title}`, '');
-    lines.push(`| ${table.headers.map(escapeCell).join(' | ')} |`);
-    lines.push(`| ${table.headers.map(() => '---').join(' | ')} |`);
-    for (const row of table.rows)
-        lines.push(`| ${row.map(escapeCell).join(' | ')} |`);
-    return `${lines.join('\n')}\n`;
-}
-function tableToText(table) {
-    const widths = table.headers.map((h, i) => Math.max(h.length, ...table.rows.map((r) => (r[i] ?? '').length)));
-    const line = (cells) => cells
-        .map((c, i) => c.padEnd(widths[i] ?? 0))
-        .join('  ')
-        .trimEnd();
-    const out = table.title ? [table.title] : [];
-    out.push(line(table.headers), line(widths.map((w) => '-'.repeat(w))));
-    for (const row of table.rows)
-        out.push(line(row));
-    return `${out.join('\n')}\n`;
-}
-/** Key/value facts (backup id, endpoint, cost) as a two-column table. */
-function summary_factsTable(title, facts) {
-    return { title, headers: ['', ''], rows: facts.map(([k, v]) => [`**${k}**`, v]) };
-}
-
-;// CONCATENATED MODULE: ./src/backup/report.ts
-// Job summaries: a backup's items, facts and retention decisions; a restore drill's results.
-
-
-function backupReport(result, opts) {
-    const parts = [];
-    parts.push(result.dryRun
-        ? `## Backup dry run: nothing was uploaded or deleted`
-        : `## Backup ${result.backupId}: ${result.items.length} item(s), ${formatBytes(result.bytes)} stored`);
-    if (result.dryRun) {
-        parts.push({
-            title: 'Plan',
-            headers: ['Item', 'Action', 'Paths', 'Missing on the host'],
-            rows: result.plan.map((p) => [p.id, p.action, p.paths.join(' '), p.missing.join(' ') || '-']),
-        });
-    }
-    else {
-        parts.push({
-            title: 'Items',
-            headers: ['Item', 'Size (tar)', 'Compressed', 'Stored (age)', 'sha256', 'Time'],
-            rows: result.items.map((i) => [
-                i.id,
-                i.tarBytes === null ? '?' : formatBytes(i.tarBytes),
-                formatBytes(i.archiveBytes),
-                formatBytes(i.storedBytes),
-                `\`${i.sha256.slice(0, 12)}\``,
-                formatDuration(i.seconds * 1000),
-            ]),
-        });
-    }
-    const disks = Object.entries(result.facts.disks).map(([name, d]) => [
-        `disk ${name}`,
-        d.filesystem
-            ? `${formatBytes(d.usedBytes)} used of ${formatBytes(d.sizeBytes)} (${d.path})`
-            : `unavailable (${d.path})`,
-    ]);
-    parts.push(factsTable('Backup', [
-        ['backup id', result.backupId],
-        ['manifest', result.dryRun ? '-' : `s3://${opts.bucket}/${result.manifestKey}`],
-        ['previous latest', result.previousLatest?.backupId ?? '-'],
-        ['host key', result.hostFingerprint],
-        ['hostname', result.facts.hostname || '-'],
-        ['os', result.facts.os || '-'],
-        ['tailscale ip', result.facts.tailscaleIp || '-'],
-        ['compression', result.compressor],
-        ...disks,
-    ]));
-    if (result.skipped.length > 0) {
-        parts.push({
-            title: 'Skipped',
-            headers: ['Item', 'Why'],
-            rows: result.skipped.map((s) => [s.id, s.reason]),
-        });
-    }
-    parts.push({
-        title: result.dryRun ? 'Retention (what a real run would decide)' : 'Retention',
-        headers: ['Backup', 'Decision', 'Why'],
-        rows: result.retention.map((d) => [
-            d.id,
-            d.keep ? 'keep' : result.deleted.includes(d.id) ? 'deleted' : 'delete',
-            d.reasons.join(', '),
-        ]),
-    });
-    if (result.warnings.length > 0)
-        parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
-    return parts;
-}
-/** The job summary of a restore drill: per item what was restored and how it compared. */
-function drillReport(result, opts) {
-    const total = result.downloadSeconds + result.restoreSeconds;
-    return [
-        `## Restore drill of backup ${result.backupId}: ${result.items.length} item(s) restored, equal to their archives`,
-        {
-            title: 'Items',
-            headers: [
-                'Item',
-                'Stored (age)',
-                'sha256',
-                'Restored by RESTORE.sh',
-                'Compared with the archive',
-            ],
-            rows: result.items.map((i) => [
-                i.id,
-                format_formatBytes(i.storedBytes),
-                'matches the manifest',
-                `${i.members} member(s)`,
-                i.ownershipIgnored
-                    ? `equal (owners not compared for ${i.ownershipIgnored}: not root)`
-                    : 'equal',
-            ]),
-        },
-        summary_factsTable('Drill', [
-            ['backup', `s3://${opts.bucket}/${opts.prefix}/${result.backupId}/`],
-            ['finished', result.finishedAt],
-            [
-                'age',
-                `${result.ageHours.toFixed(1)} h${result.stale ? ` \u2014 STALE (max-age ${opts.maxAge})` : ''}`,
-            ],
-            [
-                'download',
-                `${format_formatBytes(result.downloadedBytes)} in ${format_formatDuration(result.downloadSeconds * 1000)}`,
-            ],
-            ['RESTORE.sh', format_formatDuration(result.restoreSeconds * 1000)],
-            ['comparison', format_formatDuration(result.checkSeconds * 1000)],
-            ['time to restore (download + RESTORE.sh)', format_formatDuration(total * 1000)],
-        ]),
-    ];
-}
-
-// EXTERNAL MODULE: external "node:child_process"
-var external_node_child_process_ = __nccwpck_require__(1421);
 // EXTERNAL MODULE: external "node:fs/promises"
 var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: external "node:os"
-var external_node_os_ = __nccwpck_require__(8161);
-var external_node_os_default = /*#__PURE__*/__nccwpck_require__.n(external_node_os_);
-;// CONCATENATED MODULE: ./src/lib/errors.ts
-/** A bad action input or CLI flag: names the input, the value given and what is expected. */
-class errors_InputError extends Error {
-    input;
-    value;
-    expected;
-    constructor(input, value, expected) {
-        super(`Input '${input}' is invalid: got ${quote(value)}; expected ${expected}.`);
-        this.input = input;
-        this.value = value;
-        this.expected = expected;
-        this.name = 'InputError';
-    }
-}
-/** A config file that does not match its schema: names the file, the field path and the problem. */
-class errors_ConfigError extends Error {
-    file;
-    problems;
-    constructor(file, problems) {
-        super(`Config ${file} is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
-        this.file = file;
-        this.problems = problems;
-        this.name = 'ConfigError';
-    }
-}
-/** A failure the user must act on, reported as its message alone (no stack trace). */
-class errors_OpsError extends Error {
-    constructor(message, options) {
-        super(message, options);
-        this.name = 'OpsError';
-    }
-}
-/** Errors whose message is the whole story; anything else is a bug and keeps its stack. */
-function isExpectedError(err) {
-    return err instanceof errors_InputError || err instanceof errors_ConfigError || err instanceof errors_OpsError;
-}
-function errors_errorMessage(err) {
-    return err instanceof Error ? err.message : String(err);
-}
-/** Quotes a value for an error message; secrets must never be passed here (callers redact). */
-function quote(value) {
-    const shown = value.length > 120 ? `${value.slice(0, 117)}...` : value;
-    return JSON.stringify(shown);
-}
-
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
 
 // functions
@@ -70222,7 +70000,7 @@ const ZodIPv4 = /*@__PURE__*/ $constructor("ZodIPv4", (inst, def) => {
     ZodStringFormat.init(inst, def);
 });
 function schemas_ipv4(params) {
-    return core._ipv4(ZodIPv4, params);
+    return _ipv4(ZodIPv4, params);
 }
 const ZodMAC = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("ZodMAC", (inst, def) => {
     // ZodStringFormat.init(inst, def);
@@ -70644,7 +70422,7 @@ function object(shape, params) {
     const def = {
         type: "object",
         shape: shape ?? {},
-        ...normalizeParams(params),
+        ...util.normalizeParams(params),
     };
     return new ZodObject(def);
 }
@@ -71277,25 +71055,97 @@ function preprocess(fn, schema) {
     });
 }
 
-;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/iso.js
+;// CONCATENATED MODULE: ./src/lib/errors.ts
+/** A bad action input or CLI flag: names the input, the value given and what is expected. */
+class errors_InputError extends Error {
+    input;
+    value;
+    expected;
+    constructor(input, value, expected) {
+        super(`Input '${input}' is invalid: got ${quote(value)}; expected ${expected}.`);
+        this.input = input;
+        this.value = value;
+        this.expected = expected;
+        this.name = 'InputError';
+    }
+}
+/** A config file that does not match its schema: names the file, the field path and the problem. */
+class ConfigError extends Error {
+    file;
+    problems;
+    constructor(file, problems) {
+        super(`Config ${file} is invalid:\n${problems.map((p) => `  - ${p}`).join('\n')}`);
+        this.file = file;
+        this.problems = problems;
+        this.name = 'ConfigError';
+    }
+}
+/** A failure the user must act on, reported as its message alone (no stack trace). */
+class errors_OpsError extends Error {
+    constructor(message, options) {
+        super(message, options);
+        this.name = 'OpsError';
+    }
+}
+/** Errors whose message is the whole story; anything else is a bug and keeps its stack. */
+function isExpectedError(err) {
+    return err instanceof errors_InputError || err instanceof ConfigError || err instanceof errors_OpsError;
+}
+function errors_errorMessage(err) {
+    return err instanceof Error ? err.message : String(err);
+}
+/** Quotes a value for an error message; secrets must never be passed here (callers redact). */
+function quote(value) {
+    const shown = value.length > 120 ? `${value.slice(0, 117)}...` : value;
+    return JSON.stringify(shown);
+}
+
+;// CONCATENATED MODULE: ./src/lib/safe-path.ts
+// Relative paths that come from untrusted places (bucket keys, a bucket's manifest, config files)
+// and are joined onto a local or remote directory. Only a plain relative path is accepted: one that
+// cannot name anything outside its root, whatever the OS or shell does with it.
 
 
+/** What a safe relative path is, for error messages. */
+const SAFE_PATH_EXPECTED = "a relative path of '/'-separated names, without '.', '..' or empty segments, '\\' or control characters";
+// C0 controls (NUL, newline, ...), DEL and C1 controls: matching them is the point.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Whether text holds a control character: none belongs in a path, a name or a one-line value. */
+const hasControlChars = (value) => CONTROL.test(value);
+/** Why `value` is not a safe relative path, or undefined when it is one. */
+function unsafePathReason(value) {
+    if (value === '')
+        return 'it is empty';
+    if (value.startsWith('/'))
+        return 'it is absolute';
+    if (CONTROL.test(value))
+        return 'it contains a control character';
+    if (value.includes('\\'))
+        return "it contains '\\'";
+    const segments = value.split('/');
+    if (segments.includes('..'))
+        return "it has a '..' segment";
+    if (segments.includes('.'))
+        return "it has a '.' segment";
+    if (segments.includes(''))
+        return 'it has an empty segment';
+    return undefined;
+}
+/**
+ * `root` joined with the checked relative path `rel`; throws an OpsError naming `what` and the
+ * value when `rel` is unsafe or would resolve outside `root`. `p` is path.posix for remote hosts.
+ */
+function resolveInside(root, rel, what = 'path', p = path) {
+    const reason = unsafePathReason(rel);
+    const base = p.resolve(root);
+    const full = p.resolve(base, rel);
+    if (reason !== undefined || !full.startsWith(base === p.sep ? base : `${base}${p.sep}`)) {
+        throw new OpsError(`${what} ${JSON.stringify(rel)} is refused: ${reason ?? `it resolves outside ${root}`}; expected ${SAFE_PATH_EXPECTED}`);
+    }
+    return full;
+}
 
-function iso_datetime(params) {
-    return _isoDateTime(ZodISODateTime, params);
-}
-function iso_date(params) {
-    return core._isoDate(ZodISODate, params);
-}
-function iso_time(params) {
-    return core._isoTime(ZodISOTime, params);
-}
-function iso_duration(params) {
-    return core._isoDuration(ZodISODuration, params);
-}
-
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/backup/config.ts
 // config/backup.yml: what to take from the GPU host. Validated strictly (unknown keys, relative
 // or '..' paths and duplicate ids are errors) before any connection is opened.
@@ -71303,9 +71153,9 @@ var dist = __nccwpck_require__(8815);
 
 
 
-const ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-/** NUL, newlines and other control characters have no place in a path. */
-const hasControlChars = (value) => [...value].some((c) => c.charCodeAt(0) < 0x20 || c.charCodeAt(0) === 0x7f);
+
+/** Item and disk ids: what the config allows, and what a manifest may name. */
+const ITEM_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** An absolute path without '.', '..', empty segments or control characters. */
 function absolutePath(what, opts = {}) {
     return schemas_string().superRefine((value, ctx) => {
@@ -71345,7 +71195,7 @@ const excludePattern = schemas_string().superRefine((value, ctx) => {
         ctx.addIssue({ code: 'custom', message: `exclude ${JSON.stringify(value)} ${bad}` });
 });
 const itemSchema = strictObject({
-    id: schemas_string().regex(ID_RE, 'id must be 1-63 lowercase letters, digits and hyphens'),
+    id: schemas_string().regex(ITEM_ID_RE, 'id must be 1-63 lowercase letters, digits and hyphens'),
     description: schemas_string().default(''),
     paths: array(absolutePath('path', { glob: true })).min(1, 'paths needs at least one path'),
     exclude: array(excludePattern).default([]),
@@ -71365,7 +71215,8 @@ const configSchema = strictObject({
     /** The root-owned wrapper run through `sudo -n` for sudo items (scripts/host/comfyume-read). */
     'read-wrapper': absolutePath('read-wrapper').default('/usr/local/sbin/comfyume-read'),
     /** Directories whose disk usage is recorded (df), by name. */
-    'disk-facts': record(schemas_string().regex(ID_RE), absolutePath('disk-facts path')).default({}),
+    'disk-facts': record(schemas_string().regex(ITEM_ID_RE), absolutePath('disk-facts path'))
+        .default({}),
     /** Where the model vault lives on the host (with-models). */
     'models-dir': absolutePath('models-dir').optional(),
     items: array(itemSchema).min(1, 'items needs at least one item'),
@@ -71402,7 +71253,7 @@ function parseBackupConfig(file, data) {
 function parseBackupConfigText(file, text) {
     let data;
     try {
-        data = parseYaml(text, { prettyErrors: true });
+        data = (0,dist/* parse */.qg)(text, { prettyErrors: true });
     }
     catch (err) {
         throw new ConfigError(file, [`not valid YAML: ${err.message.split('\n')[0]}`]);
@@ -71412,7 +71263,7 @@ function parseBackupConfigText(file, text) {
 async function loadBackupConfig(file) {
     let text;
     try {
-        text = await readFile(file, 'utf8');
+        text = await (0,promises_.readFile)(file, 'utf8');
     }
     catch (err) {
         throw new ConfigError(file, [
@@ -71427,98 +71278,481 @@ function config_onHost(config, path) {
     return root === '/' ? path : `${root.replace(/\/$/, '')}${path}`;
 }
 
-;// CONCATENATED MODULE: ./src/backup/manifest.ts
-// Where a backup lives in the bucket and what its manifest.json records. The manifest is written
-// last: a backup exists exactly when its manifest does.
+// EXTERNAL MODULE: external "node:crypto"
+var external_node_crypto_ = __nccwpck_require__(7598);
+;// CONCATENATED MODULE: ./src/lib/sshsig.ts
+// OpenSSH signatures (PROTOCOL.sshsig), Ed25519 only: what `ssh-keygen -Y sign` writes and
+// `ssh-keygen -Y verify` checks, so a person can check a backup by hand on any Ubuntu host.
+// Verification needs node:crypto only (the drill bundles no SSH library); signing takes a signer
+// that the caller makes from its private key (backup-verda: ssh2's key parser).
 
 
-
-const MANIFEST_FORMAT = 'comfyume-ops/backup-manifest/1';
-const TOOL_NAME = 'comfyume-ops backup-verda';
-/** Backup ids are UTC timestamps, sortable as text: 20261128T021500Z. */
-function backupIdFor(date) {
-    return date
-        .toISOString()
-        .replace(/[-:]/g, '')
-        .replace(/\.\d{3}Z$/, 'Z');
+const MAGIC = Buffer.from('SSHSIG');
+const HASH = 'sha512';
+const KEY_TYPE = 'ssh-ed25519';
+const ARMOR_BEGIN = '-----BEGIN SSH SIGNATURE-----';
+const ARMOR_END = '-----END SSH SIGNATURE-----';
+const sshString = (data) => {
+    const body = typeof data === 'string' ? Buffer.from(data) : data;
+    const length = Buffer.alloc(4);
+    length.writeUInt32BE(body.length);
+    return Buffer.concat([length, body]);
+};
+/** The bytes the key signs: the preamble, namespace, hash name and the message's hash. */
+function signedData(message, namespace) {
+    const digest = createHash(HASH).update(message).digest();
+    return Buffer.concat([
+        MAGIC,
+        sshString(namespace),
+        sshString(''),
+        sshString(HASH),
+        sshString(digest),
+    ]);
 }
-const manifest_ID_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
-function parseBackupId(id) {
-    const m = manifest_ID_RE.exec(id);
-    if (!m)
-        return undefined;
-    const [, y, mo, d, h, mi, s] = m.map(Number);
-    const date = new Date(Date.UTC(y ?? 0, (mo ?? 1) - 1, d, h, mi, s));
-    return backupIdFor(date) === id ? date : undefined;
+/** Signs `message` in `namespace`; returns the armored signature, as ssh-keygen -Y sign writes it. */
+function signSshsig(message, namespace, signer) {
+    const signature = signer.sign(signedData(message, namespace));
+    const version = Buffer.alloc(4);
+    version.writeUInt32BE(1);
+    const blob = Buffer.concat([
+        MAGIC,
+        version,
+        sshString(signer.publicKey),
+        sshString(namespace),
+        sshString(''),
+        sshString(HASH),
+        sshString(Buffer.concat([sshString(KEY_TYPE), sshString(signature)])),
+    ]);
+    const lines = blob.toString('base64').match(/.{1,70}/g) ?? [];
+    return `${ARMOR_BEGIN}\n${lines.join('\n')}\n${ARMOR_END}\n`;
 }
-const backupKeys = (prefix, id) => ({
-    dir: `${prefix}/${id}/`,
-    manifest: `${prefix}/${id}/manifest.json`,
-    restoreScript: `${prefix}/${id}/RESTORE.sh`,
-    item: (itemId, extension) => `${prefix}/${id}/${itemId}.${extension}.age`,
-});
-const latestKey = (prefix) => `${prefix}/latest.json`;
-const latestSchema = object({
-    backupId: schemas_string(),
-    manifestKey: schemas_string(),
-    finishedAt: schemas_string(),
-});
-// What a restore drill needs from a manifest (to restore, and to generate RESTORE.sh again),
-// checked; other fields pass through untouched.
-const manifestSchema = object({
-    format: literal(MANIFEST_FORMAT),
-    backupId: schemas_string().regex(manifest_ID_RE),
-    finishedAt: iso_datetime(),
-    tool: object({ version: schemas_string() }).loose(),
-    host: object({ hostRoot: absolutePath('host.hostRoot'), fingerprint: schemas_string() }).loose(),
-    facts: object({ hostname: schemas_string(), tailscaleIp: schemas_string() }).loose(),
-    encryption: object({ format: literal('age'), recipients: array(schemas_string()) }),
-    items: array(object({
-        id: schemas_string().regex(/^[a-z0-9][a-z0-9_-]*$/i),
-        description: schemas_string(),
-        afterRestore: array(schemas_string()),
-        // Checked as the config checks them: they become paths on the machine restoring.
-        paths: array(absolutePath('path', { glob: true })).min(1),
-        missingPaths: array(schemas_string()),
-        restoreTo: absolutePath('restoreTo'),
-        key: schemas_string(),
-        compression: schemas_enum(['zstd', 'gzip']),
-        tarBytes: schemas_number().int().nonnegative().nullable(),
-        storedBytes: schemas_number().int().nonnegative(),
-        sha256: schemas_string().regex(/^[0-9a-f]{64}$/),
-    })
-        .loose()),
-    restoreScript: object({
-        key: schemas_string(),
-        sha256: schemas_string().regex(/^[0-9a-f]{64}$/),
-        bytes: schemas_number().int().nonnegative(),
-    }),
-})
-    .loose();
-/** A stored manifest, checked; the error names the key and the first field that is wrong. */
-function parseManifest(text, key) {
-    let json;
+/** Reads SSH wire strings from a buffer; any overrun is a malformed signature. */
+class Reader {
+    buf;
+    at = 0;
+    constructor(buf) {
+        this.buf = buf;
+    }
+    bytes(n) {
+        if (this.at + n > this.buf.length)
+            throw new Error('truncated');
+        const out = this.buf.subarray(this.at, this.at + n);
+        this.at += n;
+        return out;
+    }
+    uint32() {
+        return this.bytes(4).readUInt32BE(0);
+    }
+    string() {
+        return this.bytes(this.uint32());
+    }
+    done() {
+        return this.at === this.buf.length;
+    }
+}
+function parseArmored(text) {
+    const trimmed = text.trim();
+    if (!trimmed.startsWith(ARMOR_BEGIN) || !trimmed.endsWith(ARMOR_END))
+        throw new Error('armor');
+    const body = trimmed.slice(ARMOR_BEGIN.length, -ARMOR_END.length).replace(/\s+/g, '');
+    if (!/^[A-Za-z0-9+/]+={0,2}$/.test(body))
+        throw new Error('base64');
+    const r = new Reader(Buffer.from(body, 'base64'));
+    if (!r.bytes(6).equals(MAGIC) || r.uint32() !== 1)
+        throw new Error('preamble');
+    const publicKey = r.string();
+    const namespace = r.string().toString();
+    r.string(); // reserved
+    const hash = r.string().toString();
+    const sig = new Reader(r.string());
+    if (!r.done())
+        throw new Error('trailing data');
+    const type = sig.string().toString();
+    const signature = sig.string();
+    if (type !== KEY_TYPE || signature.length !== 64 || !sig.done())
+        throw new Error('signature');
+    return { publicKey, namespace, hash, signature };
+}
+/** The raw 32-byte key of an ssh-ed25519 public key blob, or undefined. */
+function ed25519Raw(blob) {
     try {
-        json = JSON.parse(text);
+        const r = new Reader(blob);
+        const type = r.string().toString();
+        const raw = r.string();
+        return type === KEY_TYPE && raw.length === 32 && r.done() ? raw : undefined;
     }
     catch {
-        throw new errors_OpsError(`${key} is not JSON`);
-    }
-    const parsed = manifestSchema.safeParse(json);
-    if (!parsed.success) {
-        const issue = parsed.error.issues[0];
-        throw new errors_OpsError(`${key} is not a ${MANIFEST_FORMAT} manifest: ${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`);
-    }
-    return parsed.data;
-}
-function parseLatest(text) {
-    try {
-        const parsed = latestSchema.safeParse(JSON.parse(text));
-        return parsed.success ? parsed.data : undefined;
-    }
-    catch {
         return undefined;
     }
+}
+/**
+ * Checks an armored signature of `message`: well formed, in `namespace`, made by one of the
+ * allowed keys for `principal`, and valid. Throws an OpsError naming `what` otherwise.
+ */
+function verifySshsig(opts) {
+    let sig;
+    try {
+        sig = parseArmored(opts.signature);
+    }
+    catch {
+        throw new errors_OpsError(`${opts.what}: the signature is not an SSH signature (ssh-keygen -Y sign)`);
+    }
+    if (sig.namespace !== opts.namespace || (sig.hash !== HASH && sig.hash !== 'sha256')) {
+        throw new errors_OpsError(`${opts.what}: signed for namespace ${JSON.stringify(sig.namespace)} (${sig.hash}), expected ${opts.namespace}`);
+    }
+    const signer = opts.allowed.find((a) => a.publicKey.equals(sig.publicKey) &&
+        a.principals.some((p) => p === opts.principal || p === '*') &&
+        (a.namespaces === undefined || a.namespaces.includes(opts.namespace)));
+    const raw = ed25519Raw(sig.publicKey);
+    if (!signer || !raw) {
+        throw new errors_OpsError(`${opts.what}: signed by a key that is not an allowed signer (${sshKeyText(sig.publicKey)})`);
+    }
+    const digest = (0,external_node_crypto_.createHash)(sig.hash).update(opts.message).digest();
+    const data = Buffer.concat([
+        MAGIC,
+        sshString(opts.namespace),
+        sshString(''),
+        sshString(sig.hash),
+        sshString(digest),
+    ]);
+    const key = (0,external_node_crypto_.createPublicKey)({
+        key: { kty: 'OKP', crv: 'Ed25519', x: raw.toString('base64url') },
+        format: 'jwk',
+    });
+    if (!(0,external_node_crypto_.verify)(null, data, key, sig.signature))
+        throw new errors_OpsError(`${opts.what}: the signature does not match (changed after signing)`);
+    return signer;
+}
+/** `ssh-ed25519 AAAA\u2026` of a key blob, shortened for messages. */
+function sshKeyText(blob) {
+    const text = `${KEY_TYPE} ${blob.toString('base64')}`;
+    return text.length > 80 ? `${text.slice(0, 77)}...` : text;
+}
+/**
+ * An allowed signers file: `principals [namespaces="a,b"] ssh-ed25519 AAAA\u2026 [comment]` per line,
+ * `#` comments and blank lines skipped. Other options and key types are refused, not ignored.
+ */
+function parseAllowedSigners(text, file) {
+    const problems = [];
+    const out = [];
+    text.split(/\r?\n/).forEach((line, i) => {
+        const trimmed = line.trim();
+        if (trimmed === '' || trimmed.startsWith('#'))
+            return;
+        const m = /^(\S+)\s+(?:namespaces="([^"]*)"\s+)?(ssh-[a-z0-9-]+)\s+([A-Za-z0-9+/]+={0,2})(?:\s.*)?$/.exec(trimmed);
+        const blob = m?.[4] ? Buffer.from(m[4], 'base64') : undefined;
+        if (!m || m[3] !== KEY_TYPE || !blob || !ed25519Raw(blob)) {
+            problems.push(`line ${i + 1}: expected 'principal [namespaces="comfyume-backup"] ssh-ed25519 AAAA\u2026 [comment]'`);
+            return;
+        }
+        out.push({
+            principals: (m[1] ?? '').split(','),
+            namespaces: m[2] === undefined ? undefined : m[2].split(','),
+            publicKey: blob,
+            text: `${KEY_TYPE} ${m[4]}`,
+        });
+    });
+    if (problems.length > 0)
+        throw new ConfigError(file, problems);
+    return out;
+}
+/** The public key blob of an `ssh-ed25519 AAAA\u2026` line. */
+function publicKeyLine(blob, comment = '') {
+    return `${KEY_TYPE} ${blob.toString('base64')}${comment ? ` ${comment}` : ''}`;
+}
+
+;// CONCATENATED MODULE: ./src/backup/signature.ts
+// Backups are signed: age gives confidentiality, not authenticity (anyone with the public
+// recipient can write a backup that decrypts). backup-verda signs each manifest.json with an
+// Ed25519 key held as a repository secret; the manifest holds the sha256 of every object and of
+// RESTORE.sh, so the signature covers the whole backup. The drill and RESTORE.sh accept a backup
+// only when manifest.json.sig verifies against config/backup-signers (an ssh-keygen allowed
+// signers file): `ssh-keygen -Y verify -f config/backup-signers -I comfyume-backup
+// -n comfyume-backup -s manifest.json.sig < manifest.json` checks it by hand.
+
+
+
+/** The SSHSIG namespace and the principal of config/backup-signers. */
+const SIGNATURE_NAMESPACE = 'comfyume-backup';
+const SIGNER_PRINCIPAL = 'comfyume-backup';
+const DEFAULT_SIGNERS_FILE = 'config/backup-signers';
+/** Reads an allowed signers file; one without a key is an error that says how to add one. */
+async function loadAllowedSigners(file) {
+    let text;
+    try {
+        text = await (0,promises_.readFile)(file, 'utf8');
+    }
+    catch (err) {
+        throw new ConfigError(file, [
+            `cannot be read: ${err.code ?? String(err)}`,
+        ]);
+    }
+    const signers = parseAllowedSigners(text, file).filter((s) => s.principals.some((p) => p === SIGNER_PRINCIPAL || p === '*'));
+    if (signers.length === 0) {
+        throw new ConfigError(file, [
+            `lists no key for ${SIGNER_PRINCIPAL}: add the public key of the backup signing key as a line '${SIGNER_PRINCIPAL} namespaces="${SIGNATURE_NAMESPACE}" ssh-ed25519 AAAA\u2026' (see SECURITY.md)`,
+        ]);
+    }
+    return { text, signers };
+}
+/** Checks manifest.json against its signature; throws naming the manifest's key otherwise. */
+function verifyManifestSignature(manifest, signature, allowed, manifestKey) {
+    const what = `${manifestKey}: not accepted`;
+    if (signature === undefined) {
+        throw new errors_OpsError(`${what}: it has no signature (${manifestKey}.sig); only a backup signed by backup-verda's signing key is restored`);
+    }
+    return verifySshsig({
+        message: manifest,
+        signature,
+        namespace: SIGNATURE_NAMESPACE,
+        principal: SIGNER_PRINCIPAL,
+        allowed,
+        what,
+    });
+}
+
+;// CONCATENATED MODULE: ./src/lib/format.ts
+const units = ['B', 'KiB', 'MiB', 'GiB', 'TiB'];
+function format_formatBytes(bytes) {
+    let value = bytes;
+    let unit = 0;
+    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0
+        ? `${bytes} B`
+        : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
+}
+function format_formatDuration(ms) {
+    if (ms < 1000)
+        return `${Math.round(ms)} ms`;
+    const s = ms / 1000;
+    if (s < 60)
+        return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
+    const m = Math.floor(s / 60);
+    const rest = Math.round(s - m * 60);
+    if (m < 60)
+        return `${m} m ${rest} s`;
+    return `${Math.floor(m / 60)} h ${m % 60} m`;
+}
+function formatRate(bytes, ms) {
+    if (ms <= 0)
+        return '-';
+    return `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
+}
+function formatUsd(amount) {
+    return amount < 0.01 && amount > 0 ? `$${amount.toFixed(4)}` : `$${amount.toFixed(2)}`;
+}
+
+;// CONCATENATED MODULE: ./src/lib/summary.ts
+function escapeCell(cell) {
+    return cell.replace(/\|/g, '\\|').replace(/\r?\n/g, '<br>');
+}
+function tableToMarkdown(table) {
+    const lines = [];
+    if (table.title)
+        lines.push(`### ${table.title}`, '');
+    lines.push(`| ${table.headers.map(escapeCell).join(' | ')} |`);
+    lines.push(`| ${table.headers.map(() => '---').join(' | ')} |`);
+    for (const row of table.rows)
+        lines.push(`| ${row.map(escapeCell).join(' | ')} |`);
+    return `${lines.join('\n')}\n`;
+}
+function tableToText(table) {
+    const widths = table.headers.map((h, i) => Math.max(h.length, ...table.rows.map((r) => (r[i] ?? '').length)));
+    const line = (cells) => cells
+        .map((c, i) => c.padEnd(widths[i] ?? 0))
+        .join('  ')
+        .trimEnd();
+    const out = table.title ? [table.title] : [];
+    out.push(line(table.headers), line(widths.map((w) => '-'.repeat(w))));
+    for (const row of table.rows)
+        out.push(line(row));
+    return `${out.join('\n')}\n`;
+}
+/** Key/value facts (backup id, endpoint, cost) as a two-column table. */
+function summary_factsTable(title, facts) {
+    return { title, headers: ['', ''], rows: facts.map(([k, v]) => [`**${k}**`, v]) };
+}
+
+;// CONCATENATED MODULE: ./src/backup/report.ts
+// Job summaries: a backup's items, facts and retention decisions; a restore drill's results.
+
+
+function backupReport(result, opts) {
+    const parts = [];
+    parts.push(result.dryRun
+        ? `## Backup dry run: nothing was uploaded or deleted`
+        : `## Backup ${result.backupId}: ${result.items.length} item(s), ${formatBytes(result.bytes)} stored`);
+    if (result.dryRun) {
+        parts.push({
+            title: 'Plan',
+            headers: ['Item', 'Action', 'Paths', 'Missing on the host'],
+            rows: result.plan.map((p) => [p.id, p.action, p.paths.join(' '), p.missing.join(' ') || '-']),
+        });
+    }
+    else {
+        parts.push({
+            title: 'Items',
+            headers: ['Item', 'Size (tar)', 'Compressed', 'Stored (age)', 'sha256', 'Time'],
+            rows: result.items.map((i) => [
+                i.id,
+                i.tarBytes === null ? '?' : formatBytes(i.tarBytes),
+                formatBytes(i.archiveBytes),
+                formatBytes(i.storedBytes),
+                `\`${i.sha256.slice(0, 12)}\``,
+                formatDuration(i.seconds * 1000),
+            ]),
+        });
+    }
+    const disks = Object.entries(result.facts.disks).map(([name, d]) => [
+        `disk ${name}`,
+        d.filesystem
+            ? `${formatBytes(d.usedBytes)} used of ${formatBytes(d.sizeBytes)} (${d.path})`
+            : `unavailable (${d.path})`,
+    ]);
+    parts.push(factsTable('Backup', [
+        ['backup id', result.backupId],
+        ['manifest', result.dryRun ? '-' : `s3://${opts.bucket}/${result.manifestKey}`],
+        ['previous latest', result.previousLatest?.backupId ?? '-'],
+        ['host key', result.hostFingerprint],
+        ['hostname', result.facts.hostname || '-'],
+        ['os', result.facts.os || '-'],
+        ['tailscale ip', result.facts.tailscaleIp || '-'],
+        ['compression', result.compressor],
+        ...disks,
+    ]));
+    if (result.skipped.length > 0) {
+        parts.push({
+            title: 'Skipped',
+            headers: ['Item', 'Why'],
+            rows: result.skipped.map((s) => [s.id, s.reason]),
+        });
+    }
+    if (result.retentionSkipped)
+        parts.push('**Retention**: not applied by this run (it runs as its own job, `mode: retention`).');
+    else
+        parts.push(...retentionTables(result, result.dryRun));
+    if (result.warnings.length > 0)
+        parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
+    return parts;
+}
+/** The job summary of a restore drill: per item what was restored and how it compared. */
+function drillReport(result, opts) {
+    const total = result.downloadSeconds + result.restoreSeconds;
+    return [
+        `## Restore drill of backup ${result.backupId}: ${result.items.length} item(s) restored, equal to their archives`,
+        {
+            title: 'Items',
+            headers: [
+                'Item',
+                'Stored (age)',
+                'sha256',
+                'Restored by RESTORE.sh',
+                'Compared with the archive',
+            ],
+            rows: result.items.map((i) => [
+                i.id,
+                format_formatBytes(i.storedBytes),
+                'matches the manifest',
+                `${i.members} member(s)`,
+                i.ownershipIgnored
+                    ? `equal (owners not compared for ${i.ownershipIgnored}: not root)`
+                    : 'equal',
+            ]),
+        },
+        summary_factsTable('Drill', [
+            ['backup', `s3://${opts.bucket}/${opts.prefix}/${result.backupId}/`],
+            ['finished', result.finishedAt],
+            [
+                'age',
+                `${result.ageHours.toFixed(1)} h${result.stale ? ` \u2014 STALE (max-age ${opts.maxAge})` : ''}`,
+            ],
+            [
+                'download',
+                `${format_formatBytes(result.downloadedBytes)} in ${format_formatDuration(result.downloadSeconds * 1000)}`,
+            ],
+            ['RESTORE.sh', format_formatDuration(result.restoreSeconds * 1000)],
+            ['comparison', format_formatDuration(result.checkSeconds * 1000)],
+            ['time to restore (download + RESTORE.sh)', format_formatDuration(total * 1000)],
+        ]),
+    ];
+}
+/** The retention decisions, and what R2 refused to delete (bucket lock rules). */
+function retentionTables(result, dryRun) {
+    const refused = new Map(result.refused.map((b) => [b.id, b]));
+    const tables = [
+        {
+            title: dryRun ? 'Retention (what a real run would decide)' : 'Retention',
+            headers: ['Backup', 'Decision', 'Why'],
+            rows: result.retention.map((d) => [
+                d.id,
+                d.keep
+                    ? 'keep'
+                    : result.deleted.includes(d.id)
+                        ? 'deleted'
+                        : refused.has(d.id)
+                            ? refused.get(d.id)?.intact
+                                ? 'kept: R2 refused the delete (locked)'
+                                : 'partly deleted: its manifest is gone (locked objects remain)'
+                            : 'delete',
+                d.reasons.join(', '),
+            ]),
+        },
+    ];
+    if (result.refused.length > 0) {
+        tables.push({
+            title: 'Refused by R2 (a bucket lock rule, or a token without delete rights)',
+            headers: ['Backup', 'Object', 'R2 said', 'State'],
+            rows: result.refused.flatMap((b) => b.refused.map((r) => [
+                b.id,
+                r.key,
+                r.code,
+                b.intact ? 'whole backup kept' : 'no manifest: a later run removes it',
+            ])),
+        });
+    }
+    return tables;
+}
+/** The job summary of a retention-only run (mode: retention). */
+function retentionReport(result, opts) {
+    const parts = [
+        result.dryRun
+            ? '## Retention dry run: nothing was deleted'
+            : `## Retention: ${result.deleted.length} backup(s) deleted, ${result.refused.length} refused by R2`,
+        factsTable('Retention', [
+            ['bucket', `s3://${opts.bucket}/${opts.prefix}/`],
+            ['latest (always kept)', result.latest?.backupId ?? '-'],
+            ['stale multipart uploads aborted', String(result.aborted)],
+        ]),
+        ...retentionTables(result, result.dryRun),
+    ];
+    if (result.warnings.length > 0)
+        parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
+    return parts;
+}
+
+// EXTERNAL MODULE: external "node:child_process"
+var external_node_child_process_ = __nccwpck_require__(1421);
+// EXTERNAL MODULE: external "node:os"
+var external_node_os_ = __nccwpck_require__(8161);
+var external_node_os_default = /*#__PURE__*/__nccwpck_require__.n(external_node_os_);
+;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/iso.js
+
+
+
+function iso_datetime(params) {
+    return _isoDateTime(ZodISODateTime, params);
+}
+function iso_date(params) {
+    return core._isoDate(ZodISODate, params);
+}
+function iso_time(params) {
+    return core._isoTime(ZodISOTime, params);
+}
+function iso_duration(params) {
+    return core._isoDuration(ZodISODuration, params);
 }
 
 ;// CONCATENATED MODULE: ./src/backup/remote-commands.ts
@@ -71526,6 +71760,7 @@ function parseLatest(text) {
 // configured * and ? globs reach the shell unquoted (shellGlob).
 
 
+const COMPRESSOR_NAMES = ['zstd', 'gzip'];
 const COMPRESSORS = {
     zstd: { command: 'zstd -q -c -T0', extension: 'tar.zst', decompress: 'zstd -dc' },
     gzip: { command: 'gzip -c', extension: 'tar.gz', decompress: 'gzip -dc' },
@@ -71543,7 +71778,7 @@ function excludePatterns(item) {
     return out;
 }
 /** `bash -o pipefail -c '\u2026'`: the login shell may be zsh; pipefail makes a failed tar fail the run. */
-function bashPipefail(script) {
+function remote_commands_bashPipefail(script) {
     return `bash -o pipefail -c ${shellQuote(script)}`;
 }
 /**
@@ -71578,7 +71813,7 @@ function archiveCommand(config, item, compressor) {
             ...members,
         ].join(' ');
     }
-    return bashPipefail(`${archiver} | ${COMPRESSORS[compressor].command}`);
+    return remote_commands_bashPipefail(`${archiver} | ${COMPRESSORS[compressor].command}`);
 }
 /**
  * One probe for the whole plan: which compressor the host has, whether the sudo rule works, and
@@ -71597,7 +71832,7 @@ function probeCommand(config) {
                 `printf '%s\\t%s\\t%s\\n' "$s" ${shellQuote(item.id)} "$f"; done`);
         }
     }
-    return bashPipefail(lines.join('\n'));
+    return remote_commands_bashPipefail(lines.join('\n'));
 }
 function parseProbe(output) {
     const result = {
@@ -71639,13 +71874,290 @@ function changedWhileReading(stderr) {
         lines.every((l) => /file changed as we read it|file shrank by|file is unchanged; not dumped/.test(l)));
 }
 
+;// CONCATENATED MODULE: ./src/backup/facts.ts
+// Facts recorded with each backup: tailscale ip -4, hostname, OS release, kernel and the disk
+// usage of the configured mounts. Each is best-effort; a missing fact is a warning, not a failure.
+
+
+
+
+
+/** Free text from the host (an OS name, a mount point): printable, one line, bounded. */
+const hostText = (max) => schemas_string()
+    .max(max)
+    .refine((text) => !hasControlChars(text), 'must not contain control characters');
+const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+const KERNEL_RE = /^[A-Za-z0-9._+~-]{1,100}$/;
+const diskFactSchema = strictObject({
+    path: absolutePath('disk path'),
+    filesystem: hostText(256),
+    sizeBytes: schemas_number().int().nonnegative(),
+    usedBytes: schemas_number().int().nonnegative(),
+    availableBytes: schemas_number().int().nonnegative(),
+    mountedOn: hostText(1024),
+});
+/** What the host said about itself; each value is checked, an odd one is recorded as ''. */
+const hostFactsSchema = strictObject({
+    tailscaleIp: union([literal(''), schemas_ipv4()]),
+    hostname: union([literal(''), schemas_string().regex(HOSTNAME_RE)]),
+    os: hostText(200),
+    kernel: union([literal(''), schemas_string().regex(KERNEL_RE)]),
+    disks: record(schemas_string().regex(ITEM_ID_RE), diskFactSchema),
+});
+function factsCommand(config) {
+    const lines = [
+        `printf 'tailscale-ip\\t%s\\n' "$(tailscale ip -4 2>/dev/null | head -n 1)"`,
+        `printf 'hostname\\t%s\\n' "$(hostname 2>/dev/null)"`,
+        `printf 'os\\t%s\\n' "$( (. /etc/os-release && printf '%s' "$PRETTY_NAME") 2>/dev/null)"`,
+        `printf 'kernel\\t%s\\n' "$(uname -r)"`,
+    ];
+    for (const [name, path] of Object.entries(config['disk-facts'])) {
+        lines.push(`printf 'disk\\t%s\\t%s\\t%s\\n' ${shellQuote(name)} ${shellQuote(path)} "$(df -P -B1 -- ${shellQuote(onHost(config, path))} 2>/dev/null | tail -n 1)"`);
+    }
+    // Facts are best-effort: never let one failed probe fail the script.
+    return bashPipefail(`${lines.join('\n')}\nexit 0`);
+}
+/**
+ * Parses what the facts command printed. The host is not trusted: a value that is not of its
+ * kind (a hostname with a newline, df output that is no number) is dropped and reported missing,
+ * and only the disks of the config are taken, with the config's path.
+ */
+function parseFacts(output, diskFacts = {}) {
+    const facts = { tailscaleIp: '', hostname: '', os: '', kernel: '', disks: {} };
+    const missing = [];
+    const invalid = new Set();
+    const fields = hostFactsSchema.shape;
+    const take = (field, value) => {
+        const parsed = fields[field].safeParse(value);
+        if (parsed.success)
+            facts[field] = parsed.data;
+        else {
+            invalid.add(field);
+            missing.push(`${field} from the host is not valid: ${JSON.stringify(value.slice(0, 80))}`);
+        }
+    };
+    for (const line of output.split('\n')) {
+        const [kind, a = '', , c = ''] = line.split('\t');
+        if (kind === 'tailscale-ip')
+            take('tailscaleIp', a.trim());
+        else if (kind === 'hostname')
+            take('hostname', a.trim());
+        else if (kind === 'os')
+            take('os', a.trim());
+        else if (kind === 'kernel')
+            take('kernel', a.trim());
+        else if (kind === 'disk' && Object.hasOwn(diskFacts, a)) {
+            const f = c.trim().split(/\s+/);
+            const disk = diskFactSchema.safeParse({
+                path: diskFacts[a],
+                filesystem: f[0] ?? '',
+                sizeBytes: Number(f[1]),
+                usedBytes: Number(f[2]),
+                availableBytes: Number(f[3]),
+                mountedOn: f.slice(5).join(' '),
+            });
+            facts.disks[a] =
+                f.length >= 6 && disk.success
+                    ? disk.data
+                    : {
+                        path: diskFacts[a] ?? '/',
+                        filesystem: '',
+                        sizeBytes: 0,
+                        usedBytes: 0,
+                        availableBytes: 0,
+                        mountedOn: '',
+                    };
+        }
+    }
+    if (!facts.tailscaleIp && !invalid.has('tailscaleIp'))
+        missing.push('tailscale ip -4 gave no IPv4 address');
+    if (!facts.hostname && !invalid.has('hostname'))
+        missing.push('hostname is empty');
+    for (const [name, disk] of Object.entries(facts.disks)) {
+        if (!disk.filesystem)
+            missing.push(`df of ${name} (${disk.path}) failed`);
+    }
+    return { facts, missing };
+}
+
+;// CONCATENATED MODULE: ./src/backup/manifest.ts
+// Where a backup lives in the bucket and what its manifest.json records. The manifest is written
+// last: a backup exists exactly when its manifest does.
+
+
+
+
+
+const MANIFEST_FORMAT = 'comfyume-ops/backup-manifest/1';
+const TOOL_NAME = 'comfyume-ops backup-verda';
+/** Backup ids are UTC timestamps, sortable as text: 20261128T021500Z. */
+function backupIdFor(date) {
+    return date
+        .toISOString()
+        .replace(/[-:]/g, '')
+        .replace(/\.\d{3}Z$/, 'Z');
+}
+const ID_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
+function parseBackupId(id) {
+    const m = ID_RE.exec(id);
+    if (!m)
+        return undefined;
+    const [, y, mo, d, h, mi, s] = m.map(Number);
+    const date = new Date(Date.UTC(y ?? 0, (mo ?? 1) - 1, d, h, mi, s));
+    return backupIdFor(date) === id ? date : undefined;
+}
+const backupKeys = (prefix, id) => ({
+    dir: `${prefix}/${id}/`,
+    manifest: `${prefix}/${id}/manifest.json`,
+    signature: `${prefix}/${id}/manifest.json.sig`,
+    restoreScript: `${prefix}/${id}/RESTORE.sh`,
+    item: (itemId, extension) => `${prefix}/${id}/${itemId}.${extension}.age`,
+});
+const latestKey = (prefix) => `${prefix}/latest.json`;
+const SHA256_HEX = schemas_string().regex(/^[0-9a-f]{64}$/, 'must be a sha256 in hex');
+const bytes = schemas_number().int().nonnegative();
+/** `SHA256:` and 43 base64 characters, as ssh-keygen -l prints a host key. */
+const FINGERPRINT_RE = /^SHA256:[A-Za-z0-9+/]{43}$/;
+const SEMVER_RE = /^\d{1,5}\.\d{1,5}\.\d{1,5}(?:-[0-9A-Za-z.-]{1,40})?$/;
+const USER_RE = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,31}$/;
+const HOST_RE = /^[A-Za-z0-9.:_-]{1,253}$/;
+/** age recipients: X25519 (age1 + bech32) or an SSH public key, one line each. */
+const RECIPIENT_RE = /^(?:age1[02-9ac-hj-np-z]{58}|(?:ssh-ed25519|ssh-rsa) [A-Za-z0-9+/]+={0,2})$/;
+const manifestItemSchema = strictObject({
+    id: schemas_string().regex(ITEM_ID_RE, 'must be an item id as in config/backup.yml'),
+    description: hostText(500),
+    // Checked as the config checks them: they become paths on the machine restoring.
+    paths: array(absolutePath('path', { glob: true })).min(1),
+    /** Host paths that were absent (optional items, or globs that matched nothing). */
+    missingPaths: array(absolutePath('missing path', { glob: true })),
+    required: schemas_boolean(),
+    sudo: schemas_boolean(),
+    restoreTo: absolutePath('restoreTo'),
+    /** As the config said at backup time; a restore runs its own config's, never these. */
+    afterRestore: array(hostText(1000)),
+    key: schemas_string(),
+    compression: schemas_enum(COMPRESSOR_NAMES),
+    /** Uncompressed tar bytes (GNU tar --totals), when tar reported them. */
+    tarBytes: bytes.nullable(),
+    /** Compressed bytes received from the host. */
+    archiveBytes: bytes,
+    /** Encrypted bytes stored in R2, and their sha256. */
+    storedBytes: bytes,
+    sha256: SHA256_HEX,
+    seconds: schemas_number().nonnegative(),
+});
+const manifestFields = strictObject({
+    format: literal(MANIFEST_FORMAT),
+    backupId: schemas_string().regex(ID_RE, 'must be a backup id such as 20261128T021500Z'),
+    tool: strictObject({
+        name: literal(TOOL_NAME),
+        version: schemas_string().regex(SEMVER_RE, 'must be a version such as 0.1.0'),
+    }),
+    startedAt: iso_datetime(),
+    finishedAt: iso_datetime(),
+    host: strictObject({
+        address: schemas_string().regex(HOST_RE, 'must be a host name or address'),
+        port: schemas_number().int().min(1).max(65535),
+        user: schemas_string().regex(USER_RE, 'must be a user name'),
+        fingerprint: schemas_string().regex(FINGERPRINT_RE, 'must be SHA256:<43 base64 characters>'),
+        hostRoot: absolutePath('host.hostRoot'),
+    }),
+    facts: hostFactsSchema,
+    encryption: strictObject({
+        format: literal('age'),
+        recipients: array(schemas_string().regex(RECIPIENT_RE, 'must be an age recipient')).min(1),
+    }),
+    items: array(manifestItemSchema),
+    skipped: array(strictObject({ id: schemas_string().regex(ITEM_ID_RE), reason: hostText(2000) })),
+    restoreScript: strictObject({ key: schemas_string(), sha256: SHA256_HEX, bytes }),
+});
+/**
+ * The manifest of backup `backupId` under `prefix`, whole: every object it names is this backup's
+ * own (`<prefix>/<id>/<item>.<ext>.age`, `<prefix>/<id>/RESTORE.sh`), ids are unique, and the id
+ * is the start time.
+ */
+function manifestSchema(prefix) {
+    return manifestFields.superRefine((m, ctx) => {
+        const keys = backupKeys(prefix, m.backupId);
+        const issue = (path, message) => ctx.addIssue({ code: 'custom', path, message });
+        if (backupIdFor(new Date(m.startedAt)) !== m.backupId)
+            issue(['startedAt'], `must be the time backup id ${m.backupId} names`);
+        if (Date.parse(m.finishedAt) < Date.parse(m.startedAt))
+            issue(['finishedAt'], 'must not be before startedAt');
+        if (m.restoreScript.key !== keys.restoreScript)
+            issue(['restoreScript', 'key'], `must be ${keys.restoreScript}`);
+        const seen = new Set();
+        m.items.forEach((item, i) => {
+            const expected = keys.item(item.id, COMPRESSORS[item.compression].extension);
+            if (item.key !== expected)
+                issue(['items', i, 'key'], `must be ${expected}`);
+            if (seen.has(item.id))
+                issue(['items', i, 'id'], `duplicate item id ${item.id}`);
+            seen.add(item.id);
+        });
+    });
+}
+const latestSchema = strictObject({
+    backupId: schemas_string().regex(ID_RE),
+    manifestKey: schemas_string(),
+    finishedAt: iso_datetime(),
+});
+/** The first problem of a failed parse, as `field.path: message`. */
+function firstIssue(error) {
+    const issue = error.issues[0];
+    return `${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`;
+}
+/** A stored manifest, checked; the error names the key and the first field that is wrong. */
+function parseManifest(text, key, prefix) {
+    let json;
+    try {
+        json = JSON.parse(text);
+    }
+    catch {
+        throw new errors_OpsError(`${key} is not JSON`);
+    }
+    const parsed = manifestSchema(prefix).safeParse(json);
+    if (!parsed.success)
+        throw new errors_OpsError(`${key} is not a ${MANIFEST_FORMAT} manifest: ${firstIssue(parsed.error)}`);
+    if (key !== backupKeys(prefix, parsed.data.backupId).manifest)
+        throw new errors_OpsError(`${key} names backup ${parsed.data.backupId}: not its own manifest`);
+    return parsed.data;
+}
+/** latest.json, when it is well formed and names a manifest of its own prefix. */
+function parseLatest(text, prefix) {
+    try {
+        const parsed = latestSchema.safeParse(JSON.parse(text));
+        if (!parsed.success)
+            return undefined;
+        return parsed.data.manifestKey === backupKeys(prefix, parsed.data.backupId).manifest
+            ? parsed.data
+            : undefined;
+    }
+    catch {
+        return undefined;
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/lib/shell.ts
-// Shell words for bash command lines, remote (over SSH) and local: every value goes through here.
-/** Quotes one shell word; safe words pass unchanged. */
+// Shell words for bash command lines, remote (over SSH) and local, and for generated scripts
+// (RESTORE.sh): every value goes through here, comments included.
+/** Quotes one shell word; safe words pass unchanged. The result never spans lines. */
 function shell_shellQuote(word) {
     if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word))
         return word;
+    // A newline or another control character gets bash's $'...' with escapes, so a quoted word
+    // stays on one line: a value can then end neither a comment nor a case branch.
+    if (ASCII_CONTROL.test(word))
+        return ansiCQuote(word);
     return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+// Matching control characters is the point. Only ASCII ones: \xHH in $'...' is one byte.
+// eslint-disable-next-line no-control-regex
+const ASCII_CONTROL = /[\u0000-\u001f\u007f]/;
+function ansiCQuote(word) {
+    // eslint-disable-next-line no-control-regex
+    const escaped = word.replace(/[\u0000-\u001f\u007f\\']/g, (c) => c === '\\' || c === "'" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    return `$'${escaped}'`;
 }
 /**
  * Quotes a path but leaves `*` and `?` unquoted so the shell expands them
@@ -71657,58 +72169,75 @@ function shell_shellGlob(path) {
         .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shell_shellQuote(part)))
         .join('');
 }
+/** Free text as one shell comment line: the text is quoted, so it cannot end the comment. */
+function shellComment(text) {
+    return `# ${shell_shellQuote(text)}`;
+}
 
 ;// CONCATENATED MODULE: ./src/backup/restore-script.ts
-// RESTORE.sh, written next to each manifest: downloads every archive of that backup (or takes
-// them from a directory), verifies its sha256, decrypts it with an age identity and extracts it.
+// RESTORE.sh, written next to each manifest: checks the backup's signature (ssh-keygen -Y verify
+// against an allowed signers file the admin gives it) and that the signed manifest vouches for
+// this very script, then downloads every archive (or takes them from a directory), verifies its
+// sha256, decrypts it with an age identity and extracts it. Every value from the backup reaches
+// the script through shellQuote (one line each, comments included): it is data, never code.
 // Generated bash must stay shellcheck-clean (a test runs /usr/bin/shellcheck on it).
+
 
 function assoc(name, entries) {
     const body = entries.map(([k, v]) => `  [${shell_shellQuote(k)}]=${shell_shellQuote(v)}`).join('\n');
     return `declare -A ${name}=(\n${body}\n)`;
 }
-function comment(text) {
-    return text.replace(/[\r\n]+/g, ' ');
-}
+/** The after-restore table on one line: the drill compares every other line with its own. */
+const AFTER_RESTORE_LINE = /^declare -A AFTER_RESTORE=\(.*\)$/m;
 function restoreScript(input) {
     const items = input.items;
-    const afterCases = items
+    // Each item's steps as one quoted string, run by bash -c only on a live restore.
+    const afterRestore = items
         .filter((i) => i.afterRestore.length > 0)
-        .map((i) => `    ${shell_shellQuote(i.id)})\n${i.afterRestore.map((c) => `      ${c}`).join('\n')}\n      ;;`)
-        .join('\n');
+        .map((i) => `[${shell_shellQuote(i.id)}]=${shell_shellQuote(i.afterRestore.join('\n'))}`)
+        .join(' ');
     const tables = [
         assoc('KEY', items.map((i) => [i.id, i.key])),
         assoc('SHA256', items.map((i) => [i.id, i.sha256])),
         assoc('COMPRESSION', items.map((i) => [i.id, i.compression])),
         assoc('RESTORE_TO', items.map((i) => [i.id, i.restoreTo])),
         '# shellcheck disable=SC2016 # descriptions are literal text',
-        assoc('DESCRIPTION', items.map((i) => [i.id, comment(i.description)])),
+        assoc('DESCRIPTION', items.map((i) => [i.id, i.description])),
+        `declare -A AFTER_RESTORE=(${afterRestore})`,
     ].join('\n');
     return `#!/usr/bin/env bash
-# RESTORE.sh for backup ${input.backupId} of ${comment(input.facts.hostname || 'the GPU host')}
-# Generated by comfyume-ops ${input.toolVersion}. Host key ${input.hostFingerprint}; Tailscale IP ${input.facts.tailscaleIp || 'unknown'}.
+# RESTORE.sh of one comfyume-ops backup (its id, host and tool version are set below).
 #
-# Usage: RESTORE.sh --identity AGE_KEY_FILE [--root DIR] [--from DIR] [--only ITEM]...
-#                   [--download-only] [--skip-after-restore] [--list]
+# Usage: RESTORE.sh --signers FILE --identity AGE_KEY_FILE [--root DIR] [--from DIR]
+#                   [--only ITEM]... [--download-only] [--skip-after-restore] [--list]
+#   --signers FILE        allowed signers (config/backup-signers of the comfyume-ops repository):
+#                         the backup's signature must verify against one of its keys
 #   --identity FILE       age identity (AGE-SECRET-KEY-1...) of one of the backup's recipients
 #   --root DIR            restore under DIR instead of / (a drill); after-restore steps run only for /
-#   --from DIR            archives already downloaded into DIR; otherwise they are fetched from R2
-#                         with the aws CLI (set AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, and
-#                         R2_ENDPOINT if it differs from the one below)
+#   --from DIR            manifest.json, its .sig and the archives already downloaded into DIR;
+#                         otherwise they are fetched from R2 with the aws CLI (set
+#                         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, and R2_ENDPOINT if it differs)
 #   --only ITEM           restore only this item (repeatable); --list shows the items
 #   --download-only       download and verify, extract nothing
 #   --skip-after-restore  do not run the after-restore steps (service restarts)
 #
-# Every archive is checked against the sha256 recorded at backup time before it is decrypted.
-# Needs: bash, tar, sha256sum, age, zstd or gzip (and the aws CLI without --from).
+# Before anything is decrypted: manifest.json's signature is checked (ssh-keygen -Y verify), the
+# signed manifest must name this script's sha256, and every archive must match its sha256.
+# Needs: bash, ssh-keygen, tar, sha256sum, age, zstd or gzip (and the aws CLI without --from).
 set -euo pipefail
 
+# ${shell_shellQuote(`Backup ${input.backupId} of ${input.facts.hostname || 'the GPU host'}, written by comfyume-ops ${input.toolVersion}`)}
+# ${shell_shellQuote(`Host key ${input.hostFingerprint}; Tailscale IP ${input.facts.tailscaleIp || 'unknown'}`)}
 BACKUP_ID=${shell_shellQuote(input.backupId)}
 BUCKET=${shell_shellQuote(input.bucket)}
+MANIFEST_KEY=${shell_shellQuote(input.manifestKey)}
+SIGNATURE_NAMESPACE=${shell_shellQuote(SIGNATURE_NAMESPACE)}
+SIGNER_PRINCIPAL=${shell_shellQuote(SIGNER_PRINCIPAL)}
 R2_ENDPOINT=\${R2_ENDPOINT:-${shell_shellQuote(input.endpoint)}}
 ITEMS=(${items.map((i) => shell_shellQuote(i.id)).join(' ')})
 ${tables}
 
+SIGNERS=''
 IDENTITY=''
 ROOT=/
 FROM=''
@@ -71724,12 +72253,13 @@ need() {
   command -v "$1" >/dev/null 2>&1 || die "needs $1 (apt-get install -y $2)"
 }
 usage() {
-  sed -n '2,18p' "$0" | sed 's/^# \\{0,1\\}//'
+  sed -n '2,21p' "$0" | sed 's/^# \\{0,1\\}//'
   exit "$1"
 }
 
 while (($# > 0)); do
   case $1 in
+    --signers) SIGNERS=\${2:?--signers needs a file}; shift 2 ;;
     --identity) IDENTITY=\${2:?--identity needs a file}; shift 2 ;;
     --root) ROOT=\${2:?--root needs a directory}; shift 2 ;;
     --from) FROM=\${2:?--from needs a directory}; shift 2 ;;
@@ -71749,6 +72279,11 @@ if ((\${#ONLY[@]} == 0)); then ONLY=("\${ITEMS[@]}"); fi
 for id in "\${ONLY[@]}"; do [[ -n \${KEY[$id]+set} ]] || die "unknown item: $id (see --list)"; done
 need sha256sum coreutils
 need tar tar
+need ssh-keygen openssh-client
+[[ -n $SIGNERS ]] || die '--signers FILE is required (config/backup-signers of the comfyume-ops repository)'
+[[ -r $SIGNERS ]] || die "cannot read the allowed signers file $SIGNERS"
+SELF=\${BASH_SOURCE[0]}
+[[ -f $SELF ]] || die 'run RESTORE.sh from a file (bash RESTORE.sh ...), not from a pipe'
 if ((DOWNLOAD_ONLY == 0)); then
   [[ -n $IDENTITY ]] || die '--identity AGE_KEY_FILE is required (or --download-only)'
   [[ -r $IDENTITY ]] || die "cannot read the identity file $IDENTITY"
@@ -71760,16 +72295,38 @@ ROOT=\${ROOT%/}
 WORK=$(mktemp -d)
 trap 'rm -rf -- "$WORK"' EXIT
 
-fetch() {
-  local id=$1 file
+# The file of an object: from --from, or downloaded from R2 into the work directory.
+object() {
+  local key=$1 file
   if [[ -n $FROM ]]; then
-    file=$FROM/\${KEY[$id]##*/}
+    file=$FROM/\${key##*/}
     [[ -f $file ]] || die "missing $file"
   else
     need aws awscli
-    file=$WORK/\${KEY[$id]##*/}
-    aws s3 cp --only-show-errors --endpoint-url "$R2_ENDPOINT" "s3://$BUCKET/\${KEY[$id]}" "$file" >&2
+    file=$WORK/\${key##*/}
+    aws s3 cp --only-show-errors --endpoint-url "$R2_ENDPOINT" "s3://$BUCKET/$key" "$file" >&2
   fi
+  printf '%s\\n' "$file"
+}
+
+# The signed manifest must be this backup's and must name this script's sha256.
+verify_signature() {
+  local manifest signature self said
+  manifest=$(object "$MANIFEST_KEY")
+  signature=$(object "$MANIFEST_KEY.sig")
+  said=$(ssh-keygen -Y verify -f "$SIGNERS" -I "$SIGNER_PRINCIPAL" -n "$SIGNATURE_NAMESPACE" \\
+    -s "$signature" <"$manifest" 2>&1) ||
+    die "the signature of $MANIFEST_KEY does not verify against $SIGNERS (\${said//[$'\\r\\n']/ }): not restoring"
+  grep -Fq "\\"backupId\\": \\"$BACKUP_ID\\"" -- "$manifest" || die "$MANIFEST_KEY is not backup $BACKUP_ID"
+  self=$(sha256sum -- "$SELF" | cut -d ' ' -f 1)
+  grep -Fq "\\"sha256\\": \\"$self\\"" -- "$manifest" ||
+    die "the signed manifest does not name this RESTORE.sh (sha256 $self): it was changed"
+  printf 'Signature of %s verified; this RESTORE.sh is the one it names\\n' "$MANIFEST_KEY"
+}
+
+fetch() {
+  local id=$1 file
+  file=$(object "\${KEY[$id]}")
   local got
   got=$(sha256sum -- "$file" | cut -d ' ' -f 1)
   [[ $got == "\${SHA256[$id]}" ]] || die "sha256 mismatch for $id: got $got, expected \${SHA256[$id]} ($file)"
@@ -71785,12 +72342,13 @@ decompress() {
 }
 
 after_restore() {
-  case $1 in
-${afterCases || '    none) ;;'}
-    *) ;;
-  esac
+  if [[ -n \${AFTER_RESTORE[$1]+set} ]]; then
+    printf '  %-20s after-restore steps\\n' "$1"
+    bash -euo pipefail -c "\${AFTER_RESTORE[$1]}"
+  fi
 }
 
+verify_signature
 printf 'Restoring backup %s (%d item(s)) into %s\\n' "$BACKUP_ID" "\${#ONLY[@]}" "\${ROOT:-/}"
 for id in "\${ONLY[@]}"; do
   file=$(fetch "$id")
@@ -71808,8 +72366,6 @@ printf 'Done. Next: mount the block storage for models, then pull models with sy
 
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
 var dist_cjs = __nccwpck_require__(3711);
-// EXTERNAL MODULE: external "node:crypto"
-var external_node_crypto_ = __nccwpck_require__(7598);
 ;// CONCATENATED MODULE: ./src/lib/logger.ts
 function consoleLogger(options = {}) {
     const write = options.write ?? ((line) => process.stderr.write(`${line}\n`));
@@ -71982,18 +72538,27 @@ function backoffDelay(attempt, opts = {}) {
     const exp = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
     return Math.max(0, Math.round(exp * (1 - jitter + 2 * jitter * random())));
 }
-/** Runs fn until it succeeds, the error is not retryable, or attempts run out (last error thrown). */
+/**
+ * Runs fn until it succeeds, the error is not retryable, attempts run out, or the next attempt
+ * would start past the deadline; the last error is thrown as it was.
+ */
 async function retry_retry(fn, opts = {}) {
-    const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, sleep: wait = sleep, } = opts;
+    const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, deadlineMs, attemptTimeoutMs, sleep: wait = sleep, now = Date.now, } = opts;
+    const deadline = deadlineMs === undefined ? Infinity : now() + deadlineMs;
     for (let attempt = 1;; attempt++) {
+        const left = Math.max(0, deadline - now());
+        const timeoutMs = Math.min(left, attemptTimeoutMs ?? Infinity);
         try {
-            return await fn(attempt);
+            return await fn(attempt, { timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : undefined });
         }
         catch (err) {
             if (attempt >= attempts || !retryable(err, attempt))
                 throw err;
             const requested = retryAfterMs?.(err);
             const delayMs = Math.max(backoffDelay(attempt, opts), requested ?? 0);
+            // An attempt that would start at or past the deadline could only time out: stop here.
+            if (now() + delayMs >= deadline)
+                throw err;
             onRetry?.({ err, attempt, delayMs });
             await wait(delayMs);
         }
@@ -72024,6 +72589,57 @@ const transientCodes = new Set([
     'UND_ERR_HEADERS_TIMEOUT',
     'UND_ERR_BODY_TIMEOUT',
 ]);
+const causeTexts = {
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    EPIPE: 'connection closed while sending',
+    ETIMEDOUT: 'connection timed out',
+    EHOSTUNREACH: 'host unreachable',
+    ENETUNREACH: 'network unreachable',
+    ENOTFOUND: 'DNS lookup failed: no such host',
+    EAI_AGAIN: 'DNS lookup failed (temporary resolver failure)',
+    EAI_FAIL: 'DNS lookup failed',
+    UND_ERR_SOCKET: 'connection closed by the server',
+    UND_ERR_CONNECT_TIMEOUT: 'timed out connecting',
+    UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for the answer',
+    UND_ERR_BODY_TIMEOUT: 'timed out reading the answer',
+};
+// OpenSSL and Node TLS codes: certificate problems and handshakes that are not TLS at all.
+const isTlsCode = (code) => /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/.test(code) ||
+    code === 'EPROTO';
+/**
+ * Why a request never got an answer, in words with the errno code, e.g. "connection refused
+ * (ECONNREFUSED)" or "DNS lookup failed: no such host (ENOTFOUND)"; undefined when the error is
+ * not a network failure. undici's `fetch failed` keeps the real error in `cause`.
+ */
+function networkCause(err) {
+    for (let e = err; e && typeof e === 'object'; e = e.cause) {
+        const { code, name, message } = e;
+        if (name === 'TimeoutError')
+            return 'timed out';
+        if (typeof code !== 'string')
+            continue;
+        const text = causeTexts[code];
+        if (text)
+            return `${text} (${code})`;
+        if (isTlsCode(code)) {
+            // Certificate errors read well ("self-signed certificate"); OpenSSL's record dumps do not.
+            const short = typeof message === 'string' && message.length <= 80 && message !== code;
+            return `TLS error${short ? `: ${message}` : ''} (${code})`;
+        }
+    }
+    return undefined;
+}
+/** networkCause, else the innermost cause's message ("fetch failed" says nothing by itself). */
+function networkFailureReason(err) {
+    const cause = networkCause(err);
+    if (cause)
+        return cause;
+    let innermost = err;
+    while (innermost instanceof Error && innermost.cause instanceof Error)
+        innermost = innermost.cause;
+    return innermost instanceof Error ? innermost.message : String(innermost);
+}
 /** A network-level failure (reset, refused, timeout) that a retry may cure. */
 function isTransientNetworkError(err) {
     for (let e = err; e && typeof e === 'object'; e = e.cause) {
@@ -72097,7 +72713,10 @@ function describeS3Failure(what, err) {
         return err;
     const status = err?.$metadata?.httpStatusCode;
     const message = errors_errorMessage(err).replace(/\.+$/, '');
-    return new errors_OpsError(`R2 ${what} failed: ${message}${status ? ` (HTTP ${status})` : ''}`, {
+    // "connect ECONNREFUSED 127.0.0.1:9000" names the peer; the cause in words says what went wrong.
+    const cause = networkCause(err);
+    const why = cause && !message.includes(cause) ? ` (${cause})` : '';
+    return new errors_OpsError(`R2 ${what} failed: ${message}${why}${status ? ` (HTTP ${status})` : ''}`, {
         cause: err,
     });
 }
@@ -72254,6 +72873,14 @@ async function abortUpload(client, bucket, key, uploadId, logger) {
 
 
 
+/** The refusal in an error from a delete (a 403 after our retry), or undefined. */
+function refusalOf(key, err) {
+    const cause = err.cause ?? err;
+    const status = cause.$metadata?.httpStatusCode;
+    if (status !== 403)
+        return undefined;
+    return { key, code: cause.name ?? 'AccessDenied' };
+}
 class BackupStore {
     client;
     bucket;
@@ -72323,7 +72950,7 @@ class BackupStore {
     }
     async latest() {
         const text = await this.getText(latestKey(this.prefix));
-        return text === undefined ? undefined : parseLatest(text);
+        return text === undefined ? undefined : parseLatest(text, this.prefix);
     }
     /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */
     async putSmall(key, body, contentType, ifAbsent = false) {
@@ -72367,11 +72994,38 @@ class BackupStore {
     async delete(key) {
         await this.send(`DeleteObject ${key}`, () => this.client.send(new dist_cjs/* DeleteObjectCommand */.k4j({ Bucket: this.bucket, Key: key })));
     }
-    /** Deletes a backup: its manifest first (so it stops counting as a backup), then the rest. */
+    /** Deletes a key; a 403 (a lock rule, a token without delete rights) is returned, not thrown. */
+    async tryDelete(key) {
+        try {
+            await this.delete(key);
+            return undefined;
+        }
+        catch (err) {
+            const refused = refusalOf(key, err);
+            if (refused)
+                return refused;
+            throw err;
+        }
+    }
+    /**
+     * Deletes a backup, its manifest first: once that is gone it no longer counts as a backup, and
+     * its other objects are leftovers that a later run removes. A refused manifest stops there, so
+     * no manifest ever names objects that are gone (an interrupted run leaves the same two states).
+     * Other refusals are collected and the rest still deleted.
+     */
     async deleteBackup(backup) {
         const manifest = backup.keys.filter((k) => k.endsWith('/manifest.json'));
-        for (const key of [...manifest, ...backup.keys.filter((k) => !manifest.includes(k))])
-            await this.delete(key);
+        const result = { deleted: [], refused: [] };
+        for (const key of [...manifest, ...backup.keys.filter((k) => !manifest.includes(k))]) {
+            const refused = await this.tryDelete(key);
+            if (refused)
+                result.refused.push(refused);
+            else
+                result.deleted.push(key);
+            if (refused && manifest.includes(key))
+                break;
+        }
+        return result;
     }
     /** Aborts multipart uploads under the prefix started before `olderThan` (crashed runs). */
     async abortStaleUploads(olderThan) {
@@ -72413,12 +73067,14 @@ const TOOL_VERSION = '0.1.0';
 
 
 
+
 async function runRestoreDrill(opts) {
     const { logger } = opts;
     const now = opts.now ?? (() => new Date());
     const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
     const where = `s3://${opts.bucket}/${opts.prefix}`;
-    const manifest = await readManifest(store, opts.backupId, where);
+    const { manifest, text, signature } = await readManifest(store, opts, where);
+    checkProves(manifest, opts.config, now());
     const items = selectItems(manifest, opts.only);
     checkIdentities(manifest, opts.identities);
     const ageMs = now().getTime() - Date.parse(manifest.finishedAt);
@@ -72440,14 +73096,17 @@ async function runRestoreDrill(opts) {
         };
         const stored = external_node_path_default().join(work, 'RESTORE.sh.stored');
         let downloadedBytes = await timed('download', () => download(store, manifest.restoreScript, 'RESTORE.sh', stored, logger));
+        checkRestoreScript(await (0,promises_.readFile)(stored, 'utf8'), manifest, opts);
         const script = external_node_path_default().join(work, 'RESTORE.sh');
-        await (0,promises_.writeFile)(script, checkedRestoreScript(await (0,promises_.readFile)(stored, 'utf8'), manifest, opts), {
-            mode: 0o700,
-        });
+        await (0,promises_.rename)(stored, script);
+        await (0,promises_.chmod)(script, 0o700);
         const identityFile = external_node_path_default().join(work, 'identity.txt');
         await (0,promises_.writeFile)(identityFile, `${opts.identities.map((i) => i.identity).join('\n')}\n`, {
             mode: 0o600,
         });
+        const signersFile = external_node_path_default().join(work, 'backup-signers');
+        await (0,promises_.writeFile)(signersFile, opts.signersText, { mode: 0o600 });
+        const keys = backupKeys(opts.prefix, manifest.backupId);
         const results = [];
         for (const item of items) {
             // One item at a time, each into a root of its own: items overlap (the project lies inside
@@ -72456,9 +73115,12 @@ async function runRestoreDrill(opts) {
             const root = external_node_path_default().join(work, 'root');
             await (0,promises_.mkdir)(archives);
             await (0,promises_.mkdir)(root);
+            // RESTORE.sh checks the signature itself, from the same directory as the archives.
+            await (0,promises_.writeFile)(external_node_path_default().join(archives, external_node_path_default().posix.basename(keys.manifest)), text);
+            await (0,promises_.writeFile)(external_node_path_default().join(archives, external_node_path_default().posix.basename(keys.signature)), signature);
             const archive = external_node_path_default().join(archives, external_node_path_default().posix.basename(item.key));
             downloadedBytes += await timed('download', () => download(store, item, item.id, archive, logger));
-            await timed('restore', () => restoreItem(script, identityFile, archives, root, item, logger, step));
+            await timed('restore', () => restoreItem(script, { identityFile, signersFile, archives, root }, item, logger, step));
             const compared = await timed('check', () => compareItem(identityFile, archive, external_node_path_default().join(root, item.restoreTo), item, step));
             logger.info(`${item.id}: ${compared.members} member(s) restored, equal to the archive` +
                 (compared.ownershipIgnored
@@ -72491,10 +73153,11 @@ async function runRestoreDrill(opts) {
         });
     }
 }
-async function readManifest(store, backupId, where) {
+/** The manifest and its signature, verified before the manifest is even parsed. */
+async function readManifest(store, opts, where) {
     let key;
-    if (backupId) {
-        key = backupKeys(store.prefix, backupId).manifest;
+    if (opts.backupId) {
+        key = backupKeys(store.prefix, opts.backupId).manifest;
     }
     else {
         const latest = await store.latest();
@@ -72502,13 +73165,34 @@ async function readManifest(store, backupId, where) {
             throw new errors_OpsError(`no backup to drill: ${where}/latest.json is missing or unreadable`);
         key = latest.manifestKey;
     }
-    const text = await store.getText(key);
+    const [text, signature] = await Promise.all([store.getText(key), store.getText(`${key}.sig`)]);
     if (text === undefined) {
-        throw backupId
-            ? new errors_InputError('backup-id', backupId, `a backup under ${where} (it has no manifest.json)`)
+        throw opts.backupId
+            ? new errors_InputError('backup-id', opts.backupId, `a backup under ${where} (it has no manifest.json)`)
             : new errors_OpsError(`latest.json names ${key}, which does not exist`);
     }
-    return parseManifest(text, key);
+    verifyManifestSignature(Buffer.from(text), signature, opts.signers, key);
+    return { manifest: parseManifest(text, key, store.prefix), text, signature: signature ?? '' };
+}
+/** How far a backup's clock may run ahead of the drill's. */
+const CLOCK_SKEW_MS = 5 * 60_000;
+/**
+ * A drill must fail when it would prove nothing: a backup with no items, without a required
+ * item of this repository's config, or from the future.
+ */
+function checkProves(manifest, config, now) {
+    const id = manifest.backupId;
+    if (manifest.items.length === 0)
+        throw new errors_OpsError(`backup ${id} has no items: a drill of it would prove nothing`);
+    const present = new Set(manifest.items.map((i) => i.id));
+    const missing = config.items.filter((i) => i.required && !present.has(i.id)).map((i) => i.id);
+    if (missing.length > 0) {
+        throw new errors_OpsError(`backup ${id} lacks required item(s) of the config: ${missing.join(', ')}`);
+    }
+    const ahead = Date.parse(manifest.finishedAt) - now.getTime();
+    if (ahead > CLOCK_SKEW_MS) {
+        throw new errors_OpsError(`backup ${id} finished at ${manifest.finishedAt}, ${(ahead / 60_000).toFixed(0)} min in the future: its clock or its manifest is wrong`);
+    }
 }
 function selectItems(manifest, only) {
     if (!only || only.length === 0)
@@ -72535,27 +73219,29 @@ async function download(store, object, what, file, logger) {
     logger.info(`${what}: ${got.bytes} bytes, sha256 matches the manifest`);
     return got.bytes;
 }
-// RESTORE.sh names the endpoint it downloads from; the drill passes --from, so only that value
-// may differ from the generated script (a line of its own, replaced before comparing).
+// RESTORE.sh names the endpoint it downloads from, and carries the after-restore steps of the
+// config at backup time; the drill passes --from and --skip-after-restore, so only those lines
+// may differ from the script generated here (each is a line of its own).
 const ENDPOINT_LINE = /^R2_ENDPOINT=\$\{R2_ENDPOINT:-.*\}$/m;
 /**
- * The RESTORE.sh to run: this tool's own, generated from the manifest, once the stored one is
- * found to be the same script (apart from the endpoint it names).
+ * Checks that the stored RESTORE.sh (its sha256 is in the signed manifest) is the script this
+ * tool generates from the manifest, with the after-restore steps of this repository's config.
  */
-function checkedRestoreScript(stored, manifest, opts) {
+function checkRestoreScript(stored, manifest, opts) {
+    const afterRestore = new Map(opts.config.items.map((i) => [i.id, i['after-restore']]));
     const generated = restoreScript({
         backupId: manifest.backupId,
         toolVersion: manifest.tool.version,
         bucket: opts.bucket,
-        prefix: opts.prefix,
+        manifestKey: backupKeys(opts.prefix, manifest.backupId).manifest,
         endpoint: opts.endpoint,
         hostFingerprint: manifest.host.fingerprint,
         facts: manifest.facts,
-        items: manifest.items,
+        items: manifest.items.map((i) => ({ ...i, afterRestore: afterRestore.get(i.id) ?? [] })),
     });
-    const line = ENDPOINT_LINE.exec(generated)?.[0] ?? '';
-    const a = stored.replace(ENDPOINT_LINE, line).split('\n');
-    const b = generated.split('\n');
+    const same = (script) => script.replace(ENDPOINT_LINE, 'R2_ENDPOINT').replace(AFTER_RESTORE_LINE, 'AFTER_RESTORE');
+    const a = same(stored).split('\n');
+    const b = same(generated).split('\n');
     const at = a.findIndex((l, i) => l !== b[i]);
     if (at >= 0 || a.length !== b.length) {
         const n = at >= 0 ? at : Math.min(a.length, b.length);
@@ -72564,11 +73250,11 @@ function checkedRestoreScript(stored, manifest, opts) {
             : `it was written by ${manifest.tool.version} and this is ${TOOL_VERSION}: drill a backup written by this version`;
         throw new errors_OpsError(`RESTORE.sh of backup ${manifest.backupId} is not the script this tool generates from its manifest (line ${n + 1} differs); ${version}. Not run.`);
     }
-    return generated;
 }
-async function restoreItem(script, identityFile, archives, root, item, logger, step) {
+async function restoreItem(script, files, item, logger, step) {
     const out = [];
-    const args = ['--identity', identityFile, '--root', root, '--from', archives];
+    const args = ['--signers', files.signersFile, '--identity', files.identityFile];
+    args.push('--root', files.root, '--from', files.archives);
     const done = await run('bash', [script, ...args, '--skip-after-restore', '--only', item.id], {
         ...step,
         onStdout: (chunk) => out.push(chunk),
@@ -72608,7 +73294,10 @@ async function compareItem(identityFile, archive, dir, item, step) {
         const shown = problems.slice(0, 5).join('; ') || tail(done.stderr);
         throw new errors_OpsError(`${item.id}: the restored files differ from the archive (${done.how}${problems.length > 5 ? `, ${problems.length} problems` : ''}): ${shown}`);
     }
-    return { members: lines.length - lines.filter((l) => DIFFERS.test(l)).length, ownershipIgnored };
+    const members = lines.length - lines.filter((l) => DIFFERS.test(l)).length;
+    if (members === 0)
+        throw new errors_OpsError(`${item.id}: the archive restores no file: it proves nothing`);
+    return { members, ownershipIgnored };
 }
 const tail = (stderr) => stderr.trim().split('\n').slice(-5).join(' | ') || 'no message';
 /**
@@ -75745,8 +76434,18 @@ async function parseRecipients(input, values) {
         if (/^AGE-SECRET-KEY-/i.test(value)) {
             throw new InputError(input, '<redacted>', `${EXPECTED}: this is a secret identity, give its public key (age-keygen -y)`);
         }
-        if (x25519RecipientKey(value))
+        // bech32 is one case; age refuses upper and mixed case, so a key that age would not take
+        // never reaches a backup.
+        if (/^age1/i.test(value) && value !== value.toLowerCase()) {
+            throw new InputError(input, value, `${EXPECTED}: age1 recipients are all lower case (age refuses upper and mixed case)`);
+        }
+        const key = x25519RecipientKey(value);
+        if (key) {
+            if (isLowOrderX25519(key)) {
+                throw new InputError(input, value, `${EXPECTED}: this is a low-order X25519 point, which any reader could decrypt (age refuses it); give the key age-keygen -y prints`);
+            }
             continue;
+        }
         try {
             new (await loadAge()).Encrypter().addRecipient(value);
         }
@@ -75797,12 +76496,14 @@ function bech32Polymod(values) {
     }
     return chk >>> 0;
 }
-/** The 32-byte X25519 public key of an `age1...` recipient, or undefined for other types. */
+/**
+ * The 32-byte X25519 public key of an `age1...` recipient, or undefined for other types. Lower
+ * case only, as age takes it (parseRecipients refuses upper and mixed case with its own error).
+ */
 function x25519RecipientKey(recipient) {
-    const s = recipient.toLowerCase();
-    if (!/^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$/.test(s))
+    if (!/^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$/.test(recipient))
         return undefined;
-    const data = [...s.slice(4)].map((c) => BECH32.indexOf(c));
+    const data = [...recipient.slice(4)].map((c) => BECH32.indexOf(c));
     const hrp = [...'age'].map((c) => c.charCodeAt(0));
     const expanded = [...hrp.map((c) => c >> 5), 0, ...hrp.map((c) => c & 31)];
     if (bech32Polymod([...expanded, ...data]) !== 1)
@@ -75819,6 +76520,25 @@ function x25519RecipientKey(recipient) {
         }
     }
     return out.length === 32 ? Buffer.from(out) : undefined;
+}
+const x25519PublicKey = (raw) => createPublicKey({
+    key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') },
+    format: 'jwk',
+});
+/**
+ * A small-order point (the all-zero key, 1, the two points of order 8, p-1, and their
+ * non-canonical encodings): X25519 with it is all zeros whatever the scalar. OpenSSL refuses to
+ * derive from it; a build that does not gives zeros. Either way it is refused.
+ */
+function isLowOrderX25519(raw) {
+    const publicKey = x25519PublicKey(raw);
+    const { privateKey } = generateKeyPairSync('x25519');
+    try {
+        return diffieHellman({ privateKey, publicKey }).every((b) => b === 0);
+    }
+    catch {
+        return true;
+    }
 }
 const b64 = (data) => data.toString('base64').replace(/=+$/, '');
 const hkdf = (ikm, salt, info) => Buffer.from(hkdfSync('sha256', ikm, salt, info, 32));
@@ -75838,11 +76558,10 @@ function x25519Stanza(fileKey, recipient) {
     const rawPublic = (key) => Buffer.from(key.export({ format: 'jwk' }).x, 'base64url');
     const ephemeral = generateKeyPairSync('x25519');
     const share = rawPublic(ephemeral.publicKey);
-    const recipientKey = createPublicKey({
-        key: { kty: 'OKP', crv: 'X25519', x: recipient.toString('base64url') },
-        format: 'jwk',
+    const shared = diffieHellman({
+        privateKey: ephemeral.privateKey,
+        publicKey: x25519PublicKey(recipient),
     });
-    const shared = diffieHellman({ privateKey: ephemeral.privateKey, publicKey: recipientKey });
     if (shared.every((b) => b === 0))
         throw new Error('age recipient is a low-order X25519 point');
     const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), 'age-encryption.org/v1/X25519');
@@ -76002,12 +76721,15 @@ class Inputs {
     list(name) {
         return splitList(this.raw(name));
     }
-    /** A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds. */
+    /**
+     * A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds, at
+     * most MAX_DURATION_MS (Node's timers overflow above it and fire at once).
+     */
     duration(name, fallback) {
         const value = this.raw(name) || fallback || '';
         const ms = parseDuration(value);
-        if (ms === undefined)
-            throw new errors_InputError(name, value, 'a duration such as 90s, 15m or 1h30m');
+        if (ms === undefined || ms > MAX_DURATION_MS)
+            throw new errors_InputError(name, value, `a duration such as 90s, 15m or 1h30m, at most ${MAX_DURATION_TEXT} (${MAX_DURATION_MS} ms)`);
         return ms;
     }
     /** A size such as 16MiB, 1.5GiB, 5MB or a plain number of bytes; 'auto' gives undefined. */
@@ -76030,6 +76752,9 @@ function splitList(value) {
         .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
         .filter((line) => line !== '');
 }
+/** The longest timer Node can set (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+const MAX_DURATION_TEXT = '24d20h31m23s';
 const durationUnits = {
     ms: 1,
     s: 1000,
@@ -76092,11 +76817,15 @@ function formatSizeLimit(bytes) {
 
 
 
+
+
 /** The secret inputs, to mask before anything else happens. */
 const SECRET_INPUTS = ['age-identity', 'r2-access-key-id', 'r2-secret-access-key'];
 /** Every input checked before any request (each error names the input and its value). */
-async function parseDrillInputs(source) {
+async function parseDrillInputs(source, cwd = process.cwd()) {
     const inputs = new Inputs(source);
+    const configFile = external_node_path_default().resolve(cwd, inputs.raw('config') || 'config/backup.yml');
+    const signersFile = external_node_path_default().resolve(cwd, inputs.raw('signers') || DEFAULT_SIGNERS_FILE);
     const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
     const prefix = parsePrefix('prefix', inputs.required('prefix', 'a key prefix such as backups/verda'));
     const access = parseR2Access(inputs);
@@ -76113,10 +76842,24 @@ async function parseDrillInputs(source) {
     const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
     if (r2TimeoutMs < 1000)
         throw new errors_InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
-    return { bucket, prefix, ...access, identities, backupId, items, maxAgeMs, maxAge, r2TimeoutMs };
+    return {
+        bucket,
+        prefix,
+        ...access,
+        identities,
+        backupId,
+        items,
+        maxAgeMs,
+        maxAge,
+        r2TimeoutMs,
+        configFile,
+        signersFile,
+    };
 }
 
 ;// CONCATENATED MODULE: ./src/actions/restore-drill/main.ts
+
+
 
 
 
@@ -76138,6 +76881,8 @@ async function main_run() {
                 maskSecret(actionInputs(name));
         }
         const inputs = await parseDrillInputs(actionInputs);
+        const config = await loadBackupConfig(inputs.configFile);
+        const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);
         const client = actionR2Client(inputs, inputs.r2TimeoutMs);
         const runnerTemp = process.env.RUNNER_TEMP;
         // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
@@ -76152,6 +76897,9 @@ async function main_run() {
             signal: cancel.signal,
             ...(inputs.backupId ? { backupId: inputs.backupId } : {}),
             identities: inputs.identities,
+            signers,
+            signersText,
+            config,
             only: inputs.items,
             maxAgeMs: inputs.maxAgeMs,
             ...(runnerTemp ? { tempDir: external_node_path_default().resolve(runnerTemp) } : {}),
@@ -79101,7 +79849,7 @@ __webpack_unused_export__ = cst;
 __webpack_unused_export__ = lexer.Lexer;
 __webpack_unused_export__ = lineCounter.LineCounter;
 __webpack_unused_export__ = parser.Parser;
-__webpack_unused_export__ = publicApi.parse;
+exports.qg = publicApi.parse;
 __webpack_unused_export__ = publicApi.parseAllDocuments;
 __webpack_unused_export__ = publicApi.parseDocument;
 __webpack_unused_export__ = publicApi.stringify;

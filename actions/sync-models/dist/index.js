@@ -85018,7 +85018,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(958);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7802);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -85028,7 +85028,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 958:
+/***/ 7802:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -85050,7 +85050,7 @@ var lib = __nccwpck_require__(5472);
 var lib_default = /*#__PURE__*/__nccwpck_require__.n(lib);
 ;// CONCATENATED MODULE: ./src/lib/errors.ts
 /** A bad action input or CLI flag: names the input, the value given and what is expected. */
-class errors_InputError extends Error {
+class InputError extends Error {
     input;
     value;
     expected;
@@ -85082,7 +85082,7 @@ class errors_OpsError extends Error {
 }
 /** Errors whose message is the whole story; anything else is a bug and keeps its stack. */
 function isExpectedError(err) {
-    return err instanceof errors_InputError || err instanceof ConfigError || err instanceof errors_OpsError;
+    return err instanceof InputError || err instanceof ConfigError || err instanceof errors_OpsError;
 }
 function errors_errorMessage(err) {
     return err instanceof Error ? err.message : String(err);
@@ -85133,9 +85133,132 @@ const logger_silentLogger = {
     group: async (_title, fn) => fn(),
 };
 
+;// CONCATENATED MODULE: ./src/lib/retry.ts
+const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Exponential backoff with jitter, capped, honouring Retry-After. */
+function backoffDelay(attempt, opts = {}) {
+    const { baseDelayMs = 500, maxDelayMs = 30_000, jitter = 0.5, random = Math.random } = opts;
+    const exp = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
+    return Math.max(0, Math.round(exp * (1 - jitter + 2 * jitter * random())));
+}
+/**
+ * Runs fn until it succeeds, the error is not retryable, attempts run out, or the next attempt
+ * would start past the deadline; the last error is thrown as it was.
+ */
+async function retry_retry(fn, opts = {}) {
+    const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, deadlineMs, attemptTimeoutMs, sleep: wait = sleep, now = Date.now, } = opts;
+    const deadline = deadlineMs === undefined ? Infinity : now() + deadlineMs;
+    for (let attempt = 1;; attempt++) {
+        const left = Math.max(0, deadline - now());
+        const timeoutMs = Math.min(left, attemptTimeoutMs ?? Infinity);
+        try {
+            return await fn(attempt, { timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : undefined });
+        }
+        catch (err) {
+            if (attempt >= attempts || !retryable(err, attempt))
+                throw err;
+            const requested = retryAfterMs?.(err);
+            const delayMs = Math.max(backoffDelay(attempt, opts), requested ?? 0);
+            // An attempt that would start at or past the deadline could only time out: stop here.
+            if (now() + delayMs >= deadline)
+                throw err;
+            onRetry?.({ err, attempt, delayMs });
+            await wait(delayMs);
+        }
+    }
+}
+/** Parses a Retry-After header (seconds or an HTTP date) into milliseconds from now. */
+function parseRetryAfter(value, now = Date.now()) {
+    if (!value)
+        return undefined;
+    const trimmed = value.trim();
+    if (/^\d+(\.\d+)?$/.test(trimmed))
+        return Math.round(Number(trimmed) * 1000);
+    const date = Date.parse(trimmed);
+    return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+/** HTTP statuses that are safe to retry for idempotent requests. */
+function isRetryableStatus(status) {
+    return status === 408 || status === 429 || status >= 500;
+}
+const transientCodes = new Set([
+    'ECONNRESET',
+    'ECONNREFUSED',
+    'EPIPE',
+    'ETIMEDOUT',
+    'EAI_AGAIN',
+    'UND_ERR_SOCKET',
+    'UND_ERR_CONNECT_TIMEOUT',
+    'UND_ERR_HEADERS_TIMEOUT',
+    'UND_ERR_BODY_TIMEOUT',
+]);
+const causeTexts = {
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    EPIPE: 'connection closed while sending',
+    ETIMEDOUT: 'connection timed out',
+    EHOSTUNREACH: 'host unreachable',
+    ENETUNREACH: 'network unreachable',
+    ENOTFOUND: 'DNS lookup failed: no such host',
+    EAI_AGAIN: 'DNS lookup failed (temporary resolver failure)',
+    EAI_FAIL: 'DNS lookup failed',
+    UND_ERR_SOCKET: 'connection closed by the server',
+    UND_ERR_CONNECT_TIMEOUT: 'timed out connecting',
+    UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for the answer',
+    UND_ERR_BODY_TIMEOUT: 'timed out reading the answer',
+};
+// OpenSSL and Node TLS codes: certificate problems and handshakes that are not TLS at all.
+const isTlsCode = (code) => /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/.test(code) ||
+    code === 'EPROTO';
+/**
+ * Why a request never got an answer, in words with the errno code, e.g. "connection refused
+ * (ECONNREFUSED)" or "DNS lookup failed: no such host (ENOTFOUND)"; undefined when the error is
+ * not a network failure. undici's `fetch failed` keeps the real error in `cause`.
+ */
+function networkCause(err) {
+    for (let e = err; e && typeof e === 'object'; e = e.cause) {
+        const { code, name, message } = e;
+        if (name === 'TimeoutError')
+            return 'timed out';
+        if (typeof code !== 'string')
+            continue;
+        const text = causeTexts[code];
+        if (text)
+            return `${text} (${code})`;
+        if (isTlsCode(code)) {
+            // Certificate errors read well ("self-signed certificate"); OpenSSL's record dumps do not.
+            const short = typeof message === 'string' && message.length <= 80 && message !== code;
+            return `TLS error${short ? `: ${message}` : ''} (${code})`;
+        }
+    }
+    return undefined;
+}
+/** networkCause, else the innermost cause's message ("fetch failed" says nothing by itself). */
+function networkFailureReason(err) {
+    const cause = networkCause(err);
+    if (cause)
+        return cause;
+    let innermost = err;
+    while (innermost instanceof Error && innermost.cause instanceof Error)
+        innermost = innermost.cause;
+    return innermost instanceof Error ? innermost.message : String(innermost);
+}
+/** A network-level failure (reset, refused, timeout) that a retry may cure. */
+function isTransientNetworkError(err) {
+    for (let e = err; e && typeof e === 'object'; e = e.cause) {
+        const code = e.code;
+        if (typeof code === 'string' && transientCodes.has(code))
+            return true;
+        if (e.name === 'TimeoutError')
+            return true;
+    }
+    return false;
+}
+
 ;// CONCATENATED MODULE: ./src/lib/ssh.ts
 // SSH to the GPU host with ssh2: pinned host keys only (no trust-on-first-use), keepalive on,
 // and exec streams whose `done` promise fails loudly on every way a remote command can go wrong.
+
 
 
 
@@ -85155,25 +85278,37 @@ function fingerprintSha256(keyBlob) {
 function parseFingerprints(input, values) {
     const expected = 'one or more host key fingerprints such as SHA256:<43 base64 characters> (ssh-keygen -lf <key>.pub)';
     if (values.length === 0)
-        throw new errors_InputError(input, '', expected);
+        throw new InputError(input, '', expected);
     for (const value of values) {
         if (!PIN_RE.test(value))
-            throw new errors_InputError(input, value, expected);
+            throw new InputError(input, value, expected);
     }
     return [...new Set(values)];
 }
 function pinBytes(pin) {
     return Buffer.from(pin.slice('SHA256:'.length), 'base64');
 }
-/** Parses a private key; the error names the input and never repeats the key. */
+const PRIVATE_KEY_EXPECTED = 'an unencrypted OpenSSH private key (-----BEGIN OPENSSH PRIVATE KEY----- ..., the file ssh-keygen writes without .pub; ' +
+    'a PEM -----BEGIN RSA PRIVATE KEY----- works too)';
+/**
+ * Checks that a private key (not a public key, not garbage) was given, before anything connects;
+ * the error names the input and never repeats the value, which may be a secret of another kind.
+ * Returns the key.
+ */
 function checkPrivateKey(input, privateKey) {
     const parsed = privateKey.trim() === '' ? new Error('empty') : utils.parseKey(privateKey);
+    let why;
     if (parsed instanceof Error) {
-        const why = /encrypted|passphrase/i.test(parsed.message)
-            ? 'an unencrypted private key (this one needs a passphrase)'
-            : `an unencrypted OpenSSH or PEM private key (${parsed.message.replace(/[\r\n]+/g, ' ').slice(0, 120)})`;
-        throw new errors_InputError(input, '<redacted>', why);
+        why = /encrypted|passphrase/i.test(parsed.message)
+            ? 'this one needs a passphrase'
+            : `this is not a key ssh2 can read: ${parsed.message.replace(/[\r\n]+/g, ' ').slice(0, 120)}`;
     }
+    else if (!parsed.isPrivateKey()) {
+        why = 'this is a public key';
+    }
+    if (why)
+        throw new InputError(input, '<redacted>', `${PRIVATE_KEY_EXPECTED}; ${why}`);
+    return privateKey;
 }
 function describeCommand(command) {
     const oneLine = command.replace(/\s+/g, ' ');
@@ -85185,6 +85320,18 @@ function tail(text) {
         return '';
     return `; stderr: ${t.length > STDERR_TAIL ? `...${t.slice(-STDERR_TAIL)}` : t}`;
 }
+/**
+ * Why an SSH connection failed, in words: "connection reset (ECONNRESET)", "the host closed the
+ * connection before the SSH handshake", else ssh2's message.
+ */
+function sshCause(err) {
+    const network = networkCause(err);
+    if (network)
+        return network;
+    if (/lost before handshake/i.test(err.message))
+        return 'the host closed the connection before the SSH handshake';
+    return err.message.replace(/[\r\n]+/g, ' ');
+}
 /** Connects with pinned host keys; rejects with the presented and expected fingerprints on mismatch. */
 async function connectSsh(opts) {
     const logger = opts.logger ?? logger_silentLogger;
@@ -85195,7 +85342,32 @@ async function connectSsh(opts) {
     let presented;
     let connectionError;
     let closed = false;
+    let connected = false;
+    let failConnect = () => { };
     const onDrop = new Set();
+    // One listener for the client's whole life, before anything can fail: ssh2 may emit several
+    // errors for one broken link (a reset, then "Connection lost before handshake"), and an
+    // 'error' with no listener crashes the process. The first error is the failure; later ones
+    // only explain it further.
+    client.on('error', (err) => {
+        if (connectionError) {
+            logger.debug(`ssh: further error from ${where}: ${err.message}`);
+            return;
+        }
+        connectionError = err;
+        logger.debug(`ssh: connection error from ${where}: ${err.message}`);
+        if (!connected)
+            failConnect(err);
+        for (const drop of onDrop)
+            drop(`connection to ${where} failed: ${sshCause(err)}`);
+    });
+    client.on('close', () => {
+        closed = true;
+        if (!connected)
+            failConnect(new Error('Connection lost before handshake'));
+        for (const drop of onDrop)
+            drop(`connection to ${where} closed${connectionError ? ` (${sshCause(connectionError)})` : ''}`);
+    });
     const config = {
         host: opts.host,
         port: opts.port,
@@ -85214,40 +85386,42 @@ async function connectSsh(opts) {
         },
     };
     await new Promise((resolve, reject) => {
-        const fail = (err) => {
-            client.removeListener('ready', ready);
+        let settled = false;
+        failConnect = (err) => {
+            if (settled)
+                return;
+            settled = true;
+            // Nothing more can come of this connection; make sure its socket is gone.
+            client.destroy();
             if (presented && /verification failed/i.test(err.message)) {
                 reject(new errors_OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
                     'Refusing to connect (update host-key-fingerprints only if the host key really changed).'));
             }
             else {
-                reject(new errors_OpsError(`SSH connection to ${where} as ${opts.username} failed: ${errors_errorMessage(err)}`, { cause: err }));
+                reject(new errors_OpsError(`SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`, {
+                    cause: err,
+                }));
             }
         };
-        const ready = () => {
-            client.removeListener('error', fail);
+        client.once('ready', () => {
+            if (settled)
+                return;
+            settled = true;
+            connected = true;
             resolve();
-        };
-        client.once('ready', ready);
-        client.once('error', fail);
-        client.connect(config);
-        // Without TCP_NODELAY, Nagle holds each small SSH message (channel open, exec request) until
-        // the peer's delayed ACK: about 40 ms per step, 90 ms per command, 200 ms per handshake
-        // (measured on loopback; more over a tailnet). Bulk data is unaffected: its packets are full.
-        client.setNoDelay(true);
+        });
+        try {
+            client.connect(config);
+            // Without TCP_NODELAY, Nagle holds each small SSH message (channel open, exec request)
+            // until the peer's delayed ACK: about 40 ms per step, 90 ms per command, 200 ms per
+            // handshake (measured on loopback; more over a tailnet). Bulk data is unaffected.
+            client.setNoDelay(true);
+        }
+        catch (err) {
+            failConnect(err instanceof Error ? err : new Error(String(err)));
+        }
     });
     logger.debug(`ssh: connected to ${where}, host key ${presented ?? '?'}`);
-    client.on('error', (err) => {
-        connectionError = err;
-        logger.debug(`ssh: connection error from ${where}: ${err.message}`);
-        for (const drop of onDrop)
-            drop(`connection to ${where} failed: ${errors_errorMessage(err)}`);
-    });
-    client.on('close', () => {
-        closed = true;
-        for (const drop of onDrop)
-            drop(`connection to ${where} closed${connectionError ? ` (${connectionError.message})` : ''}`);
-    });
     /**
      * Starts a command and follows its channel to the end: `done` resolves only on an exit with an
      * allowed code, and rejects on any other code, a signal, or a dropped link. `onChannel` gets the
@@ -85288,6 +85462,15 @@ async function connectSsh(opts) {
                 return;
             }
             let exit;
+            let channelError;
+            // A channel (and its stderr) may error at any time, e.g. a write after the link broke: keep
+            // the first as the reason and let 'close' report it; an unheard 'error' would crash.
+            const onChannelError = (e) => {
+                channelError ??= e;
+                logger.debug(`ssh: channel error on ${where} (${label}): ${e.message}`);
+            };
+            channel.on('error', onChannelError);
+            channel.stderr.on('error', onChannelError);
             channel.stderr.on('data', (d) => {
                 stderr += d.toString('utf8');
                 if (stderr.length > STDERR_KEEP)
@@ -85302,8 +85485,10 @@ async function connectSsh(opts) {
                 setImmediate(() => {
                     if (!exit) {
                         drop(connectionError
-                            ? `connection to ${where} dropped (${connectionError.message})`
-                            : 'the channel closed without an exit status');
+                            ? `connection to ${where} dropped (${sshCause(connectionError)})`
+                            : channelError
+                                ? `the channel failed (${channelError.message})`
+                                : 'the channel closed without an exit status');
                     }
                     else if (exit.signal) {
                         finish(new errors_OpsError(`remote command killed by signal ${exit.signal} (${label})${tail(stderr)}`));
@@ -85374,8 +85559,6 @@ async function connectSsh(opts) {
         stdin.on('error', () => { });
         const { done, stderrText } = startCommand(command, execOpts, (ch) => {
             channel = ch;
-            // Errors surface through `done` (exit status or dropped link).
-            ch.on('error', () => { });
             ch.on('close', () => (channelClosed = true));
             ch.on('data', (d) => {
                 stdout += d.toString('utf8');
@@ -93741,13 +93924,13 @@ const ZodString = /*@__PURE__*/ $constructor("ZodString", (inst, def) => {
         return this.check(_isoDateTime(ZodISODateTime, params));
     },
     date(params) {
-        return this.check(_isoDate(ZodISODate, params));
+        return this.check(_isoDate(schemas_ZodISODate, params));
     },
     time(params) {
-        return this.check(_isoTime(ZodISOTime, params));
+        return this.check(_isoTime(schemas_ZodISOTime, params));
     },
     duration(params) {
-        return this.check(_isoDuration(ZodISODuration, params));
+        return this.check(_isoDuration(schemas_ZodISODuration, params));
     },
 });
 function schemas_string(params) {
@@ -93761,15 +93944,15 @@ const ZodISODateTime = /*@__PURE__*/ $constructor("ZodISODateTime", (inst, def) 
     $ZodISODateTime.init(inst, def);
     ZodStringFormat.init(inst, def);
 });
-const ZodISODate = /*@__PURE__*/ $constructor("ZodISODate", (inst, def) => {
+const schemas_ZodISODate = /*@__PURE__*/ $constructor("ZodISODate", (inst, def) => {
     $ZodISODate.init(inst, def);
     ZodStringFormat.init(inst, def);
 });
-const ZodISOTime = /*@__PURE__*/ $constructor("ZodISOTime", (inst, def) => {
+const schemas_ZodISOTime = /*@__PURE__*/ $constructor("ZodISOTime", (inst, def) => {
     $ZodISOTime.init(inst, def);
     ZodStringFormat.init(inst, def);
 });
-const ZodISODuration = /*@__PURE__*/ $constructor("ZodISODuration", (inst, def) => {
+const schemas_ZodISODuration = /*@__PURE__*/ $constructor("ZodISODuration", (inst, def) => {
     $ZodISODuration.init(inst, def);
     ZodStringFormat.init(inst, def);
 });
@@ -94319,7 +94502,7 @@ function object(shape, params) {
     const def = {
         type: "object",
         shape: shape ?? {},
-        ...normalizeParams(params),
+        ...util.normalizeParams(params),
     };
     return new ZodObject(def);
 }
@@ -94952,6 +95135,55 @@ function preprocess(fn, schema) {
     });
 }
 
+// EXTERNAL MODULE: external "node:path"
+var external_node_path_ = __nccwpck_require__(6760);
+var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
+;// CONCATENATED MODULE: ./src/lib/safe-path.ts
+// Relative paths that come from untrusted places (bucket keys, a bucket's manifest, config files)
+// and are joined onto a local or remote directory. Only a plain relative path is accepted: one that
+// cannot name anything outside its root, whatever the OS or shell does with it.
+
+
+/** What a safe relative path is, for error messages. */
+const SAFE_PATH_EXPECTED = "a relative path of '/'-separated names, without '.', '..' or empty segments, '\\' or control characters";
+// C0 controls (NUL, newline, ...), DEL and C1 controls: matching them is the point.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Whether text holds a control character: none belongs in a path, a name or a one-line value. */
+const hasControlChars = (value) => CONTROL.test(value);
+/** Why `value` is not a safe relative path, or undefined when it is one. */
+function unsafePathReason(value) {
+    if (value === '')
+        return 'it is empty';
+    if (value.startsWith('/'))
+        return 'it is absolute';
+    if (CONTROL.test(value))
+        return 'it contains a control character';
+    if (value.includes('\\'))
+        return "it contains '\\'";
+    const segments = value.split('/');
+    if (segments.includes('..'))
+        return "it has a '..' segment";
+    if (segments.includes('.'))
+        return "it has a '.' segment";
+    if (segments.includes(''))
+        return 'it has an empty segment';
+    return undefined;
+}
+/**
+ * `root` joined with the checked relative path `rel`; throws an OpsError naming `what` and the
+ * value when `rel` is unsafe or would resolve outside `root`. `p` is path.posix for remote hosts.
+ */
+function resolveInside(root, rel, what = 'path', p = (external_node_path_default())) {
+    const reason = unsafePathReason(rel);
+    const base = p.resolve(root);
+    const full = p.resolve(base, rel);
+    if (reason !== undefined || !full.startsWith(base === p.sep ? base : `${base}${p.sep}`)) {
+        throw new errors_OpsError(`${what} ${JSON.stringify(rel)} is refused: ${reason ?? `it resolves outside ${root}`}; expected ${SAFE_PATH_EXPECTED}`);
+    }
+    return full;
+}
+
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/lib/yaml-file.ts
@@ -94978,23 +95210,53 @@ async function readYamlFile(file) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/models/model-path.ts
+// The one rule for a model's path under the models directory, wherever the path comes from: a
+// bucket key, models-manifest.json, config/models.yml or the host's own listing (on push).
+
+
+const PARTIAL_SUFFIX = '.partial';
+/** Why `rel` cannot be a model path, or undefined when it can. */
+function modelPathProblem(rel) {
+    return (unsafePathReason(rel) ??
+        (rel.endsWith(PARTIAL_SUFFIX)
+            ? `it ends in '${PARTIAL_SUFFIX}' (the name of a download in progress)`
+            : undefined));
+}
+/** `"path" (why)` for every path that cannot be a model path. */
+function unsafeModelPaths(paths) {
+    const out = [];
+    for (const p of paths) {
+        const problem = modelPathProblem(p);
+        if (problem)
+            out.push(`${JSON.stringify(p)} (${problem})`);
+    }
+    return out;
+}
+/** Throws one error naming the refused paths (from unsafeModelPaths or alike), if there are any. */
+function refuseUnsafePaths(what, refused, remedy) {
+    if (refused.length === 0)
+        return;
+    const shown = refused.slice(0, 10).join(', ') + (refused.length > 10 ? ', ...' : '');
+    throw new errors_OpsError(`${what}: ${shown}; expected ${SAFE_PATH_EXPECTED}. Nothing was written; ${remedy}.`);
+}
+
 ;// CONCATENATED MODULE: ./src/models/config.ts
 // config/models.yml: the models a host needs, with their HuggingFace source URLs (the seed's
 // Option B). Validated with zod before anything connects; duplicate paths are an error.
 
 
 
+
+
+// Joined onto the models directory (local or on the host) and used as a bucket key.
 const relativePath = schemas_string().superRefine((value, ctx) => {
-    const segments = value.split('/');
-    const bad = value === '' || value.startsWith('/')
-        ? 'must be relative to the models directory (no leading /)'
-        : segments.some((s) => s === '' || s === '.' || s === '..')
-            ? "must not contain empty, '.' or '..' segments"
-            : [...value].some((c) => c.charCodeAt(0) < 0x20)
-                ? 'must not contain control characters'
-                : undefined;
-    if (bad)
-        ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(value)} ${bad}` });
+    const problem = modelPathProblem(value);
+    if (problem)
+        ctx.addIssue({
+            code: 'custom',
+            message: `path ${JSON.stringify(value)} is refused: ${problem}; expected ${SAFE_PATH_EXPECTED} under the models directory`,
+        });
 });
 const modelSchema = strictObject({
     path: relativePath,
@@ -95038,16 +95300,26 @@ async function loadModelsConfig(file) {
 
 // EXTERNAL MODULE: external "node:fs"
 var external_node_fs_ = __nccwpck_require__(3024);
-// EXTERNAL MODULE: external "node:path"
-var external_node_path_ = __nccwpck_require__(6760);
-var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
 ;// CONCATENATED MODULE: ./src/lib/shell.ts
-// Shell words for bash command lines, remote (over SSH) and local: every value goes through here.
-/** Quotes one shell word; safe words pass unchanged. */
+// Shell words for bash command lines, remote (over SSH) and local, and for generated scripts
+// (RESTORE.sh): every value goes through here, comments included.
+/** Quotes one shell word; safe words pass unchanged. The result never spans lines. */
 function shellQuote(word) {
     if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word))
         return word;
+    // A newline or another control character gets bash's $'...' with escapes, so a quoted word
+    // stays on one line: a value can then end neither a comment nor a case branch.
+    if (ASCII_CONTROL.test(word))
+        return ansiCQuote(word);
     return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+// Matching control characters is the point. Only ASCII ones: \xHH in $'...' is one byte.
+// eslint-disable-next-line no-control-regex
+const ASCII_CONTROL = /[\u0000-\u001f\u007f]/;
+function ansiCQuote(word) {
+    // eslint-disable-next-line no-control-regex
+    const escaped = word.replace(/[\u0000-\u001f\u007f\\']/g, (c) => c === '\\' || c === "'" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    return `$'${escaped}'`;
 }
 /**
  * Quotes a path but leaves `*` and `?` unquoted so the shell expands them
@@ -95059,11 +95331,16 @@ function shellGlob(path) {
         .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shellQuote(part)))
         .join('');
 }
+/** Free text as one shell comment line: the text is quoted, so it cannot end the comment. */
+function shellComment(text) {
+    return `# ${shellQuote(text)}`;
+}
 
 ;// CONCATENATED MODULE: ./src/models/partial.ts
 // Where a download lands before it is trusted: `<file>.partial` beside the final path, appended
 // to (resume), measured and hashed where it lives, then renamed into place in one step. One
 // implementation for a local directory, one for the GPU host over SSH.
+
 
 
 
@@ -95089,7 +95366,7 @@ class LocalPartialFile {
     /** A hash of exactly the partial's bytes, kept while this process wrote them. */
     running;
     constructor(dir, rel) {
-        this.final = external_node_path_default().join(dir, rel);
+        this.final = resolveInside(dir, rel, 'model path');
         this.partial = `${this.final}.partial`;
     }
     async size() {
@@ -95146,7 +95423,7 @@ class SshPartialFile {
     partial;
     constructor(conn, dir, rel) {
         this.conn = conn;
-        this.final = `${dir}/${rel}`;
+        this.final = resolveInside(dir, rel, 'model path', (external_node_path_default()).posix);
         this.partial = `${this.final}.partial`;
     }
     async size() {
@@ -95203,6 +95480,7 @@ class SshPartialFile {
 
 
 
+
 class LocalModelHost {
     dir;
     label;
@@ -95235,7 +95513,7 @@ class LocalModelHost {
         return out.sort((a, b) => (a.path < b.path ? -1 : 1));
     }
     async reader(file) {
-        const fh = await (0,promises_.open)(external_node_path_default().join(this.dir, file), 'r');
+        const fh = await (0,promises_.open)(this.at(file), 'r');
         let position = 0;
         return {
             async read(buf, length) {
@@ -95259,13 +95537,17 @@ class LocalModelHost {
         return new LocalPartialFile(this.dir, file);
     }
     async remove(file) {
-        await (0,promises_.rm)(external_node_path_default().join(this.dir, file), { force: true });
+        await (0,promises_.rm)(this.at(file), { force: true });
     }
     async sha256(files) {
         const out = new Map();
         for (const f of files)
-            out.set(f, await hashStream((0,external_node_fs_.createReadStream)(external_node_path_default().join(this.dir, f), { highWaterMark: 2 ** 20 })));
+            out.set(f, await hashStream((0,external_node_fs_.createReadStream)(this.at(f), { highWaterMark: 2 ** 20 })));
         return out;
+    }
+    /** A model's path in this directory; never outside it. */
+    at(file) {
+        return resolveInside(this.dir, file, 'model path');
     }
 }
 async function hashStream(stream) {
@@ -95298,13 +95580,15 @@ class SshModelHost {
             .sort((a, b) => (a.path < b.path ? -1 : 1));
     }
     async reader(file) {
-        const exec = this.conn.exec(`cat -- ${shellQuote(`${this.dir}/${file}`)}`);
+        const exec = this.conn.exec(`cat -- ${shellQuote(this.at(file))}`);
         return streamReader(exec.stdout, () => exec.done.then(() => undefined));
     }
     async sha256(files) {
         const out = new Map();
         if (files.length === 0)
             return out;
+        for (const f of files)
+            this.at(f);
         const cmd = `cd ${shellQuote(this.dir)} && sha256sum -- ${files.map(shellQuote).join(' ')}`;
         const { stdout } = await this.conn.run(cmd);
         for (const line of stdout.split('\n')) {
@@ -95321,7 +95605,11 @@ class SshModelHost {
         return new SshPartialFile(this.conn, this.dir, file);
     }
     async remove(file) {
-        await this.conn.run(`rm -f -- ${shellQuote(`${this.dir}/${file}`)}`);
+        await this.conn.run(`rm -f -- ${shellQuote(this.at(file))}`);
+    }
+    /** A model's path in this directory on the host; never outside it. */
+    at(file) {
+        return resolveInside(this.dir, file, 'model path', (external_node_path_default()).posix);
     }
 }
 /** A SequentialReader over a stream; `finish` reports how the producer ended (e.g. exit status). */
@@ -95482,20 +95770,20 @@ function r2Endpoint(opts) {
             url = new URL(opts.endpoint);
         }
         catch {
-            throw new errors_InputError('r2-endpoint', opts.endpoint, 'an http(s) URL such as https://<account-id>.r2.cloudflarestorage.com');
+            throw new InputError('r2-endpoint', opts.endpoint, 'an http(s) URL such as https://<account-id>.r2.cloudflarestorage.com');
         }
         if (url.protocol !== 'https:' && url.protocol !== 'http:') {
-            throw new errors_InputError('r2-endpoint', opts.endpoint, 'an http(s) URL');
+            throw new InputError('r2-endpoint', opts.endpoint, 'an http(s) URL');
         }
         return opts.endpoint.replace(/\/+$/, '');
     }
     if (opts.accountId) {
         if (!/^[0-9a-f]{32}$/.test(opts.accountId)) {
-            throw new errors_InputError('r2-account-id', opts.accountId, 'a 32-character hex Cloudflare account id');
+            throw new InputError('r2-account-id', opts.accountId, 'a 32-character hex Cloudflare account id');
         }
         return `https://${opts.accountId}.r2.cloudflarestorage.com`;
     }
-    throw new errors_InputError('r2-endpoint', '', 'an R2 endpoint URL, or r2-account-id');
+    throw new InputError('r2-endpoint', '', 'an R2 endpoint URL, or r2-account-id');
 }
 /**
  * An S3 client with the settings R2 needs: region auto, path-style, and checksums only when
@@ -95528,13 +95816,30 @@ function r2PartSize(size) {
 /** S3/R2 bucket names: 3\u201363 lowercase letters, digits and hyphens, starting and ending alnum. */
 function validateBucketName(input, bucket) {
     if (!/^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$/.test(bucket)) {
-        throw new errors_InputError(input, bucket, 'an R2 bucket name: 3-63 lowercase letters, digits and hyphens');
+        throw new InputError(input, bucket, 'an R2 bucket name: 3-63 lowercase letters, digits and hyphens');
     }
     return bucket;
 }
 /** Dollar cost of a number of Class A and Class B operations. */
 function r2RequestCost(classA, classB) {
     return (classA * R2_CLASS_A_PER_MILLION + classB * R2_CLASS_B_PER_MILLION) / 1e6;
+}
+
+;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/iso.js
+
+
+
+function iso_datetime(params) {
+    return _isoDateTime(ZodISODateTime, params);
+}
+function iso_date(params) {
+    return core._isoDate(ZodISODate, params);
+}
+function iso_time(params) {
+    return core._isoTime(ZodISOTime, params);
+}
+function iso_duration(params) {
+    return core._isoDuration(ZodISODuration, params);
 }
 
 ;// CONCATENATED MODULE: ./src/lib/r2-complete.ts
@@ -95586,68 +95891,6 @@ async function r2_complete_completeUpload(client, req, logger) {
             throw err;
         logger.warn(`R2 ${req.key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);
     }
-}
-
-;// CONCATENATED MODULE: ./src/lib/retry.ts
-const sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-/** Exponential backoff with jitter, capped, honouring Retry-After. */
-function backoffDelay(attempt, opts = {}) {
-    const { baseDelayMs = 500, maxDelayMs = 30_000, jitter = 0.5, random = Math.random } = opts;
-    const exp = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
-    return Math.max(0, Math.round(exp * (1 - jitter + 2 * jitter * random())));
-}
-/** Runs fn until it succeeds, the error is not retryable, or attempts run out (last error thrown). */
-async function retry_retry(fn, opts = {}) {
-    const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, sleep: wait = sleep, } = opts;
-    for (let attempt = 1;; attempt++) {
-        try {
-            return await fn(attempt);
-        }
-        catch (err) {
-            if (attempt >= attempts || !retryable(err, attempt))
-                throw err;
-            const requested = retryAfterMs?.(err);
-            const delayMs = Math.max(backoffDelay(attempt, opts), requested ?? 0);
-            onRetry?.({ err, attempt, delayMs });
-            await wait(delayMs);
-        }
-    }
-}
-/** Parses a Retry-After header (seconds or an HTTP date) into milliseconds from now. */
-function parseRetryAfter(value, now = Date.now()) {
-    if (!value)
-        return undefined;
-    const trimmed = value.trim();
-    if (/^\d+(\.\d+)?$/.test(trimmed))
-        return Math.round(Number(trimmed) * 1000);
-    const date = Date.parse(trimmed);
-    return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-/** HTTP statuses that are safe to retry for idempotent requests. */
-function isRetryableStatus(status) {
-    return status === 408 || status === 429 || status >= 500;
-}
-const transientCodes = new Set([
-    'ECONNRESET',
-    'ECONNREFUSED',
-    'EPIPE',
-    'ETIMEDOUT',
-    'EAI_AGAIN',
-    'UND_ERR_SOCKET',
-    'UND_ERR_CONNECT_TIMEOUT',
-    'UND_ERR_HEADERS_TIMEOUT',
-    'UND_ERR_BODY_TIMEOUT',
-]);
-/** A network-level failure (reset, refused, timeout) that a retry may cure. */
-function isTransientNetworkError(err) {
-    for (let e = err; e && typeof e === 'object'; e = e.cause) {
-        const code = e.code;
-        if (typeof code === 'string' && transientCodes.has(code))
-            return true;
-        if (e.name === 'TimeoutError')
-            return true;
-    }
-    return false;
 }
 
 ;// CONCATENATED MODULE: ./src/lib/r2-stream-upload.ts
@@ -95711,7 +95954,10 @@ function describeS3Failure(what, err) {
         return err;
     const status = err?.$metadata?.httpStatusCode;
     const message = errors_errorMessage(err).replace(/\.+$/, '');
-    return new errors_OpsError(`R2 ${what} failed: ${message}${status ? ` (HTTP ${status})` : ''}`, {
+    // "connect ECONNREFUSED 127.0.0.1:9000" names the peer; the cause in words says what went wrong.
+    const cause = networkCause(err);
+    const why = cause && !message.includes(cause) ? ` (${cause})` : '';
+    return new errors_OpsError(`R2 ${what} failed: ${message}${why}${status ? ` (HTTP ${status})` : ''}`, {
         cause: err,
     });
 }
@@ -95868,6 +96114,8 @@ async function abortUpload(client, bucket, key, uploadId, logger) {
 
 
 
+
+
 const MANIFEST_NAME = 'models-manifest.json';
 const vaultKey = (v, rel) => `${v.prefix}${rel}`;
 const normalizePrefix = (prefix) => {
@@ -95886,9 +96134,14 @@ async function withS3Retry(what, fn, logger) {
         throw describeS3Failure(what, err);
     }
 }
-/** Every object under the prefix; the manifest itself is returned apart. */
+/**
+ * Every object under the prefix; the manifest itself is returned apart. The listing is untrusted:
+ * a key that is not a safe model path under the prefix fails the whole listing (nothing has been
+ * written yet), so no caller ever joins one onto a directory.
+ */
 async function listVault(v) {
     const objects = [];
+    const refused = [];
     let hasManifest = false;
     let token;
     do {
@@ -95899,20 +96152,56 @@ async function listVault(v) {
             ContinuationToken: token,
         })));
         for (const o of page.Contents ?? []) {
-            const rel = (o.Key ?? '').slice(v.prefix.length);
-            if (rel === MANIFEST_NAME)
+            const key = o.Key ?? '';
+            const size = o.Size ?? 0;
+            const rel = key.startsWith(v.prefix) ? key.slice(v.prefix.length) : undefined;
+            if (rel === MANIFEST_NAME) {
                 hasManifest = true;
-            else if (rel)
-                objects.push({ path: rel, size: o.Size ?? 0 });
+                continue;
+            }
+            // A console's empty "folder" object (`checkpoints/`): nothing to sync.
+            if (rel === '' || (rel?.endsWith('/') && size === 0 && !unsafePathReason(rel.slice(0, -1))))
+                continue;
+            const problem = rel === undefined
+                ? `it is not under the prefix ${JSON.stringify(v.prefix)}`
+                : (modelPathProblem(rel) ??
+                    (Number.isSafeInteger(size) && size >= 0 ? undefined : `its size ${size} is invalid`));
+            if (problem)
+                refused.push(`${JSON.stringify(key)} (${problem})`);
+            else if (rel !== undefined)
+                objects.push({ path: rel, size });
         }
         token = page.IsTruncated ? page.NextContinuationToken : undefined;
     } while (token);
+    refuseUnsafePaths(`bucket ${v.bucket} lists ${refused.length} key(s) that are not safe model paths under ${JSON.stringify(v.prefix)}`, refused, 'remove or rename them in the bucket');
     return { objects, hasManifest };
 }
-const manifestSchema = object({
+const modelPath = schemas_string().superRefine((value, ctx) => {
+    const problem = modelPathProblem(value);
+    if (problem)
+        ctx.addIssue({ code: 'custom', message: `path ${JSON.stringify(value)}: ${problem}` });
+});
+/** models-manifest.json, as every push writes it; anything else in the file is refused. */
+const manifestSchema = strictObject({
     version: literal(1),
-    updated: schemas_string(),
-    files: array(object({ path: schemas_string(), size: schemas_number(), sha256: schemas_string().regex(/^[0-9a-f]{64}$/) })),
+    updated: iso_datetime(),
+    files: array(strictObject({
+        path: modelPath,
+        size: schemas_number().int().nonnegative().max(Number.MAX_SAFE_INTEGER),
+        sha256: schemas_string().regex(/^[0-9a-f]{64}$/, 'sha256 must be 64 lowercase hex characters'),
+    }))
+        .superRefine((files, ctx) => {
+        const seen = new Set();
+        files.forEach((f, i) => {
+            if (seen.has(f.path))
+                ctx.addIssue({
+                    code: 'custom',
+                    path: [i, 'path'],
+                    message: `duplicate path ${JSON.stringify(f.path)}`,
+                });
+            seen.add(f.path);
+        });
+    }),
 });
 async function readManifest(v) {
     const key = vaultKey(v, MANIFEST_NAME);
@@ -95920,14 +96209,20 @@ async function readManifest(v) {
         const out = await v.client.send(new dist_cjs/* GetObjectCommand */.jLs({ Bucket: v.bucket, Key: key }));
         return out.Body?.transformToString('utf8') ?? '';
     });
-    let parsed;
+    const invalid = (why) => new errors_OpsError(`${key} in bucket ${v.bucket} is not a valid models manifest: ${why}`);
+    let data;
     try {
-        parsed = manifestSchema.parse(JSON.parse(text));
+        data = JSON.parse(text);
     }
     catch (err) {
-        throw new errors_OpsError(`${key} in bucket ${v.bucket} is not a valid models manifest: ${err.message}`);
+        throw invalid(errors_errorMessage(err));
     }
-    return new Map(parsed.files.map((f) => [f.path, { size: f.size, sha256: f.sha256 }]));
+    const parsed = manifestSchema.safeParse(data);
+    if (!parsed.success) {
+        const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+        throw invalid(issues.slice(0, 10).join('; ') + (issues.length > 10 ? '; ...' : ''));
+    }
+    return new Map(parsed.data.files.map((f) => [f.path, { size: f.size, sha256: f.sha256 }]));
 }
 async function writeManifest(v, files) {
     const key = vaultKey(v, MANIFEST_NAME);
@@ -96402,7 +96697,11 @@ function urlSource(url, token, fetchImpl = fetch) {
             headers.range = `bytes=${offset}-`;
         if (token)
             headers.authorization = `Bearer ${token}`;
-        const res = await fetchImpl(url, { headers, redirect: 'follow' });
+        // No answer at all: say from where and why (undici's "fetch failed" keeps both in its cause);
+        // a plain Error keeps it retryable when the cause is transient.
+        const res = await fetchImpl(url, { headers, redirect: 'follow' }).catch((err) => {
+            throw new Error(`GET ${url} got no answer: ${networkFailureReason(err)}`, { cause: err });
+        });
         if (!res.ok || !res.body) {
             throw new errors_OpsError(`GET ${url} answered HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (a gated model needs hf-token)' : ''}`);
         }
@@ -96470,6 +96769,7 @@ function countRequests(client) {
 
 
 
+
 const DAY = 86_400_000;
 async function syncModels(opts, logger) {
     const vault = { client: opts.client, bucket: opts.bucket, prefix: opts.prefix };
@@ -96506,6 +96806,9 @@ function included(files, include, logger, where) {
 async function push(opts, vault, logger) {
     const [local, listing] = await logger.group('Inventory', async () => {
         const l = included(await opts.host.list(), opts.include, logger, opts.host.label);
+        // A key the vault may not hold would make every later pull fail: refuse it here.
+        const unsafe = unsafeModelPaths(l.map((f) => f.path));
+        refuseUnsafePaths(`${opts.host.label} has ${unsafe.length} file(s) whose names cannot be model paths`, unsafe, 'rename them or leave them out with include');
         const r = await listVault(vault);
         logger.info(`${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`);
         return [l, r];
@@ -96662,18 +96965,22 @@ async function cleanPendingUploads(vault, staleMs, logger, report) {
 }
 async function pull(opts, vault, logger) {
     const host = opts.host;
-    await host.prepare();
-    const [local, listing] = await logger.group('Inventory', async () => {
-        const l = await opts.host.list();
+    // Every path of the plan (bucket keys, models-manifest.json, config/models.yml) is checked
+    // before the host is touched at all, not even by a mkdir of the models directory.
+    const [local, listing, manifest] = await logger.group('Inventory', async () => {
         const r = await listVault(vault);
+        const m = r.hasManifest
+            ? await readManifest(vault)
+            : new Map();
+        const unsafe = unsafeModelPaths((opts.models?.models ?? []).map((x) => x.path));
+        refuseUnsafePaths(`${opts.models?.file ?? 'the models config'} names ${unsafe.length} model path(s) that are not safe`, unsafe, 'fix them');
+        await host.prepare();
+        const l = await host.list();
         logger.info(`${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`);
-        return [l, r];
+        return [l, r, m];
     });
     const compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
     const report = emptyReport('pull', compare, vault);
-    const manifest = listing.hasManifest
-        ? await readManifest(vault)
-        : new Map();
     const remote = included(listing.objects, opts.include, logger, `r2://${vault.bucket}/${vault.prefix}`);
     const localBy = new Map(local.map((f) => [f.path, f]));
     const jobs = [];
@@ -99845,14 +100152,14 @@ class Inputs {
     required(name, expected = 'a non-empty value') {
         const value = this.raw(name);
         if (value === '')
-            throw new errors_InputError(name, value, expected);
+            throw new InputError(name, value, expected);
         return value;
     }
     /** A required input whose value is a secret: the error never repeats what was given. */
     secret(name, expected = 'a non-empty secret') {
         const value = this.raw(name);
         if (value === '')
-            throw new errors_InputError(name, '', expected);
+            throw new InputError(name, '', expected);
         return value;
     }
     optional(name) {
@@ -99866,10 +100173,10 @@ class Inputs {
             return opts.default;
         const expected = `an integer from ${min} to ${max}`;
         if (!/^[+-]?\d+$/.test(value))
-            throw new errors_InputError(name, value, expected);
+            throw new InputError(name, value, expected);
         const n = Number(value);
         if (!Number.isSafeInteger(n) || n < min || n > max)
-            throw new errors_InputError(name, value, expected);
+            throw new InputError(name, value, expected);
         return n;
     }
     optionalInt(name, opts = {}) {
@@ -99882,7 +100189,7 @@ class Inputs {
         const { min = -Infinity, max = Infinity } = opts;
         const n = Number(value);
         if (value === '' || !Number.isFinite(n) || n < min || n > max) {
-            throw new errors_InputError(name, value, `a number from ${min} to ${max}`);
+            throw new InputError(name, value, `a number from ${min} to ${max}`);
         }
         return n;
     }
@@ -99891,7 +100198,7 @@ class Inputs {
         if (value === '' && fallback !== undefined)
             return fallback;
         if (!allowed.includes(value)) {
-            throw new errors_InputError(name, value, `one of ${allowed.join(', ')}`);
+            throw new InputError(name, value, `one of ${allowed.join(', ')}`);
         }
         return value;
     }
@@ -99904,18 +100211,21 @@ class Inputs {
             return true;
         if (['false', 'False', 'FALSE'].includes(value))
             return false;
-        throw new errors_InputError(name, value, 'true or false');
+        throw new InputError(name, value, 'true or false');
     }
     /** One item per line (commas also separate); blank lines and # comments dropped. */
     list(name) {
         return splitList(this.raw(name));
     }
-    /** A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds. */
+    /**
+     * A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds, at
+     * most MAX_DURATION_MS (Node's timers overflow above it and fire at once).
+     */
     duration(name, fallback) {
         const value = this.raw(name) || fallback || '';
         const ms = parseDuration(value);
-        if (ms === undefined)
-            throw new errors_InputError(name, value, 'a duration such as 90s, 15m or 1h30m');
+        if (ms === undefined || ms > MAX_DURATION_MS)
+            throw new InputError(name, value, `a duration such as 90s, 15m or 1h30m, at most ${MAX_DURATION_TEXT} (${MAX_DURATION_MS} ms)`);
         return ms;
     }
     /** A size such as 16MiB, 1.5GiB, 5MB or a plain number of bytes; 'auto' gives undefined. */
@@ -99928,7 +100238,7 @@ class Inputs {
         const range = `from ${formatSizeLimit(min)} to ${formatSizeLimit(max)}`;
         const expected = `a size such as 16MiB or 1GiB ${range}${opts.allowAuto ? ", or 'auto'" : ''}`;
         if (bytes === undefined || bytes < min || bytes > max)
-            throw new errors_InputError(name, value, expected);
+            throw new InputError(name, value, expected);
         return bytes;
     }
 }
@@ -99938,6 +100248,9 @@ function splitList(value) {
         .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
         .filter((line) => line !== '');
 }
+/** The longest timer Node can set (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+const MAX_DURATION_TEXT = '24d20h31m23s';
 const durationUnits = {
     ms: 1,
     s: 1000,
@@ -100000,13 +100313,13 @@ const SSH_EXPECTED = 'ssh://user@host:port/absolute/path (port optional, default
 function parseLocation(input, value) {
     if (!value.includes('://')) {
         if (value.trim() === '')
-            throw new errors_InputError(input, value, 'a local directory or ' + SSH_EXPECTED);
+            throw new InputError(input, value, 'a local directory or ' + SSH_EXPECTED);
         return { kind: 'local', dir: value };
     }
     const m = /^ssh:\/\/([A-Za-z_][A-Za-z0-9_.-]*)@(\[[0-9a-fA-F:]+\]|[A-Za-z0-9.-]+)(?::(\d{1,5}))?(\/[^\0\n]*)$/.exec(value);
     const port = Number(m?.[3] ?? 22);
     if (!m || port < 1 || port > 65535 || (m[4] ?? '').split('/').includes('..'))
-        throw new errors_InputError(input, value, SSH_EXPECTED);
+        throw new InputError(input, value, SSH_EXPECTED);
     return {
         kind: 'ssh',
         user: m[1] ?? '',
@@ -100032,7 +100345,8 @@ function parseSyncInputs(source) {
     const location = parseLocation(where, inputs.required(where, `the models directory to ${direction === 'push' ? 'read' : 'write'}: a local directory or ssh://user@host:port/path`));
     const ssh = location.kind === 'ssh'
         ? {
-            privateKey: inputs.secret('ssh-private-key', `a private key for ${where} ${inputs.raw(where)}`),
+            // A public key or garbage is refused here, before the bucket or the host is contacted.
+            privateKey: checkPrivateKey('ssh-private-key', inputs.secret('ssh-private-key', `a private key for ${where} ${inputs.raw(where)}`)),
             fingerprints: parseFingerprints('host-key-fingerprints', inputs.list('host-key-fingerprints')),
         }
         : undefined;
@@ -100050,7 +100364,8 @@ function parseSyncInputs(source) {
         location,
         ...(ssh ? { ssh } : {}),
         bucket: validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name')),
-        prefix: normalizePrefix(inputs.raw('prefix')),
+        // Checked like every other action's prefix; the vault keys are `<prefix>/<model path>`.
+        prefix: normalizePrefix(parsePrefix('prefix', inputs.raw('prefix') || 'models')),
         ...parseR2Access(inputs),
         include: include.length > 0 ? include : ['**/*.safetensors'],
         ...(compare ? { compare } : {}),

@@ -1,6 +1,6 @@
 import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { R2_MAX_PART, R2_MIN_PART, validateBucketName } from '../../lib/r2.js';
-import { parseFingerprints } from '../../lib/ssh.js';
+import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
 import { normalizePrefix } from '../../models/bucket.js';
 import { parseLocation, type ModelLocation } from '../../models/location.js';
 import type { SyncModelsOptions } from '../../models/sync.js';
@@ -47,9 +47,10 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
   const ssh =
     location.kind === 'ssh'
       ? {
-          privateKey: inputs.secret(
+          // A public key or garbage is refused here, before the bucket or the host is contacted.
+          privateKey: checkPrivateKey(
             'ssh-private-key',
-            `a private key for ${where} ${inputs.raw(where)}`,
+            inputs.secret('ssh-private-key', `a private key for ${where} ${inputs.raw(where)}`),
           ),
           fingerprints: parseFingerprints(
             'host-key-fingerprints',

@@ -1,0 +1,43 @@
+// The HuggingFace fallback pointed at a closed port fails within a bounded time with an error
+// naming the URL and the cause in words (R2's case runs through the bundle: under jest's VM
+// realm the SDK wraps the socket error and drops its code).
+import { describe, expect, it } from '@jest/globals';
+import { mkdtemp, readdir, rm } from 'node:fs/promises';
+import net from 'node:net';
+import os from 'node:os';
+import path from 'node:path';
+import { memoryLogger } from '../../src/lib/logger.js';
+import { LocalPartialFile } from '../../src/models/partial.js';
+import { pullFile, urlSource } from '../../src/models/pull.js';
+
+async function closedPort(): Promise<number> {
+  const server = net.createServer();
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  const { port } = server.address() as net.AddressInfo;
+  await new Promise((resolve) => server.close(resolve));
+  return port;
+}
+
+describe('the HuggingFace fallback on a closed port', () => {
+  it('HuggingFace fallback: the download fails within seconds naming the URL and the cause', async () => {
+    const port = await closedPort();
+    const dir = await mkdtemp(path.join(os.tmpdir(), 'hf-closed-'));
+    try {
+      const url = `http://127.0.0.1:${port}/org/model/resolve/main/model.safetensors`;
+      const begin = Date.now();
+      const err = await pullFile({
+        partial: new LocalPartialFile(dir, 'checkpoints/model.safetensors'),
+        path: 'checkpoints/model.safetensors',
+        source: urlSource(url),
+        origin: url,
+        onBytes: () => {},
+        logger: memoryLogger(),
+      }).catch((e: unknown) => e);
+      expect(String(err)).toContain(`GET ${url} got no answer: connection refused (ECONNREFUSED)`);
+      expect(Date.now() - begin).toBeLessThan(30_000);
+      expect(await readdir(path.join(dir, 'checkpoints')).catch(() => [])).toEqual([]);
+    } finally {
+      await rm(dir, { recursive: true, force: true });
+    }
+  });
+});
