@@ -2,16 +2,11 @@
 // multipart, in one stream with backpressure end to end (no temp files). The object becomes
 // visible only after the remote command exited cleanly; otherwise the upload is aborted.
 import { PassThrough, pipeline } from 'node:stream';
-import type { S3Client } from '@aws-sdk/client-s3';
 import { encryptStream } from '../lib/age-stream.js';
 import { OpsError } from '../lib/errors.js';
-import type { Logger } from '../lib/logger.js';
-import type { RetryOptions } from '../lib/retry.js';
-import {
-  uploadStream,
-  type PartBuffers,
-  type StreamUploadResult,
-} from '../lib/r2-stream-upload.js';
+import type { BufferPool } from '../lib/limits.js';
+import type { R2Store } from '../lib/r2-store.js';
+import { uploadStream, type StreamUploadResult } from '../lib/r2-stream-upload.js';
 import type { SshConnection } from '../lib/ssh.js';
 import { changedWhileReading, parseTarTotals } from './remote-commands.js';
 
@@ -20,13 +15,11 @@ export interface ItemStreamOptions {
   itemId: string;
   command: string;
   recipients: string[];
-  client: S3Client;
-  bucket: string;
+  store: R2Store;
   key: string;
-  buffers?: PartBuffers;
+  partSize: number;
+  pool?: BufferPool;
   concurrency?: number;
-  retry?: RetryOptions;
-  logger: Logger;
 }
 
 export interface ItemStreamResult {
@@ -62,15 +55,13 @@ export async function streamItem(opts: ItemStreamOptions): Promise<ItemStreamRes
 
   let warning: string | undefined;
   const upload = uploadStream({
-    client: opts.client,
-    bucket: opts.bucket,
+    store: opts.store,
     key: opts.key,
     body: encrypted,
     contentType: 'application/octet-stream',
-    ...(opts.buffers ? { buffers: opts.buffers } : {}),
+    partSize: opts.partSize,
+    ...(opts.pool ? { pool: opts.pool } : {}),
     ...(opts.concurrency !== undefined ? { concurrency: opts.concurrency } : {}),
-    ...(opts.retry ? { retry: opts.retry } : {}),
-    logger: opts.logger,
     beforeComplete: async () => {
       const result = await exec.done;
       if (result.code === 1) {

@@ -81,7 +81,7 @@ export interface DrillResult {
 export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> {
   const { logger } = opts;
   const now = opts.now ?? (() => new Date());
-  const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
+  const store = BackupStore.open(opts, logger);
   const where = `s3://${opts.bucket}/${opts.prefix}`;
 
   const { manifest, text, signature } = await readManifest(store, opts, where);

@@ -8,7 +8,7 @@ import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatBytes } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
 import { R2_MAX_PARTS, R2_MIN_PART } from '../lib/r2.js';
-import { PartBuffers } from '../lib/r2-stream-upload.js';
+import { BufferPool, forEachLimit } from '../lib/limits.js';
 import { sleep, type RetryOptions } from '../lib/retry.js';
 import {
   connectSsh,
@@ -226,7 +226,7 @@ async function freeBackupTime(store: BackupStore, prefix: string, now: () => Dat
 export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   const { config, logger } = opts;
   const now = opts.now ?? (() => new Date());
-  const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
+  const store = BackupStore.open(opts, logger);
   const warnings: string[] = [];
   const warn = (message: string) => {
     warnings.push(message);
@@ -343,16 +343,17 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
     const written: string[] = [];
     let items: ManifestItem[] = [];
     try {
-      items = await writeItems(
+      items = await writeItems({
         opts,
+        store,
         conn,
-        probe.compressor,
+        compressor: probe.compressor,
         plan,
         backupId,
         written,
         warn,
         partSizeFor,
-      );
+      });
       const finishedAt = now().toISOString();
       const script = restoreScript({
         backupId,
@@ -455,19 +456,24 @@ export async function runBackup(opts: BackupOptions): Promise<BackupResult> {
   }
 }
 
-async function writeItems(
-  opts: BackupOptions,
-  conn: SshConnection,
-  compressor: Compressor,
-  plan: PlannedItem[],
-  backupId: string,
-  written: string[],
-  warn: (m: string) => void,
-  partSizeFor: (itemId: string) => number,
-): Promise<ManifestItem[]> {
+interface ItemsRun {
+  opts: BackupOptions;
+  store: BackupStore;
+  conn: SshConnection;
+  compressor: Compressor;
+  plan: PlannedItem[];
+  backupId: string;
+  /** Every key this run started to write, for the cleanup after a failure. */
+  written: string[];
+  warn: (m: string) => void;
+  partSizeFor: (itemId: string) => number;
+}
+
+/** Streams every planned item into the bucket, a few at a time; the first failure stops new ones. */
+async function writeItems(run: ItemsRun): Promise<ManifestItem[]> {
+  const { opts, store, conn, compressor, plan, backupId, written, warn, partSizeFor } = run;
   const { config, logger } = opts;
   const keys = backupKeys(opts.prefix, backupId);
-  const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
   const todo = config.items.flatMap((item) => {
     const planned = plan.find((p) => p.id === item.id);
     return planned && planned.action !== 'skip' ? [{ item, planned }] : [];
@@ -475,15 +481,15 @@ async function writeItems(
 
   // Items run a few at a time: one item's stalls (remote tar start-up, the last parts, the
   // read-back) overlap another's streaming. Parts in flight per item drop to one then, so the
-  // part buffers stay at 2 per item (RSS), taken from one pool per part size for the whole run.
+  // part buffers stay at 2 per item (RSS), taken from one pool for the whole run.
   const width = Math.max(1, Math.min(opts.itemConcurrency ?? 2, todo.length));
   const partConcurrency = opts.concurrency ?? (width > 1 ? 1 : undefined);
-  const pools = new Map<number, PartBuffers>();
-  const buffersFor = (size: number) => {
+  const pool = new BufferPool();
+  const partSizeOf = (itemId: string) => {
+    const size = partSizeFor(itemId);
     // As many as the items streaming at once can hold: one filling and the rest in flight each.
-    const pool = pools.get(size) ?? new PartBuffers(size, width * ((partConcurrency ?? 2) + 1));
-    pools.set(size, pool);
-    return pool;
+    pool.reserve(size, width * ((partConcurrency ?? 2) + 1));
+    return size;
   };
 
   const writeOne = async (item: BackupItem, planned: PlannedItem): Promise<ManifestItem> => {
@@ -495,13 +501,11 @@ async function writeItems(
       itemId: item.id,
       command: archiveCommand(config, runItem, compressor),
       recipients: opts.recipients,
-      client: opts.client,
-      bucket: opts.bucket,
+      store: store.r2,
       key,
-      buffers: buffersFor(partSizeFor(item.id)),
+      partSize: partSizeOf(item.id),
+      pool,
       ...(partConcurrency !== undefined ? { concurrency: partConcurrency } : {}),
-      ...(opts.retry ? { retry: opts.retry } : {}),
-      logger,
     });
     if (result.warning) warn(result.warning);
     const partWarning = partsWarning(
@@ -541,26 +545,13 @@ async function writeItems(
     };
   };
 
-  // The first failure stops new items from starting.
   const items: ManifestItem[] = new Array<ManifestItem>(todo.length);
-  let next = 0;
-  let failure: { err: unknown } | undefined;
-  const worker = async () => {
-    while (!failure && next < todo.length) {
-      const index = next++;
-      const { item, planned } = todo[index]!;
-      try {
-        items[index] =
-          width === 1
-            ? await logger.group(`Back up ${item.id}`, () => writeOne(item, planned))
-            : (logger.info(`Back up ${item.id}`), await writeOne(item, planned));
-      } catch (err) {
-        failure ??= { err };
-      }
-    }
-  };
-  await Promise.all(Array.from({ length: width }, worker));
-  if (failure) throw failure.err;
+  await forEachLimit(todo, width, async ({ item, planned }, index) => {
+    items[index] =
+      width === 1
+        ? await logger.group(`Back up ${item.id}`, () => writeOne(item, planned))
+        : (logger.info(`Back up ${item.id}`), await writeOne(item, planned));
+  });
   return items;
 }
 

@@ -128,7 +128,7 @@ export interface RetentionRunResult extends PruneResult {
  */
 export async function runRetention(opts: RetentionRunOptions): Promise<RetentionRunResult> {
   const { logger } = opts;
-  const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
+  const store = BackupStore.open(opts, logger);
   const warnings: string[] = [];
   const warn = (message: string) => {
     warnings.push(message);

@@ -1,18 +1,8 @@
 // The vault side: one listing of the prefix (ListObjectsV2 pages of 1,000, never a HEAD per
 // file), the models-manifest.json written last by every push, and pending multipart uploads.
-import {
-  GetObjectCommand,
-  ListMultipartUploadsCommand,
-  ListObjectsV2Command,
-  PutObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
 import { z } from 'zod';
 import { OpsError, errorMessage } from '../lib/errors.js';
-import type { Logger } from '../lib/logger.js';
-import { R2_LIST_PAGE } from '../lib/r2.js';
-import { isRetryableS3Error, describeS3Failure } from '../lib/r2-stream-upload.js';
-import { retry } from '../lib/retry.js';
+import type { R2Store } from '../lib/r2-store.js';
 import { unsafePathReason } from '../lib/safe-path.js';
 import { modelPathProblem, refuseUnsafePaths } from './model-path.js';
 
@@ -25,11 +15,13 @@ export interface VaultObject {
 }
 
 export interface Vault {
-  client: S3Client;
-  bucket: string;
+  store: R2Store;
   /** '' or 'models/' (always ends with '/' when set). */
   prefix: string;
 }
+
+/** r2://bucket/prefix, for messages. */
+export const vaultUrl = (v: Vault, rel = ''): string => `r2://${v.store.bucket}/${v.prefix}${rel}`;
 
 export const vaultKey = (v: Vault, rel: string): string => `${v.prefix}${rel}`;
 
@@ -37,26 +29,6 @@ export const normalizePrefix = (prefix: string): string => {
   const p = prefix.replace(/^\/+|\/+$/g, '');
   return p ? `${p}/` : '';
 };
-
-const s3Retry = { attempts: 5, baseDelayMs: 300, retryable: isRetryableS3Error };
-
-export async function withS3Retry<T>(
-  what: string,
-  fn: () => Promise<T>,
-  logger?: Logger,
-): Promise<T> {
-  try {
-    return await retry(fn, {
-      ...s3Retry,
-      onRetry: ({ err, attempt, delayMs }) =>
-        logger?.warn(
-          `R2 ${what}: attempt ${attempt} failed (${errorMessage(err)}); retrying in ${delayMs} ms`,
-        ),
-    });
-  } catch (err) {
-    throw describeS3Failure(what, err);
-  }
-}
 
 /**
  * Every object under the prefix; the manifest itself is returned apart. The listing is untrusted:
@@ -69,41 +41,26 @@ export async function listVault(
   const objects: VaultObject[] = [];
   const refused: string[] = [];
   let hasManifest = false;
-  let token: string | undefined;
-  do {
-    const page = await withS3Retry(`ListObjectsV2 ${v.bucket}/${v.prefix}`, () =>
-      v.client.send(
-        new ListObjectsV2Command({
-          Bucket: v.bucket,
-          Prefix: v.prefix,
-          MaxKeys: R2_LIST_PAGE,
-          ContinuationToken: token,
-        }),
-      ),
-    );
-    for (const o of page.Contents ?? []) {
-      const key = o.Key ?? '';
-      const size = o.Size ?? 0;
-      const rel = key.startsWith(v.prefix) ? key.slice(v.prefix.length) : undefined;
-      if (rel === MANIFEST_NAME) {
-        hasManifest = true;
-        continue;
-      }
-      // A console's empty "folder" object (`checkpoints/`): nothing to sync.
-      if (rel === '' || (rel?.endsWith('/') && size === 0 && !unsafePathReason(rel.slice(0, -1))))
-        continue;
-      const problem =
-        rel === undefined
-          ? `it is not under the prefix ${JSON.stringify(v.prefix)}`
-          : (modelPathProblem(rel) ??
-            (Number.isSafeInteger(size) && size >= 0 ? undefined : `its size ${size} is invalid`));
-      if (problem) refused.push(`${JSON.stringify(key)} (${problem})`);
-      else if (rel !== undefined) objects.push({ path: rel, size });
+  for (const o of await v.store.list(v.prefix)) {
+    const { key, size } = o;
+    const rel = key.startsWith(v.prefix) ? key.slice(v.prefix.length) : undefined;
+    if (rel === MANIFEST_NAME) {
+      hasManifest = true;
+      continue;
     }
-    token = page.IsTruncated ? page.NextContinuationToken : undefined;
-  } while (token);
+    // A console's empty "folder" object (`checkpoints/`): nothing to sync.
+    if (rel === '' || (rel?.endsWith('/') && size === 0 && !unsafePathReason(rel.slice(0, -1))))
+      continue;
+    const problem =
+      rel === undefined
+        ? `it is not under the prefix ${JSON.stringify(v.prefix)}`
+        : (modelPathProblem(rel) ??
+          (Number.isSafeInteger(size) && size >= 0 ? undefined : `its size ${size} is invalid`));
+    if (problem) refused.push(`${JSON.stringify(key)} (${problem})`);
+    else if (rel !== undefined) objects.push({ path: rel, size });
+  }
   refuseUnsafePaths(
-    `bucket ${v.bucket} lists ${refused.length} key(s) that are not safe model paths under ${JSON.stringify(v.prefix)}`,
+    `bucket ${v.store.bucket} lists ${refused.length} key(s) that are not safe model paths under ${JSON.stringify(v.prefix)}`,
     refused,
     'remove or rename them in the bucket',
   );
@@ -148,12 +105,9 @@ export async function readManifest(
   v: Vault,
 ): Promise<Map<string, { size: number; sha256: string }>> {
   const key = vaultKey(v, MANIFEST_NAME);
-  const text = await withS3Retry(`GetObject ${key}`, async () => {
-    const out = await v.client.send(new GetObjectCommand({ Bucket: v.bucket, Key: key }));
-    return out.Body?.transformToString('utf8') ?? '';
-  });
+  const text = (await v.store.getText(key)) ?? '';
   const invalid = (why: string): OpsError =>
-    new OpsError(`${key} in bucket ${v.bucket} is not a valid models manifest: ${why}`);
+    new OpsError(`${key} in bucket ${v.store.bucket} is not a valid models manifest: ${why}`);
   let data: unknown;
   try {
     data = JSON.parse(text);
@@ -179,47 +133,6 @@ export async function writeManifest(
     files: [...files].sort(([a], [b]) => (a < b ? -1 : 1)).map(([path, f]) => ({ path, ...f })),
   };
   const text = `${JSON.stringify(body, null, 2)}\n`;
-  await withS3Retry(`PutObject ${key}`, () =>
-    v.client.send(
-      new PutObjectCommand({
-        Bucket: v.bucket,
-        Key: key,
-        Body: text,
-        ContentType: 'application/json',
-        ContentLength: Buffer.byteLength(text),
-      }),
-    ),
-  );
+  await v.store.put(key, text, { contentType: 'application/json' });
   return key;
-}
-
-export interface PendingUpload {
-  key: string;
-  uploadId: string;
-  initiated: Date;
-}
-
-export async function listPendingUploads(v: Vault): Promise<PendingUpload[]> {
-  const out: PendingUpload[] = [];
-  let keyMarker: string | undefined;
-  let uploadIdMarker: string | undefined;
-  for (;;) {
-    const page = await withS3Retry(`ListMultipartUploads ${v.bucket}/${v.prefix}`, () =>
-      v.client.send(
-        new ListMultipartUploadsCommand({
-          Bucket: v.bucket,
-          Prefix: v.prefix,
-          KeyMarker: keyMarker,
-          UploadIdMarker: uploadIdMarker,
-        }),
-      ),
-    );
-    for (const u of page.Uploads ?? []) {
-      if (u.Key && u.UploadId)
-        out.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) });
-    }
-    if (!page.IsTruncated) return out;
-    keyMarker = page.NextKeyMarker;
-    uploadIdMarker = page.NextUploadIdMarker;
-  }
 }

@@ -4,10 +4,9 @@
 // deleted, never renamed.
 import { Readable } from 'node:stream';
 import type { ReadableStream as WebReadableStream } from 'node:stream/web';
-import { GetObjectCommand } from '@aws-sdk/client-s3';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
-import { isRetryableS3Error } from '../lib/r2-stream-upload.js';
+import { R2_RETRY, isRetryableS3Error } from '../lib/r2-store.js';
 import { networkFailureReason, retry } from '../lib/retry.js';
 import { vaultKey, type Vault } from './bucket.js';
 import type { PartialFile } from './partial.js';
@@ -72,9 +71,9 @@ export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
     await partial.write(Readable.from(counted(body.stream, o.onBytes)), body.start !== have);
   };
 
+  // R2's policy for the vault and the URL alike: each attempt resumes where the last one stopped.
   await retry(attempt, {
-    attempts: 5,
-    baseDelayMs: 300,
+    ...R2_RETRY,
     retryable: (err) =>
       !(err instanceof OpsError) &&
       (isRetryableS3Error(err) ||
@@ -109,20 +108,9 @@ export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
 export function vaultSource(vault: Vault, rel: string): BodySource {
   const key = vaultKey(vault, rel);
   return async (offset) => {
-    const out = await vault.client.send(
-      new GetObjectCommand({
-        Bucket: vault.bucket,
-        Key: key,
-        ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
-      }),
-    );
-    const range = /^bytes (\d+)-/.exec(out.ContentRange ?? '');
-    const sha256 = out.Metadata?.[SHA256_META];
-    return {
-      stream: out.Body as Readable,
-      start: range ? Number(range[1]) : 0,
-      ...(sha256 ? { sha256 } : {}),
-    };
+    const { body, start, metadata } = await vault.store.openRead(key, offset);
+    const sha256 = metadata[SHA256_META];
+    return { stream: body, start, ...(sha256 ? { sha256 } : {}) };
   };
 }
 

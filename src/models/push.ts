@@ -4,22 +4,13 @@
 // trusted by number). Parts are sent with UNSIGNED-PAYLOAD so the SDK does not hash every byte
 // a second time for the signature.
 import { createHash } from 'node:crypto';
-import {
-  CopyObjectCommand,
-  CreateMultipartUploadCommand,
-  ListPartsCommand,
-  PutObjectCommand,
-  UploadPartCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
 import { OpsError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
+import type { BufferPool, Semaphore } from '../lib/limits.js';
+import type { MultipartUpload } from '../lib/r2-store.js';
 import { R2_MAX_PART, R2_MAX_PARTS } from '../lib/r2.js';
-import { completeUpload } from '../lib/r2-complete.js';
-import { abortUpload } from '../lib/r2-stream-upload.js';
-import { withS3Retry, type Vault } from './bucket.js';
+import type { Vault } from './bucket.js';
 import type { SequentialReader } from './host.js';
-import type { BufferPool, Semaphore } from './limits.js';
 
 export const SHA256_META = 'sha256';
 const CONTENT_TYPE = 'application/octet-stream';
@@ -49,34 +40,12 @@ export interface PushFileResult {
   bytesSent: number;
 }
 
-type Handler = (args: { request: unknown }) => Promise<unknown>;
-interface BuildStack {
-  add(mw: (next: Handler) => Handler, opts: { step: 'build'; name: string }): void;
-}
-
-/** Marks a command's payload as unsigned: R2 takes it over TLS; we hash the file ourselves. */
-function unsignedPayload<C extends PutObjectCommand | UploadPartCommand>(cmd: C): C {
-  (cmd.middlewareStack as unknown as BuildStack).add(
-    (next) => async (args) => {
-      const req = args.request as { headers?: Record<string, string> };
-      if (req.headers) req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-      return next(args);
-    },
-    { step: 'build', name: 'comfyumeUnsignedPayload' },
-  );
-  return cmd;
-}
-
-/** An R2 request retried on transient failures, each retry logged as a warning. */
-const retried = <T>(o: PushFileOptions, what: string, fn: () => Promise<T>): Promise<T> =>
-  withS3Retry(what, fn, o.logger);
-
 const md5Hex = (b: Buffer): string => createHash('md5').update(b).digest('hex');
 const stripQuotes = (etag: string | undefined): string => (etag ?? '').replace(/"/g, '');
 
 export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
   const { vault, key, size, partSize } = o;
-  const { client, bucket } = vault;
+  const { store } = vault;
   const sha = createHash('sha256');
 
   const readExactly = async (buf: Buffer, length: number): Promise<void> => {
@@ -96,20 +65,11 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       const sha256 = sha.digest('hex');
       const release = await o.slots.acquire();
       try {
-        await retried(o, `PutObject ${key}`, () =>
-          client.send(
-            unsignedPayload(
-              new PutObjectCommand({
-                Bucket: bucket,
-                Key: key,
-                Body: body,
-                ContentLength: size,
-                ContentType: CONTENT_TYPE,
-                Metadata: { [SHA256_META]: sha256 },
-              }),
-            ),
-          ),
-        );
+        await store.put(key, body, {
+          contentType: CONTENT_TYPE,
+          metadata: { [SHA256_META]: sha256 },
+          unsignedPayload: true,
+        });
       } finally {
         release();
       }
@@ -126,32 +86,28 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       `${key}: ${partCount} parts of ${partSize} bytes exceed R2's ${R2_MAX_PARTS}`,
     );
 
-  let uploadId = o.resumeUploadId;
-  let resumed = uploadId !== undefined;
-  const stored = uploadId
-    ? await listStoredParts(client, bucket, key, uploadId)
+  const interrupted: MultipartUpload | undefined = o.resumeUploadId
+    ? { key, uploadId: o.resumeUploadId }
+    : undefined;
+  let resumed = interrupted !== undefined;
+  const stored = interrupted
+    ? await store.listParts(interrupted)
     : new Map<number, { size: number; etag: string }>();
-  if (uploadId && [...stored].some(([n, p]) => n < partCount && p.size !== partSize)) {
+  if (interrupted && [...stored].some(([n, p]) => n < partCount && p.size !== partSize)) {
     o.logger.info(`${key}: the interrupted upload used another part size; starting over`);
-    await abortUpload(client, bucket, key, uploadId, o.logger);
-    uploadId = undefined;
+    await store.abortUpload(interrupted);
     resumed = false;
     stored.clear();
   }
-  if (!uploadId) {
-    const created = await retried(o, `CreateMultipartUpload ${key}`, () =>
-      client.send(
-        new CreateMultipartUploadCommand({
-          Bucket: bucket,
-          Key: key,
-          ContentType: CONTENT_TYPE,
-          ...(o.knownSha256 ? { Metadata: { [SHA256_META]: o.knownSha256 } } : {}),
-        }),
-      ),
-    );
-    uploadId = created.UploadId;
-    if (!uploadId) throw new OpsError(`R2 gave no UploadId for ${key}`);
-  } else if (stored.size > 0) {
+  const upload =
+    resumed && interrupted
+      ? interrupted
+      : await store.createUpload(
+          key,
+          CONTENT_TYPE,
+          o.knownSha256 ? { [SHA256_META]: o.knownSha256 } : undefined,
+        );
+  if (resumed && stored.size > 0) {
     o.logger.info(
       `${key}: resuming an interrupted upload, ${stored.size} of ${partCount} parts already in R2`,
     );
@@ -187,22 +143,10 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       continue;
     }
     const partNumber = n;
-    const p = retried(o, `UploadPart ${key} part ${partNumber}`, () =>
-      client.send(
-        unsignedPayload(
-          new UploadPartCommand({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumber: partNumber,
-            Body: body,
-            ContentLength: length,
-          }),
-        ),
-      ),
-    )
-      .then((out) => {
-        etags[partNumber - 1] = stripQuotes(out.ETag);
+    const p = store
+      .uploadPart(upload, partNumber, body, true)
+      .then((etag) => {
+        etags[partNumber - 1] = stripQuotes(etag);
         bytesSent += length;
         o.onBytes(length);
       })
@@ -222,15 +166,13 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
   }
   const sha256 = sha.digest('hex');
   if (o.knownSha256 && o.knownSha256 !== sha256) {
-    await abortUpload(client, bucket, key, uploadId, o.logger);
+    await store.abortUpload(upload);
     throw new OpsError(
       `${key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`,
     );
   }
   const parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` }));
-  await retried(o, `CompleteMultipartUpload ${key}`, () =>
-    completeUpload(client, { bucket, key, uploadId, parts }, o.logger),
-  );
+  await store.completeUpload(upload, parts);
   // A resumed upload was created by an earlier run, which may not have known the sha256.
   if (!o.knownSha256 || resumed) await setSha256Metadata(o, sha256);
   return { sha256, parts: partCount, partsReused, bytesSent };
@@ -246,44 +188,5 @@ async function setSha256Metadata(o: PushFileOptions, sha256: string): Promise<vo
     o.logger.debug(`${o.key}: resumed upload over 5 GiB, sha256 kept in the manifest only`);
     return;
   }
-  const source = `${o.vault.bucket}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
-  await retried(o, `CopyObject ${o.key} (sha256 metadata)`, () =>
-    o.vault.client.send(
-      new CopyObjectCommand({
-        Bucket: o.vault.bucket,
-        Key: o.key,
-        CopySource: source,
-        MetadataDirective: 'REPLACE',
-        ContentType: CONTENT_TYPE,
-        Metadata: { [SHA256_META]: sha256 },
-      }),
-    ),
-  );
-}
-
-async function listStoredParts(
-  client: S3Client,
-  bucket: string,
-  key: string,
-  uploadId: string,
-): Promise<Map<number, { size: number; etag: string }>> {
-  const out = new Map<number, { size: number; etag: string }>();
-  let marker: string | undefined;
-  for (;;) {
-    const page = await withS3Retry(`ListParts ${key}`, () =>
-      client.send(
-        new ListPartsCommand({
-          Bucket: bucket,
-          Key: key,
-          UploadId: uploadId,
-          PartNumberMarker: marker,
-        }),
-      ),
-    );
-    for (const p of page.Parts ?? []) {
-      if (p.PartNumber) out.set(p.PartNumber, { size: p.Size ?? 0, etag: stripQuotes(p.ETag) });
-    }
-    if (!page.IsTruncated || !page.NextPartNumberMarker) return out;
-    marker = String(page.NextPartNumberMarker);
-  }
+  await o.vault.store.replaceMetadata(o.key, CONTENT_TYPE, { [SHA256_META]: sha256 });
 }

@@ -1,23 +1,19 @@
 // The model sync: inventory both sides once, decide per file (size, or sha256 when the vault
 // knows it), move only what differs, and write models-manifest.json last. The library entry for
 // the sync-models action, the CLI and backup-verda's with-models.
-import {
-  AbortMultipartUploadCommand,
-  DeleteObjectCommand,
-  HeadObjectCommand,
-  type S3Client,
-} from '@aws-sdk/client-s3';
+import type { S3Client } from '@aws-sdk/client-s3';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatBytes, formatDuration, formatRate } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
+import { BufferPool, Semaphore, forEachLimit } from '../lib/limits.js';
 import { R2_MAX_PART, r2PartSize } from '../lib/r2.js';
+import { R2Store } from '../lib/r2-store.js';
 import {
   MANIFEST_NAME,
-  listPendingUploads,
   listVault,
   readManifest,
   vaultKey,
-  withS3Retry,
+  vaultUrl,
   writeManifest,
   type Vault,
 } from './bucket.js';
@@ -25,7 +21,6 @@ import type { ModelManifestConfig } from './config.js';
 import { matcher } from './glob.js';
 import { refuseUnsafePaths, unsafeModelPaths } from './model-path.js';
 import type { ModelFile, ModelHost } from './host.js';
-import { BufferPool, Semaphore, forEachLimit } from './limits.js';
 import { Progress } from './progress.js';
 import { pullFile, urlSource, vaultSource } from './pull.js';
 import { SHA256_META, pushFile } from './push.js';
@@ -94,7 +89,10 @@ export interface SyncReport {
 const DAY = 86_400_000;
 
 export async function syncModels(opts: SyncModelsOptions, logger: Logger): Promise<SyncReport> {
-  const vault: Vault = { client: opts.client, bucket: opts.bucket, prefix: opts.prefix };
+  const vault: Vault = {
+    store: new R2Store({ client: opts.client, bucket: opts.bucket, logger }),
+    prefix: opts.prefix,
+  };
   const requests = countRequests(opts.client);
   try {
     const report =
@@ -147,7 +145,7 @@ async function push(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
     );
     const r = await listVault(vault);
     logger.info(
-      `${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
+      `${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in ${vaultUrl(vault)}`,
     );
     return [l, r] as const;
   });
@@ -270,11 +268,7 @@ async function push(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
     );
   }
   for (const o of toDelete) {
-    await withS3Retry(`DeleteObject ${o.path}`, () =>
-      vault.client.send(
-        new DeleteObjectCommand({ Bucket: vault.bucket, Key: vaultKey(vault, o.path) }),
-      ),
-    );
+    await vault.store.delete(vaultKey(vault, o.path));
     report.deleted++;
     report.files.push({ path: o.path, action: 'deleted', size: o.size, ms: 0 });
   }
@@ -295,10 +289,8 @@ async function push(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
 }
 
 async function headSha256(vault: Vault, rel: string): Promise<string | undefined> {
-  const head = await withS3Retry(`HeadObject ${rel}`, () =>
-    vault.client.send(new HeadObjectCommand({ Bucket: vault.bucket, Key: vaultKey(vault, rel) })),
-  );
-  return head.Metadata?.[SHA256_META];
+  const head = await vault.store.head(vaultKey(vault, rel));
+  return head?.metadata[SHA256_META];
 }
 
 /** Aborts multipart uploads older than staleMs; returns the newest young upload per key to resume. */
@@ -310,21 +302,12 @@ async function cleanPendingUploads(
 ): Promise<Map<string, string>> {
   const resumable = new Map<string, { id: string; at: number }>();
   const now = Date.now();
-  for (const u of await listPendingUploads(vault)) {
+  for (const u of await vault.store.listUploads(vault.prefix)) {
     if (now - u.initiated.getTime() > staleMs) {
       logger.info(
         `aborting a stale multipart upload of ${u.key} from ${u.initiated.toISOString()}`,
       );
-      await withS3Retry(`AbortMultipartUpload ${u.key}`, () =>
-        vault.client.send(
-          new AbortMultipartUploadCommand({
-            Bucket: vault.bucket,
-            Key: u.key,
-            UploadId: u.uploadId,
-          }),
-        ),
-      );
-      report.staleAborted++;
+      if (await vault.store.abortUpload(u)) report.staleAborted++;
     } else if ((resumable.get(u.key)?.at ?? -1) < u.initiated.getTime()) {
       resumable.set(u.key, { id: u.uploadId, at: u.initiated.getTime() });
     }
@@ -350,18 +333,13 @@ async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
     await host.prepare();
     const l = await host.list();
     logger.info(
-      `${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`,
+      `${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in ${vaultUrl(vault)}`,
     );
     return [l, r, m] as const;
   });
   const compare: Compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
   const report = emptyReport('pull', compare, vault);
-  const remote = included(
-    listing.objects,
-    opts.include,
-    logger,
-    `r2://${vault.bucket}/${vault.prefix}`,
-  );
+  const remote = included(listing.objects, opts.include, logger, `${vaultUrl(vault)}`);
   const localBy = new Map(local.map((f) => [f.path, f]));
 
   interface Job {
@@ -443,8 +421,7 @@ async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
   const progress = new Progress(logger, opts.progressIntervalMs);
   await logger.group(`Downloading ${jobs.length} file(s)`, () =>
     forEachLimit(jobs, opts.concurrency, async (j) => {
-      const origin =
-        j.from === 'hf' ? (j.url ?? '') : `r2://${vault.bucket}/${vaultKey(vault, j.path)}`;
+      const origin = j.from === 'hf' ? (j.url ?? '') : vaultUrl(vault, j.path);
       logger.info(
         `${j.path}: download start from ${origin}${j.size !== undefined ? ` (${formatBytes(j.size)})` : ''}`,
       );

@@ -1,6 +1,28 @@
 // What R2 does that s3rver does not: operation names and billing classes, the limits R2 enforces
 // (with R2's error codes and texts), and S3-shaped XML errors. Pure functions, no I/O.
-import { R2_MAX_PART, R2_MAX_PARTS, R2_METADATA_LIMIT, R2_MIN_PART } from '../lib/r2.js';
+// The numbers are R2's documented limits, written here on their own: an emulator that imported
+// the client's constants could not catch a mistake in them.
+import { createHash } from 'node:crypto';
+
+const MiB = 1024 * 1024;
+/** Parts: 5 MiB to 5 GiB, all equal but the last, at most 10,000 (R2's multipart limits). */
+export const R2_MIN_PART = 5 * MiB;
+export const R2_MAX_PART = 5 * 1024 * MiB;
+export const R2_MAX_PARTS = 10_000;
+/** User metadata on an object: at most 8,192 bytes. */
+export const R2_METADATA_LIMIT = 8192;
+/** ListObjectsV2, ListParts, ListMultipartUploads: at most 1,000 entries a page. */
+export const R2_LIST_PAGE = 1000;
+
+/**
+ * R2's ETag of an object completed from parts (as S3's): the MD5 of the parts' binary MD5s,
+ * then "-<part count>".
+ */
+export function r2MultipartEtag(partEtags: string[]): string {
+  const md5 = createHash('md5');
+  for (const etag of partEtags) md5.update(Buffer.from(etag.replace(/"/g, ''), 'hex'));
+  return `${md5.digest('hex')}-${partEtags.length}`;
+}
 
 export type OperationClass = 'A' | 'B' | 'free';
 

@@ -16,11 +16,10 @@ import { pipeline as pipelineCallback, type Readable } from 'node:stream';
 import { finished, pipeline } from 'node:stream/promises';
 import { setTimeout as delay } from 'node:timers/promises';
 import S3rver from 's3rver';
-import { R2_LIST_PAGE } from '../lib/r2.js';
-import { multipartEtag } from '../lib/r2-complete.js';
 import {
   DELETE_OPERATIONS,
   LOCKED_OPERATIONS,
+  R2_LIST_PAGE,
   S3ErrorReply,
   accessDenied,
   checkCompletedParts,
@@ -32,6 +31,7 @@ import {
   parseCompleteBody,
   parseDeleteBody,
   preconditionFailed,
+  r2MultipartEtag,
   type Classified,
   type LockRule,
   type S3Request,
@@ -356,7 +356,7 @@ export async function startR2Emulator(opts: R2EmulatorOptions = {}): Promise<R2E
           return reply(preconditionFailed());
         // R2's multipart ETag (MD5 of the parts' binary MD5s, "-<count>"), where s3rver would
         // give the whole object's MD5: stored for HEAD and GET, and put in the reply.
-        const etag = multipartEtag(parts.map((p) => p.etag));
+        const etag = r2MultipartEtag(parts.map((p) => p.etag));
         forwarding.stored = async (reply) => {
           await store.setObjectEtag(b, key, etag);
           return reply.replace(/<ETag>[^<]*<\/ETag>/, `<ETag>&quot;${etag}&quot;</ETag>`);

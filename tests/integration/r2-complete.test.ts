@@ -14,6 +14,7 @@ import {
 } from '@aws-sdk/client-s3';
 import { memoryLogger } from '../../src/lib/logger.js';
 import { createR2Client } from '../../src/lib/r2.js';
+import { R2Store } from '../../src/lib/r2-store.js';
 import { uploadStream } from '../../src/lib/r2-stream-upload.js';
 import { startR2Emulator, type R2Emulator } from '../../src/sandbox/r2.js';
 
@@ -40,12 +41,9 @@ async function stored(key: string): Promise<Buffer> {
 function upload(c: S3Client, key: string, data: Buffer, beforeComplete?: () => Promise<unknown>) {
   const logger = memoryLogger();
   const done = uploadStream({
-    client: c,
-    bucket,
+    store: new R2Store({ client: c, bucket, logger, retry: { baseDelayMs: 10 } }),
     key,
     body: Readable.from([data]),
-    retry: { baseDelayMs: 10 },
-    logger,
     ...(beforeComplete ? { beforeComplete } : {}),
   });
   return { done, logger };

@@ -10,7 +10,9 @@ import { parseBackupInputs } from '../../src/actions/backup-verda/inputs.js';
 import { parseRecipients } from '../../src/lib/age-stream.js';
 import { InputError } from '../../src/lib/errors.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
-import { PartBuffers, uploadStream } from '../../src/lib/r2-stream-upload.js';
+import { BufferPool } from '../../src/lib/limits.js';
+import { R2Store } from '../../src/lib/r2-store.js';
+import { uploadStream } from '../../src/lib/r2-stream-upload.js';
 import { partSizeForSize, partsWarning } from '../../src/backup/run-backup.js';
 
 const MiB = 2 ** 20;
@@ -99,14 +101,15 @@ const serverError = () =>
     $metadata: { httpStatusCode: 500 },
   });
 const fast = { baseDelayMs: 1, maxDelayMs: 2 };
+/** The one R2 store over the recording stub, retrying fast. */
+const storeOf = (client: S3Client) => new R2Store({ client, bucket: 'b', retry: fast });
 
 describe('uploadStream', () => {
   it('uploads equal parts but the last, bounded in flight, and checks the final size', async () => {
     const { client, calls, maxInFlight } = stubClient();
     const size = 5 * 5 * MiB + 123;
     const result = await uploadStream({
-      client,
-      bucket: 'b',
+      store: storeOf(client),
       key: 'k',
       body: source(size),
       partSize: 5 * MiB,
@@ -132,12 +135,10 @@ describe('uploadStream', () => {
       return call.input.PartNumber === 2 && n <= 3 && !failedOnce++ ? serverError() : undefined;
     });
     const result = await uploadStream({
-      client,
-      bucket: 'b',
+      store: storeOf(client),
       key: 'k',
       body: Readable.from([data.subarray(0, 1000), data.subarray(1000)]),
       partSize: 5 * MiB,
-      retry: fast,
     });
     const parts = calls.filter((c) => c.name === 'UploadPart');
     const attempts = (n: number) => parts.filter((c) => c.input.PartNumber === n);
@@ -153,8 +154,7 @@ describe('uploadStream', () => {
     const { client, calls } = stubClient();
     const order: string[] = [];
     const result = await uploadStream({
-      client,
-      bucket: 'b',
+      store: storeOf(client),
       key: 'k',
       body: source(1000),
       beforeComplete: async () => {
@@ -183,12 +183,10 @@ describe('uploadStream', () => {
           : undefined,
     );
     await uploadStream({
-      client,
-      bucket: 'b',
+      store: storeOf(client),
       key: 'k',
       body: source(3 * 5 * MiB),
       partSize: 5 * MiB,
-      retry: fast,
     });
     expect(calls.filter((c) => c.name === 'UploadPart')).toHaveLength(5);
     expect(calls.some((c) => c.name === 'AbortMultipartUpload')).toBe(false);
@@ -200,15 +198,13 @@ describe('uploadStream', () => {
     );
     await expect(
       uploadStream({
-        client,
-        bucket: 'b',
+        store: storeOf(client),
         key: 'backups/x',
         body: source(12 * MiB),
         partSize: 5 * MiB,
-        retry: fast,
       }),
     ).rejects.toThrow(
-      /R2 upload of backups\/x failed: We encountered an internal error \(HTTP 500\)/,
+      /R2 UploadPart backups\/x part \d failed: We encountered an internal error \(HTTP 500\)/,
     );
     expect(calls.at(-1)?.name).toBe('AbortMultipartUpload');
     expect(calls.some((c) => c.name === 'CompleteMultipartUpload')).toBe(false);
@@ -228,8 +224,7 @@ describe('uploadStream', () => {
           : source(6 * MiB);
       await expect(
         uploadStream({
-          client,
-          bucket: 'b',
+          store: storeOf(client),
           key: 'k',
           body,
           partSize: 5 * MiB,
@@ -244,15 +239,15 @@ describe('uploadStream', () => {
   });
 
   it('takes its part buffers from a shared pool: a second upload allocates none', async () => {
-    class CountingBuffers extends PartBuffers {
+    class CountingPool extends BufferPool {
       allocated = 0;
-      override take(): Buffer {
-        const before = (this as unknown as { free: Buffer[] }).free.length;
-        if (before === 0) this.allocated++;
-        return super.take();
+      override get(size: number): Buffer {
+        const idle = (this as unknown as { idle: Map<number, Buffer[]> }).idle.get(size) ?? [];
+        if (idle.length === 0) this.allocated++;
+        return super.get(size);
       }
     }
-    const buffers = new CountingBuffers(5 * MiB);
+    const pool = new CountingPool();
     const { client } = stubClient();
     // Ends on a part boundary, then with a short last part, then as one small PutObject.
     for (const [key, size] of [
@@ -261,15 +256,21 @@ describe('uploadStream', () => {
       ['c', 1000],
       ['d', 2 * 5 * MiB + 10],
     ] as const)
-      await uploadStream({ client, bucket: 'b', key, body: source(size), buffers });
+      await uploadStream({
+        store: storeOf(client),
+        key,
+        body: source(size),
+        pool,
+        partSize: 5 * MiB,
+      });
     // concurrency 2: two parts in flight and one filling.
-    expect(buffers.allocated).toBe(3);
+    expect(pool.allocated).toBe(3);
   });
 
   it('refuses parts below R2 minimum', async () => {
     const { client } = stubClient();
     await expect(
-      uploadStream({ client, bucket: 'b', key: 'k', body: source(1), partSize: MiB }),
+      uploadStream({ store: storeOf(client), key: 'k', body: source(1), partSize: MiB }),
     ).rejects.toThrow(/5 MiB minimum/);
   });
 });

@@ -17,7 +17,7 @@ import {
   retry,
 } from '../../src/lib/retry.js';
 import { tableToMarkdown, tableToText } from '../../src/lib/summary.js';
-import { multipartEtag } from '../../src/lib/r2-complete.js';
+import { multipartEtag } from '../../src/lib/r2-store.js';
 
 describe('retry', () => {
   it('retries retryable errors with growing delays and gives up after the attempts', async () => {

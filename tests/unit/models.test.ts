@@ -4,7 +4,7 @@ import { inputsFromRecord } from '../../src/lib/inputs.js';
 import { parseSyncInputs } from '../../src/actions/sync-models/inputs.js';
 import { parseModelsConfig } from '../../src/models/config.js';
 import { globToRegExp, matcher } from '../../src/models/glob.js';
-import { BufferPool, Semaphore, forEachLimit } from '../../src/models/limits.js';
+import { BufferPool, Semaphore, forEachLimit } from '../../src/lib/limits.js';
 import { parseLocation } from '../../src/models/location.js';
 import { progressLine } from '../../src/models/progress.js';
 import { streamReader } from '../../src/models/host.js';

@@ -7421,7 +7421,7 @@ __webpack_unused_export__ = ChecksumMode;
 __webpack_unused_export__ = ChecksumType;
 __webpack_unused_export__ = CommonPrefix$;
 __webpack_unused_export__ = CompleteMultipartUpload$;
-__webpack_unused_export__ = CompleteMultipartUploadCommand;
+exports.Gym = CompleteMultipartUploadCommand;
 __webpack_unused_export__ = CompleteMultipartUploadOutput$;
 __webpack_unused_export__ = CompleteMultipartUploadRequest$;
 __webpack_unused_export__ = CompletedMultipartUpload$;
@@ -7430,7 +7430,7 @@ __webpack_unused_export__ = CompressionType;
 __webpack_unused_export__ = Condition$;
 __webpack_unused_export__ = ContinuationEvent$;
 __webpack_unused_export__ = CopyObject$;
-__webpack_unused_export__ = CopyObjectCommand;
+exports.s9Z = CopyObjectCommand;
 __webpack_unused_export__ = CopyObjectOutput$;
 __webpack_unused_export__ = CopyObjectRequest$;
 __webpack_unused_export__ = CopyObjectResult$;
@@ -7447,7 +7447,7 @@ __webpack_unused_export__ = CreateBucketMetadataTableConfigurationRequest$;
 __webpack_unused_export__ = CreateBucketOutput$;
 __webpack_unused_export__ = CreateBucketRequest$;
 __webpack_unused_export__ = CreateMultipartUpload$;
-__webpack_unused_export__ = CreateMultipartUploadCommand;
+exports.nG4 = CreateMultipartUploadCommand;
 __webpack_unused_export__ = CreateMultipartUploadOutput$;
 __webpack_unused_export__ = CreateMultipartUploadRequest$;
 __webpack_unused_export__ = CreateSession$;
@@ -7689,7 +7689,7 @@ __webpack_unused_export__ = HeadBucketCommand;
 __webpack_unused_export__ = HeadBucketOutput$;
 __webpack_unused_export__ = HeadBucketRequest$;
 __webpack_unused_export__ = HeadObject$;
-__webpack_unused_export__ = HeadObjectCommand;
+exports.l81 = HeadObjectCommand;
 __webpack_unused_export__ = HeadObjectOutput$;
 __webpack_unused_export__ = HeadObjectRequest$;
 __webpack_unused_export__ = IdempotencyParameterMismatch;
@@ -7782,7 +7782,7 @@ exports.u6x = ListObjectsV2Command;
 __webpack_unused_export__ = ListObjectsV2Output$;
 __webpack_unused_export__ = ListObjectsV2Request$;
 __webpack_unused_export__ = ListParts$;
-__webpack_unused_export__ = ListPartsCommand;
+exports.m9c = ListPartsCommand;
 __webpack_unused_export__ = ListPartsOutput$;
 __webpack_unused_export__ = ListPartsRequest$;
 __webpack_unused_export__ = LocationInfo$;
@@ -8047,7 +8047,7 @@ __webpack_unused_export__ = UpdateObjectEncryptionCommand;
 __webpack_unused_export__ = UpdateObjectEncryptionRequest$;
 __webpack_unused_export__ = UpdateObjectEncryptionResponse$;
 __webpack_unused_export__ = UploadPart$;
-__webpack_unused_export__ = UploadPartCommand;
+exports.iVK = UploadPartCommand;
 __webpack_unused_export__ = UploadPartCopy$;
 __webpack_unused_export__ = UploadPartCopyCommand;
 __webpack_unused_export__ = UploadPartCopyOutput$;
@@ -61494,7 +61494,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(5146);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(321);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -61504,7 +61504,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5146:
+/***/ 321:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -71091,7 +71091,7 @@ class errors_OpsError extends Error {
 function isExpectedError(err) {
     return err instanceof errors_InputError || err instanceof ConfigError || err instanceof errors_OpsError;
 }
-function errors_errorMessage(err) {
+function errorMessage(err) {
     return err instanceof Error ? err.message : String(err);
 }
 /** Quotes a value for an error message; secrets must never be passed here (callers redact). */
@@ -72398,7 +72398,7 @@ function memoryLogger() {
         warnings: () => lines.filter((l) => l.level === 'warn').map((l) => l.message),
     };
 }
-const logger_silentLogger = {
+const silentLogger = {
     debug: () => { },
     info: () => { },
     warn: () => { },
@@ -72406,63 +72406,12 @@ const logger_silentLogger = {
     group: async (_title, fn) => fn(),
 };
 
-;// CONCATENATED MODULE: ./src/lib/r2-complete.ts
-// CompleteMultipartUpload that survives a lost reply. When R2 completed the upload but the reply
-// never arrived (a cut connection, a request timeout on a big object), the next attempt, from our
-// retry or the SDK's, finds no upload: 404 NoSuchUpload. The object is then already there, and
-// its ETag tells whether it is this upload: R2 gives a multipart object the MD5 of its parts'
-// binary MD5s followed by "-<part count>", which only these parts produce.
-
-
-const unquote = (etag) => (etag ?? '').replace(/"/g, '');
-/** The ETag R2 (like S3) gives an object completed from parts with these ETags. */
-function multipartEtag(partEtags) {
-    const md5 = createHash('md5');
-    for (const etag of partEtags)
-        md5.update(Buffer.from(unquote(etag), 'hex'));
-    return `${md5.digest('hex')}-${partEtags.length}`;
-}
-function isNoSuchUpload(err) {
-    const e = err;
-    return e?.name === 'NoSuchUpload' || e?.Code === 'NoSuchUpload';
-}
-/**
- * One attempt at completing the upload (wrap it in a retry). A NoSuchUpload is accepted only when
- * the stored object carries this upload's multipart ETag; otherwise that error is thrown as it came.
- */
-async function r2_complete_completeUpload(client, req, logger) {
-    try {
-        await client.send(new CompleteMultipartUploadCommand({
-            Bucket: req.bucket,
-            Key: req.key,
-            UploadId: req.uploadId,
-            MultipartUpload: { Parts: req.parts },
-        }));
-    }
-    catch (err) {
-        if (!isNoSuchUpload(err))
-            throw err;
-        // No object: the upload really is gone. Any other HEAD failure is thrown as it is, so a
-        // retryable one (5xx, a reset) has the whole attempt made again.
-        const head = await client
-            .send(new HeadObjectCommand({ Bucket: req.bucket, Key: req.key }))
-            .catch((headErr) => {
-            if (headErr.name === 'NotFound')
-                return undefined;
-            throw headErr;
-        });
-        if (unquote(head?.ETag) !== multipartEtag(req.parts.map((p) => p.ETag)))
-            throw err;
-        logger.warn(`R2 ${req.key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/lib/r2.ts
 
 
-const r2_R2_MIN_PART = (/* unused pure expression or super */ null && (5 * 2 ** 20));
+const R2_MIN_PART = (/* unused pure expression or super */ null && (5 * 2 ** 20));
 const R2_MAX_PART = (/* unused pure expression or super */ null && (5 * 2 ** 30));
-const r2_R2_MAX_PARTS = 10_000;
+const R2_MAX_PARTS = 10_000;
 const R2_METADATA_LIMIT = 8192;
 const R2_LIST_PAGE = 1000;
 /** Dollars per million operations (Class A: PUT, UploadPart, List\u2026; Class B: GET, HEAD). */
@@ -72515,7 +72464,7 @@ function createR2Client(opts) {
 /** R2 part size for a file: max(16 MiB, ceil(size / 10000)) rounded up to a whole MiB. */
 function r2PartSize(size) {
     const mib = 2 ** 20;
-    const wanted = Math.max(16 * mib, Math.ceil(size / r2_R2_MAX_PARTS));
+    const wanted = Math.max(16 * mib, Math.ceil(size / R2_MAX_PARTS));
     return Math.ceil(wanted / mib) * mib;
 }
 /** S3/R2 bucket names: 3\u201363 lowercase letters, digits and hyphens, starting and ending alnum. */
@@ -72542,7 +72491,7 @@ function backoffDelay(attempt, opts = {}) {
  * Runs fn until it succeeds, the error is not retryable, attempts run out, or the next attempt
  * would start past the deadline; the last error is thrown as it was.
  */
-async function retry_retry(fn, opts = {}) {
+async function retry(fn, opts = {}) {
     const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, deadlineMs, attemptTimeoutMs, sleep: wait = sleep, now = Date.now, } = opts;
     const deadline = deadlineMs === undefined ? Infinity : now() + deadlineMs;
     for (let attempt = 1;; attempt++) {
@@ -72652,13 +72601,12 @@ function isTransientNetworkError(err) {
     return false;
 }
 
-;// CONCATENATED MODULE: ./src/lib/r2-stream-upload.ts
-// Uploads a stream of unknown length to R2 with bounded memory: equal parts (R2 rejects unequal
-// ones) buffered one at a time, a few in flight, each retried on its own; a small stream becomes
-// one PutObject. Every request body is signed with its SHA-256 (SigV4 x-amz-content-sha256, which
-// the SDK computes for Buffer bodies), so R2 refuses a part damaged in transit and it is sent
-// again; no second hash (Content-MD5) is needed. Any failure aborts the multipart upload, so
-// nothing half-written is left behind.
+;// CONCATENATED MODULE: ./src/lib/r2-store.ts
+// The one way to R2. Every request of the backup, the model vault and the drill goes through
+// R2Store.request, which applies once what used to be spelled out per module: the retry policy
+// (which failures are worth another attempt, how many, how long to wait), the wording of a failure
+// ("R2 <request> <key> failed: <why> (HTTP n)"), and a retry logged as a warning. The request
+// timeout is the client's (createR2Client, from r2-timeout); the SDK itself makes one attempt.
 
 
 
@@ -72666,53 +72614,39 @@ function isTransientNetworkError(err) {
 
 
 
-/**
- * Part buffers shared by the uploads of one run. Big blocks that are freed and allocated again
- * cost RSS: after glibc frees one mmap'ed block it raises its mmap threshold, and the next part
- * buffers land in its heap among small buffers, which it can seldom give back. `ahead` buffers
- * are allocated at once, before anything else can have raised that threshold.
- */
-class PartBuffers {
-    size;
-    free = [];
-    constructor(size, ahead = 0) {
-        this.size = size;
-        for (let i = 0; i < ahead; i++)
-            this.free.push(Buffer.allocUnsafe(size));
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafe(this.size);
-    }
-    give(buffer) {
-        if (buffer.length === this.size)
-            this.free.push(buffer);
-    }
-}
-/** Whether an S3/R2 request failure may succeed when sent again. */
-function isRetryableS3Error(err) {
-    const name = err?.name ?? '';
-    // A body damaged on the way (400 XAmzContentSHA256Mismatch / BadDigest) is fine to send again.
-    if (TRANSIENT_S3_ERRORS.includes(name))
-        return true;
-    const status = err?.$metadata?.httpStatusCode;
-    if (typeof status === 'number')
-        return isRetryableStatus(status);
-    return isTransientNetworkError(err);
-}
-const TRANSIENT_S3_ERRORS = [
+/** The retry policy of every R2 request: 5 attempts, backoff from 500 ms, jittered. */
+const R2_RETRY = {
+    attempts: 5,
+    baseDelayMs: 500,
+    maxDelayMs: 30_000,
+};
+const TRANSIENT_S3_ERRORS = new Set([
     'SlowDown',
     'InternalError',
     'ServiceUnavailable',
     'RequestTimeout',
+    // A body damaged on the way (SigV4 payload hash or Content-MD5 mismatch): send it again.
     'XAmzContentSHA256Mismatch',
     'BadDigest',
-];
+]);
+const fieldsOf = (err) => err !== null && typeof err === 'object' ? err : {};
+const statusOf = (err) => fieldsOf(err).$metadata?.httpStatusCode;
+const nameOf = (err) => fieldsOf(err).name ?? fieldsOf(err).Code ?? '';
+/** Whether an S3/R2 request failure may succeed when sent again. */
+function isRetryableS3Error(err) {
+    if (TRANSIENT_S3_ERRORS.has(nameOf(err)))
+        return true;
+    const status = statusOf(err);
+    if (typeof status === 'number')
+        return isRetryableStatus(status);
+    return isTransientNetworkError(err);
+}
 /** "R2 PutObject a/b failed: <message> (HTTP 500)": which request, on what, and why. */
 function describeS3Failure(what, err) {
     if (err instanceof errors_OpsError)
         return err;
-    const status = err?.$metadata?.httpStatusCode;
-    const message = errors_errorMessage(err).replace(/\.+$/, '');
+    const status = statusOf(err);
+    const message = errorMessage(err).replace(/\.+$/, '');
     // "connect ECONNREFUSED 127.0.0.1:9000" names the peer; the cause in words says what went wrong.
     const cause = networkCause(err);
     const why = cause && !message.includes(cause) ? ` (${cause})` : '';
@@ -72720,259 +72654,128 @@ function describeS3Failure(what, err) {
         cause: err,
     });
 }
-async function uploadStream(opts) {
-    const { client, bucket, key } = opts;
-    const logger = opts.logger ?? silentLogger;
-    const buffers = opts.buffers ?? new PartBuffers(opts.partSize ?? R2_MIN_PART);
-    const partSize = buffers.size;
-    if (partSize < R2_MIN_PART)
-        throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
-    const concurrency = Math.max(1, opts.concurrency ?? 2);
-    const retryOpts = {
-        attempts: 5,
-        baseDelayMs: 500,
-        retryable: isRetryableS3Error,
-        ...opts.retry,
-        onRetry: ({ err, attempt, delayMs }) => logger.warn(`R2 ${key}: attempt ${attempt} failed (${errorMessage(err)}); retrying in ${delayMs} ms`),
-    };
-    const sha = createHash('sha256');
-    let size = 0;
-    let uploadId;
-    const done = [];
-    const inFlight = new Set();
-    let failure;
-    const sendPart = async (partNumber, data) => {
-        const out = await retry(() => client.send(new UploadPartCommand({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumber: partNumber,
-            Body: data,
-            ContentLength: data.length,
-        })), retryOpts);
-        if (!out.ETag)
-            throw new OpsError(`R2 gave no ETag for ${key} part ${partNumber}`);
-        done.push({ PartNumber: partNumber, ETag: out.ETag });
-    };
-    // Sends buffer[0, length) as a part; the buffer goes back to the pool once the part is stored.
-    const dispatch = async (partNumber, buffer, length) => {
-        if (partNumber > R2_MAX_PARTS) {
-            throw new OpsError(`${key} exceeds ${R2_MAX_PARTS} parts of ${partSize} bytes (R2's limit); a larger part size is needed`);
-        }
-        if (uploadId === undefined) {
-            const created = await retry(() => client.send(new CreateMultipartUploadCommand({
-                Bucket: bucket,
-                Key: key,
-                ContentType: opts.contentType,
-            })), retryOpts);
-            uploadId = created.UploadId;
-            if (!uploadId)
-                throw new OpsError(`R2 gave no UploadId for ${key}`);
-        }
-        while (inFlight.size >= concurrency)
-            await Promise.race(inFlight);
-        if (failure)
-            throw failure;
-        const p = sendPart(partNumber, buffer.subarray(0, length))
-            .catch((err) => {
-            failure ??= err;
-        })
-            .finally(() => {
-            inFlight.delete(p);
-            buffers.give(buffer);
-        });
-        inFlight.add(p);
-    };
-    try {
-        let buffer = buffers.take();
-        let filled = 0;
-        let partNumber = 0;
-        for await (const chunk of opts.body) {
-            let data = Buffer.isBuffer(chunk)
-                ? chunk
-                : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-            sha.update(data);
-            size += data.length;
-            while (data.length > 0) {
-                const n = Math.min(partSize - filled, data.length);
-                data.copy(buffer, filled, 0, n);
-                filled += n;
-                data = data.subarray(n);
-                if (filled === partSize) {
-                    await dispatch(++partNumber, buffer, partSize);
-                    buffer = buffers.take();
-                    filled = 0;
-                }
-            }
-            if (failure)
-                throw failure;
-        }
-        await Promise.all(inFlight);
-        if (failure)
-            throw failure;
-        const sha256 = sha.digest('hex');
-        if (uploadId === undefined) {
-            // Small stream: one PutObject, made visible only after beforeComplete agreed.
-            const data = buffer.subarray(0, filled);
-            await opts.beforeComplete?.();
-            await retry(() => client.send(new PutObjectCommand({
-                Bucket: bucket,
-                Key: key,
-                Body: data,
-                ContentLength: data.length,
-                ContentType: opts.contentType,
-            })), retryOpts);
-            buffers.give(buffer);
-            return { key, size, sha256, parts: 1 };
-        }
-        if (filled > 0)
-            await dispatch(++partNumber, buffer, filled);
-        else
-            buffers.give(buffer);
-        await Promise.all(inFlight);
-        if (failure)
-            throw failure;
-        await opts.beforeComplete?.();
-        const parts = [...done].sort((a, b) => a.PartNumber - b.PartNumber);
-        const completing = { bucket, key, uploadId, parts };
-        await retry(() => completeUpload(client, completing, logger), retryOpts);
-        uploadId = undefined;
-        const head = await retry(() => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })), retryOpts);
-        if (head.ContentLength !== size) {
-            throw new OpsError(`${key}: R2 reports ${head.ContentLength} bytes after upload, sent ${size}`);
-        }
-        return { key, size, sha256, parts: parts.length };
-    }
-    catch (err) {
-        await Promise.allSettled(inFlight);
-        if (uploadId !== undefined)
-            await abortUpload(client, bucket, key, uploadId, logger);
-        throw describeS3Failure(`upload of ${key}`, err);
-    }
+/** The error R2 (and S3) give for a key that does not exist. */
+const isNotFound = (err) => nameOf(err) === 'NoSuchKey' || nameOf(err) === 'NotFound' || statusOf(err) === 404;
+const unquote = (etag) => (etag ?? '').replace(/"/g, '');
+/** The ETag R2 (like S3) gives an object completed from parts with these ETags. */
+function multipartEtag(partEtags) {
+    const md5 = (0,external_node_crypto_.createHash)('md5');
+    for (const etag of partEtags)
+        md5.update(Buffer.from(unquote(etag), 'hex'));
+    return `${md5.digest('hex')}-${partEtags.length}`;
 }
-/** Best-effort abort (retried); a leftover upload is reported, not thrown over the real error. */
-async function abortUpload(client, bucket, key, uploadId, logger) {
-    try {
-        await retry_retry(() => client.send(new dist_cjs/* AbortMultipartUploadCommand */.tfP({ Bucket: bucket, Key: key, UploadId: uploadId })), {
-            attempts: 3,
-            baseDelayMs: 300,
-            retryable: isRetryableS3Error,
-        });
-    }
-    catch (err) {
-        logger.warn(`could not abort the multipart upload of ${key} (${errors_errorMessage(err)}); it will be cleaned up later`);
-    }
+/** Marks a command's payload as unsigned: R2 takes it over TLS; the caller hashes the bytes. */
+function unsigned(cmd) {
+    cmd.middlewareStack.add((next) => async (args) => {
+        const req = args.request;
+        if (req.headers)
+            req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+    }, { step: 'build', name: 'comfyumeUnsignedPayload' });
+    return cmd;
 }
-
-;// CONCATENATED MODULE: ./src/backup/store.ts
-// The backups in the bucket: list them (a backup exists when its manifest does), read and move
-// the latest pointer, write small objects, delete backups and leftovers.
-
-
-
-
-
-
-/** The refusal in an error from a delete (a 403 after our retry), or undefined. */
-function refusalOf(key, err) {
-    const cause = err.cause ?? err;
-    const status = cause.$metadata?.httpStatusCode;
-    if (status !== 403)
-        return undefined;
-    return { key, code: cause.name ?? 'AccessDenied' };
-}
-class BackupStore {
+class R2Store {
     client;
     bucket;
-    prefix;
     logger;
     retryOpts;
-    constructor(client, bucket, prefix, logger, retryOpts = {}) {
-        this.client = client;
-        this.bucket = bucket;
-        this.prefix = prefix;
-        this.logger = logger;
-        this.retryOpts = { attempts: 5, baseDelayMs: 500, retryable: isRetryableS3Error, ...retryOpts };
+    constructor(opts) {
+        this.client = opts.client;
+        this.bucket = opts.bucket;
+        this.logger = opts.logger ?? silentLogger;
+        this.retryOpts = { ...R2_RETRY, retryable: isRetryableS3Error, ...opts.retry };
     }
-    async send(what, fn) {
+    /**
+     * One R2 request under the policy: retried while the failure is transient, then thrown as an
+     * OpsError naming the request. A missing key (404) is thrown as it came: callers ask for it.
+     */
+    async request(what, fn) {
         try {
-            return await retry_retry(fn, this.retryOpts);
+            return await retry(fn, {
+                ...this.retryOpts,
+                onRetry: ({ err, attempt, delayMs }) => this.logger.warn(`R2 ${what}: attempt ${attempt} failed (${errorMessage(err)}); retrying in ${delayMs} ms`),
+            });
         }
         catch (err) {
-            if (err.name === 'NoSuchKey')
+            if (isNotFound(err))
                 throw err;
             throw describeS3Failure(what, err);
         }
     }
-    /** Every key under the prefix (paged, 1,000 a page). */
-    async listKeys(under = `${this.prefix}/`) {
-        const keys = [];
+    /** Every object under a prefix, ListObjectsV2 pages of 1,000. */
+    async list(prefix) {
+        const objects = [];
         let token;
         do {
-            const page = await this.send(`ListObjectsV2 ${under}`, () => this.client.send(new dist_cjs/* ListObjectsV2Command */.u6x({
+            const page = await this.request(`ListObjectsV2 ${this.bucket}/${prefix}`, () => this.client.send(new dist_cjs/* ListObjectsV2Command */.u6x({
                 Bucket: this.bucket,
-                Prefix: under,
+                Prefix: prefix,
+                MaxKeys: R2_LIST_PAGE,
                 ContinuationToken: token,
             })));
             for (const o of page.Contents ?? [])
                 if (o.Key)
-                    keys.push(o.Key);
+                    objects.push({ key: o.Key, size: o.Size ?? 0 });
             token = page.IsTruncated ? page.NextContinuationToken : undefined;
         } while (token);
-        return keys;
+        return objects;
     }
-    /** Backups by id (ids that are not timestamps are ignored: never ours to delete). */
-    async listBackups() {
-        const byId = new Map();
-        for (const key of await this.listKeys()) {
-            const [id, ...rest] = key.slice(this.prefix.length + 1).split('/');
-            const time = id ? parseBackupId(id) : undefined;
-            if (!id || !time || rest.length === 0)
-                continue;
-            const entry = byId.get(id) ?? { id, time, complete: false, keys: [] };
-            entry.keys.push(key);
-            if (rest.join('/') === 'manifest.json')
-                entry.complete = true;
-            byId.set(id, entry);
-        }
-        return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+    async listKeys(prefix) {
+        return (await this.list(prefix)).map((o) => o.key);
     }
-    async getText(key) {
+    /** The object's size, ETag and metadata; undefined when there is none. */
+    async head(key) {
         try {
-            const res = await this.send(`GetObject ${key}`, () => this.client.send(new dist_cjs/* GetObjectCommand */.jLs({ Bucket: this.bucket, Key: key })));
-            return await res.Body?.transformToString('utf8');
+            const out = await this.request(`HeadObject ${key}`, () => this.client.send(new dist_cjs/* HeadObjectCommand */.l81({ Bucket: this.bucket, Key: key })));
+            return {
+                size: out.ContentLength ?? 0,
+                etag: unquote(out.ETag),
+                metadata: out.Metadata ?? {},
+            };
         }
         catch (err) {
-            if (err.name === 'NoSuchKey')
+            if (isNotFound(err))
                 return undefined;
             throw err;
         }
     }
-    async latest() {
-        const text = await this.getText(latestKey(this.prefix));
-        return text === undefined ? undefined : parseLatest(text, this.prefix);
+    /** A small object as text; undefined when there is none. */
+    async getText(key) {
+        try {
+            return await this.request(`GetObject ${key}`, async () => {
+                const res = await this.client.send(new dist_cjs/* GetObjectCommand */.jLs({ Bucket: this.bucket, Key: key }));
+                return (await res.Body?.transformToString('utf8')) ?? '';
+            });
+        }
+        catch (err) {
+            if (isNotFound(err))
+                return undefined;
+            throw err;
+        }
     }
-    /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */
-    async putSmall(key, body, contentType, ifAbsent = false) {
-        const data = Buffer.from(body, 'utf8');
-        const md5 = (0,external_node_crypto_.createHash)('md5').update(data).digest('base64');
-        await this.send(`PutObject ${key}`, () => this.client.send(new dist_cjs/* PutObjectCommand */.wKZ({
+    /**
+     * One GetObject from `offset` on, not retried: the caller resumes from what it has. Returns the
+     * body, the first byte it holds (0 when the server ignored the range) and the metadata.
+     */
+    async openRead(key, offset = 0) {
+        const out = await this.client.send(new dist_cjs/* GetObjectCommand */.jLs({
             Bucket: this.bucket,
             Key: key,
-            Body: data,
-            ContentLength: data.length,
-            ContentMD5: md5,
-            ContentType: contentType,
-            ...(ifAbsent ? { IfNoneMatch: '*' } : {}),
-        })));
-        return (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex');
+            ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
+        }));
+        const range = /^bytes (\d+)-/.exec(out.ContentRange ?? '');
+        return {
+            body: out.Body,
+            start: range ? Number(range[1]) : 0,
+            metadata: out.Metadata ?? {},
+        };
     }
     /**
      * Streams an object through sha256 (read-back verification; R2 egress is free), and into
      * `file` when given (a retried download starts the file again).
      */
     async sha256Of(key, file) {
-        return this.send(`${file ? 'download' : 'read-back'} of ${key}`, async () => {
+        return this.request(`${file ? 'download' : 'read-back'} of ${key}`, async () => {
             const res = await this.client.send(new dist_cjs/* GetObjectCommand */.jLs({ Bucket: this.bucket, Key: key }));
             const out = file ? await (0,promises_.open)(file, 'w', 0o600) : undefined;
             try {
@@ -72991,8 +72794,38 @@ class BackupStore {
             }
         });
     }
+    /** Writes one object from memory; returns its sha256. */
+    async put(key, body, opts) {
+        const data = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+        await this.request(`PutObject ${key}`, () => {
+            const cmd = new dist_cjs/* PutObjectCommand */.wKZ({
+                Bucket: this.bucket,
+                Key: key,
+                Body: data,
+                ContentLength: data.length,
+                ContentType: opts.contentType,
+                ...(opts.contentMd5 ? { ContentMD5: (0,external_node_crypto_.createHash)('md5').update(data).digest('base64') } : {}),
+                ...(opts.metadata ? { Metadata: opts.metadata } : {}),
+                ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
+            });
+            return this.client.send(opts.unsignedPayload ? unsigned(cmd) : cmd);
+        });
+        return (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex');
+    }
+    /** Rewrites an object's metadata in place (server-side copy; R2 copies at most 5 GiB). */
+    async replaceMetadata(key, contentType, metadata) {
+        const source = `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+        await this.request(`CopyObject ${key} (metadata)`, () => this.client.send(new dist_cjs/* CopyObjectCommand */.s9Z({
+            Bucket: this.bucket,
+            Key: key,
+            CopySource: source,
+            MetadataDirective: 'REPLACE',
+            ContentType: contentType,
+            Metadata: metadata,
+        })));
+    }
     async delete(key) {
-        await this.send(`DeleteObject ${key}`, () => this.client.send(new dist_cjs/* DeleteObjectCommand */.k4j({ Bucket: this.bucket, Key: key })));
+        await this.request(`DeleteObject ${key}`, () => this.client.send(new dist_cjs/* DeleteObjectCommand */.k4j({ Bucket: this.bucket, Key: key })));
     }
     /** Deletes a key; a 403 (a lock rule, a token without delete rights) is returned, not thrown. */
     async tryDelete(key) {
@@ -73001,11 +72834,186 @@ class BackupStore {
             return undefined;
         }
         catch (err) {
-            const refused = refusalOf(key, err);
-            if (refused)
-                return refused;
-            throw err;
+            const cause = fieldsOf(err).cause ?? err;
+            if (statusOf(cause) !== 403)
+                throw err;
+            return { key, code: nameOf(cause) || 'AccessDenied' };
         }
+    }
+    async createUpload(key, contentType, metadata) {
+        const out = await this.request(`CreateMultipartUpload ${key}`, () => this.client.send(new dist_cjs/* CreateMultipartUploadCommand */.nG4({
+            Bucket: this.bucket,
+            Key: key,
+            ContentType: contentType,
+            ...(metadata ? { Metadata: metadata } : {}),
+        })));
+        if (!out.UploadId)
+            throw new errors_OpsError(`R2 gave no UploadId for ${key}`);
+        return { key, uploadId: out.UploadId };
+    }
+    /** Sends one part; returns its ETag as R2 gave it (quoted). */
+    async uploadPart({ key, uploadId }, partNumber, body, unsignedPayload = false) {
+        const out = await this.request(`UploadPart ${key} part ${partNumber}`, () => {
+            const cmd = new dist_cjs/* UploadPartCommand */.iVK({
+                Bucket: this.bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumber: partNumber,
+                Body: body,
+                ContentLength: body.length,
+            });
+            return this.client.send(unsignedPayload ? unsigned(cmd) : cmd);
+        });
+        if (!out.ETag)
+            throw new errors_OpsError(`R2 gave no ETag for ${key} part ${partNumber}`);
+        return out.ETag;
+    }
+    /**
+     * Completes an upload, surviving a lost reply. When R2 completed it but the reply never arrived
+     * (a cut connection, a request timeout on a big object), the next attempt, ours or the SDK's,
+     * finds no upload: 404 NoSuchUpload. The object is then already there, and it is accepted only
+     * when it carries this upload's multipart ETag (the MD5 of the parts' binary MD5s, then
+     * "-<part count>"), which only these parts produce.
+     */
+    async completeUpload({ key, uploadId }, parts) {
+        await this.request(`CompleteMultipartUpload ${key}`, async () => {
+            try {
+                await this.client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
+                    Bucket: this.bucket,
+                    Key: key,
+                    UploadId: uploadId,
+                    MultipartUpload: { Parts: parts },
+                }));
+            }
+            catch (err) {
+                if (nameOf(err) !== 'NoSuchUpload')
+                    throw err;
+                // No object: the upload really is gone. Any other HEAD failure is thrown as it is, so a
+                // retryable one (5xx, a reset) has the whole attempt made again.
+                const head = await this.client
+                    .send(new dist_cjs/* HeadObjectCommand */.l81({ Bucket: this.bucket, Key: key }))
+                    .catch((headErr) => {
+                    if (nameOf(headErr) === 'NotFound')
+                        return undefined;
+                    throw headErr;
+                });
+                if (unquote(head?.ETag) !== multipartEtag(parts.map((p) => p.ETag)))
+                    throw err;
+                this.logger.warn(`R2 ${key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);
+            }
+        });
+    }
+    /**
+     * Best-effort abort (retried): false when it failed, which is reported as a warning, never
+     * thrown over the error that made the caller abort.
+     */
+    async abortUpload({ key, uploadId }) {
+        try {
+            await this.request(`AbortMultipartUpload ${key}`, () => this.client.send(new dist_cjs/* AbortMultipartUploadCommand */.tfP({ Bucket: this.bucket, Key: key, UploadId: uploadId })));
+            return true;
+        }
+        catch (err) {
+            this.logger.warn(`could not abort the multipart upload of ${key} (${errorMessage(err)}); it will be cleaned up later`);
+            return false;
+        }
+    }
+    /** The parts an upload already holds, by part number. */
+    async listParts({ key, uploadId }) {
+        const out = new Map();
+        let marker;
+        for (;;) {
+            const page = await this.request(`ListParts ${key}`, () => this.client.send(new dist_cjs/* ListPartsCommand */.m9c({
+                Bucket: this.bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumberMarker: marker,
+            })));
+            for (const p of page.Parts ?? [])
+                if (p.PartNumber)
+                    out.set(p.PartNumber, { size: p.Size ?? 0, etag: unquote(p.ETag) });
+            if (!page.IsTruncated || !page.NextPartNumberMarker)
+                return out;
+            marker = String(page.NextPartNumberMarker);
+        }
+    }
+    /** Multipart uploads under a prefix that were started and never completed or aborted. */
+    async listUploads(prefix) {
+        const out = [];
+        let keyMarker;
+        let uploadIdMarker;
+        for (;;) {
+            const page = await this.request(`ListMultipartUploads ${this.bucket}/${prefix}`, () => this.client.send(new dist_cjs/* ListMultipartUploadsCommand */.mo2({
+                Bucket: this.bucket,
+                Prefix: prefix,
+                KeyMarker: keyMarker,
+                UploadIdMarker: uploadIdMarker,
+            })));
+            for (const u of page.Uploads ?? [])
+                if (u.Key && u.UploadId)
+                    out.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) });
+            if (!page.IsTruncated)
+                return out;
+            keyMarker = page.NextKeyMarker;
+            uploadIdMarker = page.NextUploadIdMarker;
+        }
+    }
+}
+
+;// CONCATENATED MODULE: ./src/backup/store.ts
+
+
+/** The backups under one prefix of the bucket, on the one R2 store. */
+class BackupStore {
+    r2;
+    prefix;
+    constructor(r2, prefix) {
+        this.r2 = r2;
+        this.prefix = prefix;
+    }
+    static open(where, logger) {
+        const { client, bucket, prefix, retry } = where;
+        return new BackupStore(new R2Store({ client, bucket, logger, ...(retry ? { retry } : {}) }), prefix);
+    }
+    get bucket() {
+        return this.r2.bucket;
+    }
+    /** Every key under the prefix (paged, 1,000 a page). */
+    listKeys(under = `${this.prefix}/`) {
+        return this.r2.listKeys(under);
+    }
+    /** Backups by id (ids that are not timestamps are ignored: never ours to delete). */
+    async listBackups() {
+        const byId = new Map();
+        for (const key of await this.listKeys()) {
+            const [id, ...rest] = key.slice(this.prefix.length + 1).split('/');
+            const time = id ? parseBackupId(id) : undefined;
+            if (!id || !time || rest.length === 0)
+                continue;
+            const entry = byId.get(id) ?? { id, time, complete: false, keys: [] };
+            entry.keys.push(key);
+            if (rest.join('/') === 'manifest.json')
+                entry.complete = true;
+            byId.set(id, entry);
+        }
+        return [...byId.values()].sort((a, b) => a.id.localeCompare(b.id));
+    }
+    getText(key) {
+        return this.r2.getText(key);
+    }
+    async latest() {
+        const text = await this.getText(latestKey(this.prefix));
+        return text === undefined ? undefined : parseLatest(text, this.prefix);
+    }
+    /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */
+    putSmall(key, body, contentType, ifAbsent = false) {
+        return this.r2.put(key, body, { contentType, ifAbsent, contentMd5: true });
+    }
+    /** The sha256 and size of an object, read through (and written to `file` when given). */
+    sha256Of(key, file) {
+        return this.r2.sha256Of(key, file);
+    }
+    tryDelete(key) {
+        return this.r2.tryDelete(key);
     }
     /**
      * Deletes a backup, its manifest first: once that is gone it no longer counts as a backup, and
@@ -73029,25 +73037,11 @@ class BackupStore {
     }
     /** Aborts multipart uploads under the prefix started before `olderThan` (crashed runs). */
     async abortStaleUploads(olderThan) {
+        const stale = (await this.r2.listUploads(`${this.prefix}/`)).filter((u) => u.initiated < olderThan);
         let aborted = 0;
-        let keyMarker;
-        let uploadIdMarker;
-        do {
-            const page = await this.send('ListMultipartUploads', () => this.client.send(new dist_cjs/* ListMultipartUploadsCommand */.mo2({
-                Bucket: this.bucket,
-                Prefix: `${this.prefix}/`,
-                KeyMarker: keyMarker,
-                UploadIdMarker: uploadIdMarker,
-            })));
-            for (const u of page.Uploads ?? []) {
-                if (u.Key && u.UploadId && u.Initiated && u.Initiated < olderThan) {
-                    await abortUpload(this.client, this.bucket, u.Key, u.UploadId, this.logger);
-                    aborted++;
-                }
-            }
-            keyMarker = page.IsTruncated ? page.NextKeyMarker : undefined;
-            uploadIdMarker = page.IsTruncated ? page.NextUploadIdMarker : undefined;
-        } while (keyMarker);
+        for (const u of stale)
+            if (await this.r2.abortUpload(u))
+                aborted++;
         return aborted;
     }
 }
@@ -73071,7 +73065,7 @@ const TOOL_VERSION = '0.1.0';
 async function runRestoreDrill(opts) {
     const { logger } = opts;
     const now = opts.now ?? (() => new Date());
-    const store = new BackupStore(opts.client, opts.bucket, opts.prefix, logger, opts.retry);
+    const store = BackupStore.open(opts, logger);
     const where = `s3://${opts.bucket}/${opts.prefix}`;
     const { manifest, text, signature } = await readManifest(store, opts, where);
     checkProves(manifest, opts.config, now());
@@ -73149,7 +73143,7 @@ async function runRestoreDrill(opts) {
         await removeTree(work).catch((err) => {
             if (!failed)
                 throw err;
-            logger.error(errors_errorMessage(err));
+            logger.error(errorMessage(err));
         });
     }
 }
@@ -73370,7 +73364,7 @@ async function removeTree(dir) {
             await (0,promises_.rm)(dir, { recursive: true, force: true });
         }
         catch (err) {
-            throw new errors_OpsError(`could not remove the drill's restored files in ${dir}: ${errors_errorMessage(err)}`);
+            throw new errors_OpsError(`could not remove the drill's restored files in ${dir}: ${errorMessage(err)}`);
         }
     }
 }
@@ -76367,7 +76361,7 @@ async function runAction(main) {
     catch (err) {
         if (!isExpectedError(err) && err instanceof Error && err.stack)
             core_debug(err.stack);
-        setFailed(errors_errorMessage(err));
+        setFailed(errorMessage(err));
     }
 }
 
@@ -76375,11 +76369,15 @@ async function runAction(main) {
 // The R2 inputs every action shares (where R2 is, the key pair, key prefixes) and its client.
 
 
-/** r2-endpoint (or r2-account-id), r2-access-key-id and r2-secret-access-key. */
+/** r2-endpoint (or r2-account-id), r2-access-key-id, r2-secret-access-key and r2-timeout. */
 function parseR2Access(inputs) {
     const endpointInput = inputs.optional('r2-endpoint');
     const accountId = inputs.optional('r2-account-id');
+    const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
+    if (r2TimeoutMs < 1000)
+        throw new errors_InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
     return {
+        r2TimeoutMs,
         endpoint: r2Endpoint({
             ...(endpointInput ? { endpoint: endpointInput } : {}),
             ...(accountId ? { accountId } : {}),
@@ -76398,14 +76396,14 @@ function parsePrefix(input, value) {
     return value;
 }
 /** An action's R2 client: our own retry (logged, per request) replaces the SDK's silent one. */
-function actionR2Client(access, requestTimeoutMs) {
-    const { endpoint, accessKeyId, secretAccessKey } = access;
+function actionR2Client(access) {
+    const { endpoint, accessKeyId, secretAccessKey, r2TimeoutMs } = access;
     return createR2Client({
         endpoint,
         accessKeyId,
         secretAccessKey,
         maxAttempts: 1,
-        requestTimeoutMs,
+        requestTimeoutMs: r2TimeoutMs,
     });
 }
 
@@ -76839,9 +76837,6 @@ async function parseDrillInputs(source, cwd = process.cwd()) {
             throw new errors_InputError('items', id, 'item ids of the backup, such as ssh-host-keys');
     const maxAge = inputs.raw('max-age') || '48h';
     const maxAgeMs = inputs.duration('max-age', maxAge);
-    const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
-    if (r2TimeoutMs < 1000)
-        throw new errors_InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
     return {
         bucket,
         prefix,
@@ -76851,7 +76846,6 @@ async function parseDrillInputs(source, cwd = process.cwd()) {
         items,
         maxAgeMs,
         maxAge,
-        r2TimeoutMs,
         configFile,
         signersFile,
     };
@@ -76883,7 +76877,7 @@ async function main_run() {
         const inputs = await parseDrillInputs(actionInputs);
         const config = await loadBackupConfig(inputs.configFile);
         const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);
-        const client = actionR2Client(inputs, inputs.r2TimeoutMs);
+        const client = actionR2Client(inputs);
         const runnerTemp = process.env.RUNNER_TEMP;
         // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
         const cancel = new AbortController();

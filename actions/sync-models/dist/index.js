@@ -85018,7 +85018,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7802);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7371);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -85028,7 +85028,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7802:
+/***/ 7371:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -85074,7 +85074,7 @@ class ConfigError extends Error {
     }
 }
 /** A failure the user must act on, reported as its message alone (no stack trace). */
-class errors_OpsError extends Error {
+class OpsError extends Error {
     constructor(message, options) {
         super(message, options);
         this.name = 'OpsError';
@@ -85082,9 +85082,9 @@ class errors_OpsError extends Error {
 }
 /** Errors whose message is the whole story; anything else is a bug and keeps its stack. */
 function isExpectedError(err) {
-    return err instanceof InputError || err instanceof ConfigError || err instanceof errors_OpsError;
+    return err instanceof InputError || err instanceof ConfigError || err instanceof OpsError;
 }
-function errors_errorMessage(err) {
+function errorMessage(err) {
     return err instanceof Error ? err.message : String(err);
 }
 /** Quotes a value for an error message; secrets must never be passed here (callers redact). */
@@ -85125,7 +85125,7 @@ function memoryLogger() {
         warnings: () => lines.filter((l) => l.level === 'warn').map((l) => l.message),
     };
 }
-const logger_silentLogger = {
+const silentLogger = {
     debug: () => { },
     info: () => { },
     warn: () => { },
@@ -85145,7 +85145,7 @@ function backoffDelay(attempt, opts = {}) {
  * Runs fn until it succeeds, the error is not retryable, attempts run out, or the next attempt
  * would start past the deadline; the last error is thrown as it was.
  */
-async function retry_retry(fn, opts = {}) {
+async function retry(fn, opts = {}) {
     const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, deadlineMs, attemptTimeoutMs, sleep: wait = sleep, now = Date.now, } = opts;
     const deadline = deadlineMs === undefined ? Infinity : now() + deadlineMs;
     for (let attempt = 1;; attempt++) {
@@ -85334,7 +85334,7 @@ function sshCause(err) {
 }
 /** Connects with pinned host keys; rejects with the presented and expected fingerprints on mismatch. */
 async function connectSsh(opts) {
-    const logger = opts.logger ?? logger_silentLogger;
+    const logger = opts.logger ?? silentLogger;
     const where = `${opts.host}:${opts.port}`;
     const pins = parseFingerprints('host-key-fingerprints', opts.fingerprints);
     checkPrivateKey('ssh-private-key', opts.privateKey);
@@ -85394,11 +85394,11 @@ async function connectSsh(opts) {
             // Nothing more can come of this connection; make sure its socket is gone.
             client.destroy();
             if (presented && /verification failed/i.test(err.message)) {
-                reject(new errors_OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
+                reject(new OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
                     'Refusing to connect (update host-key-fingerprints only if the host key really changed).'));
             }
             else {
-                reject(new errors_OpsError(`SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`, {
+                reject(new OpsError(`SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`, {
                     cause: err,
                 }));
             }
@@ -85447,7 +85447,7 @@ async function connectSsh(opts) {
                 settle.resolve(result);
             }
         };
-        const drop = (reason) => finish(new errors_OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr)}`));
+        const drop = (reason) => finish(new OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr)}`));
         // Callers may await their stream or done first; neither must crash the process as unhandled.
         done.catch(() => { });
         const stderrText = () => stderr;
@@ -85458,7 +85458,7 @@ async function connectSsh(opts) {
         onDrop.add(drop);
         client.exec(command, (err, channel) => {
             if (err) {
-                finish(new errors_OpsError(`could not start remote command (${label}): ${err.message}`));
+                finish(new OpsError(`could not start remote command (${label}): ${err.message}`));
                 return;
             }
             let exit;
@@ -85491,10 +85491,10 @@ async function connectSsh(opts) {
                                 : 'the channel closed without an exit status');
                     }
                     else if (exit.signal) {
-                        finish(new errors_OpsError(`remote command killed by signal ${exit.signal} (${label})${tail(stderr)}`));
+                        finish(new OpsError(`remote command killed by signal ${exit.signal} (${label})${tail(stderr)}`));
                     }
                     else if (exit.code === null || !allowed.includes(exit.code)) {
-                        finish(new errors_OpsError(`remote command exited with code ${exit.code} (${label})${tail(stderr)}`));
+                        finish(new OpsError(`remote command exited with code ${exit.code} (${label})${tail(stderr)}`));
                     }
                     else {
                         finish(undefined, exit);
@@ -85522,7 +85522,7 @@ async function connectSsh(opts) {
                 channel.end();
         };
         // A write the command can no longer take fails with why it ended.
-        const refuse = (cb) => void done.then(() => cb(new errors_OpsError(`remote command exited before reading all its input (${describeCommand(command)})`)), (err) => cb(err));
+        const refuse = (cb) => void done.then(() => cb(new OpsError(`remote command exited before reading all its input (${describeCommand(command)})`)), (err) => cb(err));
         const stdin = new external_node_stream_.Writable({
             write(chunk, _enc, cb) {
                 void open.then(() => {
@@ -95179,7 +95179,7 @@ function resolveInside(root, rel, what = 'path', p = (external_node_path_default
     const base = p.resolve(root);
     const full = p.resolve(base, rel);
     if (reason !== undefined || !full.startsWith(base === p.sep ? base : `${base}${p.sep}`)) {
-        throw new errors_OpsError(`${what} ${JSON.stringify(rel)} is refused: ${reason ?? `it resolves outside ${root}`}; expected ${SAFE_PATH_EXPECTED}`);
+        throw new OpsError(`${what} ${JSON.stringify(rel)} is refused: ${reason ?? `it resolves outside ${root}`}; expected ${SAFE_PATH_EXPECTED}`);
     }
     return full;
 }
@@ -95200,13 +95200,13 @@ async function readYamlFile(file) {
         text = await (0,promises_.readFile)(file, 'utf8');
     }
     catch (err) {
-        throw new ConfigError(file, [`cannot be read: ${errors_errorMessage(err)}`]);
+        throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
     }
     try {
         return (0,dist/* parse */.qg)(text, { prettyErrors: true });
     }
     catch (err) {
-        throw new ConfigError(file, [`is not valid YAML: ${errors_errorMessage(err)}`]);
+        throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
     }
 }
 
@@ -95238,7 +95238,7 @@ function refuseUnsafePaths(what, refused, remedy) {
     if (refused.length === 0)
         return;
     const shown = refused.slice(0, 10).join(', ') + (refused.length > 10 ? ', ...' : '');
-    throw new errors_OpsError(`${what}: ${shown}; expected ${SAFE_PATH_EXPECTED}. Nothing was written; ${remedy}.`);
+    throw new OpsError(`${what}: ${shown}; expected ${SAFE_PATH_EXPECTED}. Nothing was written; ${remedy}.`);
 }
 
 ;// CONCATENATED MODULE: ./src/models/config.ts
@@ -95450,7 +95450,7 @@ class SshPartialFile {
         const [sizeLine = '', hashLine = ''] = stdout.split('\n');
         const sha256 = /^([0-9a-f]{64})\b/.exec(hashLine)?.[1];
         if (!sha256)
-            throw new errors_OpsError(`sha256sum on ${this.conn.host} printed ${JSON.stringify(hashLine)}`);
+            throw new OpsError(`sha256sum on ${this.conn.host} printed ${JSON.stringify(hashLine)}`);
         return { size: this.parseSize(sizeLine), sha256 };
     }
     async discard() {
@@ -95463,7 +95463,7 @@ class SshPartialFile {
     parseSize(text) {
         const n = Number(text.trim());
         if (!Number.isSafeInteger(n) || n < 0 || text.trim() === '')
-            throw new errors_OpsError(`stat of ${this.partial} on ${this.conn.host} printed ${JSON.stringify(text)}`);
+            throw new OpsError(`stat of ${this.partial} on ${this.conn.host} printed ${JSON.stringify(text)}`);
         return n;
     }
 }
@@ -95497,7 +95497,7 @@ class LocalModelHost {
             }
             catch (err) {
                 if (rel === '')
-                    throw new errors_OpsError(`cannot read the models directory ${this.dir}: ${err.message}`);
+                    throw new OpsError(`cannot read the models directory ${this.dir}: ${err.message}`);
                 throw err;
             }
             for (const e of entries) {
@@ -95750,14 +95750,101 @@ function syncTables(r) {
     return [files, facts];
 }
 
+;// CONCATENATED MODULE: ./src/lib/limits.ts
+// Bounded concurrency and bounded memory for transfers: a semaphore of in-flight requests, a loop
+// with a width, and one pool of part buffers, so memory is about partSize × concurrency whatever
+// the sizes moved.
+class Semaphore {
+    size;
+    waiting = [];
+    free;
+    constructor(size) {
+        this.size = size;
+        this.free = size;
+    }
+    async acquire() {
+        if (this.free > 0)
+            this.free--;
+        else
+            await new Promise((resolve) => this.waiting.push(resolve));
+        let released = false;
+        return () => {
+            if (released)
+                return;
+            released = true;
+            const next = this.waiting.shift();
+            if (next)
+                next();
+            else
+                this.free++;
+        };
+    }
+}
+/**
+ * Part buffers reused by size; at most `keep` idle buffers of each size are retained. Big blocks
+ * that are freed and allocated again cost RSS: after glibc frees one mmap'ed block it raises its
+ * mmap threshold, and the next part buffers land in its heap among small buffers, which it can
+ * seldom give back. `reserve` allocates the buffers a run will hold at once, before anything else
+ * can have raised that threshold.
+ */
+class BufferPool {
+    keep;
+    idle = new Map();
+    reserved = new Set();
+    constructor(keep = Infinity) {
+        this.keep = keep;
+    }
+    /** Allocates `count` idle buffers of `size` now; once per size (later calls do nothing). */
+    reserve(size, count) {
+        if (this.reserved.has(size))
+            return;
+        this.reserved.add(size);
+        const list = this.idle.get(size) ?? [];
+        while (list.length < Math.min(count, this.keep))
+            list.push(Buffer.allocUnsafeSlow(size));
+        this.idle.set(size, list);
+    }
+    get(size) {
+        return this.idle.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
+    }
+    put(buf) {
+        const list = this.idle.get(buf.length) ?? [];
+        if (list.length < this.keep)
+            list.push(buf);
+        this.idle.set(buf.length, list);
+    }
+}
+/**
+ * Runs fn over items with at most `limit` running at once. The first failure stops new items from
+ * starting and is thrown once the running ones settled.
+ */
+async function forEachLimit(items, limit, fn) {
+    let next = 0;
+    let failure;
+    const worker = async () => {
+        while (next < items.length && failure === undefined) {
+            const index = next++;
+            try {
+                await fn(items[index], index);
+            }
+            catch (err) {
+                failure ??= { err };
+            }
+        }
+    };
+    await Promise.all(Array.from({ length: Math.max(1, Math.min(limit, items.length)) }, worker));
+    if (failure !== undefined)
+        throw failure.err;
+}
+
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
 var dist_cjs = __nccwpck_require__(3711);
 ;// CONCATENATED MODULE: ./src/lib/r2.ts
 
 
-const r2_R2_MIN_PART = 5 * 2 ** 20;
+const R2_MIN_PART = 5 * 2 ** 20;
 const R2_MAX_PART = 5 * 2 ** 30;
-const r2_R2_MAX_PARTS = 10_000;
+const R2_MAX_PARTS = 10_000;
 const R2_METADATA_LIMIT = 8192;
 const R2_LIST_PAGE = 1000;
 /** Dollars per million operations (Class A: PUT, UploadPart, List\u2026; Class B: GET, HEAD). */
@@ -95810,7 +95897,7 @@ function createR2Client(opts) {
 /** R2 part size for a file: max(16 MiB, ceil(size / 10000)) rounded up to a whole MiB. */
 function r2PartSize(size) {
     const mib = 2 ** 20;
-    const wanted = Math.max(16 * mib, Math.ceil(size / r2_R2_MAX_PARTS));
+    const wanted = Math.max(16 * mib, Math.ceil(size / R2_MAX_PARTS));
     return Math.ceil(wanted / mib) * mib;
 }
 /** S3/R2 bucket names: 3\u201363 lowercase letters, digits and hyphens, starting and ending alnum. */
@@ -95823,6 +95910,364 @@ function validateBucketName(input, bucket) {
 /** Dollar cost of a number of Class A and Class B operations. */
 function r2RequestCost(classA, classB) {
     return (classA * R2_CLASS_A_PER_MILLION + classB * R2_CLASS_B_PER_MILLION) / 1e6;
+}
+
+;// CONCATENATED MODULE: ./src/lib/r2-store.ts
+// The one way to R2. Every request of the backup, the model vault and the drill goes through
+// R2Store.request, which applies once what used to be spelled out per module: the retry policy
+// (which failures are worth another attempt, how many, how long to wait), the wording of a failure
+// ("R2 <request> <key> failed: <why> (HTTP n)"), and a retry logged as a warning. The request
+// timeout is the client's (createR2Client, from r2-timeout); the SDK itself makes one attempt.
+
+
+
+
+
+
+
+/** The retry policy of every R2 request: 5 attempts, backoff from 500 ms, jittered. */
+const R2_RETRY = {
+    attempts: 5,
+    baseDelayMs: 500,
+    maxDelayMs: 30_000,
+};
+const TRANSIENT_S3_ERRORS = new Set([
+    'SlowDown',
+    'InternalError',
+    'ServiceUnavailable',
+    'RequestTimeout',
+    // A body damaged on the way (SigV4 payload hash or Content-MD5 mismatch): send it again.
+    'XAmzContentSHA256Mismatch',
+    'BadDigest',
+]);
+const fieldsOf = (err) => err !== null && typeof err === 'object' ? err : {};
+const statusOf = (err) => fieldsOf(err).$metadata?.httpStatusCode;
+const nameOf = (err) => fieldsOf(err).name ?? fieldsOf(err).Code ?? '';
+/** Whether an S3/R2 request failure may succeed when sent again. */
+function isRetryableS3Error(err) {
+    if (TRANSIENT_S3_ERRORS.has(nameOf(err)))
+        return true;
+    const status = statusOf(err);
+    if (typeof status === 'number')
+        return isRetryableStatus(status);
+    return isTransientNetworkError(err);
+}
+/** "R2 PutObject a/b failed: <message> (HTTP 500)": which request, on what, and why. */
+function describeS3Failure(what, err) {
+    if (err instanceof OpsError)
+        return err;
+    const status = statusOf(err);
+    const message = errorMessage(err).replace(/\.+$/, '');
+    // "connect ECONNREFUSED 127.0.0.1:9000" names the peer; the cause in words says what went wrong.
+    const cause = networkCause(err);
+    const why = cause && !message.includes(cause) ? ` (${cause})` : '';
+    return new OpsError(`R2 ${what} failed: ${message}${why}${status ? ` (HTTP ${status})` : ''}`, {
+        cause: err,
+    });
+}
+/** The error R2 (and S3) give for a key that does not exist. */
+const isNotFound = (err) => nameOf(err) === 'NoSuchKey' || nameOf(err) === 'NotFound' || statusOf(err) === 404;
+const unquote = (etag) => (etag ?? '').replace(/"/g, '');
+/** The ETag R2 (like S3) gives an object completed from parts with these ETags. */
+function multipartEtag(partEtags) {
+    const md5 = (0,external_node_crypto_.createHash)('md5');
+    for (const etag of partEtags)
+        md5.update(Buffer.from(unquote(etag), 'hex'));
+    return `${md5.digest('hex')}-${partEtags.length}`;
+}
+/** Marks a command's payload as unsigned: R2 takes it over TLS; the caller hashes the bytes. */
+function unsigned(cmd) {
+    cmd.middlewareStack.add((next) => async (args) => {
+        const req = args.request;
+        if (req.headers)
+            req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
+        return next(args);
+    }, { step: 'build', name: 'comfyumeUnsignedPayload' });
+    return cmd;
+}
+class R2Store {
+    client;
+    bucket;
+    logger;
+    retryOpts;
+    constructor(opts) {
+        this.client = opts.client;
+        this.bucket = opts.bucket;
+        this.logger = opts.logger ?? silentLogger;
+        this.retryOpts = { ...R2_RETRY, retryable: isRetryableS3Error, ...opts.retry };
+    }
+    /**
+     * One R2 request under the policy: retried while the failure is transient, then thrown as an
+     * OpsError naming the request. A missing key (404) is thrown as it came: callers ask for it.
+     */
+    async request(what, fn) {
+        try {
+            return await retry(fn, {
+                ...this.retryOpts,
+                onRetry: ({ err, attempt, delayMs }) => this.logger.warn(`R2 ${what}: attempt ${attempt} failed (${errorMessage(err)}); retrying in ${delayMs} ms`),
+            });
+        }
+        catch (err) {
+            if (isNotFound(err))
+                throw err;
+            throw describeS3Failure(what, err);
+        }
+    }
+    /** Every object under a prefix, ListObjectsV2 pages of 1,000. */
+    async list(prefix) {
+        const objects = [];
+        let token;
+        do {
+            const page = await this.request(`ListObjectsV2 ${this.bucket}/${prefix}`, () => this.client.send(new dist_cjs/* ListObjectsV2Command */.u6x({
+                Bucket: this.bucket,
+                Prefix: prefix,
+                MaxKeys: R2_LIST_PAGE,
+                ContinuationToken: token,
+            })));
+            for (const o of page.Contents ?? [])
+                if (o.Key)
+                    objects.push({ key: o.Key, size: o.Size ?? 0 });
+            token = page.IsTruncated ? page.NextContinuationToken : undefined;
+        } while (token);
+        return objects;
+    }
+    async listKeys(prefix) {
+        return (await this.list(prefix)).map((o) => o.key);
+    }
+    /** The object's size, ETag and metadata; undefined when there is none. */
+    async head(key) {
+        try {
+            const out = await this.request(`HeadObject ${key}`, () => this.client.send(new dist_cjs/* HeadObjectCommand */.l81({ Bucket: this.bucket, Key: key })));
+            return {
+                size: out.ContentLength ?? 0,
+                etag: unquote(out.ETag),
+                metadata: out.Metadata ?? {},
+            };
+        }
+        catch (err) {
+            if (isNotFound(err))
+                return undefined;
+            throw err;
+        }
+    }
+    /** A small object as text; undefined when there is none. */
+    async getText(key) {
+        try {
+            return await this.request(`GetObject ${key}`, async () => {
+                const res = await this.client.send(new dist_cjs/* GetObjectCommand */.jLs({ Bucket: this.bucket, Key: key }));
+                return (await res.Body?.transformToString('utf8')) ?? '';
+            });
+        }
+        catch (err) {
+            if (isNotFound(err))
+                return undefined;
+            throw err;
+        }
+    }
+    /**
+     * One GetObject from `offset` on, not retried: the caller resumes from what it has. Returns the
+     * body, the first byte it holds (0 when the server ignored the range) and the metadata.
+     */
+    async openRead(key, offset = 0) {
+        const out = await this.client.send(new dist_cjs/* GetObjectCommand */.jLs({
+            Bucket: this.bucket,
+            Key: key,
+            ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
+        }));
+        const range = /^bytes (\d+)-/.exec(out.ContentRange ?? '');
+        return {
+            body: out.Body,
+            start: range ? Number(range[1]) : 0,
+            metadata: out.Metadata ?? {},
+        };
+    }
+    /**
+     * Streams an object through sha256 (read-back verification; R2 egress is free), and into
+     * `file` when given (a retried download starts the file again).
+     */
+    async sha256Of(key, file) {
+        return this.request(`${file ? 'download' : 'read-back'} of ${key}`, async () => {
+            const res = await this.client.send(new dist_cjs/* GetObjectCommand */.jLs({ Bucket: this.bucket, Key: key }));
+            const out = file ? await (0,promises_.open)(file, 'w', 0o600) : undefined;
+            try {
+                const hash = (0,external_node_crypto_.createHash)('sha256');
+                let bytes = 0;
+                for await (const chunk of res.Body) {
+                    hash.update(chunk);
+                    bytes += chunk.length;
+                    if (out)
+                        await out.write(chunk);
+                }
+                return { sha256: hash.digest('hex'), bytes };
+            }
+            finally {
+                await out?.close();
+            }
+        });
+    }
+    /** Writes one object from memory; returns its sha256. */
+    async put(key, body, opts) {
+        const data = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
+        await this.request(`PutObject ${key}`, () => {
+            const cmd = new dist_cjs/* PutObjectCommand */.wKZ({
+                Bucket: this.bucket,
+                Key: key,
+                Body: data,
+                ContentLength: data.length,
+                ContentType: opts.contentType,
+                ...(opts.contentMd5 ? { ContentMD5: (0,external_node_crypto_.createHash)('md5').update(data).digest('base64') } : {}),
+                ...(opts.metadata ? { Metadata: opts.metadata } : {}),
+                ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
+            });
+            return this.client.send(opts.unsignedPayload ? unsigned(cmd) : cmd);
+        });
+        return (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex');
+    }
+    /** Rewrites an object's metadata in place (server-side copy; R2 copies at most 5 GiB). */
+    async replaceMetadata(key, contentType, metadata) {
+        const source = `${this.bucket}/${key.split('/').map(encodeURIComponent).join('/')}`;
+        await this.request(`CopyObject ${key} (metadata)`, () => this.client.send(new dist_cjs/* CopyObjectCommand */.s9Z({
+            Bucket: this.bucket,
+            Key: key,
+            CopySource: source,
+            MetadataDirective: 'REPLACE',
+            ContentType: contentType,
+            Metadata: metadata,
+        })));
+    }
+    async delete(key) {
+        await this.request(`DeleteObject ${key}`, () => this.client.send(new dist_cjs/* DeleteObjectCommand */.k4j({ Bucket: this.bucket, Key: key })));
+    }
+    /** Deletes a key; a 403 (a lock rule, a token without delete rights) is returned, not thrown. */
+    async tryDelete(key) {
+        try {
+            await this.delete(key);
+            return undefined;
+        }
+        catch (err) {
+            const cause = fieldsOf(err).cause ?? err;
+            if (statusOf(cause) !== 403)
+                throw err;
+            return { key, code: nameOf(cause) || 'AccessDenied' };
+        }
+    }
+    async createUpload(key, contentType, metadata) {
+        const out = await this.request(`CreateMultipartUpload ${key}`, () => this.client.send(new dist_cjs/* CreateMultipartUploadCommand */.nG4({
+            Bucket: this.bucket,
+            Key: key,
+            ContentType: contentType,
+            ...(metadata ? { Metadata: metadata } : {}),
+        })));
+        if (!out.UploadId)
+            throw new OpsError(`R2 gave no UploadId for ${key}`);
+        return { key, uploadId: out.UploadId };
+    }
+    /** Sends one part; returns its ETag as R2 gave it (quoted). */
+    async uploadPart({ key, uploadId }, partNumber, body, unsignedPayload = false) {
+        const out = await this.request(`UploadPart ${key} part ${partNumber}`, () => {
+            const cmd = new dist_cjs/* UploadPartCommand */.iVK({
+                Bucket: this.bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumber: partNumber,
+                Body: body,
+                ContentLength: body.length,
+            });
+            return this.client.send(unsignedPayload ? unsigned(cmd) : cmd);
+        });
+        if (!out.ETag)
+            throw new OpsError(`R2 gave no ETag for ${key} part ${partNumber}`);
+        return out.ETag;
+    }
+    /**
+     * Completes an upload, surviving a lost reply. When R2 completed it but the reply never arrived
+     * (a cut connection, a request timeout on a big object), the next attempt, ours or the SDK's,
+     * finds no upload: 404 NoSuchUpload. The object is then already there, and it is accepted only
+     * when it carries this upload's multipart ETag (the MD5 of the parts' binary MD5s, then
+     * "-<part count>"), which only these parts produce.
+     */
+    async completeUpload({ key, uploadId }, parts) {
+        await this.request(`CompleteMultipartUpload ${key}`, async () => {
+            try {
+                await this.client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
+                    Bucket: this.bucket,
+                    Key: key,
+                    UploadId: uploadId,
+                    MultipartUpload: { Parts: parts },
+                }));
+            }
+            catch (err) {
+                if (nameOf(err) !== 'NoSuchUpload')
+                    throw err;
+                // No object: the upload really is gone. Any other HEAD failure is thrown as it is, so a
+                // retryable one (5xx, a reset) has the whole attempt made again.
+                const head = await this.client
+                    .send(new dist_cjs/* HeadObjectCommand */.l81({ Bucket: this.bucket, Key: key }))
+                    .catch((headErr) => {
+                    if (nameOf(headErr) === 'NotFound')
+                        return undefined;
+                    throw headErr;
+                });
+                if (unquote(head?.ETag) !== multipartEtag(parts.map((p) => p.ETag)))
+                    throw err;
+                this.logger.warn(`R2 ${key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);
+            }
+        });
+    }
+    /**
+     * Best-effort abort (retried): false when it failed, which is reported as a warning, never
+     * thrown over the error that made the caller abort.
+     */
+    async abortUpload({ key, uploadId }) {
+        try {
+            await this.request(`AbortMultipartUpload ${key}`, () => this.client.send(new dist_cjs/* AbortMultipartUploadCommand */.tfP({ Bucket: this.bucket, Key: key, UploadId: uploadId })));
+            return true;
+        }
+        catch (err) {
+            this.logger.warn(`could not abort the multipart upload of ${key} (${errorMessage(err)}); it will be cleaned up later`);
+            return false;
+        }
+    }
+    /** The parts an upload already holds, by part number. */
+    async listParts({ key, uploadId }) {
+        const out = new Map();
+        let marker;
+        for (;;) {
+            const page = await this.request(`ListParts ${key}`, () => this.client.send(new dist_cjs/* ListPartsCommand */.m9c({
+                Bucket: this.bucket,
+                Key: key,
+                UploadId: uploadId,
+                PartNumberMarker: marker,
+            })));
+            for (const p of page.Parts ?? [])
+                if (p.PartNumber)
+                    out.set(p.PartNumber, { size: p.Size ?? 0, etag: unquote(p.ETag) });
+            if (!page.IsTruncated || !page.NextPartNumberMarker)
+                return out;
+            marker = String(page.NextPartNumberMarker);
+        }
+    }
+    /** Multipart uploads under a prefix that were started and never completed or aborted. */
+    async listUploads(prefix) {
+        const out = [];
+        let keyMarker;
+        let uploadIdMarker;
+        for (;;) {
+            const page = await this.request(`ListMultipartUploads ${this.bucket}/${prefix}`, () => this.client.send(new dist_cjs/* ListMultipartUploadsCommand */.mo2({
+                Bucket: this.bucket,
+                Prefix: prefix,
+                KeyMarker: keyMarker,
+                UploadIdMarker: uploadIdMarker,
+            })));
+            for (const u of page.Uploads ?? [])
+                if (u.Key && u.UploadId)
+                    out.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) });
+            if (!page.IsTruncated)
+                return out;
+            keyMarker = page.NextKeyMarker;
+            uploadIdMarker = page.NextUploadIdMarker;
+        }
+    }
 }
 
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/classic/iso.js
@@ -95842,269 +96287,6 @@ function iso_duration(params) {
     return core._isoDuration(ZodISODuration, params);
 }
 
-;// CONCATENATED MODULE: ./src/lib/r2-complete.ts
-// CompleteMultipartUpload that survives a lost reply. When R2 completed the upload but the reply
-// never arrived (a cut connection, a request timeout on a big object), the next attempt, from our
-// retry or the SDK's, finds no upload: 404 NoSuchUpload. The object is then already there, and
-// its ETag tells whether it is this upload: R2 gives a multipart object the MD5 of its parts'
-// binary MD5s followed by "-<part count>", which only these parts produce.
-
-
-const unquote = (etag) => (etag ?? '').replace(/"/g, '');
-/** The ETag R2 (like S3) gives an object completed from parts with these ETags. */
-function multipartEtag(partEtags) {
-    const md5 = (0,external_node_crypto_.createHash)('md5');
-    for (const etag of partEtags)
-        md5.update(Buffer.from(unquote(etag), 'hex'));
-    return `${md5.digest('hex')}-${partEtags.length}`;
-}
-function isNoSuchUpload(err) {
-    const e = err;
-    return e?.name === 'NoSuchUpload' || e?.Code === 'NoSuchUpload';
-}
-/**
- * One attempt at completing the upload (wrap it in a retry). A NoSuchUpload is accepted only when
- * the stored object carries this upload's multipart ETag; otherwise that error is thrown as it came.
- */
-async function r2_complete_completeUpload(client, req, logger) {
-    try {
-        await client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
-            Bucket: req.bucket,
-            Key: req.key,
-            UploadId: req.uploadId,
-            MultipartUpload: { Parts: req.parts },
-        }));
-    }
-    catch (err) {
-        if (!isNoSuchUpload(err))
-            throw err;
-        // No object: the upload really is gone. Any other HEAD failure is thrown as it is, so a
-        // retryable one (5xx, a reset) has the whole attempt made again.
-        const head = await client
-            .send(new dist_cjs/* HeadObjectCommand */.l81({ Bucket: req.bucket, Key: req.key }))
-            .catch((headErr) => {
-            if (headErr.name === 'NotFound')
-                return undefined;
-            throw headErr;
-        });
-        if (unquote(head?.ETag) !== multipartEtag(req.parts.map((p) => p.ETag)))
-            throw err;
-        logger.warn(`R2 ${req.key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/lib/r2-stream-upload.ts
-// Uploads a stream of unknown length to R2 with bounded memory: equal parts (R2 rejects unequal
-// ones) buffered one at a time, a few in flight, each retried on its own; a small stream becomes
-// one PutObject. Every request body is signed with its SHA-256 (SigV4 x-amz-content-sha256, which
-// the SDK computes for Buffer bodies), so R2 refuses a part damaged in transit and it is sent
-// again; no second hash (Content-MD5) is needed. Any failure aborts the multipart upload, so
-// nothing half-written is left behind.
-
-
-
-
-
-
-
-/**
- * Part buffers shared by the uploads of one run. Big blocks that are freed and allocated again
- * cost RSS: after glibc frees one mmap'ed block it raises its mmap threshold, and the next part
- * buffers land in its heap among small buffers, which it can seldom give back. `ahead` buffers
- * are allocated at once, before anything else can have raised that threshold.
- */
-class PartBuffers {
-    size;
-    free = [];
-    constructor(size, ahead = 0) {
-        this.size = size;
-        for (let i = 0; i < ahead; i++)
-            this.free.push(Buffer.allocUnsafe(size));
-    }
-    take() {
-        return this.free.pop() ?? Buffer.allocUnsafe(this.size);
-    }
-    give(buffer) {
-        if (buffer.length === this.size)
-            this.free.push(buffer);
-    }
-}
-/** Whether an S3/R2 request failure may succeed when sent again. */
-function isRetryableS3Error(err) {
-    const name = err?.name ?? '';
-    // A body damaged on the way (400 XAmzContentSHA256Mismatch / BadDigest) is fine to send again.
-    if (TRANSIENT_S3_ERRORS.includes(name))
-        return true;
-    const status = err?.$metadata?.httpStatusCode;
-    if (typeof status === 'number')
-        return isRetryableStatus(status);
-    return isTransientNetworkError(err);
-}
-const TRANSIENT_S3_ERRORS = [
-    'SlowDown',
-    'InternalError',
-    'ServiceUnavailable',
-    'RequestTimeout',
-    'XAmzContentSHA256Mismatch',
-    'BadDigest',
-];
-/** "R2 PutObject a/b failed: <message> (HTTP 500)": which request, on what, and why. */
-function describeS3Failure(what, err) {
-    if (err instanceof errors_OpsError)
-        return err;
-    const status = err?.$metadata?.httpStatusCode;
-    const message = errors_errorMessage(err).replace(/\.+$/, '');
-    // "connect ECONNREFUSED 127.0.0.1:9000" names the peer; the cause in words says what went wrong.
-    const cause = networkCause(err);
-    const why = cause && !message.includes(cause) ? ` (${cause})` : '';
-    return new errors_OpsError(`R2 ${what} failed: ${message}${why}${status ? ` (HTTP ${status})` : ''}`, {
-        cause: err,
-    });
-}
-async function uploadStream(opts) {
-    const { client, bucket, key } = opts;
-    const logger = opts.logger ?? silentLogger;
-    const buffers = opts.buffers ?? new PartBuffers(opts.partSize ?? R2_MIN_PART);
-    const partSize = buffers.size;
-    if (partSize < R2_MIN_PART)
-        throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
-    const concurrency = Math.max(1, opts.concurrency ?? 2);
-    const retryOpts = {
-        attempts: 5,
-        baseDelayMs: 500,
-        retryable: isRetryableS3Error,
-        ...opts.retry,
-        onRetry: ({ err, attempt, delayMs }) => logger.warn(`R2 ${key}: attempt ${attempt} failed (${errorMessage(err)}); retrying in ${delayMs} ms`),
-    };
-    const sha = createHash('sha256');
-    let size = 0;
-    let uploadId;
-    const done = [];
-    const inFlight = new Set();
-    let failure;
-    const sendPart = async (partNumber, data) => {
-        const out = await retry(() => client.send(new UploadPartCommand({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumber: partNumber,
-            Body: data,
-            ContentLength: data.length,
-        })), retryOpts);
-        if (!out.ETag)
-            throw new OpsError(`R2 gave no ETag for ${key} part ${partNumber}`);
-        done.push({ PartNumber: partNumber, ETag: out.ETag });
-    };
-    // Sends buffer[0, length) as a part; the buffer goes back to the pool once the part is stored.
-    const dispatch = async (partNumber, buffer, length) => {
-        if (partNumber > R2_MAX_PARTS) {
-            throw new OpsError(`${key} exceeds ${R2_MAX_PARTS} parts of ${partSize} bytes (R2's limit); a larger part size is needed`);
-        }
-        if (uploadId === undefined) {
-            const created = await retry(() => client.send(new CreateMultipartUploadCommand({
-                Bucket: bucket,
-                Key: key,
-                ContentType: opts.contentType,
-            })), retryOpts);
-            uploadId = created.UploadId;
-            if (!uploadId)
-                throw new OpsError(`R2 gave no UploadId for ${key}`);
-        }
-        while (inFlight.size >= concurrency)
-            await Promise.race(inFlight);
-        if (failure)
-            throw failure;
-        const p = sendPart(partNumber, buffer.subarray(0, length))
-            .catch((err) => {
-            failure ??= err;
-        })
-            .finally(() => {
-            inFlight.delete(p);
-            buffers.give(buffer);
-        });
-        inFlight.add(p);
-    };
-    try {
-        let buffer = buffers.take();
-        let filled = 0;
-        let partNumber = 0;
-        for await (const chunk of opts.body) {
-            let data = Buffer.isBuffer(chunk)
-                ? chunk
-                : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-            sha.update(data);
-            size += data.length;
-            while (data.length > 0) {
-                const n = Math.min(partSize - filled, data.length);
-                data.copy(buffer, filled, 0, n);
-                filled += n;
-                data = data.subarray(n);
-                if (filled === partSize) {
-                    await dispatch(++partNumber, buffer, partSize);
-                    buffer = buffers.take();
-                    filled = 0;
-                }
-            }
-            if (failure)
-                throw failure;
-        }
-        await Promise.all(inFlight);
-        if (failure)
-            throw failure;
-        const sha256 = sha.digest('hex');
-        if (uploadId === undefined) {
-            // Small stream: one PutObject, made visible only after beforeComplete agreed.
-            const data = buffer.subarray(0, filled);
-            await opts.beforeComplete?.();
-            await retry(() => client.send(new PutObjectCommand({
-                Bucket: bucket,
-                Key: key,
-                Body: data,
-                ContentLength: data.length,
-                ContentType: opts.contentType,
-            })), retryOpts);
-            buffers.give(buffer);
-            return { key, size, sha256, parts: 1 };
-        }
-        if (filled > 0)
-            await dispatch(++partNumber, buffer, filled);
-        else
-            buffers.give(buffer);
-        await Promise.all(inFlight);
-        if (failure)
-            throw failure;
-        await opts.beforeComplete?.();
-        const parts = [...done].sort((a, b) => a.PartNumber - b.PartNumber);
-        const completing = { bucket, key, uploadId, parts };
-        await retry(() => completeUpload(client, completing, logger), retryOpts);
-        uploadId = undefined;
-        const head = await retry(() => client.send(new HeadObjectCommand({ Bucket: bucket, Key: key })), retryOpts);
-        if (head.ContentLength !== size) {
-            throw new OpsError(`${key}: R2 reports ${head.ContentLength} bytes after upload, sent ${size}`);
-        }
-        return { key, size, sha256, parts: parts.length };
-    }
-    catch (err) {
-        await Promise.allSettled(inFlight);
-        if (uploadId !== undefined)
-            await abortUpload(client, bucket, key, uploadId, logger);
-        throw describeS3Failure(`upload of ${key}`, err);
-    }
-}
-/** Best-effort abort (retried); a leftover upload is reported, not thrown over the real error. */
-async function abortUpload(client, bucket, key, uploadId, logger) {
-    try {
-        await retry_retry(() => client.send(new dist_cjs/* AbortMultipartUploadCommand */.tfP({ Bucket: bucket, Key: key, UploadId: uploadId })), {
-            attempts: 3,
-            baseDelayMs: 300,
-            retryable: isRetryableS3Error,
-        });
-    }
-    catch (err) {
-        logger.warn(`could not abort the multipart upload of ${key} (${errors_errorMessage(err)}); it will be cleaned up later`);
-    }
-}
-
 ;// CONCATENATED MODULE: ./src/models/bucket.ts
 // The vault side: one listing of the prefix (ListObjectsV2 pages of 1,000, never a HEAD per
 // file), the models-manifest.json written last by every push, and pending multipart uploads.
@@ -96112,28 +96294,14 @@ async function abortUpload(client, bucket, key, uploadId, logger) {
 
 
 
-
-
-
-
 const MANIFEST_NAME = 'models-manifest.json';
+/** r2://bucket/prefix, for messages. */
+const vaultUrl = (v, rel = '') => `r2://${v.store.bucket}/${v.prefix}${rel}`;
 const vaultKey = (v, rel) => `${v.prefix}${rel}`;
 const normalizePrefix = (prefix) => {
     const p = prefix.replace(/^\/+|\/+$/g, '');
     return p ? `${p}/` : '';
 };
-const s3Retry = { attempts: 5, baseDelayMs: 300, retryable: isRetryableS3Error };
-async function withS3Retry(what, fn, logger) {
-    try {
-        return await retry_retry(fn, {
-            ...s3Retry,
-            onRetry: ({ err, attempt, delayMs }) => logger?.warn(`R2 ${what}: attempt ${attempt} failed (${errors_errorMessage(err)}); retrying in ${delayMs} ms`),
-        });
-    }
-    catch (err) {
-        throw describeS3Failure(what, err);
-    }
-}
 /**
  * Every object under the prefix; the manifest itself is returned apart. The listing is untrusted:
  * a key that is not a safe model path under the prefix fails the whole listing (nothing has been
@@ -96143,37 +96311,26 @@ async function listVault(v) {
     const objects = [];
     const refused = [];
     let hasManifest = false;
-    let token;
-    do {
-        const page = await withS3Retry(`ListObjectsV2 ${v.bucket}/${v.prefix}`, () => v.client.send(new dist_cjs/* ListObjectsV2Command */.u6x({
-            Bucket: v.bucket,
-            Prefix: v.prefix,
-            MaxKeys: R2_LIST_PAGE,
-            ContinuationToken: token,
-        })));
-        for (const o of page.Contents ?? []) {
-            const key = o.Key ?? '';
-            const size = o.Size ?? 0;
-            const rel = key.startsWith(v.prefix) ? key.slice(v.prefix.length) : undefined;
-            if (rel === MANIFEST_NAME) {
-                hasManifest = true;
-                continue;
-            }
-            // A console's empty "folder" object (`checkpoints/`): nothing to sync.
-            if (rel === '' || (rel?.endsWith('/') && size === 0 && !unsafePathReason(rel.slice(0, -1))))
-                continue;
-            const problem = rel === undefined
-                ? `it is not under the prefix ${JSON.stringify(v.prefix)}`
-                : (modelPathProblem(rel) ??
-                    (Number.isSafeInteger(size) && size >= 0 ? undefined : `its size ${size} is invalid`));
-            if (problem)
-                refused.push(`${JSON.stringify(key)} (${problem})`);
-            else if (rel !== undefined)
-                objects.push({ path: rel, size });
+    for (const o of await v.store.list(v.prefix)) {
+        const { key, size } = o;
+        const rel = key.startsWith(v.prefix) ? key.slice(v.prefix.length) : undefined;
+        if (rel === MANIFEST_NAME) {
+            hasManifest = true;
+            continue;
         }
-        token = page.IsTruncated ? page.NextContinuationToken : undefined;
-    } while (token);
-    refuseUnsafePaths(`bucket ${v.bucket} lists ${refused.length} key(s) that are not safe model paths under ${JSON.stringify(v.prefix)}`, refused, 'remove or rename them in the bucket');
+        // A console's empty "folder" object (`checkpoints/`): nothing to sync.
+        if (rel === '' || (rel?.endsWith('/') && size === 0 && !unsafePathReason(rel.slice(0, -1))))
+            continue;
+        const problem = rel === undefined
+            ? `it is not under the prefix ${JSON.stringify(v.prefix)}`
+            : (modelPathProblem(rel) ??
+                (Number.isSafeInteger(size) && size >= 0 ? undefined : `its size ${size} is invalid`));
+        if (problem)
+            refused.push(`${JSON.stringify(key)} (${problem})`);
+        else if (rel !== undefined)
+            objects.push({ path: rel, size });
+    }
+    refuseUnsafePaths(`bucket ${v.store.bucket} lists ${refused.length} key(s) that are not safe model paths under ${JSON.stringify(v.prefix)}`, refused, 'remove or rename them in the bucket');
     return { objects, hasManifest };
 }
 const modelPath = schemas_string().superRefine((value, ctx) => {
@@ -96205,17 +96362,14 @@ const manifestSchema = strictObject({
 });
 async function readManifest(v) {
     const key = vaultKey(v, MANIFEST_NAME);
-    const text = await withS3Retry(`GetObject ${key}`, async () => {
-        const out = await v.client.send(new dist_cjs/* GetObjectCommand */.jLs({ Bucket: v.bucket, Key: key }));
-        return out.Body?.transformToString('utf8') ?? '';
-    });
-    const invalid = (why) => new errors_OpsError(`${key} in bucket ${v.bucket} is not a valid models manifest: ${why}`);
+    const text = (await v.store.getText(key)) ?? '';
+    const invalid = (why) => new OpsError(`${key} in bucket ${v.store.bucket} is not a valid models manifest: ${why}`);
     let data;
     try {
         data = JSON.parse(text);
     }
     catch (err) {
-        throw invalid(errors_errorMessage(err));
+        throw invalid(errorMessage(err));
     }
     const parsed = manifestSchema.safeParse(data);
     if (!parsed.success) {
@@ -96232,35 +96386,8 @@ async function writeManifest(v, files) {
         files: [...files].sort(([a], [b]) => (a < b ? -1 : 1)).map(([path, f]) => ({ path, ...f })),
     };
     const text = `${JSON.stringify(body, null, 2)}\n`;
-    await withS3Retry(`PutObject ${key}`, () => v.client.send(new dist_cjs/* PutObjectCommand */.wKZ({
-        Bucket: v.bucket,
-        Key: key,
-        Body: text,
-        ContentType: 'application/json',
-        ContentLength: Buffer.byteLength(text),
-    })));
+    await v.store.put(key, text, { contentType: 'application/json' });
     return key;
-}
-async function listPendingUploads(v) {
-    const out = [];
-    let keyMarker;
-    let uploadIdMarker;
-    for (;;) {
-        const page = await withS3Retry(`ListMultipartUploads ${v.bucket}/${v.prefix}`, () => v.client.send(new dist_cjs/* ListMultipartUploadsCommand */.mo2({
-            Bucket: v.bucket,
-            Prefix: v.prefix,
-            KeyMarker: keyMarker,
-            UploadIdMarker: uploadIdMarker,
-        })));
-        for (const u of page.Uploads ?? []) {
-            if (u.Key && u.UploadId)
-                out.push({ key: u.Key, uploadId: u.UploadId, initiated: u.Initiated ?? new Date(0) });
-        }
-        if (!page.IsTruncated)
-            return out;
-        keyMarker = page.NextKeyMarker;
-        uploadIdMarker = page.NextUploadIdMarker;
-    }
 }
 
 ;// CONCATENATED MODULE: ./src/models/glob.ts
@@ -96288,72 +96415,6 @@ function globToRegExp(pattern) {
 function matcher(patterns) {
     const res = patterns.map(globToRegExp);
     return (path) => res.some((re) => re.test(path));
-}
-
-;// CONCATENATED MODULE: ./src/models/limits.ts
-// Bounded concurrency and bounded memory for transfers: a semaphore of in-flight requests and a
-// pool of part buffers, so memory is about partSize × concurrency whatever the file sizes.
-class Semaphore {
-    size;
-    waiting = [];
-    free;
-    constructor(size) {
-        this.size = size;
-        this.free = size;
-    }
-    async acquire() {
-        if (this.free > 0)
-            this.free--;
-        else
-            await new Promise((resolve) => this.waiting.push(resolve));
-        let released = false;
-        return () => {
-            if (released)
-                return;
-            released = true;
-            const next = this.waiting.shift();
-            if (next)
-                next();
-            else
-                this.free++;
-        };
-    }
-}
-/** Reuses part buffers by size; at most `keep` idle buffers of each size are retained. */
-class BufferPool {
-    keep;
-    idle = new Map();
-    constructor(keep) {
-        this.keep = keep;
-    }
-    get(size) {
-        return this.idle.get(size)?.pop() ?? Buffer.allocUnsafeSlow(size);
-    }
-    put(buf) {
-        const list = this.idle.get(buf.length) ?? [];
-        if (list.length < this.keep)
-            list.push(buf);
-        this.idle.set(buf.length, list);
-    }
-}
-/** Runs fn over items with at most `limit` running at once; the first failure is thrown after all settle. */
-async function forEachLimit(items, limit, fn) {
-    let next = 0;
-    let failure;
-    const worker = async () => {
-        while (next < items.length && failure === undefined) {
-            const item = items[next++];
-            try {
-                await fn(item);
-            }
-            catch (err) {
-                failure ??= err;
-            }
-        }
-    };
-    await Promise.all(Array.from({ length: Math.min(limit, items.length) }, worker));
-    if (failure !== undefined)
-        throw failure;
 }
 
 ;// CONCATENATED MODULE: ./src/models/progress.ts
@@ -96409,34 +96470,18 @@ function progressLine(path, done, size, elapsedMs) {
 
 
 
-
-
-
-
 const SHA256_META = 'sha256';
 const CONTENT_TYPE = 'application/octet-stream';
-/** Marks a command's payload as unsigned: R2 takes it over TLS; we hash the file ourselves. */
-function unsignedPayload(cmd) {
-    cmd.middlewareStack.add((next) => async (args) => {
-        const req = args.request;
-        if (req.headers)
-            req.headers['x-amz-content-sha256'] = 'UNSIGNED-PAYLOAD';
-        return next(args);
-    }, { step: 'build', name: 'comfyumeUnsignedPayload' });
-    return cmd;
-}
-/** An R2 request retried on transient failures, each retry logged as a warning. */
-const retried = (o, what, fn) => withS3Retry(what, fn, o.logger);
 const md5Hex = (b) => (0,external_node_crypto_.createHash)('md5').update(b).digest('hex');
 const stripQuotes = (etag) => (etag ?? '').replace(/"/g, '');
 async function pushFile(o) {
     const { vault, key, size, partSize } = o;
-    const { client, bucket } = vault;
+    const { store } = vault;
     const sha = (0,external_node_crypto_.createHash)('sha256');
     const readExactly = async (buf, length) => {
         const n = await o.reader.read(buf, length);
         if (n !== length)
-            throw new errors_OpsError(`${key}: the file shrank while it was read (got ${n} of ${length} bytes); run again`);
+            throw new OpsError(`${key}: the file shrank while it was read (got ${n} of ${length} bytes); run again`);
         sha.update(buf.subarray(0, length));
     };
     if (size <= partSize) {
@@ -96447,14 +96492,11 @@ async function pushFile(o) {
             const sha256 = sha.digest('hex');
             const release = await o.slots.acquire();
             try {
-                await retried(o, `PutObject ${key}`, () => client.send(unsignedPayload(new dist_cjs/* PutObjectCommand */.wKZ({
-                    Bucket: bucket,
-                    Key: key,
-                    Body: body,
-                    ContentLength: size,
-                    ContentType: CONTENT_TYPE,
-                    Metadata: { [SHA256_META]: sha256 },
-                }))));
+                await store.put(key, body, {
+                    contentType: CONTENT_TYPE,
+                    metadata: { [SHA256_META]: sha256 },
+                    unsignedPayload: true,
+                });
             }
             finally {
                 release();
@@ -96467,32 +96509,25 @@ async function pushFile(o) {
         }
     }
     const partCount = Math.ceil(size / partSize);
-    if (partCount > r2_R2_MAX_PARTS)
-        throw new errors_OpsError(`${key}: ${partCount} parts of ${partSize} bytes exceed R2's ${r2_R2_MAX_PARTS}`);
-    let uploadId = o.resumeUploadId;
-    let resumed = uploadId !== undefined;
-    const stored = uploadId
-        ? await listStoredParts(client, bucket, key, uploadId)
+    if (partCount > R2_MAX_PARTS)
+        throw new OpsError(`${key}: ${partCount} parts of ${partSize} bytes exceed R2's ${R2_MAX_PARTS}`);
+    const interrupted = o.resumeUploadId
+        ? { key, uploadId: o.resumeUploadId }
+        : undefined;
+    let resumed = interrupted !== undefined;
+    const stored = interrupted
+        ? await store.listParts(interrupted)
         : new Map();
-    if (uploadId && [...stored].some(([n, p]) => n < partCount && p.size !== partSize)) {
+    if (interrupted && [...stored].some(([n, p]) => n < partCount && p.size !== partSize)) {
         o.logger.info(`${key}: the interrupted upload used another part size; starting over`);
-        await abortUpload(client, bucket, key, uploadId, o.logger);
-        uploadId = undefined;
+        await store.abortUpload(interrupted);
         resumed = false;
         stored.clear();
     }
-    if (!uploadId) {
-        const created = await retried(o, `CreateMultipartUpload ${key}`, () => client.send(new dist_cjs/* CreateMultipartUploadCommand */.nG4({
-            Bucket: bucket,
-            Key: key,
-            ContentType: CONTENT_TYPE,
-            ...(o.knownSha256 ? { Metadata: { [SHA256_META]: o.knownSha256 } } : {}),
-        })));
-        uploadId = created.UploadId;
-        if (!uploadId)
-            throw new errors_OpsError(`R2 gave no UploadId for ${key}`);
-    }
-    else if (stored.size > 0) {
+    const upload = resumed && interrupted
+        ? interrupted
+        : await store.createUpload(key, CONTENT_TYPE, o.knownSha256 ? { [SHA256_META]: o.knownSha256 } : undefined);
+    if (resumed && stored.size > 0) {
         o.logger.info(`${key}: resuming an interrupted upload, ${stored.size} of ${partCount} parts already in R2`);
     }
     const etags = new Array(partCount);
@@ -96526,16 +96561,10 @@ async function pushFile(o) {
             continue;
         }
         const partNumber = n;
-        const p = retried(o, `UploadPart ${key} part ${partNumber}`, () => client.send(unsignedPayload(new dist_cjs/* UploadPartCommand */.iVK({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumber: partNumber,
-            Body: body,
-            ContentLength: length,
-        }))))
-            .then((out) => {
-            etags[partNumber - 1] = stripQuotes(out.ETag);
+        const p = store
+            .uploadPart(upload, partNumber, body, true)
+            .then((etag) => {
+            etags[partNumber - 1] = stripQuotes(etag);
             bytesSent += length;
             o.onBytes(length);
         })
@@ -96555,11 +96584,11 @@ async function pushFile(o) {
     }
     const sha256 = sha.digest('hex');
     if (o.knownSha256 && o.knownSha256 !== sha256) {
-        await abortUpload(client, bucket, key, uploadId, o.logger);
-        throw new errors_OpsError(`${key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
+        await store.abortUpload(upload);
+        throw new OpsError(`${key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
     }
     const parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` }));
-    await retried(o, `CompleteMultipartUpload ${key}`, () => r2_complete_completeUpload(client, { bucket, key, uploadId, parts }, o.logger));
+    await store.completeUpload(upload, parts);
     // A resumed upload was created by an earlier run, which may not have known the sha256.
     if (!o.knownSha256 || resumed)
         await setSha256Metadata(o, sha256);
@@ -96575,34 +96604,7 @@ async function setSha256Metadata(o, sha256) {
         o.logger.debug(`${o.key}: resumed upload over 5 GiB, sha256 kept in the manifest only`);
         return;
     }
-    const source = `${o.vault.bucket}/${o.key.split('/').map(encodeURIComponent).join('/')}`;
-    await retried(o, `CopyObject ${o.key} (sha256 metadata)`, () => o.vault.client.send(new dist_cjs/* CopyObjectCommand */.s9Z({
-        Bucket: o.vault.bucket,
-        Key: o.key,
-        CopySource: source,
-        MetadataDirective: 'REPLACE',
-        ContentType: CONTENT_TYPE,
-        Metadata: { [SHA256_META]: sha256 },
-    })));
-}
-async function listStoredParts(client, bucket, key, uploadId) {
-    const out = new Map();
-    let marker;
-    for (;;) {
-        const page = await withS3Retry(`ListParts ${key}`, () => client.send(new dist_cjs/* ListPartsCommand */.m9c({
-            Bucket: bucket,
-            Key: key,
-            UploadId: uploadId,
-            PartNumberMarker: marker,
-        })));
-        for (const p of page.Parts ?? []) {
-            if (p.PartNumber)
-                out.set(p.PartNumber, { size: p.Size ?? 0, etag: stripQuotes(p.ETag) });
-        }
-        if (!page.IsTruncated || !page.NextPartNumberMarker)
-            return out;
-        marker = String(page.NextPartNumberMarker);
-    }
+    await o.vault.store.replaceMetadata(o.key, CONTENT_TYPE, { [SHA256_META]: sha256 });
 }
 
 ;// CONCATENATED MODULE: ./src/models/pull.ts
@@ -96610,7 +96612,6 @@ async function listStoredParts(client, bucket, key, uploadId) {
 // host over SSH), resuming with an HTTP Range from what an earlier run left, and renaming it into
 // place only when the size and sha256 of the bytes where they landed agree. A bad download is
 // deleted, never renamed.
-
 
 
 
@@ -96644,20 +96645,20 @@ async function pullFile(o) {
         // A server that ignored the Range sends the whole file: start over from its first byte.
         await partial.write(external_node_stream_.Readable.from(counted(body.stream, o.onBytes)), body.start !== have);
     };
-    await retry_retry(attempt, {
-        attempts: 5,
-        baseDelayMs: 300,
-        retryable: (err) => !(err instanceof errors_OpsError) &&
+    // R2's policy for the vault and the URL alike: each attempt resumes where the last one stopped.
+    await retry(attempt, {
+        ...R2_RETRY,
+        retryable: (err) => !(err instanceof OpsError) &&
             (isRetryableS3Error(err) ||
-                /premature|aborted|terminated|socket|ECONNRESET/i.test(errors_errorMessage(err))),
-        onRetry: ({ err, attempt: n }) => o.logger.warn(`${o.path}: download attempt ${n} failed (${errors_errorMessage(err)}); resuming`),
+                /premature|aborted|terminated|socket|ECONNRESET/i.test(errorMessage(err))),
+        onRetry: ({ err, attempt: n }) => o.logger.warn(`${o.path}: download attempt ${n} failed (${errorMessage(err)}); resuming`),
     });
     // Measured and hashed where the bytes landed: what is checked is what gets renamed.
     const got = await partial.digest();
     const expected = o.expectedSha256 ?? stated;
     const refuse = async (why) => {
         await partial.discard();
-        throw new errors_OpsError(`${o.path} from ${o.origin} refused: ${why}; nothing was put in place (the partial file was deleted)`);
+        throw new OpsError(`${o.path} from ${o.origin} refused: ${why}; nothing was put in place (the partial file was deleted)`);
     };
     if (o.size !== undefined && got.size !== o.size)
         await refuse(`${got.size} bytes instead of ${o.size}`);
@@ -96675,18 +96676,9 @@ async function pullFile(o) {
 function vaultSource(vault, rel) {
     const key = vaultKey(vault, rel);
     return async (offset) => {
-        const out = await vault.client.send(new dist_cjs/* GetObjectCommand */.jLs({
-            Bucket: vault.bucket,
-            Key: key,
-            ...(offset > 0 ? { Range: `bytes=${offset}-` } : {}),
-        }));
-        const range = /^bytes (\d+)-/.exec(out.ContentRange ?? '');
-        const sha256 = out.Metadata?.[SHA256_META];
-        return {
-            stream: out.Body,
-            start: range ? Number(range[1]) : 0,
-            ...(sha256 ? { sha256 } : {}),
-        };
+        const { body, start, metadata } = await vault.store.openRead(key, offset);
+        const sha256 = metadata[SHA256_META];
+        return { stream: body, start, ...(sha256 ? { sha256 } : {}) };
     };
 }
 /** Reads a file from an http(s) URL (the HuggingFace fallback), with a token when given. */
@@ -96703,7 +96695,7 @@ function urlSource(url, token, fetchImpl = fetch) {
             throw new Error(`GET ${url} got no answer: ${networkFailureReason(err)}`, { cause: err });
         });
         if (!res.ok || !res.body) {
-            throw new errors_OpsError(`GET ${url} answered HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (a gated model needs hf-token)' : ''}`);
+            throw new OpsError(`GET ${url} answered HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (a gated model needs hf-token)' : ''}`);
         }
         const range = res.status === 206 ? /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '') : null;
         return {
@@ -96755,9 +96747,6 @@ function countRequests(client) {
 }
 
 ;// CONCATENATED MODULE: ./src/models/sync.ts
-// The model sync: inventory both sides once, decide per file (size, or sha256 when the vault
-// knows it), move only what differs, and write models-manifest.json last. The library entry for
-// the sync-models action, the CLI and backup-verda's with-models.
 
 
 
@@ -96772,7 +96761,10 @@ function countRequests(client) {
 
 const DAY = 86_400_000;
 async function syncModels(opts, logger) {
-    const vault = { client: opts.client, bucket: opts.bucket, prefix: opts.prefix };
+    const vault = {
+        store: new R2Store({ client: opts.client, bucket: opts.bucket, logger }),
+        prefix: opts.prefix,
+    };
     const requests = countRequests(opts.client);
     try {
         const report = opts.direction === 'push' ? await push(opts, vault, logger) : await pull(opts, vault, logger);
@@ -96810,7 +96802,7 @@ async function push(opts, vault, logger) {
         const unsafe = unsafeModelPaths(l.map((f) => f.path));
         refuseUnsafePaths(`${opts.host.label} has ${unsafe.length} file(s) whose names cannot be model paths`, unsafe, 'rename them or leave them out with include');
         const r = await listVault(vault);
-        logger.info(`${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`);
+        logger.info(`${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in ${vaultUrl(vault)}`);
         return [l, r];
     });
     const compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
@@ -96910,7 +96902,7 @@ async function push(opts, vault, logger) {
             }
             catch (err) {
                 track.end();
-                throw new errors_OpsError(`${f.path}: upload failed: ${errors_errorMessage(err)}`, { cause: err });
+                throw new OpsError(`${f.path}: upload failed: ${errorMessage(err)}`, { cause: err });
             }
             finally {
                 await reader.close();
@@ -96918,7 +96910,7 @@ async function push(opts, vault, logger) {
         }));
     }
     for (const o of toDelete) {
-        await withS3Retry(`DeleteObject ${o.path}`, () => vault.client.send(new dist_cjs/* DeleteObjectCommand */.k4j({ Bucket: vault.bucket, Key: vaultKey(vault, o.path) })));
+        await vault.store.delete(vaultKey(vault, o.path));
         report.deleted++;
         report.files.push({ path: o.path, action: 'deleted', size: o.size, ms: 0 });
     }
@@ -96940,22 +96932,18 @@ async function push(opts, vault, logger) {
     return report;
 }
 async function headSha256(vault, rel) {
-    const head = await withS3Retry(`HeadObject ${rel}`, () => vault.client.send(new dist_cjs/* HeadObjectCommand */.l81({ Bucket: vault.bucket, Key: vaultKey(vault, rel) })));
-    return head.Metadata?.[SHA256_META];
+    const head = await vault.store.head(vaultKey(vault, rel));
+    return head?.metadata[SHA256_META];
 }
 /** Aborts multipart uploads older than staleMs; returns the newest young upload per key to resume. */
 async function cleanPendingUploads(vault, staleMs, logger, report) {
     const resumable = new Map();
     const now = Date.now();
-    for (const u of await listPendingUploads(vault)) {
+    for (const u of await vault.store.listUploads(vault.prefix)) {
         if (now - u.initiated.getTime() > staleMs) {
             logger.info(`aborting a stale multipart upload of ${u.key} from ${u.initiated.toISOString()}`);
-            await withS3Retry(`AbortMultipartUpload ${u.key}`, () => vault.client.send(new dist_cjs/* AbortMultipartUploadCommand */.tfP({
-                Bucket: vault.bucket,
-                Key: u.key,
-                UploadId: u.uploadId,
-            })));
-            report.staleAborted++;
+            if (await vault.store.abortUpload(u))
+                report.staleAborted++;
         }
         else if ((resumable.get(u.key)?.at ?? -1) < u.initiated.getTime()) {
             resumable.set(u.key, { id: u.uploadId, at: u.initiated.getTime() });
@@ -96976,12 +96964,12 @@ async function pull(opts, vault, logger) {
         refuseUnsafePaths(`${opts.models?.file ?? 'the models config'} names ${unsafe.length} model path(s) that are not safe`, unsafe, 'fix them');
         await host.prepare();
         const l = await host.list();
-        logger.info(`${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in r2://${vault.bucket}/${vault.prefix}`);
+        logger.info(`${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in ${vaultUrl(vault)}`);
         return [l, r, m];
     });
     const compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
     const report = emptyReport('pull', compare, vault);
-    const remote = included(listing.objects, opts.include, logger, `r2://${vault.bucket}/${vault.prefix}`);
+    const remote = included(listing.objects, opts.include, logger, `${vaultUrl(vault)}`);
     const localBy = new Map(local.map((f) => [f.path, f]));
     const jobs = [];
     const sameSize = remote.filter((o) => localBy.get(o.path)?.size === o.size);
@@ -97031,7 +97019,7 @@ async function pull(opts, vault, logger) {
             logger.warn(`${m.path} is in neither the vault nor on this host (optional, skipped)`);
     }
     if (missing.length > 0) {
-        throw new errors_OpsError(`required model(s) missing from R2 and without a HuggingFace fallback${opts.hfFallback ? '' : ' (hf-fallback is off)'}: ${missing.join(', ')}`);
+        throw new OpsError(`required model(s) missing from R2 and without a HuggingFace fallback${opts.hfFallback ? '' : ' (hf-fallback is off)'}: ${missing.join(', ')}`);
     }
     const wanted = new Set([
         ...remote.map((o) => o.path),
@@ -97055,7 +97043,7 @@ async function pull(opts, vault, logger) {
     }
     const progress = new Progress(logger, opts.progressIntervalMs);
     await logger.group(`Downloading ${jobs.length} file(s)`, () => forEachLimit(jobs, opts.concurrency, async (j) => {
-        const origin = j.from === 'hf' ? (j.url ?? '') : `r2://${vault.bucket}/${vaultKey(vault, j.path)}`;
+        const origin = j.from === 'hf' ? (j.url ?? '') : vaultUrl(vault, j.path);
         logger.info(`${j.path}: download start from ${origin}${j.size !== undefined ? ` (${formatBytes(j.size)})` : ''}`);
         const track = progress.begin(j.path, j.size ?? 0);
         try {
@@ -97088,9 +97076,9 @@ async function pull(opts, vault, logger) {
         }
         catch (err) {
             track.end();
-            throw err instanceof errors_OpsError
+            throw err instanceof OpsError
                 ? err
-                : new errors_OpsError(`${j.path}: download failed: ${errors_errorMessage(err)}`, { cause: err });
+                : new OpsError(`${j.path}: download failed: ${errorMessage(err)}`, { cause: err });
         }
     }));
     for (const f of toDelete) {
@@ -100093,7 +100081,7 @@ async function runAction(main) {
     catch (err) {
         if (!isExpectedError(err) && err instanceof Error && err.stack)
             core_debug(err.stack);
-        setFailed(errors_errorMessage(err));
+        setFailed(errorMessage(err));
     }
 }
 
@@ -100101,11 +100089,15 @@ async function runAction(main) {
 // The R2 inputs every action shares (where R2 is, the key pair, key prefixes) and its client.
 
 
-/** r2-endpoint (or r2-account-id), r2-access-key-id and r2-secret-access-key. */
+/** r2-endpoint (or r2-account-id), r2-access-key-id, r2-secret-access-key and r2-timeout. */
 function parseR2Access(inputs) {
     const endpointInput = inputs.optional('r2-endpoint');
     const accountId = inputs.optional('r2-account-id');
+    const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
+    if (r2TimeoutMs < 1000)
+        throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
     return {
+        r2TimeoutMs,
         endpoint: r2Endpoint({
             ...(endpointInput ? { endpoint: endpointInput } : {}),
             ...(accountId ? { accountId } : {}),
@@ -100124,14 +100116,14 @@ function parsePrefix(input, value) {
     return value;
 }
 /** An action's R2 client: our own retry (logged, per request) replaces the SDK's silent one. */
-function actionR2Client(access, requestTimeoutMs) {
-    const { endpoint, accessKeyId, secretAccessKey } = access;
+function actionR2Client(access) {
+    const { endpoint, accessKeyId, secretAccessKey, r2TimeoutMs } = access;
     return createR2Client({
         endpoint,
         accessKeyId,
         secretAccessKey,
         maxAttempts: 1,
-        requestTimeoutMs,
+        requestTimeoutMs: r2TimeoutMs,
     });
 }
 
@@ -100352,7 +100344,7 @@ function parseSyncInputs(source) {
         : undefined;
     const compare = inputs.raw('compare') === '' ? undefined : inputs.oneOf('compare', ['size', 'sha256']);
     const partSize = inputs.size('part-size', {
-        min: r2_R2_MIN_PART,
+        min: R2_MIN_PART,
         max: R2_MAX_PART,
         allowAuto: true,
     });
@@ -100406,7 +100398,7 @@ async function run() {
             maskSecret(actionInputs(name));
         const inputs = parseSyncInputs(actionInputs);
         const models = await loadManifest(inputs);
-        const client = actionR2Client(inputs, 120_000);
+        const client = actionR2Client(inputs);
         let conn;
         try {
             let host;

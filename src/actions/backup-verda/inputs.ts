@@ -8,7 +8,7 @@ import { parseRetention, type RetentionPolicy } from '../../backup/retention.js'
 import { parseSigningKey } from '../../backup/signing-key.js';
 import type { SshSigner } from '../../lib/sshsig.js';
 import { MAX_PART_MIB } from '../../backup/run-backup.js';
-import { parsePrefix, parseR2Access } from '../shared/r2-inputs.js';
+import { parsePrefix, parseR2Access, type R2Access } from '../shared/r2-inputs.js';
 
 /** backup: the nightly backup; retention: retention alone, its own job (no SSH, nothing written). */
 export type BackupMode = 'backup' | 'retention';
@@ -18,15 +18,11 @@ export function parseMode(source: InputSource): BackupMode {
 }
 
 /** What both modes need: where the backups are, the key pair, the policy. */
-export interface BucketInputs {
+export interface BucketInputs extends R2Access {
   bucket: string;
   prefix: string;
-  endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
   retention: RetentionPolicy;
   dryRun: boolean;
-  r2TimeoutMs: number;
 }
 
 export type RetentionInputs = BucketInputs;
@@ -72,10 +68,7 @@ function parseBucketInputs(inputs: Inputs): BucketInputs {
     inputs.raw('retention') || 'daily=7,weekly=4,monthly=6',
   );
   const dryRun = inputs.boolean('dry-run', false);
-  const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
-  if (r2TimeoutMs < 1000)
-    throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
-  return { bucket, prefix, ...access, retention, dryRun, r2TimeoutMs };
+  return { bucket, prefix, ...access, retention, dryRun };
 }
 
 /**

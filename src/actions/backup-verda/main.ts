@@ -31,7 +31,7 @@ export async function run(): Promise<void> {
       ? githubAlerts({ token: inputs.githubToken, redact })
       : undefined;
     const logger = actionsLogger;
-    const client = actionR2Client(inputs, inputs.r2TimeoutMs);
+    const client = actionR2Client(inputs);
 
     const models =
       inputs.withModels && !inputs.dryRun
@@ -105,7 +105,7 @@ export async function run(): Promise<void> {
 async function retentionOnly(): Promise<void> {
   const inputs = parseRetentionInputs(actionInputs);
   const result = await runRetention({
-    client: actionR2Client(inputs, inputs.r2TimeoutMs),
+    client: actionR2Client(inputs),
     bucket: inputs.bucket,
     prefix: inputs.prefix,
     retention: inputs.retention,

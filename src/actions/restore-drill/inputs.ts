@@ -16,7 +16,6 @@ export interface DrillInputs extends R2Access {
   maxAgeMs: number;
   /** max-age as given, for messages. */
   maxAge: string;
-  r2TimeoutMs: number;
   /** config/backup.yml and config/backup-signers, resolved. */
   configFile: string;
   signersFile: string;
@@ -49,9 +48,6 @@ export async function parseDrillInputs(
       throw new InputError('items', id, 'item ids of the backup, such as ssh-host-keys');
   const maxAge = inputs.raw('max-age') || '48h';
   const maxAgeMs = inputs.duration('max-age', maxAge);
-  const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
-  if (r2TimeoutMs < 1000)
-    throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
   return {
     bucket,
     prefix,
@@ -61,7 +57,6 @@ export async function parseDrillInputs(
     items,
     maxAgeMs,
     maxAge,
-    r2TimeoutMs,
     configFile,
     signersFile,
   };

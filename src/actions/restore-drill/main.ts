@@ -28,7 +28,7 @@ export async function run(): Promise<void> {
     const inputs = await parseDrillInputs(actionInputs);
     const config = await loadBackupConfig(inputs.configFile);
     const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);
-    const client = actionR2Client(inputs, inputs.r2TimeoutMs);
+    const client = actionR2Client(inputs);
     const runnerTemp = process.env.RUNNER_TEMP;
     // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
     const cancel = new AbortController();

@@ -8,13 +8,19 @@ export interface R2Access {
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
+  /** r2-timeout: one request's longest wait, then it is cut and retried. */
+  r2TimeoutMs: number;
 }
 
-/** r2-endpoint (or r2-account-id), r2-access-key-id and r2-secret-access-key. */
+/** r2-endpoint (or r2-account-id), r2-access-key-id, r2-secret-access-key and r2-timeout. */
 export function parseR2Access(inputs: Inputs): R2Access {
   const endpointInput = inputs.optional('r2-endpoint');
   const accountId = inputs.optional('r2-account-id');
+  const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
+  if (r2TimeoutMs < 1000)
+    throw new InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
   return {
+    r2TimeoutMs,
     endpoint: r2Endpoint({
       ...(endpointInput ? { endpoint: endpointInput } : {}),
       ...(accountId ? { accountId } : {}),
@@ -37,13 +43,13 @@ export function parsePrefix(input: string, value: string): string {
 }
 
 /** An action's R2 client: our own retry (logged, per request) replaces the SDK's silent one. */
-export function actionR2Client(access: R2Access, requestTimeoutMs: number): S3Client {
-  const { endpoint, accessKeyId, secretAccessKey } = access;
+export function actionR2Client(access: R2Access): S3Client {
+  const { endpoint, accessKeyId, secretAccessKey, r2TimeoutMs } = access;
   return createR2Client({
     endpoint,
     accessKeyId,
     secretAccessKey,
     maxAttempts: 1,
-    requestTimeoutMs,
+    requestTimeoutMs: r2TimeoutMs,
   });
 }

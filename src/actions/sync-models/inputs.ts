@@ -4,28 +4,28 @@ import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
 import { normalizePrefix } from '../../models/bucket.js';
 import { parseLocation, type ModelLocation } from '../../models/location.js';
 import type { SyncModelsOptions } from '../../models/sync.js';
-import { parsePrefix, parseR2Access } from '../shared/r2-inputs.js';
+import { parsePrefix, parseR2Access, type R2Access } from '../shared/r2-inputs.js';
 
 /** The library's options that come straight from inputs, plus where and how to connect. */
-export interface SyncInputs extends Pick<
-  SyncModelsOptions,
-  | 'direction'
-  | 'bucket'
-  | 'prefix'
-  | 'include'
-  | 'compare'
-  | 'concurrency'
-  | 'partSize'
-  | 'delete'
-  | 'dryRun'
-  | 'hfFallback'
-  | 'hfToken'
-> {
+export interface SyncInputs
+  extends
+    R2Access,
+    Pick<
+      SyncModelsOptions,
+      | 'direction'
+      | 'bucket'
+      | 'prefix'
+      | 'include'
+      | 'compare'
+      | 'concurrency'
+      | 'partSize'
+      | 'delete'
+      | 'dryRun'
+      | 'hfFallback'
+      | 'hfToken'
+    > {
   location: ModelLocation;
   ssh?: { privateKey: string; fingerprints: string[] };
-  endpoint: string;
-  accessKeyId: string;
-  secretAccessKey: string;
   manifest: string;
   manifestIsDefault: boolean;
 }

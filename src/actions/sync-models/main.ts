@@ -36,7 +36,7 @@ export async function run(): Promise<void> {
       maskSecret(actionInputs(name));
     const inputs = parseSyncInputs(actionInputs);
     const models = await loadManifest(inputs);
-    const client = actionR2Client(inputs, 120_000);
+    const client = actionR2Client(inputs);
     let conn: SshConnection | undefined;
     try {
       let host: ModelHost;
