@@ -441,6 +441,16 @@ describe('bad inputs fail before any connection or request', () => {
       /Input 'age-recipients' is invalid: got "AGE1[0-9A-Z]{58}"; expected .*all lower case/,
     ],
     [
+      'r2-timeout longer than a Node timer can wait (it would fire at once)',
+      () => ({ 'r2-timeout': '25d' }),
+      /Input 'r2-timeout' is invalid: got "25d"; expected .*at most 24d20h31m23s/,
+    ],
+    [
+      'r2-timeout under a second',
+      () => ({ 'r2-timeout': '500ms' }),
+      /Input 'r2-timeout' is invalid: got "500ms"; expected a duration of at least 1s/,
+    ],
+    [
       'invalid bucket',
       () => ({ bucket: 'Backups_2026' }),
       /Input 'bucket' is invalid: got "Backups_2026"/,
