@@ -1,9 +1,8 @@
 // config/backup.yml: what to take from the GPU host. Validated strictly (unknown keys, relative
 // or '..' paths and duplicate ids are errors) before any connection is opened.
-import { readFile } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
 import { z } from 'zod';
-import { ConfigError } from '../lib/errors.js';
+import { parseWithSchema } from '../lib/schema.js';
+import { parseYamlText, readYamlFile } from '../lib/yaml-file.js';
 import { hasControlChars } from '../lib/safe-path.js';
 
 /** Item and disk ids: what the config allows, and what a manifest may name. */
@@ -92,43 +91,17 @@ const configSchema = z
 export type BackupConfig = z.output<typeof configSchema>;
 export type BackupItem = BackupConfig['items'][number];
 
-function issuePath(path: PropertyKey[]): string {
-  return path
-    .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
-    .join('');
-}
-
 /** Validates parsed YAML; every problem is listed with its field path. */
 export function parseBackupConfig(file: string, data: unknown): BackupConfig {
-  const result = configSchema.safeParse(data);
-  if (result.success) return result.data;
-  const problems = result.error.issues.map((issue) => {
-    const where = issuePath(issue.path as PropertyKey[]);
-    return where ? `${where}: ${issue.message}` : issue.message;
-  });
-  throw new ConfigError(file, problems);
+  return parseWithSchema(configSchema, data, file);
 }
 
 export function parseBackupConfigText(file: string, text: string): BackupConfig {
-  let data: unknown;
-  try {
-    data = parseYaml(text, { prettyErrors: true });
-  } catch (err) {
-    throw new ConfigError(file, [`not valid YAML: ${(err as Error).message.split('\n')[0]}`]);
-  }
-  return parseBackupConfig(file, data);
+  return parseBackupConfig(file, parseYamlText(file, text));
 }
 
 export async function loadBackupConfig(file: string): Promise<BackupConfig> {
-  let text: string;
-  try {
-    text = await readFile(file, 'utf8');
-  } catch (err) {
-    throw new ConfigError(file, [
-      `cannot be read: ${(err as NodeJS.ErrnoException).code ?? (err as Error).message}`,
-    ]);
-  }
-  return parseBackupConfigText(file, text);
+  return parseBackupConfig(file, await readYamlFile(file));
 }
 
 /** A host path as seen on the host: the configured path under host-root. */

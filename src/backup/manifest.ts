@@ -2,6 +2,7 @@
 // last: a backup exists exactly when its manifest does.
 import { z } from 'zod';
 import { OpsError } from '../lib/errors.js';
+import { schemaProblems } from '../lib/schema.js';
 import { absolutePath, ITEM_ID_RE } from './config.js';
 import { hostFactsSchema, hostText } from './facts.js';
 import { COMPRESSOR_NAMES, COMPRESSORS } from './remote-commands.js';
@@ -134,12 +135,6 @@ export const latestSchema = z.strictObject({
 
 export type LatestPointer = z.infer<typeof latestSchema>;
 
-/** The first problem of a failed parse, as `field.path: message`. */
-function firstIssue(error: z.ZodError): string {
-  const issue = error.issues[0];
-  return `${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`;
-}
-
 /** A stored manifest, checked; the error names the key and the first field that is wrong. */
 export function parseManifest(text: string, key: string, prefix: string): Manifest {
   let json: unknown;
@@ -150,7 +145,9 @@ export function parseManifest(text: string, key: string, prefix: string): Manife
   }
   const parsed = manifestSchema(prefix).safeParse(json);
   if (!parsed.success)
-    throw new OpsError(`${key} is not a ${MANIFEST_FORMAT} manifest: ${firstIssue(parsed.error)}`);
+    throw new OpsError(
+      `${key} is not a ${MANIFEST_FORMAT} manifest: ${schemaProblems(parsed.error)[0]}`,
+    );
   if (key !== backupKeys(prefix, parsed.data.backupId).manifest)
     throw new OpsError(`${key} names backup ${parsed.data.backupId}: not its own manifest`);
   return parsed.data;

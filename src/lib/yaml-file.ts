@@ -11,11 +11,17 @@ export async function readYamlFile(file: string): Promise<unknown> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
+    const code = (err as NodeJS.ErrnoException).code;
+    throw new ConfigError(file, [`cannot be read: ${code ?? errorMessage(err)}`]);
   }
+  return parseYamlText(file, text);
+}
+
+/** YAML text of `file` (read elsewhere, e.g. from git): invalid YAML is a ConfigError naming it. */
+export function parseYamlText(file: string, text: string): unknown {
   try {
     return parseYaml(text, { prettyErrors: true }) as unknown;
   } catch (err) {
-    throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
+    throw new ConfigError(file, [`not valid YAML: ${errorMessage(err).split('\n')[0]}`]);
   }
 }

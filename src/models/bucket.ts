@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import type { R2Store } from '../lib/r2-store.js';
+import { schemaProblems } from '../lib/schema.js';
 import { unsafePathReason } from '../lib/safe-path.js';
 import { modelPathProblem, refuseUnsafePaths } from './model-path.js';
 
@@ -116,7 +117,7 @@ export async function readManifest(
   }
   const parsed = manifestSchema.safeParse(data);
   if (!parsed.success) {
-    const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+    const issues = schemaProblems(parsed.error);
     throw invalid(issues.slice(0, 10).join('; ') + (issues.length > 10 ? '; ...' : ''));
   }
   return new Map(parsed.data.files.map((f) => [f.path, { size: f.size, sha256: f.sha256 }]));

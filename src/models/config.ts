@@ -3,6 +3,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../lib/errors.js';
 import { SAFE_PATH_EXPECTED } from '../lib/safe-path.js';
+import { parseWithSchema } from '../lib/schema.js';
 import { readYamlFile } from '../lib/yaml-file.js';
 import { modelPathProblem } from './model-path.js';
 
@@ -45,20 +46,14 @@ const fileSchema = z.strictObject({ models: z.array(modelSchema) });
 
 /** Validates parsed YAML; `file` names the source in errors. */
 export function parseModelsConfig(file: string, data: unknown): ModelManifestConfig {
-  const parsed = fileSchema.safeParse(data);
-  if (!parsed.success) {
-    throw new ConfigError(
-      file,
-      parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`),
-    );
-  }
+  const parsed = parseWithSchema(fileSchema, data, file);
   const seen = new Map<string, number>();
   const problems: string[] = [];
-  const models = parsed.data.models.map((m, i): ModelEntry => {
+  const models = parsed.models.map((m, i): ModelEntry => {
     const first = seen.get(m.path);
     if (first !== undefined) {
       problems.push(
-        `models.${i}.path: duplicate path ${JSON.stringify(m.path)} (also models.${first})`,
+        `models[${i}].path: duplicate path ${JSON.stringify(m.path)} (also models[${first}])`,
       );
     }
     seen.set(m.path, i);

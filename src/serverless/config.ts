@@ -1,7 +1,8 @@
 // config/workshop.yml: the desired state of the serverless fleet, validated with zod (strict:
 // an unknown or misspelt key is an error naming its path).
 import { z } from 'zod';
-import { ConfigError, InputError } from '../lib/errors.js';
+import { InputError } from '../lib/errors.js';
+import { parseWithSchema } from '../lib/schema.js';
 import { readYamlFile } from '../lib/yaml-file.js';
 import { deploymentNamePattern, envNamePattern, knownComputeNames } from './verda-types.js';
 
@@ -122,16 +123,7 @@ export type WorkshopPreset = z.infer<typeof preset>;
 
 /** Validates parsed YAML; problems name the key path (e.g. scaling.max_replicas). */
 export function parseWorkshopConfig(data: unknown, file: string): WorkshopConfig {
-  const result = workshopSchema.safeParse(data);
-  if (result.success) return result.data;
-  throw new ConfigError(
-    file,
-    result.error.issues.map((issue) => {
-      const keys = issue.code === 'unrecognized_keys' ? ` ${issue.keys.join(', ')}` : '';
-      const at = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-      return `${at}: ${issue.message}${keys && !issue.message.includes(keys.trim()) ? `:${keys}` : ''}`;
-    }),
-  );
+  return parseWithSchema(workshopSchema, data, file);
 }
 
 export async function loadWorkshopConfig(file: string): Promise<WorkshopConfig> {

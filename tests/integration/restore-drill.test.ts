@@ -348,13 +348,13 @@ describe('restore-drill: whoever writes to the bucket cannot run code or pass a 
     [
       'an archive key outside the backup',
       (m) => (m.items[0].key = `${PREFIX}/../elsewhere/x.tar.zst.age`),
-      /items\.0\.key: must be backups\/verda\/\d{8}T\d{6}Z\//,
+      /items\[0\]\.key: must be backups\/verda\/\d{8}T\d{6}Z\//,
     ],
-    ['an item id with shell', (m) => (m.items[0].id = `a$(id)`), /items\.0\.id/],
+    ['an item id with shell', (m) => (m.items[0].id = `a$(id)`), /items\[0\]\.id/],
     [
       'an after-restore step breaking out of its line',
       (m) => (m.items[0].afterRestore = [`x\n;;\n*) touch ${marker} ;;`]),
-      /items\.0\.afterRestore\.0: must not contain control characters/,
+      /items\[0\]\.afterRestore\[0\]: must not contain control characters/,
     ],
     ['a restoreTo outside the root', (m) => (m.items[0].restoreTo = '/../..'), /restoreTo/],
   ])('refuses %s even when signed with the backup key', async (_what, edit, message) => {

@@ -173,7 +173,7 @@ describe.each(['local', 'ssh'] as const)('pull to a %s target', (kind) => {
     const r = await run(targetInputs(kind, target));
     expect(r.code).not.toBe(0);
     expect(r.errors.join('\n')).toMatch(
-      /models\/models-manifest\.json in bucket model-vault is not a valid models manifest: files\.1\.path: path "\.\.\/\.\.\/evil\.safetensors": it has a '\.\.' segment/,
+      /models\/models-manifest\.json in bucket model-vault is not a valid models manifest: files\[1\]\.path: path "\.\.\/\.\.\/evil\.safetensors": it has a '\.\.' segment/,
     );
     expect(await tree(root)).toEqual(['a', 'a/models']);
     expect(s3.requests().map((q) => [q.operation, q.key])).toEqual([
@@ -189,13 +189,13 @@ describe('models-manifest.json is parsed strictly', () => {
     [
       'a negative size',
       { files: [{ path: 'a.safetensors', size: -1, sha256: 'a'.repeat(64) }] },
-      /files\.0\.size/,
+      /files\[0\]\.size/,
     ],
     ['a time that is not ISO', { updated: 'yesterday' }, /updated/],
     [
       'a backslash path',
       { files: [{ path: 'a\\b.safetensors', size: 1, sha256: 'a'.repeat(64) }] },
-      /files\.0\.path: path "a\\\\b\.safetensors": it contains '\\'/,
+      /files\[0\]\.path: path "a\\\\b\.safetensors": it contains '\\'/,
     ],
   ])('refuses %s before anything is written', async (_what, change, message) => {
     const manifest = { version: 1, updated: '2025-01-01T00:00:00.000Z', files: [], ...change };
@@ -229,7 +229,7 @@ describe('config/models.yml paths', () => {
     expect(r.code).not.toBe(0);
     const errors = r.errors.join('\n');
     expect(errors).toContain(`Config ${config} is invalid`);
-    expect(errors).toContain(`models.0.path: path ${JSON.stringify(bad)} is refused: ${why}`);
+    expect(errors).toContain(`models[0].path: path ${JSON.stringify(bad)} is refused: ${why}`);
     expect(await tree(root)).toEqual(['a', 'a/models']);
     expect(s3.requests()).toEqual([]);
   });

@@ -80,7 +80,7 @@ describe('config/models.yml schema', () => {
         models: [{ path: 'a.safetensors' }, { path: 'a.safetensors' }],
       });
     expect(run).toThrow(ConfigError);
-    expect(run).toThrow(/models\.1\.path: duplicate path "a\.safetensors" \(also models\.0\)/);
+    expect(run).toThrow(/models\[1\]\.path: duplicate path "a\.safetensors" \(also models\[0\]\)/);
     const bad = () =>
       parseModelsConfig('m.yml', {
         models: [
@@ -90,10 +90,10 @@ describe('config/models.yml schema', () => {
           { path: 'd', colour: 'red' },
         ],
       });
-    expect(bad).toThrow(/models\.0\.path: path "\/etc\/x" is refused: it is absolute/);
-    expect(bad).toThrow(/models\.1\.sha256: sha256 must be 64 lowercase hex/);
-    expect(bad).toThrow(/models\.2\.url/);
-    expect(bad).toThrow(/models\.3: .*colour/);
+    expect(bad).toThrow(/models\[0\]\.path: path "\/etc\/x" is refused: it is absolute/);
+    expect(bad).toThrow(/models\[1\]\.sha256: sha256 must be 64 lowercase hex/);
+    expect(bad).toThrow(/models\[2\]\.url/);
+    expect(bad).toThrow(/models\[3\]: .*colour/);
   });
 
   it.each([
@@ -106,7 +106,7 @@ describe('config/models.yml schema', () => {
     ['loras/x.safetensors.partial', "it ends in '.partial'"],
   ])('refuses the path %j naming it', (p, why) => {
     expect(() => parseModelsConfig('m.yml', { models: [{ path: p }] })).toThrow(
-      `models.0.path: path ${JSON.stringify(p)} is refused: ${why}`,
+      `models[0].path: path ${JSON.stringify(p)} is refused: ${why}`,
     );
   });
 });

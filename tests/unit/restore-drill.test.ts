@@ -78,22 +78,22 @@ describe('parseManifest', () => {
     [
       'a restoreTo with ..',
       (m) => void (m.items[0]!.restoreTo = '/../../root'),
-      /items\.0\.restoreTo: restoreTo "\/\.\.\/\.\.\/root" must not contain '\.\.'/,
+      /items\[0\]\.restoreTo: restoreTo "\/\.\.\/\.\.\/root" must not contain '\.\.'/,
     ],
     [
       'a relative path',
       (m) => void (m.items[0]!.paths = ['etc/ssh']),
-      /items\.0\.paths\.0: path "etc\/ssh" must be absolute/,
+      /items\[0\]\.paths\[0\]: path "etc\/ssh" must be absolute/,
     ],
-    ['a bad sha256', (m) => void (m.items[0]!.sha256 = 'nope'), /items\.0\.sha256/],
+    ['a bad sha256', (m) => void (m.items[0]!.sha256 = 'nope'), /items\[0\]\.sha256/],
     [
       'an unknown compression',
       (m) => void (m.items[0]!.compression = 'xz'),
-      /items\.0\.compression/,
+      /items\[0\]\.compression/,
     ],
     ['a missing RESTORE.sh record', (m) => void (m.restoreScript = undefined), /restoreScript/],
     ['an unknown top-level field', (m) => void (m.extra = 1), /Unrecognized key: "extra"/],
-    ['an unknown item field', (m) => void (m.items[0].run = 'id'), /items\.0: Unrecognized key/],
+    ['an unknown item field', (m) => void (m.items[0].run = 'id'), /items\[0\]: Unrecognized key/],
     [
       'a fingerprint of another form',
       (m) => void (m.host.fingerprint = 'SHA256:x'),
@@ -108,16 +108,16 @@ describe('parseManifest', () => {
     ['a kernel with a space', (m) => void (m.facts.kernel = '6 $(id)'), /facts\.kernel/],
     ['an OS with a newline', (m) => void (m.facts.os = 'Ubuntu\nid'), /facts\.os/],
     ['an upper-case recipient', (m) => void (m.encryption.recipients = ['AGE1X']), /recipients/],
-    ['an item id with a dot', (m) => void (m.items[0].id = '../x'), /items\.0\.id/],
+    ['an item id with a dot', (m) => void (m.items[0].id = '../x'), /items\[0\]\.id/],
     [
       'an archive key outside the backup',
       (m) => void (m.items[0].key = 'backups/other/20261128T021500Z/ssh-host-keys.tar.zst.age'),
-      /items\.0\.key: must be backups\/verda\/20261128T021500Z\/ssh-host-keys\.tar\.zst\.age/,
+      /items\[0\]\.key: must be backups\/verda\/20261128T021500Z\/ssh-host-keys\.tar\.zst\.age/,
     ],
     [
       'an archive key whose extension is not its compression',
       (m) => void (m.items[0].compression = 'gzip'),
-      /items\.0\.key: must be .*\.tar\.gz\.age/,
+      /items\[0\]\.key: must be .*\.tar\.gz\.age/,
     ],
     [
       'a RESTORE.sh key of another backup',

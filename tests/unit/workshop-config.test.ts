@@ -130,7 +130,7 @@ describe('the schema', () => {
     [
       'a shared volume without id',
       (c) => (c.container.volumes = [{ type: 'shared', mount_path: '/mnt/sfs' }]),
-      'container.volumes.0.volume_id',
+      'container.volumes[0].volume_id',
     ],
     [
       'two volumes on one path',
