@@ -28374,7 +28374,7 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9517);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9931);
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
 
@@ -28383,7 +28383,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 9517:
+/***/ 9931:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -38638,6 +38638,31 @@ function preprocess(fn, schema) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/lib/schema.ts
+
+function issuePath(path) {
+    if (path.length === 0)
+        return '(top level)';
+    return path
+        .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+        .join('');
+}
+/** One line per problem of a failed parse; unknown keys are named. */
+function schemaProblems(error) {
+    return error.issues.map((issue) => {
+        const keys = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '';
+        const named = keys && !issue.message.includes(keys) ? `: ${keys}` : '';
+        return `${issuePath(issue.path)}: ${issue.message}${named}`;
+    });
+}
+/** Data checked by a schema, or a ConfigError naming the file and every problem. */
+function parseWithSchema(schema, data, file) {
+    const result = schema.safeParse(data);
+    if (result.success)
+        return result.data;
+    throw new ConfigError(file, schemaProblems(result.error));
+}
+
 ;// CONCATENATED MODULE: external "node:fs/promises"
 const promises_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:fs/promises");
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
@@ -38656,13 +38681,18 @@ async function readYamlFile(file) {
         text = await (0,promises_namespaceObject.readFile)(file, 'utf8');
     }
     catch (err) {
-        throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
+        const code = err.code;
+        throw new ConfigError(file, [`cannot be read: ${code ?? errorMessage(err)}`]);
     }
+    return parseYamlText(file, text);
+}
+/** YAML text of `file` (read elsewhere, e.g. from git): invalid YAML is a ConfigError naming it. */
+function parseYamlText(file, text) {
     try {
         return (0,dist/* parse */.qg)(text, { prettyErrors: true });
     }
     catch (err) {
-        throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
+        throw new ConfigError(file, [`not valid YAML: ${errorMessage(err).split('\n')[0]}`]);
     }
 }
 
@@ -38690,6 +38720,7 @@ const envNamePattern = /^[A-Z_][A-Z0-9_]*$/;
 ;// CONCATENATED MODULE: ./src/serverless/config.ts
 // config/workshop.yml: the desired state of the serverless fleet, validated with zod (strict:
 // an unknown or misspelt key is an error naming its path).
+
 
 
 
@@ -38794,14 +38825,7 @@ const workshopSchema = strictObject({
 });
 /** Validates parsed YAML; problems name the key path (e.g. scaling.max_replicas). */
 function parseWorkshopConfig(data, file) {
-    const result = workshopSchema.safeParse(data);
-    if (result.success)
-        return result.data;
-    throw new ConfigError(file, result.error.issues.map((issue) => {
-        const keys = issue.code === 'unrecognized_keys' ? ` ${issue.keys.join(', ')}` : '';
-        const at = issue.path.length > 0 ? issue.path.join('.') : '(top level)';
-        return `${at}: ${issue.message}${keys && !issue.message.includes(keys.trim()) ? `:${keys}` : ''}`;
-    }));
+    return parseWithSchema(workshopSchema, data, file);
 }
 async function loadWorkshopConfig(file) {
     return parseWorkshopConfig(await readYamlFile(file), file);

@@ -61494,7 +61494,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(321);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9450);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -61504,7 +61504,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 321:
+/***/ 9450:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -61516,10 +61516,6 @@ __nccwpck_require__.d(__webpack_exports__, {
 // EXTERNAL MODULE: external "node:path"
 var external_node_path_ = __nccwpck_require__(6760);
 var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_node_path_);
-// EXTERNAL MODULE: external "node:fs/promises"
-var promises_ = __nccwpck_require__(1455);
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
 
 // functions
@@ -71100,6 +71096,64 @@ function quote(value) {
     return JSON.stringify(shown);
 }
 
+;// CONCATENATED MODULE: ./src/lib/schema.ts
+
+function issuePath(path) {
+    if (path.length === 0)
+        return '(top level)';
+    return path
+        .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+        .join('');
+}
+/** One line per problem of a failed parse; unknown keys are named. */
+function schemaProblems(error) {
+    return error.issues.map((issue) => {
+        const keys = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '';
+        const named = keys && !issue.message.includes(keys) ? `: ${keys}` : '';
+        return `${issuePath(issue.path)}: ${issue.message}${named}`;
+    });
+}
+/** Data checked by a schema, or a ConfigError naming the file and every problem. */
+function parseWithSchema(schema, data, file) {
+    const result = schema.safeParse(data);
+    if (result.success)
+        return result.data;
+    throw new ConfigError(file, schemaProblems(result.error));
+}
+
+// EXTERNAL MODULE: external "node:fs/promises"
+var promises_ = __nccwpck_require__(1455);
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/lib/yaml-file.ts
+
+
+
+/**
+ * Reads and parses a YAML config file; an unreadable file or invalid YAML is a ConfigError naming
+ * the file, so every config loader reports the same way before its schema check.
+ */
+async function readYamlFile(file) {
+    let text;
+    try {
+        text = await (0,promises_.readFile)(file, 'utf8');
+    }
+    catch (err) {
+        const code = err.code;
+        throw new ConfigError(file, [`cannot be read: ${code ?? errorMessage(err)}`]);
+    }
+    return yaml_file_parseYamlText(file, text);
+}
+/** YAML text of `file` (read elsewhere, e.g. from git): invalid YAML is a ConfigError naming it. */
+function yaml_file_parseYamlText(file, text) {
+    try {
+        return (0,dist/* parse */.qg)(text, { prettyErrors: true });
+    }
+    catch (err) {
+        throw new ConfigError(file, [`not valid YAML: ${errorMessage(err).split('\n')[0]}`]);
+    }
+}
+
 ;// CONCATENATED MODULE: ./src/lib/safe-path.ts
 // Relative paths that come from untrusted places (bucket keys, a bucket's manifest, config files)
 // and are joined onto a local or remote directory. Only a plain relative path is accepted: one that
@@ -71149,7 +71203,6 @@ function resolveInside(root, rel, what = 'path', p = path) {
 ;// CONCATENATED MODULE: ./src/backup/config.ts
 // config/backup.yml: what to take from the GPU host. Validated strictly (unknown keys, relative
 // or '..' paths and duplicate ids are errors) before any connection is opened.
-
 
 
 
@@ -71234,43 +71287,15 @@ const configSchema = strictObject({
         seen.add(item.id);
     });
 });
-function issuePath(path) {
-    return path
-        .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
-        .join('');
-}
 /** Validates parsed YAML; every problem is listed with its field path. */
 function parseBackupConfig(file, data) {
-    const result = configSchema.safeParse(data);
-    if (result.success)
-        return result.data;
-    const problems = result.error.issues.map((issue) => {
-        const where = issuePath(issue.path);
-        return where ? `${where}: ${issue.message}` : issue.message;
-    });
-    throw new ConfigError(file, problems);
+    return parseWithSchema(configSchema, data, file);
 }
 function parseBackupConfigText(file, text) {
-    let data;
-    try {
-        data = (0,dist/* parse */.qg)(text, { prettyErrors: true });
-    }
-    catch (err) {
-        throw new ConfigError(file, [`not valid YAML: ${err.message.split('\n')[0]}`]);
-    }
-    return parseBackupConfig(file, data);
+    return parseBackupConfig(file, parseYamlText(file, text));
 }
 async function loadBackupConfig(file) {
-    let text;
-    try {
-        text = await (0,promises_.readFile)(file, 'utf8');
-    }
-    catch (err) {
-        throw new ConfigError(file, [
-            `cannot be read: ${err.code ?? err.message}`,
-        ]);
-    }
-    return parseBackupConfigText(file, text);
+    return parseBackupConfig(file, await readYamlFile(file));
 }
 /** A host path as seen on the host: the configured path under host-root. */
 function config_onHost(config, path) {
@@ -71988,6 +72013,7 @@ function parseFacts(output, diskFacts = {}) {
 
 
 
+
 const MANIFEST_FORMAT = 'comfyume-ops/backup-manifest/1';
 const TOOL_NAME = 'comfyume-ops backup-verda';
 /** Backup ids are UTC timestamps, sortable as text: 20261128T021500Z. */
@@ -72102,11 +72128,6 @@ const latestSchema = strictObject({
     manifestKey: schemas_string(),
     finishedAt: iso_datetime(),
 });
-/** The first problem of a failed parse, as `field.path: message`. */
-function firstIssue(error) {
-    const issue = error.issues[0];
-    return `${issue?.path.join('.') || '(root)'}: ${issue?.message ?? 'invalid'}`;
-}
 /** A stored manifest, checked; the error names the key and the first field that is wrong. */
 function parseManifest(text, key, prefix) {
     let json;
@@ -72118,7 +72139,7 @@ function parseManifest(text, key, prefix) {
     }
     const parsed = manifestSchema(prefix).safeParse(json);
     if (!parsed.success)
-        throw new errors_OpsError(`${key} is not a ${MANIFEST_FORMAT} manifest: ${firstIssue(parsed.error)}`);
+        throw new errors_OpsError(`${key} is not a ${MANIFEST_FORMAT} manifest: ${schemaProblems(parsed.error)[0]}`);
     if (key !== backupKeys(prefix, parsed.data.backupId).manifest)
         throw new errors_OpsError(`${key} names backup ${parsed.data.backupId}: not its own manifest`);
     return parsed.data;

@@ -85018,7 +85018,7 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(7371);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(1817);
 
 
 await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
@@ -85028,7 +85028,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 7371:
+/***/ 1817:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -95184,6 +95184,31 @@ function resolveInside(root, rel, what = 'path', p = (external_node_path_default
     return full;
 }
 
+;// CONCATENATED MODULE: ./src/lib/schema.ts
+
+function issuePath(path) {
+    if (path.length === 0)
+        return '(top level)';
+    return path
+        .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+        .join('');
+}
+/** One line per problem of a failed parse; unknown keys are named. */
+function schemaProblems(error) {
+    return error.issues.map((issue) => {
+        const keys = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '';
+        const named = keys && !issue.message.includes(keys) ? `: ${keys}` : '';
+        return `${issuePath(issue.path)}: ${issue.message}${named}`;
+    });
+}
+/** Data checked by a schema, or a ConfigError naming the file and every problem. */
+function parseWithSchema(schema, data, file) {
+    const result = schema.safeParse(data);
+    if (result.success)
+        return result.data;
+    throw new ConfigError(file, schemaProblems(result.error));
+}
+
 // EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
 var dist = __nccwpck_require__(8815);
 ;// CONCATENATED MODULE: ./src/lib/yaml-file.ts
@@ -95200,13 +95225,18 @@ async function readYamlFile(file) {
         text = await (0,promises_.readFile)(file, 'utf8');
     }
     catch (err) {
-        throw new ConfigError(file, [`cannot be read: ${errorMessage(err)}`]);
+        const code = err.code;
+        throw new ConfigError(file, [`cannot be read: ${code ?? errorMessage(err)}`]);
     }
+    return parseYamlText(file, text);
+}
+/** YAML text of `file` (read elsewhere, e.g. from git): invalid YAML is a ConfigError naming it. */
+function parseYamlText(file, text) {
     try {
         return (0,dist/* parse */.qg)(text, { prettyErrors: true });
     }
     catch (err) {
-        throw new ConfigError(file, [`is not valid YAML: ${errorMessage(err)}`]);
+        throw new ConfigError(file, [`not valid YAML: ${errorMessage(err).split('\n')[0]}`]);
     }
 }
 
@@ -95249,6 +95279,7 @@ function refuseUnsafePaths(what, refused, remedy) {
 
 
 
+
 // Joined onto the models directory (local or on the host) and used as a bucket key.
 const relativePath = schemas_string().superRefine((value, ctx) => {
     const problem = modelPathProblem(value);
@@ -95270,16 +95301,13 @@ const modelSchema = strictObject({
 const fileSchema = strictObject({ models: array(modelSchema) });
 /** Validates parsed YAML; `file` names the source in errors. */
 function parseModelsConfig(file, data) {
-    const parsed = fileSchema.safeParse(data);
-    if (!parsed.success) {
-        throw new ConfigError(file, parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`));
-    }
+    const parsed = parseWithSchema(fileSchema, data, file);
     const seen = new Map();
     const problems = [];
-    const models = parsed.data.models.map((m, i) => {
+    const models = parsed.models.map((m, i) => {
         const first = seen.get(m.path);
         if (first !== undefined) {
-            problems.push(`models.${i}.path: duplicate path ${JSON.stringify(m.path)} (also models.${first})`);
+            problems.push(`models[${i}].path: duplicate path ${JSON.stringify(m.path)} (also models[${first}])`);
         }
         seen.set(m.path, i);
         return {
@@ -96294,6 +96322,7 @@ function iso_duration(params) {
 
 
 
+
 const MANIFEST_NAME = 'models-manifest.json';
 /** r2://bucket/prefix, for messages. */
 const vaultUrl = (v, rel = '') => `r2://${v.store.bucket}/${v.prefix}${rel}`;
@@ -96373,7 +96402,7 @@ async function readManifest(v) {
     }
     const parsed = manifestSchema.safeParse(data);
     if (!parsed.success) {
-        const issues = parsed.error.issues.map((i) => `${i.path.join('.') || '(root)'}: ${i.message}`);
+        const issues = schemaProblems(parsed.error);
         throw invalid(issues.slice(0, 10).join('; ') + (issues.length > 10 ? '; ...' : ''));
     }
     return new Map(parsed.data.files.map((f) => [f.path, { size: f.size, sha256: f.sha256 }]));
