@@ -344,7 +344,7 @@ describe('restore-drill: whoever writes to the bucket cannot run code or pass a 
       /facts\.tailscaleIp/,
     ],
     ['a hostname with shell', (m) => (m.facts.hostname = payload), /facts\.hostname/],
-    ['an unknown field', (m) => (m.run = 'touch x'), /\(root\): Unrecognized key: "run"/],
+    ['an unknown field', (m) => (m.run = 'touch x'), /\(top level\): Unrecognized key: "run"/],
     [
       'an archive key outside the backup',
       (m) => (m.items[0].key = `${PREFIX}/../elsewhere/x.tar.zst.age`),

@@ -185,7 +185,11 @@ describe.each(['local', 'ssh'] as const)('pull to a %s target', (kind) => {
 
 describe('models-manifest.json is parsed strictly', () => {
   it.each([
-    ['an unknown field', { afterPull: 'touch /tmp/x' }, /\(root\): Unrecognized key: "afterPull"/],
+    [
+      'an unknown field',
+      { afterPull: 'touch /tmp/x' },
+      /\(top level\): Unrecognized key: "afterPull"/,
+    ],
     [
       'a negative size',
       { files: [{ path: 'a.safetensors', size: -1, sha256: 'a'.repeat(64) }] },
