@@ -85,7 +85,8 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
     dryRun: inputs.boolean('dry-run', false),
     manifest: manifestRaw || DEFAULT_MANIFEST,
     manifestIsDefault: manifestRaw === '' || manifestRaw === DEFAULT_MANIFEST,
-    hfFallback: inputs.boolean('hf-fallback', direction === 'pull'),
+    // The fallback only ever fetches (pull); its default is action.yml's.
+    hfFallback: direction === 'pull' && inputs.boolean('hf-fallback', true),
     ...(hfToken ? { hfToken } : {}),
   };
 }

@@ -1,0 +1,110 @@
+// action.yml is the one source of every input's default. The runner (and the CLI, through
+// inputEnv) hands the default over when an input is not given; a parser's own fallback only
+// serves direct callers. So each fallback must equal the default: for every input with a default,
+// parsing without it and parsing with the default given must give the same typed inputs.
+import { readFileSync } from 'node:fs';
+import path from 'node:path';
+import { describe, expect, it } from '@jest/globals';
+import { generateX25519Identity, identityToRecipient } from 'age-encryption';
+import ssh2 from 'ssh2';
+import { parse as parseYaml } from 'yaml';
+import {
+  parseBackupInputs,
+  parseMode,
+  parseRetentionInputs,
+} from '../../src/actions/backup-verda/inputs.js';
+import { parseDeployInputs } from '../../src/actions/deploy-serverless/inputs.js';
+import { parseDrillInputs } from '../../src/actions/restore-drill/inputs.js';
+import { parseSyncInputs } from '../../src/actions/sync-models/inputs.js';
+import { inputsFromRecord } from '../../src/lib/inputs.js';
+
+const root = path.resolve(import.meta.dirname, '../..');
+
+/** The inputs of an action.yml that declare a non-empty default, with that default. */
+function defaults(action: string): [string, string][] {
+  const yml = parseYaml(readFileSync(path.join(root, 'actions', action, 'action.yml'), 'utf8')) as {
+    inputs: Record<string, { default?: unknown }>;
+  };
+  return Object.entries(yml.inputs).flatMap(([name, spec]) =>
+    spec.default === undefined || spec.default === '' ? [] : [[name, String(spec.default)]],
+  );
+}
+
+type Parse = (record: Record<string, string>) => unknown;
+
+/** For each default: the parse of `base` alone equals the parse of `base` plus that default. */
+async function expectFallbacksMatch(action: string, base: Record<string, string>, parse: Parse) {
+  const without = await parse(base);
+  const differing: string[] = [];
+  for (const [name, value] of defaults(action)) {
+    if (name in base) continue;
+    const given = await parse({ ...base, [name]: value });
+    if (JSON.stringify(given) !== JSON.stringify(without))
+      differing.push(`${name}: default ${JSON.stringify(value)} parses otherwise than no value`);
+  }
+  expect(differing).toEqual([]);
+}
+
+const key = ssh2.utils.generateKeyPairSync('ed25519').private;
+const r2 = {
+  'r2-endpoint': 'http://127.0.0.1:9000',
+  'r2-access-key-id': 'key-id',
+  'r2-secret-access-key': 'secret',
+};
+const pin = `SHA256:${'A'.repeat(43)}`;
+
+describe('action.yml defaults equal the parsers’ fallbacks', () => {
+  it('has inputs with defaults to compare in every action', () => {
+    for (const action of ['backup-verda', 'sync-models', 'deploy-serverless', 'restore-drill'])
+      expect(defaults(action).length).toBeGreaterThan(0);
+  });
+
+  it('backup-verda (mode backup and mode retention)', async () => {
+    const recipient = await identityToRecipient(await generateX25519Identity());
+    const backup = {
+      host: 'gpu',
+      user: 'dev',
+      'ssh-private-key': key,
+      'host-key-fingerprints': pin,
+      config: 'config/backup.yml',
+      bucket: 'backups',
+      prefix: 'backups/verda',
+      'age-recipients': recipient,
+      'signing-key': key,
+      ...r2,
+    };
+    await expectFallbacksMatch('backup-verda', backup, async (r) => ({
+      mode: parseMode(inputsFromRecord(r)),
+      inputs: await parseBackupInputs(inputsFromRecord(r), root),
+    }));
+    const retention = { mode: 'retention', bucket: 'backups', prefix: 'backups/verda', ...r2 };
+    await expectFallbacksMatch('backup-verda', retention, (r) =>
+      parseRetentionInputs(inputsFromRecord(r)),
+    );
+  });
+
+  it.each(['push', 'pull'])('sync-models (%s)', async (direction) => {
+    const base = {
+      direction,
+      [direction === 'push' ? 'source' : 'target']: '/models',
+      bucket: 'vault',
+      ...r2,
+    };
+    await expectFallbacksMatch('sync-models', base, (r) => parseSyncInputs(inputsFromRecord(r)));
+  });
+
+  it.each(['plan', 'status', 'stop'])('deploy-serverless (%s)', async (command) => {
+    const base = { command, 'verda-client-id': 'id', 'verda-client-secret': 'secret' };
+    await expectFallbacksMatch('deploy-serverless', base, (r) =>
+      parseDeployInputs(inputsFromRecord(r)),
+    );
+  });
+
+  it('restore-drill', async () => {
+    const identity = await generateX25519Identity();
+    const base = { bucket: 'backups', prefix: 'backups/verda', 'age-identity': identity, ...r2 };
+    await expectFallbacksMatch('restore-drill', base, (r) =>
+      parseDrillInputs(inputsFromRecord(r), root),
+    );
+  });
+});
