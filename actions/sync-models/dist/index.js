@@ -100397,7 +100397,8 @@ function parseSyncInputs(source) {
         dryRun: inputs.boolean('dry-run', false),
         manifest: manifestRaw || DEFAULT_MANIFEST,
         manifestIsDefault: manifestRaw === '' || manifestRaw === DEFAULT_MANIFEST,
-        hfFallback: inputs.boolean('hf-fallback', direction === 'pull'),
+        // The fallback only ever fetches (pull); its default is action.yml's.
+        hfFallback: direction === 'pull' && inputs.boolean('hf-fallback', true),
         ...(hfToken ? { hfToken } : {}),
     };
 }
