@@ -8,24 +8,25 @@ import { describe, expect, it } from '@jest/globals';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import ssh2 from 'ssh2';
 import { parse as parseYaml } from 'yaml';
-import {
-  parseBackupInputs,
-  parseMode,
-  parseRetentionInputs,
-} from '../../src/actions/backup-verda/inputs.js';
-import { parseDeployInputs } from '../../src/actions/deploy-serverless/inputs.js';
-import { parseDrillInputs } from '../../src/actions/restore-drill/inputs.js';
-import { parseSyncInputs } from '../../src/actions/sync-models/inputs.js';
+import * as backupVerda from '../../src/actions/backup-verda/inputs.js';
+import * as deploy from '../../src/actions/deploy-serverless/inputs.js';
+import * as drill from '../../src/actions/restore-drill/inputs.js';
+import * as sync from '../../src/actions/sync-models/inputs.js';
+import type { SecretInput } from '../../src/actions/shared/runtime.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 
-/** The inputs of an action.yml that declare a non-empty default, with that default. */
-function defaults(action: string): [string, string][] {
+function actionInputs(action: string): Record<string, { default?: unknown }> {
   const yml = parseYaml(readFileSync(path.join(root, 'actions', action, 'action.yml'), 'utf8')) as {
     inputs: Record<string, { default?: unknown }>;
   };
-  return Object.entries(yml.inputs).flatMap(([name, spec]) =>
+  return yml.inputs;
+}
+
+/** The inputs of an action.yml that declare a non-empty default, with that default. */
+function defaults(action: string): [string, string][] {
+  return Object.entries(actionInputs(action)).flatMap(([name, spec]) =>
     spec.default === undefined || spec.default === '' ? [] : [[name, String(spec.default)]],
   );
 }
@@ -74,12 +75,12 @@ describe('action.yml defaults equal the parsers’ fallbacks', () => {
       ...r2,
     };
     await expectFallbacksMatch('backup-verda', backup, async (r) => ({
-      mode: parseMode(inputsFromRecord(r)),
-      inputs: await parseBackupInputs(inputsFromRecord(r), root),
+      mode: backupVerda.parseMode(inputsFromRecord(r)),
+      inputs: await backupVerda.parseBackupInputs(inputsFromRecord(r), root),
     }));
     const retention = { mode: 'retention', bucket: 'backups', prefix: 'backups/verda', ...r2 };
     await expectFallbacksMatch('backup-verda', retention, (r) =>
-      parseRetentionInputs(inputsFromRecord(r)),
+      backupVerda.parseRetentionInputs(inputsFromRecord(r)),
     );
   });
 
@@ -90,13 +91,15 @@ describe('action.yml defaults equal the parsers’ fallbacks', () => {
       bucket: 'vault',
       ...r2,
     };
-    await expectFallbacksMatch('sync-models', base, (r) => parseSyncInputs(inputsFromRecord(r)));
+    await expectFallbacksMatch('sync-models', base, (r) =>
+      sync.parseSyncInputs(inputsFromRecord(r)),
+    );
   });
 
   it.each(['plan', 'status', 'stop'])('deploy-serverless (%s)', async (command) => {
     const base = { command, 'verda-client-id': 'id', 'verda-client-secret': 'secret' };
     await expectFallbacksMatch('deploy-serverless', base, (r) =>
-      parseDeployInputs(inputsFromRecord(r)),
+      deploy.parseDeployInputs(inputsFromRecord(r)),
     );
   });
 
@@ -104,7 +107,25 @@ describe('action.yml defaults equal the parsers’ fallbacks', () => {
     const identity = await generateX25519Identity();
     const base = { bucket: 'backups', prefix: 'backups/verda', 'age-identity': identity, ...r2 };
     await expectFallbacksMatch('restore-drill', base, (r) =>
-      parseDrillInputs(inputsFromRecord(r), root),
+      drill.parseDrillInputs(inputsFromRecord(r), root),
     );
+  });
+});
+
+describe('each action declares its secret inputs once, beside its parser', () => {
+  const declared: [string, readonly SecretInput[]][] = [
+    ['backup-verda', backupVerda.SECRET_INPUTS],
+    ['sync-models', sync.SECRET_INPUTS],
+    ['deploy-serverless', deploy.SECRET_INPUTS],
+    ['restore-drill', drill.SECRET_INPUTS],
+  ];
+  it.each(declared)('%s: every secret it masks is one of its inputs', (action, secrets) => {
+    const names = secrets.map((s) => (typeof s === 'string' ? s : s.name));
+    expect(names.filter((n) => !(n in actionInputs(action)))).toEqual([]);
+    // Every key, token and password input is among them.
+    const secretLooking = Object.keys(actionInputs(action)).filter((n) =>
+      /(key|secret|token|identity|password)$/.test(n),
+    );
+    expect(secretLooking.filter((n) => !names.includes(n))).toEqual([]);
   });
 });

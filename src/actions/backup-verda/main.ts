@@ -7,7 +7,7 @@ import { errorMessage } from '../../lib/errors.js';
 import {
   actionInputs,
   actionsLogger,
-  maskSecret,
+  maskSecretInputs,
   runAction,
   setOutputs,
   writeSummary,
@@ -20,8 +20,7 @@ import { syncTables } from '../../models/summary.js';
 
 export async function run(): Promise<void> {
   await runAction(async () => {
-    const secrets = SECRET_INPUTS.map((name) => actionInputs(name)).filter((v) => v !== '');
-    for (const secret of secrets) maskSecret(secret);
+    const secrets = maskSecretInputs(SECRET_INPUTS);
     const redact = (text: string) => secrets.reduce((t, s) => t.split(s).join('***'), text);
     if (parseMode(actionInputs) === 'retention') return retentionOnly();
 

@@ -3,6 +3,13 @@ import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { deployCommands, type DeployCommand } from '../../serverless/deploy.js';
 import type { DeployOverrides } from '../../serverless/desired.js';
 
+/** The secret inputs, masked before anything else happens. */
+export const SECRET_INPUTS = [
+  'verda-client-id',
+  'verda-client-secret',
+  'inference-api-key',
+] as const;
+
 export interface DeployInputs {
   command: DeployCommand;
   config: string;

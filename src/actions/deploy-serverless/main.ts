@@ -11,17 +11,17 @@ import {
   actionInputs,
   actionsLogger,
   maskSecret,
+  maskSecretInputs,
   runAction,
   setOutputs,
   writeSummary,
 } from '../shared/runtime.js';
-import { parseDeployInputs } from './inputs.js';
+import { parseDeployInputs, SECRET_INPUTS } from './inputs.js';
 
 export async function run(): Promise<void> {
   await runAction(async () => {
     // Mask first: nothing below may print a credential.
-    for (const name of ['verda-client-id', 'verda-client-secret', 'inference-api-key'])
-      maskSecret(actionInputs(name));
+    maskSecretInputs(SECRET_INPUTS);
     const inputs = parseDeployInputs(actionInputs);
     const configFile = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
     const config = await loadWorkshopConfig(configFile);

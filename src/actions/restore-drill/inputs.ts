@@ -5,6 +5,7 @@ import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { validateBucketName } from '../../lib/r2.js';
 import { parseBackupId } from '../../backup/manifest.js';
 import { DEFAULT_SIGNERS_FILE } from '../../backup/signature.js';
+import type { SecretInput } from '../shared/runtime.js';
 import { parsePrefix, parseR2Access, type R2Access } from '../shared/r2-inputs.js';
 
 export interface DrillInputs extends R2Access {
@@ -22,7 +23,12 @@ export interface DrillInputs extends R2Access {
 }
 
 /** The secret inputs, to mask before anything else happens. */
-export const SECRET_INPUTS = ['age-identity', 'r2-access-key-id', 'r2-secret-access-key'] as const;
+/** The secret inputs, masked before anything else happens. */
+export const SECRET_INPUTS: readonly SecretInput[] = [
+  { name: 'age-identity', lines: /^AGE-SECRET-KEY-/i },
+  'r2-access-key-id',
+  'r2-secret-access-key',
+];
 
 /** Every input checked before any request (each error names the input and its value). */
 export async function parseDrillInputs(

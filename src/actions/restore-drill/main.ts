@@ -7,7 +7,7 @@ import { OpsError } from '../../lib/errors.js';
 import {
   actionInputs,
   actionsLogger,
-  maskSecret,
+  maskSecretInputs,
   runAction,
   setOutputs,
   writeSummary,
@@ -17,14 +17,7 @@ import { parseDrillInputs, SECRET_INPUTS } from './inputs.js';
 
 export async function run(): Promise<void> {
   await runAction(async () => {
-    for (const name of SECRET_INPUTS) {
-      // A pasted key file's comment lines hold the public key, which errors may name: mask
-      // only the secret lines of the identity.
-      if (name === 'age-identity') {
-        for (const line of actionInputs(name).split(/\r?\n/))
-          if (/^AGE-SECRET-KEY-/i.test(line.trim())) maskSecret(line.trim());
-      } else maskSecret(actionInputs(name));
-    }
+    maskSecretInputs(SECRET_INPUTS);
     const inputs = await parseDrillInputs(actionInputs);
     const config = await loadBackupConfig(inputs.configFile);
     const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);

@@ -16,6 +16,30 @@ export const actionsLogger: Logger = {
   group: (title, fn) => core.group(title, fn),
 };
 
+/**
+ * An action's secret input: masked whole (and line by line), or only its lines that match
+ * `lines` (a pasted age key file: its comment lines hold the public key, which errors may name).
+ */
+export type SecretInput = string | { name: string; lines: RegExp };
+
+/**
+ * Masks every secret input an action declares, before anything else can print one; returns the
+ * masked values (for text that leaves the runner's masking, such as an issue body).
+ */
+export function maskSecretInputs(secrets: readonly SecretInput[]): string[] {
+  const values = secrets.flatMap((secret) =>
+    typeof secret === 'string'
+      ? [actionInputs(secret)]
+      : actionInputs(secret.name)
+          .split(/\r?\n/)
+          .map((line) => line.trim())
+          .filter((line) => secret.lines.test(line)),
+  );
+  const given = values.filter((v) => v !== '');
+  for (const value of given) maskSecret(value);
+  return given;
+}
+
 /** Registers a secret with the runner so it is masked in every later log line. */
 export function maskSecret(value: string | undefined): void {
   if (!value) return;

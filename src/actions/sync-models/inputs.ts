@@ -32,6 +32,14 @@ export interface SyncInputs
 
 export const DEFAULT_MANIFEST = 'config/models.yml';
 
+/** The secret inputs, masked before anything else happens. */
+export const SECRET_INPUTS = [
+  'r2-access-key-id',
+  'r2-secret-access-key',
+  'ssh-private-key',
+  'hf-token',
+] as const;
+
 /** Every input checked before anything connects; each bad value names the input. */
 export function parseSyncInputs(source: InputSource): SyncInputs {
   const inputs = new Inputs(source);

@@ -7,13 +7,13 @@ import { syncModels } from '../../models/sync.js';
 import {
   actionInputs,
   actionsLogger,
-  maskSecret,
+  maskSecretInputs,
   runAction,
   setOutputs,
   writeSummary,
 } from '../shared/runtime.js';
 import { actionR2Client } from '../shared/r2-inputs.js';
-import { parseSyncInputs, type SyncInputs } from './inputs.js';
+import { parseSyncInputs, SECRET_INPUTS, type SyncInputs } from './inputs.js';
 
 async function loadManifest(inputs: SyncInputs): Promise<ModelManifestConfig | undefined> {
   const exists = await access(inputs.manifest).then(
@@ -32,8 +32,7 @@ async function loadManifest(inputs: SyncInputs): Promise<ModelManifestConfig | u
 
 export async function run(): Promise<void> {
   await runAction(async () => {
-    for (const name of ['r2-secret-access-key', 'r2-access-key-id', 'ssh-private-key', 'hf-token'])
-      maskSecret(actionInputs(name));
+    maskSecretInputs(SECRET_INPUTS);
     const inputs = parseSyncInputs(actionInputs);
     const models = await loadManifest(inputs);
     const client = actionR2Client(inputs);
