@@ -42498,6 +42498,22 @@ const actionsLogger = {
     error: (m) => core_error(m),
     group: (title, fn) => group(title, fn),
 };
+/**
+ * Masks every secret input an action declares, before anything else can print one; returns the
+ * masked values (for text that leaves the runner's masking, such as an issue body).
+ */
+function maskSecretInputs(secrets) {
+    const values = secrets.flatMap((secret) => typeof secret === 'string'
+        ? [actionInputs(secret)]
+        : actionInputs(secret.name)
+            .split(/\r?\n/)
+            .map((line) => line.trim())
+            .filter((line) => secret.lines.test(line)));
+    const given = values.filter((v) => v !== '');
+    for (const value of given)
+        maskSecret(value);
+    return given;
+}
 /** Registers a secret with the runner so it is masked in every later log line. */
 function maskSecret(value) {
     if (!value)
@@ -42710,6 +42726,12 @@ function formatSizeLimit(bytes) {
 
 
 
+/** The secret inputs, masked before anything else happens. */
+const SECRET_INPUTS = [
+    'verda-client-id',
+    'verda-client-secret',
+    'inference-api-key',
+];
 /** Every input checked before anything is read or requested; each bad one is an InputError. */
 function parseDeployInputs(source) {
     const inputs = new Inputs(source);
@@ -42790,8 +42812,7 @@ function parseDeployInputs(source) {
 async function run() {
     await runAction(async () => {
         // Mask first: nothing below may print a credential.
-        for (const name of ['verda-client-id', 'verda-client-secret', 'inference-api-key'])
-            maskSecret(actionInputs(name));
+        maskSecretInputs(SECRET_INPUTS);
         const inputs = parseDeployInputs(actionInputs);
         const configFile = external_node_path_default().resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
         const config = await loadWorkshopConfig(configFile);

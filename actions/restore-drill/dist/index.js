@@ -76349,6 +76349,22 @@ const actionsLogger = {
     error: (m) => core_error(m),
     group: (title, fn) => group(title, fn),
 };
+/**
+ * Masks every secret input an action declares, before anything else can print one; returns the
+ * masked values (for text that leaves the runner's masking, such as an issue body).
+ */
+function maskSecretInputs(secrets) {
+    const values = secrets.flatMap((secret) => typeof secret === 'string'
+        ? [actionInputs(secret)]
+        : actionInputs(secret.name)
+            .split(/\r?\n/)
+            .map((line) => line.trim())
+            .filter((line) => secret.lines.test(line)));
+    const given = values.filter((v) => v !== '');
+    for (const value of given)
+        maskSecret(value);
+    return given;
+}
 /** Registers a secret with the runner so it is masked in every later log line. */
 function maskSecret(value) {
     if (!value)
@@ -76839,7 +76855,12 @@ function formatSizeLimit(bytes) {
 
 
 /** The secret inputs, to mask before anything else happens. */
-const SECRET_INPUTS = ['age-identity', 'r2-access-key-id', 'r2-secret-access-key'];
+/** The secret inputs, masked before anything else happens. */
+const SECRET_INPUTS = [
+    { name: 'age-identity', lines: /^AGE-SECRET-KEY-/i },
+    'r2-access-key-id',
+    'r2-secret-access-key',
+];
 /** Every input checked before any request (each error names the input and its value). */
 async function parseDrillInputs(source, cwd = process.cwd()) {
     const inputs = new Inputs(source);
@@ -76884,17 +76905,7 @@ async function parseDrillInputs(source, cwd = process.cwd()) {
 
 async function main_run() {
     await runAction(async () => {
-        for (const name of SECRET_INPUTS) {
-            // A pasted key file's comment lines hold the public key, which errors may name: mask
-            // only the secret lines of the identity.
-            if (name === 'age-identity') {
-                for (const line of actionInputs(name).split(/\r?\n/))
-                    if (/^AGE-SECRET-KEY-/i.test(line.trim()))
-                        maskSecret(line.trim());
-            }
-            else
-                maskSecret(actionInputs(name));
-        }
+        maskSecretInputs(SECRET_INPUTS);
         const inputs = await parseDrillInputs(actionInputs);
         const config = await loadBackupConfig(inputs.configFile);
         const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);

@@ -100077,6 +100077,22 @@ const actionsLogger = {
     error: (m) => core_error(m),
     group: (title, fn) => group(title, fn),
 };
+/**
+ * Masks every secret input an action declares, before anything else can print one; returns the
+ * masked values (for text that leaves the runner's masking, such as an issue body).
+ */
+function maskSecretInputs(secrets) {
+    const values = secrets.flatMap((secret) => typeof secret === 'string'
+        ? [actionInputs(secret)]
+        : actionInputs(secret.name)
+            .split(/\r?\n/)
+            .map((line) => line.trim())
+            .filter((line) => secret.lines.test(line)));
+    const given = values.filter((v) => v !== '');
+    for (const value of given)
+        maskSecret(value);
+    return given;
+}
 /** Registers a secret with the runner so it is masked in every later log line. */
 function maskSecret(value) {
     if (!value)
@@ -100358,6 +100374,13 @@ function parseLocation(input, value) {
 
 
 const DEFAULT_MANIFEST = 'config/models.yml';
+/** The secret inputs, masked before anything else happens. */
+const SECRET_INPUTS = [
+    'r2-access-key-id',
+    'r2-secret-access-key',
+    'ssh-private-key',
+    'hf-token',
+];
 /** Every input checked before anything connects; each bad value names the input. */
 function parseSyncInputs(source) {
     const inputs = new Inputs(source);
@@ -100424,8 +100447,7 @@ async function loadManifest(inputs) {
 }
 async function run() {
     await runAction(async () => {
-        for (const name of ['r2-secret-access-key', 'r2-access-key-id', 'ssh-private-key', 'hf-token'])
-            maskSecret(actionInputs(name));
+        maskSecretInputs(SECRET_INPUTS);
         const inputs = parseSyncInputs(actionInputs);
         const models = await loadManifest(inputs);
         const client = actionR2Client(inputs);
