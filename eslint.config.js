@@ -31,10 +31,40 @@ export default tseslint.config(
     },
   },
   {
-    // Core logic stays independent of the Actions runtime (design.md, rules of the house).
-    files: ['src/lib/**', 'src/backup/**', 'src/models/**', 'src/serverless/**', 'src/sandbox/**'],
+    // The core never reaches the Actions runtime, the CLI or the sandbox (docs/architecture.md):
+    // it takes a logger and typed options, so the action, the CLI and the sandbox share it.
+    files: ['src/lib/**', 'src/backup/**', 'src/models/**', 'src/serverless/**'],
     rules: {
-      'no-restricted-imports': ['error', { paths: ['@actions/core', '@actions/github'] }],
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@actions/*'], message: 'Only src/actions and src/cli know the runtime.' },
+            { group: ['**/sandbox/**'], message: 'The core never imports the sandbox.' },
+            { group: ['**/actions/**', '**/cli/**'], message: 'The core never imports upward.' },
+          ],
+        },
+      ],
+    },
+  },
+  {
+    // The stand-ins are not the client: they take no rule from the code they stand in front of.
+    files: ['src/sandbox/**'],
+    rules: {
+      'no-restricted-imports': [
+        'error',
+        {
+          patterns: [
+            { group: ['@actions/*'], message: 'The sandbox never reaches the Actions runtime.' },
+            {
+              group: ['**/serverless/**'],
+              message:
+                "The Verda emulator derives its rules from the API contract, not the client's.",
+            },
+            { group: ['**/actions/**', '**/cli/**'], message: 'The sandbox never imports upward.' },
+          ],
+        },
+      ],
     },
   },
 );

@@ -7,9 +7,10 @@ import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { S3ErrorReply } from './r2-rules.js';
 
-/** A SigV4 payload hash that names the body (not UNSIGNED-PAYLOAD or a STREAMING-* scheme). */
-export function signedPayloadHash(value: string | undefined): string | undefined {
-  return value && /^[0-9a-f]{64}$/.test(value) ? value : undefined;
+/** A SigV4 payload hash that names the body (not UNSIGNED-PAYLOAD or a STREAMING-* scheme);
+ *  `value` is the x-amz-content-sha256 header as Node parsed it. */
+export function signedPayloadHash(value: string | string[] | undefined): string | undefined {
+  return typeof value === 'string' && /^[0-9a-f]{64}$/.test(value) ? value : undefined;
 }
 
 export const payloadMismatch = (): S3ErrorReply =>

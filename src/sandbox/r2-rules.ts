@@ -128,6 +128,11 @@ const header = (h: S3Request['headers'], name: string): string | undefined => {
  * framing, Content-Length required on uploads, part numbers and sizes in range, metadata size.
  */
 export function checkRequestHeaders(req: S3Request, operation: string): S3ErrorReply | undefined {
+  return framingProblem(req) ?? uploadProblem(req, operation) ?? metadataProblem(req, operation);
+}
+
+/** R2 supports neither flexible checksums nor aws-chunked (STREAMING-*) bodies. */
+function framingProblem(req: S3Request): S3ErrorReply | undefined {
   for (const name of Object.keys(req.headers)) {
     if (
       name.startsWith('x-amz-checksum-') ||
@@ -150,6 +155,11 @@ export function checkRequestHeaders(req: S3Request, operation: string): S3ErrorR
       'STREAMING-* payloads and aws-chunked content encoding are not supported; send Content-Length and a plain body',
     );
   }
+  return undefined;
+}
+
+/** Uploads need a Content-Length; a part needs a number in range and at most R2_MAX_PART bytes. */
+function uploadProblem(req: S3Request, operation: string): S3ErrorReply | undefined {
   const isUpload = operation === 'PutObject' || operation === 'UploadPart';
   const length = header(req.headers, 'content-length');
   if (isUpload && length === undefined) {
@@ -159,37 +169,36 @@ export function checkRequestHeaders(req: S3Request, operation: string): S3ErrorR
       'You must provide the Content-Length HTTP header.',
     );
   }
-  if (operation === 'UploadPart') {
-    const n = Number(req.query.get('partNumber'));
-    if (!Number.isInteger(n) || n < 1 || n > R2_MAX_PARTS) {
-      return new S3ErrorReply(
-        400,
-        'InvalidArgument',
-        `Part number must be an integer between 1 and ${R2_MAX_PARTS}, inclusive`,
-      );
-    }
-    if (Number(length) > R2_MAX_PART) {
-      return new S3ErrorReply(
-        400,
-        'EntityTooLarge',
-        'Your proposed upload exceeds the maximum allowed object size.',
-      );
-    }
+  if (operation !== 'UploadPart') return undefined;
+  const n = Number(req.query.get('partNumber'));
+  if (!Number.isInteger(n) || n < 1 || n > R2_MAX_PARTS) {
+    return new S3ErrorReply(
+      400,
+      'InvalidArgument',
+      `Part number must be an integer between 1 and ${R2_MAX_PARTS}, inclusive`,
+    );
   }
-  if (
-    operation === 'PutObject' ||
-    operation === 'CreateMultipartUpload' ||
-    operation === 'CopyObject'
-  ) {
-    if (metadataSize(req.headers) > R2_METADATA_LIMIT) {
-      return new S3ErrorReply(
-        400,
-        'MetadataTooLarge',
-        'Your metadata headers exceed the maximum allowed metadata size.',
-      );
-    }
+  if (Number(length) > R2_MAX_PART) {
+    return new S3ErrorReply(
+      400,
+      'EntityTooLarge',
+      'Your proposed upload exceeds the maximum allowed object size.',
+    );
   }
   return undefined;
+}
+
+/** The operations that set an object's user metadata. */
+const SETS_METADATA = new Set(['PutObject', 'CreateMultipartUpload', 'CopyObject']);
+
+function metadataProblem(req: S3Request, operation: string): S3ErrorReply | undefined {
+  if (!SETS_METADATA.has(operation) || metadataSize(req.headers) <= R2_METADATA_LIMIT)
+    return undefined;
+  return new S3ErrorReply(
+    400,
+    'MetadataTooLarge',
+    'Your metadata headers exceed the maximum allowed metadata size.',
+  );
 }
 
 /** Bytes of user metadata as R2 counts them: names (without x-amz-meta-) plus values. */

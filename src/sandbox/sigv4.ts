@@ -64,21 +64,20 @@ export interface SigV4Credentials {
   secretAccessKey: string;
 }
 
-/** Checks the signature against the key pair the request names (one of `creds`). */
-export function verifySigV4(
-  req: SigV4Request,
-  creds: SigV4Credentials | readonly SigV4Credentials[],
-): SigV4Result {
-  const q = req.url.indexOf('?');
-  const path = q < 0 ? req.url : req.url.slice(0, q);
-  const rawQuery = q < 0 ? '' : req.url.slice(q + 1);
-  const params = new URLSearchParams(rawQuery);
+type Refusal = Extract<SigV4Result, { ok: false }>;
 
-  let credential: string;
-  let signedHeaders: string;
-  let signature: string;
-  let amzDate: string;
-  let payloadHash: string;
+/** A request's signature as sent, in the Authorization header or a presigned URL's query. */
+interface SentSignature {
+  credential: string;
+  signedHeaders: string;
+  signature: string;
+  amzDate: string;
+  payloadHash: string;
+  /** Presigned: X-Amz-Signature is left out of the canonical query. */
+  presigned: boolean;
+}
+
+function readSignature(req: SigV4Request, params: URLSearchParams): SentSignature | Refusal {
   const auth = headerValue(req.headers, 'authorization');
   if (auth) {
     const m =
@@ -91,21 +90,42 @@ export function verifySigV4(
         code: 'AccessDenied',
         message: 'Unsupported or malformed Authorization header',
       };
-    [, credential = '', signedHeaders = '', signature = ''] = m;
-    amzDate = headerValue(req.headers, 'x-amz-date');
-    payloadHash = headerValue(req.headers, 'x-amz-content-sha256') || 'UNSIGNED-PAYLOAD';
-  } else if (params.get('X-Amz-Algorithm') === 'AWS4-HMAC-SHA256') {
-    credential = params.get('X-Amz-Credential') ?? '';
-    signedHeaders = params.get('X-Amz-SignedHeaders') ?? '';
-    signature = params.get('X-Amz-Signature') ?? '';
-    amzDate = params.get('X-Amz-Date') ?? '';
-    payloadHash = 'UNSIGNED-PAYLOAD';
-  } else {
-    return { ok: false, code: 'AccessDenied', message: 'Anonymous access is not allowed' };
+    const [, credential = '', signedHeaders = '', signature = ''] = m;
+    return {
+      credential,
+      signedHeaders,
+      signature,
+      amzDate: headerValue(req.headers, 'x-amz-date'),
+      payloadHash: headerValue(req.headers, 'x-amz-content-sha256') || 'UNSIGNED-PAYLOAD',
+      presigned: false,
+    };
   }
+  if (params.get('X-Amz-Algorithm') === 'AWS4-HMAC-SHA256') {
+    return {
+      credential: params.get('X-Amz-Credential') ?? '',
+      signedHeaders: params.get('X-Amz-SignedHeaders') ?? '',
+      signature: params.get('X-Amz-Signature') ?? '',
+      amzDate: params.get('X-Amz-Date') ?? '',
+      payloadHash: 'UNSIGNED-PAYLOAD',
+      presigned: true,
+    };
+  }
+  return { ok: false, code: 'AccessDenied', message: 'Anonymous access is not allowed' };
+}
+
+/** Checks the signature against the key pair the request names (one of `creds`). */
+export function verifySigV4(
+  req: SigV4Request,
+  creds: SigV4Credentials | readonly SigV4Credentials[],
+): SigV4Result {
+  const q = req.url.indexOf('?');
+  const path = q < 0 ? req.url : req.url.slice(0, q);
+  const rawQuery = q < 0 ? '' : req.url.slice(q + 1);
+  const sent = readSignature(req, new URLSearchParams(rawQuery));
+  if ('ok' in sent) return sent;
 
   const [accessKeyId = '', date = '', region = '', service = '', terminator = ''] =
-    credential.split('/');
+    sent.credential.split('/');
   const pair = [creds].flat().find((c) => c.accessKeyId === accessKeyId);
   if (!pair) {
     return {
@@ -114,31 +134,31 @@ export function verifySigV4(
       message: 'The AWS Access Key Id you provided does not exist in our records.',
     };
   }
-  if (terminator !== 'aws4_request' || !date || !amzDate.startsWith(date)) {
+  if (terminator !== 'aws4_request' || !date || !sent.amzDate.startsWith(date)) {
     return { ok: false, code: 'AccessDenied', message: 'Malformed credential scope' };
   }
 
-  const names = signedHeaders.split(';');
+  const names = sent.signedHeaders.split(';');
   const canonicalRequest = [
     req.method,
     path,
-    canonicalQuery(rawQuery, auth ? '' : 'X-Amz-Signature'),
+    canonicalQuery(rawQuery, sent.presigned ? 'X-Amz-Signature' : ''),
     ...names.map((n) => `${n}:${headerValue(req.headers, n)}`),
     '',
-    signedHeaders,
-    payloadHash,
+    sent.signedHeaders,
+    sent.payloadHash,
   ].join('\n');
   const scope = `${date}/${region}/${service}/aws4_request`;
   const stringToSign = [
     'AWS4-HMAC-SHA256',
-    amzDate,
+    sent.amzDate,
     scope,
     createHash('sha256').update(canonicalRequest).digest('hex'),
   ].join('\n');
   const expected = createHmac('sha256', signingKey(pair.secretAccessKey, date, region, service))
     .update(stringToSign)
     .digest();
-  const given = Buffer.from(signature, 'hex');
+  const given = Buffer.from(sent.signature, 'hex');
   if (given.length !== expected.length || !timingSafeEqual(given, expected)) {
     return {
       ok: false,

@@ -19,14 +19,14 @@ export interface ComputeModel {
 const gpuSizes = [1, 2, 4, 8];
 
 export const defaultCatalog: ComputeModel[] = [
-  gpu('B300', 8.25, 4.13, 288, true),
-  gpu('B200', 6.72, 3.36, 180, false),
-  gpu('H200', 4.4, 2.2, 141, true),
-  gpu('H100', 3.58, 1.79, 80, false),
-  gpu('RTX PRO 6000', 2.08, 1.04, 96, true),
-  gpu('L40S', 1.51, 0.75, 48, false),
+  gpu('B300', { usd: 8.25, spotUsd: 4.13, gpuMemoryGb: 288, pricesAsStrings: true }),
+  gpu('B200', { usd: 6.72, spotUsd: 3.36, gpuMemoryGb: 180 }),
+  gpu('H200', { usd: 4.4, spotUsd: 2.2, gpuMemoryGb: 141, pricesAsStrings: true }),
+  gpu('H100', { usd: 3.58, spotUsd: 1.79, gpuMemoryGb: 80 }),
+  gpu('RTX PRO 6000', { usd: 2.08, spotUsd: 1.04, gpuMemoryGb: 96, pricesAsStrings: true }),
+  gpu('L40S', { usd: 1.51, spotUsd: 0.75, gpuMemoryGb: 48 }),
   // Listed by /serverless-compute-resources but without a price row (as captured).
-  { ...gpu('A100 80GB', 0, 0, 80, false), usd: NaN, spotUsd: NaN },
+  gpu('A100 80GB', { usd: NaN, spotUsd: NaN, gpuMemoryGb: 80 }),
   {
     name: 'CPU Node',
     sizes: [8, 16, 32],
@@ -39,20 +39,15 @@ export const defaultCatalog: ComputeModel[] = [
   },
 ];
 
-function gpu(
-  name: string,
-  usd: number,
-  spotUsd: number,
-  gpuMemoryGb: number,
-  pricesAsStrings: boolean,
-): ComputeModel {
+type GpuFacts = Pick<ComputeModel, 'usd' | 'spotUsd' | 'gpuMemoryGb'> &
+  Partial<Pick<ComputeModel, 'pricesAsStrings'>>;
+
+function gpu(name: string, facts: GpuFacts): ComputeModel {
   return {
     name,
     sizes: gpuSizes,
-    usd,
-    spotUsd,
-    gpuMemoryGb,
-    pricesAsStrings,
+    pricesAsStrings: false,
+    ...facts,
     cpu: false,
     available: true,
   };

@@ -1,6 +1,6 @@
 // Small valid bodies for the Verda API, shared by the emulator's defaults, its tests and the
 // client's tests, so the shapes are written once.
-import type { ContainerSpec, DeploymentSpec, ScalingOptions } from '../serverless/verda-types.js';
+import type { ContainerSpec, DeploymentSpec, ScalingOptions } from './verda-wire.js';
 
 /** The CLI's defaults (verda-api.md §3): up 0 s, down 300 s, TTL 300 s, 1 per replica, queue load 1. */
 export function exampleScaling(min = 0, max = 1): ScalingOptions {

@@ -1,5 +1,7 @@
 // Fault injection for the Verda emulator: rules that match requests by host, method, path and
-// position (the n-th matching request, for `times` requests), and deployment-level faults.
+// position (the n-th matching request, for `times` requests), deployment-level faults, and the
+// replies the injected HTTP faults answer with.
+import type { Reply } from './verda-http.js';
 
 export interface RequestMatch {
   /** Which server: the management API (default) or the inference endpoint. */
@@ -79,4 +81,35 @@ export class FaultTable {
     return this.stuck.find((s) => s.deployment === undefined || s.deployment === deployment)
       ?.status;
   }
+}
+
+/** The error code of an injected status: §5's codes, and `rate_limited` (none is documented). */
+function injectedCode(status: number): string {
+  if (status === 429) return 'rate_limited';
+  if (status === 503) return 'service_unavailable';
+  if (status >= 500) return 'server_error';
+  return 'invalid_request';
+}
+
+/** The reply of an `http` fault, with Retry-After when the rule gives one. */
+export function injectedReply(fault: { status: number; retryAfterSeconds?: number }): Reply {
+  return {
+    status: fault.status,
+    body: { code: injectedCode(fault.status), message: `injected fault: ${fault.status}` },
+    headers:
+      fault.retryAfterSeconds === undefined
+        ? {}
+        : { 'Retry-After': String(fault.retryAfterSeconds) },
+  };
+}
+
+/** The reply of an `http-after-handling` fault: the work is done, the answer is a gateway's. */
+export function afterHandlingReply(status: number): Reply {
+  return {
+    status,
+    body: {
+      code: 'server_error',
+      message: 'gateway timeout (injected after the request was handled)',
+    },
+  };
 }

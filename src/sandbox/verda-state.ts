@@ -1,6 +1,6 @@
 // One emulated container deployment: its spec, its lifecycle on the emulated clock (status,
 // replicas following min/max and queue load, cold starts) and its response shapes.
-import type { ContainerSpec, DeploymentSpec, ScalingOptions } from './verda-validate.js';
+import type { ContainerSpec, DeploymentSpec, ScalingOptions } from './verda-wire.js';
 
 export interface VerdaDelays {
   /** Time in `initializing` after a create, resume or restart. */
@@ -33,6 +33,11 @@ interface Rollout {
   startedAt: number;
   pullImage: boolean;
   replicasCreated: boolean;
+}
+
+/** A replica serves once it is ready; until then it is `starting` (the emulator's own word). */
+export function replicaStatus(replica: Replica, now: number): 'running' | 'starting' {
+  return replica.readyAt <= now ? 'running' : 'starting';
 }
 
 let replicaSeq = 0;

@@ -1,31 +1,23 @@
 // Strict validation of what clients send to the Verda emulator, with the documented error body
 // {code, message} (verda-api.md §2.1, §3, §5 and the gotchas). Returns normalised specs.
-import {
-  deploymentNamePattern,
-  envNamePattern,
-  type ContainerSpec,
-  type DeploymentSpec,
-  type EnvVar,
-  type ScalingOptions,
-  type VolumeMount,
-} from '../serverless/verda-types.js';
 import { findCompute, type ComputeModel } from './verda-catalog.js';
 import { exampleScaling } from './verda-examples.js';
-
-export class ApiError extends Error {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    message: string,
-  ) {
-    super(message);
-  }
-}
-
-export const invalid = (message: string): ApiError => new ApiError(400, 'invalid_request', message);
-
-export { deploymentNamePattern, envNamePattern };
-export type { ContainerSpec, DeploymentSpec, EnvVar, ScalingOptions, VolumeMount };
+import {
+  deploymentNameMaxLength,
+  deploymentNamePattern,
+  envNamePattern,
+  invalid,
+  type ComputeSpec,
+  type ContainerSpec,
+  type DeploymentSpec,
+  type EntrypointOverrides,
+  type EnvVar,
+  type Healthcheck,
+  type RegistrySettings,
+  type ScalingOptions,
+  type UtilizationTrigger,
+  type VolumeMount,
+} from './verda-wire.js';
 
 /** What the emulator knows exists, for references in a deployment. */
 export interface ValidationContext {
@@ -35,16 +27,27 @@ export interface ValidationContext {
   registryCredentials: ReadonlySet<string>;
 }
 
+/** A container is checked the same way on create and update, except that an update names it. */
+export type ContainerPurpose = 'create' | 'update';
+
 export const defaultScaling = (): ScalingOptions => exampleScaling(0, 1);
 
 type Json = Record<string, unknown>;
 
-function isObject(v: unknown): v is Json {
+export function isJsonObject(v: unknown): v is Json {
   return typeof v === 'object' && v !== null && !Array.isArray(v);
 }
 
+/** The whole request body of a route that takes an object. */
+export function requestObject(v: unknown): Json {
+  if (!isJsonObject(v)) throw invalid('the request body must be a JSON object');
+  return v;
+}
+
+const given = (v: unknown): boolean => v !== undefined && v !== null;
+
 function obj(v: unknown, field: string): Json {
-  if (!isObject(v)) throw invalid(`${field} must be an object`);
+  if (!isJsonObject(v)) throw invalid(`${field} must be an object`);
   return v;
 }
 
@@ -73,18 +76,20 @@ function num(v: unknown, field: string, min: number, max: number): number {
   return v;
 }
 
+function isStringArray(v: unknown): v is string[] {
+  return Array.isArray(v) && v.every((s) => typeof s === 'string');
+}
+
 function strings(v: unknown, field: string): string[] {
-  if (!Array.isArray(v) || v.some((s) => typeof s !== 'string')) {
-    throw invalid(`${field} must be an array of strings`);
-  }
-  return v as string[];
+  if (!isStringArray(v)) throw invalid(`${field} must be an array of strings`);
+  return v;
 }
 
 export function validateName(v: unknown): string {
   const name = str(v, 'name');
-  if (name.length > 63 || !deploymentNamePattern.test(name)) {
+  if (name.length > deploymentNameMaxLength || !deploymentNamePattern.test(name)) {
     throw invalid(
-      `name "${name}" must match ${deploymentNamePattern.source} and be at most 63 characters`,
+      `name "${name}" must match ${deploymentNamePattern.source} and be at most ${deploymentNameMaxLength} characters`,
     );
   }
   return name;
@@ -105,6 +110,10 @@ export function validateImage(v: unknown, field: string): string {
   return image;
 }
 
+/**
+ * Scaling options, whole or partial: fields not given keep `base` (PATCH /scaling) or the
+ * defaults (a create without scaling).
+ */
 export function validateScaling(v: unknown, base?: ScalingOptions): ScalingOptions {
   const body = obj(v, 'scaling');
   const merged: Json = { ...(base ?? defaultScaling()) };
@@ -116,9 +125,7 @@ export function validateScaling(v: unknown, base?: ScalingOptions): ScalingOptio
   }
   const up = obj(merged.scale_up_policy, 'scaling.scale_up_policy');
   const down = obj(merged.scale_down_policy, 'scaling.scale_down_policy');
-  const triggers = obj(merged.scaling_triggers, 'scaling.scaling_triggers');
-  const queueLoad = obj(triggers.queue_load, 'scaling.scaling_triggers.queue_load');
-  const out: ScalingOptions = {
+  return {
     min_replica_count: min,
     max_replica_count: max,
     scale_up_policy: {
@@ -138,34 +145,37 @@ export function validateScaling(v: unknown, base?: ScalingOptions): ScalingOptio
       1,
       100,
     ),
-    scaling_triggers: {
-      queue_load: {
-        threshold: num(
-          queueLoad.threshold,
-          'scaling.scaling_triggers.queue_load.threshold',
-          1,
-          1000,
-        ),
-      },
+    scaling_triggers: validateTriggers(merged.scaling_triggers),
+  };
+}
+
+/** Queue load is required (current tooling: threshold >= 1); cpu/gpu triggers are optional. */
+function validateTriggers(v: unknown): ScalingOptions['scaling_triggers'] {
+  const triggers = obj(v, 'scaling.scaling_triggers');
+  const queueLoad = obj(triggers.queue_load, 'scaling.scaling_triggers.queue_load');
+  const out: ScalingOptions['scaling_triggers'] = {
+    queue_load: {
+      threshold: num(queueLoad.threshold, 'scaling.scaling_triggers.queue_load.threshold', 1, 1000),
     },
   };
-  for (const key of ['cpu_utilization', 'gpu_utilization'] as const) {
-    if (triggers[key] === undefined || triggers[key] === null) continue;
-    const t = obj(triggers[key], `scaling.scaling_triggers.${key}`);
-    const enabled = bool(t.enabled, `scaling.scaling_triggers.${key}.enabled`);
-    out.scaling_triggers[key] =
-      t.threshold === undefined
-        ? { enabled }
-        : {
-            enabled,
-            threshold: int(t.threshold, `scaling.scaling_triggers.${key}.threshold`, 1, 100),
-          };
-  }
+  if (given(triggers.cpu_utilization))
+    out.cpu_utilization = validateUtilization(triggers.cpu_utilization, 'cpu_utilization');
+  if (given(triggers.gpu_utilization))
+    out.gpu_utilization = validateUtilization(triggers.gpu_utilization, 'gpu_utilization');
   return out;
 }
 
-function validateEnv(v: unknown, field: string, ctx: ValidationContext): EnvVar[] {
-  if (v === undefined || v === null) return [];
+function validateUtilization(v: unknown, key: string): UtilizationTrigger {
+  const field = `scaling.scaling_triggers.${key}`;
+  const t = obj(v, field);
+  const enabled = bool(t.enabled, `${field}.enabled`);
+  if (t.threshold === undefined) return { enabled };
+  return { enabled, threshold: int(t.threshold, `${field}.threshold`, 1, 100) };
+}
+
+/** A list of variables; a secret one must name an existing generic secret. */
+export function validateEnv(v: unknown, field: string, ctx: ValidationContext): EnvVar[] {
+  if (!given(v)) return [];
   if (!Array.isArray(v)) throw invalid(`${field} must be an array`);
   const seen = new Set<string>();
   return v.map((item, i) => {
@@ -207,6 +217,7 @@ function validateMount(v: unknown, field: string, ctx: ValidationContext): Volum
         size_in_mb: int(m.size_in_mb, `${field}.size_in_mb`, 1),
       };
     case 'shared':
+      // The wording of PY 1.23.1's 400 for a round-trip that dropped volume_id (§2.2).
       if (typeof m.volume_id !== 'string' || m.volume_id === '') {
         throw invalid('volume_mounts.*.volume_id should not be null or undefined');
       }
@@ -225,11 +236,32 @@ function validateMount(v: unknown, field: string, ctx: ValidationContext): Volum
   }
 }
 
+function validateHealthcheck(v: unknown, field: string): Healthcheck {
+  const h = obj(v, field);
+  const healthcheck: Healthcheck = { enabled: bool(h.enabled, `${field}.enabled`) };
+  if (h.port !== undefined) healthcheck.port = int(h.port, `${field}.port`, 1, 65535);
+  if (h.path !== undefined) {
+    const path = str(h.path, `${field}.path`);
+    if (!path.startsWith('/')) throw invalid(`${field}.path must start with /`);
+    healthcheck.path = path;
+  }
+  return healthcheck;
+}
+
+function validateEntrypointOverrides(v: unknown, field: string): EntrypointOverrides {
+  const e = obj(v, field);
+  const overrides: EntrypointOverrides = { enabled: bool(e.enabled, `${field}.enabled`) };
+  if (e.entrypoint !== undefined)
+    overrides.entrypoint = strings(e.entrypoint, `${field}.entrypoint`);
+  if (e.cmd !== undefined) overrides.cmd = strings(e.cmd, `${field}.cmd`);
+  return overrides;
+}
+
 export function validateContainer(
   v: unknown,
   field: string,
   ctx: ValidationContext,
-  requireName: boolean,
+  purpose: ContainerPurpose,
 ): ContainerSpec {
   const c = obj(v, field);
   const container: ContainerSpec = {
@@ -238,32 +270,17 @@ export function validateContainer(
     env: validateEnv(c.env, `${field}.env`, ctx),
     volume_mounts: [],
   };
-  if (requireName) container.name = str(c.name, `${field}.name (required on update)`);
-  if (c.healthcheck !== undefined && c.healthcheck !== null) {
-    const h = obj(c.healthcheck, `${field}.healthcheck`);
-    container.healthcheck = { enabled: bool(h.enabled, `${field}.healthcheck.enabled`) };
-    if (h.port !== undefined)
-      container.healthcheck.port = int(h.port, `${field}.healthcheck.port`, 1, 65535);
-    if (h.path !== undefined) {
-      const path = str(h.path, `${field}.healthcheck.path`);
-      if (!path.startsWith('/')) throw invalid(`${field}.healthcheck.path must start with /`);
-      container.healthcheck.path = path;
-    }
+  // Gotcha 5: the server names containers on create; every update must say which one it means.
+  if (purpose === 'update') container.name = str(c.name, `${field}.name (required on update)`);
+  if (given(c.healthcheck))
+    container.healthcheck = validateHealthcheck(c.healthcheck, `${field}.healthcheck`);
+  if (given(c.entrypoint_overrides)) {
+    container.entrypoint_overrides = validateEntrypointOverrides(
+      c.entrypoint_overrides,
+      `${field}.entrypoint_overrides`,
+    );
   }
-  if (c.entrypoint_overrides !== undefined && c.entrypoint_overrides !== null) {
-    const e = obj(c.entrypoint_overrides, `${field}.entrypoint_overrides`);
-    container.entrypoint_overrides = {
-      enabled: bool(e.enabled, `${field}.entrypoint_overrides.enabled`),
-    };
-    if (e.entrypoint !== undefined)
-      container.entrypoint_overrides.entrypoint = strings(
-        e.entrypoint,
-        `${field}.entrypoint_overrides.entrypoint`,
-      );
-    if (e.cmd !== undefined)
-      container.entrypoint_overrides.cmd = strings(e.cmd, `${field}.entrypoint_overrides.cmd`);
-  }
-  if (c.volume_mounts !== undefined && c.volume_mounts !== null) {
+  if (given(c.volume_mounts)) {
     if (!Array.isArray(c.volume_mounts)) throw invalid(`${field}.volume_mounts must be an array`);
     container.volume_mounts = c.volume_mounts.map((m, i) =>
       validateMount(m, `${field}.volume_mounts[${i}]`, ctx),
@@ -279,10 +296,7 @@ export function validateContainer(
   return container;
 }
 
-export function validateCompute(
-  v: unknown,
-  ctx: ValidationContext,
-): { name: string; size: number } {
+export function validateCompute(v: unknown, ctx: ValidationContext): ComputeSpec {
   const c = obj(v, 'compute');
   const name = str(c.name, 'compute.name');
   const size = int(c.size, 'compute.size', 1);
@@ -292,14 +306,11 @@ export function validateCompute(
   return { name, size };
 }
 
-export function validateRegistrySettings(
-  v: unknown,
-  ctx: ValidationContext,
-): DeploymentSpec['container_registry_settings'] {
+export function validateRegistrySettings(v: unknown, ctx: ValidationContext): RegistrySettings {
   const r = obj(v, 'container_registry_settings');
   const isPrivate = bool(r.is_private, 'container_registry_settings.is_private');
   let credentials: { name: string } | null = null;
-  if (r.credentials !== undefined && r.credentials !== null) {
+  if (given(r.credentials)) {
     const name = str(
       obj(r.credentials, 'container_registry_settings.credentials').name,
       'container_registry_settings.credentials.name',
@@ -316,10 +327,10 @@ export function validateRegistrySettings(
 function validateContainers(
   v: unknown,
   ctx: ValidationContext,
-  requireName: boolean,
+  purpose: ContainerPurpose,
 ): ContainerSpec[] {
   if (!Array.isArray(v) || v.length === 0) throw invalid('containers must be a non-empty array');
-  return v.map((c, i) => validateContainer(c, `containers[${i}]`, ctx, requireName));
+  return v.map((c, i) => validateContainer(c, `containers[${i}]`, ctx, purpose));
 }
 
 export function validateCreate(body: unknown, ctx: ValidationContext): DeploymentSpec {
@@ -332,13 +343,15 @@ export function validateCreate(body: unknown, ctx: ValidationContext): Deploymen
       b.container_registry_settings ?? { is_private: false },
       ctx,
     ),
-    scaling:
-      b.scaling === undefined || b.scaling === null ? defaultScaling() : validateScaling(b.scaling),
-    containers: validateContainers(b.containers, ctx, false),
+    scaling: given(b.scaling) ? validateScaling(b.scaling) : defaultScaling(),
+    containers: validateContainers(b.containers, ctx, 'create'),
   };
 }
 
-/** A PATCH body: only the fields given, each validated whole; containers need their names. */
+/**
+ * A PATCH body: only the fields given (PY sends nulls for the others), each validated whole;
+ * `containers` replaces all of them (§2.2) and must name containers the deployment has.
+ */
 export function validatePatch(
   body: unknown,
   current: DeploymentSpec,
@@ -346,18 +359,15 @@ export function validatePatch(
 ): Partial<DeploymentSpec> {
   const b = obj(body, 'body');
   const out: Partial<DeploymentSpec> = {};
-  if (b.name !== undefined && b.name !== null && b.name !== current.name) {
-    throw invalid('name is immutable');
-  }
-  if (b.is_spot !== undefined && b.is_spot !== null) out.is_spot = bool(b.is_spot, 'is_spot');
-  if (b.compute !== undefined && b.compute !== null) out.compute = validateCompute(b.compute, ctx);
-  if (b.container_registry_settings !== undefined && b.container_registry_settings !== null) {
+  if (given(b.name) && b.name !== current.name) throw invalid('name is immutable');
+  if (given(b.is_spot)) out.is_spot = bool(b.is_spot, 'is_spot');
+  if (given(b.compute)) out.compute = validateCompute(b.compute, ctx);
+  if (given(b.container_registry_settings)) {
     out.container_registry_settings = validateRegistrySettings(b.container_registry_settings, ctx);
   }
-  if (b.scaling !== undefined && b.scaling !== null)
-    out.scaling = validateScaling(b.scaling, current.scaling);
-  if (b.containers !== undefined && b.containers !== null) {
-    const containers = validateContainers(b.containers, ctx, true);
+  if (given(b.scaling)) out.scaling = validateScaling(b.scaling, current.scaling);
+  if (given(b.containers)) {
+    const containers = validateContainers(b.containers, ctx, 'update');
     const known = new Set(current.containers.map((c) => c.name));
     for (const c of containers) {
       if (!known.has(c.name))

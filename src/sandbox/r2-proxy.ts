@@ -1,0 +1,130 @@
+// The R2 emulator's forwarding to s3rver: a request that passed the rules goes on without its
+// Authorization (already verified), and s3rver's reply comes back, rewritten or cut when a rule
+// or a fault asks for it. Also the small-body readers the rules need.
+import http from 'node:http';
+import type { Readable } from 'node:stream';
+import { finished, pipeline } from 'node:stream/promises';
+
+/** s3rver's port on the loopback and the keep-alive agent that reaches it. */
+export interface Upstream {
+  port: number;
+  agent: http.Agent;
+}
+
+/** What happens to s3rver's reply on the way back. */
+export interface ReplyOptions {
+  /** Cut the response after this many body bytes. */
+  resetResponseAfter?: number;
+  /** Serve the request, then cut the connection instead of replying. */
+  loseReply?: boolean;
+  /** After a 200 from s3rver: bookkeeping, and the reply body to send instead of its own. */
+  stored?: (reply: string) => Promise<string>;
+}
+
+export interface ForwardOptions extends ReplyOptions {
+  /** Where the body comes from: the request, or its payload check. */
+  source: Readable;
+  /** The body, when it was read whole already (then `source` is spent). */
+  body?: Buffer | undefined;
+}
+
+/** Passes a request on to s3rver and its reply back to the client. */
+export async function forward(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  upstream: Upstream,
+  opts: ForwardOptions,
+): Promise<void> {
+  const up = await sendUpstream(req, res, upstream, opts);
+  if (opts.stored && up.statusCode === 200) {
+    const text = await opts.stored(await readAll(up));
+    if (opts.loseReply) return void req.socket.destroy();
+    const headers = { ...up.headers, 'content-length': String(Buffer.byteLength(text)) };
+    delete headers['transfer-encoding'];
+    res.writeHead(200, headers).end(text);
+    return;
+  }
+  if (opts.loseReply) {
+    await finished(up.resume()).catch(() => undefined);
+    return void req.socket.destroy();
+  }
+  res.writeHead(up.statusCode ?? 502, up.headers);
+  if (opts.resetResponseAfter === undefined) {
+    await pipeline(up, res).catch(() => res.destroy());
+    return;
+  }
+  relayThenCut(up, res, opts.resetResponseAfter);
+}
+
+function sendUpstream(
+  req: http.IncomingMessage,
+  res: http.ServerResponse,
+  upstream: Upstream,
+  { source, body }: ForwardOptions,
+): Promise<http.IncomingMessage> {
+  const headers = { ...req.headers };
+  delete headers.authorization;
+  if (body) headers['content-length'] = String(body.length);
+  // The client's 100-continue was answered here; s3rver gets the body straight away.
+  delete headers.expect;
+  const request = http.request({
+    host: '127.0.0.1',
+    port: upstream.port,
+    method: req.method,
+    path: req.url,
+    headers,
+    agent: upstream.agent,
+  });
+  const response = new Promise<http.IncomingMessage>((resolve, reject) => {
+    request.on('response', resolve);
+    request.on('error', reject);
+  });
+  // A client that hangs up early takes the upstream request down with it.
+  res.on('close', () => {
+    if (!res.writableFinished) request.destroy();
+  });
+  if (body) request.end(body);
+  else pipeline(source, request).catch(() => request.destroy());
+  return response;
+}
+
+/** Relays the first `limit` bytes of a reply body, then cuts both connections. */
+function relayThenCut(up: http.IncomingMessage, res: http.ServerResponse, limit: number): void {
+  let sent = 0;
+  up.on('data', (chunk: Buffer) => {
+    const room = limit - sent;
+    sent += chunk.length;
+    if (room > 0) res.write(room >= chunk.length ? chunk : chunk.subarray(0, room));
+    if (sent >= limit) {
+      up.destroy();
+      res.destroy();
+    }
+  });
+  up.on('end', () => res.destroy());
+}
+
+/** A stream's chunk as bytes (streams without an encoding set give Buffers). */
+function chunkBytes(chunk: unknown): Buffer {
+  if (Buffer.isBuffer(chunk)) return chunk;
+  if (typeof chunk === 'string') return Buffer.from(chunk);
+  throw new TypeError(`expected a byte stream, got a chunk of type ${typeof chunk}`);
+}
+
+/** Reads a body whole; over `limit` bytes it throws. */
+export async function readSmallBody(stream: Readable, limit: number): Promise<Buffer> {
+  const chunks: Buffer[] = [];
+  let size = 0;
+  for await (const chunk of stream) {
+    const bytes = chunkBytes(chunk);
+    size += bytes.length;
+    if (size > limit) throw new Error(`request body over ${limit} bytes`);
+    chunks.push(bytes);
+  }
+  return Buffer.concat(chunks);
+}
+
+async function readAll(stream: Readable): Promise<string> {
+  const chunks: Buffer[] = [];
+  for await (const chunk of stream) chunks.push(chunkBytes(chunk));
+  return Buffer.concat(chunks).toString('utf8');
+}
