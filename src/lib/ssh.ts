@@ -145,307 +145,352 @@ function sshCause(err: Error): string {
 
 /** Connects with pinned host keys; rejects with the presented and expected fingerprints on mismatch. */
 export async function connectSsh(opts: ConnectOptions): Promise<SshConnection> {
-  const logger = opts.logger ?? silentLogger;
-  const where = `${opts.host}:${opts.port}`;
-  const pins = parseFingerprints('host-key-fingerprints', opts.fingerprints);
-  checkPrivateKey('ssh-private-key', opts.privateKey);
+  return SshSession.open(opts);
+}
 
-  const client = new Client();
-  let presented: string | undefined;
-  let connectionError: Error | undefined;
-  let closed = false;
-  let connected = false;
-  let failConnect: (err: Error) => void = () => {};
-  const onDrop = new Set<(reason: string) => void>();
+/** What a command's channel calls when it ends: with the error it failed with, or its exit. */
+type Finish = (err: Error | undefined, result?: ExecResult) => void;
 
-  // One listener for the client's whole life, before anything can fail: ssh2 may emit several
-  // errors for one broken link (a reset, then "Connection lost before handshake"), and an
-  // 'error' with no listener crashes the process. The first error is the failure; later ones
-  // only explain it further.
-  client.on('error', (err: Error) => {
-    if (connectionError) {
-      logger.debug(`ssh: further error from ${where}: ${err.message}`);
-      return;
-    }
-    connectionError = err;
-    logger.debug(`ssh: connection error from ${where}: ${err.message}`);
-    if (!connected) failConnect(err);
-    for (const drop of onDrop) drop(`connection to ${where} failed: ${sshCause(err)}`);
-  });
-  client.on('close', () => {
-    closed = true;
-    if (!connected) failConnect(new Error('Connection lost before handshake'));
-    for (const drop of onDrop)
-      drop(
-        `connection to ${where} closed${connectionError ? ` (${sshCause(connectionError)})` : ''}`,
-      );
-  });
+/**
+ * One SSH connection and the commands on it. Every error of the client and of its channels is
+ * heard for the connection's whole life: ssh2 may emit several errors for one broken link (a
+ * reset, then "Connection lost before handshake"), and an 'error' with no listener crashes the
+ * process. The first error is the failure; later ones only explain it further.
+ */
+class SshSession implements SshConnection {
+  readonly host: string;
+  readonly port: number;
+  hostFingerprint = '';
+  private readonly client = new Client();
+  private readonly logger: Logger;
+  private readonly where: string;
+  private connectionError: Error | undefined;
+  private closed = false;
+  /** Each running command's way to fail when the link drops. */
+  private readonly onDrop = new Set<(reason: string) => void>();
 
-  const config: ConnectConfig = {
-    host: opts.host,
-    port: opts.port,
-    username: opts.username,
-    privateKey: opts.privateKey,
-    keepaliveInterval: opts.keepaliveIntervalMs ?? 10_000,
-    keepaliveCountMax: opts.keepaliveCountMax ?? 3,
-    readyTimeout: opts.readyTimeoutMs ?? 20_000,
-    hostVerifier: (key: Buffer) => {
-      presented = fingerprintSha256(key);
-      const digest = createHash('sha256').update(key).digest();
-      return pins.some((pin) => {
-        const want = pinBytes(pin);
-        return want.length === digest.length && timingSafeEqual(want, digest);
-      });
-    },
-  };
+  private constructor(opts: ConnectOptions) {
+    this.host = opts.host;
+    this.port = opts.port;
+    this.logger = opts.logger ?? silentLogger;
+    this.where = `${opts.host}:${opts.port}`;
+  }
 
-  await new Promise<void>((resolve, reject) => {
-    let settled = false;
-    failConnect = (err: Error) => {
-      if (settled) return;
-      settled = true;
-      // Nothing more can come of this connection; make sure its socket is gone.
-      client.destroy();
-      if (presented && /verification failed/i.test(err.message)) {
-        reject(
-          new OpsError(
-            `SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
-              'Refusing to connect (update host-key-fingerprints only if the host key really changed).',
-          ),
-        );
-      } else {
-        reject(
-          new OpsError(`SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`, {
-            cause: err,
-          }),
-        );
+  static async open(opts: ConnectOptions): Promise<SshSession> {
+    const pins = parseFingerprints('host-key-fingerprints', opts.fingerprints);
+    checkPrivateKey('ssh-private-key', opts.privateKey);
+    const session = new SshSession(opts);
+    await session.handshake(opts, pins);
+    return session;
+  }
+
+  private handshake(opts: ConnectOptions, pins: string[]): Promise<void> {
+    const { client, where, logger } = this;
+    let presented: string | undefined;
+    let connected = false;
+    let failConnect: (err: Error) => void = () => {};
+    // Listeners first, before anything can fail.
+    client.on('error', (err: Error) => {
+      if (this.connectionError) {
+        logger.debug(`ssh: further error from ${where}: ${err.message}`);
+        return;
       }
-    };
-    client.once('ready', () => {
-      if (settled) return;
-      settled = true;
-      connected = true;
-      resolve();
+      this.connectionError = err;
+      logger.debug(`ssh: connection error from ${where}: ${err.message}`);
+      if (!connected) failConnect(err);
+      for (const drop of this.onDrop) drop(`connection to ${where} failed: ${sshCause(err)}`);
     });
-    try {
-      client.connect(config);
-      // Without TCP_NODELAY, Nagle holds each small SSH message (channel open, exec request)
-      // until the peer's delayed ACK: about 40 ms per step, 90 ms per command, 200 ms per
-      // handshake (measured on loopback; more over a tailnet). Bulk data is unaffected.
-      client.setNoDelay(true);
-    } catch (err) {
-      failConnect(err instanceof Error ? err : new Error(String(err)));
-    }
-  });
-  logger.debug(`ssh: connected to ${where}, host key ${presented ?? '?'}`);
+    client.on('close', () => {
+      this.closed = true;
+      if (!connected) failConnect(new Error('Connection lost before handshake'));
+      const why = this.connectionError ? ` (${sshCause(this.connectionError)})` : '';
+      for (const drop of this.onDrop) drop(`connection to ${where} closed${why}`);
+    });
+
+    const config: ConnectConfig = {
+      host: opts.host,
+      port: opts.port,
+      username: opts.username,
+      privateKey: opts.privateKey,
+      keepaliveInterval: opts.keepaliveIntervalMs ?? 10_000,
+      keepaliveCountMax: opts.keepaliveCountMax ?? 3,
+      readyTimeout: opts.readyTimeoutMs ?? 20_000,
+      hostVerifier: (key: Buffer) => {
+        presented = fingerprintSha256(key);
+        const digest = createHash('sha256').update(key).digest();
+        return pins.some((pin) => {
+          const want = pinBytes(pin);
+          return want.length === digest.length && timingSafeEqual(want, digest);
+        });
+      },
+    };
+
+    return new Promise<void>((resolve, reject) => {
+      let settled = false;
+      failConnect = (err: Error) => {
+        if (settled) return;
+        settled = true;
+        // Nothing more can come of this connection; make sure its socket is gone.
+        client.destroy();
+        if (presented && /verification failed/i.test(err.message)) {
+          reject(
+            new OpsError(
+              `SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
+                'Refusing to connect (update host-key-fingerprints only if the host key really changed).',
+            ),
+          );
+        } else {
+          const message = `SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`;
+          reject(new OpsError(message, { cause: err }));
+        }
+      };
+      client.once('ready', () => {
+        if (settled) return;
+        settled = true;
+        connected = true;
+        this.hostFingerprint = presented ?? '';
+        logger.debug(`ssh: connected to ${where}, host key ${presented ?? '?'}`);
+        resolve();
+      });
+      try {
+        client.connect(config);
+        // Without TCP_NODELAY, Nagle holds each small SSH message (channel open, exec request)
+        // until the peer's delayed ACK: about 40 ms per step, 90 ms per command, 200 ms per
+        // handshake (measured on loopback; more over a tailnet). Bulk data is unaffected.
+        client.setNoDelay(true);
+      } catch (err) {
+        failConnect(err instanceof Error ? err : new Error(String(err)));
+      }
+    });
+  }
 
   /**
    * Starts a command and follows its channel to the end: `done` resolves only on an exit with an
    * allowed code, and rejects on any other code, a signal, or a dropped link. `onChannel` gets the
    * open channel; `onFail` runs (before `done` rejects) so callers can error their streams.
    */
-  const startCommand = (
+  private startCommand(
     command: string,
     execOpts: ExecOptions,
     onChannel: (channel: ClientChannel) => void,
     onFail: (err: Error) => void,
-  ): { done: Promise<ExecResult>; stderrText: () => string } => {
-    const allowed = execOpts.allowedExitCodes ?? [0];
-    let stderr = '';
+  ): { done: Promise<ExecResult>; stderrText: () => string } {
     const label = describeCommand(command);
+    const stderr = { text: '' };
     let settle!: { resolve: (r: ExecResult) => void; reject: (e: Error) => void };
     const done = new Promise<ExecResult>((resolve, reject) => (settle = { resolve, reject }));
     let finished = false;
-    const finish = (err: Error | undefined, result?: ExecResult) => {
+    const finish: Finish = (err, result) => {
       if (finished) return;
       finished = true;
-      onDrop.delete(drop);
+      this.onDrop.delete(drop);
       if (err) {
         onFail(err);
         settle.reject(err);
-      } else {
-        settle.resolve(result as ExecResult);
+      } else if (result) {
+        settle.resolve(result);
       }
     };
     const drop = (reason: string) =>
       finish(
-        new OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr)}`),
+        new OpsError(
+          `remote command failed: ${reason} before it exited (${label})${tail(stderr.text)}`,
+        ),
       );
     // Callers may await their stream or done first; neither must crash the process as unhandled.
     done.catch(() => {});
-    const stderrText = () => stderr;
+    const stderrText = () => stderr.text;
 
-    if (closed) {
-      drop(`connection to ${where} is closed`);
+    if (this.closed) {
+      drop(`connection to ${this.where} is closed`);
       return { done, stderrText };
     }
-    onDrop.add(drop);
-    client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
+    this.onDrop.add(drop);
+    this.client.exec(command, (err: Error | undefined, channel: ClientChannel) => {
       if (err) {
         finish(new OpsError(`could not start remote command (${label}): ${err.message}`));
         return;
       }
-      let exit: ExecResult | undefined;
-      let channelError: Error | undefined;
-      // A channel (and its stderr) may error at any time, e.g. a write after the link broke: keep
-      // the first as the reason and let 'close' report it; an unheard 'error' would crash.
-      const onChannelError = (e: Error) => {
-        channelError ??= e;
-        logger.debug(`ssh: channel error on ${where} (${label}): ${e.message}`);
-      };
-      channel.on('error', onChannelError);
-      channel.stderr.on('error', onChannelError);
-      channel.stderr.on('data', (d: Buffer) => {
-        stderr += d.toString('utf8');
-        if (stderr.length > STDERR_KEEP) stderr = stderr.slice(-STDERR_KEEP);
-      });
-      channel.on('exit', (code: number | null, signal?: string) => {
-        exit = signal ? { code: null, signal } : { code };
-      });
+      this.follow(channel, { label, stderr, allowed: execOpts.allowedExitCodes ?? [0] }, finish);
       onChannel(channel);
-      channel.on('close', () => {
-        // Let a pending connection error land first: it explains a missing exit status best.
-        setImmediate(() => {
-          if (!exit) {
-            drop(
-              connectionError
-                ? `connection to ${where} dropped (${sshCause(connectionError)})`
-                : channelError
-                  ? `the channel failed (${channelError.message})`
-                  : 'the channel closed without an exit status',
-            );
-          } else if (exit.signal) {
-            finish(
-              new OpsError(
-                `remote command killed by signal ${exit.signal} (${label})${tail(stderr)}`,
-              ),
-            );
-          } else if (exit.code === null || !allowed.includes(exit.code)) {
-            finish(
-              new OpsError(
-                `remote command exited with code ${exit.code} (${label})${tail(stderr)}`,
-              ),
-            );
-          } else {
-            finish(undefined, exit);
-          }
-        });
-      });
     });
     return { done, stderrText };
-  };
+  }
 
-  const exec = (command: string, execOpts: ExecOptions = {}): SshExec => {
+  /** Watches an open channel to its close and tells `finish` how the command ended. */
+  private follow(
+    channel: ClientChannel,
+    command: { label: string; stderr: { text: string }; allowed: number[] },
+    finish: Finish,
+  ): void {
+    const { label, stderr, allowed } = command;
+    let exit: ExecResult | undefined;
+    let channelError: Error | undefined;
+    // A channel (and its stderr) may error at any time, e.g. a write after the link broke: keep
+    // the first as the reason and let 'close' report it; an unheard 'error' would crash.
+    const onChannelError = (e: Error) => {
+      channelError ??= e;
+      this.logger.debug(`ssh: channel error on ${this.where} (${label}): ${e.message}`);
+    };
+    channel.on('error', onChannelError);
+    channel.stderr.on('error', onChannelError);
+    channel.stderr.on('data', (d: Buffer) => {
+      stderr.text += d.toString('utf8');
+      if (stderr.text.length > STDERR_KEEP) stderr.text = stderr.text.slice(-STDERR_KEEP);
+    });
+    channel.on('exit', (code: number | null, signal?: string) => {
+      exit = signal ? { code: null, signal } : { code };
+    });
+    const failed = (what: string) =>
+      finish(new OpsError(`remote command ${what} (${label})${tail(stderr.text)}`));
+    channel.on('close', () => {
+      // Let a pending connection error land first: it explains a missing exit status best.
+      setImmediate(() => {
+        if (!exit) {
+          const why = this.connectionError
+            ? `connection to ${this.where} dropped (${sshCause(this.connectionError)})`
+            : channelError
+              ? `the channel failed (${channelError.message})`
+              : 'the channel closed without an exit status';
+          failed(`failed: ${why} before it exited`);
+        } else if (exit.signal) failed(`killed by signal ${exit.signal}`);
+        else if (exit.code === null || !allowed.includes(exit.code))
+          failed(`exited with code ${exit.code}`);
+        else finish(undefined, exit);
+      });
+    });
+  }
+
+  exec(command: string, execOpts: ExecOptions = {}): SshExec {
     const stdout = new PassThrough();
     stdout.on('error', () => {});
-    const { done, stderrText } = startCommand(
+    const { done, stderrText } = this.startCommand(
       command,
       execOpts,
       (channel) => channel.pipe(stdout),
       (err) => stdout.destroy(err),
     );
     return { stdout, stderrText, done };
-  };
+  }
 
-  const writeTo = (command: string, execOpts: ExecOptions = {}): SshUpload => {
-    let stdout = '';
-    let channel: ClientChannel | undefined;
-    let channelClosed = false;
-    // Writes made before the channel opens wait here; a failure to open releases them too.
-    let opened!: () => void;
-    const open = new Promise<void>((resolve) => (opened = resolve));
-    const endInput = () => {
-      if (channel && !channelClosed && !channel.writableEnded) channel.end();
+  writeTo(command: string, execOpts: ExecOptions = {}): SshUpload {
+    const input = new ChannelInput(command);
+    const { done, stderrText } = this.startCommand(
+      command,
+      execOpts,
+      (ch) => input.attach(ch),
+      (err) => input.fail(err),
+    );
+    input.done = done;
+    return { stdin: input.stdin, stdoutText: () => input.stdout, stderrText, done };
+  }
+
+  async run(
+    command: string,
+    execOpts?: ExecOptions,
+  ): Promise<{ stdout: string; stderr: string; code: number }> {
+    const handle = this.exec(command, execOpts);
+    const chunks: Buffer[] = [];
+    handle.stdout.on('data', (d: Buffer) => chunks.push(d));
+    const [result] = await Promise.all([handle.done, finished(handle.stdout)]);
+    return {
+      stdout: Buffer.concat(chunks).toString('utf8'),
+      stderr: handle.stderrText(),
+      code: result.code ?? -1,
     };
-    // A write the command can no longer take fails with why it ended.
-    const refuse = (cb: (err?: Error | null) => void) =>
-      void done.then(
-        () =>
-          cb(
-            new OpsError(
-              `remote command exited before reading all its input (${describeCommand(command)})`,
-            ),
-          ),
-        (err: Error) => cb(err),
-      );
-    const stdin: Writable = new Writable({
-      write(chunk: Buffer, _enc, cb) {
-        void open.then(() => {
-          const ch = channel;
-          if (!ch || channelClosed) return refuse(cb);
-          if (ch.write(chunk)) return cb();
-          // Backpressure: the next chunk waits until the SSH window opens again.
-          const onDrain = () => {
-            ch.removeListener('close', onClose);
-            cb();
-          };
-          const onClose = () => {
-            ch.removeListener('drain', onDrain);
-            refuse(cb);
-          };
-          ch.once('drain', onDrain);
-          ch.once('close', onClose);
-        });
-      },
-      final(cb) {
-        void open.then(() => {
-          endInput();
-          done.then(
+  }
+
+  async close(): Promise<void> {
+    if (this.closed) return;
+    await new Promise<void>((resolve) => {
+      this.client.once('close', () => resolve());
+      this.client.end();
+    });
+  }
+}
+
+/**
+ * A command's stdin as a Writable with backpressure: writes made before the channel opens wait;
+ * `end()` sends EOF and finishes only once the command exited well; a destroy also sends EOF (the
+ * command keeps what it received).
+ */
+class ChannelInput {
+  stdout = '';
+  done: Promise<ExecResult> = new Promise(() => {});
+  readonly stdin: Writable;
+  private channel: ClientChannel | undefined;
+  private channelClosed = false;
+  private opened!: () => void;
+  private readonly open = new Promise<void>((resolve) => (this.opened = resolve));
+
+  constructor(private readonly command: string) {
+    this.stdin = new Writable({
+      write: (chunk: Buffer, _enc, cb) => void this.open.then(() => this.write(chunk, cb)),
+      final: (cb) =>
+        void this.open.then(() => {
+          this.endInput();
+          this.done.then(
             () => cb(),
             (err: Error) => cb(err),
           );
-        });
-      },
-      destroy(err, cb) {
-        // EOF, not a hang-up: the command keeps what it received and exits on its own.
-        void open.then(endInput);
+        }),
+      // EOF, not a hang-up: the command keeps what it received and exits on its own.
+      destroy: (err, cb) => {
+        void this.open.then(() => this.endInput());
         cb(err);
       },
     });
-    stdin.on('error', () => {});
-    const { done, stderrText } = startCommand(
-      command,
-      execOpts,
-      (ch) => {
-        channel = ch;
-        ch.on('close', () => (channelClosed = true));
-        ch.on('data', (d: Buffer) => {
-          stdout += d.toString('utf8');
-          if (stdout.length > STDERR_KEEP) stdout = stdout.slice(-STDERR_KEEP);
-        });
-        opened();
-      },
-      (err) => {
-        opened();
-        stdin.destroy(err);
-      },
-    );
-    return { stdin, stdoutText: () => stdout, stderrText, done };
-  };
+    this.stdin.on('error', () => {});
+  }
 
-  return {
-    host: opts.host,
-    port: opts.port,
-    hostFingerprint: presented ?? '',
-    exec,
-    writeTo,
-    async run(command, execOpts) {
-      const handle = exec(command, execOpts);
-      const chunks: Buffer[] = [];
-      handle.stdout.on('data', (d: Buffer) => chunks.push(d));
-      const [result] = await Promise.all([handle.done, finished(handle.stdout)]);
-      return {
-        stdout: Buffer.concat(chunks).toString('utf8'),
-        stderr: handle.stderrText(),
-        code: result.code ?? -1,
-      };
-    },
-    async close() {
-      if (closed) return;
-      await new Promise<void>((resolve) => {
-        client.once('close', () => resolve());
-        client.end();
-      });
-    },
-  };
+  attach(ch: ClientChannel): void {
+    this.channel = ch;
+    ch.on('close', () => (this.channelClosed = true));
+    ch.on('data', (d: Buffer) => {
+      this.stdout += d.toString('utf8');
+      if (this.stdout.length > STDERR_KEEP) this.stdout = this.stdout.slice(-STDERR_KEEP);
+    });
+    this.opened();
+  }
+
+  /** The command failed (or never started): release waiting writes and error the stream. */
+  fail(err: Error): void {
+    this.opened();
+    this.stdin.destroy(err);
+  }
+
+  private write(chunk: Buffer, cb: (err?: Error | null) => void): void {
+    const ch = this.channel;
+    if (!ch || this.channelClosed) return this.refuse(cb);
+    if (ch.write(chunk)) return cb();
+    // Backpressure: the next chunk waits until the SSH window opens again.
+    const onDrain = () => {
+      ch.removeListener('close', onClose);
+      cb();
+    };
+    const onClose = () => {
+      ch.removeListener('drain', onDrain);
+      this.refuse(cb);
+    };
+    ch.once('drain', onDrain);
+    ch.once('close', onClose);
+  }
+
+  private endInput(): void {
+    const ch = this.channel;
+    if (ch && !this.channelClosed && !ch.writableEnded) ch.end();
+  }
+
+  /** A write the command can no longer take fails with why it ended. */
+  private refuse(cb: (err?: Error | null) => void): void {
+    void this.done.then(
+      () =>
+        cb(
+          new OpsError(
+            `remote command exited before reading all its input (${describeCommand(this.command)})`,
+          ),
+        ),
+      (err: Error) => cb(err),
+    );
+  }
 }

@@ -85334,103 +85334,127 @@ function sshCause(err) {
 }
 /** Connects with pinned host keys; rejects with the presented and expected fingerprints on mismatch. */
 async function connectSsh(opts) {
-    const logger = opts.logger ?? silentLogger;
-    const where = `${opts.host}:${opts.port}`;
-    const pins = parseFingerprints('host-key-fingerprints', opts.fingerprints);
-    checkPrivateKey('ssh-private-key', opts.privateKey);
-    const client = new Client();
-    let presented;
-    let connectionError;
-    let closed = false;
-    let connected = false;
-    let failConnect = () => { };
-    const onDrop = new Set();
-    // One listener for the client's whole life, before anything can fail: ssh2 may emit several
-    // errors for one broken link (a reset, then "Connection lost before handshake"), and an
-    // 'error' with no listener crashes the process. The first error is the failure; later ones
-    // only explain it further.
-    client.on('error', (err) => {
-        if (connectionError) {
-            logger.debug(`ssh: further error from ${where}: ${err.message}`);
-            return;
-        }
-        connectionError = err;
-        logger.debug(`ssh: connection error from ${where}: ${err.message}`);
-        if (!connected)
-            failConnect(err);
-        for (const drop of onDrop)
-            drop(`connection to ${where} failed: ${sshCause(err)}`);
-    });
-    client.on('close', () => {
-        closed = true;
-        if (!connected)
-            failConnect(new Error('Connection lost before handshake'));
-        for (const drop of onDrop)
-            drop(`connection to ${where} closed${connectionError ? ` (${sshCause(connectionError)})` : ''}`);
-    });
-    const config = {
-        host: opts.host,
-        port: opts.port,
-        username: opts.username,
-        privateKey: opts.privateKey,
-        keepaliveInterval: opts.keepaliveIntervalMs ?? 10_000,
-        keepaliveCountMax: opts.keepaliveCountMax ?? 3,
-        readyTimeout: opts.readyTimeoutMs ?? 20_000,
-        hostVerifier: (key) => {
-            presented = fingerprintSha256(key);
-            const digest = (0,external_node_crypto_.createHash)('sha256').update(key).digest();
-            return pins.some((pin) => {
-                const want = pinBytes(pin);
-                return want.length === digest.length && (0,external_node_crypto_.timingSafeEqual)(want, digest);
-            });
-        },
-    };
-    await new Promise((resolve, reject) => {
-        let settled = false;
-        failConnect = (err) => {
-            if (settled)
+    return SshSession.open(opts);
+}
+/**
+ * One SSH connection and the commands on it. Every error of the client and of its channels is
+ * heard for the connection's whole life: ssh2 may emit several errors for one broken link (a
+ * reset, then "Connection lost before handshake"), and an 'error' with no listener crashes the
+ * process. The first error is the failure; later ones only explain it further.
+ */
+class SshSession {
+    host;
+    port;
+    hostFingerprint = '';
+    client = new Client();
+    logger;
+    where;
+    connectionError;
+    closed = false;
+    /** Each running command's way to fail when the link drops. */
+    onDrop = new Set();
+    constructor(opts) {
+        this.host = opts.host;
+        this.port = opts.port;
+        this.logger = opts.logger ?? silentLogger;
+        this.where = `${opts.host}:${opts.port}`;
+    }
+    static async open(opts) {
+        const pins = parseFingerprints('host-key-fingerprints', opts.fingerprints);
+        checkPrivateKey('ssh-private-key', opts.privateKey);
+        const session = new SshSession(opts);
+        await session.handshake(opts, pins);
+        return session;
+    }
+    handshake(opts, pins) {
+        const { client, where, logger } = this;
+        let presented;
+        let connected = false;
+        let failConnect = () => { };
+        // Listeners first, before anything can fail.
+        client.on('error', (err) => {
+            if (this.connectionError) {
+                logger.debug(`ssh: further error from ${where}: ${err.message}`);
                 return;
-            settled = true;
-            // Nothing more can come of this connection; make sure its socket is gone.
-            client.destroy();
-            if (presented && /verification failed/i.test(err.message)) {
-                reject(new OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
-                    'Refusing to connect (update host-key-fingerprints only if the host key really changed).'));
             }
-            else {
-                reject(new OpsError(`SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`, {
-                    cause: err,
-                }));
-            }
-        };
-        client.once('ready', () => {
-            if (settled)
-                return;
-            settled = true;
-            connected = true;
-            resolve();
+            this.connectionError = err;
+            logger.debug(`ssh: connection error from ${where}: ${err.message}`);
+            if (!connected)
+                failConnect(err);
+            for (const drop of this.onDrop)
+                drop(`connection to ${where} failed: ${sshCause(err)}`);
         });
-        try {
-            client.connect(config);
-            // Without TCP_NODELAY, Nagle holds each small SSH message (channel open, exec request)
-            // until the peer's delayed ACK: about 40 ms per step, 90 ms per command, 200 ms per
-            // handshake (measured on loopback; more over a tailnet). Bulk data is unaffected.
-            client.setNoDelay(true);
-        }
-        catch (err) {
-            failConnect(err instanceof Error ? err : new Error(String(err)));
-        }
-    });
-    logger.debug(`ssh: connected to ${where}, host key ${presented ?? '?'}`);
+        client.on('close', () => {
+            this.closed = true;
+            if (!connected)
+                failConnect(new Error('Connection lost before handshake'));
+            const why = this.connectionError ? ` (${sshCause(this.connectionError)})` : '';
+            for (const drop of this.onDrop)
+                drop(`connection to ${where} closed${why}`);
+        });
+        const config = {
+            host: opts.host,
+            port: opts.port,
+            username: opts.username,
+            privateKey: opts.privateKey,
+            keepaliveInterval: opts.keepaliveIntervalMs ?? 10_000,
+            keepaliveCountMax: opts.keepaliveCountMax ?? 3,
+            readyTimeout: opts.readyTimeoutMs ?? 20_000,
+            hostVerifier: (key) => {
+                presented = fingerprintSha256(key);
+                const digest = (0,external_node_crypto_.createHash)('sha256').update(key).digest();
+                return pins.some((pin) => {
+                    const want = pinBytes(pin);
+                    return want.length === digest.length && (0,external_node_crypto_.timingSafeEqual)(want, digest);
+                });
+            },
+        };
+        return new Promise((resolve, reject) => {
+            let settled = false;
+            failConnect = (err) => {
+                if (settled)
+                    return;
+                settled = true;
+                // Nothing more can come of this connection; make sure its socket is gone.
+                client.destroy();
+                if (presented && /verification failed/i.test(err.message)) {
+                    reject(new OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
+                        'Refusing to connect (update host-key-fingerprints only if the host key really changed).'));
+                }
+                else {
+                    const message = `SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`;
+                    reject(new OpsError(message, { cause: err }));
+                }
+            };
+            client.once('ready', () => {
+                if (settled)
+                    return;
+                settled = true;
+                connected = true;
+                this.hostFingerprint = presented ?? '';
+                logger.debug(`ssh: connected to ${where}, host key ${presented ?? '?'}`);
+                resolve();
+            });
+            try {
+                client.connect(config);
+                // Without TCP_NODELAY, Nagle holds each small SSH message (channel open, exec request)
+                // until the peer's delayed ACK: about 40 ms per step, 90 ms per command, 200 ms per
+                // handshake (measured on loopback; more over a tailnet). Bulk data is unaffected.
+                client.setNoDelay(true);
+            }
+            catch (err) {
+                failConnect(err instanceof Error ? err : new Error(String(err)));
+            }
+        });
+    }
     /**
      * Starts a command and follows its channel to the end: `done` resolves only on an exit with an
      * allowed code, and rejects on any other code, a signal, or a dropped link. `onChannel` gets the
      * open channel; `onFail` runs (before `done` rejects) so callers can error their streams.
      */
-    const startCommand = (command, execOpts, onChannel, onFail) => {
-        const allowed = execOpts.allowedExitCodes ?? [0];
-        let stderr = '';
+    startCommand(command, execOpts, onChannel, onFail) {
         const label = describeCommand(command);
+        const stderr = { text: '' };
         let settle;
         const done = new Promise((resolve, reject) => (settle = { resolve, reject }));
         let finished = false;
@@ -85438,166 +85462,180 @@ async function connectSsh(opts) {
             if (finished)
                 return;
             finished = true;
-            onDrop.delete(drop);
+            this.onDrop.delete(drop);
             if (err) {
                 onFail(err);
                 settle.reject(err);
             }
-            else {
+            else if (result) {
                 settle.resolve(result);
             }
         };
-        const drop = (reason) => finish(new OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr)}`));
+        const drop = (reason) => finish(new OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr.text)}`));
         // Callers may await their stream or done first; neither must crash the process as unhandled.
         done.catch(() => { });
-        const stderrText = () => stderr;
-        if (closed) {
-            drop(`connection to ${where} is closed`);
+        const stderrText = () => stderr.text;
+        if (this.closed) {
+            drop(`connection to ${this.where} is closed`);
             return { done, stderrText };
         }
-        onDrop.add(drop);
-        client.exec(command, (err, channel) => {
+        this.onDrop.add(drop);
+        this.client.exec(command, (err, channel) => {
             if (err) {
                 finish(new OpsError(`could not start remote command (${label}): ${err.message}`));
                 return;
             }
-            let exit;
-            let channelError;
-            // A channel (and its stderr) may error at any time, e.g. a write after the link broke: keep
-            // the first as the reason and let 'close' report it; an unheard 'error' would crash.
-            const onChannelError = (e) => {
-                channelError ??= e;
-                logger.debug(`ssh: channel error on ${where} (${label}): ${e.message}`);
-            };
-            channel.on('error', onChannelError);
-            channel.stderr.on('error', onChannelError);
-            channel.stderr.on('data', (d) => {
-                stderr += d.toString('utf8');
-                if (stderr.length > STDERR_KEEP)
-                    stderr = stderr.slice(-STDERR_KEEP);
-            });
-            channel.on('exit', (code, signal) => {
-                exit = signal ? { code: null, signal } : { code };
-            });
+            this.follow(channel, { label, stderr, allowed: execOpts.allowedExitCodes ?? [0] }, finish);
             onChannel(channel);
-            channel.on('close', () => {
-                // Let a pending connection error land first: it explains a missing exit status best.
-                setImmediate(() => {
-                    if (!exit) {
-                        drop(connectionError
-                            ? `connection to ${where} dropped (${sshCause(connectionError)})`
-                            : channelError
-                                ? `the channel failed (${channelError.message})`
-                                : 'the channel closed without an exit status');
-                    }
-                    else if (exit.signal) {
-                        finish(new OpsError(`remote command killed by signal ${exit.signal} (${label})${tail(stderr)}`));
-                    }
-                    else if (exit.code === null || !allowed.includes(exit.code)) {
-                        finish(new OpsError(`remote command exited with code ${exit.code} (${label})${tail(stderr)}`));
-                    }
-                    else {
-                        finish(undefined, exit);
-                    }
-                });
-            });
         });
         return { done, stderrText };
-    };
-    const exec = (command, execOpts = {}) => {
+    }
+    /** Watches an open channel to its close and tells `finish` how the command ended. */
+    follow(channel, command, finish) {
+        const { label, stderr, allowed } = command;
+        let exit;
+        let channelError;
+        // A channel (and its stderr) may error at any time, e.g. a write after the link broke: keep
+        // the first as the reason and let 'close' report it; an unheard 'error' would crash.
+        const onChannelError = (e) => {
+            channelError ??= e;
+            this.logger.debug(`ssh: channel error on ${this.where} (${label}): ${e.message}`);
+        };
+        channel.on('error', onChannelError);
+        channel.stderr.on('error', onChannelError);
+        channel.stderr.on('data', (d) => {
+            stderr.text += d.toString('utf8');
+            if (stderr.text.length > STDERR_KEEP)
+                stderr.text = stderr.text.slice(-STDERR_KEEP);
+        });
+        channel.on('exit', (code, signal) => {
+            exit = signal ? { code: null, signal } : { code };
+        });
+        const failed = (what) => finish(new OpsError(`remote command ${what} (${label})${tail(stderr.text)}`));
+        channel.on('close', () => {
+            // Let a pending connection error land first: it explains a missing exit status best.
+            setImmediate(() => {
+                if (!exit) {
+                    const why = this.connectionError
+                        ? `connection to ${this.where} dropped (${sshCause(this.connectionError)})`
+                        : channelError
+                            ? `the channel failed (${channelError.message})`
+                            : 'the channel closed without an exit status';
+                    failed(`failed: ${why} before it exited`);
+                }
+                else if (exit.signal)
+                    failed(`killed by signal ${exit.signal}`);
+                else if (exit.code === null || !allowed.includes(exit.code))
+                    failed(`exited with code ${exit.code}`);
+                else
+                    finish(undefined, exit);
+            });
+        });
+    }
+    exec(command, execOpts = {}) {
         const stdout = new external_node_stream_.PassThrough();
         stdout.on('error', () => { });
-        const { done, stderrText } = startCommand(command, execOpts, (channel) => channel.pipe(stdout), (err) => stdout.destroy(err));
+        const { done, stderrText } = this.startCommand(command, execOpts, (channel) => channel.pipe(stdout), (err) => stdout.destroy(err));
         return { stdout, stderrText, done };
-    };
-    const writeTo = (command, execOpts = {}) => {
-        let stdout = '';
-        let channel;
-        let channelClosed = false;
-        // Writes made before the channel opens wait here; a failure to open releases them too.
-        let opened;
-        const open = new Promise((resolve) => (opened = resolve));
-        const endInput = () => {
-            if (channel && !channelClosed && !channel.writableEnded)
-                channel.end();
+    }
+    writeTo(command, execOpts = {}) {
+        const input = new ChannelInput(command);
+        const { done, stderrText } = this.startCommand(command, execOpts, (ch) => input.attach(ch), (err) => input.fail(err));
+        input.done = done;
+        return { stdin: input.stdin, stdoutText: () => input.stdout, stderrText, done };
+    }
+    async run(command, execOpts) {
+        const handle = this.exec(command, execOpts);
+        const chunks = [];
+        handle.stdout.on('data', (d) => chunks.push(d));
+        const [result] = await Promise.all([handle.done, (0,external_node_stream_promises_namespaceObject.finished)(handle.stdout)]);
+        return {
+            stdout: Buffer.concat(chunks).toString('utf8'),
+            stderr: handle.stderrText(),
+            code: result.code ?? -1,
         };
-        // A write the command can no longer take fails with why it ended.
-        const refuse = (cb) => void done.then(() => cb(new OpsError(`remote command exited before reading all its input (${describeCommand(command)})`)), (err) => cb(err));
-        const stdin = new external_node_stream_.Writable({
-            write(chunk, _enc, cb) {
-                void open.then(() => {
-                    const ch = channel;
-                    if (!ch || channelClosed)
-                        return refuse(cb);
-                    if (ch.write(chunk))
-                        return cb();
-                    // Backpressure: the next chunk waits until the SSH window opens again.
-                    const onDrain = () => {
-                        ch.removeListener('close', onClose);
-                        cb();
-                    };
-                    const onClose = () => {
-                        ch.removeListener('drain', onDrain);
-                        refuse(cb);
-                    };
-                    ch.once('drain', onDrain);
-                    ch.once('close', onClose);
-                });
-            },
-            final(cb) {
-                void open.then(() => {
-                    endInput();
-                    done.then(() => cb(), (err) => cb(err));
-                });
-            },
-            destroy(err, cb) {
-                // EOF, not a hang-up: the command keeps what it received and exits on its own.
-                void open.then(endInput);
+    }
+    async close() {
+        if (this.closed)
+            return;
+        await new Promise((resolve) => {
+            this.client.once('close', () => resolve());
+            this.client.end();
+        });
+    }
+}
+/**
+ * A command's stdin as a Writable with backpressure: writes made before the channel opens wait;
+ * `end()` sends EOF and finishes only once the command exited well; a destroy also sends EOF (the
+ * command keeps what it received).
+ */
+class ChannelInput {
+    command;
+    stdout = '';
+    done = new Promise(() => { });
+    stdin;
+    channel;
+    channelClosed = false;
+    opened;
+    open = new Promise((resolve) => (this.opened = resolve));
+    constructor(command) {
+        this.command = command;
+        this.stdin = new external_node_stream_.Writable({
+            write: (chunk, _enc, cb) => void this.open.then(() => this.write(chunk, cb)),
+            final: (cb) => void this.open.then(() => {
+                this.endInput();
+                this.done.then(() => cb(), (err) => cb(err));
+            }),
+            // EOF, not a hang-up: the command keeps what it received and exits on its own.
+            destroy: (err, cb) => {
+                void this.open.then(() => this.endInput());
                 cb(err);
             },
         });
-        stdin.on('error', () => { });
-        const { done, stderrText } = startCommand(command, execOpts, (ch) => {
-            channel = ch;
-            ch.on('close', () => (channelClosed = true));
-            ch.on('data', (d) => {
-                stdout += d.toString('utf8');
-                if (stdout.length > STDERR_KEEP)
-                    stdout = stdout.slice(-STDERR_KEEP);
-            });
-            opened();
-        }, (err) => {
-            opened();
-            stdin.destroy(err);
+        this.stdin.on('error', () => { });
+    }
+    attach(ch) {
+        this.channel = ch;
+        ch.on('close', () => (this.channelClosed = true));
+        ch.on('data', (d) => {
+            this.stdout += d.toString('utf8');
+            if (this.stdout.length > STDERR_KEEP)
+                this.stdout = this.stdout.slice(-STDERR_KEEP);
         });
-        return { stdin, stdoutText: () => stdout, stderrText, done };
-    };
-    return {
-        host: opts.host,
-        port: opts.port,
-        hostFingerprint: presented ?? '',
-        exec,
-        writeTo,
-        async run(command, execOpts) {
-            const handle = exec(command, execOpts);
-            const chunks = [];
-            handle.stdout.on('data', (d) => chunks.push(d));
-            const [result] = await Promise.all([handle.done, (0,external_node_stream_promises_namespaceObject.finished)(handle.stdout)]);
-            return {
-                stdout: Buffer.concat(chunks).toString('utf8'),
-                stderr: handle.stderrText(),
-                code: result.code ?? -1,
-            };
-        },
-        async close() {
-            if (closed)
-                return;
-            await new Promise((resolve) => {
-                client.once('close', () => resolve());
-                client.end();
-            });
-        },
-    };
+        this.opened();
+    }
+    /** The command failed (or never started): release waiting writes and error the stream. */
+    fail(err) {
+        this.opened();
+        this.stdin.destroy(err);
+    }
+    write(chunk, cb) {
+        const ch = this.channel;
+        if (!ch || this.channelClosed)
+            return this.refuse(cb);
+        if (ch.write(chunk))
+            return cb();
+        // Backpressure: the next chunk waits until the SSH window opens again.
+        const onDrain = () => {
+            ch.removeListener('close', onClose);
+            cb();
+        };
+        const onClose = () => {
+            ch.removeListener('drain', onDrain);
+            this.refuse(cb);
+        };
+        ch.once('drain', onDrain);
+        ch.once('close', onClose);
+    }
+    endInput() {
+        const ch = this.channel;
+        if (ch && !this.channelClosed && !ch.writableEnded)
+            ch.end();
+    }
+    /** A write the command can no longer take fails with why it ended. */
+    refuse(cb) {
+        void this.done.then(() => cb(new OpsError(`remote command exited before reading all its input (${describeCommand(this.command)})`)), (err) => cb(err));
+    }
 }
 
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
