@@ -12,12 +12,8 @@ import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand, type S3Client } from '@aws-sdk/client-s3';
 import type { Manifest } from '../src/backup/manifest.js';
-import {
-  inputEnv,
-  loadActionSpec,
-  parseOutputFile,
-  type ActionName,
-} from '../src/cli/action-runner.js';
+import { inputEnv, loadActionSpec, type ActionName } from '../src/cli/action-runner.js';
+import { parseOutputFile } from '../tests/helpers/output-file.js';
 import { formatBytes } from '../src/lib/format.js';
 import { createR2Client } from '../src/lib/r2.js';
 import { tableToMarkdown } from '../src/lib/summary.js';

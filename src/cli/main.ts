@@ -2,6 +2,7 @@
 import { errorMessage, isExpectedError } from '../lib/errors.js';
 import { loadActionSpec, runActionInProcess, type ActionName } from './action-runner.js';
 import { parseArgs, withEnvInputs } from './args.js';
+import { TOOL_VERSION } from '../backup/version.js';
 
 const commands: Record<string, ActionName> = {
   backup: 'backup-verda',
@@ -24,15 +25,22 @@ async function usage(): Promise<string> {
   lines.push(
     '',
     'Any input may be given as --name-file PATH (read from a file) or COMFYUME_<NAME> in the environment.',
+    '--json prints one JSON object {ok, outputs, summary} on stdout and the log on stderr.',
+    '--version prints the version.',
   );
   return lines.join('\n');
 }
 
 async function main(argv: string[]): Promise<number> {
   const { command, flags } = parseArgs(argv);
-  if (command === undefined || command === 'help' || flags.help) {
+  if (flags.version !== undefined || command === 'version') {
+    process.stdout.write(`comfyume-ops ${TOOL_VERSION}\n`);
+    return 0;
+  }
+  if (command === undefined || command === 'help' || flags.help !== undefined) {
     process.stdout.write(`${await usage()}\n`);
-    return command === undefined ? 2 : 0;
+    // Asked for help: 0; called with nothing to do: a usage error.
+    return command === undefined && flags.help === undefined ? 2 : 0;
   }
   if (command === 'sandbox') {
     // Ctrl-C or a kill: exit through process.exit so the stand-ins' exit handlers still remove
@@ -51,7 +59,15 @@ async function main(argv: string[]): Promise<number> {
     return 2;
   }
   const spec = await loadActionSpec(action);
-  const inputs = withEnvInputs(Object.keys(spec.inputs ?? {}), flags);
+  const { json, ...inputFlags } = flags;
+  const inputs = withEnvInputs(Object.keys(spec.inputs ?? {}), inputFlags);
+  if (json !== undefined) {
+    const result = await runActionInProcess(action, inputs, {
+      write: (text) => void process.stderr.write(text),
+    });
+    process.stdout.write(`${JSON.stringify(result)}\n`);
+    return result.ok ? 0 : 1;
+  }
   const result = await runActionInProcess(action, inputs);
   for (const [name, value] of Object.entries(result.outputs))
     process.stdout.write(`${name}=${value}\n`);

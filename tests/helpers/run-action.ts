@@ -8,7 +8,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { afterEach } from '@jest/globals';
 import { parse as parseYaml } from 'yaml';
-import { parseOutputFile } from '../../src/cli/action-runner.js';
+import { parseOutputFile } from './output-file.js';
 import { findLeaks } from './secrets.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');

@@ -12,7 +12,7 @@ import * as backupVerda from '../../src/actions/backup-verda/inputs.js';
 import * as deploy from '../../src/actions/deploy-serverless/inputs.js';
 import * as drill from '../../src/actions/restore-drill/inputs.js';
 import * as sync from '../../src/actions/sync-models/inputs.js';
-import type { SecretInput } from '../../src/actions/shared/runtime.js';
+import type { SecretInput } from '../../src/actions/shared/port.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
 
 const root = path.resolve(import.meta.dirname, '../..');

@@ -2,7 +2,13 @@ import { describe, expect, it } from '@jest/globals';
 import { mkdtempSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import { rewriteWorkflowCommands } from '../../src/cli/action-runner.js';
+import { terminalPort } from '../../src/cli/terminal-port.js';
+import {
+  maskSecretInputs,
+  runAction,
+  setOutputs,
+  writeSummary,
+} from '../../src/actions/shared/port.js';
 import { parseArgs, withEnvInputs } from '../../src/cli/args.js';
 
 describe('cli args', () => {
@@ -40,12 +46,36 @@ describe('cli args', () => {
   });
 });
 
-describe('workflow commands on a terminal', () => {
-  it('drops add-mask lines (they carry the secret) and turns annotations into plain lines', () => {
-    const text =
-      '::add-mask::hunter2\n::group::Upload\nsent 3 MiB\n::endgroup::\n::warning::optional item missing%0Asecond line\n';
-    expect(rewriteWorkflowCommands(text)).toBe(
-      '== Upload\nsent 3 MiB\nwarning: optional item missing\nsecond line\n',
+describe('the terminal port', () => {
+  it('prints the log as plain lines, with every masked secret as *** (outputs and summary too)', async () => {
+    const lines: string[] = [];
+    const key =
+      '-----BEGIN OPENSSH PRIVATE KEY-----\nb3BlbnNzaC1rZXktdjEAAAA\n-----END OPENSSH PRIVATE KEY-----';
+    const { port, result } = terminalPort({
+      inputs: { 'ssh-private-key': key, token: 'ghs_token123456' },
+      write: (text) => lines.push(text),
+    });
+    await runAction(port, async () => {
+      maskSecretInputs(port, ['ssh-private-key', 'token']);
+      await port.logger.group('Upload', async () =>
+        port.logger.info('sent 3 MiB with ghs_token123456'),
+      );
+      port.logger.warn('optional item missing');
+      port.logger.debug('not shown without debug');
+      setOutputs(port, { 'key-line': 'b3BlbnNzaC1rZXktdjEAAAA', items: 9 });
+      await writeSummary(port, [
+        '# Backup',
+        { headers: ['a'], rows: [['b3BlbnNzaC1rZXktdjEAAAA']] },
+      ]);
+      throw new Error('the host said ghs_token123456');
+    });
+    expect(lines.join('')).toBe(
+      '== Upload\nsent 3 MiB with ***\nwarning: optional item missing\nerror: the host said ***\n',
     );
+    const { ok, outputs, summary } = result();
+    expect(ok).toBe(false);
+    expect(outputs).toEqual({ 'key-line': '***', items: '9' });
+    expect(summary).toContain('# Backup');
+    expect(summary).not.toContain('b3BlbnNzaC1rZXktdjEAAAA');
   });
 });

@@ -5,31 +5,30 @@ import { runBackup, type BackupResult } from '../../backup/run-backup.js';
 import { runRetention } from '../../backup/run-retention.js';
 import { errorMessage } from '../../lib/errors.js';
 import {
-  actionInputs,
-  actionsLogger,
   maskSecretInputs,
   runAction,
   setOutputs,
   writeSummary,
-} from '../shared/runtime.js';
+  type ActionPort,
+} from '../shared/port.js';
 import { actionR2Client } from '../shared/r2-inputs.js';
 import { githubAlerts, runUrl } from './alert.js';
 import { parseBackupInputs, parseMode, parseRetentionInputs, SECRET_INPUTS } from './inputs.js';
 import { modelSync } from './with-models.js';
 import { syncTables } from '../../models/summary.js';
 
-export async function run(): Promise<void> {
-  await runAction(async () => {
-    const secrets = maskSecretInputs(SECRET_INPUTS);
+export async function run(port: ActionPort): Promise<void> {
+  await runAction(port, async () => {
+    const secrets = maskSecretInputs(port, SECRET_INPUTS);
     const redact = (text: string) => secrets.reduce((t, s) => t.split(s).join('***'), text);
-    if (parseMode(actionInputs) === 'retention') return retentionOnly();
+    if (parseMode(port.input) === 'retention') return retentionOnly(port);
 
-    const inputs = await parseBackupInputs(actionInputs);
+    const inputs = await parseBackupInputs(port.input);
     const config = await loadBackupConfig(inputs.configFile);
     const alerts: BackupAlerts | undefined = inputs.githubToken
       ? githubAlerts({ token: inputs.githubToken, redact })
       : undefined;
-    const logger = actionsLogger;
+    const logger = port.logger;
     const client = actionR2Client(inputs);
 
     const models =
@@ -76,7 +75,7 @@ export async function run(): Promise<void> {
       throw err;
     }
 
-    setOutputs({
+    setOutputs(port, {
       'backup-id': result.backupId,
       'manifest-key': result.dryRun ? '' : result.manifestKey,
       bytes: result.bytes,
@@ -88,7 +87,7 @@ export async function run(): Promise<void> {
       'refused-backups': result.refused.length,
     });
     const modelReport = models?.report();
-    await writeSummary([
+    await writeSummary(port, [
       ...backupReport(result, { bucket: inputs.bucket, prefix: inputs.prefix }),
       ...(modelReport ? syncTables(modelReport) : []),
     ]);
@@ -101,19 +100,22 @@ export async function run(): Promise<void> {
 }
 
 /** mode: retention — its own job with its own credential: no SSH, nothing written, no alert. */
-async function retentionOnly(): Promise<void> {
-  const inputs = parseRetentionInputs(actionInputs);
+async function retentionOnly(port: ActionPort): Promise<void> {
+  const inputs = parseRetentionInputs(port.input);
   const result = await runRetention({
     client: actionR2Client(inputs),
     bucket: inputs.bucket,
     prefix: inputs.prefix,
     retention: inputs.retention,
     dryRun: inputs.dryRun,
-    logger: actionsLogger,
+    logger: port.logger,
   });
-  setOutputs({
+  setOutputs(port, {
     'deleted-backups': result.deleted.length,
     'refused-backups': result.refused.length,
   });
-  await writeSummary(retentionReport(result, { bucket: inputs.bucket, prefix: inputs.prefix }));
+  await writeSummary(
+    port,
+    retentionReport(result, { bucket: inputs.bucket, prefix: inputs.prefix }),
+  );
 }

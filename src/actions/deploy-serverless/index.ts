@@ -1,3 +1,4 @@
+import { actionsPort } from '../shared/runtime.js';
 import { run } from './main.js';
 
-await run();
+await run(actionsPort);

@@ -8,21 +8,20 @@ import { resolveDesired } from '../../serverless/desired.js';
 import { runningReplicas, summaryParts } from '../../serverless/report.js';
 import { WaitTimeoutError } from '../../serverless/wait.js';
 import {
-  actionInputs,
-  actionsLogger,
   maskSecret,
   maskSecretInputs,
   runAction,
   setOutputs,
   writeSummary,
-} from '../shared/runtime.js';
+  type ActionPort,
+} from '../shared/port.js';
 import { parseDeployInputs, SECRET_INPUTS } from './inputs.js';
 
-export async function run(): Promise<void> {
-  await runAction(async () => {
+export async function run(port: ActionPort): Promise<void> {
+  await runAction(port, async () => {
     // Mask first: nothing below may print a credential.
-    maskSecretInputs(SECRET_INPUTS);
-    const inputs = parseDeployInputs(actionInputs);
+    maskSecretInputs(port, SECRET_INPUTS);
+    const inputs = parseDeployInputs(port.input);
     const configFile = path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
     const config = await loadWorkshopConfig(configFile);
     // The input can only lower the config's hard cap; an empty one leaves the cap in force.
@@ -41,10 +40,10 @@ export async function run(): Promise<void> {
       apiUrl: inputs.apiUrl,
       clientId: inputs.clientId,
       clientSecret: inputs.clientSecret,
-      logger: actionsLogger,
+      logger: port.logger,
       deadlineMs: inputs.apiDeadlineMs,
       // The access and refresh tokens the API hands out are masked like the inputs they come from.
-      onSecret: maskSecret,
+      onSecret: (value) => maskSecret(port, value),
     });
     let result: DeployResult;
     try {
@@ -52,7 +51,7 @@ export async function run(): Promise<void> {
         command: inputs.command,
         desired,
         client,
-        logger: actionsLogger,
+        logger: port.logger,
         wait: inputs.wait,
         waitTimeoutMs: inputs.waitTimeoutMs,
         pollMs: inputs.pollMs,
@@ -68,17 +67,18 @@ export async function run(): Promise<void> {
     } catch (err) {
       // What was learnt before the failure still goes to the summary and outputs.
       if (err instanceof WaitTimeoutError) {
-        setOutputs({ status: err.status, changed: client.writes.length > 0 });
+        setOutputs(port, { status: err.status, changed: client.writes.length > 0 });
         await writeSummary(
+          port,
           summaryParts(undefined, { message: err.message, timeline: err.timeline }),
         );
       } else if (err instanceof CostLimitError) {
-        setOutputs({ 'hourly-cost-max': err.cost.hourlyMax.toFixed(2), changed: false });
-        await writeSummary([costTable(err.cost), `**Refused:** ${err.message}`]);
+        setOutputs(port, { 'hourly-cost-max': err.cost.hourlyMax.toFixed(2), changed: false });
+        await writeSummary(port, [costTable(err.cost), `**Refused:** ${err.message}`]);
       }
       throw err;
     }
-    setOutputs({
+    setOutputs(port, {
       'endpoint-url': result.endpointUrl,
       status: result.status,
       replicas: runningReplicas(result),
@@ -86,6 +86,6 @@ export async function run(): Promise<void> {
       'hourly-cost-max': result.cost ? result.cost.hourlyMax.toFixed(2) : '',
       changed: result.changed,
     });
-    await writeSummary(summaryParts(result));
+    await writeSummary(port, summaryParts(result));
   });
 }

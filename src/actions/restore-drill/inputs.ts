@@ -5,7 +5,7 @@ import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { validateBucketName } from '../../lib/r2.js';
 import { parseBackupId } from '../../backup/manifest.js';
 import { DEFAULT_SIGNERS_FILE } from '../../backup/signature.js';
-import type { SecretInput } from '../shared/runtime.js';
+import type { SecretInput } from '../shared/port.js';
 import { parsePrefix, parseR2Access, type R2Access } from '../shared/r2-inputs.js';
 
 export interface DrillInputs extends R2Access {

@@ -5,20 +5,19 @@ import { drillReport } from '../../backup/report.js';
 import { runRestoreDrill } from '../../backup/restore-drill.js';
 import { OpsError } from '../../lib/errors.js';
 import {
-  actionInputs,
-  actionsLogger,
   maskSecretInputs,
   runAction,
   setOutputs,
   writeSummary,
-} from '../shared/runtime.js';
+  type ActionPort,
+} from '../shared/port.js';
 import { actionR2Client } from '../shared/r2-inputs.js';
 import { parseDrillInputs, SECRET_INPUTS } from './inputs.js';
 
-export async function run(): Promise<void> {
-  await runAction(async () => {
-    maskSecretInputs(SECRET_INPUTS);
-    const inputs = await parseDrillInputs(actionInputs);
+export async function run(port: ActionPort): Promise<void> {
+  await runAction(port, async () => {
+    maskSecretInputs(port, SECRET_INPUTS);
+    const inputs = await parseDrillInputs(port.input);
     const config = await loadBackupConfig(inputs.configFile);
     const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);
     const client = actionR2Client(inputs);
@@ -40,9 +39,9 @@ export async function run(): Promise<void> {
       only: inputs.items,
       maxAgeMs: inputs.maxAgeMs,
       ...(runnerTemp ? { tempDir: path.resolve(runnerTemp) } : {}),
-      logger: actionsLogger,
+      logger: port.logger,
     });
-    setOutputs({
+    setOutputs(port, {
       'backup-id': result.backupId,
       items: result.items.length,
       bytes: result.downloadedBytes,
@@ -50,6 +49,7 @@ export async function run(): Promise<void> {
       'restore-seconds': (result.downloadSeconds + result.restoreSeconds).toFixed(1),
     });
     await writeSummary(
+      port,
       drillReport(result, { bucket: inputs.bucket, prefix: inputs.prefix, maxAge: inputs.maxAge }),
     );
     if (result.stale) {

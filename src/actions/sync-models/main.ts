@@ -1,40 +1,41 @@
 import { access } from 'node:fs/promises';
+import type { Logger } from '../../lib/logger.js';
 import { connectSsh, type SshConnection } from '../../lib/ssh.js';
 import { loadModelsConfig, type ModelManifestConfig } from '../../models/config.js';
 import { LocalModelHost, SshModelHost, type ModelHost } from '../../models/host.js';
 import { syncTables } from '../../models/summary.js';
 import { syncModels } from '../../models/sync.js';
 import {
-  actionInputs,
-  actionsLogger,
   maskSecretInputs,
   runAction,
   setOutputs,
   writeSummary,
-} from '../shared/runtime.js';
+  type ActionPort,
+} from '../shared/port.js';
 import { actionR2Client } from '../shared/r2-inputs.js';
 import { parseSyncInputs, SECRET_INPUTS, type SyncInputs } from './inputs.js';
 
-async function loadManifest(inputs: SyncInputs): Promise<ModelManifestConfig | undefined> {
+async function loadManifest(
+  inputs: SyncInputs,
+  logger: Logger,
+): Promise<ModelManifestConfig | undefined> {
   const exists = await access(inputs.manifest).then(
     () => true,
     () => false,
   );
   // The default manifest is optional (a checkout may not have it); a named one must exist.
   if (!exists && inputs.manifestIsDefault) {
-    actionsLogger.info(
-      `no ${inputs.manifest} here: no HuggingFace fallback or required-model check`,
-    );
+    logger.info(`no ${inputs.manifest} here: no HuggingFace fallback or required-model check`);
     return undefined;
   }
   return loadModelsConfig(inputs.manifest);
 }
 
-export async function run(): Promise<void> {
-  await runAction(async () => {
-    maskSecretInputs(SECRET_INPUTS);
-    const inputs = parseSyncInputs(actionInputs);
-    const models = await loadManifest(inputs);
+export async function run(port: ActionPort): Promise<void> {
+  await runAction(port, async () => {
+    maskSecretInputs(port, SECRET_INPUTS);
+    const inputs = parseSyncInputs(port.input);
+    const models = await loadManifest(inputs, port.logger);
     const client = actionR2Client(inputs);
     let conn: SshConnection | undefined;
     try {
@@ -47,7 +48,7 @@ export async function run(): Promise<void> {
           username: loc.user,
           privateKey: inputs.ssh.privateKey,
           fingerprints: inputs.ssh.fingerprints,
-          logger: actionsLogger,
+          logger: port.logger,
         });
         host = new SshModelHost(conn, loc.dir);
       } else {
@@ -73,17 +74,17 @@ export async function run(): Promise<void> {
             ? { progressIntervalMs: Number(process.env.SYNC_MODELS_PROGRESS_MS) }
             : {}),
         },
-        actionsLogger,
+        port.logger,
       );
-      setOutputs({
+      setOutputs(port, {
         uploaded: report.uploaded,
         downloaded: report.downloaded,
         skipped: report.skipped,
         bytes: report.bytes,
         'manifest-key': report.manifestKey,
       });
-      await writeSummary(syncTables(report));
-      actionsLogger.info(
+      await writeSummary(port, syncTables(report));
+      port.logger.info(
         `sync-models ${report.direction}: ${report.uploaded} uploaded, ${report.downloaded} downloaded, ${report.skipped} skipped, ` +
           `${report.requests.classA} Class A + ${report.requests.classB} Class B requests`,
       );
