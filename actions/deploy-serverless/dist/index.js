@@ -281,7 +281,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 4371:
+/***/ 6752:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -895,7 +895,7 @@ module.exports = pipeline
 
 /***/ }),
 
-/***/ 6424:
+/***/ 4043:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -1463,7 +1463,7 @@ module.exports = upgrade
 
 
 
-module.exports.request = __nccwpck_require__(6424)
+module.exports.request = __nccwpck_require__(4043)
 module.exports.stream = __nccwpck_require__(3560)
 module.exports.pipeline = __nccwpck_require__(6862)
 module.exports.upgrade = __nccwpck_require__(1882)
@@ -28374,16 +28374,18 @@ module.exports = {
 /***/ ((module, __unused_webpack___webpack_exports__, __nccwpck_require__) => {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9931);
+/* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(4411);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4444);
 
-await (0,_main_js__WEBPACK_IMPORTED_MODULE_0__/* .run */ .e)();
+
+await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)(_shared_runtime_js__WEBPACK_IMPORTED_MODULE_0__/* .actionsPort */ .B);
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 9931:
+/***/ 4444:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -39539,6 +39541,403 @@ function summaryParts(r, failure) {
     return parts;
 }
 
+;// CONCATENATED MODULE: ./src/actions/shared/port.ts
+// The one seam between an action's main and where it runs. A main takes an ActionPort and never
+// reaches @actions/core itself: the Actions runtime (runtime.ts) wraps @actions/core, the CLI
+// (src/cli/terminal-port.ts) prints to a terminal or as JSON. Both run the same main, so the CLI
+// and the sandbox run exactly the workflow's code path from the main down (as actions/cache
+// injects its state provider).
+
+
+/** Masks a secret, and each line of a multi-line one (private keys) as the runner does. */
+function maskSecret(port, value) {
+    if (!value)
+        return;
+    port.mask(value);
+    for (const line of value.split(/\r?\n/))
+        if (line.trim().length >= 4)
+            port.mask(line.trim());
+}
+/**
+ * Masks every secret input an action declares, before anything else can print one; returns the
+ * masked values (for text that leaves the runner's masking, such as an issue body).
+ */
+function maskSecretInputs(port, secrets) {
+    const values = secrets.flatMap((secret) => typeof secret === 'string'
+        ? [port.input(secret)]
+        : port
+            .input(secret.name)
+            .split(/\r?\n/)
+            .map((line) => line.trim())
+            .filter((line) => secret.lines.test(line)));
+    const given = values.filter((v) => v !== '');
+    for (const value of given)
+        maskSecret(port, value);
+    return given;
+}
+function setOutputs(port, outputs) {
+    for (const [name, value] of Object.entries(outputs))
+        port.setOutput(name, String(value));
+}
+async function writeSummary(port, parts) {
+    // Each part ends with an empty line, so a table never runs into the text before it.
+    const blocks = parts.map((part) => typeof part === 'string' ? `${part}\n` : tableToMarkdown(part));
+    await port.summary(blocks.map((block) => `${block}\n`).join(''));
+}
+/**
+ * Runs an action's main and turns any failure into `fail`: expected errors (bad input, config,
+ * an operational failure) show their message alone; anything else also logs its stack at debug
+ * level so a bug report has it without flooding the user.
+ */
+async function runAction(port, main) {
+    try {
+        await main();
+    }
+    catch (err) {
+        if (!isExpectedError(err) && err instanceof Error && err.stack)
+            port.logger.debug(err.stack);
+        port.fail(errorMessage(err));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/lib/inputs.ts
+
+function inputsFromRecord(record) {
+    return (name) => (record[name] ?? '').trim();
+}
+/** Reads typed inputs from a source; every bad value throws an InputError naming the input. */
+class Inputs {
+    source;
+    constructor(source) {
+        this.source = source;
+    }
+    raw(name) {
+        return this.source(name).trim();
+    }
+    required(name, expected = 'a non-empty value') {
+        const value = this.raw(name);
+        if (value === '')
+            throw new InputError(name, value, expected);
+        return value;
+    }
+    /** A required input whose value is a secret: the error never repeats what was given. */
+    secret(name, expected = 'a non-empty secret') {
+        const value = this.raw(name);
+        if (value === '')
+            throw new InputError(name, '', expected);
+        return value;
+    }
+    optional(name) {
+        const value = this.raw(name);
+        return value === '' ? undefined : value;
+    }
+    int(name, opts = {}) {
+        const value = this.raw(name);
+        const { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER } = opts;
+        if (value === '' && opts.default !== undefined)
+            return opts.default;
+        const expected = `an integer from ${min} to ${max}`;
+        if (!/^[+-]?\d+$/.test(value))
+            throw new InputError(name, value, expected);
+        const n = Number(value);
+        if (!Number.isSafeInteger(n) || n < min || n > max)
+            throw new InputError(name, value, expected);
+        return n;
+    }
+    optionalInt(name, opts = {}) {
+        return this.raw(name) === '' ? undefined : this.int(name, opts);
+    }
+    number(name, opts = {}) {
+        const value = this.raw(name);
+        if (value === '' && opts.default !== undefined)
+            return opts.default;
+        const { min = -Infinity, max = Infinity } = opts;
+        const n = Number(value);
+        if (value === '' || !Number.isFinite(n) || n < min || n > max) {
+            throw new InputError(name, value, `a number from ${min} to ${max}`);
+        }
+        return n;
+    }
+    oneOf(name, allowed, fallback) {
+        const value = this.raw(name);
+        if (value === '' && fallback !== undefined)
+            return fallback;
+        if (!allowed.includes(value)) {
+            throw new InputError(name, value, `one of ${allowed.join(', ')}`);
+        }
+        return value;
+    }
+    /** YAML 1.2 core booleans, like core.getBooleanInput. */
+    boolean(name, fallback = false) {
+        const value = this.raw(name);
+        if (value === '')
+            return fallback;
+        if (['true', 'True', 'TRUE'].includes(value))
+            return true;
+        if (['false', 'False', 'FALSE'].includes(value))
+            return false;
+        throw new InputError(name, value, 'true or false');
+    }
+    /** One item per line (commas also separate); blank lines and # comments dropped. */
+    list(name) {
+        return splitList(this.raw(name));
+    }
+    /**
+     * A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds, at
+     * most MAX_DURATION_MS (Node's timers overflow above it and fire at once).
+     */
+    duration(name, fallback) {
+        const value = this.raw(name) || fallback || '';
+        const ms = parseDuration(value);
+        if (ms === undefined || ms > MAX_DURATION_MS)
+            throw new InputError(name, value, `a duration such as 90s, 15m or 1h30m, at most ${MAX_DURATION_TEXT} (${MAX_DURATION_MS} ms)`);
+        return ms;
+    }
+    /** A size such as 16MiB, 1.5GiB, 5MB or a plain number of bytes; 'auto' gives undefined. */
+    size(name, opts = {}) {
+        const value = this.raw(name);
+        if (opts.allowAuto && (value === '' || value === 'auto'))
+            return undefined;
+        const bytes = parseSize(value);
+        const { min = 0, max = Number.MAX_SAFE_INTEGER } = opts;
+        const range = `from ${formatSizeLimit(min)} to ${formatSizeLimit(max)}`;
+        const expected = `a size such as 16MiB or 1GiB ${range}${opts.allowAuto ? ", or 'auto'" : ''}`;
+        if (bytes === undefined || bytes < min || bytes > max)
+            throw new InputError(name, value, expected);
+        return bytes;
+    }
+}
+function splitList(value) {
+    return value
+        .split(/[\n,]/)
+        .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
+        .filter((line) => line !== '');
+}
+/** The longest timer Node can set (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+const MAX_DURATION_TEXT = '24d20h31m23s';
+const durationUnits = {
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+    d: 86_400_000,
+};
+function parseDuration(value) {
+    const text = value.trim();
+    if (/^\d+(\.\d+)?$/.test(text))
+        return Math.round(Number(text) * 1000);
+    const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+    let total = 0;
+    let consumed = 0;
+    for (let match = re.exec(text); match; match = re.exec(text)) {
+        total += Number(match[1]) * (durationUnits[match[2] ?? ''] ?? NaN);
+        consumed = re.lastIndex;
+    }
+    if (text === '' || consumed !== text.length || !Number.isFinite(total))
+        return undefined;
+    return Math.round(total);
+}
+const sizeUnits = {
+    '': 1,
+    b: 1,
+    k: 1e3,
+    kb: 1e3,
+    kib: 2 ** 10,
+    m: 1e6,
+    mb: 1e6,
+    mib: 2 ** 20,
+    g: 1e9,
+    gb: 1e9,
+    gib: 2 ** 30,
+    t: 1e12,
+    tb: 1e12,
+    tib: 2 ** 40,
+};
+function parseSize(value) {
+    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+    if (!match)
+        return undefined;
+    const unit = sizeUnits[(match[2] ?? '').toLowerCase()];
+    if (unit === undefined)
+        return undefined;
+    return Math.round(Number(match[1]) * unit);
+}
+function formatSizeLimit(bytes) {
+    if (bytes >= 2 ** 30 && bytes % 2 ** 30 === 0)
+        return `${bytes / 2 ** 30}GiB`;
+    if (bytes >= 2 ** 20 && bytes % 2 ** 20 === 0)
+        return `${bytes / 2 ** 20}MiB`;
+    return `${bytes} bytes`;
+}
+
+;// CONCATENATED MODULE: ./src/actions/deploy-serverless/inputs.ts
+
+
+
+/** The secret inputs, masked before anything else happens. */
+const SECRET_INPUTS = [
+    'verda-client-id',
+    'verda-client-secret',
+    'inference-api-key',
+];
+/** Every input checked before anything is read or requested; each bad one is an InputError. */
+function parseDeployInputs(source) {
+    const inputs = new Inputs(source);
+    const command = inputs.oneOf('command', deployCommands);
+    const overrides = {};
+    const preset = inputs.optional('preset');
+    if (preset !== undefined)
+        overrides.preset = preset;
+    const gpu = inputs.optional('gpu');
+    if (gpu !== undefined)
+        overrides.gpu = gpu;
+    if (inputs.raw('spot') !== '')
+        overrides.spot = inputs.boolean('spot');
+    const min = inputs.optionalInt('min-replicas', { min: 0, max: 1000 });
+    if (min !== undefined)
+        overrides.minReplicas = min;
+    // The API needs max >= 1 (max 0 would never serve; stop scales min to 0 and pauses instead).
+    const max = inputs.optionalInt('max-replicas', { min: 1, max: 1000 });
+    if (max !== undefined)
+        overrides.maxReplicas = max;
+    if (min !== undefined && max !== undefined && max < Math.max(1, min)) {
+        throw new InputError('max-replicas', String(max), `at least min-replicas (${min})`);
+    }
+    const tag = inputs.optional('image-tag');
+    if (tag !== undefined)
+        overrides.imageTag = tag;
+    if (command === 'scale' && min === undefined && max === undefined) {
+        throw new InputError('max-replicas', '', 'min-replicas and/or max-replicas for the scale command');
+    }
+    const maxHourlyCost = inputs.raw('max-hourly-cost') === '' ? undefined : inputs.number('max-hourly-cost', { min: 0 });
+    const wait = inputs.boolean('wait', true);
+    const inferenceKey = inputs.optional('inference-api-key');
+    if (command === 'start' && wait && inferenceKey === undefined) {
+        throw new InputError('inference-api-key', '', "the inference API key (dc_...) so start can call the endpoint's health path");
+    }
+    const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
+    if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
+        throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
+    const apiDeadlineMs = inputs.duration('api-deadline', '60s');
+    if (apiDeadlineMs < 1000)
+        throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
+    const waitTimeoutMs = inputs.duration('wait-timeout', '15m');
+    if (waitTimeoutMs <= 0)
+        throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
+    const pollMs = inputs.duration('poll-interval', '5s');
+    if (pollMs <= 0)
+        throw new InputError('poll-interval', inputs.raw('poll-interval'), 'a duration above 0');
+    return {
+        command,
+        config: inputs.optional('config') ?? 'config/workshop.yml',
+        overrides,
+        maxHourlyCost,
+        wait,
+        waitTimeoutMs,
+        pollMs,
+        clientId: inputs.secret('verda-client-id'),
+        clientSecret: inputs.secret('verda-client-secret'),
+        inferenceKey,
+        apiUrl,
+        apiDeadlineMs,
+        confirm: inputs.optional('confirm'),
+        purgeQueue: inputs.boolean('purge-queue', false),
+    };
+}
+
+;// CONCATENATED MODULE: ./src/actions/deploy-serverless/main.ts
+
+
+
+
+
+
+
+
+
+
+
+async function run(port) {
+    await runAction(port, async () => {
+        // Mask first: nothing below may print a credential.
+        maskSecretInputs(port, SECRET_INPUTS);
+        const inputs = parseDeployInputs(port.input);
+        const configFile = external_node_path_default().resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
+        const config = await loadWorkshopConfig(configFile);
+        // The input can only lower the config's hard cap; an empty one leaves the cap in force.
+        const cap = costCap(config, inputs.config, inputs.maxHourlyCost);
+        // scale checks min/max against the live deployment, not against the config's bounds.
+        const { minReplicas, maxReplicas, ...rest } = inputs.overrides;
+        const desired = resolveDesired(config, inputs.command === 'scale' ? rest : inputs.overrides);
+        if (inputs.command === 'delete' && inputs.confirm !== desired.name) {
+            throw new InputError('confirm', inputs.confirm ?? '', `the deployment name "${desired.name}" to confirm the delete`);
+        }
+        const client = new VerdaClient({
+            apiUrl: inputs.apiUrl,
+            clientId: inputs.clientId,
+            clientSecret: inputs.clientSecret,
+            logger: port.logger,
+            deadlineMs: inputs.apiDeadlineMs,
+            // The access and refresh tokens the API hands out are masked like the inputs they come from.
+            onSecret: (value) => maskSecret(port, value),
+        });
+        let result;
+        try {
+            result = await runDeploy({
+                command: inputs.command,
+                desired,
+                client,
+                logger: port.logger,
+                wait: inputs.wait,
+                waitTimeoutMs: inputs.waitTimeoutMs,
+                pollMs: inputs.pollMs,
+                purgeQueue: inputs.purgeQueue,
+                scale: {
+                    ...(minReplicas === undefined ? {} : { min: minReplicas }),
+                    ...(maxReplicas === undefined ? {} : { max: maxReplicas }),
+                },
+                maxHourlyCost: cap.usd,
+                costLimitName: cap.name,
+                ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),
+            });
+        }
+        catch (err) {
+            // What was learnt before the failure still goes to the summary and outputs.
+            if (err instanceof WaitTimeoutError) {
+                setOutputs(port, { status: err.status, changed: client.writes.length > 0 });
+                await writeSummary(port, summaryParts(undefined, { message: err.message, timeline: err.timeline }));
+            }
+            else if (err instanceof CostLimitError) {
+                setOutputs(port, { 'hourly-cost-max': err.cost.hourlyMax.toFixed(2), changed: false });
+                await writeSummary(port, [costTable(err.cost), `**Refused:** ${err.message}`]);
+            }
+            throw err;
+        }
+        setOutputs(port, {
+            'endpoint-url': result.endpointUrl,
+            status: result.status,
+            replicas: runningReplicas(result),
+            'cold-start-seconds': result.coldStartSeconds ?? '',
+            'hourly-cost-max': result.cost ? result.cost.hourlyMax.toFixed(2) : '',
+            changed: result.changed,
+        });
+        await writeSummary(port, summaryParts(result));
+    });
+}
+
+
+/***/ }),
+
+/***/ 4411:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  B: () => (/* binding */ actionsPort)
+});
+
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
@@ -39808,7 +40207,7 @@ class DecodedURL extends URL {
 // EXTERNAL MODULE: ./node_modules/tunnel/index.js
 var node_modules_tunnel = __nccwpck_require__(770);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
-var undici = __nccwpck_require__(4371);
+var undici = __nccwpck_require__(6752);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
 /* eslint-disable @typescript-eslint/no-explicit-any */
 var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
@@ -42350,7 +42749,7 @@ function setCommandEcho(enabled) {
  */
 function setFailed(message) {
     process.exitCode = ExitCode.Failure;
-    core_error(message);
+    error(message);
 }
 //-----------------------------------------------------------------------
 // Logging Commands
@@ -42373,7 +42772,7 @@ function core_debug(message) {
  * @param message error issue message. Errors will be converted to string via toString()
  * @param properties optional properties to add to the annotation.
  */
-function core_error(message, properties = {}) {
+function error(message, properties = {}) {
     command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
@@ -42485,397 +42884,28 @@ function getIDToken(aud) {
 
 //# sourceMappingURL=core.js.map
 ;// CONCATENATED MODULE: ./src/actions/shared/runtime.ts
+// The Actions runtime behind the port: inputs exactly as the runner hands them over (INPUT_<NAME>
+// env), workflow commands for logs, masks and failure, the GITHUB_OUTPUT and job summary files.
 
-
-
-/** Inputs exactly as the runner hands them over (INPUT_<NAME> env), via @actions/core. */
-const actionInputs = (name) => getInput(name);
-/** The core logger on top of @actions/core: warnings become annotations, groups fold. */
-const actionsLogger = {
-    debug: (m) => core_debug(m),
-    info: (m) => info(m),
-    warn: (m) => warning(m),
-    error: (m) => core_error(m),
-    group: (title, fn) => group(title, fn),
+const actionsPort = {
+    input: (name) => getInput(name),
+    logger: {
+        debug: (m) => core_debug(m),
+        info: (m) => info(m),
+        // Warnings become annotations; groups fold in the log.
+        warn: (m) => warning(m),
+        error: (m) => error(m),
+        group: (title, fn) => group(title, fn),
+    },
+    mask: (value) => core_setSecret(value),
+    setOutput: (name, value) => setOutput(name, value),
+    summary: async (markdown) => {
+        if (!process.env.GITHUB_STEP_SUMMARY)
+            return;
+        await summary.addRaw(markdown, false).write();
+    },
+    fail: (message) => setFailed(message),
 };
-/**
- * Masks every secret input an action declares, before anything else can print one; returns the
- * masked values (for text that leaves the runner's masking, such as an issue body).
- */
-function maskSecretInputs(secrets) {
-    const values = secrets.flatMap((secret) => typeof secret === 'string'
-        ? [actionInputs(secret)]
-        : actionInputs(secret.name)
-            .split(/\r?\n/)
-            .map((line) => line.trim())
-            .filter((line) => secret.lines.test(line)));
-    const given = values.filter((v) => v !== '');
-    for (const value of given)
-        maskSecret(value);
-    return given;
-}
-/** Registers a secret with the runner so it is masked in every later log line. */
-function maskSecret(value) {
-    if (!value)
-        return;
-    core_setSecret(value);
-    // Multi-line secrets (private keys) are masked line by line as the runner does.
-    for (const line of value.split(/\r?\n/))
-        if (line.trim().length >= 4)
-            core_setSecret(line.trim());
-}
-function setOutputs(outputs) {
-    for (const [name, value] of Object.entries(outputs))
-        setOutput(name, String(value));
-}
-async function writeSummary(parts) {
-    if (!process.env.GITHUB_STEP_SUMMARY)
-        return;
-    for (const part of parts)
-        summary.addRaw(typeof part === 'string' ? `${part}\n` : tableToMarkdown(part), true);
-    await summary.write();
-}
-/**
- * Runs an action's main and turns any failure into core.setFailed: expected errors (bad input,
- * config, an operational failure) show their message alone; anything else also logs its stack at
- * debug level so a bug report has it without flooding the user.
- */
-async function runAction(main) {
-    try {
-        await main();
-    }
-    catch (err) {
-        if (!isExpectedError(err) && err instanceof Error && err.stack)
-            core_debug(err.stack);
-        setFailed(errorMessage(err));
-    }
-}
-
-;// CONCATENATED MODULE: ./src/lib/inputs.ts
-
-function inputsFromRecord(record) {
-    return (name) => (record[name] ?? '').trim();
-}
-/** Reads typed inputs from a source; every bad value throws an InputError naming the input. */
-class Inputs {
-    source;
-    constructor(source) {
-        this.source = source;
-    }
-    raw(name) {
-        return this.source(name).trim();
-    }
-    required(name, expected = 'a non-empty value') {
-        const value = this.raw(name);
-        if (value === '')
-            throw new InputError(name, value, expected);
-        return value;
-    }
-    /** A required input whose value is a secret: the error never repeats what was given. */
-    secret(name, expected = 'a non-empty secret') {
-        const value = this.raw(name);
-        if (value === '')
-            throw new InputError(name, '', expected);
-        return value;
-    }
-    optional(name) {
-        const value = this.raw(name);
-        return value === '' ? undefined : value;
-    }
-    int(name, opts = {}) {
-        const value = this.raw(name);
-        const { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER } = opts;
-        if (value === '' && opts.default !== undefined)
-            return opts.default;
-        const expected = `an integer from ${min} to ${max}`;
-        if (!/^[+-]?\d+$/.test(value))
-            throw new InputError(name, value, expected);
-        const n = Number(value);
-        if (!Number.isSafeInteger(n) || n < min || n > max)
-            throw new InputError(name, value, expected);
-        return n;
-    }
-    optionalInt(name, opts = {}) {
-        return this.raw(name) === '' ? undefined : this.int(name, opts);
-    }
-    number(name, opts = {}) {
-        const value = this.raw(name);
-        if (value === '' && opts.default !== undefined)
-            return opts.default;
-        const { min = -Infinity, max = Infinity } = opts;
-        const n = Number(value);
-        if (value === '' || !Number.isFinite(n) || n < min || n > max) {
-            throw new InputError(name, value, `a number from ${min} to ${max}`);
-        }
-        return n;
-    }
-    oneOf(name, allowed, fallback) {
-        const value = this.raw(name);
-        if (value === '' && fallback !== undefined)
-            return fallback;
-        if (!allowed.includes(value)) {
-            throw new InputError(name, value, `one of ${allowed.join(', ')}`);
-        }
-        return value;
-    }
-    /** YAML 1.2 core booleans, like core.getBooleanInput. */
-    boolean(name, fallback = false) {
-        const value = this.raw(name);
-        if (value === '')
-            return fallback;
-        if (['true', 'True', 'TRUE'].includes(value))
-            return true;
-        if (['false', 'False', 'FALSE'].includes(value))
-            return false;
-        throw new InputError(name, value, 'true or false');
-    }
-    /** One item per line (commas also separate); blank lines and # comments dropped. */
-    list(name) {
-        return splitList(this.raw(name));
-    }
-    /**
-     * A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds, at
-     * most MAX_DURATION_MS (Node's timers overflow above it and fire at once).
-     */
-    duration(name, fallback) {
-        const value = this.raw(name) || fallback || '';
-        const ms = parseDuration(value);
-        if (ms === undefined || ms > MAX_DURATION_MS)
-            throw new InputError(name, value, `a duration such as 90s, 15m or 1h30m, at most ${MAX_DURATION_TEXT} (${MAX_DURATION_MS} ms)`);
-        return ms;
-    }
-    /** A size such as 16MiB, 1.5GiB, 5MB or a plain number of bytes; 'auto' gives undefined. */
-    size(name, opts = {}) {
-        const value = this.raw(name);
-        if (opts.allowAuto && (value === '' || value === 'auto'))
-            return undefined;
-        const bytes = parseSize(value);
-        const { min = 0, max = Number.MAX_SAFE_INTEGER } = opts;
-        const range = `from ${formatSizeLimit(min)} to ${formatSizeLimit(max)}`;
-        const expected = `a size such as 16MiB or 1GiB ${range}${opts.allowAuto ? ", or 'auto'" : ''}`;
-        if (bytes === undefined || bytes < min || bytes > max)
-            throw new InputError(name, value, expected);
-        return bytes;
-    }
-}
-function splitList(value) {
-    return value
-        .split(/[\n,]/)
-        .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
-        .filter((line) => line !== '');
-}
-/** The longest timer Node can set (2^31-1 ms, about 24.8 days); a longer one fires at once. */
-const MAX_DURATION_MS = 2 ** 31 - 1;
-const MAX_DURATION_TEXT = '24d20h31m23s';
-const durationUnits = {
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-    d: 86_400_000,
-};
-function parseDuration(value) {
-    const text = value.trim();
-    if (/^\d+(\.\d+)?$/.test(text))
-        return Math.round(Number(text) * 1000);
-    const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
-    let total = 0;
-    let consumed = 0;
-    for (let match = re.exec(text); match; match = re.exec(text)) {
-        total += Number(match[1]) * (durationUnits[match[2] ?? ''] ?? NaN);
-        consumed = re.lastIndex;
-    }
-    if (text === '' || consumed !== text.length || !Number.isFinite(total))
-        return undefined;
-    return Math.round(total);
-}
-const sizeUnits = {
-    '': 1,
-    b: 1,
-    k: 1e3,
-    kb: 1e3,
-    kib: 2 ** 10,
-    m: 1e6,
-    mb: 1e6,
-    mib: 2 ** 20,
-    g: 1e9,
-    gb: 1e9,
-    gib: 2 ** 30,
-    t: 1e12,
-    tb: 1e12,
-    tib: 2 ** 40,
-};
-function parseSize(value) {
-    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
-    if (!match)
-        return undefined;
-    const unit = sizeUnits[(match[2] ?? '').toLowerCase()];
-    if (unit === undefined)
-        return undefined;
-    return Math.round(Number(match[1]) * unit);
-}
-function formatSizeLimit(bytes) {
-    if (bytes >= 2 ** 30 && bytes % 2 ** 30 === 0)
-        return `${bytes / 2 ** 30}GiB`;
-    if (bytes >= 2 ** 20 && bytes % 2 ** 20 === 0)
-        return `${bytes / 2 ** 20}MiB`;
-    return `${bytes} bytes`;
-}
-
-;// CONCATENATED MODULE: ./src/actions/deploy-serverless/inputs.ts
-
-
-
-/** The secret inputs, masked before anything else happens. */
-const SECRET_INPUTS = [
-    'verda-client-id',
-    'verda-client-secret',
-    'inference-api-key',
-];
-/** Every input checked before anything is read or requested; each bad one is an InputError. */
-function parseDeployInputs(source) {
-    const inputs = new Inputs(source);
-    const command = inputs.oneOf('command', deployCommands);
-    const overrides = {};
-    const preset = inputs.optional('preset');
-    if (preset !== undefined)
-        overrides.preset = preset;
-    const gpu = inputs.optional('gpu');
-    if (gpu !== undefined)
-        overrides.gpu = gpu;
-    if (inputs.raw('spot') !== '')
-        overrides.spot = inputs.boolean('spot');
-    const min = inputs.optionalInt('min-replicas', { min: 0, max: 1000 });
-    if (min !== undefined)
-        overrides.minReplicas = min;
-    // The API needs max >= 1 (max 0 would never serve; stop scales min to 0 and pauses instead).
-    const max = inputs.optionalInt('max-replicas', { min: 1, max: 1000 });
-    if (max !== undefined)
-        overrides.maxReplicas = max;
-    if (min !== undefined && max !== undefined && max < Math.max(1, min)) {
-        throw new InputError('max-replicas', String(max), `at least min-replicas (${min})`);
-    }
-    const tag = inputs.optional('image-tag');
-    if (tag !== undefined)
-        overrides.imageTag = tag;
-    if (command === 'scale' && min === undefined && max === undefined) {
-        throw new InputError('max-replicas', '', 'min-replicas and/or max-replicas for the scale command');
-    }
-    const maxHourlyCost = inputs.raw('max-hourly-cost') === '' ? undefined : inputs.number('max-hourly-cost', { min: 0 });
-    const wait = inputs.boolean('wait', true);
-    const inferenceKey = inputs.optional('inference-api-key');
-    if (command === 'start' && wait && inferenceKey === undefined) {
-        throw new InputError('inference-api-key', '', "the inference API key (dc_...) so start can call the endpoint's health path");
-    }
-    const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
-    if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
-        throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
-    const apiDeadlineMs = inputs.duration('api-deadline', '60s');
-    if (apiDeadlineMs < 1000)
-        throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
-    const waitTimeoutMs = inputs.duration('wait-timeout', '15m');
-    if (waitTimeoutMs <= 0)
-        throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
-    const pollMs = inputs.duration('poll-interval', '5s');
-    if (pollMs <= 0)
-        throw new InputError('poll-interval', inputs.raw('poll-interval'), 'a duration above 0');
-    return {
-        command,
-        config: inputs.optional('config') ?? 'config/workshop.yml',
-        overrides,
-        maxHourlyCost,
-        wait,
-        waitTimeoutMs,
-        pollMs,
-        clientId: inputs.secret('verda-client-id'),
-        clientSecret: inputs.secret('verda-client-secret'),
-        inferenceKey,
-        apiUrl,
-        apiDeadlineMs,
-        confirm: inputs.optional('confirm'),
-        purgeQueue: inputs.boolean('purge-queue', false),
-    };
-}
-
-;// CONCATENATED MODULE: ./src/actions/deploy-serverless/main.ts
-
-
-
-
-
-
-
-
-
-
-
-async function run() {
-    await runAction(async () => {
-        // Mask first: nothing below may print a credential.
-        maskSecretInputs(SECRET_INPUTS);
-        const inputs = parseDeployInputs(actionInputs);
-        const configFile = external_node_path_default().resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.config);
-        const config = await loadWorkshopConfig(configFile);
-        // The input can only lower the config's hard cap; an empty one leaves the cap in force.
-        const cap = costCap(config, inputs.config, inputs.maxHourlyCost);
-        // scale checks min/max against the live deployment, not against the config's bounds.
-        const { minReplicas, maxReplicas, ...rest } = inputs.overrides;
-        const desired = resolveDesired(config, inputs.command === 'scale' ? rest : inputs.overrides);
-        if (inputs.command === 'delete' && inputs.confirm !== desired.name) {
-            throw new InputError('confirm', inputs.confirm ?? '', `the deployment name "${desired.name}" to confirm the delete`);
-        }
-        const client = new VerdaClient({
-            apiUrl: inputs.apiUrl,
-            clientId: inputs.clientId,
-            clientSecret: inputs.clientSecret,
-            logger: actionsLogger,
-            deadlineMs: inputs.apiDeadlineMs,
-            // The access and refresh tokens the API hands out are masked like the inputs they come from.
-            onSecret: maskSecret,
-        });
-        let result;
-        try {
-            result = await runDeploy({
-                command: inputs.command,
-                desired,
-                client,
-                logger: actionsLogger,
-                wait: inputs.wait,
-                waitTimeoutMs: inputs.waitTimeoutMs,
-                pollMs: inputs.pollMs,
-                purgeQueue: inputs.purgeQueue,
-                scale: {
-                    ...(minReplicas === undefined ? {} : { min: minReplicas }),
-                    ...(maxReplicas === undefined ? {} : { max: maxReplicas }),
-                },
-                maxHourlyCost: cap.usd,
-                costLimitName: cap.name,
-                ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),
-            });
-        }
-        catch (err) {
-            // What was learnt before the failure still goes to the summary and outputs.
-            if (err instanceof WaitTimeoutError) {
-                setOutputs({ status: err.status, changed: client.writes.length > 0 });
-                await writeSummary(summaryParts(undefined, { message: err.message, timeline: err.timeline }));
-            }
-            else if (err instanceof CostLimitError) {
-                setOutputs({ 'hourly-cost-max': err.cost.hourlyMax.toFixed(2), changed: false });
-                await writeSummary([costTable(err.cost), `**Refused:** ${err.message}`]);
-            }
-            throw err;
-        }
-        setOutputs({
-            'endpoint-url': result.endpointUrl,
-            status: result.status,
-            replicas: runningReplicas(result),
-            'cold-start-seconds': result.coldStartSeconds ?? '',
-            'hourly-cost-max': result.cost ? result.cost.hourlyMax.toFixed(2) : '',
-            changed: result.changed,
-        });
-        await writeSummary(summaryParts(result));
-    });
-}
 
 
 /***/ }),
@@ -44858,7 +44888,7 @@ var Alias = __nccwpck_require__(4065);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 var Schema = __nccwpck_require__(5840);
 var stringifyDocument = __nccwpck_require__(6829);
 var anchors = __nccwpck_require__(1596);
@@ -45784,7 +45814,7 @@ var anchors = __nccwpck_require__(1596);
 var visit = __nccwpck_require__(204);
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -46067,7 +46097,7 @@ exports.isEmptyPath = isEmptyPath;
 
 var applyReviver = __nccwpck_require__(3661);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class NodeBase {
     constructor(type) {
@@ -46160,7 +46190,7 @@ exports.createPair = createPair;
 
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -46351,7 +46381,7 @@ var stringifyCollection = __nccwpck_require__(1212);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Scalar = __nccwpck_require__(3301);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -46472,7 +46502,7 @@ var log = __nccwpck_require__(7249);
 var merge = __nccwpck_require__(452);
 var stringify = __nccwpck_require__(2148);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -46595,7 +46625,7 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 4043:
+/***/ 6424:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -49439,7 +49469,7 @@ var omap = __nccwpck_require__(303);
 var pairs = __nccwpck_require__(8385);
 var schema$2 = __nccwpck_require__(5913);
 var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var timestamp = __nccwpck_require__(4371);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -49862,7 +49892,7 @@ exports.merge = merge;
 
 
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
 var pairs = __nccwpck_require__(8385);
@@ -50046,7 +50076,7 @@ var merge = __nccwpck_require__(452);
 var omap = __nccwpck_require__(303);
 var pairs = __nccwpck_require__(8385);
 var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var timestamp = __nccwpck_require__(4371);
 
 const schema = [
     map.map,
@@ -50180,7 +50210,7 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 6752:
+/***/ 4371:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 

@@ -33400,7 +33400,7 @@ __webpack_unused_export__ = debug; // for test
 
 /***/ }),
 
-/***/ 4371:
+/***/ 6752:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 var __webpack_unused_export__;
@@ -34014,7 +34014,7 @@ module.exports = pipeline
 
 /***/ }),
 
-/***/ 6424:
+/***/ 4043:
 /***/ ((module, __unused_webpack_exports, __nccwpck_require__) => {
 
 
@@ -34582,7 +34582,7 @@ module.exports = upgrade
 
 
 
-module.exports.request = __nccwpck_require__(6424)
+module.exports.request = __nccwpck_require__(4043)
 module.exports.stream = __nccwpck_require__(3560)
 module.exports.pipeline = __nccwpck_require__(6862)
 module.exports.upgrade = __nccwpck_require__(1882)
@@ -61494,17 +61494,19 @@ module.exports = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(9450);
+/* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4411);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1476);
 
 
-await (0,_main_js__WEBPACK_IMPORTED_MODULE_1__/* .run */ .e)();
+
+await (0,_main_js__WEBPACK_IMPORTED_MODULE_2__/* .run */ .e)(_shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__/* .actionsPort */ .B);
 
 __webpack_async_result__();
 } catch(e) { __webpack_async_result__(e); } }, 1);
 
 /***/ }),
 
-/***/ 9450:
+/***/ 1476:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -73390,6 +73392,620 @@ async function removeTree(dir) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/actions/shared/port.ts
+// The one seam between an action's main and where it runs. A main takes an ActionPort and never
+// reaches @actions/core itself: the Actions runtime (runtime.ts) wraps @actions/core, the CLI
+// (src/cli/terminal-port.ts) prints to a terminal or as JSON. Both run the same main, so the CLI
+// and the sandbox run exactly the workflow's code path from the main down (as actions/cache
+// injects its state provider).
+
+
+/** Masks a secret, and each line of a multi-line one (private keys) as the runner does. */
+function maskSecret(port, value) {
+    if (!value)
+        return;
+    port.mask(value);
+    for (const line of value.split(/\r?\n/))
+        if (line.trim().length >= 4)
+            port.mask(line.trim());
+}
+/**
+ * Masks every secret input an action declares, before anything else can print one; returns the
+ * masked values (for text that leaves the runner's masking, such as an issue body).
+ */
+function maskSecretInputs(port, secrets) {
+    const values = secrets.flatMap((secret) => typeof secret === 'string'
+        ? [port.input(secret)]
+        : port
+            .input(secret.name)
+            .split(/\r?\n/)
+            .map((line) => line.trim())
+            .filter((line) => secret.lines.test(line)));
+    const given = values.filter((v) => v !== '');
+    for (const value of given)
+        maskSecret(port, value);
+    return given;
+}
+function setOutputs(port, outputs) {
+    for (const [name, value] of Object.entries(outputs))
+        port.setOutput(name, String(value));
+}
+async function writeSummary(port, parts) {
+    // Each part ends with an empty line, so a table never runs into the text before it.
+    const blocks = parts.map((part) => typeof part === 'string' ? `${part}\n` : tableToMarkdown(part));
+    await port.summary(blocks.map((block) => `${block}\n`).join(''));
+}
+/**
+ * Runs an action's main and turns any failure into `fail`: expected errors (bad input, config,
+ * an operational failure) show their message alone; anything else also logs its stack at debug
+ * level so a bug report has it without flooding the user.
+ */
+async function runAction(port, main) {
+    try {
+        await main();
+    }
+    catch (err) {
+        if (!isExpectedError(err) && err instanceof Error && err.stack)
+            port.logger.debug(err.stack);
+        port.fail(errorMessage(err));
+    }
+}
+
+;// CONCATENATED MODULE: ./src/actions/shared/r2-inputs.ts
+// The R2 inputs every action shares (where R2 is, the key pair, key prefixes) and its client.
+
+
+/** r2-endpoint (or r2-account-id), r2-access-key-id, r2-secret-access-key and r2-timeout. */
+function parseR2Access(inputs) {
+    const endpointInput = inputs.optional('r2-endpoint');
+    const accountId = inputs.optional('r2-account-id');
+    const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
+    if (r2TimeoutMs < 1000)
+        throw new errors_InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
+    return {
+        r2TimeoutMs,
+        endpoint: r2Endpoint({
+            ...(endpointInput ? { endpoint: endpointInput } : {}),
+            ...(accountId ? { accountId } : {}),
+        }),
+        accessKeyId: inputs.secret('r2-access-key-id', 'the R2 access key id'),
+        secretAccessKey: inputs.secret('r2-secret-access-key', 'the R2 secret access key'),
+    };
+}
+const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
+/** A key prefix such as backups/verda: no leading or trailing '/', no '.' or '..' parts. */
+function parsePrefix(input, value) {
+    const expected = "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
+    if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
+        throw new errors_InputError(input, value, expected);
+    }
+    return value;
+}
+/** An action's R2 client: our own retry (logged, per request) replaces the SDK's silent one. */
+function actionR2Client(access) {
+    const { endpoint, accessKeyId, secretAccessKey, r2TimeoutMs } = access;
+    return createR2Client({
+        endpoint,
+        accessKeyId,
+        secretAccessKey,
+        maxAttempts: 1,
+        requestTimeoutMs: r2TimeoutMs,
+    });
+}
+
+// EXTERNAL MODULE: external "node:stream"
+var external_node_stream_ = __nccwpck_require__(7075);
+;// CONCATENATED MODULE: ./src/lib/age-stream.ts
+// age encryption of a Node stream. X25519 recipients (age1...) are encrypted natively (OpenSSL's
+// X25519, HKDF and ChaCha20-Poly1305 through node:crypto, ~10× the pure-JS speed); other
+// recipient types (post-quantum hybrid, tags) go through the age-encryption package (typage),
+// which is loaded only for them (about 6 MiB of RSS a nightly run with X25519 keys does not pay).
+// Either way the output is a standard age v1 file: `age -d -i key` decrypts it (tests check).
+
+
+
+const EXPECTED = 'age public keys (age1...), one per line';
+const CHUNK = 64 * 1024;
+const loadAge = () => __nccwpck_require__.e(/* import() */ 855).then(__nccwpck_require__.bind(__nccwpck_require__, 855));
+/**
+ * Validates recipients: X25519 keys by their bech32 checksum and length, any other kind by
+ * age-encryption's own parser. A pasted secret key is never echoed.
+ */
+async function parseRecipients(input, values) {
+    if (values.length === 0)
+        throw new InputError(input, '', EXPECTED);
+    for (const value of values) {
+        if (/^AGE-SECRET-KEY-/i.test(value)) {
+            throw new InputError(input, '<redacted>', `${EXPECTED}: this is a secret identity, give its public key (age-keygen -y)`);
+        }
+        // bech32 is one case; age refuses upper and mixed case, so a key that age would not take
+        // never reaches a backup.
+        if (/^age1/i.test(value) && value !== value.toLowerCase()) {
+            throw new InputError(input, value, `${EXPECTED}: age1 recipients are all lower case (age refuses upper and mixed case)`);
+        }
+        const key = x25519RecipientKey(value);
+        if (key) {
+            if (isLowOrderX25519(key)) {
+                throw new InputError(input, value, `${EXPECTED}: this is a low-order X25519 point, which any reader could decrypt (age refuses it); give the key age-keygen -y prints`);
+            }
+            continue;
+        }
+        try {
+            new (await loadAge()).Encrypter().addRecipient(value);
+        }
+        catch (err) {
+            throw new InputError(input, value, `${EXPECTED} (${err.message})`);
+        }
+    }
+    return [...new Set(values)];
+}
+/**
+ * age identities (secret keys) from an input: one per line, `#` comment and blank lines skipped,
+ * so a whole key file can be pasted. Returns each with its public recipient. Never echoes a key.
+ */
+async function parseIdentities(input, text) {
+    const expected = 'age secret keys (AGE-SECRET-KEY-1...), one per line, as age-keygen writes them';
+    const lines = text
+        .split(/\r?\n/)
+        .map((l) => l.trim())
+        .filter((l) => l !== '' && !l.startsWith('#'));
+    if (lines.length === 0)
+        throw new errors_InputError(input, '', expected);
+    const { identityToRecipient } = await loadAge();
+    const out = [];
+    for (const [i, identity] of lines.entries()) {
+        if (/^age1/i.test(identity))
+            throw new errors_InputError(input, identity, `${expected}: this is a public key (a recipient)`);
+        try {
+            if (!/^AGE-SECRET-KEY-/.test(identity))
+                throw new Error('not an age secret key');
+            out.push({ identity, recipient: await identityToRecipient(identity) });
+        }
+        catch {
+            throw new errors_InputError(input, `<line ${i + 1} redacted>`, expected);
+        }
+    }
+    return out;
+}
+const BECH32 = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
+function bech32Polymod(values) {
+    const gen = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
+    let chk = 1;
+    for (const v of values) {
+        const top = chk >>> 25;
+        chk = ((chk & 0x1ffffff) << 5) ^ v;
+        for (let i = 0; i < 5; i++)
+            if ((top >>> i) & 1)
+                chk ^= gen[i] ?? 0;
+    }
+    return chk >>> 0;
+}
+/**
+ * The 32-byte X25519 public key of an `age1...` recipient, or undefined for other types. Lower
+ * case only, as age takes it (parseRecipients refuses upper and mixed case with its own error).
+ */
+function x25519RecipientKey(recipient) {
+    if (!/^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$/.test(recipient))
+        return undefined;
+    const data = [...recipient.slice(4)].map((c) => BECH32.indexOf(c));
+    const hrp = [...'age'].map((c) => c.charCodeAt(0));
+    const expanded = [...hrp.map((c) => c >> 5), 0, ...hrp.map((c) => c & 31)];
+    if (bech32Polymod([...expanded, ...data]) !== 1)
+        return undefined;
+    let acc = 0;
+    let bits = 0;
+    const out = [];
+    for (const v of data.slice(0, -6)) {
+        acc = (acc << 5) | v;
+        bits += 5;
+        if (bits >= 8) {
+            bits -= 8;
+            out.push((acc >> bits) & 0xff);
+        }
+    }
+    return out.length === 32 ? Buffer.from(out) : undefined;
+}
+const x25519PublicKey = (raw) => createPublicKey({
+    key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') },
+    format: 'jwk',
+});
+/**
+ * A small-order point (the all-zero key, 1, the two points of order 8, p-1, and their
+ * non-canonical encodings): X25519 with it is all zeros whatever the scalar. OpenSSL refuses to
+ * derive from it; a build that does not gives zeros. Either way it is refused.
+ */
+function isLowOrderX25519(raw) {
+    const publicKey = x25519PublicKey(raw);
+    const { privateKey } = generateKeyPairSync('x25519');
+    try {
+        return diffieHellman({ privateKey, publicKey }).every((b) => b === 0);
+    }
+    catch {
+        return true;
+    }
+}
+const b64 = (data) => data.toString('base64').replace(/=+$/, '');
+const hkdf = (ikm, salt, info) => Buffer.from(hkdfSync('sha256', ikm, salt, info, 32));
+function sealChaCha(key, nonce, plaintext) {
+    const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
+    return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
+}
+/** A stanza body: base64 without padding, wrapped at 64 columns, last line always shorter. */
+function wrapBody(body) {
+    const text = b64(body);
+    const lines = [];
+    for (let i = 0; i <= text.length; i += 64)
+        lines.push(text.slice(i, i + 64));
+    return lines.join('\n');
+}
+function x25519Stanza(fileKey, recipient) {
+    const rawPublic = (key) => Buffer.from(key.export({ format: 'jwk' }).x, 'base64url');
+    const ephemeral = generateKeyPairSync('x25519');
+    const share = rawPublic(ephemeral.publicKey);
+    const shared = diffieHellman({
+        privateKey: ephemeral.privateKey,
+        publicKey: x25519PublicKey(recipient),
+    });
+    if (shared.every((b) => b === 0))
+        throw new Error('age recipient is a low-order X25519 point');
+    const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), 'age-encryption.org/v1/X25519');
+    const body = sealChaCha(wrapKey, Buffer.alloc(12), fileKey);
+    return `-> X25519 ${b64(share)}\n${wrapBody(body)}\n`;
+}
+/** age's STREAM: 64 KiB chunks, nonce = 11-byte counter + last-chunk flag. */
+class StreamEncryptor extends external_node_stream_.Transform {
+    key;
+    buffer = Buffer.allocUnsafe(CHUNK);
+    filled = 0;
+    counter = 0n;
+    constructor(key, prefix) {
+        super();
+        this.key = key;
+        this.push(prefix); // header and payload nonce come first
+    }
+    /** Pushes one sealed chunk as ciphertext then tag (not joined: one 64 KiB copy less each). */
+    seal(plaintext, last) {
+        const nonce = Buffer.alloc(12);
+        nonce.writeBigUInt64BE(this.counter & 0xffffffffffffffffn, 3);
+        nonce[11] = last ? 1 : 0;
+        this.counter++;
+        const cipher = (0,external_node_crypto_.createCipheriv)('chacha20-poly1305', this.key, nonce, { authTagLength: 16 });
+        this.push(cipher.update(plaintext));
+        cipher.final();
+        this.push(cipher.getAuthTag());
+    }
+    _transform(chunk, _enc, done) {
+        let data = chunk;
+        while (data.length > 0) {
+            // A full buffer is sealed as non-final only once more data arrives.
+            if (this.filled === CHUNK) {
+                this.seal(this.buffer, false);
+                this.filled = 0;
+            }
+            const n = Math.min(CHUNK - this.filled, data.length);
+            data.copy(this.buffer, this.filled, 0, n);
+            this.filled += n;
+            data = data.subarray(n);
+        }
+        done();
+    }
+    _flush(done) {
+        this.seal(this.buffer.subarray(0, this.filled), true);
+        done();
+    }
+}
+/** Native age encryption to X25519 recipients: header, payload nonce, STREAM. */
+function encryptX25519Stream(recipients, source) {
+    const fileKey = randomBytes(16);
+    let header = 'age-encryption.org/v1\n';
+    for (const r of recipients)
+        header += x25519Stanza(fileKey, r);
+    header += '---';
+    const mac = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
+        .update(header)
+        .digest();
+    const nonce = randomBytes(16);
+    const prefix = Buffer.concat([Buffer.from(`${header} ${b64(mac)}\n`), nonce]);
+    const encryptor = new StreamEncryptor(hkdf(fileKey, nonce, 'payload'), prefix);
+    pipeline(source, encryptor, () => { });
+    return encryptor;
+}
+/** Encrypts `source` to every recipient; errors of the source surface on the returned stream. */
+async function encryptStream(recipients, source) {
+    const keys = recipients.map(x25519RecipientKey);
+    if (keys.every((k) => k !== undefined))
+        return encryptX25519Stream(keys, source);
+    const encrypter = new (await loadAge()).Encrypter();
+    for (const r of recipients)
+        encrypter.addRecipient(r);
+    const web = Readable.toWeb(source);
+    const encrypted = await encrypter.encrypt(web);
+    return Readable.fromWeb(encrypted);
+}
+
+;// CONCATENATED MODULE: ./src/lib/inputs.ts
+
+function inputsFromRecord(record) {
+    return (name) => (record[name] ?? '').trim();
+}
+/** Reads typed inputs from a source; every bad value throws an InputError naming the input. */
+class Inputs {
+    source;
+    constructor(source) {
+        this.source = source;
+    }
+    raw(name) {
+        return this.source(name).trim();
+    }
+    required(name, expected = 'a non-empty value') {
+        const value = this.raw(name);
+        if (value === '')
+            throw new errors_InputError(name, value, expected);
+        return value;
+    }
+    /** A required input whose value is a secret: the error never repeats what was given. */
+    secret(name, expected = 'a non-empty secret') {
+        const value = this.raw(name);
+        if (value === '')
+            throw new errors_InputError(name, '', expected);
+        return value;
+    }
+    optional(name) {
+        const value = this.raw(name);
+        return value === '' ? undefined : value;
+    }
+    int(name, opts = {}) {
+        const value = this.raw(name);
+        const { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER } = opts;
+        if (value === '' && opts.default !== undefined)
+            return opts.default;
+        const expected = `an integer from ${min} to ${max}`;
+        if (!/^[+-]?\d+$/.test(value))
+            throw new errors_InputError(name, value, expected);
+        const n = Number(value);
+        if (!Number.isSafeInteger(n) || n < min || n > max)
+            throw new errors_InputError(name, value, expected);
+        return n;
+    }
+    optionalInt(name, opts = {}) {
+        return this.raw(name) === '' ? undefined : this.int(name, opts);
+    }
+    number(name, opts = {}) {
+        const value = this.raw(name);
+        if (value === '' && opts.default !== undefined)
+            return opts.default;
+        const { min = -Infinity, max = Infinity } = opts;
+        const n = Number(value);
+        if (value === '' || !Number.isFinite(n) || n < min || n > max) {
+            throw new errors_InputError(name, value, `a number from ${min} to ${max}`);
+        }
+        return n;
+    }
+    oneOf(name, allowed, fallback) {
+        const value = this.raw(name);
+        if (value === '' && fallback !== undefined)
+            return fallback;
+        if (!allowed.includes(value)) {
+            throw new errors_InputError(name, value, `one of ${allowed.join(', ')}`);
+        }
+        return value;
+    }
+    /** YAML 1.2 core booleans, like core.getBooleanInput. */
+    boolean(name, fallback = false) {
+        const value = this.raw(name);
+        if (value === '')
+            return fallback;
+        if (['true', 'True', 'TRUE'].includes(value))
+            return true;
+        if (['false', 'False', 'FALSE'].includes(value))
+            return false;
+        throw new errors_InputError(name, value, 'true or false');
+    }
+    /** One item per line (commas also separate); blank lines and # comments dropped. */
+    list(name) {
+        return splitList(this.raw(name));
+    }
+    /**
+     * A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds, at
+     * most MAX_DURATION_MS (Node's timers overflow above it and fire at once).
+     */
+    duration(name, fallback) {
+        const value = this.raw(name) || fallback || '';
+        const ms = parseDuration(value);
+        if (ms === undefined || ms > MAX_DURATION_MS)
+            throw new errors_InputError(name, value, `a duration such as 90s, 15m or 1h30m, at most ${MAX_DURATION_TEXT} (${MAX_DURATION_MS} ms)`);
+        return ms;
+    }
+    /** A size such as 16MiB, 1.5GiB, 5MB or a plain number of bytes; 'auto' gives undefined. */
+    size(name, opts = {}) {
+        const value = this.raw(name);
+        if (opts.allowAuto && (value === '' || value === 'auto'))
+            return undefined;
+        const bytes = parseSize(value);
+        const { min = 0, max = Number.MAX_SAFE_INTEGER } = opts;
+        const range = `from ${formatSizeLimit(min)} to ${formatSizeLimit(max)}`;
+        const expected = `a size such as 16MiB or 1GiB ${range}${opts.allowAuto ? ", or 'auto'" : ''}`;
+        if (bytes === undefined || bytes < min || bytes > max)
+            throw new errors_InputError(name, value, expected);
+        return bytes;
+    }
+}
+function splitList(value) {
+    return value
+        .split(/[\n,]/)
+        .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
+        .filter((line) => line !== '');
+}
+/** The longest timer Node can set (2^31-1 ms, about 24.8 days); a longer one fires at once. */
+const MAX_DURATION_MS = 2 ** 31 - 1;
+const MAX_DURATION_TEXT = '24d20h31m23s';
+const durationUnits = {
+    ms: 1,
+    s: 1000,
+    m: 60_000,
+    h: 3_600_000,
+    d: 86_400_000,
+};
+function parseDuration(value) {
+    const text = value.trim();
+    if (/^\d+(\.\d+)?$/.test(text))
+        return Math.round(Number(text) * 1000);
+    const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
+    let total = 0;
+    let consumed = 0;
+    for (let match = re.exec(text); match; match = re.exec(text)) {
+        total += Number(match[1]) * (durationUnits[match[2] ?? ''] ?? NaN);
+        consumed = re.lastIndex;
+    }
+    if (text === '' || consumed !== text.length || !Number.isFinite(total))
+        return undefined;
+    return Math.round(total);
+}
+const sizeUnits = {
+    '': 1,
+    b: 1,
+    k: 1e3,
+    kb: 1e3,
+    kib: 2 ** 10,
+    m: 1e6,
+    mb: 1e6,
+    mib: 2 ** 20,
+    g: 1e9,
+    gb: 1e9,
+    gib: 2 ** 30,
+    t: 1e12,
+    tb: 1e12,
+    tib: 2 ** 40,
+};
+function parseSize(value) {
+    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
+    if (!match)
+        return undefined;
+    const unit = sizeUnits[(match[2] ?? '').toLowerCase()];
+    if (unit === undefined)
+        return undefined;
+    return Math.round(Number(match[1]) * unit);
+}
+function formatSizeLimit(bytes) {
+    if (bytes >= 2 ** 30 && bytes % 2 ** 30 === 0)
+        return `${bytes / 2 ** 30}GiB`;
+    if (bytes >= 2 ** 20 && bytes % 2 ** 20 === 0)
+        return `${bytes / 2 ** 20}MiB`;
+    return `${bytes} bytes`;
+}
+
+;// CONCATENATED MODULE: ./src/actions/restore-drill/inputs.ts
+
+
+
+
+
+
+
+
+/** The secret inputs, to mask before anything else happens. */
+/** The secret inputs, masked before anything else happens. */
+const SECRET_INPUTS = [
+    { name: 'age-identity', lines: /^AGE-SECRET-KEY-/i },
+    'r2-access-key-id',
+    'r2-secret-access-key',
+];
+/** Every input checked before any request (each error names the input and its value). */
+async function parseDrillInputs(source, cwd = process.cwd()) {
+    const inputs = new Inputs(source);
+    const configFile = external_node_path_default().resolve(cwd, inputs.raw('config') || 'config/backup.yml');
+    const signersFile = external_node_path_default().resolve(cwd, inputs.raw('signers') || DEFAULT_SIGNERS_FILE);
+    const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
+    const prefix = parsePrefix('prefix', inputs.required('prefix', 'a key prefix such as backups/verda'));
+    const access = parseR2Access(inputs);
+    const identities = await parseIdentities('age-identity', inputs.raw('age-identity'));
+    const backupId = inputs.optional('backup-id');
+    if (backupId !== undefined && !parseBackupId(backupId))
+        throw new errors_InputError('backup-id', backupId, 'a backup id such as 20261128T021500Z');
+    const items = inputs.list('items');
+    for (const id of items)
+        if (!/^[a-z0-9][a-z0-9-]*$/.test(id))
+            throw new errors_InputError('items', id, 'item ids of the backup, such as ssh-host-keys');
+    const maxAge = inputs.raw('max-age') || '48h';
+    const maxAgeMs = inputs.duration('max-age', maxAge);
+    return {
+        bucket,
+        prefix,
+        ...access,
+        identities,
+        backupId,
+        items,
+        maxAgeMs,
+        maxAge,
+        configFile,
+        signersFile,
+    };
+}
+
+;// CONCATENATED MODULE: ./src/actions/restore-drill/main.ts
+
+
+
+
+
+
+
+
+
+async function main_run(port) {
+    await runAction(port, async () => {
+        maskSecretInputs(port, SECRET_INPUTS);
+        const inputs = await parseDrillInputs(port.input);
+        const config = await loadBackupConfig(inputs.configFile);
+        const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);
+        const client = actionR2Client(inputs);
+        const runnerTemp = process.env.RUNNER_TEMP;
+        // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
+        const cancel = new AbortController();
+        for (const signal of ['SIGINT', 'SIGTERM'])
+            process.once(signal, () => cancel.abort());
+        const result = await runRestoreDrill({
+            client,
+            bucket: inputs.bucket,
+            prefix: inputs.prefix,
+            endpoint: inputs.endpoint,
+            signal: cancel.signal,
+            ...(inputs.backupId ? { backupId: inputs.backupId } : {}),
+            identities: inputs.identities,
+            signers,
+            signersText,
+            config,
+            only: inputs.items,
+            maxAgeMs: inputs.maxAgeMs,
+            ...(runnerTemp ? { tempDir: external_node_path_default().resolve(runnerTemp) } : {}),
+            logger: port.logger,
+        });
+        setOutputs(port, {
+            'backup-id': result.backupId,
+            items: result.items.length,
+            bytes: result.downloadedBytes,
+            'backup-age-hours': result.ageHours.toFixed(1),
+            'restore-seconds': (result.downloadSeconds + result.restoreSeconds).toFixed(1),
+        });
+        await writeSummary(port, drillReport(result, { bucket: inputs.bucket, prefix: inputs.prefix, maxAge: inputs.maxAge }));
+        if (result.stale) {
+            throw new errors_OpsError(`backup ${result.backupId} restores, but it is ${result.ageHours.toFixed(1)} h old (max-age ${inputs.maxAge}): no nightly backup has completed since ${result.finishedAt}`);
+        }
+    });
+}
+
+
+/***/ }),
+
+/***/ 4411:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
+
+
+// EXPORTS
+__nccwpck_require__.d(__webpack_exports__, {
+  B: () => (/* binding */ actionsPort)
+});
+
 ;// CONCATENATED MODULE: external "os"
 const external_os_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("os");
 ;// CONCATENATED MODULE: ./node_modules/@actions/core/lib/utils.js
@@ -73659,7 +74275,7 @@ class DecodedURL extends URL {
 // EXTERNAL MODULE: ./node_modules/tunnel/index.js
 var node_modules_tunnel = __nccwpck_require__(770);
 // EXTERNAL MODULE: ./node_modules/undici/index.js
-var undici = __nccwpck_require__(4371);
+var undici = __nccwpck_require__(6752);
 ;// CONCATENATED MODULE: ./node_modules/@actions/http-client/lib/index.js
 /* eslint-disable @typescript-eslint/no-explicit-any */
 var __awaiter = (undefined && undefined.__awaiter) || function (thisArg, _arguments, P, generator) {
@@ -76201,7 +76817,7 @@ function setCommandEcho(enabled) {
  */
 function setFailed(message) {
     process.exitCode = ExitCode.Failure;
-    core_error(message);
+    error(message);
 }
 //-----------------------------------------------------------------------
 // Logging Commands
@@ -76224,7 +76840,7 @@ function core_debug(message) {
  * @param message error issue message. Errors will be converted to string via toString()
  * @param properties optional properties to add to the annotation.
  */
-function core_error(message, properties = {}) {
+function error(message, properties = {}) {
     command_issueCommand('error', utils_toCommandProperties(properties), message instanceof Error ? message.toString() : message);
 }
 /**
@@ -76336,614 +76952,28 @@ function getIDToken(aud) {
 
 //# sourceMappingURL=core.js.map
 ;// CONCATENATED MODULE: ./src/actions/shared/runtime.ts
+// The Actions runtime behind the port: inputs exactly as the runner hands them over (INPUT_<NAME>
+// env), workflow commands for logs, masks and failure, the GITHUB_OUTPUT and job summary files.
 
-
-
-/** Inputs exactly as the runner hands them over (INPUT_<NAME> env), via @actions/core. */
-const actionInputs = (name) => getInput(name);
-/** The core logger on top of @actions/core: warnings become annotations, groups fold. */
-const actionsLogger = {
-    debug: (m) => core_debug(m),
-    info: (m) => info(m),
-    warn: (m) => warning(m),
-    error: (m) => core_error(m),
-    group: (title, fn) => group(title, fn),
+const actionsPort = {
+    input: (name) => getInput(name),
+    logger: {
+        debug: (m) => core_debug(m),
+        info: (m) => info(m),
+        // Warnings become annotations; groups fold in the log.
+        warn: (m) => warning(m),
+        error: (m) => error(m),
+        group: (title, fn) => group(title, fn),
+    },
+    mask: (value) => core_setSecret(value),
+    setOutput: (name, value) => setOutput(name, value),
+    summary: async (markdown) => {
+        if (!process.env.GITHUB_STEP_SUMMARY)
+            return;
+        await summary.addRaw(markdown, false).write();
+    },
+    fail: (message) => setFailed(message),
 };
-/**
- * Masks every secret input an action declares, before anything else can print one; returns the
- * masked values (for text that leaves the runner's masking, such as an issue body).
- */
-function maskSecretInputs(secrets) {
-    const values = secrets.flatMap((secret) => typeof secret === 'string'
-        ? [actionInputs(secret)]
-        : actionInputs(secret.name)
-            .split(/\r?\n/)
-            .map((line) => line.trim())
-            .filter((line) => secret.lines.test(line)));
-    const given = values.filter((v) => v !== '');
-    for (const value of given)
-        maskSecret(value);
-    return given;
-}
-/** Registers a secret with the runner so it is masked in every later log line. */
-function maskSecret(value) {
-    if (!value)
-        return;
-    core_setSecret(value);
-    // Multi-line secrets (private keys) are masked line by line as the runner does.
-    for (const line of value.split(/\r?\n/))
-        if (line.trim().length >= 4)
-            core_setSecret(line.trim());
-}
-function setOutputs(outputs) {
-    for (const [name, value] of Object.entries(outputs))
-        setOutput(name, String(value));
-}
-async function writeSummary(parts) {
-    if (!process.env.GITHUB_STEP_SUMMARY)
-        return;
-    for (const part of parts)
-        summary.addRaw(typeof part === 'string' ? `${part}\n` : tableToMarkdown(part), true);
-    await summary.write();
-}
-/**
- * Runs an action's main and turns any failure into core.setFailed: expected errors (bad input,
- * config, an operational failure) show their message alone; anything else also logs its stack at
- * debug level so a bug report has it without flooding the user.
- */
-async function runAction(main) {
-    try {
-        await main();
-    }
-    catch (err) {
-        if (!isExpectedError(err) && err instanceof Error && err.stack)
-            core_debug(err.stack);
-        setFailed(errorMessage(err));
-    }
-}
-
-;// CONCATENATED MODULE: ./src/actions/shared/r2-inputs.ts
-// The R2 inputs every action shares (where R2 is, the key pair, key prefixes) and its client.
-
-
-/** r2-endpoint (or r2-account-id), r2-access-key-id, r2-secret-access-key and r2-timeout. */
-function parseR2Access(inputs) {
-    const endpointInput = inputs.optional('r2-endpoint');
-    const accountId = inputs.optional('r2-account-id');
-    const r2TimeoutMs = inputs.duration('r2-timeout', '2m');
-    if (r2TimeoutMs < 1000)
-        throw new errors_InputError('r2-timeout', inputs.raw('r2-timeout'), 'a duration of at least 1s');
-    return {
-        r2TimeoutMs,
-        endpoint: r2Endpoint({
-            ...(endpointInput ? { endpoint: endpointInput } : {}),
-            ...(accountId ? { accountId } : {}),
-        }),
-        accessKeyId: inputs.secret('r2-access-key-id', 'the R2 access key id'),
-        secretAccessKey: inputs.secret('r2-secret-access-key', 'the R2 secret access key'),
-    };
-}
-const PREFIX_RE = /^[A-Za-z0-9._-]+(\/[A-Za-z0-9._-]+)*$/;
-/** A key prefix such as backups/verda: no leading or trailing '/', no '.' or '..' parts. */
-function parsePrefix(input, value) {
-    const expected = "a key prefix such as backups/verda (letters, digits, . _ - and '/' between parts; no leading or trailing '/', no '..')";
-    if (!PREFIX_RE.test(value) || value.split('/').some((s) => s === '.' || s === '..')) {
-        throw new errors_InputError(input, value, expected);
-    }
-    return value;
-}
-/** An action's R2 client: our own retry (logged, per request) replaces the SDK's silent one. */
-function actionR2Client(access) {
-    const { endpoint, accessKeyId, secretAccessKey, r2TimeoutMs } = access;
-    return createR2Client({
-        endpoint,
-        accessKeyId,
-        secretAccessKey,
-        maxAttempts: 1,
-        requestTimeoutMs: r2TimeoutMs,
-    });
-}
-
-// EXTERNAL MODULE: external "node:stream"
-var external_node_stream_ = __nccwpck_require__(7075);
-;// CONCATENATED MODULE: ./src/lib/age-stream.ts
-// age encryption of a Node stream. X25519 recipients (age1...) are encrypted natively (OpenSSL's
-// X25519, HKDF and ChaCha20-Poly1305 through node:crypto, ~10× the pure-JS speed); other
-// recipient types (post-quantum hybrid, tags) go through the age-encryption package (typage),
-// which is loaded only for them (about 6 MiB of RSS a nightly run with X25519 keys does not pay).
-// Either way the output is a standard age v1 file: `age -d -i key` decrypts it (tests check).
-
-
-
-const EXPECTED = 'age public keys (age1...), one per line';
-const CHUNK = 64 * 1024;
-const loadAge = () => __nccwpck_require__.e(/* import() */ 855).then(__nccwpck_require__.bind(__nccwpck_require__, 855));
-/**
- * Validates recipients: X25519 keys by their bech32 checksum and length, any other kind by
- * age-encryption's own parser. A pasted secret key is never echoed.
- */
-async function parseRecipients(input, values) {
-    if (values.length === 0)
-        throw new InputError(input, '', EXPECTED);
-    for (const value of values) {
-        if (/^AGE-SECRET-KEY-/i.test(value)) {
-            throw new InputError(input, '<redacted>', `${EXPECTED}: this is a secret identity, give its public key (age-keygen -y)`);
-        }
-        // bech32 is one case; age refuses upper and mixed case, so a key that age would not take
-        // never reaches a backup.
-        if (/^age1/i.test(value) && value !== value.toLowerCase()) {
-            throw new InputError(input, value, `${EXPECTED}: age1 recipients are all lower case (age refuses upper and mixed case)`);
-        }
-        const key = x25519RecipientKey(value);
-        if (key) {
-            if (isLowOrderX25519(key)) {
-                throw new InputError(input, value, `${EXPECTED}: this is a low-order X25519 point, which any reader could decrypt (age refuses it); give the key age-keygen -y prints`);
-            }
-            continue;
-        }
-        try {
-            new (await loadAge()).Encrypter().addRecipient(value);
-        }
-        catch (err) {
-            throw new InputError(input, value, `${EXPECTED} (${err.message})`);
-        }
-    }
-    return [...new Set(values)];
-}
-/**
- * age identities (secret keys) from an input: one per line, `#` comment and blank lines skipped,
- * so a whole key file can be pasted. Returns each with its public recipient. Never echoes a key.
- */
-async function parseIdentities(input, text) {
-    const expected = 'age secret keys (AGE-SECRET-KEY-1...), one per line, as age-keygen writes them';
-    const lines = text
-        .split(/\r?\n/)
-        .map((l) => l.trim())
-        .filter((l) => l !== '' && !l.startsWith('#'));
-    if (lines.length === 0)
-        throw new errors_InputError(input, '', expected);
-    const { identityToRecipient } = await loadAge();
-    const out = [];
-    for (const [i, identity] of lines.entries()) {
-        if (/^age1/i.test(identity))
-            throw new errors_InputError(input, identity, `${expected}: this is a public key (a recipient)`);
-        try {
-            if (!/^AGE-SECRET-KEY-/.test(identity))
-                throw new Error('not an age secret key');
-            out.push({ identity, recipient: await identityToRecipient(identity) });
-        }
-        catch {
-            throw new errors_InputError(input, `<line ${i + 1} redacted>`, expected);
-        }
-    }
-    return out;
-}
-const BECH32 = 'qpzry9x8gf2tvdw0s3jn54khce6mua7l';
-function bech32Polymod(values) {
-    const gen = [0x3b6a57b2, 0x26508e6d, 0x1ea119fa, 0x3d4233dd, 0x2a1462b3];
-    let chk = 1;
-    for (const v of values) {
-        const top = chk >>> 25;
-        chk = ((chk & 0x1ffffff) << 5) ^ v;
-        for (let i = 0; i < 5; i++)
-            if ((top >>> i) & 1)
-                chk ^= gen[i] ?? 0;
-    }
-    return chk >>> 0;
-}
-/**
- * The 32-byte X25519 public key of an `age1...` recipient, or undefined for other types. Lower
- * case only, as age takes it (parseRecipients refuses upper and mixed case with its own error).
- */
-function x25519RecipientKey(recipient) {
-    if (!/^age1[qpzry9x8gf2tvdw0s3jn54khce6mua7l]{58}$/.test(recipient))
-        return undefined;
-    const data = [...recipient.slice(4)].map((c) => BECH32.indexOf(c));
-    const hrp = [...'age'].map((c) => c.charCodeAt(0));
-    const expanded = [...hrp.map((c) => c >> 5), 0, ...hrp.map((c) => c & 31)];
-    if (bech32Polymod([...expanded, ...data]) !== 1)
-        return undefined;
-    let acc = 0;
-    let bits = 0;
-    const out = [];
-    for (const v of data.slice(0, -6)) {
-        acc = (acc << 5) | v;
-        bits += 5;
-        if (bits >= 8) {
-            bits -= 8;
-            out.push((acc >> bits) & 0xff);
-        }
-    }
-    return out.length === 32 ? Buffer.from(out) : undefined;
-}
-const x25519PublicKey = (raw) => createPublicKey({
-    key: { kty: 'OKP', crv: 'X25519', x: raw.toString('base64url') },
-    format: 'jwk',
-});
-/**
- * A small-order point (the all-zero key, 1, the two points of order 8, p-1, and their
- * non-canonical encodings): X25519 with it is all zeros whatever the scalar. OpenSSL refuses to
- * derive from it; a build that does not gives zeros. Either way it is refused.
- */
-function isLowOrderX25519(raw) {
-    const publicKey = x25519PublicKey(raw);
-    const { privateKey } = generateKeyPairSync('x25519');
-    try {
-        return diffieHellman({ privateKey, publicKey }).every((b) => b === 0);
-    }
-    catch {
-        return true;
-    }
-}
-const b64 = (data) => data.toString('base64').replace(/=+$/, '');
-const hkdf = (ikm, salt, info) => Buffer.from(hkdfSync('sha256', ikm, salt, info, 32));
-function sealChaCha(key, nonce, plaintext) {
-    const cipher = createCipheriv('chacha20-poly1305', key, nonce, { authTagLength: 16 });
-    return Buffer.concat([cipher.update(plaintext), cipher.final(), cipher.getAuthTag()]);
-}
-/** A stanza body: base64 without padding, wrapped at 64 columns, last line always shorter. */
-function wrapBody(body) {
-    const text = b64(body);
-    const lines = [];
-    for (let i = 0; i <= text.length; i += 64)
-        lines.push(text.slice(i, i + 64));
-    return lines.join('\n');
-}
-function x25519Stanza(fileKey, recipient) {
-    const rawPublic = (key) => Buffer.from(key.export({ format: 'jwk' }).x, 'base64url');
-    const ephemeral = generateKeyPairSync('x25519');
-    const share = rawPublic(ephemeral.publicKey);
-    const shared = diffieHellman({
-        privateKey: ephemeral.privateKey,
-        publicKey: x25519PublicKey(recipient),
-    });
-    if (shared.every((b) => b === 0))
-        throw new Error('age recipient is a low-order X25519 point');
-    const wrapKey = hkdf(shared, Buffer.concat([share, recipient]), 'age-encryption.org/v1/X25519');
-    const body = sealChaCha(wrapKey, Buffer.alloc(12), fileKey);
-    return `-> X25519 ${b64(share)}\n${wrapBody(body)}\n`;
-}
-/** age's STREAM: 64 KiB chunks, nonce = 11-byte counter + last-chunk flag. */
-class StreamEncryptor extends external_node_stream_.Transform {
-    key;
-    buffer = Buffer.allocUnsafe(CHUNK);
-    filled = 0;
-    counter = 0n;
-    constructor(key, prefix) {
-        super();
-        this.key = key;
-        this.push(prefix); // header and payload nonce come first
-    }
-    /** Pushes one sealed chunk as ciphertext then tag (not joined: one 64 KiB copy less each). */
-    seal(plaintext, last) {
-        const nonce = Buffer.alloc(12);
-        nonce.writeBigUInt64BE(this.counter & 0xffffffffffffffffn, 3);
-        nonce[11] = last ? 1 : 0;
-        this.counter++;
-        const cipher = (0,external_node_crypto_.createCipheriv)('chacha20-poly1305', this.key, nonce, { authTagLength: 16 });
-        this.push(cipher.update(plaintext));
-        cipher.final();
-        this.push(cipher.getAuthTag());
-    }
-    _transform(chunk, _enc, done) {
-        let data = chunk;
-        while (data.length > 0) {
-            // A full buffer is sealed as non-final only once more data arrives.
-            if (this.filled === CHUNK) {
-                this.seal(this.buffer, false);
-                this.filled = 0;
-            }
-            const n = Math.min(CHUNK - this.filled, data.length);
-            data.copy(this.buffer, this.filled, 0, n);
-            this.filled += n;
-            data = data.subarray(n);
-        }
-        done();
-    }
-    _flush(done) {
-        this.seal(this.buffer.subarray(0, this.filled), true);
-        done();
-    }
-}
-/** Native age encryption to X25519 recipients: header, payload nonce, STREAM. */
-function encryptX25519Stream(recipients, source) {
-    const fileKey = randomBytes(16);
-    let header = 'age-encryption.org/v1\n';
-    for (const r of recipients)
-        header += x25519Stanza(fileKey, r);
-    header += '---';
-    const mac = createHmac('sha256', hkdf(fileKey, Buffer.alloc(0), 'header'))
-        .update(header)
-        .digest();
-    const nonce = randomBytes(16);
-    const prefix = Buffer.concat([Buffer.from(`${header} ${b64(mac)}\n`), nonce]);
-    const encryptor = new StreamEncryptor(hkdf(fileKey, nonce, 'payload'), prefix);
-    pipeline(source, encryptor, () => { });
-    return encryptor;
-}
-/** Encrypts `source` to every recipient; errors of the source surface on the returned stream. */
-async function encryptStream(recipients, source) {
-    const keys = recipients.map(x25519RecipientKey);
-    if (keys.every((k) => k !== undefined))
-        return encryptX25519Stream(keys, source);
-    const encrypter = new (await loadAge()).Encrypter();
-    for (const r of recipients)
-        encrypter.addRecipient(r);
-    const web = Readable.toWeb(source);
-    const encrypted = await encrypter.encrypt(web);
-    return Readable.fromWeb(encrypted);
-}
-
-;// CONCATENATED MODULE: ./src/lib/inputs.ts
-
-function inputsFromRecord(record) {
-    return (name) => (record[name] ?? '').trim();
-}
-/** Reads typed inputs from a source; every bad value throws an InputError naming the input. */
-class Inputs {
-    source;
-    constructor(source) {
-        this.source = source;
-    }
-    raw(name) {
-        return this.source(name).trim();
-    }
-    required(name, expected = 'a non-empty value') {
-        const value = this.raw(name);
-        if (value === '')
-            throw new errors_InputError(name, value, expected);
-        return value;
-    }
-    /** A required input whose value is a secret: the error never repeats what was given. */
-    secret(name, expected = 'a non-empty secret') {
-        const value = this.raw(name);
-        if (value === '')
-            throw new errors_InputError(name, '', expected);
-        return value;
-    }
-    optional(name) {
-        const value = this.raw(name);
-        return value === '' ? undefined : value;
-    }
-    int(name, opts = {}) {
-        const value = this.raw(name);
-        const { min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER } = opts;
-        if (value === '' && opts.default !== undefined)
-            return opts.default;
-        const expected = `an integer from ${min} to ${max}`;
-        if (!/^[+-]?\d+$/.test(value))
-            throw new errors_InputError(name, value, expected);
-        const n = Number(value);
-        if (!Number.isSafeInteger(n) || n < min || n > max)
-            throw new errors_InputError(name, value, expected);
-        return n;
-    }
-    optionalInt(name, opts = {}) {
-        return this.raw(name) === '' ? undefined : this.int(name, opts);
-    }
-    number(name, opts = {}) {
-        const value = this.raw(name);
-        if (value === '' && opts.default !== undefined)
-            return opts.default;
-        const { min = -Infinity, max = Infinity } = opts;
-        const n = Number(value);
-        if (value === '' || !Number.isFinite(n) || n < min || n > max) {
-            throw new errors_InputError(name, value, `a number from ${min} to ${max}`);
-        }
-        return n;
-    }
-    oneOf(name, allowed, fallback) {
-        const value = this.raw(name);
-        if (value === '' && fallback !== undefined)
-            return fallback;
-        if (!allowed.includes(value)) {
-            throw new errors_InputError(name, value, `one of ${allowed.join(', ')}`);
-        }
-        return value;
-    }
-    /** YAML 1.2 core booleans, like core.getBooleanInput. */
-    boolean(name, fallback = false) {
-        const value = this.raw(name);
-        if (value === '')
-            return fallback;
-        if (['true', 'True', 'TRUE'].includes(value))
-            return true;
-        if (['false', 'False', 'FALSE'].includes(value))
-            return false;
-        throw new errors_InputError(name, value, 'true or false');
-    }
-    /** One item per line (commas also separate); blank lines and # comments dropped. */
-    list(name) {
-        return splitList(this.raw(name));
-    }
-    /**
-     * A duration such as 90s, 15m, 1h30m or a plain number of seconds; returns milliseconds, at
-     * most MAX_DURATION_MS (Node's timers overflow above it and fire at once).
-     */
-    duration(name, fallback) {
-        const value = this.raw(name) || fallback || '';
-        const ms = parseDuration(value);
-        if (ms === undefined || ms > MAX_DURATION_MS)
-            throw new errors_InputError(name, value, `a duration such as 90s, 15m or 1h30m, at most ${MAX_DURATION_TEXT} (${MAX_DURATION_MS} ms)`);
-        return ms;
-    }
-    /** A size such as 16MiB, 1.5GiB, 5MB or a plain number of bytes; 'auto' gives undefined. */
-    size(name, opts = {}) {
-        const value = this.raw(name);
-        if (opts.allowAuto && (value === '' || value === 'auto'))
-            return undefined;
-        const bytes = parseSize(value);
-        const { min = 0, max = Number.MAX_SAFE_INTEGER } = opts;
-        const range = `from ${formatSizeLimit(min)} to ${formatSizeLimit(max)}`;
-        const expected = `a size such as 16MiB or 1GiB ${range}${opts.allowAuto ? ", or 'auto'" : ''}`;
-        if (bytes === undefined || bytes < min || bytes > max)
-            throw new errors_InputError(name, value, expected);
-        return bytes;
-    }
-}
-function splitList(value) {
-    return value
-        .split(/[\n,]/)
-        .map((line) => line.replace(/(^|\s)#.*$/, '').trim())
-        .filter((line) => line !== '');
-}
-/** The longest timer Node can set (2^31-1 ms, about 24.8 days); a longer one fires at once. */
-const MAX_DURATION_MS = 2 ** 31 - 1;
-const MAX_DURATION_TEXT = '24d20h31m23s';
-const durationUnits = {
-    ms: 1,
-    s: 1000,
-    m: 60_000,
-    h: 3_600_000,
-    d: 86_400_000,
-};
-function parseDuration(value) {
-    const text = value.trim();
-    if (/^\d+(\.\d+)?$/.test(text))
-        return Math.round(Number(text) * 1000);
-    const re = /(\d+(?:\.\d+)?)(ms|s|m|h|d)/gy;
-    let total = 0;
-    let consumed = 0;
-    for (let match = re.exec(text); match; match = re.exec(text)) {
-        total += Number(match[1]) * (durationUnits[match[2] ?? ''] ?? NaN);
-        consumed = re.lastIndex;
-    }
-    if (text === '' || consumed !== text.length || !Number.isFinite(total))
-        return undefined;
-    return Math.round(total);
-}
-const sizeUnits = {
-    '': 1,
-    b: 1,
-    k: 1e3,
-    kb: 1e3,
-    kib: 2 ** 10,
-    m: 1e6,
-    mb: 1e6,
-    mib: 2 ** 20,
-    g: 1e9,
-    gb: 1e9,
-    gib: 2 ** 30,
-    t: 1e12,
-    tb: 1e12,
-    tib: 2 ** 40,
-};
-function parseSize(value) {
-    const match = /^(\d+(?:\.\d+)?)\s*([a-z]*)$/i.exec(value.trim());
-    if (!match)
-        return undefined;
-    const unit = sizeUnits[(match[2] ?? '').toLowerCase()];
-    if (unit === undefined)
-        return undefined;
-    return Math.round(Number(match[1]) * unit);
-}
-function formatSizeLimit(bytes) {
-    if (bytes >= 2 ** 30 && bytes % 2 ** 30 === 0)
-        return `${bytes / 2 ** 30}GiB`;
-    if (bytes >= 2 ** 20 && bytes % 2 ** 20 === 0)
-        return `${bytes / 2 ** 20}MiB`;
-    return `${bytes} bytes`;
-}
-
-;// CONCATENATED MODULE: ./src/actions/restore-drill/inputs.ts
-
-
-
-
-
-
-
-
-/** The secret inputs, to mask before anything else happens. */
-/** The secret inputs, masked before anything else happens. */
-const SECRET_INPUTS = [
-    { name: 'age-identity', lines: /^AGE-SECRET-KEY-/i },
-    'r2-access-key-id',
-    'r2-secret-access-key',
-];
-/** Every input checked before any request (each error names the input and its value). */
-async function parseDrillInputs(source, cwd = process.cwd()) {
-    const inputs = new Inputs(source);
-    const configFile = external_node_path_default().resolve(cwd, inputs.raw('config') || 'config/backup.yml');
-    const signersFile = external_node_path_default().resolve(cwd, inputs.raw('signers') || DEFAULT_SIGNERS_FILE);
-    const bucket = validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name'));
-    const prefix = parsePrefix('prefix', inputs.required('prefix', 'a key prefix such as backups/verda'));
-    const access = parseR2Access(inputs);
-    const identities = await parseIdentities('age-identity', inputs.raw('age-identity'));
-    const backupId = inputs.optional('backup-id');
-    if (backupId !== undefined && !parseBackupId(backupId))
-        throw new errors_InputError('backup-id', backupId, 'a backup id such as 20261128T021500Z');
-    const items = inputs.list('items');
-    for (const id of items)
-        if (!/^[a-z0-9][a-z0-9-]*$/.test(id))
-            throw new errors_InputError('items', id, 'item ids of the backup, such as ssh-host-keys');
-    const maxAge = inputs.raw('max-age') || '48h';
-    const maxAgeMs = inputs.duration('max-age', maxAge);
-    return {
-        bucket,
-        prefix,
-        ...access,
-        identities,
-        backupId,
-        items,
-        maxAgeMs,
-        maxAge,
-        configFile,
-        signersFile,
-    };
-}
-
-;// CONCATENATED MODULE: ./src/actions/restore-drill/main.ts
-
-
-
-
-
-
-
-
-
-async function main_run() {
-    await runAction(async () => {
-        maskSecretInputs(SECRET_INPUTS);
-        const inputs = await parseDrillInputs(actionInputs);
-        const config = await loadBackupConfig(inputs.configFile);
-        const { text: signersText, signers } = await loadAllowedSigners(inputs.signersFile);
-        const client = actionR2Client(inputs);
-        const runnerTemp = process.env.RUNNER_TEMP;
-        // A cancelled run (the runner sends SIGINT, then SIGTERM) still removes the restored files.
-        const cancel = new AbortController();
-        for (const signal of ['SIGINT', 'SIGTERM'])
-            process.once(signal, () => cancel.abort());
-        const result = await runRestoreDrill({
-            client,
-            bucket: inputs.bucket,
-            prefix: inputs.prefix,
-            endpoint: inputs.endpoint,
-            signal: cancel.signal,
-            ...(inputs.backupId ? { backupId: inputs.backupId } : {}),
-            identities: inputs.identities,
-            signers,
-            signersText,
-            config,
-            only: inputs.items,
-            maxAgeMs: inputs.maxAgeMs,
-            ...(runnerTemp ? { tempDir: external_node_path_default().resolve(runnerTemp) } : {}),
-            logger: actionsLogger,
-        });
-        setOutputs({
-            'backup-id': result.backupId,
-            items: result.items.length,
-            bytes: result.downloadedBytes,
-            'backup-age-hours': result.ageHours.toFixed(1),
-            'restore-seconds': (result.downloadSeconds + result.restoreSeconds).toFixed(1),
-        });
-        await writeSummary(drillReport(result, { bucket: inputs.bucket, prefix: inputs.prefix, maxAge: inputs.maxAge }));
-        if (result.stale) {
-            throw new errors_OpsError(`backup ${result.backupId} restores, but it is ${result.ageHours.toFixed(1)} h old (max-age ${inputs.maxAge}): no nightly backup has completed since ${result.finishedAt}`);
-        }
-    });
-}
 
 
 /***/ }),
@@ -78994,7 +79024,7 @@ var Alias = __nccwpck_require__(4065);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Pair = __nccwpck_require__(7165);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 var Schema = __nccwpck_require__(5840);
 var stringifyDocument = __nccwpck_require__(6829);
 var anchors = __nccwpck_require__(1596);
@@ -79920,7 +79950,7 @@ var anchors = __nccwpck_require__(1596);
 var visit = __nccwpck_require__(204);
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class Alias extends Node.NodeBase {
     constructor(source) {
@@ -80203,7 +80233,7 @@ exports.isEmptyPath = isEmptyPath;
 
 var applyReviver = __nccwpck_require__(3661);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class NodeBase {
     constructor(type) {
@@ -80296,7 +80326,7 @@ exports.createPair = createPair;
 
 var identity = __nccwpck_require__(1127);
 var Node = __nccwpck_require__(6673);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 const isScalarValue = (value) => !value || (typeof value !== 'function' && typeof value !== 'object');
 class Scalar extends Node.NodeBase {
@@ -80487,7 +80517,7 @@ var stringifyCollection = __nccwpck_require__(1212);
 var Collection = __nccwpck_require__(101);
 var identity = __nccwpck_require__(1127);
 var Scalar = __nccwpck_require__(3301);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 class YAMLSeq extends Collection.Collection {
     static get tagName() {
@@ -80608,7 +80638,7 @@ var log = __nccwpck_require__(7249);
 var merge = __nccwpck_require__(452);
 var stringify = __nccwpck_require__(2148);
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 
 function addPairToJSMap(ctx, map, { key, value }) {
     if (identity.isNode(key) && key.addToJSMap)
@@ -80731,7 +80761,7 @@ exports.isSeq = isSeq;
 
 /***/ }),
 
-/***/ 4043:
+/***/ 6424:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
@@ -83575,7 +83605,7 @@ var omap = __nccwpck_require__(303);
 var pairs = __nccwpck_require__(8385);
 var schema$2 = __nccwpck_require__(5913);
 var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var timestamp = __nccwpck_require__(4371);
 
 const schemas = new Map([
     ['core', schema.schema],
@@ -83998,7 +84028,7 @@ exports.merge = merge;
 
 
 var identity = __nccwpck_require__(1127);
-var toJS = __nccwpck_require__(4043);
+var toJS = __nccwpck_require__(6424);
 var YAMLMap = __nccwpck_require__(4454);
 var YAMLSeq = __nccwpck_require__(2223);
 var pairs = __nccwpck_require__(8385);
@@ -84182,7 +84212,7 @@ var merge = __nccwpck_require__(452);
 var omap = __nccwpck_require__(303);
 var pairs = __nccwpck_require__(8385);
 var set = __nccwpck_require__(1528);
-var timestamp = __nccwpck_require__(6752);
+var timestamp = __nccwpck_require__(4371);
 
 const schema = [
     map.map,
@@ -84316,7 +84346,7 @@ exports.set = set;
 
 /***/ }),
 
-/***/ 6752:
+/***/ 4371:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
 
