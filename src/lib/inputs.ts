@@ -65,10 +65,9 @@ export class Inputs {
   oneOf<T extends string>(name: string, allowed: readonly T[], fallback?: T): T {
     const value = this.raw(name);
     if (value === '' && fallback !== undefined) return fallback;
-    if (!(allowed as readonly string[]).includes(value)) {
-      throw new InputError(name, value, `one of ${allowed.join(', ')}`);
-    }
-    return value as T;
+    const known = allowed.find((a) => a === value);
+    if (known === undefined) throw new InputError(name, value, `one of ${allowed.join(', ')}`);
+    return known;
   }
 
   /** YAML 1.2 core booleans, like core.getBooleanInput. */

@@ -127,14 +127,27 @@ const isTlsCode = (code: string) =>
   /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/.test(code) ||
   code === 'EPROTO';
 
+/** The fields a Node, undici or SDK error may carry; `cause` chains to the error underneath. */
+interface ErrorFields {
+  code?: unknown;
+  name?: unknown;
+  message?: unknown;
+  cause?: unknown;
+}
+
+/** The error and each cause under it, outermost first. */
+function* causeChain(err: unknown): Generator<ErrorFields> {
+  for (let e: unknown = err; e !== null && typeof e === 'object'; e = (e as ErrorFields).cause)
+    yield e as ErrorFields;
+}
+
 /**
  * Why a request never got an answer, in words with the errno code, e.g. "connection refused
  * (ECONNREFUSED)" or "DNS lookup failed: no such host (ENOTFOUND)"; undefined when the error is
  * not a network failure. undici's `fetch failed` keeps the real error in `cause`.
  */
 export function networkCause(err: unknown): string | undefined {
-  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
-    const { code, name, message } = e as { code?: unknown; name?: unknown; message?: unknown };
+  for (const { code, name, message } of causeChain(err)) {
     if (name === 'TimeoutError') return 'timed out';
     if (typeof code !== 'string') continue;
     const text = causeTexts[code];
@@ -160,10 +173,9 @@ export function networkFailureReason(err: unknown): string {
 
 /** A network-level failure (reset, refused, timeout) that a retry may cure. */
 export function isTransientNetworkError(err: unknown): boolean {
-  for (let e: unknown = err; e && typeof e === 'object'; e = (e as { cause?: unknown }).cause) {
-    const code = (e as { code?: unknown }).code;
+  for (const { code, name } of causeChain(err)) {
     if (typeof code === 'string' && transientCodes.has(code)) return true;
-    if ((e as { name?: unknown }).name === 'TimeoutError') return true;
+    if (name === 'TimeoutError') return true;
   }
   return false;
 }

@@ -11,8 +11,12 @@ export async function readYamlFile(file: string): Promise<unknown> {
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    const code = (err as NodeJS.ErrnoException).code;
-    throw new ConfigError(file, [`cannot be read: ${code ?? errorMessage(err)}`]);
+    // fs errors name what went wrong in their code (ENOENT, EACCES); `instanceof` fails across realms.
+    const code =
+      typeof err === 'object' && err !== null && 'code' in err
+        ? String(err.code)
+        : errorMessage(err);
+    throw new ConfigError(file, [`cannot be read: ${code}`]);
   }
   return parseYamlText(file, text);
 }
@@ -20,7 +24,8 @@ export async function readYamlFile(file: string): Promise<unknown> {
 /** YAML text of `file` (read elsewhere, e.g. from git): invalid YAML is a ConfigError naming it. */
 export function parseYamlText(file: string, text: string): unknown {
   try {
-    return parseYaml(text, { prettyErrors: true }) as unknown;
+    const data: unknown = parseYaml(text, { prettyErrors: true });
+    return data;
   } catch (err) {
     throw new ConfigError(file, [`not valid YAML: ${errorMessage(err).split('\n')[0]}`]);
   }
