@@ -88193,14 +88193,18 @@ const causeTexts = {
 // OpenSSL and Node TLS codes: certificate problems and handshakes that are not TLS at all.
 const isTlsCode = (code) => /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/.test(code) ||
     code === 'EPROTO';
+/** The error and each cause under it, outermost first. */
+function* causeChain(err) {
+    for (let e = err; e !== null && typeof e === 'object'; e = e.cause)
+        yield e;
+}
 /**
  * Why a request never got an answer, in words with the errno code, e.g. "connection refused
  * (ECONNREFUSED)" or "DNS lookup failed: no such host (ENOTFOUND)"; undefined when the error is
  * not a network failure. undici's `fetch failed` keeps the real error in `cause`.
  */
 function networkCause(err) {
-    for (let e = err; e && typeof e === 'object'; e = e.cause) {
-        const { code, name, message } = e;
+    for (const { code, name, message } of causeChain(err)) {
         if (name === 'TimeoutError')
             return 'timed out';
         if (typeof code !== 'string')
@@ -88228,11 +88232,10 @@ function networkFailureReason(err) {
 }
 /** A network-level failure (reset, refused, timeout) that a retry may cure. */
 function isTransientNetworkError(err) {
-    for (let e = err; e && typeof e === 'object'; e = e.cause) {
-        const code = e.code;
+    for (const { code, name } of causeChain(err)) {
         if (typeof code === 'string' && transientCodes.has(code))
             return true;
-        if (e.name === 'TimeoutError')
+        if (name === 'TimeoutError')
             return true;
     }
     return false;
@@ -98246,15 +98249,19 @@ async function readYamlFile(file) {
         text = await (0,promises_.readFile)(file, 'utf8');
     }
     catch (err) {
-        const code = err.code;
-        throw new ConfigError(file, [`cannot be read: ${code ?? errorMessage(err)}`]);
+        // fs errors name what went wrong in their code (ENOENT, EACCES); `instanceof` fails across realms.
+        const code = typeof err === 'object' && err !== null && 'code' in err
+            ? String(err.code)
+            : errorMessage(err);
+        throw new ConfigError(file, [`cannot be read: ${code}`]);
     }
     return parseYamlText(file, text);
 }
 /** YAML text of `file` (read elsewhere, e.g. from git): invalid YAML is a ConfigError naming it. */
 function parseYamlText(file, text) {
     try {
-        return (0,dist/* parse */.qg)(text, { prettyErrors: true });
+        const data = (0,dist/* parse */.qg)(text, { prettyErrors: true });
+        return data;
     }
     catch (err) {
         throw new ConfigError(file, [`not valid YAML: ${errorMessage(err).split('\n')[0]}`]);
@@ -100302,10 +100309,10 @@ class Inputs {
         const value = this.raw(name);
         if (value === '' && fallback !== undefined)
             return fallback;
-        if (!allowed.includes(value)) {
+        const known = allowed.find((a) => a === value);
+        if (known === undefined)
             throw new InputError(name, value, `one of ${allowed.join(', ')}`);
-        }
-        return value;
+        return known;
     }
     /** YAML 1.2 core booleans, like core.getBooleanInput. */
     boolean(name, fallback = false) {
