@@ -3,9 +3,11 @@
 import { z } from 'zod';
 import { OpsError } from '../lib/errors.js';
 import { schemaProblems } from '../lib/schema.js';
-import { absolutePath, ITEM_ID_RE } from './config.js';
+import type { ItemStreamResult } from './archive-stream.js';
+import { absolutePath, ITEM_ID_RE, type BackupItem } from './config.js';
 import { hostFactsSchema, hostText } from './facts.js';
-import { COMPRESSOR_NAMES, COMPRESSORS } from './remote-commands.js';
+import type { PlannedItem } from './plan.js';
+import { COMPRESSOR_NAMES, COMPRESSORS, type Compressor } from './remote-commands.js';
 
 export const MANIFEST_FORMAT = 'comfyume-ops/backup-manifest/1';
 export const TOOL_NAME = 'comfyume-ops backup-verda';
@@ -23,7 +25,7 @@ const ID_RE = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/;
 export function parseBackupId(id: string): Date | undefined {
   const m = ID_RE.exec(id);
   if (!m) return undefined;
-  const [, y, mo, d, h, mi, s] = m.map(Number) as number[];
+  const [, y, mo, d, h, mi, s] = m.map(Number);
   const date = new Date(Date.UTC(y ?? 0, (mo ?? 1) - 1, d, h, mi, s));
   return backupIdFor(date) === id ? date : undefined;
 }
@@ -35,6 +37,8 @@ export const backupKeys = (prefix: string, id: string) => ({
   restoreScript: `${prefix}/${id}/RESTORE.sh`,
   item: (itemId: string, extension: string) => `${prefix}/${id}/${itemId}.${extension}.age`,
 });
+
+export type BackupKeys = ReturnType<typeof backupKeys>;
 
 export const latestKey = (prefix: string) => `${prefix}/latest.json`;
 
@@ -100,6 +104,40 @@ const manifestFields = z.strictObject({
 
 export type ManifestItem = z.infer<typeof manifestItemSchema>;
 export type Manifest = z.infer<typeof manifestFields>;
+
+/** One item as stored: its object and what streaming it measured (archive-stream.ts). */
+export type StoredItem = { key: string; compression: Compressor } & Pick<
+  ItemStreamResult,
+  'tarBytes' | 'archiveBytes' | 'stored' | 'ms'
+>;
+
+/**
+ * The manifest entry of one backed-up item: the config's item, the paths its plan took and
+ * missed, and what was stored. The only place an item is built; the key order is the manifest's.
+ */
+export function manifestItem(
+  item: BackupItem,
+  planned: Pick<PlannedItem, 'paths' | 'missing'>,
+  stored: StoredItem,
+): ManifestItem {
+  return {
+    id: item.id,
+    description: item.description,
+    paths: planned.paths,
+    missingPaths: planned.missing,
+    required: item.required,
+    sudo: item.sudo,
+    restoreTo: item['restore-to'],
+    afterRestore: item['after-restore'],
+    key: stored.key,
+    compression: stored.compression,
+    tarBytes: stored.tarBytes,
+    archiveBytes: stored.archiveBytes,
+    storedBytes: stored.stored.size,
+    sha256: stored.stored.sha256,
+    seconds: Math.round(stored.ms) / 1000,
+  };
+}
 
 /**
  * The manifest of backup `backupId` under `prefix`, whole: every object it names is this backup's

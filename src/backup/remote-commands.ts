@@ -94,9 +94,12 @@ export function probeCommand(config: BackupConfig): string {
   return bashPipefail(lines.join('\n'));
 }
 
+/** What the probe's sudo line can say. */
+const SUDO_ANSWERS = ['ok', 'missing'] as const;
+
 export interface ProbeResult {
   compressor: Compressor;
-  sudo: 'ok' | 'missing' | 'unused';
+  sudo: (typeof SUDO_ANSWERS)[number] | 'unused';
   /** Host paths that exist, by item id. */
   present: Map<string, string[]>;
   /** Host paths (or unmatched globs) that do not, by item id. */
@@ -111,10 +114,11 @@ export function parseProbe(output: string): ProbeResult {
     missing: new Map(),
   };
   for (const line of output.split('\n')) {
-    if (line === 'compressor zstd' || line === 'compressor gzip')
-      result.compressor = line.slice(11) as Compressor;
-    else if (line === 'sudo ok' || line === 'sudo missing')
-      result.sudo = line.slice(5) as 'ok' | 'missing';
+    // Found in the lists of known answers, so typed without a cast.
+    const compressor = COMPRESSOR_NAMES.find((c) => line === `compressor ${c}`);
+    const sudo = SUDO_ANSWERS.find((s) => line === `sudo ${s}`);
+    if (compressor) result.compressor = compressor;
+    else if (sudo) result.sudo = sudo;
     else {
       const [state, id, path] = line.split('\t');
       if ((state !== 'present' && state !== 'missing') || !id || path === undefined) continue;

@@ -15,26 +15,7 @@ export function backupReport(
       ? `## Backup dry run: nothing was uploaded or deleted`
       : `## Backup ${result.backupId}: ${result.items.length} item(s), ${formatBytes(result.bytes)} stored`,
   );
-  if (result.dryRun) {
-    parts.push({
-      title: 'Plan',
-      headers: ['Item', 'Action', 'Paths', 'Missing on the host'],
-      rows: result.plan.map((p) => [p.id, p.action, p.paths.join(' '), p.missing.join(' ') || '-']),
-    });
-  } else {
-    parts.push({
-      title: 'Items',
-      headers: ['Item', 'Size (tar)', 'Compressed', 'Stored (age)', 'sha256', 'Time'],
-      rows: result.items.map((i) => [
-        i.id,
-        i.tarBytes === null ? '?' : formatBytes(i.tarBytes),
-        formatBytes(i.archiveBytes),
-        formatBytes(i.storedBytes),
-        `\`${i.sha256.slice(0, 12)}\``,
-        formatDuration(i.seconds * 1000),
-      ]),
-    });
-  }
+  parts.push(itemsTable(result));
   const disks = Object.entries(result.facts.disks).map(([name, d]): [string, string] => [
     `disk ${name}`,
     d.filesystem
@@ -69,6 +50,29 @@ export function backupReport(
   if (result.warnings.length > 0)
     parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
   return parts;
+}
+
+/** A dry run's plan per item, or what each item stored. */
+function itemsTable(result: BackupResult): Table {
+  if (result.dryRun) {
+    return {
+      title: 'Plan',
+      headers: ['Item', 'Action', 'Paths', 'Missing on the host'],
+      rows: result.plan.map((p) => [p.id, p.action, p.paths.join(' '), p.missing.join(' ') || '-']),
+    };
+  }
+  return {
+    title: 'Items',
+    headers: ['Item', 'Size (tar)', 'Compressed', 'Stored (age)', 'sha256', 'Time'],
+    rows: result.items.map((i) => [
+      i.id,
+      i.tarBytes === null ? '?' : formatBytes(i.tarBytes),
+      formatBytes(i.archiveBytes),
+      formatBytes(i.storedBytes),
+      `\`${i.sha256.slice(0, 12)}\``,
+      formatDuration(i.seconds * 1000),
+    ]),
+  };
 }
 
 /** The job summary of a restore drill: per item what was restored and how it compared. */

@@ -84,7 +84,8 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
   const store = BackupStore.open(opts, logger);
   const where = `s3://${opts.bucket}/${opts.prefix}`;
 
-  const { manifest, text, signature } = await readManifest(store, opts, where);
+  const signed = await readManifest(store, opts, where);
+  const { manifest } = signed;
   checkProves(manifest, opts.config, now());
   const items = selectItems(manifest, opts.only);
   checkIdentities(manifest, opts.identities);
@@ -97,64 +98,10 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
   let failed = true;
   try {
     await chmod(work, 0o700);
-    const step = { timeoutMs: opts.stepTimeoutMs ?? 30 * 60_000, signal: opts.signal };
-    const timing = { download: 0, restore: 0, check: 0 };
-    const timed = async <T>(what: keyof typeof timing, fn: () => Promise<T>): Promise<T> => {
-      const started = Date.now();
-      try {
-        return await fn();
-      } finally {
-        timing[what] += (Date.now() - started) / 1000;
-      }
-    };
-
-    const stored = path.join(work, 'RESTORE.sh.stored');
-    let downloadedBytes = await timed('download', () =>
-      download(store, manifest.restoreScript, 'RESTORE.sh', stored, logger),
-    );
-    checkRestoreScript(await readFile(stored, 'utf8'), manifest, opts);
-    const script = path.join(work, 'RESTORE.sh');
-    await rename(stored, script);
-    await chmod(script, 0o700);
-    const identityFile = path.join(work, 'identity.txt');
-    await writeFile(identityFile, `${opts.identities.map((i) => i.identity).join('\n')}\n`, {
-      mode: 0o600,
-    });
-    const signersFile = path.join(work, 'backup-signers');
-    await writeFile(signersFile, opts.signersText, { mode: 0o600 });
-    const keys = backupKeys(opts.prefix, manifest.backupId);
-
+    const drill = new DrillWork(work, store, opts);
+    const files = await drill.prepare(manifest);
     const results: DrillItem[] = [];
-    for (const item of items) {
-      // One item at a time, each into a root of its own: items overlap (the project lies inside
-      // the home directory, which excludes it), and disk use stays at one item.
-      const archives = path.join(work, 'archives');
-      const root = path.join(work, 'root');
-      await mkdir(archives);
-      await mkdir(root);
-      // RESTORE.sh checks the signature itself, from the same directory as the archives.
-      await writeFile(path.join(archives, path.posix.basename(keys.manifest)), text);
-      await writeFile(path.join(archives, path.posix.basename(keys.signature)), signature);
-      const archive = path.join(archives, path.posix.basename(item.key));
-      downloadedBytes += await timed('download', () =>
-        download(store, item, item.id, archive, logger),
-      );
-      await timed('restore', () =>
-        restoreItem(script, { identityFile, signersFile, archives, root }, item, logger, step),
-      );
-      const compared = await timed('check', () =>
-        compareItem(identityFile, archive, path.join(root, item.restoreTo), item, step),
-      );
-      logger.info(
-        `${item.id}: ${compared.members} member(s) restored, equal to the archive` +
-          (compared.ownershipIgnored
-            ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
-            : ''),
-      );
-      results.push({ id: item.id, storedBytes: item.storedBytes, ...compared });
-      await removeTree(archives);
-      await removeTree(root);
-    }
+    for (const item of items) results.push(await drill.item(files, signed, item));
     failed = false;
     return {
       backupId: manifest.backupId,
@@ -162,10 +109,10 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
       ageHours: ageMs / 3.6e6,
       stale: opts.maxAgeMs !== undefined && ageMs > opts.maxAgeMs,
       items: results,
-      downloadedBytes,
-      downloadSeconds: timing.download,
-      restoreSeconds: timing.restore,
-      checkSeconds: timing.check,
+      downloadedBytes: drill.downloadedBytes,
+      downloadSeconds: drill.timing.download,
+      restoreSeconds: drill.timing.restore,
+      checkSeconds: drill.timing.check,
     };
   } finally {
     // Restored secrets never outlive the drill. A cleanup failure after another failure is
@@ -261,22 +208,104 @@ function checkIdentities(manifest: Manifest, identities: DrillOptions['identitie
   }
 }
 
-/** Downloads an object into `file` and checks its sha256 against the manifest. */
-async function download(
-  store: BackupStore,
-  object: { key: string; sha256: string },
-  what: string,
-  file: string,
-  logger: Logger,
-): Promise<number> {
-  const got = await store.sha256Of(object.key, file);
-  if (got.sha256 !== object.sha256) {
-    throw new OpsError(
-      `${what} (${object.key}) does not match the manifest: sha256 ${got.sha256}, recorded ${object.sha256}`,
-    );
+type Timing = Record<'download' | 'restore' | 'check', number>;
+
+/**
+ * The drill's steps in its work directory: what they share (the store, the log, the limits of
+ * each child process) and what they add up (bytes downloaded, seconds per kind of step).
+ */
+class DrillWork {
+  readonly timing: Timing = { download: 0, restore: 0, check: 0 };
+  downloadedBytes = 0;
+  private readonly step: Step;
+
+  constructor(
+    private readonly dir: string,
+    private readonly store: BackupStore,
+    private readonly opts: DrillOptions,
+  ) {
+    this.step = { timeoutMs: opts.stepTimeoutMs ?? 30 * 60_000, signal: opts.signal };
   }
-  logger.info(`${what}: ${got.bytes} bytes, sha256 matches the manifest`);
-  return got.bytes;
+
+  /** RESTORE.sh, once it is the script this tool generates, and the identity and signers files. */
+  async prepare(manifest: Manifest): Promise<ScriptFiles> {
+    const stored = path.join(this.dir, 'RESTORE.sh.stored');
+    await this.download(manifest.restoreScript, 'RESTORE.sh', stored);
+    checkRestoreScript(await readFile(stored, 'utf8'), manifest, this.opts);
+    const script = path.join(this.dir, 'RESTORE.sh');
+    await rename(stored, script);
+    await chmod(script, 0o700);
+    const identityFile = path.join(this.dir, 'identity.txt');
+    await writeFile(identityFile, `${this.opts.identities.map((i) => i.identity).join('\n')}\n`, {
+      mode: 0o600,
+    });
+    const signersFile = path.join(this.dir, 'backup-signers');
+    await writeFile(signersFile, this.opts.signersText, { mode: 0o600 });
+    return { script, identityFile, signersFile };
+  }
+
+  /** One item: downloaded, restored with RESTORE.sh, compared with its archive, removed. */
+  async item(files: ScriptFiles, signed: SignedManifest, item: ManifestItem): Promise<DrillItem> {
+    const { logger } = this.opts;
+    // One item at a time, each into a root of its own: items overlap (the project lies inside
+    // the home directory, which excludes it), and disk use stays at one item.
+    const archives = path.join(this.dir, 'archives');
+    const root = path.join(this.dir, 'root');
+    await mkdir(archives);
+    await mkdir(root);
+    // RESTORE.sh checks the signature itself, from the same directory as the archives.
+    const keys = backupKeys(this.opts.prefix, signed.manifest.backupId);
+    await writeFile(path.join(archives, path.posix.basename(keys.manifest)), signed.text);
+    await writeFile(path.join(archives, path.posix.basename(keys.signature)), signed.signature);
+    const archive = path.join(archives, path.posix.basename(item.key));
+    await this.download(item, item.id, archive);
+    await this.timed('restore', () =>
+      restoreItem({ ...files, archives, root }, item, logger, this.step),
+    );
+    const restored = {
+      identityFile: files.identityFile,
+      archive,
+      dir: path.join(root, item.restoreTo),
+    };
+    const compared = await this.timed('check', () => compareItem(restored, item, this.step));
+    logger.info(
+      `${item.id}: ${compared.members} member(s) restored, equal to the archive` +
+        (compared.ownershipIgnored
+          ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
+          : ''),
+    );
+    await removeTree(archives);
+    await removeTree(root);
+    return { id: item.id, storedBytes: item.storedBytes, ...compared };
+  }
+
+  /** Downloads an object into `file` and checks its sha256 against the manifest. */
+  private async download(
+    object: { key: string; sha256: string },
+    what: string,
+    file: string,
+  ): Promise<void> {
+    const bytes = await this.timed('download', async () => {
+      const got = await this.store.sha256Of(object.key, file);
+      if (got.sha256 !== object.sha256) {
+        throw new OpsError(
+          `${what} (${object.key}) does not match the manifest: sha256 ${got.sha256}, recorded ${object.sha256}`,
+        );
+      }
+      this.opts.logger.info(`${what}: ${got.bytes} bytes, sha256 matches the manifest`);
+      return got.bytes;
+    });
+    this.downloadedBytes += bytes;
+  }
+
+  private async timed<T>(what: keyof Timing, fn: () => Promise<T>): Promise<T> {
+    const started = Date.now();
+    try {
+      return await fn();
+    } finally {
+      this.timing[what] += (Date.now() - started) / 1000;
+    }
+  }
 }
 
 // RESTORE.sh names the endpoint it downloads from, and carries the after-restore steps of the
@@ -322,25 +351,29 @@ interface Step {
   signal: AbortSignal | undefined;
 }
 
-interface RestoreFiles {
+/** RESTORE.sh, checked, and the files it is given. */
+interface ScriptFiles {
+  script: string;
   identityFile: string;
   signersFile: string;
+}
+
+interface RestoreFiles extends ScriptFiles {
   /** The archives, manifest.json and its signature. */
   archives: string;
   root: string;
 }
 
 async function restoreItem(
-  script: string,
   files: RestoreFiles,
   item: ManifestItem,
   logger: Logger,
   step: Step,
 ): Promise<void> {
   const out: Buffer[] = [];
-  const args = ['--signers', files.signersFile, '--identity', files.identityFile];
+  const args = [files.script, '--signers', files.signersFile, '--identity', files.identityFile];
   args.push('--root', files.root, '--from', files.archives);
-  const done = await run('bash', [script, ...args, '--skip-after-restore', '--only', item.id], {
+  const done = await run('bash', [...args, '--skip-after-restore', '--only', item.id], {
     ...step,
     onStdout: (chunk) => out.push(chunk),
   });
@@ -361,12 +394,11 @@ const OWNERSHIP = /: (?:Uid|Gid) differs$/;
  * only match when the restore ran as root; otherwise it is counted, not failed.
  */
 async function compareItem(
-  identityFile: string,
-  archive: string,
-  dir: string,
+  restored: { identityFile: string; archive: string; dir: string },
   item: ManifestItem,
   step: Step,
 ): Promise<{ members: number; ownershipIgnored: number }> {
+  const { identityFile, archive, dir } = restored;
   const decompress = COMPRESSORS[item.compression].decompress;
   const pipeline = `age -d -i "$1" -- "$2" | ${decompress} | tar --compare --verbose --numeric-owner --file=- --directory="$3"`;
   let listing = '';

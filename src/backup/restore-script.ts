@@ -24,46 +24,8 @@ export interface RestoreScriptInput {
   >[];
 }
 
-function assoc(name: string, entries: [string, string][]): string {
-  const body = entries.map(([k, v]) => `  [${shellQuote(k)}]=${shellQuote(v)}`).join('\n');
-  return `declare -A ${name}=(\n${body}\n)`;
-}
-
-/** The after-restore table on one line: the drill compares every other line with its own. */
-export const AFTER_RESTORE_LINE = /^declare -A AFTER_RESTORE=\(.*\)$/m;
-
-export function restoreScript(input: RestoreScriptInput): string {
-  const items = input.items;
-  // Each item's steps as one quoted string, run by bash -c only on a live restore.
-  const afterRestore = items
-    .filter((i) => i.afterRestore.length > 0)
-    .map((i) => `[${shellQuote(i.id)}]=${shellQuote(i.afterRestore.join('\n'))}`)
-    .join(' ');
-  const tables = [
-    assoc(
-      'KEY',
-      items.map((i) => [i.id, i.key]),
-    ),
-    assoc(
-      'SHA256',
-      items.map((i) => [i.id, i.sha256]),
-    ),
-    assoc(
-      'COMPRESSION',
-      items.map((i) => [i.id, i.compression]),
-    ),
-    assoc(
-      'RESTORE_TO',
-      items.map((i) => [i.id, i.restoreTo]),
-    ),
-    '# shellcheck disable=SC2016 # descriptions are literal text',
-    assoc(
-      'DESCRIPTION',
-      items.map((i) => [i.id, i.description]),
-    ),
-    `declare -A AFTER_RESTORE=(${afterRestore})`,
-  ].join('\n');
-  return `#!/usr/bin/env bash
+/** The usage text (usage() prints the script's lines 2-21, so it comes first) and strict mode. */
+const USAGE = `#!/usr/bin/env bash
 # RESTORE.sh of one comfyume-ops backup (its id, host and tool version are set below).
 #
 # Usage: RESTORE.sh --signers FILE --identity AGE_KEY_FILE [--root DIR] [--from DIR]
@@ -82,20 +44,10 @@ export function restoreScript(input: RestoreScriptInput): string {
 # Before anything is decrypted: manifest.json's signature is checked (ssh-keygen -Y verify), the
 # signed manifest must name this script's sha256, and every archive must match its sha256.
 # Needs: bash, ssh-keygen, tar, sha256sum, age, zstd or gzip (and the aws CLI without --from).
-set -euo pipefail
+set -euo pipefail`;
 
-# ${shellQuote(`Backup ${input.backupId} of ${input.facts.hostname || 'the GPU host'}, written by comfyume-ops ${input.toolVersion}`)}
-# ${shellQuote(`Host key ${input.hostFingerprint}; Tailscale IP ${input.facts.tailscaleIp || 'unknown'}`)}
-BACKUP_ID=${shellQuote(input.backupId)}
-BUCKET=${shellQuote(input.bucket)}
-MANIFEST_KEY=${shellQuote(input.manifestKey)}
-SIGNATURE_NAMESPACE=${shellQuote(SIGNATURE_NAMESPACE)}
-SIGNER_PRINCIPAL=${shellQuote(SIGNER_PRINCIPAL)}
-R2_ENDPOINT=\${R2_ENDPOINT:-${shellQuote(input.endpoint)}}
-ITEMS=(${items.map((i) => shellQuote(i.id)).join(' ')})
-${tables}
-
-SIGNERS=''
+/** Options and their defaults, the helpers die, need and usage, and the arguments. */
+const ARGUMENTS = `SIGNERS=''
 IDENTITY=''
 ROOT=/
 FROM=''
@@ -131,9 +83,10 @@ while (($# > 0)); do
     -h | --help) usage 0 ;;
     *) printf 'RESTORE.sh: unknown argument: %s\\n' "$1" >&2; usage 2 ;;
   esac
-done
+done`;
 
-if ((\${#ONLY[@]} == 0)); then ONLY=("\${ITEMS[@]}"); fi
+/** What must hold before anything is fetched: known items, tools, signers, identity, root. */
+const CHECKS = `if ((\${#ONLY[@]} == 0)); then ONLY=("\${ITEMS[@]}"); fi
 for id in "\${ONLY[@]}"; do [[ -n \${KEY[$id]+set} ]] || die "unknown item: $id (see --list)"; done
 need sha256sum coreutils
 need tar tar
@@ -148,9 +101,10 @@ if ((DOWNLOAD_ONLY == 0)); then
   need age age
 fi
 [[ $ROOT == /* ]] || die "--root must be an absolute path: $ROOT"
-ROOT=\${ROOT%/}
+ROOT=\${ROOT%/}`;
 
-WORK=$(mktemp -d)
+/** The work directory and the steps: fetch an object, verify the signature, check, extract. */
+const STEPS = `WORK=$(mktemp -d)
 trap 'rm -rf -- "$WORK"' EXIT
 
 # The file of an object: from --from, or downloaded from R2 into the work directory.
@@ -204,9 +158,10 @@ after_restore() {
     printf '  %-20s after-restore steps\\n' "$1"
     bash -euo pipefail -c "\${AFTER_RESTORE[$1]}"
   fi
-}
+}`;
 
-verify_signature
+/** The restore itself: the signature first, then item by item. */
+const RESTORE = `verify_signature
 printf 'Restoring backup %s (%d item(s)) into %s\\n' "$BACKUP_ID" "\${#ONLY[@]}" "\${ROOT:-/}"
 for id in "\${ONLY[@]}"; do
   file=$(fetch "$id")
@@ -220,4 +175,68 @@ for id in "\${ONLY[@]}"; do
 done
 printf 'Done. Next: mount the block storage for models, then pull models with sync-models.\\n'
 `;
+
+function assoc(name: string, entries: [string, string][]): string {
+  const body = entries.map(([k, v]) => `  [${shellQuote(k)}]=${shellQuote(v)}`).join('\n');
+  return `declare -A ${name}=(\n${body}\n)`;
+}
+
+/** The after-restore table on one line: the drill compares every other line with its own. */
+export const AFTER_RESTORE_LINE = /^declare -A AFTER_RESTORE=\(.*\)$/m;
+
+/**
+ * RESTORE.sh for one backup. Its sections are constant bash; only backupValues puts values from
+ * the backup in, each through shellQuote. A blank line separates the sections.
+ */
+export function restoreScript(input: RestoreScriptInput): string {
+  return [USAGE, backupValues(input), ARGUMENTS, CHECKS, STEPS, RESTORE].join('\n\n');
+}
+
+/** The backup's id, host, bucket and keys, and the per-item tables. */
+function backupValues(input: RestoreScriptInput): string {
+  return [
+    `# ${shellQuote(`Backup ${input.backupId} of ${input.facts.hostname || 'the GPU host'}, written by comfyume-ops ${input.toolVersion}`)}`,
+    `# ${shellQuote(`Host key ${input.hostFingerprint}; Tailscale IP ${input.facts.tailscaleIp || 'unknown'}`)}`,
+    `BACKUP_ID=${shellQuote(input.backupId)}`,
+    `BUCKET=${shellQuote(input.bucket)}`,
+    `MANIFEST_KEY=${shellQuote(input.manifestKey)}`,
+    `SIGNATURE_NAMESPACE=${shellQuote(SIGNATURE_NAMESPACE)}`,
+    `SIGNER_PRINCIPAL=${shellQuote(SIGNER_PRINCIPAL)}`,
+    `R2_ENDPOINT=\${R2_ENDPOINT:-${shellQuote(input.endpoint)}}`,
+    `ITEMS=(${input.items.map((i) => shellQuote(i.id)).join(' ')})`,
+    itemTables(input.items),
+  ].join('\n');
+}
+
+/** One associative array per field, by item id. */
+function itemTables(items: RestoreScriptInput['items']): string {
+  // Each item's steps as one quoted string, run by bash -c only on a live restore.
+  const afterRestore = items
+    .filter((i) => i.afterRestore.length > 0)
+    .map((i) => `[${shellQuote(i.id)}]=${shellQuote(i.afterRestore.join('\n'))}`)
+    .join(' ');
+  return [
+    assoc(
+      'KEY',
+      items.map((i) => [i.id, i.key]),
+    ),
+    assoc(
+      'SHA256',
+      items.map((i) => [i.id, i.sha256]),
+    ),
+    assoc(
+      'COMPRESSION',
+      items.map((i) => [i.id, i.compression]),
+    ),
+    assoc(
+      'RESTORE_TO',
+      items.map((i) => [i.id, i.restoreTo]),
+    ),
+    '# shellcheck disable=SC2016 # descriptions are literal text',
+    assoc(
+      'DESCRIPTION',
+      items.map((i) => [i.id, i.description]),
+    ),
+    `declare -A AFTER_RESTORE=(${afterRestore})`,
+  ].join('\n');
 }

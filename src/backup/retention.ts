@@ -21,7 +21,7 @@ export function parseRetention(input: string, value: string): RetentionPolicy {
     throw new InputError(input, value, EXPECTED);
   for (const part of parts) {
     const m = /^(daily|weekly|monthly)\s*=\s*(\d{1,4})$/.exec(part);
-    const rule = m?.[1] as (typeof RULES)[number] | undefined;
+    const rule = RULES.find((r) => r === m?.[1]);
     const n = Number(m?.[2]);
     if (!rule || seen.has(rule) || n > 1000) throw new InputError(input, value, EXPECTED);
     seen.add(rule);

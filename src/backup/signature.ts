@@ -22,9 +22,7 @@ export async function loadAllowedSigners(
   try {
     text = await readFile(file, 'utf8');
   } catch (err) {
-    throw new ConfigError(file, [
-      `cannot be read: ${(err as NodeJS.ErrnoException).code ?? String(err)}`,
-    ]);
+    throw new ConfigError(file, [`cannot be read: ${errnoCode(err) ?? String(err)}`]);
   }
   const signers = parseAllowedSigners(text, file).filter((s) =>
     s.principals.some((p) => p === SIGNER_PRINCIPAL || p === '*'),
@@ -35,6 +33,13 @@ export async function loadAllowedSigners(
     ]);
   }
   return { text, signers };
+}
+
+/** The code of a failed read (ENOENT, EACCES), when the error has one. */
+function errnoCode(err: unknown): string | undefined {
+  return err instanceof Error && 'code' in err && typeof err.code === 'string'
+    ? err.code
+    : undefined;
 }
 
 /** Checks manifest.json against its signature; throws naming the manifest's key otherwise. */
