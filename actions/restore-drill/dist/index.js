@@ -71514,9 +71514,7 @@ async function loadAllowedSigners(file) {
         text = await (0,promises_.readFile)(file, 'utf8');
     }
     catch (err) {
-        throw new ConfigError(file, [
-            `cannot be read: ${err.code ?? String(err)}`,
-        ]);
+        throw new ConfigError(file, [`cannot be read: ${errnoCode(err) ?? String(err)}`]);
     }
     const signers = parseAllowedSigners(text, file).filter((s) => s.principals.some((p) => p === SIGNER_PRINCIPAL || p === '*'));
     if (signers.length === 0) {
@@ -71525,6 +71523,12 @@ async function loadAllowedSigners(file) {
         ]);
     }
     return { text, signers };
+}
+/** The code of a failed read (ENOENT, EACCES), when the error has one. */
+function errnoCode(err) {
+    return err instanceof Error && 'code' in err && typeof err.code === 'string'
+        ? err.code
+        : undefined;
 }
 /** Checks manifest.json against its signature; throws naming the manifest's key otherwise. */
 function verifyManifestSignature(manifest, signature, allowed, manifestKey) {
@@ -71616,27 +71620,7 @@ function backupReport(result, opts) {
     parts.push(result.dryRun
         ? `## Backup dry run: nothing was uploaded or deleted`
         : `## Backup ${result.backupId}: ${result.items.length} item(s), ${formatBytes(result.bytes)} stored`);
-    if (result.dryRun) {
-        parts.push({
-            title: 'Plan',
-            headers: ['Item', 'Action', 'Paths', 'Missing on the host'],
-            rows: result.plan.map((p) => [p.id, p.action, p.paths.join(' '), p.missing.join(' ') || '-']),
-        });
-    }
-    else {
-        parts.push({
-            title: 'Items',
-            headers: ['Item', 'Size (tar)', 'Compressed', 'Stored (age)', 'sha256', 'Time'],
-            rows: result.items.map((i) => [
-                i.id,
-                i.tarBytes === null ? '?' : formatBytes(i.tarBytes),
-                formatBytes(i.archiveBytes),
-                formatBytes(i.storedBytes),
-                `\`${i.sha256.slice(0, 12)}\``,
-                formatDuration(i.seconds * 1000),
-            ]),
-        });
-    }
+    parts.push(itemsTable(result));
     const disks = Object.entries(result.facts.disks).map(([name, d]) => [
         `disk ${name}`,
         d.filesystem
@@ -71668,6 +71652,28 @@ function backupReport(result, opts) {
     if (result.warnings.length > 0)
         parts.push(`**Warnings**\n\n${result.warnings.map((w) => `- ${w}`).join('\n')}`);
     return parts;
+}
+/** A dry run's plan per item, or what each item stored. */
+function itemsTable(result) {
+    if (result.dryRun) {
+        return {
+            title: 'Plan',
+            headers: ['Item', 'Action', 'Paths', 'Missing on the host'],
+            rows: result.plan.map((p) => [p.id, p.action, p.paths.join(' '), p.missing.join(' ') || '-']),
+        };
+    }
+    return {
+        title: 'Items',
+        headers: ['Item', 'Size (tar)', 'Compressed', 'Stored (age)', 'sha256', 'Time'],
+        rows: result.items.map((i) => [
+            i.id,
+            i.tarBytes === null ? '?' : formatBytes(i.tarBytes),
+            formatBytes(i.archiveBytes),
+            formatBytes(i.storedBytes),
+            `\`${i.sha256.slice(0, 12)}\``,
+            formatDuration(i.seconds * 1000),
+        ]),
+    };
 }
 /** The job summary of a restore drill: per item what was restored and how it compared. */
 function drillReport(result, opts) {
@@ -71865,6 +71871,8 @@ function probeCommand(config) {
     }
     return remote_commands_bashPipefail(lines.join('\n'));
 }
+/** What the probe's sudo line can say. */
+const SUDO_ANSWERS = (/* unused pure expression or super */ null && (['ok', 'missing']));
 function parseProbe(output) {
     const result = {
         compressor: 'gzip',
@@ -71873,10 +71881,13 @@ function parseProbe(output) {
         missing: new Map(),
     };
     for (const line of output.split('\n')) {
-        if (line === 'compressor zstd' || line === 'compressor gzip')
-            result.compressor = line.slice(11);
-        else if (line === 'sudo ok' || line === 'sudo missing')
-            result.sudo = line.slice(5);
+        // Found in the lists of known answers, so typed without a cast.
+        const compressor = COMPRESSOR_NAMES.find((c) => line === `compressor ${c}`);
+        const sudo = SUDO_ANSWERS.find((s) => line === `sudo ${s}`);
+        if (compressor)
+            result.compressor = compressor;
+        else if (sudo)
+            result.sudo = sudo;
         else {
             const [state, id, path] = line.split('\t');
             if ((state !== 'present' && state !== 'missing') || !id || path === undefined)
@@ -72104,6 +72115,29 @@ const manifestFields = strictObject({
     restoreScript: strictObject({ key: schemas_string(), sha256: SHA256_HEX, bytes }),
 });
 /**
+ * The manifest entry of one backed-up item: the config's item, the paths its plan took and
+ * missed, and what was stored. The only place an item is built; the key order is the manifest's.
+ */
+function manifestItem(item, planned, stored) {
+    return {
+        id: item.id,
+        description: item.description,
+        paths: planned.paths,
+        missingPaths: planned.missing,
+        required: item.required,
+        sudo: item.sudo,
+        restoreTo: item['restore-to'],
+        afterRestore: item['after-restore'],
+        key: stored.key,
+        compression: stored.compression,
+        tarBytes: stored.tarBytes,
+        archiveBytes: stored.archiveBytes,
+        storedBytes: stored.stored.size,
+        sha256: stored.stored.sha256,
+        seconds: Math.round(stored.ms) / 1000,
+    };
+}
+/**
  * The manifest of backup `backupId` under `prefix`, whole: every object it names is this backup's
  * own (`<prefix>/<id>/<item>.<ext>.age`, `<prefix>/<id>/RESTORE.sh`), ids are unique, and the id
  * is the start time.
@@ -72210,29 +72244,8 @@ function shellComment(text) {
 // Generated bash must stay shellcheck-clean (a test runs /usr/bin/shellcheck on it).
 
 
-function assoc(name, entries) {
-    const body = entries.map(([k, v]) => `  [${shell_shellQuote(k)}]=${shell_shellQuote(v)}`).join('\n');
-    return `declare -A ${name}=(\n${body}\n)`;
-}
-/** The after-restore table on one line: the drill compares every other line with its own. */
-const AFTER_RESTORE_LINE = /^declare -A AFTER_RESTORE=\(.*\)$/m;
-function restoreScript(input) {
-    const items = input.items;
-    // Each item's steps as one quoted string, run by bash -c only on a live restore.
-    const afterRestore = items
-        .filter((i) => i.afterRestore.length > 0)
-        .map((i) => `[${shell_shellQuote(i.id)}]=${shell_shellQuote(i.afterRestore.join('\n'))}`)
-        .join(' ');
-    const tables = [
-        assoc('KEY', items.map((i) => [i.id, i.key])),
-        assoc('SHA256', items.map((i) => [i.id, i.sha256])),
-        assoc('COMPRESSION', items.map((i) => [i.id, i.compression])),
-        assoc('RESTORE_TO', items.map((i) => [i.id, i.restoreTo])),
-        '# shellcheck disable=SC2016 # descriptions are literal text',
-        assoc('DESCRIPTION', items.map((i) => [i.id, i.description])),
-        `declare -A AFTER_RESTORE=(${afterRestore})`,
-    ].join('\n');
-    return `#!/usr/bin/env bash
+/** The usage text (usage() prints the script's lines 2-21, so it comes first) and strict mode. */
+const USAGE = `#!/usr/bin/env bash
 # RESTORE.sh of one comfyume-ops backup (its id, host and tool version are set below).
 #
 # Usage: RESTORE.sh --signers FILE --identity AGE_KEY_FILE [--root DIR] [--from DIR]
@@ -72251,20 +72264,9 @@ function restoreScript(input) {
 # Before anything is decrypted: manifest.json's signature is checked (ssh-keygen -Y verify), the
 # signed manifest must name this script's sha256, and every archive must match its sha256.
 # Needs: bash, ssh-keygen, tar, sha256sum, age, zstd or gzip (and the aws CLI without --from).
-set -euo pipefail
-
-# ${shell_shellQuote(`Backup ${input.backupId} of ${input.facts.hostname || 'the GPU host'}, written by comfyume-ops ${input.toolVersion}`)}
-# ${shell_shellQuote(`Host key ${input.hostFingerprint}; Tailscale IP ${input.facts.tailscaleIp || 'unknown'}`)}
-BACKUP_ID=${shell_shellQuote(input.backupId)}
-BUCKET=${shell_shellQuote(input.bucket)}
-MANIFEST_KEY=${shell_shellQuote(input.manifestKey)}
-SIGNATURE_NAMESPACE=${shell_shellQuote(SIGNATURE_NAMESPACE)}
-SIGNER_PRINCIPAL=${shell_shellQuote(SIGNER_PRINCIPAL)}
-R2_ENDPOINT=\${R2_ENDPOINT:-${shell_shellQuote(input.endpoint)}}
-ITEMS=(${items.map((i) => shell_shellQuote(i.id)).join(' ')})
-${tables}
-
-SIGNERS=''
+set -euo pipefail`;
+/** Options and their defaults, the helpers die, need and usage, and the arguments. */
+const ARGUMENTS = `SIGNERS=''
 IDENTITY=''
 ROOT=/
 FROM=''
@@ -72300,9 +72302,9 @@ while (($# > 0)); do
     -h | --help) usage 0 ;;
     *) printf 'RESTORE.sh: unknown argument: %s\\n' "$1" >&2; usage 2 ;;
   esac
-done
-
-if ((\${#ONLY[@]} == 0)); then ONLY=("\${ITEMS[@]}"); fi
+done`;
+/** What must hold before anything is fetched: known items, tools, signers, identity, root. */
+const CHECKS = `if ((\${#ONLY[@]} == 0)); then ONLY=("\${ITEMS[@]}"); fi
 for id in "\${ONLY[@]}"; do [[ -n \${KEY[$id]+set} ]] || die "unknown item: $id (see --list)"; done
 need sha256sum coreutils
 need tar tar
@@ -72317,9 +72319,9 @@ if ((DOWNLOAD_ONLY == 0)); then
   need age age
 fi
 [[ $ROOT == /* ]] || die "--root must be an absolute path: $ROOT"
-ROOT=\${ROOT%/}
-
-WORK=$(mktemp -d)
+ROOT=\${ROOT%/}`;
+/** The work directory and the steps: fetch an object, verify the signature, check, extract. */
+const STEPS = `WORK=$(mktemp -d)
 trap 'rm -rf -- "$WORK"' EXIT
 
 # The file of an object: from --from, or downloaded from R2 into the work directory.
@@ -72373,9 +72375,9 @@ after_restore() {
     printf '  %-20s after-restore steps\\n' "$1"
     bash -euo pipefail -c "\${AFTER_RESTORE[$1]}"
   fi
-}
-
-verify_signature
+}`;
+/** The restore itself: the signature first, then item by item. */
+const RESTORE = `verify_signature
 printf 'Restoring backup %s (%d item(s)) into %s\\n' "$BACKUP_ID" "\${#ONLY[@]}" "\${ROOT:-/}"
 for id in "\${ONLY[@]}"; do
   file=$(fetch "$id")
@@ -72389,6 +72391,50 @@ for id in "\${ONLY[@]}"; do
 done
 printf 'Done. Next: mount the block storage for models, then pull models with sync-models.\\n'
 `;
+function assoc(name, entries) {
+    const body = entries.map(([k, v]) => `  [${shell_shellQuote(k)}]=${shell_shellQuote(v)}`).join('\n');
+    return `declare -A ${name}=(\n${body}\n)`;
+}
+/** The after-restore table on one line: the drill compares every other line with its own. */
+const AFTER_RESTORE_LINE = /^declare -A AFTER_RESTORE=\(.*\)$/m;
+/**
+ * RESTORE.sh for one backup. Its sections are constant bash; only backupValues puts values from
+ * the backup in, each through shellQuote. A blank line separates the sections.
+ */
+function restoreScript(input) {
+    return [USAGE, backupValues(input), ARGUMENTS, CHECKS, STEPS, RESTORE].join('\n\n');
+}
+/** The backup's id, host, bucket and keys, and the per-item tables. */
+function backupValues(input) {
+    return [
+        `# ${shell_shellQuote(`Backup ${input.backupId} of ${input.facts.hostname || 'the GPU host'}, written by comfyume-ops ${input.toolVersion}`)}`,
+        `# ${shell_shellQuote(`Host key ${input.hostFingerprint}; Tailscale IP ${input.facts.tailscaleIp || 'unknown'}`)}`,
+        `BACKUP_ID=${shell_shellQuote(input.backupId)}`,
+        `BUCKET=${shell_shellQuote(input.bucket)}`,
+        `MANIFEST_KEY=${shell_shellQuote(input.manifestKey)}`,
+        `SIGNATURE_NAMESPACE=${shell_shellQuote(SIGNATURE_NAMESPACE)}`,
+        `SIGNER_PRINCIPAL=${shell_shellQuote(SIGNER_PRINCIPAL)}`,
+        `R2_ENDPOINT=\${R2_ENDPOINT:-${shell_shellQuote(input.endpoint)}}`,
+        `ITEMS=(${input.items.map((i) => shell_shellQuote(i.id)).join(' ')})`,
+        itemTables(input.items),
+    ].join('\n');
+}
+/** One associative array per field, by item id. */
+function itemTables(items) {
+    // Each item's steps as one quoted string, run by bash -c only on a live restore.
+    const afterRestore = items
+        .filter((i) => i.afterRestore.length > 0)
+        .map((i) => `[${shell_shellQuote(i.id)}]=${shell_shellQuote(i.afterRestore.join('\n'))}`)
+        .join(' ');
+    return [
+        assoc('KEY', items.map((i) => [i.id, i.key])),
+        assoc('SHA256', items.map((i) => [i.id, i.sha256])),
+        assoc('COMPRESSION', items.map((i) => [i.id, i.compression])),
+        assoc('RESTORE_TO', items.map((i) => [i.id, i.restoreTo])),
+        '# shellcheck disable=SC2016 # descriptions are literal text',
+        assoc('DESCRIPTION', items.map((i) => [i.id, i.description])),
+        `declare -A AFTER_RESTORE=(${afterRestore})`,
+    ].join('\n');
 }
 
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
@@ -73097,7 +73143,8 @@ async function runRestoreDrill(opts) {
     const now = opts.now ?? (() => new Date());
     const store = BackupStore.open(opts, logger);
     const where = `s3://${opts.bucket}/${opts.prefix}`;
-    const { manifest, text, signature } = await readManifest(store, opts, where);
+    const signed = await readManifest(store, opts, where);
+    const { manifest } = signed;
     checkProves(manifest, opts.config, now());
     const items = selectItems(manifest, opts.only);
     checkIdentities(manifest, opts.identities);
@@ -73107,53 +73154,11 @@ async function runRestoreDrill(opts) {
     let failed = true;
     try {
         await (0,promises_.chmod)(work, 0o700);
-        const step = { timeoutMs: opts.stepTimeoutMs ?? 30 * 60_000, signal: opts.signal };
-        const timing = { download: 0, restore: 0, check: 0 };
-        const timed = async (what, fn) => {
-            const started = Date.now();
-            try {
-                return await fn();
-            }
-            finally {
-                timing[what] += (Date.now() - started) / 1000;
-            }
-        };
-        const stored = external_node_path_default().join(work, 'RESTORE.sh.stored');
-        let downloadedBytes = await timed('download', () => download(store, manifest.restoreScript, 'RESTORE.sh', stored, logger));
-        checkRestoreScript(await (0,promises_.readFile)(stored, 'utf8'), manifest, opts);
-        const script = external_node_path_default().join(work, 'RESTORE.sh');
-        await (0,promises_.rename)(stored, script);
-        await (0,promises_.chmod)(script, 0o700);
-        const identityFile = external_node_path_default().join(work, 'identity.txt');
-        await (0,promises_.writeFile)(identityFile, `${opts.identities.map((i) => i.identity).join('\n')}\n`, {
-            mode: 0o600,
-        });
-        const signersFile = external_node_path_default().join(work, 'backup-signers');
-        await (0,promises_.writeFile)(signersFile, opts.signersText, { mode: 0o600 });
-        const keys = backupKeys(opts.prefix, manifest.backupId);
+        const drill = new DrillWork(work, store, opts);
+        const files = await drill.prepare(manifest);
         const results = [];
-        for (const item of items) {
-            // One item at a time, each into a root of its own: items overlap (the project lies inside
-            // the home directory, which excludes it), and disk use stays at one item.
-            const archives = external_node_path_default().join(work, 'archives');
-            const root = external_node_path_default().join(work, 'root');
-            await (0,promises_.mkdir)(archives);
-            await (0,promises_.mkdir)(root);
-            // RESTORE.sh checks the signature itself, from the same directory as the archives.
-            await (0,promises_.writeFile)(external_node_path_default().join(archives, external_node_path_default().posix.basename(keys.manifest)), text);
-            await (0,promises_.writeFile)(external_node_path_default().join(archives, external_node_path_default().posix.basename(keys.signature)), signature);
-            const archive = external_node_path_default().join(archives, external_node_path_default().posix.basename(item.key));
-            downloadedBytes += await timed('download', () => download(store, item, item.id, archive, logger));
-            await timed('restore', () => restoreItem(script, { identityFile, signersFile, archives, root }, item, logger, step));
-            const compared = await timed('check', () => compareItem(identityFile, archive, external_node_path_default().join(root, item.restoreTo), item, step));
-            logger.info(`${item.id}: ${compared.members} member(s) restored, equal to the archive` +
-                (compared.ownershipIgnored
-                    ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
-                    : ''));
-            results.push({ id: item.id, storedBytes: item.storedBytes, ...compared });
-            await removeTree(archives);
-            await removeTree(root);
-        }
+        for (const item of items)
+            results.push(await drill.item(files, signed, item));
         failed = false;
         return {
             backupId: manifest.backupId,
@@ -73161,10 +73166,10 @@ async function runRestoreDrill(opts) {
             ageHours: ageMs / 3.6e6,
             stale: opts.maxAgeMs !== undefined && ageMs > opts.maxAgeMs,
             items: results,
-            downloadedBytes,
-            downloadSeconds: timing.download,
-            restoreSeconds: timing.restore,
-            checkSeconds: timing.check,
+            downloadedBytes: drill.downloadedBytes,
+            downloadSeconds: drill.timing.download,
+            restoreSeconds: drill.timing.restore,
+            checkSeconds: drill.timing.check,
         };
     }
     finally {
@@ -73234,14 +73239,90 @@ function checkIdentities(manifest, identities) {
         throw new errors_InputError('age-identity', `<keys of ${identities.map((i) => i.recipient).join(', ')}>`, `the secret key of one of backup ${manifest.backupId}'s recipients: ${recipients.join(', ')}`);
     }
 }
-/** Downloads an object into `file` and checks its sha256 against the manifest. */
-async function download(store, object, what, file, logger) {
-    const got = await store.sha256Of(object.key, file);
-    if (got.sha256 !== object.sha256) {
-        throw new errors_OpsError(`${what} (${object.key}) does not match the manifest: sha256 ${got.sha256}, recorded ${object.sha256}`);
+/**
+ * The drill's steps in its work directory: what they share (the store, the log, the limits of
+ * each child process) and what they add up (bytes downloaded, seconds per kind of step).
+ */
+class DrillWork {
+    dir;
+    store;
+    opts;
+    timing = { download: 0, restore: 0, check: 0 };
+    downloadedBytes = 0;
+    step;
+    constructor(dir, store, opts) {
+        this.dir = dir;
+        this.store = store;
+        this.opts = opts;
+        this.step = { timeoutMs: opts.stepTimeoutMs ?? 30 * 60_000, signal: opts.signal };
     }
-    logger.info(`${what}: ${got.bytes} bytes, sha256 matches the manifest`);
-    return got.bytes;
+    /** RESTORE.sh, once it is the script this tool generates, and the identity and signers files. */
+    async prepare(manifest) {
+        const stored = external_node_path_default().join(this.dir, 'RESTORE.sh.stored');
+        await this.download(manifest.restoreScript, 'RESTORE.sh', stored);
+        checkRestoreScript(await (0,promises_.readFile)(stored, 'utf8'), manifest, this.opts);
+        const script = external_node_path_default().join(this.dir, 'RESTORE.sh');
+        await (0,promises_.rename)(stored, script);
+        await (0,promises_.chmod)(script, 0o700);
+        const identityFile = external_node_path_default().join(this.dir, 'identity.txt');
+        await (0,promises_.writeFile)(identityFile, `${this.opts.identities.map((i) => i.identity).join('\n')}\n`, {
+            mode: 0o600,
+        });
+        const signersFile = external_node_path_default().join(this.dir, 'backup-signers');
+        await (0,promises_.writeFile)(signersFile, this.opts.signersText, { mode: 0o600 });
+        return { script, identityFile, signersFile };
+    }
+    /** One item: downloaded, restored with RESTORE.sh, compared with its archive, removed. */
+    async item(files, signed, item) {
+        const { logger } = this.opts;
+        // One item at a time, each into a root of its own: items overlap (the project lies inside
+        // the home directory, which excludes it), and disk use stays at one item.
+        const archives = external_node_path_default().join(this.dir, 'archives');
+        const root = external_node_path_default().join(this.dir, 'root');
+        await (0,promises_.mkdir)(archives);
+        await (0,promises_.mkdir)(root);
+        // RESTORE.sh checks the signature itself, from the same directory as the archives.
+        const keys = backupKeys(this.opts.prefix, signed.manifest.backupId);
+        await (0,promises_.writeFile)(external_node_path_default().join(archives, external_node_path_default().posix.basename(keys.manifest)), signed.text);
+        await (0,promises_.writeFile)(external_node_path_default().join(archives, external_node_path_default().posix.basename(keys.signature)), signed.signature);
+        const archive = external_node_path_default().join(archives, external_node_path_default().posix.basename(item.key));
+        await this.download(item, item.id, archive);
+        await this.timed('restore', () => restoreItem({ ...files, archives, root }, item, logger, this.step));
+        const restored = {
+            identityFile: files.identityFile,
+            archive,
+            dir: external_node_path_default().join(root, item.restoreTo),
+        };
+        const compared = await this.timed('check', () => compareItem(restored, item, this.step));
+        logger.info(`${item.id}: ${compared.members} member(s) restored, equal to the archive` +
+            (compared.ownershipIgnored
+                ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
+                : ''));
+        await removeTree(archives);
+        await removeTree(root);
+        return { id: item.id, storedBytes: item.storedBytes, ...compared };
+    }
+    /** Downloads an object into `file` and checks its sha256 against the manifest. */
+    async download(object, what, file) {
+        const bytes = await this.timed('download', async () => {
+            const got = await this.store.sha256Of(object.key, file);
+            if (got.sha256 !== object.sha256) {
+                throw new errors_OpsError(`${what} (${object.key}) does not match the manifest: sha256 ${got.sha256}, recorded ${object.sha256}`);
+            }
+            this.opts.logger.info(`${what}: ${got.bytes} bytes, sha256 matches the manifest`);
+            return got.bytes;
+        });
+        this.downloadedBytes += bytes;
+    }
+    async timed(what, fn) {
+        const started = Date.now();
+        try {
+            return await fn();
+        }
+        finally {
+            this.timing[what] += (Date.now() - started) / 1000;
+        }
+    }
 }
 // RESTORE.sh names the endpoint it downloads from, and carries the after-restore steps of the
 // config at backup time; the drill passes --from and --skip-after-restore, so only those lines
@@ -73275,11 +73356,11 @@ function checkRestoreScript(stored, manifest, opts) {
         throw new errors_OpsError(`RESTORE.sh of backup ${manifest.backupId} is not the script this tool generates from its manifest (line ${n + 1} differs); ${version}. Not run.`);
     }
 }
-async function restoreItem(script, files, item, logger, step) {
+async function restoreItem(files, item, logger, step) {
     const out = [];
-    const args = ['--signers', files.signersFile, '--identity', files.identityFile];
+    const args = [files.script, '--signers', files.signersFile, '--identity', files.identityFile];
     args.push('--root', files.root, '--from', files.archives);
-    const done = await run('bash', [script, ...args, '--skip-after-restore', '--only', item.id], {
+    const done = await run('bash', [...args, '--skip-after-restore', '--only', item.id], {
         ...step,
         onStdout: (chunk) => out.push(chunk),
     });
@@ -73298,7 +73379,8 @@ const OWNERSHIP = /: (?:Uid|Gid) differs$/;
  * member, another type, size, mode, link target or different contents all count. Ownership can
  * only match when the restore ran as root; otherwise it is counted, not failed.
  */
-async function compareItem(identityFile, archive, dir, item, step) {
+async function compareItem(restored, item, step) {
+    const { identityFile, archive, dir } = restored;
     const decompress = COMPRESSORS[item.compression].decompress;
     const pipeline = `age -d -i "$1" -- "$2" | ${decompress} | tar --compare --verbose --numeric-owner --file=- --directory="$3"`;
     let listing = '';
