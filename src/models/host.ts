@@ -7,7 +7,7 @@ import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
-import { OpsError } from '../lib/errors.js';
+import { OpsError, errorMessage } from '../lib/errors.js';
 import { resolveInside } from '../lib/safe-path.js';
 import { shellQuote } from '../lib/shell.js';
 import type { SshConnection } from '../lib/ssh.js';
@@ -53,9 +53,7 @@ export class LocalModelHost implements ModelHost {
         entries = await readdir(path.join(this.dir, rel), { withFileTypes: true });
       } catch (err) {
         if (rel === '')
-          throw new OpsError(
-            `cannot read the models directory ${this.dir}: ${(err as Error).message}`,
-          );
+          throw new OpsError(`cannot read the models directory ${this.dir}: ${errorMessage(err)}`);
         throw err;
       }
       for (const e of entries) {

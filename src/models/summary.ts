@@ -31,9 +31,12 @@ export function syncTables(r: SyncReport): Table[] {
     ['Class B requests', String(r.requests.classB)],
     ['By operation', ops || 'none'],
     ['Request cost', formatUsd(r.requests.cost)],
-    ...(r.staleAborted > 0
-      ? ([['Stale uploads aborted', String(r.staleAborted)]] as [string, string][])
-      : []),
+    ...staleRow(r),
   ]);
   return [files, facts];
+}
+
+/** Shown only when a run aborted stale multipart uploads. */
+function staleRow(r: SyncReport): [string, string][] {
+  return r.staleAborted > 0 ? [['Stale uploads aborted', String(r.staleAborted)]] : [];
 }

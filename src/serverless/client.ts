@@ -3,6 +3,7 @@
 // and a create that never duplicates (after a timeout or 5xx, GET by name before retrying).
 // Each API call is ONE retry loop with a total deadline: the token requests, the 401 re-login and
 // the create's lookup run inside its attempts, never with retries of their own.
+import { z } from 'zod';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
@@ -17,6 +18,7 @@ import {
   type RetryOptions,
 } from '../lib/retry.js';
 import {
+  isJsonObject,
   normalizeContainerTypes,
   normalizeDeployment,
   normalizeReplicas,
@@ -57,19 +59,36 @@ export interface VerdaClientOptions {
 
 export const DEFAULT_API_DEADLINE_MS = 60_000;
 
+/** What a non-2xx answer said, as VerdaApiError keeps it. */
+export interface VerdaApiErrorFields {
+  status: number;
+  /** The documented body's `code`, or ''. */
+  code: string;
+  /** Its `message`, else the start of a non-JSON body, or ''. */
+  detail: string;
+  /** What was asked, `METHOD /path` without the query. */
+  request: string;
+  retryAfterMs?: number | undefined;
+}
+
 /** A non-2xx answer: status, the documented {code, message} and what was asked. */
 export class VerdaApiError extends OpsError {
-  constructor(
-    readonly status: number,
-    readonly code: string,
-    readonly detail: string,
-    readonly request: string,
-    readonly retryAfterMs?: number,
-  ) {
+  readonly status: number;
+  readonly code: string;
+  readonly detail: string;
+  readonly request: string;
+  readonly retryAfterMs: number | undefined;
+
+  constructor(f: VerdaApiErrorFields) {
     super(
-      `Verda API ${request} answered ${status}${code ? ` ${code}` : ''}${detail ? `: ${detail}` : ''}`,
+      `Verda API ${f.request} answered ${f.status}${f.code ? ` ${f.code}` : ''}${f.detail ? `: ${f.detail}` : ''}`,
     );
     this.name = 'VerdaApiError';
+    this.status = f.status;
+    this.code = f.code;
+    this.detail = f.detail;
+    this.request = f.request;
+    this.retryAfterMs = f.retryAfterMs;
   }
 }
 
@@ -108,7 +127,28 @@ interface Tokens {
   refreshAt: number;
 }
 
+/** One request as sent: method, path (with its query) and JSON body, if any. */
+interface Exchange {
+  method: string;
+  path: string;
+  body?: unknown;
+}
+
+/**
+ * The token endpoint's answer (verda-api.md §1): access_token is required; a refresh token or
+ * lifetime that is missing or not what the contract says is ignored (the lifetime is then 1 h).
+ */
+const tokenAnswer = z.looseObject({
+  access_token: z.string(),
+  refresh_token: z.string().optional().catch(undefined),
+  expires_in: z.number().positive().optional().catch(undefined),
+});
+
 const isWrite = (method: string) => method !== 'GET';
+
+/** `METHOD /path` without the query: how requests are named in logs, errors and writes. */
+const requestLabel = (method: string, path: string): string =>
+  `${method} ${path.replace(/\?.*$/, '')}`;
 
 export class VerdaClient {
   readonly writes: WriteRecord[] = [];
@@ -160,7 +200,10 @@ export class VerdaClient {
         }
       }
       try {
-        const res = await this.attempt('POST', '/container-deployments', spec, until);
+        const res = await this.attempt(
+          { method: 'POST', path: '/container-deployments', body: spec },
+          until,
+        );
         this.writes.push({
           request: label,
           status: res.status,
@@ -183,7 +226,7 @@ export class VerdaClient {
   private async lookup(name: string, until: number): Promise<LiveDeployment | undefined> {
     try {
       return normalizeDeployment(
-        (await this.attempt('GET', deploymentPath(name), undefined, until)).body,
+        (await this.attempt({ method: 'GET', path: deploymentPath(name) }, until)).body,
       );
     } catch (err) {
       if (err instanceof VerdaApiError && err.status === 404) return undefined;
@@ -242,8 +285,8 @@ export class VerdaClient {
 
   /** One API call with auth and retries (every call here is safe to repeat but a create). */
   async request(method: string, path: string, body?: unknown): Promise<ApiResponse> {
-    const label = `${method} ${path.replace(/\?.*$/, '')}`;
-    const res = await this.withRetry(label, (until) => this.attempt(method, path, body, until));
+    const label = requestLabel(method, path);
+    const res = await this.withRetry(label, (until) => this.attempt({ method, path, body }, until));
     if (isWrite(method))
       this.writes.push({ request: label, status: res.status, date: res.date, localAt: this.now() });
     return res;
@@ -278,18 +321,13 @@ export class VerdaClient {
    * One attempt: a token when needed, the request, and after a 401 one new token and the request
    * once more. Every HTTP exchange in it ends by `until` (real time, ms since the epoch).
    */
-  private async attempt(
-    method: string,
-    path: string,
-    body: unknown,
-    until: number,
-  ): Promise<ApiResponse> {
-    const label = `${method} ${path.replace(/\?.*$/, '')}`;
+  private async attempt(req: Exchange, until: number): Promise<ApiResponse> {
+    const label = requestLabel(req.method, req.path);
     let reauthenticated = false;
     for (;;) {
       const token = await this.accessToken(until);
       try {
-        return await this.send(method, path, body, { Authorization: `Bearer ${token}` }, until);
+        return await this.send(req, { Authorization: `Bearer ${token}` }, until);
       } catch (err) {
         if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
           this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
@@ -327,62 +365,44 @@ export class VerdaClient {
 
   /** One HTTP exchange, cut at `until` (and at requestTimeoutMs). */
   private async send(
-    method: string,
-    path: string,
-    body: unknown,
+    req: Exchange,
     headers: Record<string, string>,
     until: number,
   ): Promise<ApiResponse> {
-    const label = `${method} ${path.replace(/\?.*$/, '')}`;
     const timeoutMs = Math.max(
       1,
       Math.min(this.opts.requestTimeoutMs ?? 60_000, until - Date.now()),
     );
-    let res: Response;
-    let text: string;
+    const { res, text } = await this.exchange(req, headers, timeoutMs);
+    const parsed = parseBody(text);
+    const dateHeader = res.headers.get('date');
+    const date = dateHeader ? Date.parse(dateHeader) : NaN;
+    if (!Number.isNaN(date)) this.observeServerDate(date);
+    if (!res.ok) throw apiError(res, parsed, requestLabel(req.method, req.path));
+    return { status: res.status, body: parsed, date: Number.isNaN(date) ? undefined : date };
+  }
+
+  /** The request and its whole body; no answer at all is a VerdaNetworkError saying why. */
+  private async exchange(
+    req: Exchange,
+    headers: Record<string, string>,
+    timeoutMs: number,
+  ): Promise<{ res: Response; text: string }> {
     try {
-      res = await this.fetch(`${this.base}${path}`, {
-        method,
+      const res = await this.fetch(`${this.base}${req.path}`, {
+        method: req.method,
         headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
-        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
         signal: AbortSignal.timeout(timeoutMs),
       });
-      text = await res.text();
+      return { res, text: await res.text() };
     } catch (err) {
       const cause = networkFailureReason(err);
       const reason =
         cause === 'timed out' ? `timed out (no answer within ${formatDuration(timeoutMs)})` : cause;
-      throw new VerdaNetworkError(label, `${this.base}${path.replace(/\?.*$/, '')}`, reason, err);
+      const url = `${this.base}${req.path.replace(/\?.*$/, '')}`;
+      throw new VerdaNetworkError(requestLabel(req.method, req.path), url, reason, err);
     }
-    let parsed: unknown = text === '' ? undefined : text;
-    try {
-      if (text !== '') parsed = JSON.parse(text) as unknown;
-    } catch {
-      // Non-JSON bodies (gateway pages) are kept as text.
-    }
-    const dateHeader = res.headers.get('date');
-    const date = dateHeader ? Date.parse(dateHeader) : NaN;
-    if (!Number.isNaN(date)) this.observeServerDate(date);
-    if (!res.ok) {
-      const err =
-        parsed && typeof parsed === 'object'
-          ? (parsed as { code?: unknown; message?: unknown })
-          : {};
-      const detail =
-        typeof err.message === 'string'
-          ? err.message
-          : typeof parsed === 'string'
-            ? parsed.slice(0, 200)
-            : '';
-      throw new VerdaApiError(
-        res.status,
-        typeof err.code === 'string' ? err.code : '',
-        detail,
-        label,
-        parseRetryAfter(res.headers.get('retry-after')),
-      );
-    }
-    return { status: res.status, body: parsed, date: Number.isNaN(date) ? undefined : date };
   }
 
   observeServerDate(date: number): void {
@@ -392,12 +412,15 @@ export class VerdaClient {
   // ---- OAuth -------------------------------------------------------------------------------
 
   private async accessToken(until: number): Promise<string> {
-    if (!this.tokens || this.now() >= this.tokens.refreshAt) await this.renewToken(until);
-    return (this.tokens as Tokens).access;
+    const tokens =
+      this.tokens && this.now() < this.tokens.refreshAt
+        ? this.tokens
+        : await this.renewToken(until);
+    return tokens.access;
   }
 
   /** Refresh with the refresh token when there is one; on 400/401 redo client credentials. */
-  private async renewToken(until: number): Promise<void> {
+  private async renewToken(until: number): Promise<Tokens> {
     const refresh = this.tokens?.refresh;
     this.tokens = undefined;
     if (refresh) {
@@ -406,7 +429,7 @@ export class VerdaClient {
           { grant_type: 'refresh_token', refresh_token: refresh },
           until,
         );
-        return;
+        return this.tokens;
       } catch (err) {
         if (!(err instanceof VerdaApiError && (err.status === 400 || err.status === 401)))
           throw err;
@@ -421,11 +444,13 @@ export class VerdaClient {
       },
       until,
     );
+    return this.tokens;
   }
 
   /** One token request, no retry of its own: the API call's attempt is what is retried. */
   private async tokenRequest(body: Record<string, string>, until: number): Promise<Tokens> {
-    const res = await this.send('POST', '/oauth2/token', body, {}, until).catch((err: unknown) => {
+    const token: Exchange = { method: 'POST', path: '/oauth2/token', body };
+    const res = await this.send(token, {}, until).catch((err: unknown) => {
       if (
         err instanceof VerdaApiError &&
         err.status === 401 &&
@@ -438,23 +463,18 @@ export class VerdaClient {
       }
       throw err;
     });
-    const t = (res.body ?? {}) as {
-      access_token?: unknown;
-      refresh_token?: unknown;
-      expires_in?: unknown;
-    };
-    if (typeof t.access_token !== 'string')
-      throw new OpsError('Verda token response has no access_token');
+    const answer = tokenAnswer.safeParse(res.body);
+    if (!answer.success) throw new OpsError('Verda token response has no access_token');
+    const t = answer.data;
     // Masked before anything else can see them: these are credentials as good as the secret.
     this.opts.onSecret?.(t.access_token);
-    if (typeof t.refresh_token === 'string') this.opts.onSecret?.(t.refresh_token);
-    const ttlMs =
-      (typeof t.expires_in === 'number' && t.expires_in > 0 ? t.expires_in : 3600) * 1000;
+    if (t.refresh_token !== undefined) this.opts.onSecret?.(t.refresh_token);
+    const ttlMs = (t.expires_in ?? 3600) * 1000;
     // Refresh early: GO uses 30 s; short-lived tokens refresh at 90 % of their life.
     const margin = Math.min(30_000, ttlMs / 10);
     return {
       access: t.access_token,
-      refresh: typeof t.refresh_token === 'string' ? t.refresh_token : undefined,
+      refresh: t.refresh_token,
       refreshAt: this.now() + ttlMs - margin,
     };
   }
@@ -476,3 +496,32 @@ export function isRetryableFault(err: unknown): boolean {
 /** The real time an attempt must end by (no deadline and no timeout: never). */
 const attemptEnd = (budget: AttemptBudget): number =>
   budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs;
+
+/** JSON when it parses; a non-JSON body (a gateway's page) is kept as text, an empty one is none. */
+function parseBody(text: string): unknown {
+  if (text === '') return undefined;
+  try {
+    const parsed: unknown = JSON.parse(text);
+    return parsed;
+  } catch {
+    return text;
+  }
+}
+
+/** A non-2xx answer: the documented {code, message} when the body has them, else its text. */
+function apiError(res: Response, parsed: unknown, request: string): VerdaApiError {
+  const fields = isJsonObject(parsed) ? parsed : {};
+  const detail =
+    typeof fields.message === 'string'
+      ? fields.message
+      : typeof parsed === 'string'
+        ? parsed.slice(0, 200)
+        : '';
+  return new VerdaApiError({
+    status: res.status,
+    code: typeof fields.code === 'string' ? fields.code : '',
+    detail,
+    request,
+    retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
+  });
+}

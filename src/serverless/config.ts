@@ -33,7 +33,8 @@ const volume = z.discriminatedUnion('type', [
     type: z.literal('secret'),
     mount_path: z.string().startsWith('/'),
     secret_name: z.string().min(1),
-    file_names: z.array(z.string()).optional(),
+    // Absent, never undefined: the mount is then exactly a VolumeMount (verda-types.ts).
+    file_names: z.array(z.string()).exactOptional(),
   }),
 ]);
 

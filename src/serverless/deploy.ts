@@ -140,30 +140,52 @@ async function applyLike(c: Ctx): Promise<DeployResult> {
   const cost = await costFor(c, d);
   const liveStatus = live ? await client.getStatus(d.name) : 'absent';
   logPlan(logger, plan, liveStatus);
-  if (c.command === 'plan') {
-    if (c.maxHourlyCost !== undefined && cost.hourlyMax > c.maxHourlyCost) {
-      logger.warn(
-        `at max replicas this costs $${cost.hourlyMax.toFixed(2)}/h, above ${c.costLimitName ?? 'max-hourly-cost'} $${c.maxHourlyCost}/h: apply would refuse it`,
-      );
-    }
-    return result(c, {
-      status: liveStatus,
-      plan,
-      cost,
-      image,
-      endpointUrl: live?.deployment.endpoint_base_url ?? '',
-    });
-  }
+  const liveUrl = live?.deployment.endpoint_base_url ?? '';
+  if (c.command === 'plan') return planOnly(c, { status: liveStatus, plan, cost, image }, liveUrl);
   checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
 
-  let endpointUrl = live?.deployment.endpoint_base_url ?? '';
+  const endpointUrl = await applyPlan(c, { plan, image, liveStatus, endpointUrl: liveUrl });
+  // apply leaves a paused deployment paused (start resumes it): nothing to wait for.
+  const stayedPaused = c.command === 'apply' && liveStatus === 'paused';
+  if (stayedPaused) logger.info(`${d.name} is paused: not waiting (start resumes it)`);
+  if (!c.wait || stayedPaused) {
+    return result(c, { status: await client.getStatus(d.name), plan, cost, image, endpointUrl });
+  }
+  return waitAfterApply(c, { plan, cost, image, endpointUrl });
+}
+
+/** What apply and start carry from the plan to the result. */
+interface Planned {
+  plan: Plan;
+  cost: CostEstimate;
+  image: string;
+}
+
+/** plan writes nothing: it only says whether apply would refuse the cost. */
+function planOnly(c: Ctx, p: Planned & { status: string }, endpointUrl: string): DeployResult {
+  if (c.maxHourlyCost !== undefined && p.cost.hourlyMax > c.maxHourlyCost) {
+    c.logger.warn(
+      `at max replicas this costs $${p.cost.hourlyMax.toFixed(2)}/h, above ${c.costLimitName ?? 'max-hourly-cost'} $${c.maxHourlyCost}/h: apply would refuse it`,
+    );
+  }
+  return result(c, { status: p.status, plan: p.plan, cost: p.cost, image: p.image, endpointUrl });
+}
+
+/** The writes of the plan (a resume first, for start); returns the endpoint URL to use. */
+async function applyPlan(
+  c: Ctx,
+  a: { plan: Plan; image: string; liveStatus: string; endpointUrl: string },
+): Promise<string> {
+  const { client, desired: d, logger } = c;
+  const { plan } = a;
+  let endpointUrl = a.endpointUrl;
   await logger.group(`Apply (${plan.action})`, async () => {
-    if (c.command === 'start' && liveStatus === 'paused') {
+    if (c.command === 'start' && a.liveStatus === 'paused') {
       logger.info(`${d.name} is paused: resuming`);
       await client.action(d.name, 'resume');
     }
     if (plan.action === 'create') {
-      endpointUrl = (await client.createDeployment(desiredSpec(d, image))).endpoint_base_url;
+      endpointUrl = (await client.createDeployment(desiredSpec(d, a.image))).endpoint_base_url;
     }
     if (plan.deploymentPatch)
       endpointUrl =
@@ -172,13 +194,12 @@ async function applyLike(c: Ctx): Promise<DeployResult> {
     if (plan.scalingPatch) await client.patchScaling(d.name, plan.scalingPatch);
     if (client.writes.length === 0) logger.info('nothing differs: no write');
   });
+  return endpointUrl;
+}
 
-  // apply leaves a paused deployment paused (start resumes it): nothing to wait for.
-  const stayedPaused = c.command === 'apply' && liveStatus === 'paused';
-  if (stayedPaused) logger.info(`${d.name} is paused: not waiting (start resumes it)`);
-  if (!c.wait || stayedPaused) {
-    return result(c, { status: await client.getStatus(d.name), plan, cost, image, endpointUrl });
-  }
+/** Waits until healthy (apply) or until the endpoint answers (start), timing the cold start. */
+async function waitAfterApply(c: Ctx, p: Planned & { endpointUrl: string }): Promise<DeployResult> {
+  const { client, desired: d, logger } = c;
   const serverStartedAt = client.writes[0]?.date ?? client.lastServerDate;
   const waited = await logger.group(
     c.command === 'start' ? 'Wait until the endpoint answers' : 'Wait until healthy',
@@ -186,7 +207,7 @@ async function applyLike(c: Ctx): Promise<DeployResult> {
       waitUntilServing({
         client,
         name: d.name,
-        endpointUrl,
+        endpointUrl: p.endpointUrl,
         healthPath: d.healthPath,
         inferenceKey: c.inferenceKey,
         logger,
@@ -201,10 +222,10 @@ async function applyLike(c: Ctx): Promise<DeployResult> {
   );
   const out = result(c, {
     status: waited.status,
-    plan,
-    cost,
-    image,
-    endpointUrl,
+    plan: p.plan,
+    cost: p.cost,
+    image: p.image,
+    endpointUrl: p.endpointUrl,
     timeline: waited.timeline,
     replicas: await client.getReplicas(d.name),
   });

@@ -8,7 +8,6 @@ import {
   type DeploymentSpec,
   type EnvVar,
   type ScalingOptions,
-  type VolumeMount,
 } from './verda-types.js';
 
 export interface DeployOverrides {
@@ -42,7 +41,7 @@ export function resolveDesired(config: WorkshopConfig, o: DeployOverrides): Desi
   if (!preset)
     throw new InputError('preset', presetName, `one of ${Object.keys(config.presets).join(', ')}`);
   const gpu = o.gpu ?? preset.gpu;
-  if (!(knownComputeNames as readonly string[]).includes(gpu)) {
+  if (!knownComputeNames.some((known) => known === gpu)) {
     throw new InputError('gpu', gpu, `a Verda compute name: ${knownComputeNames.join(', ')}`);
   }
   const minReplicas = o.minReplicas ?? preset.min_replicas ?? config.scaling.min_replicas;
@@ -110,8 +109,8 @@ export function desiredSpec(d: DesiredState, image: string): DeploymentSpec {
     exposed_port: c.port,
     healthcheck: { enabled: true, port: c.port, path: c.health_path },
     env,
-    // zod's optional keys may hold undefined; JSON drops them on the wire.
-    volume_mounts: c.volumes.map((v) => ({ ...v }) as VolumeMount),
+    // A copy per deployment body: the config's mounts are never shared with a request.
+    volume_mounts: c.volumes.map((v) => ({ ...v })),
   };
   if (c.command) container.entrypoint_overrides = { enabled: true, cmd: c.command };
   return {

@@ -34,7 +34,7 @@ export function planDeployment(
     const found = diff(key, deployment[key], desired[key]);
     if (found.length > 0) {
       changes.push(...found);
-      (patch as Record<string, unknown>)[key] = desired[key];
+      Object.assign(patch, { [key]: desired[key] });
     }
   }
   const containerChanges = diff(

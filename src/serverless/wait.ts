@@ -68,51 +68,21 @@ export async function waitUntilServing(o: WaitOptions): Promise<WaitResult> {
   const sleep = o.sleep ?? realSleep;
   const deadline = now() + o.timeoutMs;
   const basePoll = o.pollMs ?? 5_000;
-  const timeline: TimelineEntry[] = [];
-  // Only changes are noted: a new status, or a new endpoint answer while the status holds.
-  let lastStatus: string | undefined;
-  let lastProbe: string | undefined;
-  const note = (event: string, detail?: string) => {
-    const entry: TimelineEntry = { atMs: now() - o.startedAt, event };
-    const serverNow = o.client.lastServerDate;
-    if (o.serverStartedAt !== undefined && serverNow !== undefined) {
-      entry.serverAtMs = serverNow - o.serverStartedAt;
-    }
-    if (detail !== undefined) entry.detail = detail;
-    timeline.push(entry);
-    o.logger.info(
-      `${formatDuration(entry.serverAtMs ?? entry.atMs)}: ${event}${detail ? ` (${detail})` : ''}`,
-    );
-  };
-  const noteStatus = (status: string) => {
-    if (status === lastStatus) return;
-    lastStatus = status;
-    lastProbe = undefined;
-    note(status);
-  };
-  const noteProbe = (probe: Probe) => {
-    const event = `endpoint ${probe.status}`;
-    if (event === lastProbe) return;
-    lastProbe = event;
-    note(event, probe.detail);
-  };
+  const seen = new Timeline(o, now);
+  const timeline = seen.entries;
   let poll = basePoll;
   let status = 'unknown';
-  const pause = async () => {
-    await sleep(Math.max(0, Math.min(poll, deadline - now())));
-    poll = Math.min(poll * 1.5, basePoll * 6);
-  };
 
   while (now() < deadline) {
     status = await o.client.getStatus(o.name);
-    noteStatus(status);
+    seen.status(status);
     if (failedStatuses.has(status))
       throw new OpsError(`${o.name} is ${status}; it will not become healthy`);
     if (servingStatuses.has(status)) {
       if (!o.endpoint) return { status, timeline };
       const probe = await probeEndpoint(o);
       if (probe.date !== undefined) o.client.observeServerDate(probe.date);
-      noteProbe(probe);
+      seen.probe(probe);
       if (probe.status === 200) {
         const result: WaitResult = {
           status,
@@ -128,8 +98,61 @@ export async function waitUntilServing(o: WaitOptions): Promise<WaitResult> {
         );
       }
     }
-    await pause();
+    await sleep(Math.max(0, Math.min(poll, deadline - now())));
+    poll = Math.min(poll * 1.5, basePoll * 6);
   }
+  throw await timedOut(o, status, timeline);
+}
+
+/**
+ * What one wait saw, logged as it comes. Only changes are noted: a new status, or a new
+ * endpoint answer while the status holds.
+ */
+class Timeline {
+  readonly entries: TimelineEntry[] = [];
+  private lastStatus: string | undefined;
+  private lastProbe: string | undefined;
+
+  constructor(
+    private readonly o: WaitOptions,
+    private readonly now: () => number,
+  ) {}
+
+  status(status: string): void {
+    if (status === this.lastStatus) return;
+    this.lastStatus = status;
+    this.lastProbe = undefined;
+    this.note(status);
+  }
+
+  probe(probe: Probe): void {
+    const event = `endpoint ${probe.status}`;
+    if (event === this.lastProbe) return;
+    this.lastProbe = event;
+    this.note(event, probe.detail);
+  }
+
+  private note(event: string, detail?: string): void {
+    const { o } = this;
+    const entry: TimelineEntry = { atMs: this.now() - o.startedAt, event };
+    const serverNow = o.client.lastServerDate;
+    if (o.serverStartedAt !== undefined && serverNow !== undefined) {
+      entry.serverAtMs = serverNow - o.serverStartedAt;
+    }
+    if (detail !== undefined) entry.detail = detail;
+    this.entries.push(entry);
+    o.logger.info(
+      `${formatDuration(entry.serverAtMs ?? entry.atMs)}: ${event}${detail ? ` (${detail})` : ''}`,
+    );
+  }
+}
+
+/** The error of a wait that ran out: the last status, the replicas and the whole timeline. */
+async function timedOut(
+  o: WaitOptions,
+  status: string,
+  timeline: TimelineEntry[],
+): Promise<WaitTimeoutError> {
   let replicas: Replica[] = [];
   try {
     replicas = await o.client.getReplicas(o.name);
@@ -142,7 +165,7 @@ export async function waitUntilServing(o: WaitOptions): Promise<WaitResult> {
   const replicaText = replicas.length
     ? replicas.map((r) => `${r.id} ${r.status}`).join(', ')
     : 'none';
-  throw new WaitTimeoutError(
+  return new WaitTimeoutError(
     `${o.name} did not ${o.endpoint ? 'serve' : 'become healthy'} within ${formatDuration(o.timeoutMs)}; last status ${status}; replicas: ${replicaText}\nstatus timeline:\n${lines.join('\n')}`,
     status,
     timeline,

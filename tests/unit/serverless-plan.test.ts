@@ -82,6 +82,28 @@ describe('planDeployment', () => {
     expect(plan).toEqual({ action: 'none', changes: [] });
   });
 
+  it('reads a field the API sends as null as absent, and refuses one outside the contract', () => {
+    const s = spec();
+    const answer = (edit: (c: Record<string, unknown>) => void) => {
+      const container: Record<string, unknown> = {
+        ...s.containers[0],
+        healthcheck: { ...s.containers[0]!.healthcheck, port: null },
+        entrypoint_overrides: null,
+      };
+      edit(container);
+      return { ...s, containers: [container], scaling: undefined };
+    };
+    const read = normalizeDeployment(answer(() => undefined));
+    expect(read.containers[0]?.healthcheck).not.toHaveProperty('port');
+    expect(() =>
+      normalizeDeployment(
+        answer((c) => {
+          c.env = [{ name: 'X', value_or_reference_to_secret: 'y', type: 'shell' }];
+        }),
+      ),
+    ).toThrow(/outside the API contract: containers\[0\]\.env\[0\]\.type: /);
+  });
+
   it('changes scaling through the scaling patch only', () => {
     const plan = planDeployment(spec({ maxReplicas: 16 }), liveOf(spec()));
     expect(plan.changes).toEqual([
