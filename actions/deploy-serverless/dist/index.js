@@ -28442,672 +28442,6 @@ function quote(value) {
     return JSON.stringify(shown);
 }
 
-;// CONCATENATED MODULE: ./src/lib/format.ts
-const units = (/* unused pure expression or super */ null && (['B', 'KiB', 'MiB', 'GiB', 'TiB']));
-function formatBytes(bytes) {
-    let value = bytes;
-    let unit = 0;
-    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
-        value /= 1024;
-        unit++;
-    }
-    return unit === 0
-        ? `${bytes} B`
-        : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
-}
-function formatDuration(ms) {
-    if (ms < 1000)
-        return `${Math.round(ms)} ms`;
-    const s = ms / 1000;
-    if (s < 60)
-        return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
-    const m = Math.floor(s / 60);
-    const rest = Math.round(s - m * 60);
-    if (m < 60)
-        return `${m} m ${rest} s`;
-    return `${Math.floor(m / 60)} h ${m % 60} m`;
-}
-function formatRate(bytes, ms) {
-    if (ms <= 0)
-        return '-';
-    return `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
-}
-function formatUsd(amount) {
-    return amount < 0.01 && amount > 0 ? `$${amount.toFixed(4)}` : `$${amount.toFixed(2)}`;
-}
-
-;// CONCATENATED MODULE: ./src/lib/retry.ts
-const retry_sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
-/** Exponential backoff with jitter, capped, honouring Retry-After. */
-function backoffDelay(attempt, opts = {}) {
-    const { baseDelayMs = 500, maxDelayMs = 30_000, jitter = 0.5, random = Math.random } = opts;
-    const exp = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
-    return Math.max(0, Math.round(exp * (1 - jitter + 2 * jitter * random())));
-}
-/**
- * Runs fn until it succeeds, the error is not retryable, attempts run out, or the next attempt
- * would start past the deadline; the last error is thrown as it was.
- */
-async function retry(fn, opts = {}) {
-    const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, deadlineMs, attemptTimeoutMs, sleep: wait = retry_sleep, now = Date.now, } = opts;
-    const deadline = deadlineMs === undefined ? Infinity : now() + deadlineMs;
-    for (let attempt = 1;; attempt++) {
-        const left = Math.max(0, deadline - now());
-        const timeoutMs = Math.min(left, attemptTimeoutMs ?? Infinity);
-        try {
-            return await fn(attempt, { timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : undefined });
-        }
-        catch (err) {
-            if (attempt >= attempts || !retryable(err, attempt))
-                throw err;
-            const requested = retryAfterMs?.(err);
-            const delayMs = Math.max(backoffDelay(attempt, opts), requested ?? 0);
-            // An attempt that would start at or past the deadline could only time out: stop here.
-            if (now() + delayMs >= deadline)
-                throw err;
-            onRetry?.({ err, attempt, delayMs });
-            await wait(delayMs);
-        }
-    }
-}
-/** Parses a Retry-After header (seconds or an HTTP date) into milliseconds from now. */
-function parseRetryAfter(value, now = Date.now()) {
-    if (!value)
-        return undefined;
-    const trimmed = value.trim();
-    if (/^\d+(\.\d+)?$/.test(trimmed))
-        return Math.round(Number(trimmed) * 1000);
-    const date = Date.parse(trimmed);
-    return Number.isNaN(date) ? undefined : Math.max(0, date - now);
-}
-/** HTTP statuses that are safe to retry for idempotent requests. */
-function isRetryableStatus(status) {
-    return status === 408 || status === 429 || status >= 500;
-}
-const transientCodes = new Set([
-    'ECONNRESET',
-    'ECONNREFUSED',
-    'EPIPE',
-    'ETIMEDOUT',
-    'EAI_AGAIN',
-    'UND_ERR_SOCKET',
-    'UND_ERR_CONNECT_TIMEOUT',
-    'UND_ERR_HEADERS_TIMEOUT',
-    'UND_ERR_BODY_TIMEOUT',
-]);
-const causeTexts = {
-    ECONNREFUSED: 'connection refused',
-    ECONNRESET: 'connection reset',
-    EPIPE: 'connection closed while sending',
-    ETIMEDOUT: 'connection timed out',
-    EHOSTUNREACH: 'host unreachable',
-    ENETUNREACH: 'network unreachable',
-    ENOTFOUND: 'DNS lookup failed: no such host',
-    EAI_AGAIN: 'DNS lookup failed (temporary resolver failure)',
-    EAI_FAIL: 'DNS lookup failed',
-    UND_ERR_SOCKET: 'connection closed by the server',
-    UND_ERR_CONNECT_TIMEOUT: 'timed out connecting',
-    UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for the answer',
-    UND_ERR_BODY_TIMEOUT: 'timed out reading the answer',
-};
-// OpenSSL and Node TLS codes: certificate problems and handshakes that are not TLS at all.
-const isTlsCode = (code) => /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/.test(code) ||
-    code === 'EPROTO';
-/** The error and each cause under it, outermost first. */
-function* causeChain(err) {
-    for (let e = err; e !== null && typeof e === 'object'; e = e.cause)
-        yield e;
-}
-/**
- * Why a request never got an answer, in words with the errno code, e.g. "connection refused
- * (ECONNREFUSED)" or "DNS lookup failed: no such host (ENOTFOUND)"; undefined when the error is
- * not a network failure. undici's `fetch failed` keeps the real error in `cause`.
- */
-function networkCause(err) {
-    for (const { code, name, message } of causeChain(err)) {
-        if (name === 'TimeoutError')
-            return 'timed out';
-        if (typeof code !== 'string')
-            continue;
-        const text = causeTexts[code];
-        if (text)
-            return `${text} (${code})`;
-        if (isTlsCode(code)) {
-            // Certificate errors read well ("self-signed certificate"); OpenSSL's record dumps do not.
-            const short = typeof message === 'string' && message.length <= 80 && message !== code;
-            return `TLS error${short ? `: ${message}` : ''} (${code})`;
-        }
-    }
-    return undefined;
-}
-/** networkCause, else the innermost cause's message ("fetch failed" says nothing by itself). */
-function networkFailureReason(err) {
-    const cause = networkCause(err);
-    if (cause)
-        return cause;
-    let innermost = err;
-    while (innermost instanceof Error && innermost.cause instanceof Error)
-        innermost = innermost.cause;
-    return innermost instanceof Error ? innermost.message : String(innermost);
-}
-/** A network-level failure (reset, refused, timeout) that a retry may cure. */
-function isTransientNetworkError(err) {
-    for (const { code, name } of causeChain(err)) {
-        if (typeof code === 'string' && transientCodes.has(code))
-            return true;
-        if (name === 'TimeoutError')
-            return true;
-    }
-    return false;
-}
-
-;// CONCATENATED MODULE: ./src/serverless/normalize.ts
-// Tolerant readers for Verda responses: every documented variant (verda-api.md) becomes one shape.
-// - container image: an object {image, last_updated_at} (GO, the API) or a plain string (PY)
-// - scaling: inside the deployment body (PY mocks) or absent (GO): then read /scaling
-// - replicas: {list: [...]} or a bare array; replica status free-form
-// - status: {status} or a bare string; unknown values kept as they are
-// - prices: numbers or strings; rows without a price skipped
-// - env-var lists: an array of {container_name, env} or one such object
-
-const isObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
-const arrayOf = (v) => (Array.isArray(v) ? v : []);
-function normalizeDeployment(raw) {
-    if (!isObject(raw) || typeof raw.name !== 'string') {
-        throw new OpsError(`Verda returned a deployment without a name: ${JSON.stringify(raw)?.slice(0, 200)}`);
-    }
-    const compute = isObject(raw.compute) ? raw.compute : {};
-    const registry = isObject(raw.container_registry_settings) ? raw.container_registry_settings : {};
-    const credentials = isObject(registry.credentials) && typeof registry.credentials.name === 'string'
-        ? { name: registry.credentials.name }
-        : null;
-    const live = {
-        name: raw.name,
-        is_spot: raw.is_spot === true,
-        compute: { name: String(compute.name ?? ''), size: Number(compute.size ?? 1) },
-        container_registry_settings: { is_private: registry.is_private === true, credentials },
-        containers: arrayOf(raw.containers).filter(isObject).map(normalizeContainer),
-        endpoint_base_url: typeof raw.endpoint_base_url === 'string' ? raw.endpoint_base_url : '',
-    };
-    if (typeof raw.created_at === 'string')
-        live.created_at = raw.created_at;
-    if (isObject(raw.scaling))
-        live.scaling = raw.scaling;
-    return live;
-}
-function normalizeContainer(c) {
-    const image = isObject(c.image) ? c.image.image : c.image;
-    const container = {
-        image: typeof image === 'string' ? image : '',
-        exposed_port: Number(c.exposed_port ?? 0),
-        env: arrayOf(c.env),
-        volume_mounts: arrayOf(c.volume_mounts),
-    };
-    if (typeof c.name === 'string')
-        container.name = c.name;
-    if (isObject(c.healthcheck))
-        container.healthcheck = c.healthcheck;
-    if (isObject(c.entrypoint_overrides)) {
-        container.entrypoint_overrides =
-            c.entrypoint_overrides;
-    }
-    return container;
-}
-function normalizeStatus(raw) {
-    if (typeof raw === 'string' && raw !== '')
-        return raw;
-    if (isObject(raw) && typeof raw.status === 'string')
-        return raw.status;
-    return 'unknown';
-}
-function normalizeReplicas(raw) {
-    const list = Array.isArray(raw) ? raw : isObject(raw) ? arrayOf(raw.list ?? raw.replicas) : [];
-    return list.filter(isObject).map((r) => {
-        const replica = { id: String(r.id ?? '?'), status: String(r.status ?? 'unknown') };
-        if (typeof r.started_at === 'string')
-            replica.started_at = r.started_at;
-        return replica;
-    });
-}
-function normalizeScaling(raw) {
-    if (!isObject(raw) || typeof raw.max_replica_count !== 'number') {
-        throw new OpsError(`Verda returned scaling options without max_replica_count: ${JSON.stringify(raw)?.slice(0, 200)}`);
-    }
-    return raw;
-}
-/** A price as a number: numbers and numeric strings; anything else is no price. */
-function parsePrice(v) {
-    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-    return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-function normalizeContainerTypes(raw) {
-    return arrayOf(raw)
-        .filter(isObject)
-        .map((row) => {
-        const gpus = isObject(row.gpu) ? Number(row.gpu.number_of_gpus ?? 0) : 0;
-        const cores = isObject(row.cpu) ? Number(row.cpu.number_of_cores ?? 0) : 0;
-        return {
-            model: String(row.model ?? ''),
-            size: gpus > 0 ? gpus : cores,
-            onDemand: parsePrice(row.serverless_price),
-            spot: parsePrice(row.serverless_spot_price),
-            currency: String(row.currency ?? 'usd'),
-        };
-    })
-        .filter((row) => row.model !== '');
-}
-
-;// CONCATENATED MODULE: ./src/serverless/client.ts
-// The Verda management API client: OAuth client credentials (refreshed before expiry, and once
-// more on a 401), retries with backoff on 408/429/5xx and network faults honouring Retry-After,
-// and a create that never duplicates (after a timeout or 5xx, GET by name before retrying).
-// Each API call is ONE retry loop with a total deadline: the token requests, the 401 re-login and
-// the create's lookup run inside its attempts, never with retries of their own.
-
-
-
-
-const DEFAULT_API_DEADLINE_MS = 60_000;
-/** A non-2xx answer: status, the documented {code, message} and what was asked. */
-class VerdaApiError extends OpsError {
-    status;
-    code;
-    detail;
-    request;
-    retryAfterMs;
-    constructor(status, code, detail, request, retryAfterMs) {
-        super(`Verda API ${request} answered ${status}${code ? ` ${code}` : ''}${detail ? `: ${detail}` : ''}`);
-        this.status = status;
-        this.code = code;
-        this.detail = detail;
-        this.request = request;
-        this.retryAfterMs = retryAfterMs;
-        this.name = 'VerdaApiError';
-    }
-}
-/** No answer at all: names the request, the URL and why (refused, DNS, TLS, timeout). */
-class VerdaNetworkError extends OpsError {
-    request;
-    url;
-    reason;
-    constructor(request, url, reason, cause) {
-        super(`Verda API ${request} got no answer from ${url}: ${reason}`, { cause });
-        this.request = request;
-        this.url = url;
-        this.reason = reason;
-        this.name = 'VerdaNetworkError';
-    }
-}
-const isWrite = (method) => method !== 'GET';
-class VerdaClient {
-    opts;
-    writes = [];
-    /** The API's clock at its latest answer (Date header), for timelines on the server's time. */
-    lastServerDate;
-    tokens;
-    base;
-    sleep;
-    now;
-    fetch;
-    constructor(opts) {
-        this.opts = opts;
-        this.base = opts.apiUrl.replace(/\/+$/, '');
-        this.fetch = opts.fetch ?? fetch;
-        this.sleep = opts.sleep ?? retry_sleep;
-        this.now = opts.now ?? Date.now;
-    }
-    // ---- deployments -------------------------------------------------------------------------
-    /** The deployment, or undefined when it does not exist (404). */
-    async getDeployment(name) {
-        try {
-            return normalizeDeployment((await this.request('GET', deploymentPath(name))).body);
-        }
-        catch (err) {
-            if (err instanceof VerdaApiError && err.status === 404)
-                return undefined;
-            throw err;
-        }
-    }
-    /**
-     * Creates a deployment exactly once. The API has no idempotency key, so after a timeout, a
-     * reset or a 5xx the next attempt first looks the deployment up by name (within the same
-     * attempt and deadline) and only sends the POST again when it does not exist.
-     */
-    async createDeployment(spec) {
-        const label = 'POST /container-deployments';
-        let failed;
-        return this.withRetry(label, async (until) => {
-            if (failed) {
-                this.opts.logger.info(`checking whether ${spec.name} exists before creating it again`);
-                const existing = await this.lookup(spec.name, until);
-                if (existing) {
-                    this.opts.logger.info(`${spec.name} was created despite the error; not creating it again`);
-                    this.writes.push({ request: label, ...failed });
-                    return existing;
-                }
-            }
-            try {
-                const res = await this.attempt('POST', '/container-deployments', spec, until);
-                this.writes.push({
-                    request: label,
-                    status: res.status,
-                    date: res.date,
-                    localAt: this.now(),
-                });
-                return normalizeDeployment(res.body);
-            }
-            catch (err) {
-                // The failed answer's Date: if the create took effect, that is when it was written.
-                if (isRetryableFault(err)) {
-                    const status = err instanceof VerdaApiError ? err.status : 0;
-                    failed = { status, date: this.lastServerDate, localAt: this.now() };
-                }
-                throw err;
-            }
-        });
-    }
-    /** One GET of the deployment inside an attempt: undefined on 404. */
-    async lookup(name, until) {
-        try {
-            return normalizeDeployment((await this.attempt('GET', deploymentPath(name), undefined, until)).body);
-        }
-        catch (err) {
-            if (err instanceof VerdaApiError && err.status === 404)
-                return undefined;
-            throw err;
-        }
-    }
-    async patchDeployment(name, patch) {
-        return normalizeDeployment((await this.request('PATCH', deploymentPath(name), patch)).body);
-    }
-    /** DELETE; the deletion is async (poll getDeployment until undefined). 404 counts as done. */
-    async deleteDeployment(name, timeoutMs = 60_000) {
-        try {
-            await this.request('DELETE', `${deploymentPath(name)}?timeout=${Math.min(300_000, Math.max(0, timeoutMs))}`);
-        }
-        catch (err) {
-            if (!(err instanceof VerdaApiError && err.status === 404))
-                throw err;
-        }
-    }
-    async getStatus(name) {
-        return normalizeStatus((await this.request('GET', `${deploymentPath(name)}/status`)).body);
-    }
-    async getReplicas(name) {
-        return normalizeReplicas((await this.request('GET', `${deploymentPath(name)}/replicas`)).body);
-    }
-    async getScaling(name) {
-        return normalizeScaling((await this.request('GET', `${deploymentPath(name)}/scaling`)).body);
-    }
-    async patchScaling(name, scaling) {
-        return normalizeScaling((await this.request('PATCH', `${deploymentPath(name)}/scaling`, scaling)).body);
-    }
-    async action(name, action) {
-        await this.request('POST', `${deploymentPath(name)}/${action}`);
-    }
-    async containerTypes(currency = 'usd') {
-        return normalizeContainerTypes((await this.request('GET', `/container-types?currency=${currency}`)).body);
-    }
-    // ---- transport ---------------------------------------------------------------------------
-    /** One API call with auth and retries (every call here is safe to repeat but a create). */
-    async request(method, path, body) {
-        const label = `${method} ${path.replace(/\?.*$/, '')}`;
-        const res = await this.withRetry(label, (until) => this.attempt(method, path, body, until));
-        if (isWrite(method))
-            this.writes.push({ request: label, status: res.status, date: res.date, localAt: this.now() });
-        return res;
-    }
-    /**
-     * The one retry loop of an API call. When it gives up on a fault a retry could have cured,
-     * the error says how many attempts it made in how long and under which deadline.
-     */
-    async withRetry(label, fn) {
-        const startedAt = this.now();
-        let attempts = 0;
-        try {
-            return await retry((attempt, budget) => {
-                attempts = attempt;
-                return fn(attemptEnd(budget));
-            }, this.retryOptions(label));
-        }
-        catch (err) {
-            if (err instanceof OpsError && isRetryableFault(err)) {
-                const deadline = formatDuration(this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS);
-                const asked = this.retryAfter(err);
-                err.message +=
-                    `; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ` +
-                        `${formatDuration(this.now() - startedAt)} (deadline ${deadline}` +
-                        `${asked === undefined ? '' : `; the API asked to wait ${formatDuration(asked)}`})`;
-            }
-            throw err;
-        }
-    }
-    /**
-     * One attempt: a token when needed, the request, and after a 401 one new token and the request
-     * once more. Every HTTP exchange in it ends by `until` (real time, ms since the epoch).
-     */
-    async attempt(method, path, body, until) {
-        const label = `${method} ${path.replace(/\?.*$/, '')}`;
-        let reauthenticated = false;
-        for (;;) {
-            const token = await this.accessToken(until);
-            try {
-                return await this.send(method, path, body, { Authorization: `Bearer ${token}` }, until);
-            }
-            catch (err) {
-                if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
-                    this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
-                    reauthenticated = true;
-                    await this.renewToken(until);
-                    continue;
-                }
-                throw err;
-            }
-        }
-    }
-    retryOptions(label) {
-        return {
-            attempts: this.opts.attempts ?? 6,
-            deadlineMs: this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS,
-            attemptTimeoutMs: this.opts.requestTimeoutMs ?? 60_000,
-            baseDelayMs: this.opts.baseDelayMs ?? 1000,
-            maxDelayMs: this.opts.maxDelayMs ?? 30_000,
-            sleep: this.sleep,
-            now: this.now,
-            retryable: isRetryableFault,
-            retryAfterMs: (err) => this.retryAfter(err),
-            onRetry: ({ err, attempt, delayMs }) => this.opts.logger.warn(`${label}: ${errorMessage(err)}; retry ${attempt} in ${Math.round(delayMs / 100) / 10} s`),
-        };
-    }
-    retryAfter(err) {
-        if (!(err instanceof VerdaApiError) || err.retryAfterMs === undefined)
-            return undefined;
-        return Math.min(err.retryAfterMs, this.opts.maxRetryAfterMs ?? 120_000);
-    }
-    /** One HTTP exchange, cut at `until` (and at requestTimeoutMs). */
-    async send(method, path, body, headers, until) {
-        const label = `${method} ${path.replace(/\?.*$/, '')}`;
-        const timeoutMs = Math.max(1, Math.min(this.opts.requestTimeoutMs ?? 60_000, until - Date.now()));
-        let res;
-        let text;
-        try {
-            res = await this.fetch(`${this.base}${path}`, {
-                method,
-                headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
-                ...(body === undefined ? {} : { body: JSON.stringify(body) }),
-                signal: AbortSignal.timeout(timeoutMs),
-            });
-            text = await res.text();
-        }
-        catch (err) {
-            const cause = networkFailureReason(err);
-            const reason = cause === 'timed out' ? `timed out (no answer within ${formatDuration(timeoutMs)})` : cause;
-            throw new VerdaNetworkError(label, `${this.base}${path.replace(/\?.*$/, '')}`, reason, err);
-        }
-        let parsed = text === '' ? undefined : text;
-        try {
-            if (text !== '')
-                parsed = JSON.parse(text);
-        }
-        catch {
-            // Non-JSON bodies (gateway pages) are kept as text.
-        }
-        const dateHeader = res.headers.get('date');
-        const date = dateHeader ? Date.parse(dateHeader) : NaN;
-        if (!Number.isNaN(date))
-            this.observeServerDate(date);
-        if (!res.ok) {
-            const err = parsed && typeof parsed === 'object'
-                ? parsed
-                : {};
-            const detail = typeof err.message === 'string'
-                ? err.message
-                : typeof parsed === 'string'
-                    ? parsed.slice(0, 200)
-                    : '';
-            throw new VerdaApiError(res.status, typeof err.code === 'string' ? err.code : '', detail, label, parseRetryAfter(res.headers.get('retry-after')));
-        }
-        return { status: res.status, body: parsed, date: Number.isNaN(date) ? undefined : date };
-    }
-    observeServerDate(date) {
-        if (this.lastServerDate === undefined || date > this.lastServerDate)
-            this.lastServerDate = date;
-    }
-    // ---- OAuth -------------------------------------------------------------------------------
-    async accessToken(until) {
-        if (!this.tokens || this.now() >= this.tokens.refreshAt)
-            await this.renewToken(until);
-        return this.tokens.access;
-    }
-    /** Refresh with the refresh token when there is one; on 400/401 redo client credentials. */
-    async renewToken(until) {
-        const refresh = this.tokens?.refresh;
-        this.tokens = undefined;
-        if (refresh) {
-            try {
-                this.tokens = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refresh }, until);
-                return;
-            }
-            catch (err) {
-                if (!(err instanceof VerdaApiError && (err.status === 400 || err.status === 401)))
-                    throw err;
-                this.opts.logger.debug('refresh token refused; using client credentials');
-            }
-        }
-        this.tokens = await this.tokenRequest({
-            grant_type: 'client_credentials',
-            client_id: this.opts.clientId,
-            client_secret: this.opts.clientSecret,
-        }, until);
-    }
-    /** One token request, no retry of its own: the API call's attempt is what is retried. */
-    async tokenRequest(body, until) {
-        const res = await this.send('POST', '/oauth2/token', body, {}, until).catch((err) => {
-            if (err instanceof VerdaApiError &&
-                err.status === 401 &&
-                body.grant_type === 'client_credentials') {
-                throw new OpsError('Verda refused the client credentials (401): check verda-client-id and verda-client-secret', { cause: err });
-            }
-            throw err;
-        });
-        const t = (res.body ?? {});
-        if (typeof t.access_token !== 'string')
-            throw new OpsError('Verda token response has no access_token');
-        // Masked before anything else can see them: these are credentials as good as the secret.
-        this.opts.onSecret?.(t.access_token);
-        if (typeof t.refresh_token === 'string')
-            this.opts.onSecret?.(t.refresh_token);
-        const ttlMs = (typeof t.expires_in === 'number' && t.expires_in > 0 ? t.expires_in : 3600) * 1000;
-        // Refresh early: GO uses 30 s; short-lived tokens refresh at 90 % of their life.
-        const margin = Math.min(30_000, ttlMs / 10);
-        return {
-            access: t.access_token,
-            refresh: typeof t.refresh_token === 'string' ? t.refresh_token : undefined,
-            refreshAt: this.now() + ttlMs - margin,
-        };
-    }
-}
-function deploymentPath(name) {
-    return `/container-deployments/${encodeURIComponent(name)}`;
-}
-/**
- * 408/429/5xx answers and network faults a retry may cure (refused, reset, timeout); a host that
- * does not resolve or a TLS failure is not retried.
- */
-function isRetryableFault(err) {
-    if (err instanceof VerdaApiError)
-        return isRetryableStatus(err.status);
-    return isTransientNetworkError(err);
-}
-/** The real time an attempt must end by (no deadline and no timeout: never). */
-const attemptEnd = (budget) => budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs;
-
-;// CONCATENATED MODULE: ./src/serverless/cost.ts
-// Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
-// max replicas, and a workshop estimate. Prices are read every time, never hardcoded.
-
-
-/** Price per replica-hour; a missing size row falls back to size 1 × count (prices scale so). */
-function pricePerReplicaHour(rows, gpu, count, spot) {
-    const pick = (row) => (spot ? row?.spot : row?.onDemand);
-    const exact = pick(rows.find((r) => r.model === gpu && r.size === count));
-    if (exact !== undefined)
-        return exact;
-    const one = pick(rows.find((r) => r.model === gpu && r.size === 1));
-    return one === undefined ? undefined : one * count;
-}
-function estimateCost(rows, d) {
-    const perReplicaHour = pricePerReplicaHour(rows, d.gpu, d.gpuCount, d.spot);
-    if (perReplicaHour === undefined) {
-        const models = [...new Set(rows.map((r) => r.model))].join(', ');
-        throw new OpsError(`Verda /container-types has no ${d.spot ? 'spot ' : ''}price for ${d.gpuCount}x ${d.gpu} (priced: ${models || 'none'})`);
-    }
-    const round = (n) => Math.round(n * 10_000) / 10_000;
-    return {
-        ...d,
-        currency: rows[0]?.currency ?? 'usd',
-        perReplicaHour,
-        hourlyMax: round(perReplicaHour * d.maxReplicas),
-        hourlyMin: round(perReplicaHour * d.minReplicas),
-        workshopMax: round(perReplicaHour * d.maxReplicas * d.workshopHours),
-    };
-}
-/** A plan refused for its cost: carries the estimate so the summary can show it. */
-class CostLimitError extends OpsError {
-    cost;
-    constructor(message, cost) {
-        super(message);
-        this.cost = cost;
-        this.name = 'CostLimitError';
-    }
-}
-/** Refuses a plan whose cost at max replicas exceeds the limit; called before any write. */
-function checkCostLimit(cost, maxHourlyCost, limitName = 'max-hourly-cost') {
-    if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost)
-        return;
-    throw new CostLimitError(`Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above ${limitName} ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`, cost);
-}
-function costTable(cost) {
-    const money = (n) => `${formatUsd(n)}${cost.currency === 'usd' ? '' : ` ${cost.currency.toUpperCase()}`}`;
-    return {
-        title: 'Cost',
-        headers: ['', 'per hour', `workshop (${cost.workshopHours} h)`],
-        rows: [
-            [
-                `1 replica (${cost.gpuCount}x ${cost.gpu}${cost.spot ? ', spot' : ''})`,
-                money(cost.perReplicaHour),
-                money(cost.perReplicaHour * cost.workshopHours),
-            ],
-            [
-                `min ${cost.minReplicas} replicas (idle)`,
-                money(cost.hourlyMin),
-                money(cost.hourlyMin * cost.workshopHours),
-            ],
-            [`max ${cost.maxReplicas} replicas`, money(cost.hourlyMax), money(cost.workshopMax)],
-        ],
-    };
-}
-
 ;// CONCATENATED MODULE: ./node_modules/zod/v4/core/util.js
 
 // functions
@@ -33543,9 +32877,9 @@ function handleCodecTxResult(left, value, nextSchema, ctx) {
     }
     return nextSchema._zod.run({ value, issues: left.issues }, ctx);
 }
-const $ZodPreprocess = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("$ZodPreprocess", (inst, def) => {
+const $ZodPreprocess = /*@__PURE__*/ $constructor("$ZodPreprocess", (inst, def) => {
     $ZodPipe.init(inst, def);
-})));
+});
 const $ZodReadonly = /*@__PURE__*/ $constructor("$ZodReadonly", (inst, def) => {
     $ZodType.init(inst, def);
     defineLazyInternal(inst, "propValues", (zod) => zod.def.innerType._zod.propValues);
@@ -38010,7 +37344,7 @@ function object(shape, params) {
     const def = {
         type: "object",
         shape: shape ?? {},
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     };
     return new ZodObject(def);
 }
@@ -38029,7 +37363,7 @@ function looseObject(shape, params) {
         type: "object",
         shape,
         catchall: unknown(),
-        ...util.normalizeParams(params),
+        ...normalizeParams(params),
     });
 }
 const ZodUnion = /*@__PURE__*/ $constructor("ZodUnion", (inst, def) => {
@@ -38498,10 +37832,10 @@ function invertCodec(codec) {
         reverseTransform: def.transform,
     });
 }
-const ZodPreprocess = /*@__PURE__*/ (/* unused pure expression or super */ null && (core.$constructor("ZodPreprocess", (inst, def) => {
+const ZodPreprocess = /*@__PURE__*/ $constructor("ZodPreprocess", (inst, def) => {
     ZodPipe.init(inst, def);
-    core.$ZodPreprocess.init(inst, def);
-})));
+    $ZodPreprocess.init(inst, def);
+});
 const ZodReadonly = /*@__PURE__*/ $constructor("ZodReadonly", (inst, def) => {
     $ZodReadonly.init(inst, def);
     ZodType.init(inst, def);
@@ -38643,6 +37977,165 @@ function preprocess(fn, schema) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/lib/format.ts
+const units = (/* unused pure expression or super */ null && (['B', 'KiB', 'MiB', 'GiB', 'TiB']));
+function formatBytes(bytes) {
+    let value = bytes;
+    let unit = 0;
+    while (Math.abs(value) >= 1024 && unit < units.length - 1) {
+        value /= 1024;
+        unit++;
+    }
+    return unit === 0
+        ? `${bytes} B`
+        : `${value.toFixed(value >= 100 ? 0 : value >= 10 ? 1 : 2)} ${units[unit]}`;
+}
+function formatDuration(ms) {
+    if (ms < 1000)
+        return `${Math.round(ms)} ms`;
+    const s = ms / 1000;
+    if (s < 60)
+        return `${s.toFixed(s >= 10 ? 0 : 1)} s`;
+    const m = Math.floor(s / 60);
+    const rest = Math.round(s - m * 60);
+    if (m < 60)
+        return `${m} m ${rest} s`;
+    return `${Math.floor(m / 60)} h ${m % 60} m`;
+}
+function formatRate(bytes, ms) {
+    if (ms <= 0)
+        return '-';
+    return `${(bytes / 2 ** 20 / (ms / 1000)).toFixed(1)} MiB/s`;
+}
+function formatUsd(amount) {
+    return amount < 0.01 && amount > 0 ? `$${amount.toFixed(4)}` : `$${amount.toFixed(2)}`;
+}
+
+;// CONCATENATED MODULE: ./src/lib/retry.ts
+const retry_sleep = (ms) => new Promise((resolve) => setTimeout(resolve, ms));
+/** Exponential backoff with jitter, capped, honouring Retry-After. */
+function backoffDelay(attempt, opts = {}) {
+    const { baseDelayMs = 500, maxDelayMs = 30_000, jitter = 0.5, random = Math.random } = opts;
+    const exp = Math.min(maxDelayMs, baseDelayMs * 2 ** (attempt - 1));
+    return Math.max(0, Math.round(exp * (1 - jitter + 2 * jitter * random())));
+}
+/**
+ * Runs fn until it succeeds, the error is not retryable, attempts run out, or the next attempt
+ * would start past the deadline; the last error is thrown as it was.
+ */
+async function retry(fn, opts = {}) {
+    const { attempts = 5, retryable = () => false, retryAfterMs, onRetry, deadlineMs, attemptTimeoutMs, sleep: wait = retry_sleep, now = Date.now, } = opts;
+    const deadline = deadlineMs === undefined ? Infinity : now() + deadlineMs;
+    for (let attempt = 1;; attempt++) {
+        const left = Math.max(0, deadline - now());
+        const timeoutMs = Math.min(left, attemptTimeoutMs ?? Infinity);
+        try {
+            return await fn(attempt, { timeoutMs: Number.isFinite(timeoutMs) ? timeoutMs : undefined });
+        }
+        catch (err) {
+            if (attempt >= attempts || !retryable(err, attempt))
+                throw err;
+            const requested = retryAfterMs?.(err);
+            const delayMs = Math.max(backoffDelay(attempt, opts), requested ?? 0);
+            // An attempt that would start at or past the deadline could only time out: stop here.
+            if (now() + delayMs >= deadline)
+                throw err;
+            onRetry?.({ err, attempt, delayMs });
+            await wait(delayMs);
+        }
+    }
+}
+/** Parses a Retry-After header (seconds or an HTTP date) into milliseconds from now. */
+function parseRetryAfter(value, now = Date.now()) {
+    if (!value)
+        return undefined;
+    const trimmed = value.trim();
+    if (/^\d+(\.\d+)?$/.test(trimmed))
+        return Math.round(Number(trimmed) * 1000);
+    const date = Date.parse(trimmed);
+    return Number.isNaN(date) ? undefined : Math.max(0, date - now);
+}
+/** HTTP statuses that are safe to retry for idempotent requests. */
+function isRetryableStatus(status) {
+    return status === 408 || status === 429 || status >= 500;
+}
+const transientCodes = new Set([
+    'ECONNRESET',
+    'ECONNREFUSED',
+    'EPIPE',
+    'ETIMEDOUT',
+    'EAI_AGAIN',
+    'UND_ERR_SOCKET',
+    'UND_ERR_CONNECT_TIMEOUT',
+    'UND_ERR_HEADERS_TIMEOUT',
+    'UND_ERR_BODY_TIMEOUT',
+]);
+const causeTexts = {
+    ECONNREFUSED: 'connection refused',
+    ECONNRESET: 'connection reset',
+    EPIPE: 'connection closed while sending',
+    ETIMEDOUT: 'connection timed out',
+    EHOSTUNREACH: 'host unreachable',
+    ENETUNREACH: 'network unreachable',
+    ENOTFOUND: 'DNS lookup failed: no such host',
+    EAI_AGAIN: 'DNS lookup failed (temporary resolver failure)',
+    EAI_FAIL: 'DNS lookup failed',
+    UND_ERR_SOCKET: 'connection closed by the server',
+    UND_ERR_CONNECT_TIMEOUT: 'timed out connecting',
+    UND_ERR_HEADERS_TIMEOUT: 'timed out waiting for the answer',
+    UND_ERR_BODY_TIMEOUT: 'timed out reading the answer',
+};
+// OpenSSL and Node TLS codes: certificate problems and handshakes that are not TLS at all.
+const isTlsCode = (code) => /^(ERR_TLS_|ERR_SSL_|CERT_|UNABLE_TO_|DEPTH_ZERO_|SELF_SIGNED_|HOSTNAME_MISMATCH)/.test(code) ||
+    code === 'EPROTO';
+/** The error and each cause under it, outermost first. */
+function* causeChain(err) {
+    for (let e = err; e !== null && typeof e === 'object'; e = e.cause)
+        yield e;
+}
+/**
+ * Why a request never got an answer, in words with the errno code, e.g. "connection refused
+ * (ECONNREFUSED)" or "DNS lookup failed: no such host (ENOTFOUND)"; undefined when the error is
+ * not a network failure. undici's `fetch failed` keeps the real error in `cause`.
+ */
+function networkCause(err) {
+    for (const { code, name, message } of causeChain(err)) {
+        if (name === 'TimeoutError')
+            return 'timed out';
+        if (typeof code !== 'string')
+            continue;
+        const text = causeTexts[code];
+        if (text)
+            return `${text} (${code})`;
+        if (isTlsCode(code)) {
+            // Certificate errors read well ("self-signed certificate"); OpenSSL's record dumps do not.
+            const short = typeof message === 'string' && message.length <= 80 && message !== code;
+            return `TLS error${short ? `: ${message}` : ''} (${code})`;
+        }
+    }
+    return undefined;
+}
+/** networkCause, else the innermost cause's message ("fetch failed" says nothing by itself). */
+function networkFailureReason(err) {
+    const cause = networkCause(err);
+    if (cause)
+        return cause;
+    let innermost = err;
+    while (innermost instanceof Error && innermost.cause instanceof Error)
+        innermost = innermost.cause;
+    return innermost instanceof Error ? innermost.message : String(innermost);
+}
+/** A network-level failure (reset, refused, timeout) that a retry may cure. */
+function isTransientNetworkError(err) {
+    for (const { code, name } of causeChain(err)) {
+        if (typeof code === 'string' && transientCodes.has(code))
+            return true;
+        if (name === 'TimeoutError')
+            return true;
+    }
+    return false;
+}
+
 ;// CONCATENATED MODULE: ./src/lib/schema.ts
 
 function issuePath(path) {
@@ -38666,6 +38159,634 @@ function parseWithSchema(schema, data, file) {
     if (result.success)
         return result.data;
     throw new ConfigError(file, schemaProblems(result.error));
+}
+
+;// CONCATENATED MODULE: ./src/serverless/normalize.ts
+// Tolerant readers for Verda responses: every documented variant (verda-api.md) becomes one shape.
+// - container image: an object {image, last_updated_at} (GO, the API) or a plain string (PY)
+// - scaling: inside the deployment body (PY mocks) or absent (GO): then read /scaling
+// - replicas: {list: [...]} or a bare array; replica status free-form
+// - status: {status} or a bare string; unknown values kept as they are
+// - prices: numbers or strings; rows without a price skipped
+// - env-var lists: an array of {container_name, env} or one such object
+// The answers are untrusted: what the client passes on as typed values (scaling, env vars,
+// volume mounts, health check, entrypoint) is checked by a schema, and an answer that does not
+// fit fails naming each problem. Keys the contract does not name are kept as the API sent them:
+// the planner decides which of them count as differences.
+
+
+
+/** A JSON object (not null, not an array): the one guard every reader of an answer uses. */
+const isJsonObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+const arrayOf = (v) => (Array.isArray(v) ? v : []);
+// ---- schemas of the typed parts (verda-api.md §2.1, §3) ----------------------------------
+/** Not a list (absent, null, anything else): an empty one, as the API's omitted lists mean. */
+const listOf = (item) => preprocess((v) => arrayOf(v), array(item));
+/** Not an object (absent, null, anything else): absent; an object must fit the schema. */
+const objectOrAbsent = (schema) => preprocess((v) => (isJsonObject(v) ? v : undefined), schema.optional());
+const delay = looseObject({ delay_seconds: schemas_number() });
+const utilization = looseObject({ enabled: schemas_boolean(), threshold: schemas_number().exactOptional() });
+const scalingSchema = looseObject({
+    min_replica_count: schemas_number(),
+    max_replica_count: schemas_number(),
+    scale_up_policy: delay,
+    scale_down_policy: delay,
+    queue_message_ttl_seconds: schemas_number(),
+    concurrent_requests_per_replica: schemas_number(),
+    scaling_triggers: looseObject({
+        queue_load: looseObject({ threshold: schemas_number() }),
+        cpu_utilization: utilization.exactOptional(),
+        gpu_utilization: utilization.exactOptional(),
+    }),
+});
+const envVarSchema = looseObject({
+    name: schemas_string(),
+    value_or_reference_to_secret: schemas_string(),
+    type: schemas_enum(['plain', 'secret']),
+});
+const volumeMountSchema = discriminatedUnion('type', [
+    looseObject({ type: literal('scratch'), mount_path: schemas_string() }),
+    looseObject({
+        type: literal('secret'),
+        mount_path: schemas_string(),
+        secret_name: schemas_string(),
+        file_names: array(schemas_string()).exactOptional(),
+    }),
+    looseObject({ type: literal('memory'), mount_path: schemas_string(), size_in_mb: schemas_number() }),
+    looseObject({ type: literal('shared'), mount_path: schemas_string(), volume_id: schemas_string() }),
+]);
+/** A container as read: the typed parts checked, the rest read leniently below. */
+const containerSchema = object({
+    name: unknown().optional(),
+    image: unknown().optional(),
+    exposed_port: unknown().optional(),
+    env: listOf(envVarSchema),
+    volume_mounts: listOf(volumeMountSchema),
+    healthcheck: objectOrAbsent(looseObject({
+        enabled: schemas_boolean(),
+        port: schemas_number().exactOptional(),
+        path: schemas_string().exactOptional(),
+    })),
+    entrypoint_overrides: objectOrAbsent(looseObject({
+        enabled: schemas_boolean(),
+        entrypoint: array(schemas_string()).exactOptional(),
+        cmd: array(schemas_string()).exactOptional(),
+    })),
+});
+/** The parts of a deployment body that need a schema; entries that are not objects are skipped. */
+const deploymentSchema = object({
+    containers: preprocess((v) => arrayOf(v).filter(isJsonObject), array(containerSchema)),
+    scaling: objectOrAbsent(scalingSchema),
+});
+/** A field the API sends as null has no value: read it as absent (the contract shows none). */
+function withoutNulls(v) {
+    if (Array.isArray(v))
+        return v.map(withoutNulls);
+    if (!isJsonObject(v))
+        return v;
+    return Object.fromEntries(Object.entries(v)
+        .filter(([, x]) => x !== null)
+        .map(([k, x]) => [k, withoutNulls(x)]));
+}
+/** An answer checked by a schema, or an OpsError naming every problem (ten at most). */
+function parseAnswer(schema, raw, what) {
+    const parsed = schema.safeParse(withoutNulls(raw));
+    if (parsed.success)
+        return parsed.data;
+    const problems = schemaProblems(parsed.error);
+    const listed = problems.slice(0, 10).join('; ') + (problems.length > 10 ? '; ...' : '');
+    throw new OpsError(`Verda returned ${what} outside the API contract: ${listed}`);
+}
+// ---- readers --------------------------------------------------------------------------------
+function normalizeDeployment(raw) {
+    if (!isJsonObject(raw) || typeof raw.name !== 'string') {
+        throw new OpsError(`Verda returned a deployment without a name: ${JSON.stringify(raw)?.slice(0, 200)}`);
+    }
+    const parts = parseAnswer(deploymentSchema, raw, `deployment ${raw.name}`);
+    const compute = isJsonObject(raw.compute) ? raw.compute : {};
+    const registry = isJsonObject(raw.container_registry_settings)
+        ? raw.container_registry_settings
+        : {};
+    const credentials = isJsonObject(registry.credentials) && typeof registry.credentials.name === 'string'
+        ? { name: registry.credentials.name }
+        : null;
+    const live = {
+        name: raw.name,
+        is_spot: raw.is_spot === true,
+        compute: { name: String(compute.name ?? ''), size: Number(compute.size ?? 1) },
+        container_registry_settings: { is_private: registry.is_private === true, credentials },
+        containers: parts.containers.map(normalizeContainer),
+        endpoint_base_url: typeof raw.endpoint_base_url === 'string' ? raw.endpoint_base_url : '',
+    };
+    if (typeof raw.created_at === 'string')
+        live.created_at = raw.created_at;
+    if (parts.scaling)
+        live.scaling = parts.scaling;
+    return live;
+}
+function normalizeContainer(c) {
+    const image = isJsonObject(c.image) ? c.image.image : c.image;
+    const container = {
+        image: typeof image === 'string' ? image : '',
+        exposed_port: Number(c.exposed_port ?? 0),
+        env: c.env,
+        volume_mounts: c.volume_mounts,
+    };
+    if (typeof c.name === 'string')
+        container.name = c.name;
+    if (c.healthcheck)
+        container.healthcheck = c.healthcheck;
+    if (c.entrypoint_overrides)
+        container.entrypoint_overrides = c.entrypoint_overrides;
+    return container;
+}
+function normalizeStatus(raw) {
+    if (typeof raw === 'string' && raw !== '')
+        return raw;
+    if (isJsonObject(raw) && typeof raw.status === 'string')
+        return raw.status;
+    return 'unknown';
+}
+function normalizeReplicas(raw) {
+    const list = Array.isArray(raw)
+        ? raw
+        : isJsonObject(raw)
+            ? arrayOf(raw.list ?? raw.replicas)
+            : [];
+    return list.filter(isJsonObject).map((r) => {
+        const replica = { id: String(r.id ?? '?'), status: String(r.status ?? 'unknown') };
+        if (typeof r.started_at === 'string')
+            replica.started_at = r.started_at;
+        return replica;
+    });
+}
+function normalizeScaling(raw) {
+    if (!isJsonObject(raw) || typeof raw.max_replica_count !== 'number') {
+        throw new OpsError(`Verda returned scaling options without max_replica_count: ${JSON.stringify(raw)?.slice(0, 200)}`);
+    }
+    return parseAnswer(scalingSchema, raw, 'scaling options');
+}
+/** A price as a number: numbers and numeric strings; anything else is no price. */
+function parsePrice(v) {
+    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+function normalizeContainerTypes(raw) {
+    return arrayOf(raw)
+        .filter(isJsonObject)
+        .map((row) => {
+        const gpus = isJsonObject(row.gpu) ? Number(row.gpu.number_of_gpus ?? 0) : 0;
+        const cores = isJsonObject(row.cpu) ? Number(row.cpu.number_of_cores ?? 0) : 0;
+        return {
+            model: String(row.model ?? ''),
+            size: gpus > 0 ? gpus : cores,
+            onDemand: parsePrice(row.serverless_price),
+            spot: parsePrice(row.serverless_spot_price),
+            currency: String(row.currency ?? 'usd'),
+        };
+    })
+        .filter((row) => row.model !== '');
+}
+
+;// CONCATENATED MODULE: ./src/serverless/client.ts
+// The Verda management API client: OAuth client credentials (refreshed before expiry, and once
+// more on a 401), retries with backoff on 408/429/5xx and network faults honouring Retry-After,
+// and a create that never duplicates (after a timeout or 5xx, GET by name before retrying).
+// Each API call is ONE retry loop with a total deadline: the token requests, the 401 re-login and
+// the create's lookup run inside its attempts, never with retries of their own.
+
+
+
+
+
+const DEFAULT_API_DEADLINE_MS = 60_000;
+/** A non-2xx answer: status, the documented {code, message} and what was asked. */
+class VerdaApiError extends OpsError {
+    status;
+    code;
+    detail;
+    request;
+    retryAfterMs;
+    constructor(f) {
+        super(`Verda API ${f.request} answered ${f.status}${f.code ? ` ${f.code}` : ''}${f.detail ? `: ${f.detail}` : ''}`);
+        this.name = 'VerdaApiError';
+        this.status = f.status;
+        this.code = f.code;
+        this.detail = f.detail;
+        this.request = f.request;
+        this.retryAfterMs = f.retryAfterMs;
+    }
+}
+/** No answer at all: names the request, the URL and why (refused, DNS, TLS, timeout). */
+class VerdaNetworkError extends OpsError {
+    request;
+    url;
+    reason;
+    constructor(request, url, reason, cause) {
+        super(`Verda API ${request} got no answer from ${url}: ${reason}`, { cause });
+        this.request = request;
+        this.url = url;
+        this.reason = reason;
+        this.name = 'VerdaNetworkError';
+    }
+}
+/**
+ * The token endpoint's answer (verda-api.md §1): access_token is required; a refresh token or
+ * lifetime that is missing or not what the contract says is ignored (the lifetime is then 1 h).
+ */
+const tokenAnswer = looseObject({
+    access_token: schemas_string(),
+    refresh_token: schemas_string().optional().catch(undefined),
+    expires_in: schemas_number().positive().optional().catch(undefined),
+});
+const isWrite = (method) => method !== 'GET';
+/** `METHOD /path` without the query: how requests are named in logs, errors and writes. */
+const requestLabel = (method, path) => `${method} ${path.replace(/\?.*$/, '')}`;
+class VerdaClient {
+    opts;
+    writes = [];
+    /** The API's clock at its latest answer (Date header), for timelines on the server's time. */
+    lastServerDate;
+    tokens;
+    base;
+    sleep;
+    now;
+    fetch;
+    constructor(opts) {
+        this.opts = opts;
+        this.base = opts.apiUrl.replace(/\/+$/, '');
+        this.fetch = opts.fetch ?? fetch;
+        this.sleep = opts.sleep ?? retry_sleep;
+        this.now = opts.now ?? Date.now;
+    }
+    // ---- deployments -------------------------------------------------------------------------
+    /** The deployment, or undefined when it does not exist (404). */
+    async getDeployment(name) {
+        try {
+            return normalizeDeployment((await this.request('GET', deploymentPath(name))).body);
+        }
+        catch (err) {
+            if (err instanceof VerdaApiError && err.status === 404)
+                return undefined;
+            throw err;
+        }
+    }
+    /**
+     * Creates a deployment exactly once. The API has no idempotency key, so after a timeout, a
+     * reset or a 5xx the next attempt first looks the deployment up by name (within the same
+     * attempt and deadline) and only sends the POST again when it does not exist.
+     */
+    async createDeployment(spec) {
+        const label = 'POST /container-deployments';
+        let failed;
+        return this.withRetry(label, async (until) => {
+            if (failed) {
+                this.opts.logger.info(`checking whether ${spec.name} exists before creating it again`);
+                const existing = await this.lookup(spec.name, until);
+                if (existing) {
+                    this.opts.logger.info(`${spec.name} was created despite the error; not creating it again`);
+                    this.writes.push({ request: label, ...failed });
+                    return existing;
+                }
+            }
+            try {
+                const res = await this.attempt({ method: 'POST', path: '/container-deployments', body: spec }, until);
+                this.writes.push({
+                    request: label,
+                    status: res.status,
+                    date: res.date,
+                    localAt: this.now(),
+                });
+                return normalizeDeployment(res.body);
+            }
+            catch (err) {
+                // The failed answer's Date: if the create took effect, that is when it was written.
+                if (isRetryableFault(err)) {
+                    const status = err instanceof VerdaApiError ? err.status : 0;
+                    failed = { status, date: this.lastServerDate, localAt: this.now() };
+                }
+                throw err;
+            }
+        });
+    }
+    /** One GET of the deployment inside an attempt: undefined on 404. */
+    async lookup(name, until) {
+        try {
+            return normalizeDeployment((await this.attempt({ method: 'GET', path: deploymentPath(name) }, until)).body);
+        }
+        catch (err) {
+            if (err instanceof VerdaApiError && err.status === 404)
+                return undefined;
+            throw err;
+        }
+    }
+    async patchDeployment(name, patch) {
+        return normalizeDeployment((await this.request('PATCH', deploymentPath(name), patch)).body);
+    }
+    /** DELETE; the deletion is async (poll getDeployment until undefined). 404 counts as done. */
+    async deleteDeployment(name, timeoutMs = 60_000) {
+        try {
+            await this.request('DELETE', `${deploymentPath(name)}?timeout=${Math.min(300_000, Math.max(0, timeoutMs))}`);
+        }
+        catch (err) {
+            if (!(err instanceof VerdaApiError && err.status === 404))
+                throw err;
+        }
+    }
+    async getStatus(name) {
+        return normalizeStatus((await this.request('GET', `${deploymentPath(name)}/status`)).body);
+    }
+    async getReplicas(name) {
+        return normalizeReplicas((await this.request('GET', `${deploymentPath(name)}/replicas`)).body);
+    }
+    async getScaling(name) {
+        return normalizeScaling((await this.request('GET', `${deploymentPath(name)}/scaling`)).body);
+    }
+    async patchScaling(name, scaling) {
+        return normalizeScaling((await this.request('PATCH', `${deploymentPath(name)}/scaling`, scaling)).body);
+    }
+    async action(name, action) {
+        await this.request('POST', `${deploymentPath(name)}/${action}`);
+    }
+    async containerTypes(currency = 'usd') {
+        return normalizeContainerTypes((await this.request('GET', `/container-types?currency=${currency}`)).body);
+    }
+    // ---- transport ---------------------------------------------------------------------------
+    /** One API call with auth and retries (every call here is safe to repeat but a create). */
+    async request(method, path, body) {
+        const label = requestLabel(method, path);
+        const res = await this.withRetry(label, (until) => this.attempt({ method, path, body }, until));
+        if (isWrite(method))
+            this.writes.push({ request: label, status: res.status, date: res.date, localAt: this.now() });
+        return res;
+    }
+    /**
+     * The one retry loop of an API call. When it gives up on a fault a retry could have cured,
+     * the error says how many attempts it made in how long and under which deadline.
+     */
+    async withRetry(label, fn) {
+        const startedAt = this.now();
+        let attempts = 0;
+        try {
+            return await retry((attempt, budget) => {
+                attempts = attempt;
+                return fn(attemptEnd(budget));
+            }, this.retryOptions(label));
+        }
+        catch (err) {
+            if (err instanceof OpsError && isRetryableFault(err)) {
+                const deadline = formatDuration(this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS);
+                const asked = this.retryAfter(err);
+                err.message +=
+                    `; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ` +
+                        `${formatDuration(this.now() - startedAt)} (deadline ${deadline}` +
+                        `${asked === undefined ? '' : `; the API asked to wait ${formatDuration(asked)}`})`;
+            }
+            throw err;
+        }
+    }
+    /**
+     * One attempt: a token when needed, the request, and after a 401 one new token and the request
+     * once more. Every HTTP exchange in it ends by `until` (real time, ms since the epoch).
+     */
+    async attempt(req, until) {
+        const label = requestLabel(req.method, req.path);
+        let reauthenticated = false;
+        for (;;) {
+            const token = await this.accessToken(until);
+            try {
+                return await this.send(req, { Authorization: `Bearer ${token}` }, until);
+            }
+            catch (err) {
+                if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
+                    this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
+                    reauthenticated = true;
+                    await this.renewToken(until);
+                    continue;
+                }
+                throw err;
+            }
+        }
+    }
+    retryOptions(label) {
+        return {
+            attempts: this.opts.attempts ?? 6,
+            deadlineMs: this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS,
+            attemptTimeoutMs: this.opts.requestTimeoutMs ?? 60_000,
+            baseDelayMs: this.opts.baseDelayMs ?? 1000,
+            maxDelayMs: this.opts.maxDelayMs ?? 30_000,
+            sleep: this.sleep,
+            now: this.now,
+            retryable: isRetryableFault,
+            retryAfterMs: (err) => this.retryAfter(err),
+            onRetry: ({ err, attempt, delayMs }) => this.opts.logger.warn(`${label}: ${errorMessage(err)}; retry ${attempt} in ${Math.round(delayMs / 100) / 10} s`),
+        };
+    }
+    retryAfter(err) {
+        if (!(err instanceof VerdaApiError) || err.retryAfterMs === undefined)
+            return undefined;
+        return Math.min(err.retryAfterMs, this.opts.maxRetryAfterMs ?? 120_000);
+    }
+    /** One HTTP exchange, cut at `until` (and at requestTimeoutMs). */
+    async send(req, headers, until) {
+        const timeoutMs = Math.max(1, Math.min(this.opts.requestTimeoutMs ?? 60_000, until - Date.now()));
+        const { res, text } = await this.exchange(req, headers, timeoutMs);
+        const parsed = parseBody(text);
+        const dateHeader = res.headers.get('date');
+        const date = dateHeader ? Date.parse(dateHeader) : NaN;
+        if (!Number.isNaN(date))
+            this.observeServerDate(date);
+        if (!res.ok)
+            throw apiError(res, parsed, requestLabel(req.method, req.path));
+        return { status: res.status, body: parsed, date: Number.isNaN(date) ? undefined : date };
+    }
+    /** The request and its whole body; no answer at all is a VerdaNetworkError saying why. */
+    async exchange(req, headers, timeoutMs) {
+        try {
+            const res = await this.fetch(`${this.base}${req.path}`, {
+                method: req.method,
+                headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
+                ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
+                signal: AbortSignal.timeout(timeoutMs),
+            });
+            return { res, text: await res.text() };
+        }
+        catch (err) {
+            const cause = networkFailureReason(err);
+            const reason = cause === 'timed out' ? `timed out (no answer within ${formatDuration(timeoutMs)})` : cause;
+            const url = `${this.base}${req.path.replace(/\?.*$/, '')}`;
+            throw new VerdaNetworkError(requestLabel(req.method, req.path), url, reason, err);
+        }
+    }
+    observeServerDate(date) {
+        if (this.lastServerDate === undefined || date > this.lastServerDate)
+            this.lastServerDate = date;
+    }
+    // ---- OAuth -------------------------------------------------------------------------------
+    async accessToken(until) {
+        const tokens = this.tokens && this.now() < this.tokens.refreshAt
+            ? this.tokens
+            : await this.renewToken(until);
+        return tokens.access;
+    }
+    /** Refresh with the refresh token when there is one; on 400/401 redo client credentials. */
+    async renewToken(until) {
+        const refresh = this.tokens?.refresh;
+        this.tokens = undefined;
+        if (refresh) {
+            try {
+                this.tokens = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refresh }, until);
+                return this.tokens;
+            }
+            catch (err) {
+                if (!(err instanceof VerdaApiError && (err.status === 400 || err.status === 401)))
+                    throw err;
+                this.opts.logger.debug('refresh token refused; using client credentials');
+            }
+        }
+        this.tokens = await this.tokenRequest({
+            grant_type: 'client_credentials',
+            client_id: this.opts.clientId,
+            client_secret: this.opts.clientSecret,
+        }, until);
+        return this.tokens;
+    }
+    /** One token request, no retry of its own: the API call's attempt is what is retried. */
+    async tokenRequest(body, until) {
+        const token = { method: 'POST', path: '/oauth2/token', body };
+        const res = await this.send(token, {}, until).catch((err) => {
+            if (err instanceof VerdaApiError &&
+                err.status === 401 &&
+                body.grant_type === 'client_credentials') {
+                throw new OpsError('Verda refused the client credentials (401): check verda-client-id and verda-client-secret', { cause: err });
+            }
+            throw err;
+        });
+        const answer = tokenAnswer.safeParse(res.body);
+        if (!answer.success)
+            throw new OpsError('Verda token response has no access_token');
+        const t = answer.data;
+        // Masked before anything else can see them: these are credentials as good as the secret.
+        this.opts.onSecret?.(t.access_token);
+        if (t.refresh_token !== undefined)
+            this.opts.onSecret?.(t.refresh_token);
+        const ttlMs = (t.expires_in ?? 3600) * 1000;
+        // Refresh early: GO uses 30 s; short-lived tokens refresh at 90 % of their life.
+        const margin = Math.min(30_000, ttlMs / 10);
+        return {
+            access: t.access_token,
+            refresh: t.refresh_token,
+            refreshAt: this.now() + ttlMs - margin,
+        };
+    }
+}
+function deploymentPath(name) {
+    return `/container-deployments/${encodeURIComponent(name)}`;
+}
+/**
+ * 408/429/5xx answers and network faults a retry may cure (refused, reset, timeout); a host that
+ * does not resolve or a TLS failure is not retried.
+ */
+function isRetryableFault(err) {
+    if (err instanceof VerdaApiError)
+        return isRetryableStatus(err.status);
+    return isTransientNetworkError(err);
+}
+/** The real time an attempt must end by (no deadline and no timeout: never). */
+const attemptEnd = (budget) => budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs;
+/** JSON when it parses; a non-JSON body (a gateway's page) is kept as text, an empty one is none. */
+function parseBody(text) {
+    if (text === '')
+        return undefined;
+    try {
+        const parsed = JSON.parse(text);
+        return parsed;
+    }
+    catch {
+        return text;
+    }
+}
+/** A non-2xx answer: the documented {code, message} when the body has them, else its text. */
+function apiError(res, parsed, request) {
+    const fields = isJsonObject(parsed) ? parsed : {};
+    const detail = typeof fields.message === 'string'
+        ? fields.message
+        : typeof parsed === 'string'
+            ? parsed.slice(0, 200)
+            : '';
+    return new VerdaApiError({
+        status: res.status,
+        code: typeof fields.code === 'string' ? fields.code : '',
+        detail,
+        request,
+        retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
+    });
+}
+
+;// CONCATENATED MODULE: ./src/serverless/cost.ts
+// Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
+// max replicas, and a workshop estimate. Prices are read every time, never hardcoded.
+
+
+/** Price per replica-hour; a missing size row falls back to size 1 × count (prices scale so). */
+function pricePerReplicaHour(rows, gpu, count, spot) {
+    const pick = (row) => (spot ? row?.spot : row?.onDemand);
+    const exact = pick(rows.find((r) => r.model === gpu && r.size === count));
+    if (exact !== undefined)
+        return exact;
+    const one = pick(rows.find((r) => r.model === gpu && r.size === 1));
+    return one === undefined ? undefined : one * count;
+}
+function estimateCost(rows, d) {
+    const perReplicaHour = pricePerReplicaHour(rows, d.gpu, d.gpuCount, d.spot);
+    if (perReplicaHour === undefined) {
+        const models = [...new Set(rows.map((r) => r.model))].join(', ');
+        throw new OpsError(`Verda /container-types has no ${d.spot ? 'spot ' : ''}price for ${d.gpuCount}x ${d.gpu} (priced: ${models || 'none'})`);
+    }
+    const round = (n) => Math.round(n * 10_000) / 10_000;
+    return {
+        ...d,
+        currency: rows[0]?.currency ?? 'usd',
+        perReplicaHour,
+        hourlyMax: round(perReplicaHour * d.maxReplicas),
+        hourlyMin: round(perReplicaHour * d.minReplicas),
+        workshopMax: round(perReplicaHour * d.maxReplicas * d.workshopHours),
+    };
+}
+/** A plan refused for its cost: carries the estimate so the summary can show it. */
+class CostLimitError extends OpsError {
+    cost;
+    constructor(message, cost) {
+        super(message);
+        this.cost = cost;
+        this.name = 'CostLimitError';
+    }
+}
+/** Refuses a plan whose cost at max replicas exceeds the limit; called before any write. */
+function checkCostLimit(cost, maxHourlyCost, limitName = 'max-hourly-cost') {
+    if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost)
+        return;
+    throw new CostLimitError(`Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above ${limitName} ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`, cost);
+}
+function costTable(cost) {
+    const money = (n) => `${formatUsd(n)}${cost.currency === 'usd' ? '' : ` ${cost.currency.toUpperCase()}`}`;
+    return {
+        title: 'Cost',
+        headers: ['', 'per hour', `workshop (${cost.workshopHours} h)`],
+        rows: [
+            [
+                `1 replica (${cost.gpuCount}x ${cost.gpu}${cost.spot ? ', spot' : ''})`,
+                money(cost.perReplicaHour),
+                money(cost.perReplicaHour * cost.workshopHours),
+            ],
+            [
+                `min ${cost.minReplicas} replicas (idle)`,
+                money(cost.hourlyMin),
+                money(cost.hourlyMin * cost.workshopHours),
+            ],
+            [`max ${cost.maxReplicas} replicas`, money(cost.hourlyMax), money(cost.workshopMax)],
+        ],
+    };
 }
 
 ;// CONCATENATED MODULE: external "node:fs/promises"
@@ -38758,7 +38879,8 @@ const volume = discriminatedUnion('type', [
         type: literal('secret'),
         mount_path: schemas_string().startsWith('/'),
         secret_name: schemas_string().min(1),
-        file_names: array(schemas_string()).optional(),
+        // Absent, never undefined: the mount is then exactly a VolumeMount (verda-types.ts).
+        file_names: array(schemas_string()).exactOptional(),
     }),
 ]);
 const preset = strictObject({
@@ -38865,7 +38987,7 @@ function resolveDesired(config, o) {
     if (!preset)
         throw new InputError('preset', presetName, `one of ${Object.keys(config.presets).join(', ')}`);
     const gpu = o.gpu ?? preset.gpu;
-    if (!knownComputeNames.includes(gpu)) {
+    if (!knownComputeNames.some((known) => known === gpu)) {
         throw new InputError('gpu', gpu, `a Verda compute name: ${knownComputeNames.join(', ')}`);
     }
     const minReplicas = o.minReplicas ?? preset.min_replicas ?? config.scaling.min_replicas;
@@ -38920,7 +39042,7 @@ function desiredSpec(d, image) {
         exposed_port: c.port,
         healthcheck: { enabled: true, port: c.port, path: c.health_path },
         env,
-        // zod's optional keys may hold undefined; JSON drops them on the wire.
+        // A copy per deployment body: the config's mounts are never shared with a request.
         volume_mounts: c.volumes.map((v) => ({ ...v })),
     };
     if (c.command)
@@ -38950,7 +39072,7 @@ function planDeployment(desired, live) {
         const found = diff(key, deployment[key], desired[key]);
         if (found.length > 0) {
             changes.push(...found);
-            patch[key] = desired[key];
+            Object.assign(patch, { [key]: desired[key] });
         }
     }
     const containerChanges = diff('containers', deployment.containers.map(comparable), desired.containers.map(comparable));
@@ -39065,44 +39187,13 @@ async function waitUntilServing(o) {
     const sleep = o.sleep ?? retry_sleep;
     const deadline = now() + o.timeoutMs;
     const basePoll = o.pollMs ?? 5_000;
-    const timeline = [];
-    // Only changes are noted: a new status, or a new endpoint answer while the status holds.
-    let lastStatus;
-    let lastProbe;
-    const note = (event, detail) => {
-        const entry = { atMs: now() - o.startedAt, event };
-        const serverNow = o.client.lastServerDate;
-        if (o.serverStartedAt !== undefined && serverNow !== undefined) {
-            entry.serverAtMs = serverNow - o.serverStartedAt;
-        }
-        if (detail !== undefined)
-            entry.detail = detail;
-        timeline.push(entry);
-        o.logger.info(`${formatDuration(entry.serverAtMs ?? entry.atMs)}: ${event}${detail ? ` (${detail})` : ''}`);
-    };
-    const noteStatus = (status) => {
-        if (status === lastStatus)
-            return;
-        lastStatus = status;
-        lastProbe = undefined;
-        note(status);
-    };
-    const noteProbe = (probe) => {
-        const event = `endpoint ${probe.status}`;
-        if (event === lastProbe)
-            return;
-        lastProbe = event;
-        note(event, probe.detail);
-    };
+    const seen = new Timeline(o, now);
+    const timeline = seen.entries;
     let poll = basePoll;
     let status = 'unknown';
-    const pause = async () => {
-        await sleep(Math.max(0, Math.min(poll, deadline - now())));
-        poll = Math.min(poll * 1.5, basePoll * 6);
-    };
     while (now() < deadline) {
         status = await o.client.getStatus(o.name);
-        noteStatus(status);
+        seen.status(status);
         if (failedStatuses.has(status))
             throw new OpsError(`${o.name} is ${status}; it will not become healthy`);
         if (servingStatuses.has(status)) {
@@ -39111,7 +39202,7 @@ async function waitUntilServing(o) {
             const probe = await probeEndpoint(o);
             if (probe.date !== undefined)
                 o.client.observeServerDate(probe.date);
-            noteProbe(probe);
+            seen.probe(probe);
             if (probe.status === 200) {
                 const result = {
                     status,
@@ -39125,8 +39216,54 @@ async function waitUntilServing(o) {
                 throw new OpsError(`the endpoint refused the inference key (${probe.status}): check inference-api-key`);
             }
         }
-        await pause();
+        await sleep(Math.max(0, Math.min(poll, deadline - now())));
+        poll = Math.min(poll * 1.5, basePoll * 6);
     }
+    throw await timedOut(o, status, timeline);
+}
+/**
+ * What one wait saw, logged as it comes. Only changes are noted: a new status, or a new
+ * endpoint answer while the status holds.
+ */
+class Timeline {
+    o;
+    now;
+    entries = [];
+    lastStatus;
+    lastProbe;
+    constructor(o, now) {
+        this.o = o;
+        this.now = now;
+    }
+    status(status) {
+        if (status === this.lastStatus)
+            return;
+        this.lastStatus = status;
+        this.lastProbe = undefined;
+        this.note(status);
+    }
+    probe(probe) {
+        const event = `endpoint ${probe.status}`;
+        if (event === this.lastProbe)
+            return;
+        this.lastProbe = event;
+        this.note(event, probe.detail);
+    }
+    note(event, detail) {
+        const { o } = this;
+        const entry = { atMs: this.now() - o.startedAt, event };
+        const serverNow = o.client.lastServerDate;
+        if (o.serverStartedAt !== undefined && serverNow !== undefined) {
+            entry.serverAtMs = serverNow - o.serverStartedAt;
+        }
+        if (detail !== undefined)
+            entry.detail = detail;
+        this.entries.push(entry);
+        o.logger.info(`${formatDuration(entry.serverAtMs ?? entry.atMs)}: ${event}${detail ? ` (${detail})` : ''}`);
+    }
+}
+/** The error of a wait that ran out: the last status, the replicas and the whole timeline. */
+async function timedOut(o, status, timeline) {
     let replicas = [];
     try {
         replicas = await o.client.getReplicas(o.name);
@@ -39138,7 +39275,7 @@ async function waitUntilServing(o) {
     const replicaText = replicas.length
         ? replicas.map((r) => `${r.id} ${r.status}`).join(', ')
         : 'none';
-    throw new WaitTimeoutError(`${o.name} did not ${o.endpoint ? 'serve' : 'become healthy'} within ${formatDuration(o.timeoutMs)}; last status ${status}; replicas: ${replicaText}\nstatus timeline:\n${lines.join('\n')}`, status, timeline, replicas);
+    return new WaitTimeoutError(`${o.name} did not ${o.endpoint ? 'serve' : 'become healthy'} within ${formatDuration(o.timeoutMs)}; last status ${status}; replicas: ${replicaText}\nstatus timeline:\n${lines.join('\n')}`, status, timeline, replicas);
 }
 /** One GET of <endpoint><healthPath> with the inference key (never the OAuth token). */
 async function probeEndpoint(o) {
@@ -39251,27 +39388,39 @@ async function applyLike(c) {
     const cost = await costFor(c, d);
     const liveStatus = live ? await client.getStatus(d.name) : 'absent';
     logPlan(logger, plan, liveStatus);
-    if (c.command === 'plan') {
-        if (c.maxHourlyCost !== undefined && cost.hourlyMax > c.maxHourlyCost) {
-            logger.warn(`at max replicas this costs $${cost.hourlyMax.toFixed(2)}/h, above ${c.costLimitName ?? 'max-hourly-cost'} $${c.maxHourlyCost}/h: apply would refuse it`);
-        }
-        return result(c, {
-            status: liveStatus,
-            plan,
-            cost,
-            image,
-            endpointUrl: live?.deployment.endpoint_base_url ?? '',
-        });
-    }
+    const liveUrl = live?.deployment.endpoint_base_url ?? '';
+    if (c.command === 'plan')
+        return planOnly(c, { status: liveStatus, plan, cost, image }, liveUrl);
     checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
-    let endpointUrl = live?.deployment.endpoint_base_url ?? '';
+    const endpointUrl = await applyPlan(c, { plan, image, liveStatus, endpointUrl: liveUrl });
+    // apply leaves a paused deployment paused (start resumes it): nothing to wait for.
+    const stayedPaused = c.command === 'apply' && liveStatus === 'paused';
+    if (stayedPaused)
+        logger.info(`${d.name} is paused: not waiting (start resumes it)`);
+    if (!c.wait || stayedPaused) {
+        return result(c, { status: await client.getStatus(d.name), plan, cost, image, endpointUrl });
+    }
+    return waitAfterApply(c, { plan, cost, image, endpointUrl });
+}
+/** plan writes nothing: it only says whether apply would refuse the cost. */
+function planOnly(c, p, endpointUrl) {
+    if (c.maxHourlyCost !== undefined && p.cost.hourlyMax > c.maxHourlyCost) {
+        c.logger.warn(`at max replicas this costs $${p.cost.hourlyMax.toFixed(2)}/h, above ${c.costLimitName ?? 'max-hourly-cost'} $${c.maxHourlyCost}/h: apply would refuse it`);
+    }
+    return result(c, { status: p.status, plan: p.plan, cost: p.cost, image: p.image, endpointUrl });
+}
+/** The writes of the plan (a resume first, for start); returns the endpoint URL to use. */
+async function applyPlan(c, a) {
+    const { client, desired: d, logger } = c;
+    const { plan } = a;
+    let endpointUrl = a.endpointUrl;
     await logger.group(`Apply (${plan.action})`, async () => {
-        if (c.command === 'start' && liveStatus === 'paused') {
+        if (c.command === 'start' && a.liveStatus === 'paused') {
             logger.info(`${d.name} is paused: resuming`);
             await client.action(d.name, 'resume');
         }
         if (plan.action === 'create') {
-            endpointUrl = (await client.createDeployment(desiredSpec(d, image))).endpoint_base_url;
+            endpointUrl = (await client.createDeployment(desiredSpec(d, a.image))).endpoint_base_url;
         }
         if (plan.deploymentPatch)
             endpointUrl =
@@ -39282,18 +39431,16 @@ async function applyLike(c) {
         if (client.writes.length === 0)
             logger.info('nothing differs: no write');
     });
-    // apply leaves a paused deployment paused (start resumes it): nothing to wait for.
-    const stayedPaused = c.command === 'apply' && liveStatus === 'paused';
-    if (stayedPaused)
-        logger.info(`${d.name} is paused: not waiting (start resumes it)`);
-    if (!c.wait || stayedPaused) {
-        return result(c, { status: await client.getStatus(d.name), plan, cost, image, endpointUrl });
-    }
+    return endpointUrl;
+}
+/** Waits until healthy (apply) or until the endpoint answers (start), timing the cold start. */
+async function waitAfterApply(c, p) {
+    const { client, desired: d, logger } = c;
     const serverStartedAt = client.writes[0]?.date ?? client.lastServerDate;
     const waited = await logger.group(c.command === 'start' ? 'Wait until the endpoint answers' : 'Wait until healthy', () => waitUntilServing({
         client,
         name: d.name,
-        endpointUrl,
+        endpointUrl: p.endpointUrl,
         healthPath: d.healthPath,
         inferenceKey: c.inferenceKey,
         logger,
@@ -39307,10 +39454,10 @@ async function applyLike(c) {
     }));
     const out = result(c, {
         status: waited.status,
-        plan,
-        cost,
-        image,
-        endpointUrl,
+        plan: p.plan,
+        cost: p.cost,
+        image: p.image,
+        endpointUrl: p.endpointUrl,
         timeline: waited.timeline,
         replicas: await client.getReplicas(d.name),
     });

@@ -98553,7 +98553,7 @@ class LocalModelHost {
             }
             catch (err) {
                 if (rel === '')
-                    throw new OpsError(`cannot read the models directory ${this.dir}: ${err.message}`);
+                    throw new OpsError(`cannot read the models directory ${this.dir}: ${errorMessage(err)}`);
                 throw err;
             }
             for (const e of entries) {
@@ -98799,11 +98799,13 @@ function syncTables(r) {
         ['Class B requests', String(r.requests.classB)],
         ['By operation', ops || 'none'],
         ['Request cost', formatUsd(r.requests.cost)],
-        ...(r.staleAborted > 0
-            ? [['Stale uploads aborted', String(r.staleAborted)]]
-            : []),
+        ...staleRow(r),
     ]);
     return [files, facts];
+}
+/** Shown only when a run aborted stale multipart uploads. */
+function staleRow(r) {
+    return r.staleAborted > 0 ? [['Stale uploads aborted', String(r.staleAborted)]] : [];
 }
 
 ;// CONCATENATED MODULE: ./src/lib/limits.ts
@@ -99532,76 +99534,118 @@ const CONTENT_TYPE = 'application/octet-stream';
 const md5Hex = (b) => (0,external_node_crypto_.createHash)('md5').update(b).digest('hex');
 const stripQuotes = (etag) => (etag ?? '').replace(/"/g, '');
 async function pushFile(o) {
-    const { vault, key, size, partSize } = o;
-    const { store } = vault;
-    const sha = (0,external_node_crypto_.createHash)('sha256');
-    const readExactly = async (buf, length) => {
-        const n = await o.reader.read(buf, length);
+    const input = new HashingReader(o.reader, o.key);
+    if (o.size <= o.partSize)
+        return putWhole(o, input);
+    const partCount = Math.ceil(o.size / o.partSize);
+    if (partCount > R2_MAX_PARTS)
+        throw new OpsError(`${o.key}: ${partCount} parts of ${o.partSize} bytes exceed R2's ${R2_MAX_PARTS}`);
+    const { upload, stored, resumed } = await openUpload(o, partCount);
+    const { etags, partsReused, bytesSent } = await sendParts(o, input, {
+        upload,
+        stored,
+        partCount,
+    });
+    const sha256 = input.digest();
+    if (o.knownSha256 && o.knownSha256 !== sha256) {
+        await o.vault.store.abortUpload(upload);
+        throw new OpsError(`${o.key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
+    }
+    const parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` }));
+    await o.vault.store.completeUpload(upload, parts);
+    // A resumed upload was created by an earlier run, which may not have known the sha256.
+    if (!o.knownSha256 || resumed)
+        await setSha256Metadata(o, sha256);
+    return { sha256, parts: partCount, partsReused, bytesSent };
+}
+/** Reads exact lengths of the file and hashes every byte as it goes by, in file order. */
+class HashingReader {
+    reader;
+    key;
+    sha = (0,external_node_crypto_.createHash)('sha256');
+    constructor(reader, key) {
+        this.reader = reader;
+        this.key = key;
+    }
+    async readExactly(buf, length) {
+        const n = await this.reader.read(buf, length);
         if (n !== length)
-            throw new OpsError(`${key}: the file shrank while it was read (got ${n} of ${length} bytes); run again`);
-        sha.update(buf.subarray(0, length));
-    };
-    if (size <= partSize) {
-        const buf = o.pool.get(partSize);
+            throw new OpsError(`${this.key}: the file shrank while it was read (got ${n} of ${length} bytes); run again`);
+        this.sha.update(buf.subarray(0, length));
+    }
+    /** The sha256 of everything read; once every byte went through. */
+    digest() {
+        return this.sha.digest('hex');
+    }
+}
+/** A file of one part: one PUT, its sha256 already in the metadata. */
+async function putWhole(o, input) {
+    const buf = o.pool.get(o.partSize);
+    try {
+        await input.readExactly(buf, o.size);
+        const body = buf.subarray(0, o.size);
+        const sha256 = input.digest();
+        const release = await o.slots.acquire();
         try {
-            await readExactly(buf, size);
-            const body = buf.subarray(0, size);
-            const sha256 = sha.digest('hex');
-            const release = await o.slots.acquire();
-            try {
-                await store.put(key, body, {
-                    contentType: CONTENT_TYPE,
-                    metadata: { [SHA256_META]: sha256 },
-                    unsignedPayload: true,
-                });
-            }
-            finally {
-                release();
-            }
-            o.onBytes(size);
-            return { sha256, parts: 1, partsReused: 0, bytesSent: size };
+            await o.vault.store.put(o.key, body, {
+                contentType: CONTENT_TYPE,
+                metadata: { [SHA256_META]: sha256 },
+                unsignedPayload: true,
+            });
         }
         finally {
-            o.pool.put(buf);
+            release();
         }
+        o.onBytes(o.size);
+        return { sha256, parts: 1, partsReused: 0, bytesSent: o.size };
     }
-    const partCount = Math.ceil(size / partSize);
-    if (partCount > R2_MAX_PARTS)
-        throw new OpsError(`${key}: ${partCount} parts of ${partSize} bytes exceed R2's ${R2_MAX_PARTS}`);
-    const interrupted = o.resumeUploadId
-        ? { key, uploadId: o.resumeUploadId }
-        : undefined;
-    let resumed = interrupted !== undefined;
-    const stored = interrupted
-        ? await store.listParts(interrupted)
-        : new Map();
-    if (interrupted && [...stored].some(([n, p]) => n < partCount && p.size !== partSize)) {
-        o.logger.info(`${key}: the interrupted upload used another part size; starting over`);
+    finally {
+        o.pool.put(buf);
+    }
+}
+/**
+ * The interrupted upload when its parts have this run's part size (the last one may be
+ * shorter); otherwise it is aborted and a new upload is created.
+ */
+async function openUpload(o, partCount) {
+    const { store } = o.vault;
+    if (o.resumeUploadId) {
+        const interrupted = { key: o.key, uploadId: o.resumeUploadId };
+        const stored = await store.listParts(interrupted);
+        if (![...stored].some(([n, p]) => n < partCount && p.size !== o.partSize)) {
+            if (stored.size > 0) {
+                o.logger.info(`${o.key}: resuming an interrupted upload, ${stored.size} of ${partCount} parts already in R2`);
+            }
+            return { upload: interrupted, stored, resumed: true };
+        }
+        o.logger.info(`${o.key}: the interrupted upload used another part size; starting over`);
         await store.abortUpload(interrupted);
-        resumed = false;
-        stored.clear();
     }
-    const upload = resumed && interrupted
-        ? interrupted
-        : await store.createUpload(key, CONTENT_TYPE, o.knownSha256 ? { [SHA256_META]: o.knownSha256 } : undefined);
-    if (resumed && stored.size > 0) {
-        o.logger.info(`${key}: resuming an interrupted upload, ${stored.size} of ${partCount} parts already in R2`);
-    }
+    const upload = await store.createUpload(o.key, CONTENT_TYPE, o.knownSha256 ? { [SHA256_META]: o.knownSha256 } : undefined);
+    return { upload, stored: new Map(), resumed: false };
+}
+/**
+ * Reads the parts in order, each holding a request slot and a pooled buffer until it is sent;
+ * a part R2 already holds with the same MD5 is not sent again. On the first failure no further
+ * part starts, the ones in flight finish, and the failure is thrown.
+ */
+async function sendParts(o, input, target) {
+    const { upload, stored, partCount } = target;
     const etags = new Array(partCount);
     const inFlight = new Set();
     let failure;
     let partsReused = 0;
     let bytesSent = 0;
     for (let n = 1; n <= partCount && failure === undefined; n++) {
-        const length = n < partCount ? partSize : size - partSize * (partCount - 1);
+        const length = n < partCount ? o.partSize : o.size - o.partSize * (partCount - 1);
         const release = await o.slots.acquire();
-        const buf = o.pool.get(partSize);
+        const buf = o.pool.get(o.partSize);
         const done = () => {
             o.pool.put(buf);
             release();
         };
         try {
-            await readExactly(buf, length);
+            await input.readExactly(buf, length);
         }
         catch (err) {
             done();
@@ -99618,7 +99662,7 @@ async function pushFile(o) {
             continue;
         }
         const partNumber = n;
-        const p = store
+        const p = o.vault.store
             .uploadPart(upload, partNumber, body, true)
             .then((etag) => {
             etags[partNumber - 1] = stripQuotes(etag);
@@ -99639,17 +99683,7 @@ async function pushFile(o) {
         // The parts stay in R2: the next run resumes from them (stale uploads are aborted after a day).
         throw failure;
     }
-    const sha256 = sha.digest('hex');
-    if (o.knownSha256 && o.knownSha256 !== sha256) {
-        await store.abortUpload(upload);
-        throw new OpsError(`${key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
-    }
-    const parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` }));
-    await store.completeUpload(upload, parts);
-    // A resumed upload was created by an earlier run, which may not have known the sha256.
-    if (!o.knownSha256 || resumed)
-        await setSha256Metadata(o, sha256);
-    return { sha256, parts: partCount, partsReused, bytesSent };
+    return { etags, partsReused, bytesSent };
 }
 /**
  * The sha256 is only known once every byte went through, after the multipart upload was created:
@@ -99845,6 +99879,10 @@ function emptyReport(direction, compare, vault) {
         staleAborted: 0,
     };
 }
+/** Compare as asked, else by sha256 when the vault has a manifest to compare against. */
+function compareFor(opts, hasManifest) {
+    return opts.compare ?? (hasManifest ? 'sha256' : 'size');
+}
 function included(files, include, logger, where) {
     const match = matcher(include);
     const out = files.filter((f) => match(f.path));
@@ -99852,25 +99890,53 @@ function included(files, include, logger, where) {
         logger.warn(`include ${JSON.stringify(include.join(', '))} matched no file in ${where}`);
     return out;
 }
+// ---- push: host \u2192 vault ---------------------------------------------------------------------
 async function push(opts, vault, logger) {
-    const [local, listing] = await logger.group('Inventory', async () => {
-        const l = included(await opts.host.list(), opts.include, logger, opts.host.label);
-        // A key the vault may not hold would make every later pull fail: refuse it here.
-        const unsafe = unsafeModelPaths(l.map((f) => f.path));
-        refuseUnsafePaths(`${opts.host.label} has ${unsafe.length} file(s) whose names cannot be model paths`, unsafe, 'rename them or leave them out with include');
-        const r = await listVault(vault);
-        logger.info(`${l.length} file(s) in ${opts.host.label}; ${r.objects.length} object(s) in ${vaultUrl(vault)}`);
-        return [l, r];
-    });
-    const compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
-    const report = emptyReport('push', compare, vault);
+    const { local, listing } = await pushInventory(opts, vault, logger);
+    const compare = compareFor(opts, listing.hasManifest);
+    const run = { opts, vault, logger, report: emptyReport('push', compare, vault) };
     const remote = new Map(listing.objects.map((o) => [o.path, o]));
-    let manifest = compare === 'sha256' && listing.hasManifest ? await readManifest(vault) : undefined;
-    // Decide per file.
+    // Read once, before any hashing: its sha256 spares a HEAD per file and it is rewritten last.
+    const manifest = compare === 'sha256' && listing.hasManifest ? await readManifest(vault) : undefined;
+    const { toUpload, localSha } = await decidePush(run, local, remote, manifest);
+    if (!opts.dryRun)
+        await prehashLarge(run, toUpload, localSha);
+    const localPaths = new Set(local.map((f) => f.path));
+    const toDelete = opts.delete
+        ? listing.objects.filter((o) => !localPaths.has(o.path) && matcher(opts.include)(o.path))
+        : [];
+    if (opts.dryRun)
+        return pushDryRun(run, toUpload, toDelete);
+    const uploaded = await uploadAll(run, toUpload, localSha);
+    await deleteFromVault(run, toDelete);
+    if (uploaded.size > 0 || toDelete.length > 0) {
+        const known = { manifest, hasManifest: listing.hasManifest };
+        await writePushManifest(run, known, { remote, localSha, uploaded, toDelete });
+    }
+    return run.report;
+}
+/** The host's files (include applied, names checked) and one listing of the vault. */
+async function pushInventory(opts, vault, logger) {
+    return logger.group('Inventory', async () => {
+        const local = included(await opts.host.list(), opts.include, logger, opts.host.label);
+        // A key the vault may not hold would make every later pull fail: refuse it here.
+        const unsafe = unsafeModelPaths(local.map((f) => f.path));
+        refuseUnsafePaths(`${opts.host.label} has ${unsafe.length} file(s) whose names cannot be model paths`, unsafe, 'rename them or leave them out with include');
+        const listing = await listVault(vault);
+        logger.info(`${local.length} file(s) in ${opts.host.label}; ${listing.objects.length} object(s) in ${vaultUrl(vault)}`);
+        return { local, listing };
+    });
+}
+/**
+ * Per file: upload unless the vault holds the same size (and, comparing sha256, the same hash:
+ * the manifest's, else the object's metadata). Skips are reported here, in the host's order.
+ */
+async function decidePush(run, local, remote, manifest) {
+    const { opts, vault, logger, report } = run;
     const toUpload = [];
     const localSha = new Map();
     const sameSize = local.filter((f) => remote.get(f.path)?.size === f.size);
-    if (compare === 'sha256' && sameSize.length > 0) {
+    if (report.compare === 'sha256' && sameSize.length > 0) {
         const hashes = await logger.group(`Hashing ${sameSize.length} file(s) of equal size`, () => opts.host.sha256(sameSize.map((f) => f.path)));
         for (const [p, h] of hashes)
             localSha.set(p, h);
@@ -99881,7 +99947,8 @@ async function push(opts, vault, logger) {
             toUpload.push(f);
             continue;
         }
-        if (compare === 'sha256') {
+        if (report.compare === 'sha256') {
+            // One HEAD at a time, in order: only for files the manifest does not know.
             const theirs = manifest?.get(f.path)?.sha256 ?? (await headSha256(vault, f.path));
             if (theirs !== localSha.get(f.path)) {
                 toUpload.push(f);
@@ -99894,99 +99961,120 @@ async function push(opts, vault, logger) {
             action: 'skipped',
             size: f.size,
             ms: 0,
-            note: compare === 'sha256' ? 'same sha256' : 'same size',
+            note: report.compare === 'sha256' ? 'same sha256' : 'same size',
         });
     }
-    // Objects over CopyObject's 5 GiB limit cannot get their sha256 by a copy after the upload:
-    // hash them first (on the host, for SSH) so it goes into the multipart upload's metadata.
-    const prehash = opts.dryRun
-        ? []
-        : toUpload.filter((f) => f.size > (opts.metadataCopyLimit ?? R2_MAX_PART) && !localSha.has(f.path));
-    if (prehash.length > 0) {
-        const hashes = await logger.group(`Hashing ${prehash.length} file(s) over 5 GiB before upload`, () => opts.host.sha256(prehash.map((f) => f.path)));
-        for (const [p, h] of hashes)
-            localSha.set(p, h);
-    }
-    const localPaths = new Set(local.map((f) => f.path));
-    const toDelete = opts.delete
-        ? listing.objects.filter((o) => !localPaths.has(o.path) && matcher(opts.include)(o.path))
-        : [];
-    if (opts.dryRun) {
-        for (const f of toUpload)
-            report.files.push({ path: f.path, action: 'would upload', size: f.size, ms: 0 });
-        for (const o of toDelete)
-            report.files.push({ path: o.path, action: 'would delete', size: o.size, ms: 0 });
-        logger.info(`dry run: ${toUpload.length} to upload, ${toDelete.length} to delete, ${report.skipped} in sync`);
-        return report;
-    }
-    const uploaded = new Map();
-    if (toUpload.length > 0) {
-        const resumable = await cleanPendingUploads(vault, opts.staleUploadMs ?? DAY, logger, report);
-        const slots = new Semaphore(opts.concurrency);
-        const pool = new BufferPool(opts.concurrency);
-        const progress = new Progress(logger, opts.progressIntervalMs);
-        await logger.group(`Uploading ${toUpload.length} file(s)`, () => forEachLimit(toUpload, opts.concurrency, async (f) => {
-            const key = vaultKey(vault, f.path);
-            const partSize = opts.partSize ?? r2PartSize(f.size);
-            logger.info(`${f.path}: upload start (${formatBytes(f.size)})`);
-            const track = progress.begin(f.path, f.size);
-            const reader = await opts.host.reader(f.path);
-            try {
-                const resumeUploadId = resumable.get(key);
-                const knownSha256 = localSha.get(f.path);
-                const r = await pushFile({
-                    vault,
-                    key,
-                    size: f.size,
-                    partSize,
-                    reader,
-                    slots,
-                    pool,
-                    onBytes: track.add,
-                    logger,
-                    ...(resumeUploadId ? { resumeUploadId } : {}),
-                    ...(knownSha256 ? { knownSha256 } : {}),
-                });
-                const ms = track.end();
-                uploaded.set(f.path, { size: f.size, sha256: r.sha256 });
-                report.uploaded++;
-                report.bytes += r.bytesSent;
-                const note = r.partsReused > 0
-                    ? `resumed: ${r.partsReused} of ${r.parts} parts already in R2`
-                    : `${r.parts} part(s)`;
-                report.files.push({ path: f.path, action: 'uploaded', size: f.size, ms, note });
-                logger.info(`${f.path}: uploaded ${formatBytes(f.size)} in ${formatDuration(ms)} (${formatRate(f.size, ms)}), sha256 ${r.sha256}; ${note}`);
-            }
-            catch (err) {
-                track.end();
-                throw new OpsError(`${f.path}: upload failed: ${errorMessage(err)}`, { cause: err });
-            }
-            finally {
-                await reader.close();
-            }
-        }));
-    }
-    for (const o of toDelete) {
-        await vault.store.delete(vaultKey(vault, o.path));
-        report.deleted++;
-        report.files.push({ path: o.path, action: 'deleted', size: o.size, ms: 0 });
-    }
-    // The manifest goes last: it only ever names objects that are complete in the vault.
-    if (uploaded.size > 0 || toDelete.length > 0) {
-        manifest ??= listing.hasManifest ? await readManifest(vault) : new Map();
-        for (const [p, f] of localSha)
-            if (!uploaded.has(p) && remote.has(p))
-                manifest.set(p, { size: remote.get(p)?.size ?? 0, sha256: f });
-        for (const [p, f] of uploaded)
-            manifest.set(p, f);
-        for (const o of toDelete)
-            manifest.delete(o.path);
-        for (const p of [...manifest.keys()])
-            if (!remote.has(p) && !uploaded.has(p))
-                manifest.delete(p);
-        report.manifestKey = await writeManifest(vault, manifest);
-    }
+    return { toUpload, localSha };
+}
+/**
+ * Objects over CopyObject's 5 GiB limit cannot get their sha256 by a copy after the upload:
+ * hash them first (on the host, for SSH) so it goes into the multipart upload's metadata.
+ */
+async function prehashLarge(run, toUpload, localSha) {
+    const { opts, logger } = run;
+    const limit = opts.metadataCopyLimit ?? R2_MAX_PART;
+    const prehash = toUpload.filter((f) => f.size > limit && !localSha.has(f.path));
+    if (prehash.length === 0)
+        return;
+    const hashes = await logger.group(`Hashing ${prehash.length} file(s) over 5 GiB before upload`, () => opts.host.sha256(prehash.map((f) => f.path)));
+    for (const [p, h] of hashes)
+        localSha.set(p, h);
+}
+function pushDryRun(run, toUpload, toDelete) {
+    const { report } = run;
+    for (const f of toUpload)
+        report.files.push({ path: f.path, action: 'would upload', size: f.size, ms: 0 });
+    for (const o of toDelete)
+        report.files.push({ path: o.path, action: 'would delete', size: o.size, ms: 0 });
+    run.logger.info(`dry run: ${toUpload.length} to upload, ${toDelete.length} to delete, ${report.skipped} in sync`);
     return report;
+}
+/**
+ * Pending uploads first (stale ones aborted, young ones resumed), then `concurrency` files at a
+ * time. Nothing to upload: not even the listing of pending uploads.
+ */
+async function uploadAll(run, toUpload, localSha) {
+    const { opts, vault, logger } = run;
+    if (toUpload.length === 0)
+        return new Map();
+    const ctx = {
+        resumable: await cleanPendingUploads(vault, opts.staleUploadMs ?? DAY, logger, run.report),
+        localSha,
+        slots: new Semaphore(opts.concurrency),
+        pool: new BufferPool(opts.concurrency),
+        progress: new Progress(logger, opts.progressIntervalMs),
+        uploaded: new Map(),
+    };
+    await logger.group(`Uploading ${toUpload.length} file(s)`, () => forEachLimit(toUpload, opts.concurrency, (f) => uploadOne(run, ctx, f)));
+    return ctx.uploaded;
+}
+async function uploadOne(run, ctx, f) {
+    const { opts, vault, logger, report } = run;
+    const key = vaultKey(vault, f.path);
+    const partSize = opts.partSize ?? r2PartSize(f.size);
+    logger.info(`${f.path}: upload start (${formatBytes(f.size)})`);
+    const track = ctx.progress.begin(f.path, f.size);
+    const reader = await opts.host.reader(f.path);
+    try {
+        const resumeUploadId = ctx.resumable.get(key);
+        const knownSha256 = ctx.localSha.get(f.path);
+        const r = await pushFile({
+            vault,
+            key,
+            size: f.size,
+            partSize,
+            reader,
+            slots: ctx.slots,
+            pool: ctx.pool,
+            onBytes: track.add,
+            logger,
+            ...(resumeUploadId ? { resumeUploadId } : {}),
+            ...(knownSha256 ? { knownSha256 } : {}),
+        });
+        const ms = track.end();
+        ctx.uploaded.set(f.path, { size: f.size, sha256: r.sha256 });
+        report.uploaded++;
+        report.bytes += r.bytesSent;
+        const note = r.partsReused > 0
+            ? `resumed: ${r.partsReused} of ${r.parts} parts already in R2`
+            : `${r.parts} part(s)`;
+        report.files.push({ path: f.path, action: 'uploaded', size: f.size, ms, note });
+        logger.info(`${f.path}: uploaded ${formatBytes(f.size)} in ${formatDuration(ms)} (${formatRate(f.size, ms)}), sha256 ${r.sha256}; ${note}`);
+    }
+    catch (err) {
+        track.end();
+        throw new OpsError(`${f.path}: upload failed: ${errorMessage(err)}`, { cause: err });
+    }
+    finally {
+        await reader.close();
+    }
+}
+async function deleteFromVault(run, toDelete) {
+    for (const o of toDelete) {
+        await run.vault.store.delete(vaultKey(run.vault, o.path));
+        run.report.deleted++;
+        run.report.files.push({ path: o.path, action: 'deleted', size: o.size, ms: 0 });
+    }
+}
+/**
+ * The manifest goes last: it only ever names objects that are complete in the vault. It records
+ * hashes learnt this run for objects already there and the uploads, and drops the deletes and
+ * anything no longer in the vault. Read now unless the comparison already read it.
+ */
+async function writePushManifest(run, known, changes) {
+    const { remote, localSha, uploaded, toDelete } = changes;
+    const manifest = known.manifest ?? (known.hasManifest ? await readManifest(run.vault) : new Map());
+    for (const [p, f] of localSha)
+        if (!uploaded.has(p) && remote.has(p))
+            manifest.set(p, { size: remote.get(p)?.size ?? 0, sha256: f });
+    for (const [p, f] of uploaded)
+        manifest.set(p, f);
+    for (const o of toDelete)
+        manifest.delete(o.path);
+    for (const p of [...manifest.keys()])
+        if (!remote.has(p) && !uploaded.has(p))
+            manifest.delete(p);
+    run.report.manifestKey = await writeManifest(run.vault, manifest);
 }
 async function headSha256(vault, rel) {
     const head = await vault.store.head(vaultKey(vault, rel));
@@ -100009,25 +100097,52 @@ async function cleanPendingUploads(vault, staleMs, logger, report) {
     return new Map([...resumable].map(([k, v]) => [k, v.id]));
 }
 async function pull(opts, vault, logger) {
+    const { local, listing, manifest } = await pullInventory(opts, vault, logger);
+    const compare = compareFor(opts, listing.hasManifest);
+    const run = { opts, vault, logger, report: emptyReport('pull', compare, vault) };
+    const sides = {
+        remote: included(listing.objects, opts.include, logger, `${vaultUrl(vault)}`),
+        inVault: new Set(listing.objects.map((o) => o.path)),
+        localBy: new Map(local.map((f) => [f.path, f])),
+        manifest,
+    };
+    const jobs = await decideFromVault(run, sides);
+    jobs.push(...decideFallbacks(run, sides));
+    const wanted = new Set([
+        ...sides.remote.map((o) => o.path),
+        ...(opts.models?.models ?? []).map((m) => m.path),
+    ]);
+    const toDelete = opts.delete
+        ? local.filter((f) => !wanted.has(f.path) && matcher(opts.include)(f.path))
+        : [];
+    if (opts.dryRun)
+        return pullDryRun(run, jobs, toDelete);
+    await downloadAll(run, jobs);
+    await removeFromHost(run, toDelete);
+    return run.report;
+}
+/**
+ * Every path of the plan (bucket keys, models-manifest.json, config/models.yml) is checked
+ * before the host is touched at all, not even by a mkdir of the models directory.
+ */
+async function pullInventory(opts, vault, logger) {
     const host = opts.host;
-    // Every path of the plan (bucket keys, models-manifest.json, config/models.yml) is checked
-    // before the host is touched at all, not even by a mkdir of the models directory.
-    const [local, listing, manifest] = await logger.group('Inventory', async () => {
-        const r = await listVault(vault);
-        const m = r.hasManifest
-            ? await readManifest(vault)
-            : new Map();
+    return logger.group('Inventory', async () => {
+        const listing = await listVault(vault);
+        const manifest = listing.hasManifest ? await readManifest(vault) : new Map();
         const unsafe = unsafeModelPaths((opts.models?.models ?? []).map((x) => x.path));
         refuseUnsafePaths(`${opts.models?.file ?? 'the models config'} names ${unsafe.length} model path(s) that are not safe`, unsafe, 'fix them');
         await host.prepare();
-        const l = await host.list();
-        logger.info(`${l.length} file(s) in ${host.label}; ${r.objects.length} object(s) in ${vaultUrl(vault)}`);
-        return [l, r, m];
+        const local = await host.list();
+        logger.info(`${local.length} file(s) in ${host.label}; ${listing.objects.length} object(s) in ${vaultUrl(vault)}`);
+        return { local, listing, manifest };
     });
-    const compare = opts.compare ?? (listing.hasManifest ? 'sha256' : 'size');
-    const report = emptyReport('pull', compare, vault);
-    const remote = included(listing.objects, opts.include, logger, `${vaultUrl(vault)}`);
-    const localBy = new Map(local.map((f) => [f.path, f]));
+}
+/** Per vault object: skip it when the host holds the same size (and sha256, when known). */
+async function decideFromVault(run, sides) {
+    const { opts, report } = run;
+    const { remote, localBy, manifest } = sides;
+    const compare = report.compare;
     const jobs = [];
     const sameSize = remote.filter((o) => localBy.get(o.path)?.size === o.size);
     const localSha = compare === 'sha256' && sameSize.length > 0
@@ -100051,8 +100166,13 @@ async function pull(opts, vault, logger) {
         else
             jobs.push({ path: o.path, size: o.size, from: 'r2', ...(sha256 ? { sha256 } : {}) });
     }
-    // Models the host needs that the vault does not have: HuggingFace (Option B), or fail if required.
-    const inVault = new Set(listing.objects.map((o) => o.path));
+    return jobs;
+}
+/** Models the host needs that the vault does not have: HuggingFace (Option B), or fail if required. */
+function decideFallbacks(run, sides) {
+    const { opts, logger } = run;
+    const { inVault, localBy, manifest } = sides;
+    const jobs = [];
     const missing = [];
     for (const m of opts.models?.models ?? []) {
         if (inVault.has(m.path))
@@ -100078,72 +100198,72 @@ async function pull(opts, vault, logger) {
     if (missing.length > 0) {
         throw new OpsError(`required model(s) missing from R2 and without a HuggingFace fallback${opts.hfFallback ? '' : ' (hf-fallback is off)'}: ${missing.join(', ')}`);
     }
-    const wanted = new Set([
-        ...remote.map((o) => o.path),
-        ...(opts.models?.models ?? []).map((m) => m.path),
-    ]);
-    const toDelete = opts.delete
-        ? local.filter((f) => !wanted.has(f.path) && matcher(opts.include)(f.path))
-        : [];
-    if (opts.dryRun) {
-        for (const j of jobs)
-            report.files.push({
-                path: j.path,
-                action: 'would download',
-                size: j.size ?? 0,
-                ms: 0,
-                note: j.from === 'hf' ? `from ${j.url}` : 'from R2',
-            });
-        for (const f of toDelete)
-            report.files.push({ path: f.path, action: 'would delete', size: f.size, ms: 0 });
-        return report;
-    }
-    const progress = new Progress(logger, opts.progressIntervalMs);
-    await logger.group(`Downloading ${jobs.length} file(s)`, () => forEachLimit(jobs, opts.concurrency, async (j) => {
-        const origin = j.from === 'hf' ? (j.url ?? '') : vaultUrl(vault, j.path);
-        logger.info(`${j.path}: download start from ${origin}${j.size !== undefined ? ` (${formatBytes(j.size)})` : ''}`);
-        const track = progress.begin(j.path, j.size ?? 0);
-        try {
-            const r = await pullFile({
-                partial: host.partial(j.path),
-                path: j.path,
-                origin,
-                source: j.from === 'hf'
-                    ? urlSource(j.url ?? '', opts.hfToken, opts.fetch)
-                    : vaultSource(vault, j.path),
-                onBytes: track.add,
-                logger,
-                ...(j.size !== undefined ? { size: j.size } : {}),
-                ...(j.sha256 ? { expectedSha256: j.sha256 } : {}),
-            });
-            const ms = track.end();
-            if (!r.verified)
-                logger.warn(`${j.path}: no sha256 known to check it against (recorded after download: ${r.sha256})`);
-            report.downloaded++;
-            report.bytes += r.size - r.resumedFrom;
-            const note = [
-                j.from === 'hf' ? 'HuggingFace fallback' : 'from R2',
-                r.verified ? 'sha256 verified' : 'sha256 unknown',
-                r.resumedFrom > 0 ? `resumed at ${formatBytes(r.resumedFrom)}` : '',
-            ]
-                .filter(Boolean)
-                .join(', ');
-            report.files.push({ path: j.path, action: 'downloaded', size: r.size, ms, note });
-            logger.info(`${j.path}: downloaded ${formatBytes(r.size)} in ${formatDuration(ms)} (${formatRate(r.size, ms)}); ${note}`);
-        }
-        catch (err) {
-            track.end();
-            throw err instanceof OpsError
-                ? err
-                : new OpsError(`${j.path}: download failed: ${errorMessage(err)}`, { cause: err });
-        }
-    }));
-    for (const f of toDelete) {
-        await host.remove(f.path);
-        report.deleted++;
-        report.files.push({ path: f.path, action: 'deleted', size: f.size, ms: 0 });
-    }
+    return jobs;
+}
+function pullDryRun(run, jobs, toDelete) {
+    const { report } = run;
+    for (const j of jobs)
+        report.files.push({
+            path: j.path,
+            action: 'would download',
+            size: j.size ?? 0,
+            ms: 0,
+            note: j.from === 'hf' ? `from ${j.url}` : 'from R2',
+        });
+    for (const f of toDelete)
+        report.files.push({ path: f.path, action: 'would delete', size: f.size, ms: 0 });
     return report;
+}
+async function downloadAll(run, jobs) {
+    const progress = new Progress(run.logger, run.opts.progressIntervalMs);
+    await run.logger.group(`Downloading ${jobs.length} file(s)`, () => forEachLimit(jobs, run.opts.concurrency, (j) => downloadOne(run, progress, j)));
+}
+async function downloadOne(run, progress, j) {
+    const { opts, vault, logger, report } = run;
+    const origin = j.from === 'hf' ? (j.url ?? '') : vaultUrl(vault, j.path);
+    logger.info(`${j.path}: download start from ${origin}${j.size !== undefined ? ` (${formatBytes(j.size)})` : ''}`);
+    const track = progress.begin(j.path, j.size ?? 0);
+    try {
+        const r = await pullFile({
+            partial: opts.host.partial(j.path),
+            path: j.path,
+            origin,
+            source: j.from === 'hf'
+                ? urlSource(j.url ?? '', opts.hfToken, opts.fetch)
+                : vaultSource(vault, j.path),
+            onBytes: track.add,
+            logger,
+            ...(j.size !== undefined ? { size: j.size } : {}),
+            ...(j.sha256 ? { expectedSha256: j.sha256 } : {}),
+        });
+        const ms = track.end();
+        if (!r.verified)
+            logger.warn(`${j.path}: no sha256 known to check it against (recorded after download: ${r.sha256})`);
+        report.downloaded++;
+        report.bytes += r.size - r.resumedFrom;
+        const note = [
+            j.from === 'hf' ? 'HuggingFace fallback' : 'from R2',
+            r.verified ? 'sha256 verified' : 'sha256 unknown',
+            r.resumedFrom > 0 ? `resumed at ${formatBytes(r.resumedFrom)}` : '',
+        ]
+            .filter(Boolean)
+            .join(', ');
+        report.files.push({ path: j.path, action: 'downloaded', size: r.size, ms, note });
+        logger.info(`${j.path}: downloaded ${formatBytes(r.size)} in ${formatDuration(ms)} (${formatRate(r.size, ms)}); ${note}`);
+    }
+    catch (err) {
+        track.end();
+        throw err instanceof OpsError
+            ? err
+            : new OpsError(`${j.path}: download failed: ${errorMessage(err)}`, { cause: err });
+    }
+}
+async function removeFromHost(run, toDelete) {
+    for (const f of toDelete) {
+        await run.opts.host.remove(f.path);
+        run.report.deleted++;
+        run.report.files.push({ path: f.path, action: 'deleted', size: f.size, ms: 0 });
+    }
 }
 
 ;// CONCATENATED MODULE: ./src/actions/shared/port.ts
