@@ -89,13 +89,16 @@ interface Step {
   show: string[];
 }
 
-function pipelineSteps(
-  s: SandboxServices,
-  configFile: string,
-  identity: string,
-  recipient: string,
-  signing: SigningKey,
-): Step[] {
+/** The keys the sandbox's pipelines run with: made fresh for each run, never a real one. */
+interface SandboxKeys {
+  /** The age identity (the drill decrypts with it) and its recipient (the backup encrypts to it). */
+  identity: string;
+  recipient: string;
+  signing: SigningKey;
+}
+
+function pipelineSteps(s: SandboxServices, configFile: string, keys: SandboxKeys): Step[] {
+  const { identity, recipient, signing } = keys;
   const r2 = {
     'r2-endpoint': s.r2.endpoint,
     'r2-access-key-id': s.r2.accessKeyId,
@@ -214,7 +217,7 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
     const recipient = await identityToRecipient(identity);
     const signing = await makeSigningKey(dir);
 
-    for (const step of pipelineSteps(services, configFile, identity, recipient, signing)) {
+    for (const step of pipelineSteps(services, configFile, { identity, recipient, signing })) {
       say(`\n=== ${step.title} (actions/${step.action})`);
       const result: ActionResult = await runActionInProcess(step.action, step.inputs);
       ok &&= result.ok;
