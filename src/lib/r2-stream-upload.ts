@@ -7,14 +7,10 @@
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { OpsError } from './errors.js';
-import { BufferPool } from './limits.js';
-import { R2_MAX_PARTS, R2_MIN_PART } from './r2.js';
-import {
-  describeS3Failure,
-  type CompletedPart,
-  type MultipartUpload,
-  type R2Store,
-} from './r2-store.js';
+import { BufferPool, Semaphore } from './limits.js';
+import { sendParts, type PartSource } from './r2-multipart.js';
+import { R2_MIN_PART } from './r2.js';
+import { describeS3Failure, type MultipartUpload, type R2Store } from './r2-store.js';
 
 export interface StreamUploadOptions {
   store: R2Store;
@@ -38,6 +34,48 @@ export interface StreamUploadResult {
   parts: number;
 }
 
+/** A stream cut into parts of one size, hashed and counted as it goes by. */
+class StreamParts implements PartSource {
+  size = 0;
+  private readonly sha = createHash('sha256');
+  private readonly chunks: AsyncIterator<Buffer | Uint8Array>;
+  private pending: Buffer = Buffer.alloc(0);
+  private ended = false;
+
+  constructor(body: Readable) {
+    this.chunks = (body as AsyncIterable<Buffer | Uint8Array>)[Symbol.asyncIterator]();
+  }
+
+  async next(buf: Buffer): Promise<number> {
+    let filled = 0;
+    while (filled < buf.length) {
+      if (this.pending.length === 0) {
+        if (this.ended) break;
+        const chunk = await this.chunks.next();
+        if (chunk.done) {
+          this.ended = true;
+          break;
+        }
+        const data = Buffer.isBuffer(chunk.value)
+          ? chunk.value
+          : Buffer.from(chunk.value.buffer, chunk.value.byteOffset, chunk.value.byteLength);
+        this.sha.update(data);
+        this.size += data.length;
+        this.pending = data;
+      }
+      const n = Math.min(buf.length - filled, this.pending.length);
+      this.pending.copy(buf, filled, 0, n);
+      filled += n;
+      this.pending = this.pending.subarray(n);
+    }
+    return filled;
+  }
+
+  digest(): string {
+    return this.sha.digest('hex');
+  }
+}
+
 export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUploadResult> {
   const { store, key } = opts;
   const partSize = opts.partSize ?? R2_MIN_PART;
@@ -45,92 +83,54 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
     throw new OpsError(`part size ${partSize} is below R2's 5 MiB minimum`);
   const pool = opts.pool ?? new BufferPool();
   const contentType = opts.contentType ?? 'application/octet-stream';
-  const concurrency = Math.max(1, opts.concurrency ?? 2);
-  const sha = createHash('sha256');
-  let size = 0;
+  const source = new StreamParts(opts.body);
   let upload: MultipartUpload | undefined;
-  const done: CompletedPart[] = [];
-  const inFlight = new Set<Promise<void>>();
-  let failure: unknown;
-
-  const sendPart = async (to: MultipartUpload, partNumber: number, data: Buffer) => {
-    done.push({ PartNumber: partNumber, ETag: await store.uploadPart(to, partNumber, data) });
-  };
-
-  // Sends buffer[0, length) as a part; the buffer goes back to the pool once the part is stored.
-  const dispatch = async (partNumber: number, buffer: Buffer, length: number) => {
-    if (partNumber > R2_MAX_PARTS) {
-      throw new OpsError(
-        `${key} exceeds ${R2_MAX_PARTS} parts of ${partSize} bytes (R2's limit); a larger part size is needed`,
-      );
-    }
-    const to = (upload ??= await store.createUpload(key, contentType));
-    while (inFlight.size >= concurrency) await Promise.race(inFlight);
-    if (failure) throw failure;
-    const p = sendPart(to, partNumber, buffer.subarray(0, length))
-      .catch((err: unknown) => {
-        failure ??= err;
-      })
-      .finally(() => {
-        inFlight.delete(p);
-        pool.put(buffer);
-      });
-    inFlight.add(p);
-  };
-
   try {
-    let buffer = pool.get(partSize);
-    let filled = 0;
-    let partNumber = 0;
-    for await (const chunk of opts.body as AsyncIterable<Buffer | Uint8Array>) {
-      let data = Buffer.isBuffer(chunk)
-        ? chunk
-        : Buffer.from(chunk.buffer, chunk.byteOffset, chunk.byteLength);
-      sha.update(data);
-      size += data.length;
-      while (data.length > 0) {
-        const n = Math.min(partSize - filled, data.length);
-        data.copy(buffer, filled, 0, n);
-        filled += n;
-        data = data.subarray(n);
-        if (filled === partSize) {
-          await dispatch(++partNumber, buffer, partSize);
-          buffer = pool.get(partSize);
-          filled = 0;
-        }
+    // The first part decides: a stream shorter than one part is one PutObject.
+    const buf = pool.get(partSize);
+    let length: number;
+    try {
+      length = await source.next(buf);
+    } catch (err) {
+      pool.put(buf);
+      throw err;
+    }
+    if (length < partSize) {
+      try {
+        // Made visible only after beforeComplete agreed.
+        await opts.beforeComplete?.();
+        await store.put(key, buf.subarray(0, length), { contentType });
+      } finally {
+        pool.put(buf);
       }
-      if (failure) throw failure;
+      return { key, size: source.size, sha256: source.digest(), parts: 1 };
     }
-    await Promise.all(inFlight);
-    if (failure) throw failure;
-    const sha256 = sha.digest('hex');
-
-    if (upload === undefined) {
-      // Small stream: one PutObject, made visible only after beforeComplete agreed.
-      const data = buffer.subarray(0, filled);
-      await opts.beforeComplete?.();
-      await store.put(key, data, { contentType });
-      pool.put(buffer);
-      return { key, size, sha256, parts: 1 };
-    }
-
-    if (filled > 0) await dispatch(++partNumber, buffer, filled);
-    else pool.put(buffer);
-    await Promise.all(inFlight);
-    if (failure) throw failure;
+    upload = await store.createUpload(key, contentType).catch((err: unknown) => {
+      pool.put(buf);
+      throw err;
+    });
+    // One part filling while the others are in flight: the stream keeps flowing.
+    const sent = await sendParts({
+      store,
+      upload,
+      partSize,
+      source,
+      pool,
+      slots: new Semaphore(Math.max(1, opts.concurrency ?? 2)),
+      readAhead: true,
+      first: { buf, length },
+    });
     await opts.beforeComplete?.();
-    const parts = [...done].sort((a, b) => a.PartNumber - b.PartNumber);
-    await store.completeUpload(upload, parts);
+    await store.completeUpload(upload, sent.parts);
     upload = undefined;
     const head = await store.head(key);
-    if (head?.size !== size) {
+    if (head?.size !== source.size) {
       throw new OpsError(
-        `${key}: R2 reports ${head?.size ?? 'no object of'} bytes after upload, sent ${size}`,
+        `${key}: R2 reports ${head?.size ?? 'no object of'} bytes after upload, sent ${source.size}`,
       );
     }
-    return { key, size, sha256, parts: parts.length };
+    return { key, size: source.size, sha256: source.digest(), parts: sent.parts.length };
   } catch (err) {
-    await Promise.allSettled(inFlight);
     if (upload !== undefined) await store.abortUpload(upload);
     throw describeS3Failure(`upload of ${key}`, err);
   }

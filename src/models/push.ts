@@ -1,13 +1,14 @@
 // Uploads one model file to the vault: sha256 over every byte as it is read, R2-correct multipart
-// (equal parts but the last, at most 10,000) with parts in flight in parallel and pooled buffers,
-// and resume of an interrupted upload from the parts R2 already holds (checked by MD5, not
-// trusted by number). Parts are sent with UNSIGNED-PAYLOAD so the SDK does not hash every byte
-// a second time for the signature.
+// through the one uploader (src/lib/r2-multipart.ts: equal parts but the last, at most 10,000,
+// in flight in parallel, pooled buffers), and resume of an interrupted upload from the parts R2
+// already holds (checked by MD5, not trusted by number). Parts are sent with UNSIGNED-PAYLOAD so
+// the SDK does not hash every byte a second time for the signature.
 import { createHash } from 'node:crypto';
 import { OpsError } from '../lib/errors.js';
 import type { Logger } from '../lib/logger.js';
 import type { BufferPool, Semaphore } from '../lib/limits.js';
 import type { MultipartUpload, StoredPart } from '../lib/r2-store.js';
+import { sendParts, type PartSource } from '../lib/r2-multipart.js';
 import { R2_MAX_PART, R2_MAX_PARTS } from '../lib/r2.js';
 import type { Vault } from './bucket.js';
 import type { SequentialReader } from './host.js';
@@ -40,9 +41,6 @@ export interface PushFileResult {
   bytesSent: number;
 }
 
-const md5Hex = (b: Buffer): string => createHash('md5').update(b).digest('hex');
-const stripQuotes = (etag: string | undefined): string => (etag ?? '').replace(/"/g, '');
-
 export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
   const input = new HashingReader(o.reader, o.key);
   if (o.size <= o.partSize) return putWhole(o, input);
@@ -53,10 +51,20 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       `${o.key}: ${partCount} parts of ${o.partSize} bytes exceed R2's ${R2_MAX_PARTS}`,
     );
   const { upload, stored, resumed } = await openUpload(o, partCount);
-  const { etags, partsReused, bytesSent } = await sendParts(o, input, {
+  // A slot is taken before each read: the run's slots bound the buffers of every file at once.
+  // The parts stay in R2 after a failure: the next run resumes from them (stale uploads are
+  // aborted after a day).
+  const sent = await sendParts({
+    store: o.vault.store,
     upload,
+    partSize: o.partSize,
+    source: new FileParts(input, o.size, o.partSize),
+    pool: o.pool,
+    slots: o.slots,
+    readAhead: false,
     stored,
-    partCount,
+    unsignedPayload: true,
+    onPart: (bytes) => o.onBytes(bytes),
   });
   const sha256 = input.digest();
   if (o.knownSha256 && o.knownSha256 !== sha256) {
@@ -65,11 +73,10 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
       `${o.key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`,
     );
   }
-  const parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` }));
-  await o.vault.store.completeUpload(upload, parts);
+  await o.vault.store.completeUpload(upload, sent.parts);
   // A resumed upload was created by an earlier run, which may not have known the sha256.
   if (!o.knownSha256 || resumed) await setSha256Metadata(o, sha256);
-  return { sha256, parts: partCount, partsReused, bytesSent };
+  return { sha256, parts: partCount, partsReused: sent.reused, bytesSent: sent.bytesSent };
 }
 
 /** Reads exact lengths of the file and hashes every byte as it goes by, in file order. */
@@ -93,6 +100,25 @@ class HashingReader {
   /** The sha256 of everything read; once every byte went through. */
   digest(): string {
     return this.sha.digest('hex');
+  }
+}
+
+/** A file of known size as parts: exact lengths, read and hashed in order. */
+class FileParts implements PartSource {
+  private offset = 0;
+
+  constructor(
+    private readonly input: HashingReader,
+    private readonly size: number,
+    private readonly partSize: number,
+  ) {}
+
+  async next(buf: Buffer): Promise<number> {
+    const length = Math.min(this.partSize, this.size - this.offset);
+    if (length <= 0) return 0;
+    await this.input.readExactly(buf, length);
+    this.offset += length;
+    return length;
   }
 }
 
@@ -154,71 +180,6 @@ async function openUpload(o: PushFileOptions, partCount: number): Promise<OpenUp
     o.knownSha256 ? { [SHA256_META]: o.knownSha256 } : undefined,
   );
   return { upload, stored: new Map(), resumed: false };
-}
-
-/**
- * Reads the parts in order, each holding a request slot and a pooled buffer until it is sent;
- * a part R2 already holds with the same MD5 is not sent again. On the first failure no further
- * part starts, the ones in flight finish, and the failure is thrown.
- */
-async function sendParts(
-  o: PushFileOptions,
-  input: HashingReader,
-  target: Omit<OpenUpload, 'resumed'> & { partCount: number },
-): Promise<{ etags: string[]; partsReused: number; bytesSent: number }> {
-  const { upload, stored, partCount } = target;
-  const etags: string[] = new Array<string>(partCount);
-  const inFlight = new Set<Promise<void>>();
-  let failure: unknown;
-  let partsReused = 0;
-  let bytesSent = 0;
-  for (let n = 1; n <= partCount && failure === undefined; n++) {
-    const length = n < partCount ? o.partSize : o.size - o.partSize * (partCount - 1);
-    const release = await o.slots.acquire();
-    const buf = o.pool.get(o.partSize);
-    const done = (): void => {
-      o.pool.put(buf);
-      release();
-    };
-    try {
-      await input.readExactly(buf, length);
-    } catch (err) {
-      done();
-      failure = err;
-      break;
-    }
-    const body = buf.subarray(0, length);
-    const have = stored.get(n);
-    if (have && have.size === length && have.etag === md5Hex(body)) {
-      etags[n - 1] = have.etag;
-      partsReused++;
-      o.onBytes(length);
-      done();
-      continue;
-    }
-    const partNumber = n;
-    const p = o.vault.store
-      .uploadPart(upload, partNumber, body, true)
-      .then((etag) => {
-        etags[partNumber - 1] = stripQuotes(etag);
-        bytesSent += length;
-        o.onBytes(length);
-      })
-      .catch((err: unknown) => {
-        failure ??= err;
-      })
-      .finally(() => {
-        done();
-        inFlight.delete(p);
-      });
-    inFlight.add(p);
-  }
-  await Promise.all(inFlight);
-  if (failure !== undefined) {
-    // The parts stay in R2: the next run resumes from them (stale uploads are aborted after a day).
-    throw failure;
-  }
-  return { etags, partsReused, bytesSent };
 }
 
 /**

@@ -88000,7 +88000,7 @@ const actionsPort = {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
 /* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4176);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5590);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4558);
 
 
 
@@ -88011,7 +88011,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5590:
+/***/ 4558:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -99520,19 +99520,122 @@ function progressLine(path, done, size, elapsedMs) {
     return `${path}: ${formatBytes(done)} / ${formatBytes(size)} (${pct}%), ${formatRate(done, elapsedMs)}, ETA ${eta}`;
 }
 
+;// CONCATENATED MODULE: ./src/lib/r2-multipart.ts
+// The one multipart uploader: parts read in order from a source into pooled buffers, sent a few
+// at a time through the R2 store (each part retried there on its own), and a part R2 already holds
+// with the same size and MD5 (an interrupted upload being resumed) not sent again. The backup's
+// archive streams and the model vault's files both send their parts through sendParts.
+
+
+
+const md5Hex = (b) => (0,external_node_crypto_.createHash)('md5').update(b).digest('hex');
+/**
+ * Sends every part of the source. On the first failure no further part starts, the ones in
+ * flight finish, their buffers go back to the pool, and the failure is thrown (the upload is left
+ * for the caller to abort or, for a resumable one, to resume).
+ */
+async function sendParts(o) {
+    const parts = [];
+    const inFlight = new Set();
+    let failure;
+    let reused = 0;
+    let bytesSent = 0;
+    let first = o.first;
+    const read = async () => {
+        if (first) {
+            const taken = first;
+            first = undefined;
+            return taken;
+        }
+        const buf = o.pool.get(o.partSize);
+        try {
+            return { buf, length: await o.source.next(buf) };
+        }
+        catch (err) {
+            o.pool.put(buf);
+            throw err;
+        }
+    };
+    try {
+        for (let n = 1; failure === undefined; n++) {
+            let release = o.readAhead ? undefined : await o.slots.acquire();
+            let part;
+            try {
+                part = await read();
+            }
+            catch (err) {
+                release?.();
+                throw err;
+            }
+            const { buf, length } = part;
+            if (length === 0) {
+                o.pool.put(buf);
+                release?.();
+                break;
+            }
+            const done = () => {
+                o.pool.put(buf);
+                release?.();
+            };
+            if (n > R2_MAX_PARTS) {
+                done();
+                throw new OpsError(`${o.upload.key} exceeds ${R2_MAX_PARTS} parts of ${o.partSize} bytes (R2's limit); a larger part size is needed`);
+            }
+            const body = buf.subarray(0, length);
+            const have = o.stored?.get(n);
+            if (have && have.size === length && have.etag === md5Hex(body)) {
+                parts.push({ PartNumber: n, ETag: `"${have.etag}"` });
+                reused++;
+                o.onPart?.(length, true);
+                done();
+                continue;
+            }
+            release ??= await o.slots.acquire();
+            // A part that failed while this one waited for its slot: send nothing more.
+            if (failure) {
+                done();
+                break;
+            }
+            const partNumber = n;
+            const p = o.store
+                .uploadPart(o.upload, partNumber, body, o.unsignedPayload ?? false)
+                .then((etag) => {
+                parts.push({ PartNumber: partNumber, ETag: etag });
+                bytesSent += length;
+                o.onPart?.(length, false);
+            })
+                .catch((err) => {
+                failure ??= { err };
+            })
+                .finally(() => {
+                done();
+                inFlight.delete(p);
+            });
+            inFlight.add(p);
+            if (length < o.partSize)
+                break;
+        }
+    }
+    finally {
+        await Promise.allSettled(inFlight);
+    }
+    if (failure)
+        throw failure.err;
+    return { parts: parts.sort((a, b) => a.PartNumber - b.PartNumber), reused, bytesSent };
+}
+
 ;// CONCATENATED MODULE: ./src/models/push.ts
 // Uploads one model file to the vault: sha256 over every byte as it is read, R2-correct multipart
-// (equal parts but the last, at most 10,000) with parts in flight in parallel and pooled buffers,
-// and resume of an interrupted upload from the parts R2 already holds (checked by MD5, not
-// trusted by number). Parts are sent with UNSIGNED-PAYLOAD so the SDK does not hash every byte
-// a second time for the signature.
+// through the one uploader (src/lib/r2-multipart.ts: equal parts but the last, at most 10,000,
+// in flight in parallel, pooled buffers), and resume of an interrupted upload from the parts R2
+// already holds (checked by MD5, not trusted by number). Parts are sent with UNSIGNED-PAYLOAD so
+// the SDK does not hash every byte a second time for the signature.
+
 
 
 
 const SHA256_META = 'sha256';
 const CONTENT_TYPE = 'application/octet-stream';
-const md5Hex = (b) => (0,external_node_crypto_.createHash)('md5').update(b).digest('hex');
-const stripQuotes = (etag) => (etag ?? '').replace(/"/g, '');
 async function pushFile(o) {
     const input = new HashingReader(o.reader, o.key);
     if (o.size <= o.partSize)
@@ -99541,22 +99644,31 @@ async function pushFile(o) {
     if (partCount > R2_MAX_PARTS)
         throw new OpsError(`${o.key}: ${partCount} parts of ${o.partSize} bytes exceed R2's ${R2_MAX_PARTS}`);
     const { upload, stored, resumed } = await openUpload(o, partCount);
-    const { etags, partsReused, bytesSent } = await sendParts(o, input, {
+    // A slot is taken before each read: the run's slots bound the buffers of every file at once.
+    // The parts stay in R2 after a failure: the next run resumes from them (stale uploads are
+    // aborted after a day).
+    const sent = await sendParts({
+        store: o.vault.store,
         upload,
+        partSize: o.partSize,
+        source: new FileParts(input, o.size, o.partSize),
+        pool: o.pool,
+        slots: o.slots,
+        readAhead: false,
         stored,
-        partCount,
+        unsignedPayload: true,
+        onPart: (bytes) => o.onBytes(bytes),
     });
     const sha256 = input.digest();
     if (o.knownSha256 && o.knownSha256 !== sha256) {
         await o.vault.store.abortUpload(upload);
         throw new OpsError(`${o.key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
     }
-    const parts = etags.map((ETag, i) => ({ PartNumber: i + 1, ETag: `"${ETag}"` }));
-    await o.vault.store.completeUpload(upload, parts);
+    await o.vault.store.completeUpload(upload, sent.parts);
     // A resumed upload was created by an earlier run, which may not have known the sha256.
     if (!o.knownSha256 || resumed)
         await setSha256Metadata(o, sha256);
-    return { sha256, parts: partCount, partsReused, bytesSent };
+    return { sha256, parts: partCount, partsReused: sent.reused, bytesSent: sent.bytesSent };
 }
 /** Reads exact lengths of the file and hashes every byte as it goes by, in file order. */
 class HashingReader {
@@ -99576,6 +99688,26 @@ class HashingReader {
     /** The sha256 of everything read; once every byte went through. */
     digest() {
         return this.sha.digest('hex');
+    }
+}
+/** A file of known size as parts: exact lengths, read and hashed in order. */
+class FileParts {
+    input;
+    size;
+    partSize;
+    offset = 0;
+    constructor(input, size, partSize) {
+        this.input = input;
+        this.size = size;
+        this.partSize = partSize;
+    }
+    async next(buf) {
+        const length = Math.min(this.partSize, this.size - this.offset);
+        if (length <= 0)
+            return 0;
+        await this.input.readExactly(buf, length);
+        this.offset += length;
+        return length;
     }
 }
 /** A file of one part: one PUT, its sha256 already in the metadata. */
@@ -99623,67 +99755,6 @@ async function openUpload(o, partCount) {
     }
     const upload = await store.createUpload(o.key, CONTENT_TYPE, o.knownSha256 ? { [SHA256_META]: o.knownSha256 } : undefined);
     return { upload, stored: new Map(), resumed: false };
-}
-/**
- * Reads the parts in order, each holding a request slot and a pooled buffer until it is sent;
- * a part R2 already holds with the same MD5 is not sent again. On the first failure no further
- * part starts, the ones in flight finish, and the failure is thrown.
- */
-async function sendParts(o, input, target) {
-    const { upload, stored, partCount } = target;
-    const etags = new Array(partCount);
-    const inFlight = new Set();
-    let failure;
-    let partsReused = 0;
-    let bytesSent = 0;
-    for (let n = 1; n <= partCount && failure === undefined; n++) {
-        const length = n < partCount ? o.partSize : o.size - o.partSize * (partCount - 1);
-        const release = await o.slots.acquire();
-        const buf = o.pool.get(o.partSize);
-        const done = () => {
-            o.pool.put(buf);
-            release();
-        };
-        try {
-            await input.readExactly(buf, length);
-        }
-        catch (err) {
-            done();
-            failure = err;
-            break;
-        }
-        const body = buf.subarray(0, length);
-        const have = stored.get(n);
-        if (have && have.size === length && have.etag === md5Hex(body)) {
-            etags[n - 1] = have.etag;
-            partsReused++;
-            o.onBytes(length);
-            done();
-            continue;
-        }
-        const partNumber = n;
-        const p = o.vault.store
-            .uploadPart(upload, partNumber, body, true)
-            .then((etag) => {
-            etags[partNumber - 1] = stripQuotes(etag);
-            bytesSent += length;
-            o.onBytes(length);
-        })
-            .catch((err) => {
-            failure ??= err;
-        })
-            .finally(() => {
-            done();
-            inFlight.delete(p);
-        });
-        inFlight.add(p);
-    }
-    await Promise.all(inFlight);
-    if (failure !== undefined) {
-        // The parts stay in R2: the next run resumes from them (stale uploads are aborted after a day).
-        throw failure;
-    }
-    return { etags, partsReused, bytesSent };
 }
 /**
  * The sha256 is only known once every byte went through, after the multipart upload was created:
