@@ -5,20 +5,12 @@
 // requests are counted against the policy's attempts, never attempts × attempts.
 import { afterEach, describe, expect, it, jest } from '@jest/globals';
 import http from 'node:http';
-import net from 'node:net';
+import type net from 'node:net';
 import { runAction, type ActionRun } from '../helpers/run-action.js';
+import { closedPort } from '../helpers/closed-port.js';
 
 // The default deadline is 60 s: the run that uses it needs room above it.
 jest.setTimeout(120_000);
-
-/** A port that was just bound and closed: nothing listens there. */
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
 
 interface Stub {
   port: number;

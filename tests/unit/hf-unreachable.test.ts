@@ -3,20 +3,12 @@
 // realm the SDK wraps the socket error and drops its code).
 import { describe, expect, it } from '@jest/globals';
 import { mkdtemp, readdir, rm } from 'node:fs/promises';
-import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
 import { memoryLogger } from '../../src/lib/logger.js';
 import { LocalPartialFile } from '../../src/models/partial.js';
 import { pullFile, urlSource } from '../../src/models/pull.js';
-
-async function closedPort(): Promise<number> {
-  const server = net.createServer();
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  const { port } = server.address() as net.AddressInfo;
-  await new Promise((resolve) => server.close(resolve));
-  return port;
-}
+import { closedPort } from '../helpers/closed-port.js';
 
 describe('the HuggingFace fallback on a closed port', () => {
   it('HuggingFace fallback: the download fails within seconds naming the URL and the cause', async () => {
