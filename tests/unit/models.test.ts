@@ -3,7 +3,7 @@ import { ConfigError, InputError } from '../../src/lib/errors.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
 import { parseSyncInputs } from '../../src/actions/sync-models/inputs.js';
 import { parseModelsConfig } from '../../src/models/config.js';
-import { globToRegExp, matcher } from '../../src/models/glob.js';
+import { matcher } from '../../src/models/glob.js';
 import { BufferPool, Semaphore, forEachLimit } from '../../src/lib/limits.js';
 import { parseLocation } from '../../src/models/location.js';
 import { progressLine } from '../../src/models/progress.js';
@@ -21,10 +21,22 @@ describe('include globs', () => {
     expect(m('a.safetensors')).toBe(true);
     expect(m('loras/x/y.safetensors')).toBe(true);
     expect(m('loras/y.safetensors.partial')).toBe(false);
-    expect(globToRegExp('checkpoints/*.st').test('checkpoints/sub/a.st')).toBe(false);
-    expect(globToRegExp('*.st').test('deep/dir/a.st')).toBe(true);
-    expect(globToRegExp('loras/?.st').test('loras/a.st')).toBe(true);
-    expect(globToRegExp('a.b').test('axb')).toBe(false);
+    expect(matcher(['checkpoints/*.st'])('checkpoints/sub/a.st')).toBe(false);
+    expect(matcher(['*.st'])('deep/dir/a.st')).toBe(true);
+    expect(matcher(['loras/?.st'])('loras/a.st')).toBe(true);
+    expect(matcher(['a.b'])('axb')).toBe(false);
+    expect(matcher(['./checkpoints/*.st'])('checkpoints/a.st')).toBe(true);
+    expect(matcher(['*.safetensors'])('loras/.hidden.safetensors')).toBe(true);
+  });
+
+  it('takes what a glob promises: brace sets and character classes (they matched nothing before)', () => {
+    const m = matcher(['*.{safetensors,ckpt}']);
+    expect(m('checkpoints/a.ckpt')).toBe(true);
+    expect(m('loras/b.safetensors')).toBe(true);
+    expect(m('loras/b.bin')).toBe(false);
+    const cls = matcher(['loras/[ab]*.safetensors']);
+    expect(cls('loras/alpha.safetensors')).toBe(true);
+    expect(cls('loras/cat.safetensors')).toBe(false);
   });
 });
 
