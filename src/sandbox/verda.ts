@@ -109,13 +109,10 @@ export interface VerdaEmulator {
 }
 
 /** What startVerdaEmulator has built, for the handle it returns. */
-interface EmulatorParts {
-  apiUrl: string;
-  inferenceBaseUrl: string;
-  clientId: string;
-  clientSecret: string;
-  inferenceKey: string;
-  clock: EmulatedClock;
+interface EmulatorParts extends Pick<
+  VerdaEmulator,
+  'apiUrl' | 'inferenceBaseUrl' | 'clientId' | 'clientSecret' | 'inferenceKey' | 'clock'
+> {
   faults: FaultTable;
   log: RequestLog;
   tokens: OAuthTokens;
