@@ -46,10 +46,6 @@ export class BackupStore {
     );
   }
 
-  get bucket(): string {
-    return this.r2.bucket;
-  }
-
   /** Every key under the prefix (paged, 1,000 a page). */
   listKeys(under = `${this.prefix}/`): Promise<string[]> {
     return this.r2.listKeys(under);

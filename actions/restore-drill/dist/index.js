@@ -73050,9 +73050,6 @@ class BackupStore {
         const { client, bucket, prefix, retry } = where;
         return new BackupStore(new R2Store({ client, bucket, logger, ...(retry ? { retry } : {}) }), prefix);
     }
-    get bucket() {
-        return this.r2.bucket;
-    }
     /** Every key under the prefix (paged, 1,000 a page). */
     listKeys(under = `${this.prefix}/`) {
         return this.r2.listKeys(under);
