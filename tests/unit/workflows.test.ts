@@ -109,6 +109,28 @@ describe('workflow files', () => {
     expect(unpinned).toEqual([]);
   });
 
+  // The SHA is what runs; the comment says which release it is (Dependabot updates both). One
+  // action is pinned to one commit everywhere, so a bump cannot miss a copy.
+  it('names the release tag beside every pin, one commit per action across the workflows', () => {
+    const pins = new Map<string, Set<string>>();
+    const problems: string[] = [];
+    for (const file of workflowFiles) {
+      for (const [i, line] of load(file).split('\n').entries()) {
+        const m = /uses:\s*([\w.-]+\/[\w.\-/]+)@([0-9a-f]{40})(.*)$/.exec(line);
+        if (!m) continue;
+        const [, action, sha, rest] = m as unknown as [string, string, string, string];
+        const tag = /^\s+# (v\d+\.\d+\.\d+)\s*$/.exec(rest)?.[1];
+        if (!tag) problems.push(`${file}:${i + 1}: ${action}@${sha} has no '# vX.Y.Z' comment`);
+        pins.set(action, (pins.get(action) ?? new Set()).add(`${sha} # ${tag ?? '?'}`));
+      }
+    }
+    for (const [action, seen] of pins) {
+      if (seen.size > 1) problems.push(`${action} pinned to ${[...seen].join(' and ')}`);
+    }
+    expect(problems).toEqual([]);
+    expect(pins.size).toBeGreaterThan(0);
+  });
+
   it.each(workflowFiles)('%s uses every dispatch input and sets permissions', (file) => {
     const wf = parse(file);
     const text = load(file);
