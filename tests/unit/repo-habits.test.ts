@@ -1,7 +1,10 @@
 // The habits of a well-kept Actions repository, checked so they do not rot: Dependabot looks where
-// the things it bumps are.
+// the things it bumps are, a release checks its dist and publishes its CHANGELOG section, the
+// owners and the contributor's guide name what exists.
 import { describe, expect, it } from '@jest/globals';
-import { existsSync, readFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 
@@ -57,5 +60,183 @@ describe('.github/dependabot.yml', () => {
     const npm = config.updates.find((u) => u['package-ecosystem'] === 'npm');
     expect(npm?.schedule?.interval).toBe('weekly');
     expect(Object.keys(npm?.groups ?? {}).length).toBeGreaterThan(0);
+  });
+});
+
+type Step = { name?: string; id?: string; uses?: string; run?: string; if?: string };
+type ReleaseWorkflow = {
+  on: { push: { tags: string[] } } & Record<string, unknown>;
+  permissions: Record<string, string>;
+  jobs: Record<string, { permissions: Record<string, string>; steps: Step[] }>;
+};
+
+// The release workflow cannot run here: its order is checked, and its shell steps are run with
+// bash on what they read (the tag, package.json, CHANGELOG.md).
+describe('.github/workflows/release.yml', () => {
+  const wf = parseYaml(read('.github/workflows/release.yml')) as ReleaseWorkflow;
+  const steps = wf.jobs.release!.steps;
+  const step = (pattern: RegExp) => {
+    const i = steps.findIndex((s) =>
+      pattern.test(`${s.name ?? ''} ${s.run ?? ''} ${s.uses ?? ''}`),
+    );
+    expect(i).toBeGreaterThanOrEqual(0);
+    return { i, step: steps[i]! };
+  };
+
+  function bash(script: string, env: Record<string, string>, files: Record<string, string>) {
+    const dir = mkdtempSync(path.join(tmpdir(), 'release-step-'));
+    try {
+      for (const [name, text] of Object.entries(files)) writeFileSync(path.join(dir, name), text);
+      const output = path.join(dir, 'github-output');
+      writeFileSync(output, '');
+      const r = spawnSync('bash', ['-eo', 'pipefail', '-c', script], {
+        cwd: dir,
+        env: {
+          PATH: process.env.PATH ?? '/usr/bin:/bin',
+          GITHUB_OUTPUT: output,
+          RUNNER_TEMP: dir,
+          ...env,
+        },
+        encoding: 'utf8',
+      });
+      const notes = path.join(dir, 'notes.md');
+      return {
+        status: r.status,
+        stdout: r.stdout,
+        outputs: readFileSync(output, 'utf8'),
+        notes: existsSync(notes) ? readFileSync(notes, 'utf8') : undefined,
+      };
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  }
+
+  it('runs on vX.Y.Z tags only, and only the release job may write contents', () => {
+    expect(Object.keys(wf.on)).toEqual(['push']);
+    expect(wf.on.push).toEqual({ tags: ['v*.*.*'] });
+    expect(wf.permissions).toEqual({ contents: 'read' });
+    expect(wf.jobs.release!.permissions).toEqual({ contents: 'write' });
+  });
+
+  it('checks the tag and the dist before it releases, and moves the major tag last', () => {
+    const tag = step(/^Check the tag/);
+    const ci = step(/^ npm ci $/);
+    const dist = step(/git diff --exit-code --stat -- actions\//);
+    const create = step(/gh release create/);
+    const move = step(/git push -f origin "refs\/tags\/\$MAJOR"/);
+    expect(dist.step.run).toContain('npm run build');
+    expect(tag.i).toBeLessThan(ci.i);
+    expect(ci.i).toBeLessThan(dist.i);
+    expect(dist.i).toBeLessThan(create.i);
+    expect(create.i).toBeLessThan(move.i);
+    expect(move.i).toBe(steps.length - 1);
+    expect(move.step.if).toBe("steps.tag.outputs.prerelease == 'false'");
+  });
+
+  describe('the tag check', () => {
+    const script = step(/^Check the tag/).step.run!;
+    const check = (tag: string, version: string) =>
+      bash(script, { TAG: tag }, { 'package.json': JSON.stringify({ version }) });
+
+    it('takes vX.Y.Z of package.json and names the major tag', () => {
+      const r = check('v1.4.2', '1.4.2');
+      expect(r.status).toBe(0);
+      expect(r.outputs).toBe('version=1.4.2\nmajor=v1\nprerelease=false\n');
+      expect(check('v2.0.0-rc.1', '2.0.0-rc.1').outputs).toBe(
+        'version=2.0.0-rc.1\nmajor=v2\nprerelease=true\n',
+      );
+    });
+
+    it('refuses another shape, or a version package.json does not have', () => {
+      for (const bad of ['v1', 'v1.2', '1.2.3', 'v1.2.3.4', 'v1.2.3\nv9.9.9', 'v1.2.3 ;id']) {
+        const r = check(bad, '1.2.3');
+        expect({ bad, status: r.status }).toEqual({ bad, status: 1 });
+        // One annotation line: a newline in the tag cannot start another workflow command.
+        expect(r.stdout).toMatch(/^::error title=tag::[^\n]*, got \S[^\n]*\n$/);
+      }
+      const r = check('v1.2.4', '1.2.3');
+      expect(r.status).toBe(1);
+      expect(r.stdout).toContain('tag v1.2.4, but package.json says 1.2.3');
+    });
+  });
+
+  describe('the release notes', () => {
+    const script = step(/^Release notes/).step.run!;
+    const changelog = [
+      '# Changelog',
+      '',
+      '## [Unreleased]',
+      '',
+      '- next',
+      '',
+      '## [1.2.0] - 2027-01-10',
+      '',
+      '### Added',
+      '',
+      '- one',
+      '',
+      '## [1.1.0] - 2026-12-20',
+      '',
+      '- two',
+      '',
+      '[1.2.0]: https://example.invalid/compare/v1.1.0...v1.2.0',
+      '',
+    ].join('\n');
+    const notes = (version: string, text = changelog) =>
+      bash(script, { VERSION: version }, { 'CHANGELOG.md': text });
+
+    it("are the version's CHANGELOG section, up to the next section or the links", () => {
+      expect(notes('1.2.0')).toMatchObject({
+        status: 0,
+        outputs: 'from=changelog\n',
+        notes: '\n### Added\n\n- one\n\n',
+      });
+      expect(notes('1.1.0').notes).toBe('\n- two\n\n');
+    });
+
+    it('fall back to generated notes, with a warning, for a version it does not list', () => {
+      const r = notes('1.1');
+      expect(r).toMatchObject({ status: 0, outputs: 'from=generated\n' });
+      expect(r.stdout).toContain('::warning title=CHANGELOG::');
+      expect(notes('1.3.0').outputs).toBe('from=generated\n');
+    });
+
+    it('read the real CHANGELOG.md: its Unreleased section comes first', () => {
+      const text = read('CHANGELOG.md');
+      const headings = text.split('\n').filter((l) => l.startsWith('## '));
+      expect(headings[0]).toBe('## [Unreleased]');
+      for (const h of headings.slice(1))
+        expect(h).toMatch(/^## \[\d+\.\d+\.\d+\S*\] - \d{4}-\d{2}-\d{2}$/);
+      expect(notes('Unreleased', text).notes).toMatch(/^\n### Added\n/);
+    });
+  });
+});
+
+describe('CODEOWNERS and CONTRIBUTING.md', () => {
+  it('CODEOWNERS gives every path an owner, and every path it names exists', () => {
+    const rules = read('.github/CODEOWNERS')
+      .split('\n')
+      .filter((l) => l.trim() !== '' && !l.startsWith('#'))
+      .map((l) => l.trim().split(/\s+/));
+    expect(rules[0]).toEqual(['*', '@ahelme']);
+    for (const [pattern, ...owners] of rules) {
+      expect(owners.length).toBeGreaterThan(0);
+      for (const owner of owners) expect(owner).toMatch(/^@[\w-]+(\/[\w-]+)?$/);
+      if (pattern!.startsWith('/')) expect(existsSync(path.join(root, pattern!))).toBe(true);
+    }
+  });
+
+  it('CONTRIBUTING.md and README.md name only npm scripts that exist', () => {
+    const scripts = Object.keys(
+      (JSON.parse(read('package.json')) as { scripts: Record<string, string> }).scripts,
+    );
+    for (const doc of ['CONTRIBUTING.md', 'README.md']) {
+      const named = [...read(doc).matchAll(/npm run ([\w:-]+)/g)].map((m) => m[1]!);
+      expect(named.length).toBeGreaterThan(0);
+      expect({ doc, missing: named.filter((n) => !scripts.includes(n)) }).toEqual({
+        doc,
+        missing: [],
+      });
+    }
   });
 });
