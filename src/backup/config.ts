@@ -3,33 +3,12 @@
 import { z } from 'zod';
 import { parseWithSchema } from '../lib/schema.js';
 import { parseYamlText, readYamlFile } from '../lib/yaml-file.js';
-import { hasControlChars } from '../lib/safe-path.js';
+import { absolutePath, hasControlChars } from '../lib/safe-path.js';
+import { hostShapeSchema } from '../host/shape.js';
+import { ITEM_STEPS } from './restore-steps.js';
 
 /** Item and disk ids: what the config allows, and what a manifest may name. */
 export const ITEM_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
-
-/** An absolute path without '.', '..', empty segments or control characters. */
-export function absolutePath(what: string, opts: { glob?: boolean } = {}) {
-  return z.string().superRefine((value, ctx) => {
-    const problem = pathProblem(value, opts.glob ?? false);
-    if (problem)
-      ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(value)} ${problem}` });
-  });
-}
-
-function pathProblem(value: string, glob: boolean): string | undefined {
-  if (!value.startsWith('/')) return 'must be absolute (start with /)';
-  if (hasControlChars(value)) return 'must not contain control characters';
-  const segments = value === '/' ? [] : value.slice(1).replace(/\/$/, '').split('/');
-  if (segments.some((s) => s === '..')) return "must not contain '..'";
-  if (segments.some((s) => s === '.' || s === '')) return "must not contain '.' or empty segments";
-  const globbed = segments.findIndex((s) => /[*?]/.test(s));
-  if (/[[\]{}]/.test(value)) return 'must not contain [ ] { } (only * and ? globs are supported)';
-  if (globbed >= 0 && (!glob || globbed !== segments.length - 1)) {
-    return glob ? 'may use * or ? only in its last segment' : 'must not contain * or ?';
-  }
-  return undefined;
-}
 
 /** An exclude pattern, relative to each of the item's paths (e.g. .cache, comfy-multi/data/models). */
 const excludePattern = z.string().superRefine((value, ctx) => {
@@ -55,6 +34,8 @@ const itemSchema = z.strictObject({
   sudo: z.boolean().default(false),
   /** Where RESTORE.sh extracts the archive (members are paths relative to the host root). */
   'restore-to': absolutePath('restore-to').default('/'),
+  /** The RESTORE.sh step that restores this item (the step then does what the item needs). */
+  step: z.enum(ITEM_STEPS).default('project'),
   /** Commands RESTORE.sh runs after extracting this item onto a live system (root '/'). */
   'after-restore': z.array(z.string().min(1)).default([]),
 });
@@ -73,6 +54,8 @@ const configSchema = z
     /** Where the model vault lives on the host (with-models). */
     'models-dir': absolutePath('models-dir').optional(),
     items: z.array(itemSchema).min(1, 'items needs at least one item'),
+    /** What RESTORE.sh rebuilds the host into and verify-host checks (src/host/shape.ts). */
+    host: hostShapeSchema.prefault({}),
   })
   .superRefine((config, ctx) => {
     const seen = new Set<string>();

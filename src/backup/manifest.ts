@@ -4,8 +4,12 @@ import { z } from 'zod';
 import { OpsError } from '../lib/errors.js';
 import { schemaProblems } from '../lib/schema.js';
 import type { ItemStreamResult } from './archive-stream.js';
-import { absolutePath, ITEM_ID_RE, type BackupItem } from './config.js';
+import { absolutePath } from '../lib/safe-path.js';
+import { ITEM_ID_RE, type BackupItem } from './config.js';
 import { hostFactsSchema, hostText } from './facts.js';
+import { CHECK_IDS, type CheckId } from '../host/checks.js';
+import { hostShapeSchema } from '../host/shape.js';
+import { ITEM_STEPS } from './restore-steps.js';
 import type { PlannedItem } from './plan.js';
 import { COMPRESSOR_NAMES, COMPRESSORS, type Compressor } from './remote-commands.js';
 
@@ -62,6 +66,8 @@ export const manifestItemSchema = z.strictObject({
   required: z.boolean(),
   sudo: z.boolean(),
   restoreTo: absolutePath('restoreTo'),
+  /** The RESTORE.sh step that restores it (backups before steps: project). */
+  step: z.enum(ITEM_STEPS).default('project'),
   /** As the config said at backup time; a restore runs its own config's, never these. */
   afterRestore: z.array(hostText(1000)),
   key: z.string(),
@@ -98,6 +104,15 @@ const manifestFields = z.strictObject({
     recipients: z.array(z.string().regex(RECIPIENT_RE, 'must be an age recipient')).min(1),
   }),
   items: z.array(manifestItemSchema),
+  /** The host RESTORE.sh rebuilds and the checks of its verify step, as configured at backup time. */
+  rebuild: z
+    .strictObject({
+      host: hostShapeSchema,
+      checks: z.array(
+        z.strictObject({ id: z.enum(CHECK_IDS as [CheckId, ...CheckId[]]), level: z.enum(['required', 'optional']) }),
+      ),
+    })
+    .prefault({ host: {}, checks: [] }),
   skipped: z.array(z.strictObject({ id: z.string().regex(ITEM_ID_RE), reason: hostText(2000) })),
   restoreScript: z.strictObject({ key: z.string(), sha256: SHA256_HEX, bytes }),
 });
@@ -128,6 +143,7 @@ export function manifestItem(
     required: item.required,
     sudo: item.sudo,
     restoreTo: item['restore-to'],
+    step: item.step,
     afterRestore: item['after-restore'],
     key: stored.key,
     compression: stored.compression,

@@ -327,6 +327,8 @@ function checkRestoreScript(stored: string, manifest: Manifest, opts: DrillOptio
     endpoint: opts.endpoint,
     hostFingerprint: manifest.host.fingerprint,
     facts: manifest.facts,
+    shape: manifest.rebuild.host,
+    checks: manifest.rebuild.checks,
     items: manifest.items.map((i) => ({ ...i, afterRestore: afterRestore.get(i.id) ?? [] })),
   });
   const same = (script: string) =>
@@ -373,7 +375,7 @@ async function restoreItem(
   const out: Buffer[] = [];
   const args = [files.script, '--signers', files.signersFile, '--identity', files.identityFile];
   args.push('--root', files.root, '--from', files.archives);
-  const done = await run('bash', [...args, '--skip-after-restore', '--only', item.id], {
+  const done = await run('bash', [...args, '--skip-after-restore', '--item', item.id], {
     ...step,
     onStdout: (chunk) => out.push(chunk),
   });

@@ -29,7 +29,8 @@ import {
 import { partSizes } from './part-size.js';
 import { planItems, type PlannedItem } from './plan.js';
 import { parseProbe, probeCommand, type Compressor } from './remote-commands.js';
-import { restoreScript } from './restore-script.js';
+import { restoreScript, type RestoreScriptInput } from './restore-script.js';
+import { planChecks, type VerifyPlan } from '../host/verify-config.js';
 import type { RetentionDecision, RetentionPolicy } from './retention.js';
 import { pruneBackups, type PruneResult, type RefusedBackup } from './run-retention.js';
 import { SIGNATURE_NAMESPACE } from './signature.js';
@@ -44,6 +45,8 @@ export { planItems, type PlannedItem } from './plan.js';
 export interface BackupOptions {
   ssh: Omit<ConnectOptions, 'logger'>;
   config: BackupConfig;
+  /** The checks RESTORE.sh's verify step runs (config/verify.yml); default every check, required. */
+  checks?: VerifyPlan['checks'];
   client: S3Client;
   bucket: string;
   prefix: string;
@@ -344,6 +347,7 @@ async function writeBackup(
       endpoint: opts.endpoint,
       hostFingerprint: host.hostFingerprint,
       facts: host.facts,
+      ...rebuildOf(opts),
       items,
     });
     written.push(keys.restoreScript);
@@ -363,6 +367,11 @@ async function writeBackup(
   } catch (err) {
     throw await writeFailure(run, bucket, written, err);
   }
+}
+
+/** The host RESTORE.sh rebuilds into, and the checks of its verify step. */
+function rebuildOf(opts: BackupOptions): Pick<RestoreScriptInput, 'shape' | 'checks'> {
+  return { shape: opts.config.host, checks: opts.checks ?? planChecks({}).checks };
 }
 
 /** The manifest of the backup just written (its items and RESTORE.sh are in the bucket). */
@@ -388,6 +397,7 @@ function manifestOf(
     facts: host.facts,
     encryption: { format: 'age', recipients: opts.recipients },
     items: written.items,
+    rebuild: { host: opts.config.host, checks: rebuildOf(opts).checks },
     skipped: host.skipped,
     restoreScript: written.restoreScript,
   };

@@ -2,6 +2,7 @@
 // and are joined onto a local or remote directory. Only a plain relative path is accepted: one that
 // cannot name anything outside its root, whatever the OS or shell does with it.
 import path from 'node:path';
+import { z } from 'zod';
 import { OpsError } from './errors.js';
 
 /** What a safe relative path is, for error messages. */
@@ -47,4 +48,27 @@ export function resolveInside(
     );
   }
   return full;
+}
+
+/** An absolute path without '.', '..', empty segments or control characters. */
+export function absolutePath(what: string, opts: { glob?: boolean } = {}) {
+  return z.string().superRefine((value, ctx) => {
+    const problem = pathProblem(value, opts.glob ?? false);
+    if (problem)
+      ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(value)} ${problem}` });
+  });
+}
+
+function pathProblem(value: string, glob: boolean): string | undefined {
+  if (!value.startsWith('/')) return 'must be absolute (start with /)';
+  if (hasControlChars(value)) return 'must not contain control characters';
+  const segments = value === '/' ? [] : value.slice(1).replace(/\/$/, '').split('/');
+  if (segments.some((s) => s === '..')) return "must not contain '..'";
+  if (segments.some((s) => s === '.' || s === '')) return "must not contain '.' or empty segments";
+  const globbed = segments.findIndex((s) => /[*?]/.test(s));
+  if (/[[\]{}]/.test(value)) return 'must not contain [ ] { } (only * and ? globs are supported)';
+  if (globbed >= 0 && (!glob || globbed !== segments.length - 1)) {
+    return glob ? 'may use * or ? only in its last segment' : 'must not contain * or ?';
+  }
+  return undefined;
 }

@@ -37,3 +37,13 @@ export function shellGlob(path: string): string {
 export function shellComment(text: string): string {
   return `# ${shellQuote(text)}`;
 }
+
+/**
+ * Constant bash text written in a template literal: raw (backslashes stay as bash needs them),
+ * with `$\{` standing for bash's `${` (a template literal would take `${` as its own). Takes no
+ * substitutions: values go in through shellQuote, never into this text.
+ */
+export function bashText(strings: TemplateStringsArray): string {
+  if (strings.length !== 1) throw new Error('bashText takes no substitutions');
+  return (strings.raw[0] ?? '').replaceAll('$\\{', '${');
+}

@@ -65,6 +65,8 @@ export function forgery(world: BackupWorld, prefix: string) {
             endpoint: world.r2.endpoint,
             hostFingerprint: m.host?.fingerprint,
             facts: m.facts,
+            shape: m.rebuild?.host ?? manifest.rebuild.host,
+            checks: m.rebuild?.checks ?? manifest.rebuild.checks,
             items: m.items ?? [],
           }),
         );

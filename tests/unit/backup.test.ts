@@ -1,4 +1,4 @@
-import { execFileSync } from 'node:child_process';
+import { execFileSync, spawnSync } from 'node:child_process';
 import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -20,6 +20,9 @@ import {
   probeCommand,
 } from '../../src/backup/remote-commands.js';
 import { restoreScript } from '../../src/backup/restore-script.js';
+import { RESTORE_STEPS } from '../../src/backup/restore-steps.js';
+import { DEFAULT_HOST_SHAPE } from '../../src/host/shape.js';
+import { planChecks } from '../../src/host/verify-config.js';
 import { applyRetention, isoWeek, parseRetention } from '../../src/backup/retention.js';
 import { TOOL_VERSION } from '../../src/backup/version.js';
 import { ConfigError, InputError } from '../../src/lib/errors.js';
@@ -214,6 +217,9 @@ describe('facts', () => {
         'hostname\tverda-gpu',
         'os\tUbuntu 24.04.1 LTS',
         'kernel\t6.8.0-51-generic',
+        'user\tdev:x:1000:1000:Dev,,,:/home/dev:/usr/bin/zsh',
+        'groups\tdev sudo docker',
+        'docker\tdocker-ce',
         'disk\tmodels\t/mnt/models\t/dev/vdb 42949672960 30064771072 12884901888 71% /mnt/models',
         'disk\tscratch\t/mnt/scratch\t',
       ].join('\n'),
@@ -223,6 +229,15 @@ describe('facts', () => {
       tailscaleIp: '100.89.38.43',
       hostname: 'verda-gpu',
       os: 'Ubuntu 24.04.1 LTS',
+      user: {
+        name: 'dev',
+        uid: 1000,
+        gid: 1000,
+        groups: ['dev', 'sudo', 'docker'],
+        home: '/home/dev',
+        shell: '/usr/bin/zsh',
+      },
+      docker: 'docker-ce',
     });
     expect(facts.disks.models).toMatchObject({
       sizeBytes: 42949672960,
@@ -230,9 +245,9 @@ describe('facts', () => {
       mountedOn: '/mnt/models',
     });
     expect(missing).toEqual(['df of scratch (/mnt/scratch) failed']);
-    expect(parseFacts('tailscale-ip\tnot an ip\nhostname\th').missing).toEqual([
+    expect(parseFacts('tailscale-ip\tnot an ip\nhostname\th').missing).toContain(
       'tailscaleIp from the host is not valid: "not an ip"',
-    ]);
+    );
   });
 
   it('keeps nothing from a hostile host that is not of its kind', () => {
@@ -241,6 +256,9 @@ describe('facts', () => {
         'hostname\tgpu$(id)',
         'os\tUbuntu\u001b[2J',
         'kernel\t6.8 `id`',
+        'user\tdev:x:1000:1000::/home/dev:/bin/zsh$(id)',
+        'groups\tdev docker;reboot',
+        'docker\tdocker.io; rm -rf /',
         'disk\tother\t/etc\t/dev/vda 1 1 1 1% /',
         'disk\tmodels\t/etc/../root\t/dev/vdb 10 5 5 50% /mnt\u0007',
       ].join('\n'),
@@ -261,8 +279,11 @@ describe('facts', () => {
           mountedOn: '',
         },
       },
+      user: null,
+      docker: '',
     });
-    expect(missing).toHaveLength(5);
+    expect(missing).toHaveLength(6);
+    expect(missing).toContain('getent passwd of the host user gave no valid entry');
   });
 });
 
@@ -402,7 +423,23 @@ describe('RESTORE.sh', () => {
       os: 'Ubuntu',
       kernel: '6',
       disks: {},
+      user: {
+        name: 'dev',
+        uid: 1000,
+        gid: 1000,
+        groups: ['dev', 'docker'],
+        home: '/home/dev',
+        shell: '/usr/bin/zsh',
+      },
+      docker: 'docker.io',
     },
+    shape: {
+      ...DEFAULT_HOST_SHAPE,
+      links: { "/home/dev/comfy-multi/data/models'$(id)": '/mnt/models' },
+      redis: '100.99.216.71:6379',
+      containers: ['comfy-multi-comfyui-1'],
+    },
+    checks: planChecks({ containers: 'optional' }).checks,
     items: [
       {
         id: 'tailscale-identity',
@@ -411,6 +448,7 @@ describe('RESTORE.sh', () => {
         sha256: 'a'.repeat(64),
         compression: 'zstd',
         restoreTo: '/',
+        step: 'tailscale',
         afterRestore: ['systemctl restart tailscaled'],
       },
       {
@@ -420,6 +458,7 @@ describe('RESTORE.sh', () => {
         sha256: 'b'.repeat(64),
         compression: 'gzip',
         restoreTo: '/',
+        step: 'project',
         afterRestore: [],
       },
     ],
@@ -432,20 +471,39 @@ describe('RESTORE.sh', () => {
       console.log('shellcheck is not installed: skipping');
       return;
     }
-    expect(() => execFileSync('/usr/bin/shellcheck', [file], { encoding: 'utf8' })).not.toThrow();
+    const checked = spawnSync('/usr/bin/shellcheck', [file], { encoding: 'utf8' });
+    expect(checked.stdout).toBe('');
+    expect(checked.status).toBe(0);
   });
 
   it('lists its items without running anything from the descriptions', () => {
     const out = execFileSync('bash', [file, '--list'], { encoding: 'utf8' });
     expect(out).toContain(
-      "tailscale-identity   Tailscale identity (keeps 100.89.38.43) $(rm -rf /) 'quoted'",
+      "tailscale-identity   tailscale  Tailscale identity (keeps 100.89.38.43) $(rm -rf /) 'quoted'",
     );
-    expect(out).toContain('comfy-env            env');
+    expect(out).toContain('comfy-env            project    env');
   });
 
-  it('refuses unknown items and a missing identity', () => {
-    expect(() => execFileSync('bash', [file, '--only', 'nope'], { stdio: 'pipe' })).toThrow(
+  it('lists its steps in order', () => {
+    const out = execFileSync('bash', [file, '--list-steps'], { encoding: 'utf8' });
+    expect(out.split('\n').map((l) => l.split(' ')[0])).toEqual([
+      ...RESTORE_STEPS,
+      '',
+    ]);
+  });
+
+  it('refuses unknown steps, items and checks, and a missing identity', () => {
+    expect(() => execFileSync('bash', [file, '--item', 'nope'], { stdio: 'pipe' })).toThrow(
       /unknown item: nope/,
+    );
+    expect(() => execFileSync('bash', [file, '--only', 'nope'], { stdio: 'pipe' })).toThrow(
+      /unknown step: nope \(see --list-steps\)/,
+    );
+    expect(() => execFileSync('bash', [file, '--skip', 'packagez'], { stdio: 'pipe' })).toThrow(
+      /unknown step: packagez/,
+    );
+    expect(() => execFileSync('bash', [file, '--skip-check', 'nope'], { stdio: 'pipe' })).toThrow(
+      /unknown check: nope/,
     );
     expect(() => execFileSync('bash', [file, '--from', tmp], { stdio: 'pipe' })).toThrow(
       /--signers FILE is required/,

@@ -7,6 +7,8 @@ import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSy
 import os from 'node:os';
 import path from 'node:path';
 import { restoreScript } from '../../src/backup/restore-script.js';
+import { DEFAULT_HOST_SHAPE } from '../../src/host/shape.js';
+import { planChecks } from '../../src/host/verify-config.js';
 import { loadAllowedSigners, verifyManifestSignature } from '../../src/backup/signature.js';
 import { parseSigningKey } from '../../src/backup/signing-key.js';
 import { InputError } from '../../src/lib/errors.js';
@@ -65,7 +67,31 @@ describe('RESTORE.sh from hostile values of every field', () => {
         manifestKey: v,
         endpoint: v,
         hostFingerprint: v,
-        facts: { tailscaleIp: v, hostname: v, os: v, kernel: v, disks: {} },
+        facts: {
+          tailscaleIp: v,
+          hostname: v,
+          os: v,
+          kernel: v,
+          disks: {},
+          user: { name: v, uid: 1, gid: 1, groups: [v], home: v, shell: v },
+          docker: '',
+        },
+        // Every string a hostile manifest could set in the host section.
+        shape: {
+          ...DEFAULT_HOST_SHAPE,
+          user: v,
+          home: v,
+          project: v,
+          'env-file': v,
+          mounts: { models: v, scratch: v },
+          links: { [v]: v },
+          redis: v,
+          'zsh-theme': v,
+          containers: [v],
+          'comfyui-url': v,
+          packages: [v],
+        },
+        checks: planChecks({}).checks,
         items: [
           {
             id: v,
@@ -74,6 +100,7 @@ describe('RESTORE.sh from hostile values of every field', () => {
             sha256: v,
             compression: 'zstd',
             restoreTo: v,
+            step: 'user',
             afterRestore: [v, v],
           },
           {
@@ -83,6 +110,7 @@ describe('RESTORE.sh from hostile values of every field', () => {
             sha256: v,
             compression: 'gzip',
             restoreTo: '/',
+            step: 'project',
             afterRestore: [v],
           },
         ],
@@ -110,7 +138,7 @@ describe('RESTORE.sh from hostile values of every field', () => {
           tmp,
           '--root',
           tmp,
-          '--only',
+          '--item',
           'plain',
         ],
         { stdio: 'pipe' },
