@@ -240,3 +240,57 @@ describe('CODEOWNERS and CONTRIBUTING.md', () => {
     }
   });
 });
+
+describe('docs/runbooks', () => {
+  const runbooks = ['docs/runbooks/workshop-day.md', 'docs/runbooks/gpu-host-died.md'];
+
+  it('are linked from the README', () => {
+    const readme = read('README.md');
+    for (const file of runbooks) expect(readme).toContain(`](${file})`);
+  });
+
+  // A link that leads nowhere is worst when someone follows it under stress.
+  it.each([...runbooks, 'CONTRIBUTING.md', 'CHANGELOG.md', 'README.md'])(
+    '%s: every relative link leads to a file that exists',
+    (file) => {
+      const links = [...read(file).matchAll(/\]\(([^)\s]+)\)/g)]
+        .map((m) => m[1]!)
+        .filter((href) => !/^[a-z]+:/.test(href) && !href.startsWith('#'));
+      const missing = links.filter(
+        (href) => !existsSync(path.resolve(root, path.dirname(file), href.split('#')[0]!)),
+      );
+      expect(missing).toEqual([]);
+    },
+  );
+
+  it('gpu-host-died.md has every named rebuild step, each marked for the RESTORE.sh rewrite', () => {
+    const text = read('docs/runbooks/gpu-host-died.md');
+    const section = text.slice(text.indexOf('## 4. Rebuild the host (RESTORE.sh steps)'));
+    const steps = [...section.matchAll(/^### 4\.\d+ (\w+)$/gm)].map((m) => m[1]);
+    expect(steps).toEqual([
+      'preflight',
+      'packages',
+      'tailscale',
+      'security',
+      'user',
+      'project',
+      'storage',
+      'models',
+      'services',
+      'verify',
+    ]);
+    for (const part of section.split(/^### /m).slice(1))
+      expect({ step: part.split('\n')[0], todo: part.includes('TODO-REBUILD') }).toEqual({
+        step: part.split('\n')[0],
+        todo: true,
+      });
+  });
+
+  it('workshop-day.md explains every output of deploy-serverless', () => {
+    const action = parseYaml(read('actions/deploy-serverless/action.yml')) as {
+      outputs: Record<string, unknown>;
+    };
+    const text = read('docs/runbooks/workshop-day.md');
+    for (const output of Object.keys(action.outputs)) expect(text).toContain(`| \`${output}\``);
+  });
+});
