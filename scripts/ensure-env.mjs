@@ -1,8 +1,10 @@
 #!/usr/bin/env node
 // Makes a fresh clone ready for `npm test`, `npm run sandbox` and `npm run bench`:
 // installs npm packages when node_modules is missing or older than package-lock.json, and the
-// Debian packages the real test parts need (openssh-server, sudo, zstd, age, shellcheck, iproute2)
-// when they are missing and we are root. Uses only Node built-ins: node_modules may not exist yet.
+// Debian packages the real test parts need (openssh-server, sudo, zstd, age, shellcheck, iproute2;
+// for the fresh systemd-booted host of src/sandbox/fresh-host.ts: mmdebstrap, systemd-container,
+// apt-utils, and redis-server/redis-tools for the "VPS" Redis it reaches) when they are missing and
+// we are root. Uses only Node built-ins: node_modules may not exist yet.
 import { createHash } from 'node:crypto';
 import { execFileSync } from 'node:child_process';
 import { existsSync, readFileSync, writeFileSync } from 'node:fs';
@@ -38,6 +40,11 @@ const debianPackages = [
   ['age', '/usr/bin/age'],
   ['shellcheck', '/usr/bin/shellcheck'],
   ['iproute2', '/usr/sbin/ip'],
+  ['mmdebstrap', '/usr/bin/mmdebstrap'],
+  ['systemd-container', '/usr/bin/systemd-nspawn'],
+  ['apt-utils', '/usr/bin/apt-ftparchive'],
+  ['redis-server', '/usr/bin/redis-server'],
+  ['redis-tools', '/usr/bin/redis-cli'],
 ];
 
 function ensureDebianPackages() {
