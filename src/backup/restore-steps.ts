@@ -440,7 +440,7 @@ step_user() {
   fi
   now=$(getent passwd "$HOST_USER" | cut -d : -f 7)
   if [[ $now != "$shell_path" ]]; then
-    change "login shell of $HOST_USER: $\{now:-none} → $shell_path" usermod -s "$shell_path" "$HOST_USER"
+    change "login shell of $HOST_USER: $\{now:-none} -> $shell_path" usermod -s "$shell_path" "$HOST_USER"
   fi
   for group in "$\{USER_GROUPS[@]}"; do
     if ! getent group "$group" >/dev/null; then
@@ -495,7 +495,7 @@ ensure_link() {
     [[ -z $(ls -A -- "$link") ]] || die "$link is a directory with files in it: move them to $target, then run again"
     change "remove the empty directory $link" rmdir -- "$link"
   fi
-  change "link $link → $target" ln -sfn -- "$target" "$link"
+  change "link $link -> $target" ln -sfn -- "$target" "$link"
   ((DRY_RUN)) || chown -h "$HOST_USER:" -- "$link"
 }
 step_storage() {
@@ -543,13 +543,13 @@ const VERIFY = bashText`step_verify() {
   local id failed=() line status
   if ((DRY_RUN)); then say 'would run the checks'; return; fi
   for id in "$\{VERIFY_CHECKS[@]}"; do
-    contains "$id" "$\{SKIP_CHECKS[@]}" && { printf '  -  %-13s skipped (--skip-check)\n' "$id"; continue; }
+    contains "$id" "$\{SKIP_CHECKS[@]}" && { printf '  -     %-13s skipped (--skip-check)\n' "$id"; continue; }
     line=$(run_checks "$id")
     IFS=$'\t' read -r _ _ status CK_FOUND <<<"$line"
     if [[ $status == ok ]]; then
-      printf '  ✓  %-13s %s\n' "$id" "$CK_FOUND"
+      printf '  ok    %-13s %s\n' "$id" "$CK_FOUND"
     else
-      printf '  ✗  %-13s %s (%s)\n' "$id" "$CK_FOUND" "$\{CHECK_LEVEL[$id]}"
+      printf '  FAIL  %-13s %s (%s)\n' "$id" "$CK_FOUND" "$\{CHECK_LEVEL[$id]}"
       [[ $\{CHECK_LEVEL[$id]} == required ]] && failed+=("$id")
     fi
   done

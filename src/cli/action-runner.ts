@@ -14,6 +14,7 @@ export const actionNames = [
   'sync-models',
   'deploy-serverless',
   'restore-drill',
+  'verify-host',
 ] as const;
 export type ActionName = (typeof actionNames)[number];
 
@@ -44,6 +45,7 @@ const mains: Record<ActionName, () => Promise<{ run(port: ActionPort): Promise<v
   'sync-models': () => import('../actions/sync-models/main.js'),
   'deploy-serverless': () => import('../actions/deploy-serverless/main.js'),
   'restore-drill': () => import('../actions/restore-drill/main.js'),
+  'verify-host': () => import('../actions/verify-host/main.js'),
 };
 
 /** Input values by name with action.yml's defaults applied, as the runner hands them over. */

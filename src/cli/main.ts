@@ -9,6 +9,7 @@ const commands: Record<string, ActionName> = {
   'sync-models': 'sync-models',
   deploy: 'deploy-serverless',
   'restore-drill': 'restore-drill',
+  'verify-host': 'verify-host',
 };
 
 async function usage(): Promise<string> {

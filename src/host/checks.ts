@@ -36,7 +36,7 @@ export interface CheckTarget {
 /** What each check expects, in words, for the report. */
 export function expectations(target: CheckTarget): Record<CheckId, string> {
   const { shape } = target;
-  const links = Object.entries(shape.links).map(([l, t]) => `${l} → ${t}`);
+  const links = Object.entries(shape.links).map(([l, t]) => `${l} -> ${t}`);
   return {
     tailscale: 'running, Tailscale SSH off',
     'tailscale-ip': target.tailscaleIp ?? '(not set)',
@@ -156,10 +156,10 @@ check_links() {
   for link in "$\{!CK_LINKS[@]}"; do
     target=$(readlink -- "$link" 2>/dev/null) || target=''
     if [[ $target != "$\{CK_LINKS[$link]}" ]]; then
-      said+=("$link → $\{target:-not a link}")
+      said+=("$link -> $\{target:-not a link}")
       ok=1
     elif [[ ! -d $link ]]; then
-      said+=("$link → $target (target missing)")
+      said+=("$link -> $target (target missing)")
       ok=1
     fi
   done

@@ -1,5 +1,6 @@
 // config/verify.yml: which checks of the seed's checklist must pass (required) and which are only
 // reported (optional), and which are not run (off). A check it does not name is required.
+import { existsSync } from 'node:fs';
 import { z } from 'zod';
 import { parseWithSchema } from '../lib/schema.js';
 import { readYamlFile } from '../lib/yaml-file.js';
@@ -33,4 +34,9 @@ export function parseVerifyConfig(file: string, data: unknown): VerifyPlan {
 
 export async function loadVerifyConfig(file: string): Promise<VerifyPlan> {
   return parseVerifyConfig(file, await readYamlFile(file));
+}
+
+/** The plan of config/verify.yml, or every check required when there is no such file. */
+export async function loadVerifyConfigIfPresent(file: string): Promise<VerifyPlan> {
+  return existsSync(file) ? loadVerifyConfig(file) : planChecks({});
 }

@@ -34,6 +34,8 @@ export interface BackupInputs extends BucketInputs {
   sshPrivateKey: string;
   fingerprints: string[];
   configFile: string;
+  /** config/verify.yml: the checks RESTORE.sh's verify step runs (absent: all, required). */
+  verifyConfigFile: string;
   recipients: string[];
   signer: SshSigner;
   /** apply-retention: false — this run deletes nothing (retention runs as its own job). */
@@ -145,6 +147,7 @@ export async function parseBackupInputs(
     sshPrivateKey,
     fingerprints,
     configFile,
+    verifyConfigFile: path.resolve(cwd, inputs.raw('verify-config') || 'config/verify.yml'),
     ...bucketInputs,
     recipients,
     signer,

@@ -1,4 +1,5 @@
 import { loadBackupConfig } from '../../backup/config.js';
+import { loadVerifyConfigIfPresent } from '../../host/verify-config.js';
 import type { BackupAlerts } from '../../backup/alert.js';
 import { backupReport, retentionReport } from '../../backup/report.js';
 import { runBackup, type BackupResult } from '../../backup/run-backup.js';
@@ -12,7 +13,7 @@ import {
   type ActionPort,
 } from '../shared/port.js';
 import { actionR2Client } from '../shared/r2-inputs.js';
-import { githubAlerts, runUrl } from './alert.js';
+import { githubAlerts, runUrl } from '../shared/alert.js';
 import { parseBackupInputs, parseMode, parseRetentionInputs, SECRET_INPUTS } from './inputs.js';
 import { modelSync } from './with-models.js';
 import { syncTables } from '../../models/summary.js';
@@ -25,6 +26,7 @@ export async function run(port: ActionPort): Promise<void> {
 
     const inputs = await parseBackupInputs(port.input);
     const config = await loadBackupConfig(inputs.configFile);
+    const checks = (await loadVerifyConfigIfPresent(inputs.verifyConfigFile)).checks;
     const alerts: BackupAlerts | undefined = inputs.githubToken
       ? githubAlerts({ token: inputs.githubToken, redact })
       : undefined;
@@ -52,6 +54,7 @@ export async function run(port: ActionPort): Promise<void> {
           fingerprints: inputs.fingerprints,
         },
         config,
+        checks,
         client,
         bucket: inputs.bucket,
         prefix: inputs.prefix,

@@ -1,5 +1,5 @@
-// Alerting through GitHub issues: a failed run opens (or comments on) the one open issue
-// "Nightly backup failing"; the next good run comments and closes it.
+// Alerting through GitHub issues: a failed run opens (or comments on) the one open issue of its
+// title ("Nightly backup failing", "GPU host drifted"); the next good run comments and closes it.
 import type * as GitHub from '@actions/github';
 import { ALERT_ISSUE_TITLE, type BackupAlerts } from '../../backup/alert.js';
 
@@ -13,6 +13,9 @@ export interface GitHubAlertOptions {
   apiUrl?: string;
   /** Removes secret values from text before it is posted. */
   redact: (text: string) => string;
+  /** The issue's title and what failed, in words; default the nightly backup's. */
+  title?: string;
+  what?: string;
 }
 
 export function runUrl(env: NodeJS.ProcessEnv = process.env): string {
@@ -29,6 +32,8 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
   if (!owner || !repo)
     throw new Error(`GITHUB_REPOSITORY is not owner/name: ${JSON.stringify(repository)}`);
   const apiUrl = opts.apiUrl ?? process.env.GITHUB_API_URL;
+  const title = opts.title ?? ALERT_ISSUE_TITLE;
+  const what = opts.what ?? 'The nightly backup';
   // Loaded only when an alert is actually sent: Octokit costs ~26 MiB of memory at import.
   let client: Promise<Octokit> | undefined;
   const octokitClient = () =>
@@ -43,18 +48,18 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
       state: 'open',
       per_page: 100,
     });
-    return issues.find((i) => !i.pull_request && i.title === ALERT_ISSUE_TITLE)?.number;
+    return issues.find((i) => !i.pull_request && i.title === title)?.number;
   };
 
   return {
     async failed(message, link) {
       const body = opts.redact(
-        `The nightly backup failed.\n\n\`\`\`\n${message}\n\`\`\`\n\nRun: ${link}`,
+        `${what} failed.\n\n\`\`\`\n${message}\n\`\`\`\n\nRun: ${link}`,
       );
       const octokit = await octokitClient();
       const existing = await openIssue(octokit);
       if (existing === undefined) {
-        await octokit.rest.issues.create({ owner, repo, title: ALERT_ISSUE_TITLE, body });
+        await octokit.rest.issues.create({ owner, repo, title, body });
       } else {
         await octokit.rest.issues.createComment({ owner, repo, issue_number: existing, body });
       }
@@ -67,7 +72,7 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
         owner,
         repo,
         issue_number: existing,
-        body: `Backup ${backupId} succeeded; closing. Run: ${link}`,
+        body: `${what} ${backupId} succeeded; closing. Run: ${link}`,
       });
       await octokit.rest.issues.update({
         owner,
