@@ -228,7 +228,10 @@ function teardownSync(inst: Instance): string[] {
   shSync('ip', ['netns', 'del', inst.name]);
   if (existsSync(`/sys/class/net/${inst.outerVeth}`)) shSync('ip', ['link', 'del', inst.outerVeth]);
   if (path.basename(inst.dir).startsWith('comfyume-fresh-host-')) {
-    rmSync(inst.dir, { recursive: true, force: true });
+    // GNU rm is several times faster than rmSync on an upper dir full of installed packages.
+    if (!shSync('rm', ['-rf', '--one-file-system', inst.dir])) {
+      rmSync(inst.dir, { recursive: true, force: true });
+    }
   }
   return problems;
 }
