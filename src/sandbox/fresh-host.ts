@@ -14,6 +14,7 @@ import {
   readFileSync,
   readdirSync,
   rmSync,
+  writeFileSync,
 } from 'node:fs';
 import { chmod, mkdir, mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
 import net from 'node:net';
@@ -172,6 +173,36 @@ interface Instance {
   launcherPid?: number;
   overlayMounted: boolean;
   logFile: string;
+  /** The process that started the host; when it died without stop(), the next start reaps it. */
+  ownerPid: number;
+}
+
+const INSTANCE_PREFIX = 'comfyume-fresh-host-';
+
+/** What teardownSync needs, written after every step (for reapOrphans). */
+function record(inst: Instance): void {
+  writeFileSync(path.join(inst.dir, 'instance.json'), `${JSON.stringify(inst)}\n`);
+}
+
+/**
+ * Tears down the hosts of processes that died without stop() (a killed jest worker: 'exit' hooks
+ * do not run on SIGKILL/SIGTERM), found by their instance.json in the temp dir.
+ */
+function reapOrphans(log: (message: string) => void): void {
+  for (const entry of readdirSync(os.tmpdir())) {
+    if (!entry.startsWith(INSTANCE_PREFIX)) continue;
+    let inst: Instance;
+    try {
+      inst = JSON.parse(
+        readFileSync(path.join(os.tmpdir(), entry, 'instance.json'), 'utf8'),
+      ) as Instance;
+    } catch {
+      continue; // being set up, or not ours
+    }
+    if (inst.ownerPid === process.pid || isRunning(inst.ownerPid)) continue; // a zombie counts as dead
+    log(`reaping fresh host ${inst.name} of pid ${inst.ownerPid}, which died without stop()`);
+    teardownSync(inst);
+  }
 }
 
 /** Processes of one fresh host: the launcher loop, nspawn, and the container's init. */
@@ -197,10 +228,19 @@ function mountedAt(target: string): boolean {
   }
 }
 
+/** Whether pid is still this host's launcher (its command line names the overlay), not a reused pid. */
+function ownsCmdline(pid: number, merged: string): boolean {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(`--directory=${merged}`);
+  } catch {
+    return false;
+  }
+}
+
 /** Kills the host's processes and removes every trace; synchronous (it also runs at exit). */
 function teardownSync(inst: Instance): string[] {
   const problems: string[] = [];
-  if (inst.launcherPid !== undefined) {
+  if (inst.launcherPid !== undefined && ownsCmdline(inst.launcherPid, inst.merged)) {
     const pids = [inst.launcherPid, ...descendantPids(inst.launcherPid)];
     // The launcher first (no relaunch), then the container's init: its PID namespace dies with it.
     killAll([inst.launcherPid], 'SIGKILL');
@@ -227,7 +267,7 @@ function teardownSync(inst: Instance): string[] {
   }
   shSync('ip', ['netns', 'del', inst.name]);
   if (existsSync(`/sys/class/net/${inst.outerVeth}`)) shSync('ip', ['link', 'del', inst.outerVeth]);
-  if (path.basename(inst.dir).startsWith('comfyume-fresh-host-')) {
+  if (path.basename(inst.dir).startsWith(INSTANCE_PREFIX)) {
     // GNU rm is several times faster than rmSync on an upper dir full of installed packages.
     if (!shSync('rm', ['-rf', '--one-file-system', inst.dir])) {
       rmSync(inst.dir, { recursive: true, force: true });
@@ -305,6 +345,7 @@ async function makeDisks(inst: Instance, sizes: { models: number; scratch: numbe
     const loop = (await run('losetup', ['--find', '--show', file])).trim();
     if (!/^\/dev\/loop\d+$/.test(loop)) throw new Error(`losetup printed ${JSON.stringify(loop)}`);
     inst.loops.push(loop);
+    record(inst);
     out.push(loop);
   }
   return { models: out[0] ?? '', scratch: out[1] ?? '' };
@@ -492,8 +533,15 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
   const [root, repo] = await Promise.all([ensureFreshRoot(opts), ensureLocalRepo(opts)]);
   const prepStart = Date.now();
 
-  const x = await claimSlot();
-  const dir = await mkdtemp(path.join(os.tmpdir(), 'comfyume-fresh-host-'));
+  reapOrphans(opts.log ?? ((m) => process.stderr.write(`[fresh-host] ${m}\n`)));
+  const dir = await mkdtemp(path.join(os.tmpdir(), INSTANCE_PREFIX));
+  let x: number;
+  try {
+    x = await claimSlot();
+  } catch (err) {
+    rmSync(dir, { recursive: true, force: true });
+    throw err;
+  }
   const inst: Instance = {
     x,
     name: `${NETNS_PREFIX}${x}`,
@@ -505,7 +553,9 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
     diskFiles: [],
     overlayMounted: false,
     logFile: path.join(dir, 'nspawn.log'),
+    ownerPid: process.pid,
   };
+  record(inst);
   const onExit = () => teardownSync(inst);
   process.once('exit', onExit);
   let stopped = false;
@@ -533,6 +583,7 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
       inst.merged,
     ]);
     inst.overlayMounted = true;
+    record(inst);
 
     const hostname = opts.hostname ?? `gpu-fresh-${x}`;
     const clientKey = path.join(dir, 'keys', 'client');
@@ -591,6 +642,7 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
     launcher.once('exit', (code, signal) => (launcherExit = signal ?? `exit ${code}`));
     if (launcher.pid === undefined) throw new Error('could not spawn unshare/systemd-nspawn');
     inst.launcherPid = launcher.pid;
+    record(inst);
 
     const consoleLog = () => {
       try {
