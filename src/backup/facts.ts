@@ -23,8 +23,16 @@ const UNIX_NAME = z.string().regex(/^[a-z_][a-z0-9_-]{0,31}$/);
 /** The dev user as `getent passwd` and `id -Gn` told it at backup time (RESTORE.sh recreates it). */
 const userFactSchema = z.strictObject({
   name: UNIX_NAME,
-  uid: z.number().int().min(0).max(2 ** 31 - 2),
-  gid: z.number().int().min(0).max(2 ** 31 - 2),
+  uid: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 2),
+  gid: z
+    .number()
+    .int()
+    .min(0)
+    .max(2 ** 31 - 2),
   groups: z.array(UNIX_NAME).max(64),
   home: absolutePath('user home'),
   shell: absolutePath('user shell'),
@@ -122,8 +130,7 @@ export function parseFacts(
     else if (kind === 'docker') {
       const docker = fields.docker.safeParse(a.trim());
       if (docker.success) facts.docker = docker.data;
-    }
-    else if (kind === 'disk' && Object.hasOwn(diskFacts, a)) {
+    } else if (kind === 'disk' && Object.hasOwn(diskFacts, a)) {
       const f = c.trim().split(/\s+/);
       const disk = diskFactSchema.safeParse({
         path: diskFacts[a],

@@ -109,7 +109,10 @@ const manifestFields = z.strictObject({
     .strictObject({
       host: hostShapeSchema,
       checks: z.array(
-        z.strictObject({ id: z.enum(CHECK_IDS as [CheckId, ...CheckId[]]), level: z.enum(['required', 'optional']) }),
+        z.strictObject({
+          id: z.enum(CHECK_IDS as [CheckId, ...CheckId[]]),
+          level: z.enum(['required', 'optional']),
+        }),
       ),
     })
     .prefault({ host: {}, checks: [] }),

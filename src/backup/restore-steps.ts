@@ -174,7 +174,7 @@ verify_signature() {
   self=$(sha256sum -- "$SELF" | cut -d ' ' -f 1)
   grep -Fq "\"sha256\": \"$self\"" -- "$manifest" ||
     die "the signed manifest does not name this RESTORE.sh (sha256 $self): it was changed"
-  say "signature of $MANIFEST_KEY verified; this RESTORE.sh is the one it names"
+  say "Signature of $MANIFEST_KEY verified; this RESTORE.sh is the one it names"
 }
 
 fetch() {
@@ -329,21 +329,24 @@ tailscale_up() {
   tailscale "$\{args[@]}"
 }
 step_tailscale() {
-  local ip n id dest
+  local ip id dest
   need tailscale tailscale
-  # The identity goes in BEFORE tailscaled runs with it: a fresh package install may already
-  # have started it with a new identity, so it is stopped first.
-  for id in "$\{ONLY_ITEMS[@]}"; do
-    [[ $\{STEP_OF[$id]} == tailscale ]] || continue
-    dest=$\{RESTORE_TO[$id]}
-    n=$(differences "$id" "$dest")
-    if ((n == 0)); then say "$id: up to date"; continue; fi
-    if active tailscaled; then change 'stop tailscaled (it runs with another identity)' systemctl stop tailscaled; fi
-    change "$id: $n difference(s), restored into $dest" extract "$id" "$dest"
-    RESTORED+=("$id")
-  done
+  # tailscaled rewrites its state as it runs, so the files are not compared: the identity is in
+  # place when tailscaled runs with the backed-up IP. Otherwise it goes in BEFORE tailscaled
+  # runs with it (a fresh package install may have started it with a new identity: stop first).
+  ip=$(tailscale ip -4 2>/dev/null | head -n 1) || ip=''
+  if active tailscaled && [[ -n $TAILSCALE_IP && $ip == "$TAILSCALE_IP" ]]; then
+    say "identity in place: tailscaled runs as $ip"
+  else
+    for id in "$\{ONLY_ITEMS[@]}"; do
+      [[ $\{STEP_OF[$id]} == tailscale ]] || continue
+      dest=$\{RESTORE_TO[$id]}
+      if active tailscaled; then change "stop tailscaled (it runs as $\{ip:-a new node}, not $\{TAILSCALE_IP:-the backup})" systemctl stop tailscaled; fi
+      change "$id: restored into $dest" extract "$id" "$dest"
+      RESTORED+=("$id")
+    done
+  fi
   if ! systemctl is-enabled --quiet tailscaled 2>/dev/null; then change 'enable tailscaled' systemctl enable tailscaled; fi
-  if restored tailscale && active tailscaled; then change 'restart tailscaled with the restored identity' systemctl restart tailscaled; fi
   if ! active tailscaled; then change 'start tailscaled with the restored identity' systemctl start tailscaled; fi
   if ((DRY_RUN)); then return; fi
   if ! tailscale status >/dev/null 2>&1 || tailscale_ssh_on; then
@@ -568,7 +571,7 @@ now_ms() {
 TOTAL=0
 declare -A STEP_SUMMARY=()
 started=$(now_ms)
-printf 'RESTORE.sh: backup %s, %d item(s), into %s%s\n' "$BACKUP_ID" "$\{#ONLY_ITEMS[@]}" "$\{ROOT:-/}" "$( ((DRY_RUN)) && printf ' (dry run)')"
+printf 'RESTORE.sh: Restoring backup %s (%d item(s)) into %s%s\n' "$BACKUP_ID" "$\{#ONLY_ITEMS[@]}" "$\{ROOT:-/}" "$( ((DRY_RUN)) && printf ' (dry run)')"
 for step in "$\{STEPS[@]}"; do
   if [[ $step != preflight ]] && ! wanted "$step"; then continue; fi
   if ((DOWNLOAD_ONLY)) && [[ $step != preflight ]]; then continue; fi

@@ -165,7 +165,17 @@ describe('full backup of the fixture host', () => {
         encoding: 'utf8',
       },
     );
-    expect(out).toContain('comfy-env            restored');
+    expect(out).toMatch(/changed: comfy-env: \d+ difference\(s\), restored into /);
+    // A second run compares every item with what is there and changes nothing.
+    const again = execFileSync(
+      'bash',
+      [scriptFile, '--signers', world.signing.signersFile, '--identity', world.identityFile].concat(
+        ['--from', from, '--root', root],
+      ),
+      { encoding: 'utf8' },
+    );
+    expect(again).toMatch(/RESTORE\.sh: done, 0 change\(s\) in /);
+    expect(again).toContain('comfy-env: up to date');
 
     const hostRoot = world.host.hostRoot;
     const expected = snapshot(hostRoot, notBackedUp);
@@ -211,7 +221,7 @@ describe('full backup of the fixture host', () => {
           from,
           '--root',
           world.dir,
-          '--only',
+          '--item',
           'comfy-env',
         ],
         {

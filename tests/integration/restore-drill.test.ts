@@ -456,7 +456,7 @@ describe('RESTORE.sh by hand, as an admin restores a dead host', () => {
           root,
           '--from',
           files,
-          '--only',
+          '--item',
           'comfy-env',
         ],
         { encoding: 'utf8', stdio: 'pipe' },

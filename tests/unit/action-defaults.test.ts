@@ -11,6 +11,7 @@ import { parse as parseYaml } from 'yaml';
 import * as backupVerda from '../../src/actions/backup-verda/inputs.js';
 import * as deploy from '../../src/actions/deploy-serverless/inputs.js';
 import * as drill from '../../src/actions/restore-drill/inputs.js';
+import * as verify from '../../src/actions/verify-host/inputs.js';
 import * as sync from '../../src/actions/sync-models/inputs.js';
 import type { SecretInput } from '../../src/actions/shared/port.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
@@ -56,7 +57,13 @@ const pin = `SHA256:${'A'.repeat(43)}`;
 
 describe('action.yml defaults equal the parsers’ fallbacks', () => {
   it('has inputs with defaults to compare in every action', () => {
-    for (const action of ['backup-verda', 'sync-models', 'deploy-serverless', 'restore-drill'])
+    for (const action of [
+      'backup-verda',
+      'sync-models',
+      'deploy-serverless',
+      'restore-drill',
+      'verify-host',
+    ])
       expect(defaults(action).length).toBeGreaterThan(0);
   });
 
@@ -110,6 +117,13 @@ describe('action.yml defaults equal the parsers’ fallbacks', () => {
       drill.parseDrillInputs(inputsFromRecord(r), root),
     );
   });
+
+  it('verify-host', async () => {
+    const base = { host: 'gpu', user: 'dev', 'ssh-private-key': key, 'host-key-fingerprints': pin };
+    await expectFallbacksMatch('verify-host', base, async (r) =>
+      verify.parseVerifyInputs(inputsFromRecord(r), root),
+    );
+  });
 });
 
 describe('each action declares its secret inputs once, beside its parser', () => {
@@ -118,6 +132,7 @@ describe('each action declares its secret inputs once, beside its parser', () =>
     ['sync-models', sync.SECRET_INPUTS],
     ['deploy-serverless', deploy.SECRET_INPUTS],
     ['restore-drill', drill.SECRET_INPUTS],
+    ['verify-host', verify.SECRET_INPUTS],
   ];
   it.each(declared)('%s: every secret it masks is one of its inputs', (action, secrets) => {
     const names = secrets.map((s) => (typeof s === 'string' ? s : s.name));

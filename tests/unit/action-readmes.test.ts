@@ -7,7 +7,7 @@ import { parse as parseYaml } from 'yaml';
 
 const actionsDir = path.resolve(import.meta.dirname, '../../actions');
 
-describe.each(['backup-verda', 'sync-models', 'deploy-serverless', 'restore-drill'])(
+describe.each(['backup-verda', 'sync-models', 'deploy-serverless', 'restore-drill', 'verify-host'])(
   'actions/%s/README.md',
   (name) => {
     const dir = path.join(actionsDir, name);

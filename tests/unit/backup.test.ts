@@ -486,10 +486,7 @@ describe('RESTORE.sh', () => {
 
   it('lists its steps in order', () => {
     const out = execFileSync('bash', [file, '--list-steps'], { encoding: 'utf8' });
-    expect(out.split('\n').map((l) => l.split(' ')[0])).toEqual([
-      ...RESTORE_STEPS,
-      '',
-    ]);
+    expect(out.split('\n').map((l) => l.split(' ')[0])).toEqual([...RESTORE_STEPS, '']);
   });
 
   it('refuses unknown steps, items and checks, and a missing identity', () => {

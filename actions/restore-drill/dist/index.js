@@ -61495,7 +61495,7 @@ module.exports = {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
 /* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4411);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1476);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4048);
 
 
 
@@ -61506,7 +61506,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1476:
+/***/ 4048:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -69915,7 +69915,7 @@ const ZodURL = /*@__PURE__*/ $constructor("ZodURL", (inst, def) => {
     ZodStringFormat.init(inst, def);
 });
 function url(params) {
-    return core._url(ZodURL, params);
+    return _url(ZodURL, params);
 }
 function httpUrl(params) {
     return core._url(ZodURL, {
@@ -71166,6 +71166,7 @@ function yaml_file_parseYamlText(file, text) {
 // cannot name anything outside its root, whatever the OS or shell does with it.
 
 
+
 /** What a safe relative path is, for error messages. */
 const SAFE_PATH_EXPECTED = "a relative path of '/'-separated names, without '.', '..' or empty segments, '\\' or control characters";
 // C0 controls (NUL, newline, ...), DEL and C1 controls: matching them is the point.
@@ -71205,16 +71206,6 @@ function resolveInside(root, rel, what = 'path', p = path) {
     }
     return full;
 }
-
-;// CONCATENATED MODULE: ./src/backup/config.ts
-// config/backup.yml: what to take from the GPU host. Validated strictly (unknown keys, relative
-// or '..' paths and duplicate ids are errors) before any connection is opened.
-
-
-
-
-/** Item and disk ids: what the config allows, and what a manifest may name. */
-const ITEM_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** An absolute path without '.', '..', empty segments or control characters. */
 function absolutePath(what, opts = {}) {
     return schemas_string().superRefine((value, ctx) => {
@@ -71241,6 +71232,733 @@ function pathProblem(value, glob) {
     }
     return undefined;
 }
+
+;// CONCATENATED MODULE: ./src/host/shape.ts
+// What the GPU host must be, as the seed's Phase 11 lists it: its user and login shell, the
+// project, the two mounts and the symlinks into them, the VPS Redis, the ComfyUI address. One
+// schema, the `host:` section of config/backup.yml: RESTORE.sh rebuilds towards it, verify-host
+// checks against it. Every value reaches shell only through shellQuote.
+
+
+/** A Unix user or group name, as useradd takes it. */
+const UNIX_NAME_RE = /^[a-z_][a-z0-9_-]{0,31}$/;
+/** A Debian package name. */
+const PACKAGE_RE = /^[a-z0-9][a-z0-9+.-]{1,62}$/;
+/** host:port of a TCP service (the VPS Redis). */
+const HOST_PORT_RE = /^(?<host>[A-Za-z0-9.-]{1,253}):(?<port>\d{1,5})$/;
+/** A container name as docker ps prints it. */
+const CONTAINER_RE = /^[a-zA-Z0-9][a-zA-Z0-9_.-]{0,127}$/;
+const hostPort = schemas_string()
+    .regex(HOST_PORT_RE, 'must be host:port, such as 100.99.216.71:6379')
+    .refine((v) => Number(v.split(':')[1]) <= 65535, 'port must be at most 65535');
+const hostShapeSchema = strictObject({
+    /** The dev user: created with the uid, gid and groups recorded at backup time when free. */
+    user: schemas_string().regex(UNIX_NAME_RE, 'must be a Unix user name such as dev').default('dev'),
+    /** The login shell's program name; RESTORE.sh installs it and sets it. */
+    shell: schemas_enum(['zsh', 'bash']).default('zsh'),
+    home: absolutePath('home').default('/home/dev'),
+    /** The ComfyUI project (docker compose file inside) and its .env. */
+    project: absolutePath('project').default('/home/dev/comfy-multi'),
+    'env-file': absolutePath('env-file').default('/home/dev/comfy-multi/.env'),
+    /** Where the shared filesystem (models) and the block device (scratch) are mounted. */
+    mounts: strictObject({
+        models: absolutePath('mounts.models').default('/mnt/models'),
+        scratch: absolutePath('mounts.scratch').default('/mnt/scratch'),
+    })
+        .prefault({}),
+    /** Symlink \u2192 target, the seed's data/models, data/outputs, data/inputs. */
+    links: record(absolutePath('link'), absolutePath('link target')).default({}),
+    /** Free space each mount must have, in MiB (verify-host). */
+    'min-free-mib': schemas_number().int().nonnegative().default(1024),
+    /** The VPS Redis the host's queue talks to (the seed's 100.99.216.71:6379). */
+    redis: hostPort.optional(),
+    /** The Tailscale IP the host must have; RESTORE.sh takes the backup's own. */
+    'tailscale-ip': schemas_ipv4().optional(),
+    /** oh-my-zsh theme that .zshrc must name (and that custom/themes must hold). */
+    'zsh-theme': schemas_string()
+        .regex(/^[A-Za-z0-9_.-]{1,64}$/)
+        .default('bullet-train'),
+    /** Containers that must be running (docker ps names). */
+    containers: array(schemas_string().regex(CONTAINER_RE, 'must be a container name')).default([]),
+    /** Where ComfyUI answers on the host. */
+    'comfyui-url': url({ protocol: /^https?$/ })
+        .refine((u) => !/[\s'"\\]/.test(u), 'must not contain quotes, backslashes or spaces')
+        .default('http://127.0.0.1:8188'),
+    /** Packages the packages step installs (docker and tailscale come on their own). */
+    packages: array(schemas_string().regex(PACKAGE_RE, 'must be a Debian package name'))
+        .default([
+        'fail2ban',
+        'ufw',
+        'redis-tools',
+        'zsh',
+        'git',
+        'curl',
+        'wget',
+        'age',
+        'zstd',
+        'python3-systemd',
+    ]),
+});
+/** The default shape: what an absent `host:` section means. */
+const DEFAULT_HOST_SHAPE = hostShapeSchema.parse({});
+function redisAddress(shape) {
+    const m = shape.redis ? HOST_PORT_RE.exec(shape.redis) : null;
+    return m?.groups ? { host: m.groups.host ?? '', port: Number(m.groups.port) } : undefined;
+}
+
+;// CONCATENATED MODULE: ./src/lib/shell.ts
+// Shell words for bash command lines, remote (over SSH) and local, and for generated scripts
+// (RESTORE.sh): every value goes through here, comments included.
+/** Quotes one shell word; safe words pass unchanged. The result never spans lines. */
+function shell_shellQuote(word) {
+    if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word))
+        return word;
+    // A newline or another control character gets bash's $'...' with escapes, so a quoted word
+    // stays on one line: a value can then end neither a comment nor a case branch.
+    if (ASCII_CONTROL.test(word))
+        return ansiCQuote(word);
+    return `'${word.replace(/'/g, `'\\''`)}'`;
+}
+// Matching control characters is the point. Only ASCII ones: \xHH in $'...' is one byte.
+// eslint-disable-next-line no-control-regex
+const ASCII_CONTROL = /[\u0000-\u001f\u007f]/;
+function ansiCQuote(word) {
+    // eslint-disable-next-line no-control-regex
+    const escaped = word.replace(/[\u0000-\u001f\u007f\\']/g, (c) => c === '\\' || c === "'" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
+    return `$'${escaped}'`;
+}
+/**
+ * Quotes a path but leaves `*` and `?` unquoted so the shell expands them
+ * (e.g. /etc/ssh/ssh_host_*). Nothing else can reach the shell unquoted.
+ */
+function shell_shellGlob(path) {
+    return path
+        .split(/([*?])/)
+        .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shell_shellQuote(part)))
+        .join('');
+}
+/** Free text as one shell comment line: the text is quoted, so it cannot end the comment. */
+function shellComment(text) {
+    return `# ${shell_shellQuote(text)}`;
+}
+/**
+ * Constant bash text written in a template literal: raw (backslashes stay as bash needs them),
+ * with `$\{` standing for bash's `${` (a template literal would take `${` as its own). Takes no
+ * substitutions: values go in through shellQuote, never into this text.
+ */
+function bashText(strings) {
+    if (strings.length !== 1)
+        throw new Error('bashText takes no substitutions');
+    return (strings.raw[0] ?? '').replaceAll('$\\{', '${');
+}
+
+;// CONCATENATED MODULE: ./src/backup/restore-steps.ts
+// The steps of RESTORE.sh as constant bash: no value from the backup is in this text (they come
+// in as the variables restore-script.ts sets). Every step checks first and changes only what
+// differs, through `change`, which counts it, logs it, and under --dry-run only says it.
+
+/** The rebuild's steps, in order; items name the step that restores them (config `step:`). */
+const RESTORE_STEPS = [
+    'preflight',
+    'packages',
+    'tailscale',
+    'security',
+    'user',
+    'project',
+    'storage',
+    'models',
+    'services',
+    'verify',
+];
+/** The steps an item can be restored by. */
+const ITEM_STEPS = ['tailscale', 'security', 'user', 'project'];
+/** Options and their defaults, the helpers, and the arguments. */
+const ARGUMENTS = bashText `SIGNERS=''
+IDENTITY=''
+ROOT=/
+FROM=''
+ONLY_STEPS=()
+SKIP_STEPS=()
+ONLY_ITEMS=()
+SKIP_CHECKS=()
+DRY_RUN=0
+DOWNLOAD_ONLY=0
+SKIP_AFTER=0
+MODELS_MOUNT=$\{MODELS_MOUNT:-}
+SCRATCH_MOUNT=$\{SCRATCH_MOUNT:-}
+OHMYZSH_REPO=https://github.com/ohmyzsh/ohmyzsh.git
+TS_AUTH_KEY_FILE=''
+declare -A STEP_TITLE=(
+  [preflight]='root, OS, free disk, identity, signature and every sha256 before any change'
+  [packages]='fail2ban, ufw, zsh, docker, tailscale and the rest, when missing'
+  [tailscale]='the backed-up identity, then tailscale up (SSH off), then the IP'
+  [security]='SSH host keys, fail2ban with the sshd jail, UFW (SSH allowed before enabling)'
+  [user]='the dev user, its shell, groups and home, oh-my-zsh'
+  [project]='the ComfyUI project and its .env'
+  [storage]='the models and scratch mounts (fstab, nofail) and the symlinks'
+  [models]='the models on the models mount'
+  [services]='docker compose up, Redis at the VPS'
+  [verify]='the checklist, check by check'
+)
+
+die() {
+  printf 'RESTORE.sh: %s\n' "$*" >&2
+  exit 1
+}
+need() {
+  command -v "$1" >/dev/null 2>&1 || die "needs $1 (apt-get install -y $2)"
+}
+usage() {
+  awk 'NR > 1 && !/^#/ {exit} NR > 1 {sub(/^# ?/, ""); print}' "$0"
+  exit "$1"
+}
+contains() {
+  local want=$1 x
+  shift
+  for x in "$@"; do [[ $x == "$want" ]] && return 0; done
+  return 1
+}
+
+while (($# > 0)); do
+  case $1 in
+    --signers) SIGNERS=$\{2:?--signers needs a file}; shift 2 ;;
+    --identity) IDENTITY=$\{2:?--identity needs a file}; shift 2 ;;
+    --root) ROOT=$\{2:?--root needs a directory}; shift 2 ;;
+    --from) FROM=$\{2:?--from needs a directory}; shift 2 ;;
+    --only) ONLY_STEPS+=("$\{2:?--only needs a step}"); shift 2 ;;
+    --skip) SKIP_STEPS+=("$\{2:?--skip needs a step}"); shift 2 ;;
+    --item) ONLY_ITEMS+=("$\{2:?--item needs an item id}"); shift 2 ;;
+    --skip-check) SKIP_CHECKS+=("$\{2:?--skip-check needs a check}"); shift 2 ;;
+    --models-mount) MODELS_MOUNT=$\{2:?--models-mount needs 'SOURCE FSTYPE [OPTIONS]'}; shift 2 ;;
+    --scratch-mount) SCRATCH_MOUNT=$\{2:?--scratch-mount needs 'SOURCE FSTYPE [OPTIONS]'}; shift 2 ;;
+    --ohmyzsh-repo) OHMYZSH_REPO=$\{2:?--ohmyzsh-repo needs a git URL}; shift 2 ;;
+    --tailscale-auth-key-file) TS_AUTH_KEY_FILE=$\{2:?--tailscale-auth-key-file needs a file}; shift 2 ;;
+    --dry-run) DRY_RUN=1; shift ;;
+    --download-only) DOWNLOAD_ONLY=1; shift ;;
+    --skip-after-restore) SKIP_AFTER=1; shift ;;
+    --list)
+      for id in "$\{ITEMS[@]}"; do printf '%-20s %-10s %s\n' "$id" "$\{STEP_OF[$id]}" "$\{DESCRIPTION[$id]}"; done
+      exit 0
+      ;;
+    --list-steps)
+      for s in "$\{STEPS[@]}"; do printf '%-10s %s\n' "$s" "$\{STEP_TITLE[$s]}"; done
+      exit 0
+      ;;
+    -h | --help) usage 0 ;;
+    *) printf 'RESTORE.sh: unknown argument: %s\n' "$1" >&2; usage 2 ;;
+  esac
+done`;
+/** What must hold before anything is fetched: known steps and items, tools, signers, root. */
+const CHECKS = bashText `for s in "$\{ONLY_STEPS[@]}" "$\{SKIP_STEPS[@]}"; do
+  contains "$s" "$\{STEPS[@]}" || die "unknown step: $s (see --list-steps)"
+done
+for c in "$\{SKIP_CHECKS[@]}"; do
+  contains "$c" "$\{VERIFY_CHECKS[@]}" || die "unknown check: $c (the checks: $\{VERIFY_CHECKS[*]})"
+done
+if (($\{#ONLY_ITEMS[@]} == 0)); then ONLY_ITEMS=("$\{ITEMS[@]}"); fi
+for id in "$\{ONLY_ITEMS[@]}"; do [[ -n $\{KEY[$id]+set} ]] || die "unknown item: $id (see --list)"; done
+need sha256sum coreutils
+need tar tar
+need ssh-keygen openssh-client
+[[ -n $SIGNERS ]] || die '--signers FILE is required (config/backup-signers of the comfyume-ops repository)'
+[[ -r $SIGNERS ]] || die "cannot read the allowed signers file $SIGNERS"
+SELF=$\{BASH_SOURCE[0]}
+[[ -f $SELF ]] || die 'run RESTORE.sh from a file (bash RESTORE.sh ...), not from a pipe'
+if ((DOWNLOAD_ONLY == 0)); then
+  [[ -n $IDENTITY ]] || die '--identity AGE_KEY_FILE is required (or --download-only)'
+  [[ -r $IDENTITY ]] || die "cannot read the identity file $IDENTITY"
+fi
+[[ $ROOT == /* ]] || die "--root must be an absolute path: $ROOT"
+ROOT=$\{ROOT%/}
+# A drill (--root) restores files only; a live restore (root /) rebuilds the host.
+LIVE=0
+[[ -z $ROOT ]] && LIVE=1
+[[ -z $TS_AUTH_KEY_FILE || -r $TS_AUTH_KEY_FILE ]] || die "cannot read the Tailscale auth key file $TS_AUTH_KEY_FILE"`;
+/** Fetching, checking and unpacking archives; counting and logging changes. */
+const HELPERS = bashText `WORK=$(mktemp -d)
+trap 'rm -rf -- "$WORK"' EXIT
+declare -A ARCHIVE=()
+CHANGES=0
+
+say() {
+  printf '  %s\n' "$*"
+}
+# change WHAT COMMAND...: runs the command (under --dry-run only says it would) and counts it.
+change() {
+  local what=$1
+  shift
+  CHANGES=$((CHANGES + 1))
+  if ((DRY_RUN)); then
+    say "would: $what"
+    return 0
+  fi
+  "$@" || die "failed: $what"
+  say "changed: $what"
+}
+
+# The file of an object: from --from, or downloaded from R2 into the work directory.
+object() {
+  local key=$1 file
+  if [[ -n $FROM ]]; then
+    file=$FROM/$\{key##*/}
+    [[ -f $file ]] || die "missing $file"
+  else
+    need aws awscli
+    file=$WORK/$\{key##*/}
+    aws s3 cp --only-show-errors --endpoint-url "$R2_ENDPOINT" "s3://$BUCKET/$key" "$file" >&2
+  fi
+  printf '%s\n' "$file"
+}
+
+# The signed manifest must be this backup's and must name this script's sha256.
+verify_signature() {
+  local manifest signature self said
+  manifest=$(object "$MANIFEST_KEY")
+  signature=$(object "$MANIFEST_KEY.sig")
+  said=$(ssh-keygen -Y verify -f "$SIGNERS" -I "$SIGNER_PRINCIPAL" -n "$SIGNATURE_NAMESPACE" \
+    -s "$signature" <"$manifest" 2>&1) ||
+    die "the signature of $MANIFEST_KEY does not verify against $SIGNERS ($\{said//[$'\r\n']/ }): not restoring"
+  grep -Fq "\"backupId\": \"$BACKUP_ID\"" -- "$manifest" || die "$MANIFEST_KEY is not backup $BACKUP_ID"
+  self=$(sha256sum -- "$SELF" | cut -d ' ' -f 1)
+  grep -Fq "\"sha256\": \"$self\"" -- "$manifest" ||
+    die "the signed manifest does not name this RESTORE.sh (sha256 $self): it was changed"
+  say "Signature of $MANIFEST_KEY verified; this RESTORE.sh is the one it names"
+}
+
+fetch() {
+  local id=$1 file got
+  file=$(object "$\{KEY[$id]}")
+  got=$(sha256sum -- "$file" | cut -d ' ' -f 1)
+  [[ $got == "$\{SHA256[$id]}" ]] || die "sha256 mismatch for $id: got $got, expected $\{SHA256[$id]} ($file)"
+  ARCHIVE[$id]=$file
+}
+
+# The archive of an item as a tar stream.
+unpack() {
+  need age age
+  age -d -i "$IDENTITY" -- "$\{ARCHIVE[$1]}" | case $\{COMPRESSION[$1]} in
+    zstd) need zstd zstd; zstd -dc ;;
+    gzip) gzip -dc ;;
+    *) die "unknown compression: $\{COMPRESSION[$1]}" ;;
+  esac
+}
+
+# Owners: by name on a live restore (the fresh host's ids may differ), by number in a drill.
+tar_owners() {
+  if ((LIVE)); then printf '%s\n' --same-owner; else printf '%s\n' --numeric-owner; fi
+}
+
+# How many members differ between the archive and the tree (mtimes do not count).
+differences() {
+  local id=$1 dest=$2
+  [[ -d $dest ]] || { echo 1; return; }
+  { unpack "$id" | LC_ALL=C tar -d "$(tar_owners)" -f - -C "$dest" 2>&1 || true; } |
+    grep -v -e ': Mod time differs$' -e '^tar: Exiting with failure status' -c || true
+}
+
+extract() {
+  local id=$1 dest=$2
+  mkdir -p -- "$dest"
+  unpack "$id" | tar -x -p "$(tar_owners)" -f - -C "$dest"
+}
+
+after_restore() {
+  if [[ -n $\{AFTER_RESTORE[$1]+set} ]] && ((LIVE && !SKIP_AFTER && !DRY_RUN)); then
+    say "$1: after-restore commands"
+    bash -euo pipefail -c "$\{AFTER_RESTORE[$1]}"
+  fi
+}
+
+# Restores the selected items of one step; RESTORED lists the ones that changed anything.
+RESTORED=()
+restore_items() {
+  local step=$1 id dest n
+  for id in "$\{ONLY_ITEMS[@]}"; do
+    [[ $\{STEP_OF[$id]} == "$step" ]] || continue
+    dest=$ROOT$\{RESTORE_TO[$id]}
+    n=$(differences "$id" "$dest")
+    if ((n == 0)); then
+      say "$id: up to date"
+      continue
+    fi
+    change "$id: $n difference(s), restored into $dest" extract "$id" "$dest"
+    RESTORED+=("$id")
+    after_restore "$id"
+  done
+}
+restored() {
+  local id
+  for id in "$\{RESTORED[@]}"; do [[ $\{STEP_OF[$id]} == "$1" ]] && return 0; done
+  return 1
+}
+installed() {
+  [[ $(dpkg-query -W -f '$\{db:Status-Status}' "$1" 2>/dev/null) == installed ]]
+}
+active() {
+  systemctl is-active --quiet "$1"
+}`;
+const PREFLIGHT = bashText `step_preflight() {
+  local avail id
+  if ((LIVE)); then
+    ((EUID == 0)) || die 'run as root: sudo bash RESTORE.sh ...'
+    # shellcheck disable=SC1091
+    (. /etc/os-release && printf '  OS: %s\n' "$PRETTY_NAME") || die 'no /etc/os-release: not Ubuntu or Debian'
+    # shellcheck disable=SC1091
+    case $(. /etc/os-release && printf '%s %s' "$ID" "$VERSION_ID") in
+      'ubuntu 22.04' | 'ubuntu 24.04' | 'debian 12') ;;
+      *) die "this host is $(. /etc/os-release && printf '%s' "$PRETTY_NAME"): RESTORE.sh rebuilds Ubuntu 22.04/24.04 or Debian 12" ;;
+    esac
+    avail=$(df -P -B1M / | awk 'NR == 2 {print $4}')
+    ((avail >= 2048)) || die "only $avail MiB free on /: the rebuild needs 2048 MiB"
+    say "root, $avail MiB free on /"
+  fi
+  verify_signature
+  for id in "$\{ONLY_ITEMS[@]}"; do fetch "$id"; done
+  say "$\{#ONLY_ITEMS[@]} archive(s): sha256 verified"
+}`;
+const PACKAGES = bashText `apt_updated=0
+apt_update() {
+  ((apt_updated)) && return 0
+  apt_updated=1
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+}
+candidate() {
+  apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'
+}
+# Tailscale and docker-ce come from their vendors' apt repositories when the sources lack them.
+vendor_repo() {
+  local name=$1 key=$2 list=$3 id codename
+  # shellcheck disable=SC1091
+  id=$(. /etc/os-release && printf '%s' "$ID")
+  # shellcheck disable=SC1091
+  codename=$(. /etc/os-release && printf '%s' "$VERSION_CODENAME")
+  need curl curl
+  key=$\{key//@ID@/$id}
+  key=$\{key//@CODENAME@/$codename}
+  list=$\{list//@ID@/$id}
+  list=$\{list//@CODENAME@/$codename}
+  curl -fsSL "$key" -o "/usr/share/keyrings/$name.gpg"
+  printf '%s\n' "$list" >"/etc/apt/sources.list.d/$name.list"
+  apt_updated=0
+}
+step_packages() {
+  local pkg missing=()
+  for pkg in "$\{PACKAGES[@]}" "$DOCKER_PACKAGE" tailscale; do
+    installed "$pkg" || missing+=("$pkg")
+  done
+  if (($\{#missing[@]} == 0)); then
+    say "all $(($\{#PACKAGES[@]} + 2)) packages installed"
+    return
+  fi
+  change 'apt-get update' apt_update
+  if contains tailscale "$\{missing[@]}" && ! candidate tailscale; then
+    change 'add the Tailscale apt repository' vendor_repo tailscale \
+      'https://pkgs.tailscale.com/stable/@ID@/@CODENAME@.noarmor.gpg' \
+      'deb [signed-by=/usr/share/keyrings/tailscale.gpg] https://pkgs.tailscale.com/stable/@ID@ @CODENAME@ main'
+  fi
+  if contains docker-ce "$\{missing[@]}" && ! candidate docker-ce; then
+    change 'add the Docker apt repository' vendor_repo docker \
+      'https://download.docker.com/linux/@ID@/gpg' \
+      'deb [signed-by=/usr/share/keyrings/docker.gpg] https://download.docker.com/linux/@ID@ @CODENAME@ stable'
+    missing+=(docker-compose-plugin)
+  fi
+  change 'apt-get update' apt_update
+  change "install $\{missing[*]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$\{missing[@]}"
+}`;
+const TAILSCALE = bashText `tailscale_ssh_on() {
+  tailscale debug prefs 2>/dev/null | grep -Eq '"RunSSH": *true'
+}
+tailscale_up() {
+  local args=(up --ssh=false)
+  [[ -n $TS_AUTH_KEY_FILE ]] && args+=(--auth-key "file:$TS_AUTH_KEY_FILE")
+  tailscale "$\{args[@]}"
+}
+step_tailscale() {
+  local ip id dest
+  need tailscale tailscale
+  # tailscaled rewrites its state as it runs, so the files are not compared: the identity is in
+  # place when tailscaled runs with the backed-up IP. Otherwise it goes in BEFORE tailscaled
+  # runs with it (a fresh package install may have started it with a new identity: stop first).
+  ip=$(tailscale ip -4 2>/dev/null | head -n 1) || ip=''
+  if active tailscaled && [[ -n $TAILSCALE_IP && $ip == "$TAILSCALE_IP" ]]; then
+    say "identity in place: tailscaled runs as $ip"
+  else
+    for id in "$\{ONLY_ITEMS[@]}"; do
+      [[ $\{STEP_OF[$id]} == tailscale ]] || continue
+      dest=$\{RESTORE_TO[$id]}
+      if active tailscaled; then change "stop tailscaled (it runs as $\{ip:-a new node}, not $\{TAILSCALE_IP:-the backup})" systemctl stop tailscaled; fi
+      change "$id: restored into $dest" extract "$id" "$dest"
+      RESTORED+=("$id")
+    done
+  fi
+  if ! systemctl is-enabled --quiet tailscaled 2>/dev/null; then change 'enable tailscaled' systemctl enable tailscaled; fi
+  if ! active tailscaled; then change 'start tailscaled with the restored identity' systemctl start tailscaled; fi
+  if ((DRY_RUN)); then return; fi
+  if ! tailscale status >/dev/null 2>&1 || tailscale_ssh_on; then
+    change 'tailscale up --ssh=false (Tailscale SSH off)' tailscale_up
+  fi
+  ip=$(tailscale ip -4 | head -n 1)
+  if [[ -z $TAILSCALE_IP ]]; then
+    say "Tailscale IP $ip (the backup recorded none to compare)"
+  elif [[ $ip != "$TAILSCALE_IP" ]]; then
+    die "tailscale ip -4 is $ip, not the backed-up $TAILSCALE_IP: the restored identity did not come up"
+  else
+    say "Tailscale IP $ip, as backed up"
+  fi
+}`;
+const SECURITY = bashText `ssh_unit() {
+  if systemctl cat ssh.service >/dev/null 2>&1; then echo ssh; else echo sshd; fi
+}
+ufw_has() {
+  ufw show added 2>/dev/null | grep -Fxq -- "$1"
+}
+write_file() {
+  printf '%s' "$2" >"$1"
+}
+step_security() {
+  local jail='' f2b_changed=0
+  restore_items security
+  if restored security && contains ssh-host-keys "$\{RESTORED[@]}"; then
+    change 'restart ssh with the restored host keys' systemctl restart "$(ssh_unit)"
+  fi
+  # fail2ban: on a host without /var/log/auth.log (no rsyslog) the sshd jail reads the journal.
+  need fail2ban-client fail2ban
+  if [[ ! -e /var/log/auth.log ]]; then
+    jail=$'[sshd]\nenabled = true\nbackend = systemd\n'
+    if [[ $(cat /etc/fail2ban/jail.d/zz-comfyume-sshd.local 2>/dev/null) != "$\{jail%$'\n'}" ]]; then
+      change 'fail2ban sshd jail reads the journal (no /var/log/auth.log)' write_file /etc/fail2ban/jail.d/zz-comfyume-sshd.local "$jail"
+      f2b_changed=1
+    fi
+  fi
+  if ! systemctl is-enabled --quiet fail2ban 2>/dev/null; then change 'enable fail2ban' systemctl enable fail2ban; fi
+  if ! active fail2ban; then
+    change 'start fail2ban' systemctl start fail2ban
+  elif ((f2b_changed)) || contains fail2ban "$\{RESTORED[@]}"; then
+    change 'restart fail2ban with the restored config' systemctl restart fail2ban
+  fi
+  # UFW: SSH is allowed before UFW is enabled, so the admin is never locked out.
+  need ufw ufw
+  if ! grep -q '^DEFAULT_INPUT_POLICY="DROP"' /etc/default/ufw; then
+    change 'ufw default deny incoming' ufw default deny incoming
+  fi
+  if ! ufw_has 'ufw allow 22/tcp' && ! ufw_has 'ufw allow OpenSSH' && ! ufw_has 'ufw allow 22'; then
+    change 'ufw allow 22/tcp (SSH)' ufw allow 22/tcp
+  fi
+  if ! ufw_has 'ufw allow in on tailscale0'; then change 'ufw allow in on tailscale0' ufw allow in on tailscale0; fi
+  if ! ufw_has 'ufw allow 41641/udp'; then change 'ufw allow 41641/udp (Tailscale)' ufw allow 41641/udp; fi
+  if ! ufw status | grep -q '^Status: active'; then
+    change 'enable UFW' ufw --force enable
+  elif contains ufw "$\{RESTORED[@]}"; then
+    change 'reload UFW with the restored rules' ufw reload
+  fi
+  if ((!DRY_RUN)); then
+    fail2ban-client status sshd >/dev/null 2>&1 || die 'fail2ban has no running sshd jail'
+    say 'fail2ban: sshd jail running; ufw: active'
+  fi
+}`;
+const USER = bashText `install_ohmyzsh() {
+  local tmp
+  tmp=$(mktemp -d "$WORK/ohmyzsh.XXXXXX")
+  git clone -q --depth 1 "$OHMYZSH_REPO" "$tmp/ohmyzsh"
+  mkdir -p -- "$USER_HOME/.oh-my-zsh"
+  # Never over what is restored (custom/ themes and plugins).
+  cp -a -n -- "$tmp/ohmyzsh/." "$USER_HOME/.oh-my-zsh/"
+  chown -R "$HOST_USER:" -- "$USER_HOME/.oh-my-zsh"
+}
+step_user() {
+  local shell_path now group uid_args=()
+  need "$USER_SHELL" "$USER_SHELL"
+  shell_path=$(command -v "$USER_SHELL")
+  if ! getent group "$HOST_USER" >/dev/null; then
+    if [[ -n $USER_GID ]] && ! getent group "$USER_GID" >/dev/null; then
+      change "create group $HOST_USER (gid $USER_GID, as backed up)" groupadd -g "$USER_GID" "$HOST_USER"
+    else
+      change "create group $HOST_USER (gid $\{USER_GID:-unknown} is taken here: a new gid)" groupadd "$HOST_USER"
+    fi
+  fi
+  if ! getent passwd "$HOST_USER" >/dev/null; then
+    if [[ -n $USER_UID ]] && ! getent passwd "$USER_UID" >/dev/null; then
+      uid_args=(-u "$USER_UID")
+    else
+      say "uid $\{USER_UID:-unknown} is taken here: $HOST_USER gets a new uid, files follow by name"
+    fi
+    change "create user $HOST_USER" useradd -m -d "$USER_HOME" -g "$HOST_USER" -s "$shell_path" "$\{uid_args[@]}" "$HOST_USER"
+  fi
+  now=$(getent passwd "$HOST_USER" | cut -d : -f 7)
+  if [[ $now != "$shell_path" ]]; then
+    change "login shell of $HOST_USER: $\{now:-none} -> $shell_path" usermod -s "$shell_path" "$HOST_USER"
+  fi
+  for group in "$\{USER_GROUPS[@]}"; do
+    if ! getent group "$group" >/dev/null; then
+      say "group $group does not exist here: $HOST_USER is not added to it"
+    elif ! id -nG "$HOST_USER" | tr ' ' '\n' | grep -Fxq -- "$group"; then
+      change "add $HOST_USER to group $group" usermod -aG "$group" "$HOST_USER"
+    fi
+  done
+  if [[ ! -f $USER_HOME/.oh-my-zsh/oh-my-zsh.sh ]]; then
+    need git git
+    change "install oh-my-zsh from $OHMYZSH_REPO" install_ohmyzsh
+  fi
+  restore_items user
+}`;
+const PROJECT = bashText `step_project() {
+  restore_items project
+  [[ -e $ENV_FILE ]] || { ((DRY_RUN)) || die "$ENV_FILE is missing after the project was restored"; return; }
+  if [[ $(stat -c '%a' -- "$ENV_FILE") != 600 ]]; then change "chmod 600 $ENV_FILE" chmod 600 -- "$ENV_FILE"; fi
+  if [[ $(stat -c '%U' -- "$ENV_FILE") != "$HOST_USER" ]]; then change "chown $HOST_USER $ENV_FILE" chown "$HOST_USER:" -- "$ENV_FILE"; fi
+}`;
+const STORAGE = bashText `append_fstab() {
+  printf '%s\n' "$1" >>/etc/fstab
+}
+# ensure_mount NAME PATH 'SOURCE FSTYPE [OPTIONS]': an fstab entry (nofail) and the mount.
+ensure_mount() {
+  local name=$1 dir=$2 spec=$3 source fstype options
+  read -r source fstype options <<<"$spec"
+  if [[ -n $spec && -z $fstype ]]; then die "--$name-mount needs 'SOURCE FSTYPE [OPTIONS]', got: $spec"; fi
+  if [[ -n $spec ]] && ! awk -v d="$dir" '$1 !~ /^#/ && $2 == d {found = 1} END {exit !found}' /etc/fstab; then
+    options=$\{options:-defaults}
+    [[ ,$options, == *,nofail,* ]] || options+=,nofail
+    change "fstab: $source on $dir ($fstype, $options)" append_fstab "$source $dir $fstype $options 0 2"
+  fi
+  if [[ ! -d $dir ]]; then change "mkdir $dir" mkdir -p -- "$dir"; fi
+  if mountpoint -q -- "$dir"; then
+    say "$dir: mounted ($(findmnt -n -o SOURCE --mountpoint "$dir" | head -n 1))"
+  elif [[ -z $spec ]] && ! awk -v d="$dir" '$1 !~ /^#/ && $2 == d {found = 1} END {exit !found}' /etc/fstab; then
+    die "$dir is not mounted and no --$name-mount 'SOURCE FSTYPE [OPTIONS]' was given (or set $\{name^^}_MOUNT)"
+  else
+    change "mount $dir" mount -- "$dir"
+  fi
+}
+ensure_link() {
+  local link=$1 target=$2
+  if [[ ! -d $target ]]; then
+    change "mkdir $target (owned by $HOST_USER)" install -d -o "$HOST_USER" -g "$HOST_USER" -- "$target"
+  fi
+  if [[ -L $link && $(readlink -- "$link") == "$target" ]]; then return; fi
+  if [[ -d $link && ! -L $link ]]; then
+    [[ -z $(ls -A -- "$link") ]] || die "$link is a directory with files in it: move them to $target, then run again"
+    change "remove the empty directory $link" rmdir -- "$link"
+  fi
+  change "link $link -> $target" ln -sfn -- "$target" "$link"
+  ((DRY_RUN)) || chown -h "$HOST_USER:" -- "$link"
+}
+step_storage() {
+  local link
+  ensure_mount models "$MODELS_PATH" "$MODELS_MOUNT"
+  ensure_mount scratch "$SCRATCH_PATH" "$SCRATCH_MOUNT"
+  for link in "$\{!CK_LINKS[@]}"; do ensure_link "$link" "$\{CK_LINKS[$link]}"; done
+}`;
+const MODELS = bashText `step_models() {
+  local n
+  # The models come from R2 with sha256 checks (HuggingFace as the fallback) through comfyume-ops
+  # on the runner, over SSH: sync-models --direction pull. This step only reports what is here.
+  n=$(find "$MODELS_PATH" -type f \( -name '*.safetensors' -o -name '*.ckpt' -o -name '*.pt' -o -name '*.pth' -o -name '*.bin' -o -name '*.gguf' \) 2>/dev/null | wc -l)
+  say "$n model file(s) on $MODELS_PATH"
+  if ((n == 0)); then
+    say "pull them from the runner: comfyume-ops sync-models --direction pull --ssh-host <this host> (sha256-checked)"
+  fi
+}`;
+const SERVICES = bashText `compose_up() {
+  docker compose --project-directory "$PROJECT" up -d
+}
+step_services() {
+  local missing=() name running
+  need docker "$DOCKER_PACKAGE"
+  if [[ ! -f $PROJECT/docker-compose.yml && ! -f $PROJECT/compose.yaml && ! -f $PROJECT/compose.yml ]]; then
+    say "no compose file in $PROJECT: nothing to start"
+    return
+  fi
+  running=$(docker ps --format '{{.Names}}' 2>/dev/null) || running=''
+  for name in "$\{CK_CONTAINERS[@]}"; do grep -Fxq -- "$name" <<<"$running" || missing+=("$name"); done
+  if (($\{#CK_CONTAINERS[@]} == 0)) || (($\{#missing[@]} > 0)); then
+    change "docker compose up -d in $PROJECT$\{missing[*]:+ (not running: $\{missing[*]})}" compose_up
+  else
+    say "$\{#CK_CONTAINERS[@]} container(s) running"
+  fi
+  if ((!DRY_RUN)) && [[ -n $CK_REDIS_HOST ]]; then
+    CK_FOUND=''
+    if check_redis; then say "Redis: $CK_FOUND"; else say "WARNING: Redis: $CK_FOUND"; fi
+  fi
+}`;
+const VERIFY = bashText `step_verify() {
+  local id failed=() line status
+  if ((DRY_RUN)); then say 'would run the checks'; return; fi
+  for id in "$\{VERIFY_CHECKS[@]}"; do
+    contains "$id" "$\{SKIP_CHECKS[@]}" && { printf '  -     %-13s skipped (--skip-check)\n' "$id"; continue; }
+    line=$(run_checks "$id")
+    IFS=$'\t' read -r _ _ status CK_FOUND <<<"$line"
+    if [[ $status == ok ]]; then
+      printf '  ok    %-13s %s\n' "$id" "$CK_FOUND"
+    else
+      printf '  FAIL  %-13s %s (%s)\n' "$id" "$CK_FOUND" "$\{CHECK_LEVEL[$id]}"
+      [[ $\{CHECK_LEVEL[$id]} == required ]] && failed+=("$id")
+    fi
+  done
+  (($\{#failed[@]} == 0)) || die "required check(s) failed: $\{failed[*]}"
+}`;
+/** The steps in order, timed, with their changes; a drill runs preflight and the item steps. */
+const RUN = bashText `wanted() {
+  local step=$1
+  (($\{#ONLY_STEPS[@]} == 0)) || contains "$step" "$\{ONLY_STEPS[@]}" || return 1
+  ! contains "$step" "$\{SKIP_STEPS[@]}"
+}
+now_ms() {
+  date +%s%3N
+}
+TOTAL=0
+declare -A STEP_SUMMARY=()
+started=$(now_ms)
+printf 'RESTORE.sh: Restoring backup %s (%d item(s)) into %s%s\n' "$BACKUP_ID" "$\{#ONLY_ITEMS[@]}" "$\{ROOT:-/}" "$( ((DRY_RUN)) && printf ' (dry run)')"
+for step in "$\{STEPS[@]}"; do
+  if [[ $step != preflight ]] && ! wanted "$step"; then continue; fi
+  if ((DOWNLOAD_ONLY)) && [[ $step != preflight ]]; then continue; fi
+  if ((!LIVE)) && [[ $step != preflight && $step != tailscale && $step != security && $step != user && $step != project ]]; then continue; fi
+  printf '== %s: %s\n' "$step" "$\{STEP_TITLE[$step]}"
+  CHANGES=0
+  t0=$(now_ms)
+  if ((LIVE)) || [[ $step == preflight ]]; then "step_$step"; else restore_items "$step"; fi
+  ms=$(($(now_ms) - t0))
+  TOTAL=$((TOTAL + CHANGES))
+  STEP_SUMMARY[$step]="$CHANGES $ms"
+  printf '== %s: %d change(s), %d.%03d s\n' "$step" "$CHANGES" $((ms / 1000)) $((ms % 1000))
+done
+ms=$(($(now_ms) - started))
+printf 'RESTORE.sh: done, %d change(s)%s in %d.%03d s (the restore time)\n' "$TOTAL" "$( ((DRY_RUN)) && printf ' that would be made')" $((ms / 1000)) $((ms % 1000))
+for step in "$\{STEPS[@]}"; do
+  [[ -n $\{STEP_SUMMARY[$step]+set} ]] || continue
+  read -r c m <<<"$\{STEP_SUMMARY[$step]}"
+  printf 'STEP\t%s\t%s\t%s\n' "$step" "$c" "$m"
+done
+`;
+/** Every section after the values, in order. */
+const STEP_BASH = [
+    ARGUMENTS,
+    CHECKS,
+    HELPERS,
+    PREFLIGHT,
+    PACKAGES,
+    TAILSCALE,
+    SECURITY,
+    USER,
+    PROJECT,
+    STORAGE,
+    MODELS,
+    SERVICES,
+    VERIFY,
+    RUN,
+];
+
+;// CONCATENATED MODULE: ./src/backup/config.ts
+// config/backup.yml: what to take from the GPU host. Validated strictly (unknown keys, relative
+// or '..' paths and duplicate ids are errors) before any connection is opened.
+
+
+
+
+
+
+/** Item and disk ids: what the config allows, and what a manifest may name. */
+const ITEM_ID_RE = /^[a-z0-9][a-z0-9-]{0,62}$/;
 /** An exclude pattern, relative to each of the item's paths (e.g. .cache, comfy-multi/data/models). */
 const excludePattern = schemas_string().superRefine((value, ctx) => {
     const bad = value === '' || value.startsWith('/')
@@ -71264,6 +71982,8 @@ const itemSchema = strictObject({
     sudo: schemas_boolean().default(false),
     /** Where RESTORE.sh extracts the archive (members are paths relative to the host root). */
     'restore-to': absolutePath('restore-to').default('/'),
+    /** The RESTORE.sh step that restores this item (the step then does what the item needs). */
+    step: schemas_enum(ITEM_STEPS).default('project'),
     /** Commands RESTORE.sh runs after extracting this item onto a live system (root '/'). */
     'after-restore': array(schemas_string().min(1)).default([]),
 });
@@ -71279,6 +71999,8 @@ const configSchema = strictObject({
     /** Where the model vault lives on the host (with-models). */
     'models-dir': absolutePath('models-dir').optional(),
     items: array(itemSchema).min(1, 'items needs at least one item'),
+    /** What RESTORE.sh rebuilds the host into and verify-host checks (src/host/shape.ts). */
+    host: hostShapeSchema.prefault({}),
 })
     .superRefine((config, ctx) => {
     const seen = new Set();
@@ -71924,12 +72646,31 @@ function changedWhileReading(stderr) {
 
 
 
+
 /** Free text from the host (an OS name, a mount point): printable, one line, bounded. */
 const hostText = (max) => schemas_string()
     .max(max)
     .refine((text) => !hasControlChars(text), 'must not contain control characters');
 const HOSTNAME_RE = /^(?=.{1,253}$)[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
 const KERNEL_RE = /^[A-Za-z0-9._+~-]{1,100}$/;
+const UNIX_NAME = schemas_string().regex(/^[a-z_][a-z0-9_-]{0,31}$/);
+/** The dev user as `getent passwd` and `id -Gn` told it at backup time (RESTORE.sh recreates it). */
+const userFactSchema = strictObject({
+    name: UNIX_NAME,
+    uid: schemas_number()
+        .int()
+        .min(0)
+        .max(2 ** 31 - 2),
+    gid: schemas_number()
+        .int()
+        .min(0)
+        .max(2 ** 31 - 2),
+    groups: array(UNIX_NAME).max(64),
+    home: absolutePath('user home'),
+    shell: absolutePath('user shell'),
+});
+/** Which docker package the host had: RESTORE.sh installs the same one. */
+const DOCKER_PACKAGES = ['docker.io', 'docker-ce'];
 const diskFactSchema = strictObject({
     path: absolutePath('disk path'),
     filesystem: hostText(256),
@@ -71945,9 +72686,16 @@ const hostFactsSchema = strictObject({
     os: hostText(200),
     kernel: union([literal(''), schemas_string().regex(KERNEL_RE)]),
     disks: record(schemas_string().regex(ITEM_ID_RE), diskFactSchema),
+    /** Absent in backups made before the rebuild recorded them. */
+    user: userFactSchema.nullable().default(null),
+    docker: union([literal(''), schemas_enum(DOCKER_PACKAGES)]).default(''),
 });
 function factsCommand(config) {
+    const user = shellQuote(config.host.user);
     const lines = [
+        `printf 'user\\t%s\\n' "$(getent passwd ${user})"`,
+        `printf 'groups\\t%s\\n' "$(id -Gn ${user} 2>/dev/null)"`,
+        `printf 'docker\\t%s\\n' "$(dpkg-query -W -f '\${db:Status-Status} \${Package}\\n' ${DOCKER_PACKAGES.join(' ')} 2>/dev/null | awk '$1 == "installed" {print $2; exit}')"`,
         `printf 'tailscale-ip\\t%s\\n' "$(tailscale ip -4 2>/dev/null | head -n 1)"`,
         `printf 'hostname\\t%s\\n' "$(hostname 2>/dev/null)"`,
         `printf 'os\\t%s\\n' "$( (. /etc/os-release && printf '%s' "$PRETTY_NAME") 2>/dev/null)"`,
@@ -71965,7 +72713,17 @@ function factsCommand(config) {
  * and only the disks of the config are taken, with the config's path.
  */
 function parseFacts(output, diskFacts = {}) {
-    const facts = { tailscaleIp: '', hostname: '', os: '', kernel: '', disks: {} };
+    const facts = {
+        tailscaleIp: '',
+        hostname: '',
+        os: '',
+        kernel: '',
+        disks: {},
+        user: null,
+        docker: '',
+    };
+    let passwd = '';
+    let groups = '';
     const missing = [];
     const invalid = new Set();
     const fields = hostFactsSchema.shape;
@@ -71988,6 +72746,15 @@ function parseFacts(output, diskFacts = {}) {
             take('os', a.trim());
         else if (kind === 'kernel')
             take('kernel', a.trim());
+        else if (kind === 'user')
+            passwd = a.trim();
+        else if (kind === 'groups')
+            groups = a.trim();
+        else if (kind === 'docker') {
+            const docker = fields.docker.safeParse(a.trim());
+            if (docker.success)
+                facts.docker = docker.data;
+        }
         else if (kind === 'disk' && Object.hasOwn(diskFacts, a)) {
             const f = c.trim().split(/\s+/);
             const disk = diskFactSchema.safeParse({
@@ -72011,6 +72778,9 @@ function parseFacts(output, diskFacts = {}) {
                     };
         }
     }
+    facts.user = parseUser(passwd, groups);
+    if (!facts.user)
+        missing.push(`getent passwd of the host user gave no valid entry`);
     if (!facts.tailscaleIp && !invalid.has('tailscaleIp'))
         missing.push('tailscale ip -4 gave no IPv4 address');
     if (!facts.hostname && !invalid.has('hostname'))
@@ -72021,10 +72791,266 @@ function parseFacts(output, diskFacts = {}) {
     }
     return { facts, missing };
 }
+/** `name:x:uid:gid:gecos:home:shell` and `id -Gn`, checked; undefined fields make it null. */
+function parseUser(passwd, groups) {
+    const f = passwd.split(':');
+    if (f.length !== 7)
+        return null;
+    const user = userFactSchema.safeParse({
+        name: f[0],
+        uid: Number(f[2]),
+        gid: Number(f[3]),
+        groups: groups.split(/\s+/).filter(Boolean),
+        home: f[5],
+        shell: f[6],
+    });
+    return user.success ? user.data : null;
+}
+
+;// CONCATENATED MODULE: ./src/host/checks.ts
+// The seed's Phase 11 verification checklist as one bash program, the single home of every
+// check: verify-host runs it over SSH, RESTORE.sh's verify step runs the same text locally. It
+// only reads: status commands, files, sockets. Each check prints one line
+// `CHECK <id> <ok|fail> <what it found>` (tab-separated), parsed strictly by parseCheckLines.
+// Values from the config reach the bash only through shellQuote.
+
+
+
+
+
+/** The checks, in the seed's order, with the line of the checklist each stands for. */
+const checks_CHECKS = {
+    tailscale: 'Tailscale up, SSH over Tailscale off',
+    'tailscale-ip': 'Tailscale IP as backed up',
+    ufw: 'UFW active, only SSH and Tailscale open',
+    fail2ban: 'Fail2ban active with the sshd jail',
+    shell: "The dev user's login shell",
+    'oh-my-zsh': 'oh-my-zsh with the theme in .zshrc',
+    mounts: 'Models and scratch mounted, with free space',
+    links: 'Symlinks into the mounts',
+    redis: 'Redis at the VPS answers PING',
+    containers: 'Docker containers running',
+    comfyui: 'ComfyUI answers on the host',
+};
+const CHECK_IDS = Object.keys(checks_CHECKS);
+/** What each check expects, in words, for the report. */
+function expectations(target) {
+    const { shape } = target;
+    const links = Object.entries(shape.links).map(([l, t]) => `${l} -> ${t}`);
+    return {
+        tailscale: 'running, Tailscale SSH off',
+        'tailscale-ip': target.tailscaleIp ?? '(not set)',
+        ufw: 'active; deny incoming; allow SSH and Tailscale only',
+        fail2ban: 'sshd jail running',
+        shell: `${shape.user}: ${shape.shell}`,
+        'oh-my-zsh': `~/.oh-my-zsh, ZSH_THEME="${shape['zsh-theme']}"`,
+        mounts: `${shape.mounts.models}, ${shape.mounts.scratch}: mounted, \u2265 ${shape['min-free-mib']} MiB free`,
+        links: links.length ? links.join('; ') : '(none configured)',
+        redis: shape.redis ? `${shape.redis}: PONG` : '(not set)',
+        containers: shape.containers.length ? shape.containers.join(', ') : '(none configured)',
+        comfyui: `${shape['comfyui-url']}/system_stats answers`,
+    };
+}
+/** The values the check functions read, as bash assignments (every value quoted). */
+function checkValues(target) {
+    const { shape } = target;
+    const redis = redisAddress(shape);
+    const linkPairs = Object.entries(shape.links)
+        .map(([l, t]) => `[${shell_shellQuote(l)}]=${shell_shellQuote(t)}`)
+        .join(' ');
+    return [
+        `CK_USER=${shell_shellQuote(shape.user)}`,
+        `CK_SHELL=${shell_shellQuote(shape.shell)}`,
+        `CK_HOME=${shell_shellQuote(shape.home)}`,
+        `CK_THEME=${shell_shellQuote(shape['zsh-theme'])}`,
+        `CK_TAILSCALE_IP=${shell_shellQuote(target.tailscaleIp ?? '')}`,
+        `CK_MOUNTS=(${shell_shellQuote(shape.mounts.models)} ${shell_shellQuote(shape.mounts.scratch)})`,
+        `CK_MIN_FREE_MIB=${shape['min-free-mib']}`,
+        '# shellcheck disable=SC2016 # paths are literal text',
+        `declare -A CK_LINKS=(${linkPairs})`,
+        `CK_REDIS_HOST=${shell_shellQuote(redis?.host ?? '')}`,
+        `CK_REDIS_PORT=${redis?.port ?? 0}`,
+        `CK_CONTAINERS=(${shape.containers.map(shell_shellQuote).join(' ')})`,
+        `CK_COMFYUI_URL=${shell_shellQuote(shape['comfyui-url'])}`,
+    ].join('\n');
+}
+/** The check functions: constant bash, reading only the CK_ values. */
+const CHECK_FUNCTIONS = bashText `# Root for the two status commands that need it: sudo -n when not root (see verify-host's README).
+as_root() {
+  if ((EUID == 0)); then "$@"; else sudo -n "$@"; fi
+}
+found() {
+  CK_FOUND=$*
+  CK_FOUND=$\{CK_FOUND//[$'\t\r\n']/ }
+}
+check_tailscale() {
+  if ! command -v tailscale >/dev/null 2>&1; then found 'tailscale is not installed'; return 1; fi
+  if ! tailscale status >/dev/null 2>&1; then found 'not running (tailscale status failed)'; return 1; fi
+  if tailscale debug prefs 2>/dev/null | grep -Eq '"RunSSH": *true'; then
+    found 'running, Tailscale SSH ON'
+    return 1
+  fi
+  found 'running, Tailscale SSH off'
+}
+check_tailscale_ip() {
+  local ip
+  ip=$(tailscale ip -4 2>/dev/null | head -n 1) || true
+  found "$\{ip:-no IPv4 address}"
+  [[ -n $CK_TAILSCALE_IP && $ip == "$CK_TAILSCALE_IP" ]]
+}
+check_ufw() {
+  local out rule bad=() ssh=0 tailnet=0
+  if ! out=$(as_root ufw status verbose 2>&1); then found "ufw status failed: $out"; return 1; fi
+  if ! grep -q '^Status: active' <<<"$out"; then found 'inactive'; return 1; fi
+  if ! grep -q 'deny (incoming)' <<<"$out"; then found 'active, but incoming is not denied by default'; return 1; fi
+  while IFS= read -r rule; do
+    case $rule in
+      22 | 22/tcp | OpenSSH) ssh=1 ;;
+      'Anywhere on tailscale0' | 41641/udp) tailnet=1 ;;
+      *) bad+=("$rule") ;;
+    esac
+  done < <(awk -F '  +' '$2 ~ /^ALLOW/ {sub(/ \(v6\)$/, "", $1); print $1}' <<<"$out" | sort -u)
+  if (($\{#bad[@]})); then found "active, also open: $\{bad[*]}"; return 1; fi
+  if ((!ssh)); then found 'active, SSH is not allowed'; return 1; fi
+  if ((!tailnet)); then found 'active, Tailscale is not allowed'; return 1; fi
+  found 'active; deny incoming; SSH and Tailscale allowed'
+}
+check_fail2ban() {
+  local out
+  if ! out=$(as_root fail2ban-client status sshd 2>&1); then found "sshd jail not running: $(tail -n 1 <<<"$out")"; return 1; fi
+  found "sshd jail running, $(grep -o 'Currently banned:.*' <<<"$out" | tr -s ' \t' ' ')"
+}
+check_shell() {
+  local shell
+  shell=$(getent passwd "$CK_USER" | cut -d : -f 7) || true
+  found "$CK_USER: $\{shell:-no such user}"
+  [[ -n $shell && $\{shell##*/} == "$CK_SHELL" ]]
+}
+check_oh_my_zsh() {
+  local theme
+  if [[ ! -f $CK_HOME/.oh-my-zsh/oh-my-zsh.sh ]]; then found "no $CK_HOME/.oh-my-zsh/oh-my-zsh.sh"; return 1; fi
+  theme=$(sed -n 's/^ZSH_THEME=["'"'"']\{0,1\}\([^"'"'"']*\).*/\1/p' "$CK_HOME/.zshrc" 2>/dev/null | tail -n 1) || true
+  if [[ $theme != "$CK_THEME" ]]; then found "ZSH_THEME=$\{theme:-unset} in $CK_HOME/.zshrc"; return 1; fi
+  if [[ ! -f $CK_HOME/.oh-my-zsh/custom/themes/$CK_THEME.zsh-theme && ! -f $CK_HOME/.oh-my-zsh/themes/$CK_THEME.zsh-theme ]]; then
+    found "theme $CK_THEME named but its .zsh-theme file is missing"
+    return 1
+  fi
+  found "installed, ZSH_THEME=$theme"
+}
+check_mounts() {
+  local dir free source said=() ok=0
+  for dir in "$\{CK_MOUNTS[@]}"; do
+    if ! mountpoint -q -- "$dir" 2>/dev/null; then said+=("$dir not mounted"); ok=1; continue; fi
+    source=$(findmnt -n -o SOURCE --mountpoint "$dir" 2>/dev/null | head -n 1) || true
+    free=$(df -P -B1M -- "$dir" | awk 'NR == 2 {print $4}')
+    said+=("$dir: $\{source:-?}, $\{free} MiB free")
+    if ((free < CK_MIN_FREE_MIB)); then ok=1; fi
+  done
+  found "$(IFS=';'; printf '%s' "$\{said[*]}")"
+  return "$ok"
+}
+check_links() {
+  local link target said=() ok=0
+  for link in "$\{!CK_LINKS[@]}"; do
+    target=$(readlink -- "$link" 2>/dev/null) || target=''
+    if [[ $target != "$\{CK_LINKS[$link]}" ]]; then
+      said+=("$link -> $\{target:-not a link}")
+      ok=1
+    elif [[ ! -d $link ]]; then
+      said+=("$link -> $target (target missing)")
+      ok=1
+    fi
+  done
+  if ((ok == 0)); then found "$\{#CK_LINKS[@]} link(s) in place"; else found "$(IFS=';'; printf '%s' "$\{said[*]}")"; fi
+  return "$ok"
+}
+check_redis() {
+  local reply
+  if [[ -z $CK_REDIS_HOST ]]; then found 'no redis address configured'; return 1; fi
+  if command -v redis-cli >/dev/null 2>&1; then
+    reply=$(timeout 10 redis-cli -h "$CK_REDIS_HOST" -p "$CK_REDIS_PORT" ping 2>&1) || true
+  else
+    # shellcheck disable=SC2016 # the inner bash expands $1 and $2
+    reply=$(timeout 10 bash -c 'exec 3<>"/dev/tcp/$1/$2" && printf "PING\r\n" >&3 && head -c 7 <&3' _ "$CK_REDIS_HOST" "$CK_REDIS_PORT" 2>&1) || true
+  fi
+  reply=$\{reply//[+$'\r']/}
+  found "$CK_REDIS_HOST:$CK_REDIS_PORT said $\{reply:-nothing}"
+  [[ $reply == PONG ]]
+}
+check_containers() {
+  local running name missing=()
+  if ! running=$(docker ps --format '{{.Names}}' 2>&1); then found "docker ps failed: $running"; return 1; fi
+  for name in "$\{CK_CONTAINERS[@]}"; do
+    grep -Fxq -- "$name" <<<"$running" || missing+=("$name")
+  done
+  if (($\{#missing[@]})); then found "not running: $\{missing[*]}"; return 1; fi
+  found "$(grep -c . <<<"$running") running: $(paste -sd ' ' <<<"$running")"
+}
+check_comfyui() {
+  local out
+  if ! out=$(curl -fsS --max-time 10 "$CK_COMFYUI_URL/system_stats" 2>&1); then found "no answer: $out"; return 1; fi
+  found "answers: $(head -c 120 <<<"$out")"
+}
+# Runs the named checks (all by default); one CHECK line each.
+run_checks() {
+  local id fn
+  for id in "$@"; do
+    fn=check_$\{id//-/_}
+    CK_FOUND=''
+    if "$fn"; then
+      printf 'CHECK\t%s\tok\t%s\n' "$id" "$CK_FOUND"
+    else
+      printf 'CHECK\t%s\tfail\t%s\n' "$id" "$CK_FOUND"
+    fi
+  done
+}`;
+/** The checks as bash: values, then functions; `run_checks id\u2026` prints the CHECK lines. */
+function checkProgram(target) {
+    return `${checkValues(target)}\n${CHECK_FUNCTIONS}`;
+}
+/** A whole script for `bash -s` over SSH: runs the given checks (never fails itself). */
+function checkScript(target, ids) {
+    return `set -uo pipefail\n${checkProgram(target)}\nrun_checks ${ids.join(' ')}\nexit 0\n`;
+}
+const foundText = schemas_string()
+    .max(2000)
+    .refine((t) => !hasControlChars(t), 'must not contain control characters');
+/**
+ * The CHECK lines a host printed. The host is not trusted: an unknown id, a status other than
+ * ok/fail, a check asked for but not answered or answered twice is an error naming it.
+ */
+function parseCheckLines(output, asked) {
+    const results = new Map();
+    for (const line of output.split('\n')) {
+        if (!line.startsWith('CHECK\t'))
+            continue;
+        const [, id = '', status = '', ...rest] = line.split('\t');
+        const found = foundText.safeParse(rest.join(' ').trim().slice(0, 500));
+        if (!asked.includes(id))
+            throw new OpsError(`the host answered a check that was not asked: ${JSON.stringify(id)}`);
+        if (status !== 'ok' && status !== 'fail')
+            throw new OpsError(`the host answered check ${id} with ${JSON.stringify(status)}`);
+        if (results.has(id))
+            throw new OpsError(`the host answered check ${id} twice`);
+        results.set(id, {
+            id: id,
+            ok: status === 'ok',
+            found: found.success ? found.data : '(unreadable answer)',
+        });
+    }
+    const unanswered = asked.filter((id) => !results.has(id));
+    if (unanswered.length > 0)
+        throw new OpsError(`the host did not answer check(s) ${unanswered.join(', ')}`);
+    return asked.map((id) => results.get(id));
+}
 
 ;// CONCATENATED MODULE: ./src/backup/manifest.ts
 // Where a backup lives in the bucket and what its manifest.json records. The manifest is written
 // last: a backup exists exactly when its manifest does.
+
+
+
+
 
 
 
@@ -72076,6 +73102,8 @@ const manifestItemSchema = strictObject({
     required: schemas_boolean(),
     sudo: schemas_boolean(),
     restoreTo: absolutePath('restoreTo'),
+    /** The RESTORE.sh step that restores it (backups before steps: project). */
+    step: schemas_enum(ITEM_STEPS).default('project'),
     /** As the config said at backup time; a restore runs its own config's, never these. */
     afterRestore: array(hostText(1000)),
     key: schemas_string(),
@@ -72111,6 +73139,15 @@ const manifestFields = strictObject({
         recipients: array(schemas_string().regex(RECIPIENT_RE, 'must be an age recipient')).min(1),
     }),
     items: array(manifestItemSchema),
+    /** The host RESTORE.sh rebuilds and the checks of its verify step, as configured at backup time. */
+    rebuild: strictObject({
+        host: hostShapeSchema,
+        checks: array(strictObject({
+            id: schemas_enum(CHECK_IDS),
+            level: schemas_enum(['required', 'optional']),
+        })),
+    })
+        .prefault({ host: {}, checks: [] }),
     skipped: array(strictObject({ id: schemas_string().regex(ITEM_ID_RE), reason: hostText(2000) })),
     restoreScript: strictObject({ key: schemas_string(), sha256: SHA256_HEX, bytes }),
 });
@@ -72127,6 +73164,7 @@ function manifestItem(item, planned, stored) {
         required: item.required,
         sudo: item.sudo,
         restoreTo: item['restore-to'],
+        step: item.step,
         afterRestore: item['after-restore'],
         key: stored.key,
         compression: stored.compression,
@@ -72199,211 +73237,65 @@ function parseLatest(text, prefix) {
     }
 }
 
-;// CONCATENATED MODULE: ./src/lib/shell.ts
-// Shell words for bash command lines, remote (over SSH) and local, and for generated scripts
-// (RESTORE.sh): every value goes through here, comments included.
-/** Quotes one shell word; safe words pass unchanged. The result never spans lines. */
-function shell_shellQuote(word) {
-    if (word !== '' && /^[A-Za-z0-9_./=:@%+,-]+$/.test(word))
-        return word;
-    // A newline or another control character gets bash's $'...' with escapes, so a quoted word
-    // stays on one line: a value can then end neither a comment nor a case branch.
-    if (ASCII_CONTROL.test(word))
-        return ansiCQuote(word);
-    return `'${word.replace(/'/g, `'\\''`)}'`;
-}
-// Matching control characters is the point. Only ASCII ones: \xHH in $'...' is one byte.
-// eslint-disable-next-line no-control-regex
-const ASCII_CONTROL = /[\u0000-\u001f\u007f]/;
-function ansiCQuote(word) {
-    // eslint-disable-next-line no-control-regex
-    const escaped = word.replace(/[\u0000-\u001f\u007f\\']/g, (c) => c === '\\' || c === "'" ? `\\${c}` : `\\x${c.charCodeAt(0).toString(16).padStart(2, '0')}`);
-    return `$'${escaped}'`;
-}
-/**
- * Quotes a path but leaves `*` and `?` unquoted so the shell expands them
- * (e.g. /etc/ssh/ssh_host_*). Nothing else can reach the shell unquoted.
- */
-function shell_shellGlob(path) {
-    return path
-        .split(/([*?])/)
-        .map((part) => (part === '*' || part === '?' ? part : part === '' ? '' : shell_shellQuote(part)))
-        .join('');
-}
-/** Free text as one shell comment line: the text is quoted, so it cannot end the comment. */
-function shellComment(text) {
-    return `# ${shell_shellQuote(text)}`;
-}
-
 ;// CONCATENATED MODULE: ./src/backup/restore-script.ts
-// RESTORE.sh, written next to each manifest: checks the backup's signature (ssh-keygen -Y verify
-// against an allowed signers file the admin gives it) and that the signed manifest vouches for
-// this very script, then downloads every archive (or takes them from a directory), verifies its
-// sha256, decrypts it with an age identity and extracts it. Every value from the backup reaches
-// the script through shellQuote (one line each, comments included): it is data, never code.
+// RESTORE.sh, written next to each manifest: rebuilds a fresh Ubuntu 22.04/24.04 (or Debian 12)
+// instance into the backed-up GPU host in named steps (restore-steps.ts), each checking first and
+// changing only what differs. Before anything changes it checks the backup's signature (ssh-keygen
+// -Y verify against an allowed signers file the admin gives it), that the signed manifest vouches
+// for this very script, and every archive's sha256. Every value from the backup reaches the script
+// through shellQuote (one line each, comments included): it is data, never code.
 // Generated bash must stay shellcheck-clean (a test runs /usr/bin/shellcheck on it).
 
 
-/** The usage text (usage() prints the script's lines 2-21, so it comes first) and strict mode. */
+
+
+/** The usage text (usage() prints the comment block after line 1) and strict mode. */
 const USAGE = `#!/usr/bin/env bash
-# RESTORE.sh of one comfyume-ops backup (its id, host and tool version are set below).
+# RESTORE.sh of one comfyume-ops backup: rebuilds a fresh Ubuntu 22.04/24.04 (or Debian 12)
+# instance into the backed-up GPU host, as root, in named steps (the backup is set below).
 #
-# Usage: RESTORE.sh --signers FILE --identity AGE_KEY_FILE [--root DIR] [--from DIR]
-#                   [--only ITEM]... [--download-only] [--skip-after-restore] [--list]
-#   --signers FILE        allowed signers (config/backup-signers of the comfyume-ops repository):
-#                         the backup's signature must verify against one of its keys
-#   --identity FILE       age identity (AGE-SECRET-KEY-1...) of one of the backup's recipients
-#   --root DIR            restore under DIR instead of / (a drill); after-restore steps run only for /
-#   --from DIR            manifest.json, its .sig and the archives already downloaded into DIR;
-#                         otherwise they are fetched from R2 with the aws CLI (set
-#                         AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY, and R2_ENDPOINT if it differs)
-#   --only ITEM           restore only this item (repeatable); --list shows the items
-#   --download-only       download and verify, extract nothing
-#   --skip-after-restore  do not run the after-restore steps (service restarts)
+# Usage: sudo bash RESTORE.sh --signers FILE --identity AGE_KEY_FILE [options]
+#   --signers FILE           allowed signers (config/backup-signers of the comfyume-ops
+#                            repository): the backup's signature must verify against one of them
+#   --identity FILE          age identity (AGE-SECRET-KEY-1...) of one of the backup's recipients
+#   --from DIR               manifest.json, its .sig and the archives already in DIR; otherwise
+#                            fetched from R2 with the aws CLI (AWS_ACCESS_KEY_ID,
+#                            AWS_SECRET_ACCESS_KEY, and R2_ENDPOINT if it differs)
+#   --only STEP, --skip STEP run only / skip these steps (repeatable); --list-steps lists them
+#   --item ITEM              restore only these items (repeatable); --list lists them
+#   --dry-run                check everything and print what each step would change
+#   --models-mount 'SOURCE FSTYPE [OPTIONS]'   the shared filesystem (or $MODELS_MOUNT)
+#   --scratch-mount 'SOURCE FSTYPE [OPTIONS]'  the block device (or $SCRATCH_MOUNT)
+#   --ohmyzsh-repo URL       where oh-my-zsh is cloned from when missing (default: GitHub)
+#   --tailscale-auth-key-file FILE   a Tailscale auth key, only if the restored identity must log in again
+#   --skip-check CHECK       leave one check of the verify step out (repeatable)
+#   --root DIR               a drill: restore the items' files under DIR, no system step runs
+#   --download-only          download and verify the backup, change nothing
+#   --skip-after-restore     do not run the items' after-restore commands
 #
-# Before anything is decrypted: manifest.json's signature is checked (ssh-keygen -Y verify), the
-# signed manifest must name this script's sha256, and every archive must match its sha256.
-# Needs: bash, ssh-keygen, tar, sha256sum, age, zstd or gzip (and the aws CLI without --from).
+# Each step checks first and changes only what differs, says what it changed and how long it
+# took; a second run reports 0 changes. Nothing is changed before the signature and every
+# archive's sha256 are checked (preflight).
 set -euo pipefail`;
-/** Options and their defaults, the helpers die, need and usage, and the arguments. */
-const ARGUMENTS = `SIGNERS=''
-IDENTITY=''
-ROOT=/
-FROM=''
-ONLY=()
-DOWNLOAD_ONLY=0
-SKIP_AFTER=0
-
-die() {
-  printf 'RESTORE.sh: %s\\n' "$*" >&2
-  exit 1
+/**
+ * RESTORE.sh for one backup. Its sections are constant bash; only backupValues and hostValues
+ * put values from the backup in, each through shellQuote. A blank line separates the sections.
+ */
+function restoreScript(input) {
+    return [
+        USAGE,
+        backupValues(input),
+        hostValues(input),
+        checkProgram({ shape: input.shape, tailscaleIp: input.facts.tailscaleIp || undefined }),
+        ...STEP_BASH,
+    ].join('\n\n');
 }
-need() {
-  command -v "$1" >/dev/null 2>&1 || die "needs $1 (apt-get install -y $2)"
-}
-usage() {
-  sed -n '2,21p' "$0" | sed 's/^# \\{0,1\\}//'
-  exit "$1"
-}
-
-while (($# > 0)); do
-  case $1 in
-    --signers) SIGNERS=\${2:?--signers needs a file}; shift 2 ;;
-    --identity) IDENTITY=\${2:?--identity needs a file}; shift 2 ;;
-    --root) ROOT=\${2:?--root needs a directory}; shift 2 ;;
-    --from) FROM=\${2:?--from needs a directory}; shift 2 ;;
-    --only) ONLY+=("\${2:?--only needs an item id}"); shift 2 ;;
-    --download-only) DOWNLOAD_ONLY=1; shift ;;
-    --skip-after-restore) SKIP_AFTER=1; shift ;;
-    --list)
-      for id in "\${ITEMS[@]}"; do printf '%-20s %s\\n' "$id" "\${DESCRIPTION[$id]}"; done
-      exit 0
-      ;;
-    -h | --help) usage 0 ;;
-    *) printf 'RESTORE.sh: unknown argument: %s\\n' "$1" >&2; usage 2 ;;
-  esac
-done`;
-/** What must hold before anything is fetched: known items, tools, signers, identity, root. */
-const CHECKS = `if ((\${#ONLY[@]} == 0)); then ONLY=("\${ITEMS[@]}"); fi
-for id in "\${ONLY[@]}"; do [[ -n \${KEY[$id]+set} ]] || die "unknown item: $id (see --list)"; done
-need sha256sum coreutils
-need tar tar
-need ssh-keygen openssh-client
-[[ -n $SIGNERS ]] || die '--signers FILE is required (config/backup-signers of the comfyume-ops repository)'
-[[ -r $SIGNERS ]] || die "cannot read the allowed signers file $SIGNERS"
-SELF=\${BASH_SOURCE[0]}
-[[ -f $SELF ]] || die 'run RESTORE.sh from a file (bash RESTORE.sh ...), not from a pipe'
-if ((DOWNLOAD_ONLY == 0)); then
-  [[ -n $IDENTITY ]] || die '--identity AGE_KEY_FILE is required (or --download-only)'
-  [[ -r $IDENTITY ]] || die "cannot read the identity file $IDENTITY"
-  need age age
-fi
-[[ $ROOT == /* ]] || die "--root must be an absolute path: $ROOT"
-ROOT=\${ROOT%/}`;
-/** The work directory and the steps: fetch an object, verify the signature, check, extract. */
-const STEPS = `WORK=$(mktemp -d)
-trap 'rm -rf -- "$WORK"' EXIT
-
-# The file of an object: from --from, or downloaded from R2 into the work directory.
-object() {
-  local key=$1 file
-  if [[ -n $FROM ]]; then
-    file=$FROM/\${key##*/}
-    [[ -f $file ]] || die "missing $file"
-  else
-    need aws awscli
-    file=$WORK/\${key##*/}
-    aws s3 cp --only-show-errors --endpoint-url "$R2_ENDPOINT" "s3://$BUCKET/$key" "$file" >&2
-  fi
-  printf '%s\\n' "$file"
-}
-
-# The signed manifest must be this backup's and must name this script's sha256.
-verify_signature() {
-  local manifest signature self said
-  manifest=$(object "$MANIFEST_KEY")
-  signature=$(object "$MANIFEST_KEY.sig")
-  said=$(ssh-keygen -Y verify -f "$SIGNERS" -I "$SIGNER_PRINCIPAL" -n "$SIGNATURE_NAMESPACE" \\
-    -s "$signature" <"$manifest" 2>&1) ||
-    die "the signature of $MANIFEST_KEY does not verify against $SIGNERS (\${said//[$'\\r\\n']/ }): not restoring"
-  grep -Fq "\\"backupId\\": \\"$BACKUP_ID\\"" -- "$manifest" || die "$MANIFEST_KEY is not backup $BACKUP_ID"
-  self=$(sha256sum -- "$SELF" | cut -d ' ' -f 1)
-  grep -Fq "\\"sha256\\": \\"$self\\"" -- "$manifest" ||
-    die "the signed manifest does not name this RESTORE.sh (sha256 $self): it was changed"
-  printf 'Signature of %s verified; this RESTORE.sh is the one it names\\n' "$MANIFEST_KEY"
-}
-
-fetch() {
-  local id=$1 file
-  file=$(object "\${KEY[$id]}")
-  local got
-  got=$(sha256sum -- "$file" | cut -d ' ' -f 1)
-  [[ $got == "\${SHA256[$id]}" ]] || die "sha256 mismatch for $id: got $got, expected \${SHA256[$id]} ($file)"
-  printf '%s\\n' "$file"
-}
-
-decompress() {
-  case $1 in
-    zstd) need zstd zstd; zstd -dc ;;
-    gzip) gzip -dc ;;
-    *) die "unknown compression: $1" ;;
-  esac
-}
-
-after_restore() {
-  if [[ -n \${AFTER_RESTORE[$1]+set} ]]; then
-    printf '  %-20s after-restore steps\\n' "$1"
-    bash -euo pipefail -c "\${AFTER_RESTORE[$1]}"
-  fi
-}`;
-/** The restore itself: the signature first, then item by item. */
-const RESTORE = `verify_signature
-printf 'Restoring backup %s (%d item(s)) into %s\\n' "$BACKUP_ID" "\${#ONLY[@]}" "\${ROOT:-/}"
-for id in "\${ONLY[@]}"; do
-  file=$(fetch "$id")
-  printf '  %-20s sha256 ok\\n' "$id"
-  ((DOWNLOAD_ONLY)) && continue
-  dest=$ROOT\${RESTORE_TO[$id]}
-  mkdir -p -- "$dest"
-  age -d -i "$IDENTITY" -- "$file" | decompress "\${COMPRESSION[$id]}" | tar -x -p --numeric-owner -f - -C "$dest"
-  printf '  %-20s restored to %s\\n' "$id" "$dest"
-  if [[ -z $ROOT && $SKIP_AFTER == 0 ]]; then after_restore "$id"; fi
-done
-printf 'Done. Next: mount the block storage for models, then pull models with sync-models.\\n'
-`;
 function assoc(name, entries) {
     const body = entries.map(([k, v]) => `  [${shell_shellQuote(k)}]=${shell_shellQuote(v)}`).join('\n');
     return `declare -A ${name}=(\n${body}\n)`;
 }
 /** The after-restore table on one line: the drill compares every other line with its own. */
 const AFTER_RESTORE_LINE = /^declare -A AFTER_RESTORE=\(.*\)$/m;
-/**
- * RESTORE.sh for one backup. Its sections are constant bash; only backupValues puts values from
- * the backup in, each through shellQuote. A blank line separates the sections.
- */
-function restoreScript(input) {
-    return [USAGE, backupValues(input), ARGUMENTS, CHECKS, STEPS, RESTORE].join('\n\n');
-}
 /** The backup's id, host, bucket and keys, and the per-item tables. */
 function backupValues(input) {
     return [
@@ -72415,8 +73307,32 @@ function backupValues(input) {
         `SIGNATURE_NAMESPACE=${shell_shellQuote(SIGNATURE_NAMESPACE)}`,
         `SIGNER_PRINCIPAL=${shell_shellQuote(SIGNER_PRINCIPAL)}`,
         `R2_ENDPOINT=\${R2_ENDPOINT:-${shell_shellQuote(input.endpoint)}}`,
+        `STEPS=(${RESTORE_STEPS.join(' ')})`,
         `ITEMS=(${input.items.map((i) => shell_shellQuote(i.id)).join(' ')})`,
         itemTables(input.items),
+    ].join('\n');
+}
+/** The host the backup came from, as RESTORE.sh rebuilds it. */
+function hostValues(input) {
+    const { shape, facts } = input;
+    const user = facts.user?.name === shape.user ? facts.user : null;
+    const groups = (user?.groups ?? ['docker']).filter((g) => g !== shape.user);
+    return [
+        `TAILSCALE_IP=${shell_shellQuote(facts.tailscaleIp)}`,
+        `DOCKER_PACKAGE=${shell_shellQuote(facts.docker || 'docker.io')}`,
+        `PACKAGES=(${shape.packages.map(shell_shellQuote).join(' ')})`,
+        `HOST_USER=${shell_shellQuote(shape.user)}`,
+        `USER_UID=${user ? user.uid : "''"}`,
+        `USER_GID=${user ? user.gid : "''"}`,
+        `USER_GROUPS=(${groups.map(shell_shellQuote).join(' ')})`,
+        `USER_SHELL=${shell_shellQuote(shape.shell)}`,
+        `USER_HOME=${shell_shellQuote(shape.home)}`,
+        `PROJECT=${shell_shellQuote(shape.project)}`,
+        `ENV_FILE=${shell_shellQuote(shape['env-file'])}`,
+        `MODELS_PATH=${shell_shellQuote(shape.mounts.models)}`,
+        `SCRATCH_PATH=${shell_shellQuote(shape.mounts.scratch)}`,
+        `VERIFY_CHECKS=(${input.checks.map((c) => c.id).join(' ')})`,
+        `declare -A CHECK_LEVEL=(${input.checks.map((c) => `[${c.id}]=${c.level}`).join(' ')})`,
     ].join('\n');
 }
 /** One associative array per field, by item id. */
@@ -72426,13 +73342,15 @@ function itemTables(items) {
         .filter((i) => i.afterRestore.length > 0)
         .map((i) => `[${shell_shellQuote(i.id)}]=${shell_shellQuote(i.afterRestore.join('\n'))}`)
         .join(' ');
+    const table = (name, field) => assoc(name, items.map((i) => [i.id, field(i)]));
     return [
-        assoc('KEY', items.map((i) => [i.id, i.key])),
-        assoc('SHA256', items.map((i) => [i.id, i.sha256])),
-        assoc('COMPRESSION', items.map((i) => [i.id, i.compression])),
-        assoc('RESTORE_TO', items.map((i) => [i.id, i.restoreTo])),
+        table('KEY', (i) => i.key),
+        table('SHA256', (i) => i.sha256),
+        table('COMPRESSION', (i) => i.compression),
+        table('RESTORE_TO', (i) => i.restoreTo),
+        table('STEP_OF', (i) => i.step),
         '# shellcheck disable=SC2016 # descriptions are literal text',
-        assoc('DESCRIPTION', items.map((i) => [i.id, i.description])),
+        table('DESCRIPTION', (i) => i.description),
         `declare -A AFTER_RESTORE=(${afterRestore})`,
     ].join('\n');
 }
@@ -73339,6 +74257,8 @@ function checkRestoreScript(stored, manifest, opts) {
         endpoint: opts.endpoint,
         hostFingerprint: manifest.host.fingerprint,
         facts: manifest.facts,
+        shape: manifest.rebuild.host,
+        checks: manifest.rebuild.checks,
         items: manifest.items.map((i) => ({ ...i, afterRestore: afterRestore.get(i.id) ?? [] })),
     });
     const same = (script) => script.replace(ENDPOINT_LINE, 'R2_ENDPOINT').replace(AFTER_RESTORE_LINE, 'AFTER_RESTORE');
@@ -73357,7 +74277,7 @@ async function restoreItem(files, item, logger, step) {
     const out = [];
     const args = [files.script, '--signers', files.signersFile, '--identity', files.identityFile];
     args.push('--root', files.root, '--from', files.archives);
-    const done = await run('bash', [...args, '--skip-after-restore', '--only', item.id], {
+    const done = await run('bash', [...args, '--skip-after-restore', '--item', item.id], {
         ...step,
         onStdout: (chunk) => out.push(chunk),
     });

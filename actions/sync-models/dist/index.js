@@ -100672,6 +100672,7 @@ var external_node_path_default = /*#__PURE__*/__nccwpck_require__.n(external_nod
 // cannot name anything outside its root, whatever the OS or shell does with it.
 
 
+
 /** What a safe relative path is, for error messages. */
 const SAFE_PATH_EXPECTED = "a relative path of '/'-separated names, without '.', '..' or empty segments, '\\' or control characters";
 // C0 controls (NUL, newline, ...), DEL and C1 controls: matching them is the point.
@@ -100710,6 +100711,32 @@ function resolveInside(root, rel, what = 'path', p = (external_node_path_default
         throw new OpsError(`${what} ${JSON.stringify(rel)} is refused: ${reason ?? `it resolves outside ${root}`}; expected ${SAFE_PATH_EXPECTED}`);
     }
     return full;
+}
+/** An absolute path without '.', '..', empty segments or control characters. */
+function absolutePath(what, opts = {}) {
+    return z.string().superRefine((value, ctx) => {
+        const problem = pathProblem(value, opts.glob ?? false);
+        if (problem)
+            ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(value)} ${problem}` });
+    });
+}
+function pathProblem(value, glob) {
+    if (!value.startsWith('/'))
+        return 'must be absolute (start with /)';
+    if (hasControlChars(value))
+        return 'must not contain control characters';
+    const segments = value === '/' ? [] : value.slice(1).replace(/\/$/, '').split('/');
+    if (segments.some((s) => s === '..'))
+        return "must not contain '..'";
+    if (segments.some((s) => s === '.' || s === ''))
+        return "must not contain '.' or empty segments";
+    const globbed = segments.findIndex((s) => /[*?]/.test(s));
+    if (/[[\]{}]/.test(value))
+        return 'must not contain [ ] { } (only * and ? globs are supported)';
+    if (globbed >= 0 && (!glob || globbed !== segments.length - 1)) {
+        return glob ? 'may use * or ? only in its last segment' : 'must not contain * or ?';
+    }
+    return undefined;
 }
 
 ;// CONCATENATED MODULE: ./src/lib/schema.ts
@@ -100894,6 +100921,16 @@ function shellGlob(path) {
 /** Free text as one shell comment line: the text is quoted, so it cannot end the comment. */
 function shellComment(text) {
     return `# ${shellQuote(text)}`;
+}
+/**
+ * Constant bash text written in a template literal: raw (backslashes stay as bash needs them),
+ * with `$\{` standing for bash's `${` (a template literal would take `${` as its own). Takes no
+ * substitutions: values go in through shellQuote, never into this text.
+ */
+function bashText(strings) {
+    if (strings.length !== 1)
+        throw new Error('bashText takes no substitutions');
+    return (strings.raw[0] ?? '').replaceAll('$\\{', '${');
 }
 
 ;// CONCATENATED MODULE: ./src/models/partial.ts

@@ -13,9 +13,10 @@ export interface GitHubAlertOptions {
   apiUrl?: string;
   /** Removes secret values from text before it is posted. */
   redact: (text: string) => string;
-  /** The issue's title and what failed, in words; default the nightly backup's. */
+  /** The issue's title, what failed and what succeeded, in words; default the nightly backup's. */
   title?: string;
   what?: string;
+  subject?: string;
 }
 
 export function runUrl(env: NodeJS.ProcessEnv = process.env): string {
@@ -34,6 +35,7 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
   const apiUrl = opts.apiUrl ?? process.env.GITHUB_API_URL;
   const title = opts.title ?? ALERT_ISSUE_TITLE;
   const what = opts.what ?? 'The nightly backup';
+  const subject = opts.subject ?? 'Backup';
   // Loaded only when an alert is actually sent: Octokit costs ~26 MiB of memory at import.
   let client: Promise<Octokit> | undefined;
   const octokitClient = () =>
@@ -53,9 +55,7 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
 
   return {
     async failed(message, link) {
-      const body = opts.redact(
-        `${what} failed.\n\n\`\`\`\n${message}\n\`\`\`\n\nRun: ${link}`,
-      );
+      const body = opts.redact(`${what} failed.\n\n\`\`\`\n${message}\n\`\`\`\n\nRun: ${link}`);
       const octokit = await octokitClient();
       const existing = await openIssue(octokit);
       if (existing === undefined) {
@@ -72,7 +72,7 @@ export function githubAlerts(opts: GitHubAlertOptions): BackupAlerts {
         owner,
         repo,
         issue_number: existing,
-        body: `${what} ${backupId} succeeded; closing. Run: ${link}`,
+        body: `${subject} ${backupId} succeeded; closing. Run: ${link}`,
       });
       await octokit.rest.issues.update({
         owner,

@@ -29,6 +29,7 @@ export async function run(port: ActionPort): Promise<void> {
             redact,
             title: DRIFT_ISSUE_TITLE,
             what: 'verify-host',
+            subject: 'verify-host of',
           })
         : undefined;
     try {
