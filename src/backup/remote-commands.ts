@@ -61,7 +61,9 @@ export function archiveCommand(
     archiver = [
       `cd -- ${shellQuote(root)} &&`,
       // The C locale: tar's "Total bytes written" line must not be translated (it is parsed).
-      'LC_ALL=C tar --create --file=- --totals --numeric-owner --anchored',
+      // Owner names are kept (no --numeric-owner): a rebuilt host may give the dev user
+      // another uid, and RESTORE.sh then gives the files back by name.
+      'LC_ALL=C tar --create --file=- --totals --anchored',
       ...excludes,
       '--',
       ...members,

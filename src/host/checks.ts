@@ -88,7 +88,7 @@ found() {
 check_tailscale() {
   if ! command -v tailscale >/dev/null 2>&1; then found 'tailscale is not installed'; return 1; fi
   if ! tailscale status >/dev/null 2>&1; then found 'not running (tailscale status failed)'; return 1; fi
-  if tailscale debug prefs 2>/dev/null | grep -Eq '"RunSSH": *true'; then
+  if grep -Eq '"RunSSH": *true' <<<"$(tailscale debug prefs 2>/dev/null)"; then
     found 'running, Tailscale SSH ON'
     return 1
   fi

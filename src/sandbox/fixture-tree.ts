@@ -66,6 +66,44 @@ async function writeModel(file: string, modelPath: string, size: number): Promis
   );
 }
 
+/** user.rules exactly as ufw 0.36 writes it for SSH, the tailscale0 interface and Tailscale's UDP port. */
+function ufwRules(chain: 'ufw' | 'ufw6', any: string): string {
+  const chains = ['user-input', 'user-output', 'user-forward', 'before-logging-input']
+    .concat(['before-logging-output', 'before-logging-forward', 'user-logging-input'])
+    .concat(['user-logging-output', 'user-logging-forward', 'after-logging-input'])
+    .concat(['after-logging-output', 'after-logging-forward', 'logging-deny', 'logging-allow'])
+    .concat(['user-limit', 'user-limit-accept']);
+  const rule = (tuple: string, spec: string) =>
+    `### tuple ### ${tuple}\n-A ${chain}-user-input ${spec} -j ACCEPT\n`;
+  const limit = '-m limit --limit 3/min --limit-burst 10';
+  return [
+    '*filter',
+    ...chains.map((c) => `:${chain}-${c} - [0:0]`),
+    '### RULES ###',
+    '',
+    rule(`allow tcp 22 ${any} any ${any} in`, '-p tcp --dport 22'),
+    rule(`allow any any ${any} any ${any} in_tailscale0`, '-i tailscale0'),
+    rule(`allow udp 41641 ${any} any ${any} in`, '-p udp --dport 41641'),
+    '### END RULES ###',
+    '',
+    '### LOGGING ###',
+    `-A ${chain}-after-logging-input -j LOG --log-prefix "[UFW BLOCK] " ${limit}`,
+    `-A ${chain}-after-logging-forward -j LOG --log-prefix "[UFW BLOCK] " ${limit}`,
+    `-I ${chain}-logging-deny -m conntrack --ctstate INVALID -j RETURN ${limit}`,
+    `-A ${chain}-logging-deny -j LOG --log-prefix "[UFW BLOCK] " ${limit}`,
+    `-A ${chain}-logging-allow -j LOG --log-prefix "[UFW ALLOW] " ${limit}`,
+    '### END LOGGING ###',
+    '',
+    '### RATE LIMITING ###',
+    `-A ${chain}-user-limit -m limit --limit 3/minute -j LOG --log-prefix "[UFW LIMIT BLOCK] "`,
+    `-A ${chain}-user-limit -j REJECT`,
+    `-A ${chain}-user-limit-accept -j ACCEPT`,
+    '### END RATE LIMITING ###',
+    'COMMIT',
+    '',
+  ].join('\n');
+}
+
 function entries(): Entry[] {
   const d = (p: string, mode: number, owner: Entry['owner']): Entry => ({ path: p, mode, owner });
   const f = (p: string, mode: number, owner: Entry['owner'], content: string): Entry => ({
@@ -80,7 +118,8 @@ function entries(): Entry[] {
       'var/lib/tailscale/tailscaled.state',
       0o600,
       'root',
-      '{"_machinekey":"privkey:fixture-machine","_profiles":"fixture"}\n',
+      // "ip" is what the tailscale stand-in of the fresh test host reads back.
+      '{"ip":"100.89.38.43","_machinekey":"privkey:fixture-machine","_profiles":"fixture"}\n',
     ),
     d('var/lib/tailscale/files', 0o700, 'root'),
     f('var/lib/tailscale/derpmap.cached.json', 0o600, 'root', '{"Regions":{}}\n'),
@@ -110,13 +149,8 @@ function entries(): Entry[] {
     d('etc/fail2ban/jail.d', 0o755, 'root'),
     f('etc/fail2ban/jail.d/defaults-debian.conf', 0o644, 'root', '[sshd]\nenabled = true\n'),
     d('etc/ufw', 0o755, 'root'),
-    f(
-      'etc/ufw/user.rules',
-      0o640,
-      'root',
-      '*filter\n-A ufw-user-input -p tcp --dport 22 -j ACCEPT\n-A ufw-user-input -p udp --dport 41641 -j ACCEPT\nCOMMIT\n',
-    ),
-    f('etc/ufw/user6.rules', 0o640, 'root', '*filter\nCOMMIT\n'),
+    f('etc/ufw/user.rules', 0o640, 'root', ufwRules('ufw', '0.0.0.0/0')),
+    f('etc/ufw/user6.rules', 0o640, 'root', ufwRules('ufw6', '::/0')),
     f('etc/ufw/ufw.conf', 0o644, 'root', 'ENABLED=yes\nLOGLEVEL=low\n'),
     d('home', 0o755, 'root'),
     d('home/dev', 0o755, 'user'),

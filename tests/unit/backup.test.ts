@@ -175,7 +175,7 @@ describe('remote commands', () => {
     const c = config();
     const cmd = archiveCommand(c, c.items[1]!, 'gzip');
     expect(innerScript(cmd)).toBe(
-      `cd -- / && LC_ALL=C tar --create --file=- --totals --numeric-owner --anchored '--exclude=home/dev'\\''s/.cache' ` +
+      `cd -- / && LC_ALL=C tar --create --file=- --totals --anchored '--exclude=home/dev'\\''s/.cache' ` +
         `'--exclude=home/dev'\\''s/a b/*.log' -- 'home/dev'\\''s' | gzip -c`,
     );
   });

@@ -71620,10 +71620,11 @@ const PACKAGES = bashText `apt_updated=0
 apt_update() {
   ((apt_updated)) && return 0
   apt_updated=1
-  DEBIAN_FRONTEND=noninteractive apt-get update -qq
+  DEBIAN_FRONTEND=noninteractive apt-get update -qq >>"$APT_LOG" 2>&1 || { tail -n 20 "$APT_LOG" >&2; return 1; }
 }
 candidate() {
-  apt-cache policy "$1" 2>/dev/null | grep -q 'Candidate: [0-9]'
+  # Here-strings, not pipes into grep -q: under pipefail an early grep exit fails the writer.
+  grep -q 'Candidate: [0-9]' <<<"$(apt-cache policy "$1" 2>/dev/null)"
 }
 # Tailscale and docker-ce come from their vendors' apt repositories when the sources lack them.
 vendor_repo() {
@@ -71662,11 +71663,19 @@ step_packages() {
       'deb [signed-by=/usr/share/keyrings/docker.gpg] https://download.docker.com/linux/@ID@ @CODENAME@ stable'
     missing+=(docker-compose-plugin)
   fi
-  change 'apt-get update' apt_update
-  change "install $\{missing[*]}" env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$\{missing[@]}"
+  ((apt_updated)) || change 'apt-get update' apt_update
+  change "install $\{missing[*]}" apt_install "$\{missing[@]}"
+}
+# apt's own output goes to a log; its tail is shown when it fails.
+APT_LOG=/var/log/comfyume-restore-apt.log
+apt_install() {
+  if ! DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "$@" >>"$APT_LOG" 2>&1; then
+    tail -n 20 "$APT_LOG" >&2
+    return 1
+  fi
 }`;
 const TAILSCALE = bashText `tailscale_ssh_on() {
-  tailscale debug prefs 2>/dev/null | grep -Eq '"RunSSH": *true'
+  grep -Eq '"RunSSH": *true' <<<"$(tailscale debug prefs 2>/dev/null)"
 }
 tailscale_up() {
   local args=(up --ssh=false)
@@ -71694,7 +71703,8 @@ step_tailscale() {
   if ! systemctl is-enabled --quiet tailscaled 2>/dev/null; then change 'enable tailscaled' systemctl enable tailscaled; fi
   if ! active tailscaled; then change 'start tailscaled with the restored identity' systemctl start tailscaled; fi
   if ((DRY_RUN)); then return; fi
-  if ! tailscale status >/dev/null 2>&1 || tailscale_ssh_on; then
+  # A restored identity comes up with the seed's prefs re-asserted: Tailscale SSH off.
+  if restored tailscale || ! tailscale status >/dev/null 2>&1 || tailscale_ssh_on; then
     change 'tailscale up --ssh=false (Tailscale SSH off)' tailscale_up
   fi
   ip=$(tailscale ip -4 | head -n 1)
@@ -71710,7 +71720,10 @@ const SECURITY = bashText `ssh_unit() {
   if systemctl cat ssh.service >/dev/null 2>&1; then echo ssh; else echo sshd; fi
 }
 ufw_has() {
-  ufw show added 2>/dev/null | grep -Fxq -- "$1"
+  grep -Fxq -- "$1" <<<"$(ufw show added 2>/dev/null)"
+}
+ufw_enable() {
+  ufw --force enable >/dev/null
 }
 write_file() {
   printf '%s' "$2" >"$1"
@@ -71746,8 +71759,8 @@ step_security() {
   fi
   if ! ufw_has 'ufw allow in on tailscale0'; then change 'ufw allow in on tailscale0' ufw allow in on tailscale0; fi
   if ! ufw_has 'ufw allow 41641/udp'; then change 'ufw allow 41641/udp (Tailscale)' ufw allow 41641/udp; fi
-  if ! ufw status | grep -q '^Status: active'; then
-    change 'enable UFW' ufw --force enable
+  if ! grep -q '^Status: active' <<<"$(ufw status)"; then
+    change 'enable UFW' ufw_enable
   elif contains ufw "$\{RESTORED[@]}"; then
     change 'reload UFW with the restored rules' ufw reload
   fi
@@ -71791,7 +71804,7 @@ step_user() {
   for group in "$\{USER_GROUPS[@]}"; do
     if ! getent group "$group" >/dev/null; then
       say "group $group does not exist here: $HOST_USER is not added to it"
-    elif ! id -nG "$HOST_USER" | tr ' ' '\n' | grep -Fxq -- "$group"; then
+    elif ! grep -Fxq -- "$group" <<<"$(id -nG "$HOST_USER" | tr ' ' '\n')"; then
       change "add $HOST_USER to group $group" usermod -aG "$group" "$HOST_USER"
     fi
   done
@@ -71859,7 +71872,7 @@ const MODELS = bashText `step_models() {
   fi
 }`;
 const SERVICES = bashText `compose_up() {
-  docker compose --project-directory "$PROJECT" up -d
+  docker compose --project-directory "$PROJECT" up -d 2>&1 | sed 's/^/    /'
 }
 step_services() {
   local missing=() name running
@@ -72566,7 +72579,9 @@ function archiveCommand(config, item, compressor) {
         archiver = [
             `cd -- ${shellQuote(root)} &&`,
             // The C locale: tar's "Total bytes written" line must not be translated (it is parsed).
-            'LC_ALL=C tar --create --file=- --totals --numeric-owner --anchored',
+            // Owner names are kept (no --numeric-owner): a rebuilt host may give the dev user
+            // another uid, and RESTORE.sh then gives the files back by name.
+            'LC_ALL=C tar --create --file=- --totals --anchored',
             ...excludes,
             '--',
             ...members,
@@ -72886,7 +72901,7 @@ found() {
 check_tailscale() {
   if ! command -v tailscale >/dev/null 2>&1; then found 'tailscale is not installed'; return 1; fi
   if ! tailscale status >/dev/null 2>&1; then found 'not running (tailscale status failed)'; return 1; fi
-  if tailscale debug prefs 2>/dev/null | grep -Eq '"RunSSH": *true'; then
+  if grep -Eq '"RunSSH": *true' <<<"$(tailscale debug prefs 2>/dev/null)"; then
     found 'running, Tailscale SSH ON'
     return 1
   fi

@@ -1,0 +1,237 @@
+// Phase 11 for real: the fixture GPU host is backed up (the backup-verda bundle, R2 emulator),
+// then a FRESH Debian 12 root booted with systemd (src/sandbox/fresh-host.ts: systemd-nspawn, its
+// own sshd, network namespace, two ext4 disks, a local apt repository with tailscale and docker
+// stand-ins) is rebuilt by that backup's RESTORE.sh, and the verify-host bundle checks it. A
+// second RESTORE.sh run changes nothing; breaking the host makes verify-host name what broke.
+import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
+import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Manifest } from '../../src/backup/manifest.js';
+import { fingerprintSha256 } from '../../src/lib/ssh.js';
+import { freshHostSupport, startFreshHost, type FreshHost } from '../../src/sandbox/fresh-host.js';
+import { FIXTURE_TAILSCALE_IP, TEST_USER } from '../../src/sandbox/ssh-host.js';
+import { runAction } from '../helpers/run-action.js';
+import { startBackupWorld, type BackupWorld } from './backup-setup.js';
+
+const support = freshHostSupport();
+const redisServer = '/usr/bin/redis-server';
+const ready = support.ok && existsBin(redisServer);
+if (!ready)
+  console.log(`host rebuild skipped: ${support.reason ?? 'redis-server is not installed'}`);
+const maybe = ready ? describe : describe.skip;
+
+function existsBin(file: string): boolean {
+  try {
+    execFileSync(file, ['--version'], { stdio: 'ignore' });
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+const REDIS_PORT = 16379;
+const STEP_LINE = /^STEP\t(\w+)\t(\d+)\t(\d+)$/gm;
+
+maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
+  let world: BackupWorld;
+  let fresh: FreshHost;
+  let redis: ChildProcess;
+  let manifest: Manifest;
+  let dir: string;
+  let restoredFingerprint: string;
+  let firstRun: string;
+  let uidTaken: number;
+  const restoreArgs = () =>
+    [
+      'bash /root/restore/RESTORE.sh --signers /root/restore/signers --identity /root/restore/identity',
+      '--from /root/restore/backup --ohmyzsh-repo file:///root/ohmyzsh',
+      `--models-mount '${fresh.disks.models} ext4' --scratch-mount '${fresh.disks.scratch} ext4'`,
+    ].join(' ');
+
+  beforeAll(async () => {
+    dir = mkdtempSync(path.join(os.tmpdir(), 'host-rebuild-'));
+    [world, fresh] = await Promise.all([startBackupWorld(), startFreshHost()]);
+    redis = spawn(
+      redisServer,
+      ['--port', String(REDIS_PORT), '--bind', fresh.outerAddress, '--protected-mode', 'no'].concat(
+        ['--save', '', '--appendonly', 'no'],
+      ),
+      { stdio: 'ignore' },
+    );
+    // The host the rebuild aims at: the fixture's user, paths and services.
+    const config = world.writeConfig('rebuild.yml', (yaml) =>
+      yaml
+        .replace(/^ {2}user: dev$/m, `  user: ${TEST_USER}`)
+        .replace(/^ {2}redis: .*$/m, `  redis: ${fresh.outerAddress}:${REDIS_PORT}`)
+        .replace(/^ {2}comfyui-url: .*$/m, '  comfyui-url: http://127.0.0.1:8188')
+        .concat('  containers: [comfy-multi-comfyui-1]\n  min-free-mib: 64\n'),
+    );
+    const backup = await world.run({ config });
+    expect(backup.code).toBe(0);
+    manifest = JSON.parse(
+      (await world.get(backup.outputs['manifest-key'] ?? '')).toString('utf8'),
+    ) as Manifest;
+    uidTaken = manifest.facts.user?.uid ?? -1;
+
+    // What the admin copies to the fresh host: the backup, the signers, the identity.
+    const files: [string, Buffer][] = [
+      ['RESTORE.sh', await world.get(manifest.restoreScript.key)],
+      ['signers', readFileSync(world.signing.signersFile)],
+      ['identity', readFileSync(world.identityFile)],
+      ['backup/manifest.json', await world.get(backup.outputs['manifest-key'] ?? '')],
+      ['backup/manifest.json.sig', await world.get(`${backup.outputs['manifest-key']}.sig`)],
+      ...(await Promise.all(
+        manifest.items.map(async (i) => [`backup/${path.basename(i.key)}`, await world.get(i.key)]),
+      )),
+    ] as [string, Buffer][];
+    for (const [name, data] of files) {
+      const put = await fresh.exec(
+        `mkdir -p "$(dirname /root/restore/${name})" && base64 -d > /root/restore/${name}`,
+        { input: data.toString('base64') },
+      );
+      expect(put.code).toBe(0);
+    }
+    // oh-my-zsh from a local git repository (the host has no network).
+    const omz = path.join(dir, 'ohmyzsh');
+    execFileSync('mkdir', ['-p', path.join(omz, 'themes'), path.join(omz, 'custom')]);
+    writeFileSync(path.join(omz, 'oh-my-zsh.sh'), '# oh-my-zsh stand-in\n');
+    writeFileSync(path.join(omz, 'themes', 'robbyrussell.zsh-theme'), 'PROMPT="%~ "\n');
+    const git = (...args: string[]) =>
+      execFileSync('git', ['-C', omz, ...args], {
+        env: {
+          ...process.env,
+          GIT_AUTHOR_NAME: 't',
+          GIT_AUTHOR_EMAIL: 't@t',
+          GIT_COMMITTER_NAME: 't',
+          GIT_COMMITTER_EMAIL: 't@t',
+        },
+      });
+    git('init', '-q');
+    git('add', '.');
+    git('commit', '-qm', 'omz');
+    const tarball = execFileSync('tar', ['-C', dir, '-cz', 'ohmyzsh']);
+    const untar = await fresh.exec('base64 -d | tar -C /root -xz', {
+      input: tarball.toString('base64'),
+    });
+    expect(untar.code).toBe(0);
+    // The dev user's backed-up uid is taken on this fresh host: files must follow by name.
+    const squat = await fresh.exec(`useradd -M -u ${uidTaken} squatter`);
+    expect(squat.code).toBe(0);
+
+    const pub = readFileSync(
+      path.join(world.host.hostRoot, 'etc/ssh/ssh_host_ed25519_key.pub'),
+      'utf8',
+    );
+    restoredFingerprint = fingerprintSha256(Buffer.from(pub.split(' ')[1] ?? '', 'base64'));
+
+    const run = await fresh.exec(restoreArgs(), { timeoutMs: 600_000 });
+    firstRun = run.stdout + run.stderr;
+    console.log(`RESTORE.sh, first run:\n${firstRun}`);
+    expect(run.code).toBe(0);
+  }, 900_000);
+
+  afterAll(async () => {
+    redis?.kill();
+    await fresh?.stop();
+    await world?.stop();
+    if (dir) rmSync(dir, { recursive: true, force: true });
+  });
+
+  it('runs every step in order, timed, and verifies the host', () => {
+    const steps = [...firstRun.matchAll(STEP_LINE)].map((m) => m[1]);
+    expect(steps).toEqual([
+      'preflight',
+      'packages',
+      'tailscale',
+      'security',
+      'user',
+      'project',
+      'storage',
+      'models',
+      'services',
+      'verify',
+    ]);
+    expect(firstRun).toMatch(/changed: install .*fail2ban.*ufw.*docker\.io tailscale/);
+    expect(firstRun).toMatch(/ok +ufw +active; deny incoming; SSH and Tailscale allowed/);
+    expect(firstRun).not.toMatch(/FAIL /);
+  });
+
+  it('brings the backed-up Tailscale identity up only after stopping the new one', async () => {
+    const log = await fresh.readLog('tailscale');
+    const at = (re: RegExp) => log.findIndex((l) => re.test(l));
+    const created = at(/tailscaled started with NEW identity/);
+    const stopped = at(/tailscaled stopped/);
+    const restored = at(new RegExp(`started with restored identity ${FIXTURE_TAILSCALE_IP}`));
+    const up = at(/tailscale up --ssh=false/);
+    console.log(`tailscale calls:\n${log.join('\n')}`);
+    expect(created).toBeGreaterThanOrEqual(0);
+    expect([stopped > created, restored > stopped, up > restored]).toEqual([true, true, true]);
+    const ip = await fresh.exec('tailscale ip -4');
+    expect(ip.stdout.trim()).toBe(FIXTURE_TAILSCALE_IP);
+  });
+
+  it('gives the dev user its files by name when its uid is taken, with zsh', async () => {
+    const who = await fresh.exec(
+      `id -u ${TEST_USER}; stat -c '%U %a' /home/dev/.zshrc /home/dev/comfy-multi/.env; getent passwd ${TEST_USER} | cut -d: -f7`,
+    );
+    const [uid, zshrc, env, shell] = who.stdout.trim().split('\n');
+    expect(Number(uid)).not.toBe(uidTaken);
+    expect(zshrc).toBe(`${TEST_USER} 644`);
+    expect(env).toBe(`${TEST_USER} 600`);
+    expect(shell).toMatch(/\/zsh$/);
+  });
+
+  it('a second run changes nothing and installs nothing', async () => {
+    const run = await fresh.exec(restoreArgs(), { timeoutMs: 600_000 });
+    const out = run.stdout + run.stderr;
+    console.log(`RESTORE.sh, second run:\n${out}`);
+    expect(run.code).toBe(0);
+    expect(out).toMatch(/RESTORE\.sh: done, 0 change\(s\) in /);
+    expect(out).not.toMatch(/changed:/);
+    expect(out).toMatch(/all \d+ packages installed/);
+  }, 600_000);
+
+  const verify = () =>
+    runAction('verify-host', {
+      inputs: {
+        host: fresh.address,
+        user: 'root',
+        'ssh-private-key': fresh.privateKey,
+        'host-key-fingerprints': restoredFingerprint,
+        config: path.resolve('config/verify.yml'),
+        'backup-config': path.join(world.dir, 'rebuild.yml'),
+      },
+      secrets: [fresh.privateKey],
+      timeoutMs: 120_000,
+    });
+
+  it('verify-host: every required check passes, with the restored host key pinned', async () => {
+    const run = await verify();
+    console.log(run.summary);
+    expect(run.code).toBe(0);
+    expect(run.outputs.passed).toBe('true');
+    expect(run.outputs.failed).toBe('');
+    expect(run.summary).toMatch(
+      /\| ✓ \| Tailscale IP as backed up \(tailscale-ip\) \| 100\.89\.38\.43 \| 100\.89\.38\.43 \|/,
+    );
+    expect((run.summary.match(/\| ✓ \|/g) ?? []).length).toBe(11);
+  });
+
+  it('verify-host names what broke: ufw disabled, shell changed, scratch unmounted', async () => {
+    const broke = await fresh.exec(
+      `ufw disable && chsh -s /bin/bash ${TEST_USER} && umount /mnt/scratch`,
+    );
+    expect(broke.code).toBe(0);
+    const run = await verify();
+    expect(run.code).not.toBe(0);
+    expect(run.outputs.passed).toBe('false');
+    // The links into scratch dangle once it is unmounted: that is named too.
+    expect(run.outputs.failed).toBe('ufw,shell,mounts,links');
+    expect(run.errors.join('\n')).toMatch(/4 required check\(s\) failed .*ufw: inactive/);
+    expect(run.summary).toMatch(
+      /\| ✗ \| .*\(shell\) \| comfyume-test: zsh \| comfyume-test: \/bin\/bash \|/,
+    );
+  });
+});
