@@ -75,6 +75,8 @@ export interface FreshHost {
   rootDir: string;
   /** `bash -c command` as root inside, over ssh2 with the pinned host key (reconnects after a reboot). */
   exec(command: string, opts?: { input?: string; timeoutMs?: number }): Promise<ExecResult>;
+  /** Pins another host key: after the host's own keys were replaced (a restore), exec uses it. */
+  repin(fingerprint: string): void;
   /** Lines of /var/log/<name>-standin.log (read through rootDir; [] before the first call). */
   readLog(name: 'tailscale' | 'docker'): Promise<string[]>;
   stop(): Promise<void>;
@@ -394,8 +396,14 @@ class HostSession {
   constructor(
     private readonly address: string,
     private readonly privateKey: string,
-    private readonly pin: string,
+    private pin: string,
   ) {}
+
+  /** Pins another host key (the host's keys were replaced, e.g. restored) and reconnects on next use. */
+  repin(fingerprint: string): void {
+    this.pin = fingerprint;
+    this.close();
+  }
 
   connect(readyTimeoutMs = 10_000): Promise<SshClient> {
     if (this.client) return Promise.resolve(this.client);
@@ -525,15 +533,131 @@ class HostSession {
   }
 }
 
-/** Boots a fresh Debian 12 host; see the file comment. stop() removes every trace. */
-export async function startFreshHost(opts: FreshHostOptions = {}): Promise<FreshHost> {
-  const started = Date.now();
-  const support = freshHostSupport();
-  if (!support.ok) throw new Error(`startFreshHost: ${support.reason}`);
-  const [root, repo] = await Promise.all([ensureFreshRoot(opts), ensureLocalRepo(opts)]);
-  const prepStart = Date.now();
+/** The overlay (lower = the cached root) mounted at inst.merged. */
+async function mountOverlay(inst: Instance, lowerDir: string): Promise<void> {
+  await chmod(inst.dir, 0o755);
+  for (const d of ['upper', 'work', 'root', 'keys']) {
+    await mkdir(path.join(inst.dir, d), { mode: d === 'keys' ? 0o700 : 0o755 });
+  }
+  const upper = path.join(inst.dir, 'upper');
+  const work = path.join(inst.dir, 'work');
+  await run('mount', [
+    '-t',
+    'overlay',
+    'overlay',
+    '-o',
+    `lowerdir=${lowerDir},upperdir=${upper},workdir=${work}`,
+    inst.merged,
+  ]);
+  inst.overlayMounted = true;
+  record(inst);
+}
 
-  reapOrphans(opts.log ?? ((m) => process.stderr.write(`[fresh-host] ${m}\n`)));
+/** A client key for root's login and the host's own ed25519 key, both fresh; the pin is the latter's. */
+async function makeKeys(inst: Instance, hostname: string) {
+  const clientKey = path.join(inst.dir, 'keys', 'client');
+  const hostKey = path.join(inst.dir, 'keys', 'ssh_host_ed25519_key');
+  await Promise.all([keygen(clientKey, 'comfyume-fresh-host-client'), keygen(hostKey, hostname)]);
+  const hostPub = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(/\s+/)[1] ?? '';
+  return {
+    privateKey: await readFile(clientKey, 'utf8'),
+    publicKey: (await readFile(`${clientKey}.pub`, 'utf8')).trim(),
+    hostKeyFile: hostKey,
+    hostKeyFingerprint: fingerprintSha256(Buffer.from(hostPub, 'base64')),
+  };
+}
+
+/** systemd-nspawn, relaunched on reboot, and what it printed. */
+interface Launch {
+  consoleLog(): string;
+  /** How many times nspawn was launched. */
+  boots(): number;
+  /** How the launcher ended, or undefined while it runs. */
+  exited(): string | undefined;
+}
+
+function launchNspawn(inst: Instance, hostname: string, repoDir: string): Launch {
+  mkdirSync('/run/systemd/nspawn', { recursive: true });
+  const nspawnArgs = [
+    '--quiet',
+    '--boot',
+    `--directory=${inst.merged}`,
+    `--machine=${inst.name}`,
+    `--hostname=${hostname}`,
+    '--register=no',
+    '--keep-unit',
+    `--network-namespace-path=/run/netns/${inst.name}`,
+    '--capability=CAP_NET_ADMIN',
+    `--bind-ro=${repoDir}:${REPO_MOUNT}`,
+    ...inst.loops.map((l) => `--bind=${l}`),
+    '--resolv-conf=off',
+    '--timezone=off',
+    '--link-journal=no',
+    '--console=read-only',
+  ];
+  const logFd = openSync(inst.logFile, 'a');
+  const launcher = spawn(
+    'unshare',
+    ['--mount', '--propagation', 'private', '--', '/bin/sh', '-c', LAUNCHER, 'launcher'].concat(
+      nspawnArgs,
+    ),
+    { detached: true, stdio: ['ignore', logFd, logFd] },
+  );
+  closeSync(logFd);
+  launcher.unref();
+  let exited: string | undefined;
+  launcher.once('exit', (code, signal) => (exited = signal ?? `exit ${code}`));
+  if (launcher.pid === undefined) throw new Error('could not spawn unshare/systemd-nspawn');
+  inst.launcherPid = launcher.pid;
+  record(inst);
+  const consoleLog = () => {
+    try {
+      return readFileSync(inst.logFile, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  return {
+    consoleLog,
+    boots: () => (consoleLog().match(/^=== comfyume-fresh-host: launch \d+$/gm) ?? []).length,
+    exited: () => exited,
+  };
+}
+
+/** Waits until sshd answers and a root login runs `true`; fails with the console's tail. */
+async function waitForSsh(
+  session: HostSession,
+  launch: Launch,
+  target: { address: string; timeoutMs: number; what: string },
+): Promise<void> {
+  const deadline = Date.now() + target.timeoutMs;
+  for (;;) {
+    const exited = launch.exited();
+    if (exited !== undefined) {
+      throw new Error(
+        `${target.what}: systemd-nspawn ended (${exited}); its log:\n${tail(launch.consoleLog())}`,
+      );
+    }
+    if (await sshBanner(target.address, 22)) {
+      try {
+        await session.connect();
+        const r = await session.exec('true', { timeoutMs: 10_000 });
+        if (r.code === 0) return;
+      } catch {
+        // sshd up, login not yet possible (or the old instance going down): retry
+      }
+    }
+    if (Date.now() > deadline) {
+      throw new Error(
+        `${target.what}: sshd at ${target.address}:22 did not accept a root login within ${target.timeoutMs} ms; the nspawn log:\n${tail(launch.consoleLog())}`,
+      );
+    }
+    await sleep(150);
+  }
+}
+
+/** A fresh instance's bookkeeping: the slot, the temp dir, and the exit-time cleanup. */
+async function newInstance(): Promise<Instance> {
   const dir = await mkdtemp(path.join(os.tmpdir(), INSTANCE_PREFIX));
   let x: number;
   try {
@@ -556,6 +680,28 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
     ownerPid: process.pid,
   };
   record(inst);
+  return inst;
+}
+
+async function readStandinLog(inst: Instance, name: string): Promise<string[]> {
+  try {
+    const text = await readFile(path.join(inst.merged, `var/log/${name}-standin.log`), 'utf8');
+    return text.split('\n').filter((l) => l !== '');
+  } catch {
+    return [];
+  }
+}
+
+/** Boots a fresh Debian 12 host; see the file comment. stop() removes every trace. */
+export async function startFreshHost(opts: FreshHostOptions = {}): Promise<FreshHost> {
+  const started = Date.now();
+  const support = freshHostSupport();
+  if (!support.ok) throw new Error(`startFreshHost: ${support.reason}`);
+  const [root, repo] = await Promise.all([ensureFreshRoot(opts), ensureLocalRepo(opts)]);
+  const prepStart = Date.now();
+
+  reapOrphans(opts.log ?? ((m) => process.stderr.write(`[fresh-host] ${m}\n`)));
+  const inst = await newInstance();
   const onExit = () => teardownSync(inst);
   process.once('exit', onExit);
   let stopped = false;
@@ -570,128 +716,31 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
   };
 
   try {
-    await chmod(dir, 0o755);
-    for (const d of ['upper', 'work', 'root', 'keys']) {
-      await mkdir(path.join(dir, d), { mode: d === 'keys' ? 0o700 : 0o755 });
-    }
-    await run('mount', [
-      '-t',
-      'overlay',
-      'overlay',
-      '-o',
-      `lowerdir=${root.rootDir},upperdir=${path.join(dir, 'upper')},workdir=${path.join(dir, 'work')}`,
-      inst.merged,
-    ]);
-    inst.overlayMounted = true;
-    record(inst);
-
-    const hostname = opts.hostname ?? `gpu-fresh-${x}`;
-    const clientKey = path.join(dir, 'keys', 'client');
-    const hostKey = path.join(dir, 'keys', 'ssh_host_ed25519_key');
-    await Promise.all([keygen(clientKey, 'comfyume-fresh-host-client'), keygen(hostKey, hostname)]);
-    const privateKey = await readFile(clientKey, 'utf8');
-    const publicKey = (await readFile(`${clientKey}.pub`, 'utf8')).trim();
-    const hostPub = (await readFile(`${hostKey}.pub`, 'utf8')).trim().split(/\s+/)[1] ?? '';
-    const hostKeyFingerprint = fingerprintSha256(Buffer.from(hostPub, 'base64'));
-    await personalize(inst, hostname, publicKey, hostKey);
-
+    await mountOverlay(inst, root.rootDir);
+    const hostname = opts.hostname ?? `gpu-fresh-${inst.x}`;
+    const keys = await makeKeys(inst, hostname);
+    await personalize(inst, hostname, keys.publicKey, keys.hostKeyFile);
     const disks = await makeDisks(inst, opts.diskMiB ?? { models: 256, scratch: 128 });
     await setupNetwork(inst);
-    const address = `10.222.${x}.2`;
-    const outerAddress = `10.222.${x}.1`;
-
-    mkdirSync('/run/systemd/nspawn', { recursive: true });
-    const nspawnArgs = [
-      '--quiet',
-      '--boot',
-      `--directory=${inst.merged}`,
-      `--machine=${inst.name}`,
-      `--hostname=${hostname}`,
-      '--register=no',
-      '--keep-unit',
-      `--network-namespace-path=/run/netns/${inst.name}`,
-      '--capability=CAP_NET_ADMIN',
-      `--bind-ro=${repo.dir}:${REPO_MOUNT}`,
-      ...inst.loops.map((l) => `--bind=${l}`),
-      '--resolv-conf=off',
-      '--timezone=off',
-      '--link-journal=no',
-      '--console=read-only',
-    ];
+    const address = `10.222.${inst.x}.2`;
     const prepareMs = Date.now() - prepStart;
+
     const bootStart = Date.now();
-    const logFd = openSync(inst.logFile, 'a');
-    const launcher = spawn(
-      'unshare',
-      [
-        '--mount',
-        '--propagation',
-        'private',
-        '--',
-        '/bin/sh',
-        '-c',
-        LAUNCHER,
-        'launcher',
-        ...nspawnArgs,
-      ],
-      { detached: true, stdio: ['ignore', logFd, logFd] },
-    );
-    closeSync(logFd);
-    launcher.unref();
-    let launcherExit: string | undefined;
-    launcher.once('exit', (code, signal) => (launcherExit = signal ?? `exit ${code}`));
-    if (launcher.pid === undefined) throw new Error('could not spawn unshare/systemd-nspawn');
-    inst.launcherPid = launcher.pid;
-    record(inst);
-
-    const consoleLog = () => {
-      try {
-        return readFileSync(inst.logFile, 'utf8');
-      } catch {
-        return '';
-      }
-    };
-    const boots = () =>
-      (consoleLog().match(/^=== comfyume-fresh-host: launch \d+$/gm) ?? []).length;
-    session = new HostSession(address, privateKey, hostKeyFingerprint);
-    const s = session;
-
-    const waitForSsh = async (timeoutMs: number, what: string) => {
-      const deadline = Date.now() + timeoutMs;
-      for (;;) {
-        if (launcherExit !== undefined) {
-          throw new Error(
-            `${what}: systemd-nspawn ended (${launcherExit}); its log:\n${tail(consoleLog())}`,
-          );
-        }
-        if (await sshBanner(address, 22)) {
-          try {
-            await s.connect();
-            const r = await s.exec('true', { timeoutMs: 10_000 });
-            if (r.code === 0) return;
-          } catch {
-            // sshd up, login not yet possible (or the old instance going down): retry
-          }
-        }
-        if (Date.now() > deadline) {
-          throw new Error(
-            `${what}: sshd at ${address}:22 did not accept a root login within ${timeoutMs} ms; the nspawn log:\n${tail(consoleLog())}`,
-          );
-        }
-        await sleep(150);
-      }
-    };
+    const launch = launchNspawn(inst, hostname, repo.dir);
+    const s = new HostSession(address, keys.privateKey, keys.hostKeyFingerprint);
+    session = s;
     const bootTimeoutMs = opts.bootTimeoutMs ?? 90_000;
-    await waitForSsh(bootTimeoutMs, `fresh host ${inst.name}`);
+    const what = `fresh host ${inst.name}`;
+    await waitForSsh(s, launch, { address, timeoutMs: bootTimeoutMs, what });
     const bootToSshMs = Date.now() - bootStart;
 
-    const host: FreshHost = {
+    return {
       address,
       port: 22,
       user: 'root',
-      privateKey,
-      hostKeyFingerprint,
-      outerAddress,
+      privateKey: keys.privateKey,
+      hostKeyFingerprint: keys.hostKeyFingerprint,
+      outerAddress: `10.222.${inst.x}.1`,
       disks,
       rootDir: inst.merged,
       name: inst.name,
@@ -699,33 +748,25 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
         if (stopped) return Promise.reject(new Error(`fresh host ${inst.name} is stopped`));
         return s.exec(command, execOpts);
       },
-      readLog: async (name) => {
-        try {
-          const text = await readFile(
-            path.join(inst.merged, `var/log/${name}-standin.log`),
-            'utf8',
-          );
-          return text.split('\n').filter((l) => l !== '');
-        } catch {
-          return [];
-        }
-      },
-      boots,
-      consoleLog,
+      repin: (fingerprint) => s.repin(fingerprint),
+      readLog: (name) => readStandinLog(inst, name),
+      boots: launch.boots,
+      consoleLog: launch.consoleLog,
       reboot: async (timeoutMs = bootTimeoutMs) => {
-        const before = boots();
+        const before = launch.boots();
         await s.exec('systemctl reboot', { timeoutMs: 15_000 }).catch(() => undefined);
         s.close();
         const deadline = Date.now() + timeoutMs;
-        while (boots() <= before) {
-          if (launcherExit !== undefined || Date.now() > deadline) {
+        while (launch.boots() <= before) {
+          if (launch.exited() !== undefined || Date.now() > deadline) {
             throw new Error(
-              `fresh host ${inst.name} was not relaunched after the reboot (${launcherExit ?? 'timeout'}); its log:\n${tail(consoleLog())}`,
+              `${what} was not relaunched after the reboot (${launch.exited() ?? 'timeout'}); its log:\n${tail(launch.consoleLog())}`,
             );
           }
           await sleep(100);
         }
-        await waitForSsh(Math.max(1000, deadline - Date.now()), `reboot of ${inst.name}`);
+        const left = Math.max(1000, deadline - Date.now());
+        await waitForSsh(s, launch, { address, timeoutMs: left, what: `reboot of ${inst.name}` });
       },
       stop,
       timings: {
@@ -736,7 +777,6 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
         totalMs: Date.now() - started,
       },
     };
-    return host;
   } catch (err) {
     await stop().catch(() => undefined);
     throw err;

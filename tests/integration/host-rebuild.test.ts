@@ -130,6 +130,8 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
     firstRun = run.stdout + run.stderr;
     console.log(`RESTORE.sh, first run:\n${firstRun}`);
     expect(run.code).toBe(0);
+    // sshd now serves the backed-up host keys: from here on the pin is the backup's own.
+    fresh.repin(restoredFingerprint);
   }, 900_000);
 
   afterAll(async () => {

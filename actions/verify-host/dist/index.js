@@ -54879,7 +54879,7 @@ const actionsPort = {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
 /* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4750);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(2025);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(6272);
 
 
 
@@ -54890,7 +54890,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 2025:
+/***/ 6272:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -66646,6 +66646,26 @@ function formatSizeLimit(bytes) {
     return `${bytes} bytes`;
 }
 
+;// CONCATENATED MODULE: ./src/actions/shared/ssh-inputs.ts
+// The GPU host as an action names it: host, port, user, ssh-private-key, host-key-fingerprints.
+// Checked before anything connects; the key is refused when it is not a private key.
+
+
+const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
+const USER_RE = /^[a-z_][a-z0-9_.-]{0,31}$/i;
+function parseSshTarget(inputs) {
+    const host = inputs.required('host', 'the GPU host name or address');
+    if (!HOST_RE.test(host))
+        throw new InputError('host', host, 'a host name or IP address');
+    const port = inputs.int('port', { min: 1, max: 65535, default: 22 });
+    const username = inputs.required('user', 'the SSH user on the host');
+    if (!USER_RE.test(username))
+        throw new InputError('user', username, 'a Unix user name');
+    const privateKey = checkPrivateKey('ssh-private-key', inputs.secret('ssh-private-key', 'the private key of the SSH user (OpenSSH format)'));
+    const fingerprints = parseFingerprints('host-key-fingerprints', inputs.list('host-key-fingerprints'));
+    return { host, port, username, privateKey, fingerprints };
+}
+
 ;// CONCATENATED MODULE: ./src/actions/verify-host/inputs.ts
 
 
@@ -66653,21 +66673,11 @@ function formatSizeLimit(bytes) {
 
 /** The secret inputs, masked before anything else happens. */
 const SECRET_INPUTS = ['ssh-private-key', 'github-token'];
-const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
 const IPV4_RE = /^(?:(?:25[0-5]|2[0-4]\d|1?\d?\d)\.){3}(?:25[0-5]|2[0-4]\d|1?\d?\d)$/;
 /** Every input checked before any connection (each error names the input and its value). */
 function parseVerifyInputs(source, cwd = process.cwd()) {
     const inputs = new Inputs(source);
-    const host = inputs.required('host', 'the GPU host name or address');
-    if (!HOST_RE.test(host))
-        throw new InputError('host', host, 'a host name or IP address');
-    const port = inputs.int('port', { min: 1, max: 65535, default: 22 });
-    const user = inputs.required('user', 'the SSH user on the host');
-    if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
-        throw new InputError('user', user, 'a Unix user name');
-    const sshPrivateKey = inputs.secret('ssh-private-key', 'the private key of the SSH user (OpenSSH format)');
-    checkPrivateKey('ssh-private-key', sshPrivateKey);
-    const fingerprints = parseFingerprints('host-key-fingerprints', inputs.list('host-key-fingerprints'));
+    const ssh = parseSshTarget(inputs);
     const tailscaleIp = inputs.optional('tailscale-ip');
     if (tailscaleIp !== undefined && !IPV4_RE.test(tailscaleIp))
         throw new InputError('tailscale-ip', tailscaleIp, 'an IPv4 address such as 100.89.38.43');
@@ -66676,11 +66686,7 @@ function parseVerifyInputs(source, cwd = process.cwd()) {
     if (alert && !githubToken)
         throw new InputError('github-token', '', 'a token with issues: write when alert is true');
     return {
-        host,
-        port,
-        user,
-        sshPrivateKey,
-        fingerprints,
+        ssh,
         configFile: external_node_path_default().resolve(cwd, inputs.raw('config') || 'config/verify.yml'),
         backupConfigFile: external_node_path_default().resolve(cwd, inputs.raw('backup-config') || 'config/backup.yml'),
         tailscaleIp,
@@ -66717,13 +66723,7 @@ async function run(port) {
             : undefined;
         try {
             const result = await verifyHost({
-                ssh: {
-                    host: inputs.host,
-                    port: inputs.port,
-                    username: inputs.user,
-                    privateKey: inputs.sshPrivateKey,
-                    fingerprints: inputs.fingerprints,
-                },
+                ssh: inputs.ssh,
                 target: { shape, tailscaleIp: inputs.tailscaleIp ?? shape['tailscale-ip'] },
                 plan,
                 logger: port.logger,

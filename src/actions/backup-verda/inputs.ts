@@ -3,10 +3,10 @@ import { parseRecipients } from '../../lib/age-stream.js';
 import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { R2_MIN_PART, validateBucketName } from '../../lib/r2.js';
-import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
 import { parseRetention, type RetentionPolicy } from '../../backup/retention.js';
 import { parseSigningKey } from '../../backup/signing-key.js';
 import type { SshSigner } from '../../lib/sshsig.js';
+import { parseSshTarget, type SshTarget } from '../shared/ssh-inputs.js';
 import { MAX_PART_MIB } from '../../backup/run-backup.js';
 import { parsePrefix, parseR2Access, type R2Access } from '../shared/r2-inputs.js';
 
@@ -28,11 +28,7 @@ export interface BucketInputs extends R2Access {
 export type RetentionInputs = BucketInputs;
 
 export interface BackupInputs extends BucketInputs {
-  host: string;
-  port: number;
-  user: string;
-  sshPrivateKey: string;
-  fingerprints: string[];
+  ssh: SshTarget;
   configFile: string;
   /** config/verify.yml: the checks RESTORE.sh's verify step runs (absent: all, required). */
   verifyConfigFile: string;
@@ -94,28 +90,13 @@ export function parseRetentionInputs(source: InputSource): RetentionInputs {
   return parseBucketInputs(inputs);
 }
 
-const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
 /** Every input checked before any connection or request (each error names input and value). */
 export async function parseBackupInputs(
   source: InputSource,
   cwd = process.cwd(),
 ): Promise<BackupInputs> {
   const inputs = new Inputs(source);
-  const host = inputs.required('host', 'the GPU host name or address');
-  if (!HOST_RE.test(host)) throw new InputError('host', host, 'a host name or IP address');
-  const port = inputs.int('port', { min: 1, max: 65535, default: 22 });
-  const user = inputs.required('user', 'the SSH user on the host');
-  if (!/^[a-z_][a-z0-9_.-]{0,31}$/i.test(user))
-    throw new InputError('user', user, 'a Unix user name');
-  const sshPrivateKey = inputs.secret(
-    'ssh-private-key',
-    'the private key of the SSH user (OpenSSH format)',
-  );
-  checkPrivateKey('ssh-private-key', sshPrivateKey);
-  const fingerprints = parseFingerprints(
-    'host-key-fingerprints',
-    inputs.list('host-key-fingerprints'),
-  );
+  const ssh = parseSshTarget(inputs);
   const configFile = path.resolve(
     cwd,
     inputs.required('config', 'the path of the backup config (config/backup.yml)'),
@@ -141,11 +122,7 @@ export async function parseBackupInputs(
     allowAuto: true,
   });
   return {
-    host,
-    port,
-    user,
-    sshPrivateKey,
-    fingerprints,
+    ssh,
     configFile,
     verifyConfigFile: path.resolve(cwd, inputs.raw('verify-config') || 'config/verify.yml'),
     ...bucketInputs,

@@ -46,13 +46,7 @@ export async function run(port: ActionPort): Promise<void> {
     let result: BackupResult;
     try {
       result = await runBackup({
-        ssh: {
-          host: inputs.host,
-          port: inputs.port,
-          username: inputs.user,
-          privateKey: inputs.sshPrivateKey,
-          fingerprints: inputs.fingerprints,
-        },
+        ssh: inputs.ssh,
         config,
         checks,
         client,

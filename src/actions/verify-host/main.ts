@@ -34,13 +34,7 @@ export async function run(port: ActionPort): Promise<void> {
         : undefined;
     try {
       const result = await verifyHost({
-        ssh: {
-          host: inputs.host,
-          port: inputs.port,
-          username: inputs.user,
-          privateKey: inputs.sshPrivateKey,
-          fingerprints: inputs.fingerprints,
-        },
+        ssh: inputs.ssh,
         target: { shape, tailscaleIp: inputs.tailscaleIp ?? shape['tailscale-ip'] },
         plan,
         logger: port.logger,
