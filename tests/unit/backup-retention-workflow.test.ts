@@ -59,3 +59,27 @@ describe('nightly-backup.yml: retention as its own job', () => {
     expect(JSON.stringify(workflow.jobs.backup)).not.toContain('R2_RETENTION_');
   });
 });
+
+describe('nightly-backup.yml: drift detection', () => {
+  type VerifyStep = Step & { if?: string; name?: string };
+  const steps = (workflow.jobs.backup?.steps ?? []) as VerifyStep[];
+  const at = (uses: string) => steps.findIndex((s) => s.uses === uses);
+
+  it('checks the host after the backup, even when the backup failed, with the alert on', () => {
+    const verify = at('./actions/verify-host');
+    expect(verify).toBeGreaterThan(at('./actions/backup-verda'));
+    const step = steps[verify]!;
+    expect(step.if).toBe('${{ !cancelled() }}');
+    expect(step.with?.alert).toBe('true');
+    expect(step.with?.['github-token']).toBe('${{ github.token }}');
+  });
+
+  it('reaches the host as the backup does: same host, user, key and pins', () => {
+    const backup = steps[at('./actions/backup-verda')]!.with ?? {};
+    const verify = steps[at('./actions/verify-host')]!.with ?? {};
+    for (const input of ['host', 'user', 'ssh-private-key', 'host-key-fingerprints'])
+      expect([input, verify[input]]).toEqual([input, backup[input]]);
+    // The drift check needs no R2 or signing secret.
+    expect(JSON.stringify(verify)).not.toMatch(/R2_|SIGNING|AGE/);
+  });
+});
