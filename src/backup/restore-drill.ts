@@ -11,7 +11,7 @@
 // happens.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
-import { chmod, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
+import { chmod, cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, InputError, OpsError } from '../lib/errors.js';
@@ -46,6 +46,12 @@ export interface DrillOptions {
   only?: string[];
   /** A backup older than this is reported stale (the nightly runs stopped). */
   maxAgeMs?: number;
+  /**
+   * After a drill that passed, the verified backup is left here for a rebuild drill (RESTORE.sh,
+   * manifest.json and its .sig, every archive, the signers file; never the identity). A drill
+   * that fails leaves nothing here.
+   */
+  keepDir?: string;
   /** Where the work directory is made (default the OS temp dir; RUNNER_TEMP in Actions). */
   tempDir?: string;
   /** Longest one child process (a restore, a comparison) may take. Default 30 min. */
@@ -102,6 +108,7 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
     const files = await drill.prepare(manifest);
     const results: DrillItem[] = [];
     for (const item of items) results.push(await drill.item(files, signed, item));
+    if (opts.keepDir) await drill.keep(files, signed, opts.keepDir);
     failed = false;
     return {
       backupId: manifest.backupId,
@@ -274,9 +281,32 @@ class DrillWork {
           ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
           : ''),
     );
+    if (this.opts.keepDir) {
+      await mkdir(this.kept(), { recursive: true });
+      await rename(archive, path.join(this.kept(), path.basename(archive)));
+    }
     await removeTree(archives);
     await removeTree(root);
     return { id: item.id, storedBytes: item.storedBytes, ...compared };
+  }
+
+  /** The archives kept for a rebuild drill, inside the work directory until the drill passed. */
+  private kept(): string {
+    return path.join(this.dir, 'kept');
+  }
+
+  /** Moves what a rebuild needs, all of it verified, into keepDir (made, mode 0700). */
+  async keep(files: ScriptFiles, signed: SignedManifest, keepDir: string): Promise<void> {
+    const kept = this.kept();
+    await mkdir(kept, { recursive: true });
+    const keys = backupKeys(this.opts.prefix, signed.manifest.backupId);
+    await writeFile(path.join(kept, path.posix.basename(keys.manifest)), signed.text);
+    await writeFile(path.join(kept, path.posix.basename(keys.signature)), signed.signature);
+    await cp(files.script, path.join(kept, 'RESTORE.sh'));
+    await cp(files.signersFile, path.join(kept, 'backup-signers'));
+    await mkdir(keepDir, { recursive: true, mode: 0o700 });
+    await cp(kept, keepDir, { recursive: true });
+    this.opts.logger.info(`the verified backup is kept in ${keepDir} for a rebuild`);
   }
 
   /** Downloads an object into `file` and checks its sha256 against the manifest. */

@@ -36,7 +36,7 @@ import { loadAllowedSigners } from '../../src/backup/signature.js';
 import { parseIdentities } from '../../src/lib/age-stream.js';
 import { memoryLogger } from '../../src/lib/logger.js';
 import { runAction, type RunActionOptions } from '../helpers/run-action.js';
-import { BUCKET, PREFIX, startBackupWorld, type BackupWorld } from './backup-setup.js';
+import { BUCKET, PREFIX, sha256, startBackupWorld, type BackupWorld } from './backup-setup.js';
 import { forgery, MARKER_DIR, type Forged } from './backup-forgery.js';
 
 jest.setTimeout(120_000);
@@ -135,6 +135,42 @@ describe('restore-drill', () => {
     expect(archiveGets()).toHaveLength(manifest.items.length);
   });
 
+  it('keeps the verified backup for a rebuild drill: every archive, RESTORE.sh, the signed manifest, never the identity', async () => {
+    const keep = path.join(mkdtempSync(path.join(os.tmpdir(), 'drill-keep-')), 'backup');
+    try {
+      const run = await drill({ 'keep-backup-dir': keep });
+      expect(run.errors).toEqual([]);
+      expect(run.code).toBe(0);
+      const names = [...manifest.items.map((i) => path.basename(i.key))]
+        .concat(['RESTORE.sh', 'backup-signers', 'manifest.json', 'manifest.json.sig'])
+        .sort();
+      expect(readdirSync(keep).sort()).toEqual(names);
+      for (const item of manifest.items)
+        expect([item.id, sha256(readFileSync(path.join(keep, path.basename(item.key))))]).toEqual([
+          item.id,
+          item.sha256,
+        ]);
+      expect(sha256(readFileSync(path.join(keep, 'RESTORE.sh')))).toBe(
+        manifest.restoreScript.sha256,
+      );
+      for (const name of names)
+        expect(readFileSync(path.join(keep, name), 'utf8')).not.toContain(world.identity);
+      // What is kept is enough for RESTORE.sh itself: signature and every sha256 check out.
+      const out = execFileSync(
+        'bash',
+        [path.join(keep, 'RESTORE.sh'), '--signers', path.join(keep, 'backup-signers')].concat([
+          '--from',
+          keep,
+          '--download-only',
+        ]),
+        { encoding: 'utf8' },
+      );
+      expect(out).toContain(`${manifest.items.length} archive(s): sha256 verified`);
+    } finally {
+      rmSync(path.dirname(keep), { recursive: true, force: true });
+    }
+  });
+
   it('restores only the items asked for', async () => {
     const run = await drill({ items: 'ssh-host-keys, comfy-env' });
     expect(run.errors).toEqual([]);
@@ -210,8 +246,11 @@ describe('restore-drill', () => {
     tampered[tampered.length - 1]! ^= 0xff;
     await world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: item.key, Body: tampered }));
     try {
-      const run = await drill({ items: 'comfy-env' });
+      const keep = path.join(os.tmpdir(), `drill-keep-never-${process.pid}`);
+      const run = await drill({ items: 'comfy-env', 'keep-backup-dir': keep });
       expect(run.code).toBe(1);
+      // A drill that fails keeps nothing for a rebuild.
+      expect(existsSync(keep)).toBe(false);
       expect(run.errors[0]).toMatch(
         new RegExp(
           `comfy-env \\(${item.key}\\) does not match the manifest: sha256 [0-9a-f]{64}, recorded ${item.sha256}`,

@@ -74089,6 +74089,8 @@ async function runRestoreDrill(opts) {
         const results = [];
         for (const item of items)
             results.push(await drill.item(files, signed, item));
+        if (opts.keepDir)
+            await drill.keep(files, signed, opts.keepDir);
         failed = false;
         return {
             backupId: manifest.backupId,
@@ -74228,9 +74230,30 @@ class DrillWork {
             (compared.ownershipIgnored
                 ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
                 : ''));
+        if (this.opts.keepDir) {
+            await (0,promises_.mkdir)(this.kept(), { recursive: true });
+            await (0,promises_.rename)(archive, external_node_path_default().join(this.kept(), external_node_path_default().basename(archive)));
+        }
         await removeTree(archives);
         await removeTree(root);
         return { id: item.id, storedBytes: item.storedBytes, ...compared };
+    }
+    /** The archives kept for a rebuild drill, inside the work directory until the drill passed. */
+    kept() {
+        return external_node_path_default().join(this.dir, 'kept');
+    }
+    /** Moves what a rebuild needs, all of it verified, into keepDir (made, mode 0700). */
+    async keep(files, signed, keepDir) {
+        const kept = this.kept();
+        await (0,promises_.mkdir)(kept, { recursive: true });
+        const keys = backupKeys(this.opts.prefix, signed.manifest.backupId);
+        await (0,promises_.writeFile)(external_node_path_default().join(kept, external_node_path_default().posix.basename(keys.manifest)), signed.text);
+        await (0,promises_.writeFile)(external_node_path_default().join(kept, external_node_path_default().posix.basename(keys.signature)), signed.signature);
+        await (0,promises_.cp)(files.script, external_node_path_default().join(kept, 'RESTORE.sh'));
+        await (0,promises_.cp)(files.signersFile, external_node_path_default().join(kept, 'backup-signers'));
+        await (0,promises_.mkdir)(keepDir, { recursive: true, mode: 0o700 });
+        await (0,promises_.cp)(kept, keepDir, { recursive: true });
+        this.opts.logger.info(`the verified backup is kept in ${keepDir} for a rebuild`);
     }
     /** Downloads an object into `file` and checks its sha256 against the manifest. */
     async download(object, what, file) {
@@ -74949,6 +74972,7 @@ async function parseDrillInputs(source, cwd = process.cwd()) {
             throw new errors_InputError('items', id, 'item ids of the backup, such as ssh-host-keys');
     const maxAge = inputs.raw('max-age') || '48h';
     const maxAgeMs = inputs.duration('max-age', maxAge);
+    const keep = inputs.optional('keep-backup-dir');
     return {
         bucket,
         prefix,
@@ -74960,6 +74984,7 @@ async function parseDrillInputs(source, cwd = process.cwd()) {
         maxAge,
         configFile,
         signersFile,
+        keepDir: keep === undefined ? undefined : external_node_path_default().resolve(cwd, keep),
     };
 }
 
@@ -74999,6 +75024,7 @@ async function main_run(port) {
             only: inputs.items,
             maxAgeMs: inputs.maxAgeMs,
             ...(runnerTemp ? { tempDir: external_node_path_default().resolve(runnerTemp) } : {}),
+            ...(inputs.keepDir ? { keepDir: inputs.keepDir } : {}),
             logger: port.logger,
         });
         setOutputs(port, {

@@ -20,6 +20,8 @@ export interface DrillInputs extends R2Access {
   /** config/backup.yml and config/backup-signers, resolved. */
   configFile: string;
   signersFile: string;
+  /** keep-backup-dir, resolved: where a passed drill leaves the verified backup. */
+  keepDir: string | undefined;
 }
 
 /** The secret inputs, to mask before anything else happens. */
@@ -54,6 +56,7 @@ export async function parseDrillInputs(
       throw new InputError('items', id, 'item ids of the backup, such as ssh-host-keys');
   const maxAge = inputs.raw('max-age') || '48h';
   const maxAgeMs = inputs.duration('max-age', maxAge);
+  const keep = inputs.optional('keep-backup-dir');
   return {
     bucket,
     prefix,
@@ -65,5 +68,6 @@ export async function parseDrillInputs(
     maxAge,
     configFile,
     signersFile,
+    keepDir: keep === undefined ? undefined : path.resolve(cwd, keep),
   };
 }

@@ -39,6 +39,7 @@ export async function run(port: ActionPort): Promise<void> {
       only: inputs.items,
       maxAgeMs: inputs.maxAgeMs,
       ...(runnerTemp ? { tempDir: path.resolve(runnerTemp) } : {}),
+      ...(inputs.keepDir ? { keepDir: inputs.keepDir } : {}),
       logger: port.logger,
     });
     setOutputs(port, {
