@@ -155,7 +155,10 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
       'services',
       'verify',
     ]);
-    expect(firstRun).toMatch(/changed: install .*fail2ban.*ufw.*docker\.io tailscale/);
+    // The distribution's packages first, then the vendor's (tailscale): curl is there for it.
+    expect(firstRun).toMatch(
+      /changed: install fail2ban ufw .*curl.*docker\.io\n\s+changed: install tailscale\n/,
+    );
     expect(firstRun).toMatch(/ok +ufw +active; deny incoming; SSH and Tailscale allowed/);
     expect(firstRun).not.toMatch(/FAIL /);
   });

@@ -71627,44 +71627,57 @@ candidate() {
   grep -q 'Candidate: [0-9]' <<<"$(apt-cache policy "$1" 2>/dev/null)"
 }
 # Tailscale and docker-ce come from their vendors' apt repositories when the sources lack them.
+# vendor_repo NAME KEY_URL KEYRING_FILE SOURCE_LINE (@ID@ and @CODENAME@ from /etc/os-release).
 vendor_repo() {
-  local name=$1 key=$2 list=$3 id codename
+  local name=$1 key=$2 keyring=$3 list=$4 id codename
   # shellcheck disable=SC1091
   id=$(. /etc/os-release && printf '%s' "$ID")
   # shellcheck disable=SC1091
   codename=$(. /etc/os-release && printf '%s' "$VERSION_CODENAME")
-  need curl curl
   key=$\{key//@ID@/$id}
-  key=$\{key//@CODENAME@/$codename}
   list=$\{list//@ID@/$id}
   list=$\{list//@CODENAME@/$codename}
-  curl -fsSL "$key" -o "/usr/share/keyrings/$name.gpg"
+  curl -fsSL --retry 3 "$\{key//@CODENAME@/$codename}" -o "$keyring"
   printf '%s\n' "$list" >"/etc/apt/sources.list.d/$name.list"
   apt_updated=0
 }
+# The distribution's packages first (curl among them), then the vendors'.
 step_packages() {
-  local pkg missing=()
-  for pkg in "$\{PACKAGES[@]}" "$DOCKER_PACKAGE" tailscale; do
-    installed "$pkg" || missing+=("$pkg")
+  local pkg distro=() vendor=()
+  for pkg in "$\{PACKAGES[@]}" "$DOCKER_PACKAGE"; do
+    installed "$pkg" || distro+=("$pkg")
   done
-  if (($\{#missing[@]} == 0)); then
+  if [[ $DOCKER_PACKAGE == docker-ce ]] && contains docker-ce "$\{distro[@]}"; then
+    distro=("$\{distro[@]/docker-ce/}")
+    vendor+=(docker-ce docker-compose-plugin)
+  fi
+  installed tailscale || vendor+=(tailscale)
+  if (($\{#distro[@]} + $\{#vendor[@]} == 0)) && ! compose_missing; then
     say "all $(($\{#PACKAGES[@]} + 2)) packages installed"
     return
   fi
-  change 'apt-get update' apt_update
-  if contains tailscale "$\{missing[@]}" && ! candidate tailscale; then
+  ((apt_updated)) || change 'apt-get update' apt_update
+  # docker.io's compose v2 is a package of its own on Ubuntu (docker-compose-v2).
+  if compose_missing; then distro+=(docker-compose-v2); fi
+  read -r -a distro <<<"$\{distro[*]}"
+  if (($\{#distro[@]})); then change "install $\{distro[*]}" apt_install "$\{distro[@]}"; fi
+  if contains tailscale "$\{vendor[@]}" && ! candidate tailscale; then
     change 'add the Tailscale apt repository' vendor_repo tailscale \
-      'https://pkgs.tailscale.com/stable/@ID@/@CODENAME@.noarmor.gpg' \
+      'https://pkgs.tailscale.com/stable/@ID@/@CODENAME@.noarmor.gpg' /usr/share/keyrings/tailscale.gpg \
       'deb [signed-by=/usr/share/keyrings/tailscale.gpg] https://pkgs.tailscale.com/stable/@ID@ @CODENAME@ main'
   fi
-  if contains docker-ce "$\{missing[@]}" && ! candidate docker-ce; then
+  if contains docker-ce "$\{vendor[@]}" && ! candidate docker-ce; then
     change 'add the Docker apt repository' vendor_repo docker \
-      'https://download.docker.com/linux/@ID@/gpg' \
-      'deb [signed-by=/usr/share/keyrings/docker.gpg] https://download.docker.com/linux/@ID@ @CODENAME@ stable'
-    missing+=(docker-compose-plugin)
+      'https://download.docker.com/linux/@ID@/gpg' /usr/share/keyrings/docker.asc \
+      'deb [signed-by=/usr/share/keyrings/docker.asc] https://download.docker.com/linux/@ID@ @CODENAME@ stable'
   fi
-  ((apt_updated)) || change 'apt-get update' apt_update
-  change "install $\{missing[*]}" apt_install "$\{missing[@]}"
+  if (($\{#vendor[@]})); then
+    ((apt_updated)) || change 'apt-get update' apt_update
+    change "install $\{vendor[*]}" apt_install "$\{vendor[@]}"
+  fi
+}
+compose_missing() {
+  [[ $DOCKER_PACKAGE == docker.io ]] && ! installed docker-compose-v2 && candidate docker-compose-v2
 }
 # apt's own output goes to a log; its tail is shown when it fails.
 APT_LOG=/var/log/comfyume-restore-apt.log
