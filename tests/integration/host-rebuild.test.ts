@@ -14,6 +14,7 @@ import { freshHostSupport, startFreshHost, type FreshHost } from '../../src/sand
 import { FIXTURE_TAILSCALE_IP, TEST_USER } from '../../src/sandbox/ssh-host.js';
 import { runAction } from '../helpers/run-action.js';
 import { startBackupWorld, type BackupWorld } from './backup-setup.js';
+import { MiB, startSyncWorld, type SyncWorld } from './sync-models-setup.js';
 
 const support = freshHostSupport();
 const redisServer = '/usr/bin/redis-server';
@@ -36,6 +37,7 @@ const STEP_LINE = /^STEP\t(\w+)\t(\d+)\t(\d+)$/gm;
 
 maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
   let world: BackupWorld;
+  let vault: SyncWorld;
   let fresh: FreshHost;
   let redis: ChildProcess;
   let manifest: Manifest;
@@ -52,7 +54,11 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
 
   beforeAll(async () => {
     dir = mkdtempSync(path.join(os.tmpdir(), 'host-rebuild-'));
-    [world, fresh] = await Promise.all([startBackupWorld(), startFreshHost()]);
+    [world, fresh, vault] = await Promise.all([
+      startBackupWorld(),
+      startFreshHost(),
+      startSyncWorld(),
+    ]);
     redis = spawn(
       redisServer,
       ['--port', String(REDIS_PORT), '--bind', fresh.outerAddress, '--protected-mode', 'no'].concat(
@@ -138,6 +144,7 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
     redis?.kill();
     await fresh?.stop();
     await world?.stop();
+    await vault?.stop();
     if (dir) rmSync(dir, { recursive: true, force: true });
   });
 
@@ -188,6 +195,31 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
     expect(shell).toMatch(/\/zsh$/);
   });
 
+  it('models: the vault is pulled onto the models mount over SSH, sha256-checked, through the project link', async () => {
+    const tree = await vault.makeTree('vault', {
+      'checkpoints/ltx.safetensors': 3 * MiB + 7,
+      'loras/dolly.safetensors': 200 * 1024,
+    });
+    expect((await vault.run({ source: tree.root })).outputs.uploaded).toBe('2');
+    const pull = await vault.run(
+      {
+        direction: 'pull',
+        target: `ssh://root@${fresh.address}:22/home/dev/comfy-multi/data/models`,
+        'ssh-private-key': fresh.privateKey,
+        'host-key-fingerprints': restoredFingerprint,
+      },
+      [fresh.privateKey],
+    );
+    expect(pull.errors).toEqual([]);
+    expect(pull.outputs.downloaded).toBe('2');
+    const sums = await fresh.exec('cd /mnt/models && sha256sum checkpoints/* loras/*');
+    expect(sums.stdout.trim().split('\n').sort()).toEqual(
+      Object.entries(tree.sha)
+        .map(([rel, sha]) => `${sha}  ${rel}`)
+        .sort(),
+    );
+  }, 120_000);
+
   it('a second run changes nothing and installs nothing', async () => {
     const run = await fresh.exec(restoreArgs(), { timeoutMs: 600_000 });
     const out = run.stdout + run.stderr;
@@ -196,6 +228,7 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
     expect(out).toMatch(/RESTORE\.sh: done, 0 change\(s\) in /);
     expect(out).not.toMatch(/changed:/);
     expect(out).toMatch(/all \d+ packages installed/);
+    expect(out).toContain('2 model file(s) on /mnt/models');
   }, 600_000);
 
   const verify = () =>
