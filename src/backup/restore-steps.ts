@@ -200,6 +200,12 @@ tar_owners() {
   if ((LIVE)); then printf '%s\n' --same-owner; else printf '%s\n' --numeric-owner; fi
 }
 
+# age and the item's decompressor, before an archive is compared: a comparison that cannot
+# decrypt must never read as "up to date".
+can_unpack() {
+  installed_for_step age age || return 1
+  [[ $\{COMPRESSION[$1]} != zstd ]] || installed_for_step zstd zstd
+}
 # How many members differ between the archive and the tree (mtimes do not count).
 differences() {
   local id=$1 dest=$2
@@ -227,6 +233,7 @@ restore_items() {
   local step=$1 id dest n
   for id in "$\{ONLY_ITEMS[@]}"; do
     [[ $\{STEP_OF[$id]} == "$step" ]] || continue
+    can_unpack "$id" || return 0
     dest=$ROOT$\{RESTORE_TO[$id]}
     n=$(differences "$id" "$dest")
     if ((n == 0)); then
@@ -241,6 +248,15 @@ restore_items() {
 restored() {
   local id
   for id in "$\{RESTORED[@]}"; do [[ $\{STEP_OF[$id]} == "$1" ]] && return 0; done
+  return 1
+}
+# A step's tool: missing on a live run is an error; under --dry-run the packages step would
+# install it, so the rest of the step is only announced.
+installed_for_step() {
+  command -v "$1" >/dev/null 2>&1 && return 0
+  ((DRY_RUN)) || die "needs $1 (apt-get install -y $2; the packages step installs it)"
+  say "would: the rest of this step, once the packages step installed $2"
+  CHANGES=$((CHANGES + 1))
   return 1
 }
 installed() {
@@ -352,7 +368,7 @@ tailscale_up() {
 }
 step_tailscale() {
   local ip id dest
-  need tailscale tailscale
+  installed_for_step tailscale tailscale || return 0
   # tailscaled rewrites its state as it runs, so the files are not compared: the identity is in
   # place when tailscaled runs with the backed-up IP. Otherwise it goes in BEFORE tailscaled
   # runs with it (a fresh package install may have started it with a new identity: stop first).
@@ -362,6 +378,7 @@ step_tailscale() {
   else
     for id in "$\{ONLY_ITEMS[@]}"; do
       [[ $\{STEP_OF[$id]} == tailscale ]] || continue
+      can_unpack "$id" || return 0
       dest=$\{RESTORE_TO[$id]}
       if active tailscaled; then change "stop tailscaled (it runs as $\{ip:-a new node}, not $\{TAILSCALE_IP:-the backup})" systemctl stop tailscaled; fi
       change "$id: restored into $dest" extract "$id" "$dest"
@@ -404,7 +421,7 @@ step_security() {
     change 'restart ssh with the restored host keys' systemctl restart "$(ssh_unit)"
   fi
   # fail2ban: on a host without /var/log/auth.log (no rsyslog) the sshd jail reads the journal.
-  need fail2ban-client fail2ban
+  installed_for_step fail2ban-client fail2ban || return 0
   if [[ ! -e /var/log/auth.log ]]; then
     jail=$'[sshd]\nenabled = true\nbackend = systemd\n'
     if [[ $(cat /etc/fail2ban/jail.d/zz-comfyume-sshd.local 2>/dev/null) != "$\{jail%$'\n'}" ]]; then
@@ -419,7 +436,7 @@ step_security() {
     change 'restart fail2ban with the restored config' systemctl restart fail2ban
   fi
   # UFW: SSH is allowed before UFW is enabled, so the admin is never locked out.
-  need ufw ufw
+  installed_for_step ufw ufw || return 0
   if ! grep -q '^DEFAULT_INPUT_POLICY="DROP"' /etc/default/ufw; then
     change 'ufw default deny incoming' ufw default deny incoming
   fi
@@ -450,7 +467,7 @@ const USER = bashText`install_ohmyzsh() {
 }
 step_user() {
   local shell_path now group uid_args=()
-  need "$USER_SHELL" "$USER_SHELL"
+  installed_for_step "$USER_SHELL" "$USER_SHELL" || return 0
   shell_path=$(command -v "$USER_SHELL")
   if ! getent group "$HOST_USER" >/dev/null; then
     if [[ -n $USER_GID ]] && ! getent group "$USER_GID" >/dev/null; then
@@ -479,7 +496,7 @@ step_user() {
     fi
   done
   if [[ ! -f $USER_HOME/.oh-my-zsh/oh-my-zsh.sh ]]; then
-    need git git
+    installed_for_step git git || return 0
     change "install oh-my-zsh from $OHMYZSH_REPO" install_ohmyzsh
   fi
   restore_items user
@@ -538,10 +555,14 @@ const MODELS = bashText`step_models() {
   local n
   # The models come from R2 with sha256 checks (HuggingFace as the fallback) through comfyume-ops
   # on the runner, over SSH: sync-models --direction pull. This step only reports what is here.
-  n=$(find "$MODELS_PATH" -type f \( -name '*.safetensors' -o -name '*.ckpt' -o -name '*.pt' -o -name '*.pth' -o -name '*.bin' -o -name '*.gguf' \) 2>/dev/null | wc -l)
+  if [[ ! -d $MODELS_PATH ]]; then
+    say "no $MODELS_PATH yet (the storage step mounts it)"
+    return
+  fi
+  n=$(find "$MODELS_PATH" -type f \( -name '*.safetensors' -o -name '*.ckpt' -o -name '*.pt' -o -name '*.pth' -o -name '*.bin' -o -name '*.gguf' \) 2>/dev/null | wc -l) || true
   say "$n model file(s) on $MODELS_PATH"
   if ((n == 0)); then
-    say "pull them from the runner: comfyume-ops sync-models --direction pull --ssh-host <this host> (sha256-checked)"
+    say "pull them from the runner: comfyume-ops sync-models --direction pull --target ssh://<user>@<this host>$MODELS_PATH (sha256-checked), or the Sync models workflow"
   fi
 }`;
 
@@ -550,7 +571,7 @@ const SERVICES = bashText`compose_up() {
 }
 step_services() {
   local missing=() name running
-  need docker "$DOCKER_PACKAGE"
+  installed_for_step docker "$DOCKER_PACKAGE" || return 0
   if [[ ! -f $PROJECT/docker-compose.yml && ! -f $PROJECT/compose.yaml && ! -f $PROJECT/compose.yml ]]; then
     say "no compose file in $PROJECT: nothing to start"
     return

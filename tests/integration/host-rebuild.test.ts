@@ -44,6 +44,8 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
   let dir: string;
   let restoredFingerprint: string;
   let firstRun: string;
+  let dryRun: string;
+  let untouched: { stdout: string; stderr: string; code: number };
   let uidTaken: number;
   const restoreArgs = () =>
     [
@@ -132,6 +134,17 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
     );
     restoredFingerprint = fingerprintSha256(Buffer.from(pub.split(' ')[1] ?? '', 'base64'));
 
+    // --dry-run first: it says what every step would change and changes nothing.
+    const dry = await fresh.exec(`${restoreArgs()} --dry-run`, { timeoutMs: 300_000 });
+    dryRun = dry.stdout + dry.stderr;
+    console.log(`RESTORE.sh --dry-run on the fresh host:\n${dryRun}`);
+    expect(dry.code).toBe(0);
+    untouched = await fresh.exec(
+      [
+        `for p in ufw fail2ban tailscale age; do echo "$(dpkg-query -W -f '\${db:Status-Status}' $p 2>/dev/null) $p"; done`,
+        `getent passwd ${TEST_USER}; grep -c /mnt /etc/fstab; ls /var/lib/tailscale 2>&1; ls /mnt`,
+      ].join('; '),
+    );
     const run = await fresh.exec(restoreArgs(), { timeoutMs: 600_000 });
     firstRun = run.stdout + run.stderr;
     console.log(`RESTORE.sh, first run:\n${firstRun}`);
@@ -168,6 +181,22 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
     );
     expect(firstRun).toMatch(/ok +ufw +active; deny incoming; SSH and Tailscale allowed/);
     expect(firstRun).not.toMatch(/FAIL /);
+  });
+
+  it('--dry-run says what each step would change and changes nothing', () => {
+    expect(dryRun).toMatch(/would: install fail2ban ufw/);
+    expect(dryRun).toMatch(
+      /would: the rest of this step, once the packages step installed tailscale/,
+    );
+    expect(dryRun).toMatch(/RESTORE\.sh: done, [1-9]\d* change\(s\) that would be made in /);
+    expect(dryRun).not.toMatch(/changed:/);
+    // No package, no user, no fstab line, no identity, no mount point.
+    expect(untouched.stdout).toMatch(/ ufw\n/);
+    expect(untouched.stdout).not.toMatch(/^installed /m);
+    expect(untouched.stdout).not.toContain(`${TEST_USER}:`);
+    expect(untouched.stdout).toMatch(/^0$/m);
+    expect(untouched.stdout).toMatch(/cannot access '\/var\/lib\/tailscale'/);
+    expect(untouched.stdout).not.toMatch(/models|scratch/);
   });
 
   it('brings the backed-up Tailscale identity up only after stopping the new one', async () => {
