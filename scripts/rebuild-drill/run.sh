@@ -51,7 +51,7 @@ docker exec "$name" bash /root/restore/backup/RESTORE.sh \
   --signers /root/restore/backup/backup-signers --identity /root/restore/identity \
   --from /root/restore/backup --skip tailscale --skip services \
   --skip-check tailscale --skip-check tailscale-ip --skip-check redis \
-  --skip-check containers --skip-check comfyui \
+  --skip-check containers --skip-check comfyui --skip-check test-workflow \
   --models-mount 'tmpfs tmpfs size=2g' --scratch-mount 'tmpfs tmpfs size=2g' 2>&1 | tee "$work/restore.log"
 rc=${PIPESTATUS[0]}
 set -e

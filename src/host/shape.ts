@@ -55,6 +55,9 @@ export const hostShapeSchema = z.strictObject({
     .url({ protocol: /^https?$/ })
     .refine((u) => !/[\s'"\\]/.test(u), 'must not contain quotes, backslashes or spaces')
     .default('http://127.0.0.1:8188'),
+  /** A small ComfyUI workflow (API format, JSON) on the host that verify-host queues and waits for. */
+  'test-workflow': absolutePath('test-workflow').optional(),
+  'test-workflow-timeout-s': z.number().int().min(1).max(3600).default(300),
   /** Packages the packages step installs (docker and tailscale come on their own). */
   packages: z
     .array(z.string().regex(PACKAGE_RE, 'must be a Debian package name'))

@@ -215,6 +215,13 @@ function entries(): Entry[] {
       'user',
       `HF_TOKEN=${FIXTURE_ENV_SECRET}\nREDIS_PASSWORD=fixture-redis\nDOMAIN=workshop.example\n`,
     ),
+    d('home/dev/comfy-multi/workflows', 0o755, 'user'),
+    f(
+      'home/dev/comfy-multi/workflows/smoke-test.json',
+      0o644,
+      'user',
+      '{"1": {"class_type": "EmptyLatentImage", "inputs": {"width": 64, "height": 64, "batch_size": 1}}}\n',
+    ),
     d('home/dev/comfy-multi/scripts', 0o755, 'user'),
     f(
       'home/dev/comfy-multi/scripts/start.sh',

@@ -74,7 +74,8 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
         .replace(/^ {2}user: dev$/m, `  user: ${TEST_USER}`)
         .replace(/^ {2}redis: .*$/m, `  redis: ${fresh.outerAddress}:${REDIS_PORT}`)
         .replace(/^ {2}comfyui-url: .*$/m, '  comfyui-url: http://127.0.0.1:8188')
-        .concat('  containers: [comfy-multi-comfyui-1]\n  min-free-mib: 64\n'),
+        .concat('  containers: [comfy-multi-comfyui-1]\n  min-free-mib: 64\n')
+        .concat('  test-workflow: /home/dev/comfy-multi/workflows/smoke-test.json\n'),
     );
     const backup = await world.run({ config });
     expect(backup.code).toBe(0);
@@ -283,22 +284,28 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
     expect(run.summary).toMatch(
       /\| ✓ \| Tailscale IP as backed up \(tailscale-ip\) \| 100\.89\.38\.43 \| 100\.89\.38\.43 \|/,
     );
-    expect((run.summary.match(/\| ✓ \|/g) ?? []).length).toBe(11);
+    expect((run.summary.match(/\| ✓ \|/g) ?? []).length).toBe(12);
+    expect(run.summary).toMatch(
+      /\| ✓ \| A test workflow runs .*\| prompt [0-9a-f-]+ succeeded after/,
+    );
   });
 
-  it('verify-host names what broke: ufw disabled, shell changed, scratch unmounted', async () => {
+  it('verify-host names what broke: ufw disabled, shell changed, scratch unmounted, the project stopped', async () => {
     const broke = await fresh.exec(
-      `ufw disable && chsh -s /bin/bash ${TEST_USER} && umount /mnt/scratch`,
+      `ufw disable && chsh -s /bin/bash ${TEST_USER} && umount /mnt/scratch && docker compose --project-directory /home/dev/comfy-multi down`,
     );
     expect(broke.code).toBe(0);
     const run = await verify();
     expect(run.code).not.toBe(0);
     expect(run.outputs.passed).toBe('false');
     // The links into scratch dangle once it is unmounted: that is named too.
-    expect(run.outputs.failed).toBe('ufw,shell,mounts,links');
-    expect(run.errors.join('\n')).toMatch(/4 required check\(s\) failed .*ufw: inactive/);
+    expect(run.outputs.failed).toBe('ufw,shell,mounts,links,comfyui');
+    // Optional checks fail as warnings, never as the reason.
+    expect(run.outputs.warnings).toBe('containers,test-workflow');
+    expect(run.errors.join('\n')).toMatch(/5 required check\(s\) failed .*ufw: inactive/);
     expect(run.summary).toMatch(
       /\| ✗ \| .*\(shell\) \| comfyume-test: zsh \| comfyume-test: \/bin\/bash \|/,
     );
+    expect(run.summary).toMatch(/\| ⚠ \| A test workflow runs .*\| POST \/prompt refused/);
   });
 });

@@ -89,6 +89,7 @@ describe('RESTORE.sh from hostile values of every field', () => {
           'zsh-theme': v,
           containers: [v],
           'comfyui-url': v,
+          'test-workflow': v,
           packages: [v],
         },
         checks: planChecks({}).checks,

@@ -64670,6 +64670,9 @@ const hostShapeSchema = strictObject({
     'comfyui-url': url({ protocol: /^https?$/ })
         .refine((u) => !/[\s'"\\]/.test(u), 'must not contain quotes, backslashes or spaces')
         .default('http://127.0.0.1:8188'),
+    /** A small ComfyUI workflow (API format, JSON) on the host that verify-host queues and waits for. */
+    'test-workflow': absolutePath('test-workflow').optional(),
+    'test-workflow-timeout-s': schemas_number().int().min(1).max(3600).default(300),
     /** Packages the packages step installs (docker and tailscale come on their own). */
     packages: array(schemas_string().regex(PACKAGE_RE, 'must be a Debian package name'))
         .default([
@@ -65490,6 +65493,7 @@ const checks_CHECKS = {
     redis: 'Redis at the VPS answers PING',
     containers: 'Docker containers running',
     comfyui: 'ComfyUI answers on the host',
+    'test-workflow': 'A test workflow runs (ComfyUI /prompt, /history)',
 };
 const CHECK_IDS = Object.keys(checks_CHECKS);
 /** What each check expects, in words, for the report. */
@@ -65508,6 +65512,9 @@ function expectations(target) {
         redis: shape.redis ? `${shape.redis}: PONG` : '(not set)',
         containers: shape.containers.length ? shape.containers.join(', ') : '(none configured)',
         comfyui: `${shape['comfyui-url']}/system_stats answers`,
+        'test-workflow': shape['test-workflow']
+            ? `${shape['test-workflow']} succeeds within ${shape['test-workflow-timeout-s']} s`
+            : '(not set)',
     };
 }
 /** The values the check functions read, as bash assignments (every value quoted). */
@@ -65531,6 +65538,8 @@ function checkValues(target) {
         `CK_REDIS_PORT=${redis?.port ?? 0}`,
         `CK_CONTAINERS=(${shape.containers.map(shellQuote).join(' ')})`,
         `CK_COMFYUI_URL=${shellQuote(shape['comfyui-url'])}`,
+        `CK_TEST_WORKFLOW=${shellQuote(shape['test-workflow'] ?? '')}`,
+        `CK_TEST_TIMEOUT_S=${shape['test-workflow-timeout-s']}`,
     ].join('\n');
 }
 /** The check functions: constant bash, reading only the CK_ values. */
@@ -65649,6 +65658,29 @@ check_comfyui() {
   local out
   if ! out=$(curl -fsS --max-time 10 "$CK_COMFYUI_URL/system_stats" 2>&1); then found "no answer: $out"; return 1; fi
   found "answers: $(head -c 120 <<<"$out")"
+}
+# The seed's "test workflow runs": the workflow file on the host is queued with POST /prompt,
+# then /history/<id> is polled until ComfyUI says success (or error, or the time is up).
+check_test_workflow() {
+  local reply id history waited=0
+  if [[ -z $CK_TEST_WORKFLOW ]]; then found 'no host.test-workflow configured'; return 1; fi
+  if [[ ! -r $CK_TEST_WORKFLOW ]]; then found "cannot read $CK_TEST_WORKFLOW"; return 1; fi
+  if ! reply=$({ printf '{"client_id": "verify-host", "prompt": '; cat -- "$CK_TEST_WORKFLOW"; printf '}'; } |
+    curl -fsS --max-time 30 -H 'Content-Type: application/json' --data-binary @- "$CK_COMFYUI_URL/prompt" 2>&1); then
+    found "POST /prompt refused: $(head -c 200 <<<"$reply")"
+    return 1
+  fi
+  id=$(grep -o '"prompt_id": *"[A-Za-z0-9-]*"' <<<"$reply" | grep -o '[A-Za-z0-9-]*"$' | tr -d '"') || true
+  if [[ -z $id ]]; then found "no prompt_id in: $(head -c 200 <<<"$reply")"; return 1; fi
+  while ((waited <= CK_TEST_TIMEOUT_S)); do
+    history=$(curl -fsS --max-time 10 "$CK_COMFYUI_URL/history/$id" 2>/dev/null) || history=''
+    if grep -q '"status_str": *"success"' <<<"$history"; then found "prompt $id succeeded after ~$waited s"; return 0; fi
+    if grep -q '"status_str": *"error"' <<<"$history"; then found "prompt $id failed: $(head -c 200 <<<"$history")"; return 1; fi
+    sleep 2
+    waited=$((waited + 2))
+  done
+  found "prompt $id not done after $CK_TEST_TIMEOUT_S s"
+  return 1
 }
 # Runs the named checks (all by default); one CHECK line each.
 run_checks() {
