@@ -338,7 +338,7 @@ describe('backup-verda inputs', () => {
   it('parses valid inputs, resolving the config path and the endpoint', async () => {
     const parsed = await parse({});
     expect(parsed).toMatchObject({
-      port: 22,
+      ssh: { host: valid.host, port: 22, username: valid.user },
       configFile: '/repo/config/backup.yml',
       endpoint: 'https://0123456789abcdef0123456789abcdef.r2.cloudflarestorage.com',
       recipients: [RECIPIENT],
