@@ -11,6 +11,7 @@ import { BufferPool, Semaphore } from './limits.js';
 import { sendParts, type PartSource } from './r2-multipart.js';
 import { R2_MIN_PART } from './r2.js';
 import { describeS3Failure, type MultipartUpload, type R2Store } from './r2-store.js';
+import { streamedBytes } from './young-gc.js';
 
 export interface StreamUploadOptions {
   store: R2Store;
@@ -62,6 +63,8 @@ class StreamParts implements PartSource {
         this.sha.update(data);
         this.size += data.length;
         this.pending = data;
+        // Its chunks (and the SSH and age chunks before them) are dead once copied: freed early.
+        streamedBytes(data.length);
       }
       const n = Math.min(buf.length - filled, this.pending.length);
       this.pending.copy(buf, filled, 0, n);
