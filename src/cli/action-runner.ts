@@ -18,7 +18,8 @@ export const actionNames = [
 ] as const;
 export type ActionName = (typeof actionNames)[number];
 
-interface ActionSpec {
+export interface ActionSpec {
+  description?: string;
   inputs?: Record<string, { default?: string; required?: boolean; description?: string }>;
 }
 

@@ -2,6 +2,7 @@
 import { errorMessage, isExpectedError } from '../lib/errors.js';
 import { loadActionSpec, runActionInProcess, type ActionName } from './action-runner.js';
 import { parseArgs, withEnvInputs } from './args.js';
+import { commandHelp, flagProblems } from './command-help.js';
 import { TOOL_VERSION } from '../backup/version.js';
 
 const commands: Record<string, ActionName> = {
@@ -27,7 +28,7 @@ async function usage(): Promise<string> {
     '',
     'Any input may be given as --name-file PATH (read from a file) or COMFYUME_<NAME> in the environment.',
     '--json prints one JSON object {ok, outputs, summary} on stdout and the log on stderr.',
-    '--version prints the version.',
+    '--version prints the version; comfyume-ops <command> --help lists its inputs.',
   );
   return lines.join('\n');
 }
@@ -36,6 +37,11 @@ async function main(argv: string[]): Promise<number> {
   const { command, flags } = parseArgs(argv);
   if (flags.version !== undefined || command === 'version') {
     process.stdout.write(`comfyume-ops ${TOOL_VERSION}\n`);
+    return 0;
+  }
+  const action = command === undefined ? undefined : commands[command];
+  if (command !== undefined && action && flags.help !== undefined) {
+    process.stdout.write(`${commandHelp(command, action, await loadActionSpec(action))}\n`);
     return 0;
   }
   if (command === undefined || command === 'help' || flags.help !== undefined) {
@@ -54,7 +60,6 @@ async function main(argv: string[]): Promise<number> {
     const { runSandbox } = await import('./sandbox.js');
     return (await runSandbox(flags)) ? 0 : 1;
   }
-  const action = commands[command];
   if (!action) {
     process.stderr.write(`unknown command '${command}'\n${await usage()}\n`);
     return 2;
@@ -62,6 +67,13 @@ async function main(argv: string[]): Promise<number> {
   const spec = await loadActionSpec(action);
   const { json, ...inputFlags } = flags;
   const inputs = withEnvInputs(Object.keys(spec.inputs ?? {}), inputFlags);
+  const problems = flagProblems(command, spec, { ...inputs, ...(json ? { json } : {}) });
+  if (problems.length > 0) {
+    process.stderr.write(
+      `${problems.map((p) => `error: ${p}`).join('\n')}\nsee: comfyume-ops ${command} --help\n`,
+    );
+    return 2;
+  }
   if (json !== undefined) {
     const result = await runActionInProcess(action, inputs, {
       write: (text) => void process.stderr.write(text),
