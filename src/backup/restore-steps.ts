@@ -209,7 +209,11 @@ can_unpack() {
 # How many members differ between the archive and the tree (mtimes do not count).
 differences() {
   local id=$1 dest=$2
-  [[ -d $dest ]] || { echo 1; return; }
+  # Nothing there yet (a fresh root, every drill): everything differs, no need to decrypt twice.
+  if [[ ! -d $dest || -z $(ls -A -- "$dest") ]]; then
+    echo 1
+    return
+  fi
   { unpack "$id" | LC_ALL=C tar -d "$(tar_owners)" -f - -C "$dest" 2>&1 || true; } |
     grep -v -e ': Mod time differs$' -e '^tar: Exiting with failure status' -c || true
 }
