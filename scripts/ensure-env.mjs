@@ -6,8 +6,8 @@
 // apt-utils, and redis-server/redis-tools for the "VPS" Redis it reaches) when they are missing and
 // we are root. Uses only Node built-ins: node_modules may not exist yet.
 import { createHash } from 'node:crypto';
-import { execFileSync } from 'node:child_process';
-import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { spawnSync } from 'node:child_process';
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
 
@@ -18,17 +18,43 @@ function log(message) {
   process.stderr.write(`[ensure-env] ${message}\n`);
 }
 
+// Setup output goes to a log, shown (its tail) only when a step fails: one line per step.
+const logDir = path.join(root, '.setup-logs');
+
+/** Runs one setup step quietly: says what and roughly how long, keeps the chatter in a log. */
+function step(what, expected, cmd, args, opts = {}) {
+  mkdirSync(logDir, { recursive: true });
+  const logFile = path.join(logDir, `${cmd.replace(/\W/g, '')}-${args[0] ?? ''}.log`);
+  log(`${what} (${expected}; its output: ${path.relative(root, logFile)})`);
+  const started = Date.now();
+  const done = spawnSync(cmd, args, { encoding: 'utf8', maxBuffer: 256 * 2 ** 20, ...opts });
+  writeFileSync(logFile, `${done.stdout ?? ''}${done.stderr ?? ''}`);
+  if (done.status !== 0) {
+    const tail = `${done.stdout ?? ''}${done.stderr ?? ''}`.trimEnd().split('\n').slice(-25);
+    log(`${what} failed (${done.error?.message ?? `exit ${done.status}`}); the end of its output:`);
+    process.stderr.write(`${tail.join('\n')}\n`);
+    process.exit(1);
+  }
+  log(`  done in ${Math.round((Date.now() - started) / 1000)} s`);
+}
+
 function ensureNodeModules() {
   const lock = readFileSync(path.join(root, 'package-lock.json'));
   const want = createHash('sha256').update(lock).digest('hex');
   const have = existsSync(stamp) ? readFileSync(stamp, 'utf8').trim() : '';
   if (have === want) return;
-  log(
-    existsSync(path.join(root, 'node_modules'))
-      ? 'package-lock.json changed: npm ci'
-      : 'node_modules missing: npm ci',
+  const why = existsSync(path.join(root, 'node_modules'))
+    ? 'package-lock.json changed'
+    : 'node_modules missing';
+  step(
+    `${why}: npm ci`,
+    'about 1-2 min on a fresh clone',
+    'npm',
+    ['ci', '--no-audit', '--no-fund'],
+    {
+      cwd: root,
+    },
   );
-  execFileSync('npm', ['ci', '--no-audit', '--no-fund'], { cwd: root, stdio: 'inherit' });
   writeFileSync(stamp, `${want}\n`);
 }
 
@@ -63,13 +89,17 @@ function ensureDebianPackages() {
     log(`${text} (tests that need them are skipped)`);
     return;
   }
-  log(`installing ${missing.join(', ')} with apt-get`);
   const env = { ...process.env, DEBIAN_FRONTEND: 'noninteractive' };
-  execFileSync('apt-get', ['update', '-qq'], { stdio: 'inherit', env });
-  execFileSync('apt-get', ['install', '-y', '-qq', '--no-install-recommends', ...missing], {
-    stdio: 'inherit',
-    env,
-  });
+  step('apt-get update', 'about 10 s', 'apt-get', ['update', '-qq'], { env });
+  // --no-upgrade: a named package that is installed stays as it is; a dependency may still move
+  // to the version a new package needs (openssh-server pins its openssh-client).
+  step(
+    `apt-get install ${missing.join(' ')}`,
+    'about 30-60 s',
+    'apt-get',
+    ['install', '-y', '-qq', '--no-install-recommends', '--no-upgrade', ...missing],
+    { env },
+  );
 }
 
 ensureNodeModules();
