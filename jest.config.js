@@ -12,6 +12,9 @@ export default {
   // testTimeout is a global option (ignored inside projects); integration tests move real data.
   testTimeout: 120_000,
   reporters: ['default', '<rootDir>/tests/helpers/summary-reporter.cjs'],
+  // One temp root per run, required empty at the end (tests/helpers/temp-root.mjs).
+  globalSetup: '<rootDir>/tests/helpers/run-setup.mjs',
+  globalTeardown: '<rootDir>/tests/helpers/run-teardown.mjs',
   projects: [
     { ...shared, displayName: 'unit', testMatch: ['<rootDir>/tests/unit/**/*.test.ts'] },
     {

@@ -405,8 +405,13 @@ async function restoreItem(
   const out: Buffer[] = [];
   const args = [files.script, '--signers', files.signersFile, '--identity', files.identityFile];
   args.push('--root', files.root, '--from', files.archives);
+  // RESTORE.sh's own temp dir inside the drill's work dir: a killed run (timeout, cancel) leaves
+  // nothing behind, since the work dir goes whatever happens.
+  const tmpDir = path.join(path.dirname(files.root), 'tmp');
+  await mkdir(tmpDir, { recursive: true });
   const done = await run('bash', [...args, '--skip-after-restore', '--item', item.id], {
     ...step,
+    tmpDir,
     onStdout: (chunk) => out.push(chunk),
   });
   for (const line of Buffer.concat(out).toString('utf8').split('\n'))
@@ -480,12 +485,13 @@ interface Finished {
 function run(
   command: string,
   args: string[],
-  opts: Partial<Step> & { onStdout?: (chunk: Buffer) => void } = {},
+  opts: Partial<Step> & { onStdout?: (chunk: Buffer) => void; tmpDir?: string } = {},
 ): Promise<Finished> {
   if (opts.signal?.aborted) return Promise.reject(new OpsError('the restore drill was cancelled'));
   const env: NodeJS.ProcessEnv = { LC_ALL: 'C' };
   for (const name of ['PATH', 'HOME', 'TMPDIR'])
     if (process.env[name] !== undefined) env[name] = process.env[name];
+  if (opts.tmpDir) env.TMPDIR = opts.tmpDir;
   const child = spawn(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
   const killGroup = () => {
     try {

@@ -50,14 +50,19 @@ async function main(argv: string[]): Promise<number> {
     return command === undefined && flags.help === undefined ? 2 : 0;
   }
   if (command === 'sandbox') {
-    // Ctrl-C or a kill: exit through process.exit so the stand-ins' exit handlers still remove
-    // the sshd, its sudoers drop-in and authorized_keys line, and the temp tree.
+    // Ctrl-C or a kill: the stand-ins are stopped and the temp tree removed (awaited), then
+    // process.exit, whose handlers still remove the sshd, its sudoers drop-in and key line.
+    const { runSandbox, stopSandbox } = await import('./sandbox.js');
     for (const [signal, code] of [
       ['SIGINT', 130],
       ['SIGTERM', 143],
     ] as const)
-      process.once(signal, () => process.exit(code));
-    const { runSandbox } = await import('./sandbox.js');
+      process.once(signal, () => {
+        const exit = () => process.exit(code);
+        void stopSandbox().then(exit, exit);
+        // A second signal, or a cleanup that hangs, does not keep the process alive.
+        setTimeout(exit, 15_000).unref();
+      });
     return (await runSandbox(flags)) ? 0 : 1;
   }
   if (!action) {

@@ -190,12 +190,29 @@ async function manifestFacts(r2: R2Emulator, key: string): Promise<string> {
   }
 }
 
+/** The running sandbox's cleanup, for Ctrl-C: its stand-ins stopped and its files removed. */
+let stopOnInterrupt: (() => Promise<unknown>) | undefined;
+
+/** Stops what a running sandbox started (awaited), before the process exits on a signal. */
+export async function stopSandbox(): Promise<void> {
+  await stopOnInterrupt?.();
+}
+
 export async function runSandbox(_flags: Record<string, string>): Promise<boolean> {
   say(
     'Starting the sandbox: a private sshd with a fixture GPU host, s3rver behind the R2 rules, the Verda emulator…',
   );
   const services = await startSandboxServices();
   const dir = await mkdtemp(path.join(os.tmpdir(), 'comfyume-sandbox-'));
+  let stopped: Promise<unknown> | undefined;
+  const stop = () =>
+    (stopped ??= Promise.allSettled([
+      services.ssh.stop(),
+      services.r2.stop(),
+      services.verda.stop(),
+      rm(dir, { recursive: true, force: true }),
+    ]));
+  stopOnInterrupt = stop;
   const results: string[][] = [];
   let ok = true;
   try {
@@ -247,12 +264,8 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
     );
     return ok;
   } finally {
-    await Promise.allSettled([
-      services.ssh.stop(),
-      services.r2.stop(),
-      services.verda.stop(),
-      rm(dir, { recursive: true, force: true }),
-    ]);
+    await stop();
+    stopOnInterrupt = undefined;
     say(
       ok
         ? 'Sandbox stopped: every pipeline passed, no process left running.'

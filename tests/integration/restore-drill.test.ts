@@ -62,6 +62,11 @@ beforeAll(async () => {
 }, 120_000);
 afterAll(async () => {
   await world?.stop();
+  rmSync(MARKER_DIR, { recursive: true, force: true });
+});
+afterEach(() => {
+  // A test that never ran the drill still made its runner temp.
+  rmSync(runnerTemp, { recursive: true, force: true });
 });
 beforeEach(() => {
   world.r2.clearFaults();
@@ -687,6 +692,7 @@ describe('runRestoreDrill: a restore that hangs', () => {
     } finally {
       process.env.PATH = savedPath;
       rmSync(bin, { recursive: true, force: true });
+      rmSync(temp, { recursive: true, force: true });
     }
   }
 

@@ -3,6 +3,7 @@ import { describe, expect, it } from '@jest/globals';
 import { spawn, spawnSync } from 'node:child_process';
 import { readdirSync } from 'node:fs';
 import net from 'node:net';
+import os from 'node:os';
 import path from 'node:path';
 import { repoRoot } from '../helpers/run-action.js';
 
@@ -44,6 +45,9 @@ describe('the embedded sandbox', () => {
 
   it('stops its sshd and removes its sudoers drop-in when interrupted (Ctrl-C)', async () => {
     const before = sudoersDropIns();
+    const ours = () =>
+      readdirSync(os.tmpdir()).filter((f) => /^(comfyume-sandbox|r2-emulator)-/.test(f));
+    const tempBefore = ours();
     const child = spawn(process.execPath, sandboxArgs, {
       cwd: repoRoot,
       env: { ...process.env, NODE_OPTIONS: '' },
@@ -69,6 +73,8 @@ describe('the embedded sandbox', () => {
       child.kill('SIGKILL');
     }
     expect(sudoersDropIns()).toEqual(before);
+    // Its temp tree and the R2 emulator's store (encrypted backups, models) went with it.
+    expect(ours()).toEqual(tempBefore);
     const refused = await new Promise<boolean>((resolve) => {
       const socket = net.connect(port, '127.0.0.1');
       socket.once('connect', () => (socket.destroy(), resolve(false)));

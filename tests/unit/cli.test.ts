@@ -1,5 +1,5 @@
 import { describe, expect, it } from '@jest/globals';
-import { mkdtempSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import { terminalPort } from '../../src/cli/terminal-port.js';
@@ -38,6 +38,7 @@ describe('cli args', () => {
       parseArgs(['backup', '--ssh-private-key-file', path.join(dir, 'missing')]),
     ).toThrow(/Input 'ssh-private-key-file' is invalid/);
     expect(() => parseArgs(['backup', 'extra'])).toThrow(/one command/);
+    rmSync(dir, { recursive: true, force: true });
   });
   it('fills inputs from COMFYUME_ variables without overriding flags', () => {
     expect(

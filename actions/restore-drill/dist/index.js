@@ -74385,8 +74385,13 @@ async function restoreItem(files, item, logger, step) {
     const out = [];
     const args = [files.script, '--signers', files.signersFile, '--identity', files.identityFile];
     args.push('--root', files.root, '--from', files.archives);
+    // RESTORE.sh's own temp dir inside the drill's work dir: a killed run (timeout, cancel) leaves
+    // nothing behind, since the work dir goes whatever happens.
+    const tmpDir = external_node_path_default().join(external_node_path_default().dirname(files.root), 'tmp');
+    await (0,promises_.mkdir)(tmpDir, { recursive: true });
     const done = await run('bash', [...args, '--skip-after-restore', '--item', item.id], {
         ...step,
+        tmpDir,
         onStdout: (chunk) => out.push(chunk),
     });
     for (const line of Buffer.concat(out).toString('utf8').split('\n'))
@@ -74444,6 +74449,8 @@ function run(command, args, opts = {}) {
     for (const name of ['PATH', 'HOME', 'TMPDIR'])
         if (process.env[name] !== undefined)
             env[name] = process.env[name];
+    if (opts.tmpDir)
+        env.TMPDIR = opts.tmpDir;
     const child = (0,external_node_child_process_.spawn)(command, args, { env, stdio: ['ignore', 'pipe', 'pipe'], detached: true });
     const killGroup = () => {
         try {
