@@ -488,7 +488,8 @@ step_user() {
     fi
     change "create user $HOST_USER" useradd -m -d "$USER_HOME" -g "$HOST_USER" -s "$shell_path" "$\{uid_args[@]}" "$HOST_USER"
   fi
-  now=$(getent passwd "$HOST_USER" | cut -d : -f 7)
+  # Under --dry-run the user may not exist yet: its shell and groups are then only announced.
+  now=$(getent passwd "$HOST_USER" | cut -d : -f 7) || now=''
   if [[ $now != "$shell_path" ]]; then
     change "login shell of $HOST_USER: $\{now:-none} -> $shell_path" usermod -s "$shell_path" "$HOST_USER"
   fi

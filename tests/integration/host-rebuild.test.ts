@@ -135,6 +135,12 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
     );
     restoredFingerprint = fingerprintSha256(Buffer.from(pub.split(' ')[1] ?? '', 'base64'));
 
+    // An image that already has zsh (Ubuntu's often do), but not the dev user.
+    const zsh = await fresh.exec(
+      'apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq zsh >/dev/null',
+      { timeoutMs: 300_000 },
+    );
+    expect(zsh.code).toBe(0);
     // --dry-run first: it says what every step would change and changes nothing.
     const dry = await fresh.exec(`${restoreArgs()} --dry-run`, { timeoutMs: 300_000 });
     dryRun = dry.stdout + dry.stderr;
@@ -190,6 +196,9 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
       /would: the rest of this step, once the packages step installed tailscale/,
     );
     expect(dryRun).toMatch(/RESTORE\.sh: done, [1-9]\d* change\(s\) that would be made in /);
+    // The user step goes on without the user it would create.
+    expect(dryRun).toContain(`would: create user ${TEST_USER}`);
+    expect(dryRun).toMatch(new RegExp(`would: login shell of ${TEST_USER}: none -> /usr/bin/zsh`));
     expect(dryRun).not.toMatch(/changed:/);
     // No package, no user, no fstab line, no identity, no mount point.
     expect(untouched.stdout).toMatch(/ ufw\n/);
