@@ -180,37 +180,48 @@ export class VerdaClient {
   }
 
   /**
-   * Creates a deployment exactly once. The API has no idempotency key, so after a timeout, a
-   * reset or a 5xx the next attempt first looks the deployment up by name (within the same
-   * attempt and deadline) and only sends the POST again when it does not exist.
+   * Creates a deployment exactly once (createOnce: no idempotency key, so a retried create looks
+   * the deployment up by name first).
    */
   async createDeployment(spec: DeploymentSpec): Promise<LiveDeployment> {
-    const label = 'POST /container-deployments';
+    return this.createOnce({
+      what: spec.name,
+      exchange: { method: 'POST', path: '/container-deployments', body: spec },
+      lookup: (until) => this.lookup(spec.name, until),
+      parse: async (res) => normalizeDeployment(res.body),
+    });
+  }
+
+  /**
+   * Creates something exactly once. The API has no idempotency key, so after a timeout, a reset
+   * or a 5xx the next attempt first runs `lookup` (within the same attempt and deadline) and only
+   * sends the create again when that finds nothing. `parse` turns the create's answer into the
+   * created thing (it may GET it, through `get`, inside the same attempt).
+   */
+  async createOnce<T>(create: {
+    /** What is created, for the log: a name or hostname. */
+    what: string;
+    exchange: { method: string; path: string; body: unknown };
+    lookup: (until: number) => Promise<T | undefined>;
+    parse: (res: ApiResponse, until: number) => Promise<T>;
+  }): Promise<T> {
+    const label = requestLabel(create.exchange.method, create.exchange.path);
     let failed: { status: number; date: number | undefined; localAt: number } | undefined;
     return this.withRetry(label, async (until) => {
       if (failed) {
-        this.opts.logger.info(`checking whether ${spec.name} exists before creating it again`);
-        const existing = await this.lookup(spec.name, until);
+        this.opts.logger.info(`checking whether ${create.what} exists before creating it again`);
+        const existing = await create.lookup(until);
         if (existing) {
           this.opts.logger.info(
-            `${spec.name} was created despite the error; not creating it again`,
+            `${create.what} was created despite the error; not creating it again`,
           );
           this.writes.push({ request: label, ...failed });
           return existing;
         }
       }
+      let res: ApiResponse;
       try {
-        const res = await this.attempt(
-          { method: 'POST', path: '/container-deployments', body: spec },
-          until,
-        );
-        this.writes.push({
-          request: label,
-          status: res.status,
-          date: res.date,
-          localAt: this.now(),
-        });
-        return normalizeDeployment(res.body);
+        res = await this.attempt(create.exchange, until);
       } catch (err) {
         // The failed answer's Date: if the create took effect, that is when it was written.
         if (isRetryableFault(err)) {
@@ -219,15 +230,28 @@ export class VerdaClient {
         }
         throw err;
       }
+      const written = { status: res.status, date: res.date, localAt: this.now() };
+      try {
+        const created = await create.parse(res, until);
+        this.writes.push({ request: label, ...written });
+        return created;
+      } catch (err) {
+        // Created, but reading it back failed: a retry must find it, never create it twice.
+        if (isRetryableFault(err)) failed = written;
+        throw err;
+      }
     });
+  }
+
+  /** One GET inside an attempt (of createOnce's lookup or parse): no retry of its own. */
+  async getWithin(path: string, until: number): Promise<ApiResponse> {
+    return this.attempt({ method: 'GET', path }, until);
   }
 
   /** One GET of the deployment inside an attempt: undefined on 404. */
   private async lookup(name: string, until: number): Promise<LiveDeployment | undefined> {
     try {
-      return normalizeDeployment(
-        (await this.attempt({ method: 'GET', path: deploymentPath(name) }, until)).body,
-      );
+      return normalizeDeployment((await this.getWithin(deploymentPath(name), until)).body);
     } catch (err) {
       if (err instanceof VerdaApiError && err.status === 404) return undefined;
       throw err;
