@@ -16,7 +16,7 @@ import {
   rmSync,
   writeFileSync,
 } from 'node:fs';
-import { chmod, mkdir, mkdtemp, readFile, rename, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, readFile, rename, symlink, writeFile } from 'node:fs/promises';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -41,6 +41,15 @@ export interface FreshHostOptions extends CacheOptions {
   bootTimeoutMs?: number;
   /** Sizes of the sparse disk files in MiB; default models 256, scratch 128. */
   diskMiB?: { models: number; scratch: number };
+  /** More authorized_keys lines for root, beside the harness key (which exec() keeps using). */
+  authorizedKeys?: string[];
+  /**
+   * Run once at first boot as root, like a cloud's startup script: written to
+   * /var/lib/comfyume-startup.sh, run by a oneshot unit After=network.target, its output in
+   * /var/log/comfyume-startup.log. startFreshHost does not wait for it. When it replaces the
+   * host's ssh host key, exec() trusts the new key, read from the host's own disk (rootDir).
+   */
+  startupScript?: string;
 }
 
 export interface ExecResult {
@@ -300,13 +309,15 @@ async function keygen(file: string, comment: string): Promise<void> {
 async function personalize(
   inst: Instance,
   hostname: string,
-  clientPublicKey: string,
+  authorizedKeys: string[],
   hostKeyFile: string,
 ): Promise<void> {
   const m = (p: string) => path.join(inst.merged, p);
   await mkdir(m('root/.ssh'), { recursive: true, mode: 0o700 });
   await chmod(m('root/.ssh'), 0o700);
-  await writeFile(m('root/.ssh/authorized_keys'), `${clientPublicKey}\n`, { mode: 0o600 });
+  await writeFile(m('root/.ssh/authorized_keys'), authorizedKeys.map((k) => `${k}\n`).join(''), {
+    mode: 0o600,
+  });
   await writeFile(m('etc/ssh/ssh_host_ed25519_key'), await readFile(hostKeyFile), { mode: 0o600 });
   await writeFile(m('etc/ssh/ssh_host_ed25519_key.pub'), await readFile(`${hostKeyFile}.pub`), {
     mode: 0o644,
@@ -332,6 +343,53 @@ async function personalize(
     `deb [trusted=yes] file:${REPO_MOUNT} ./\n`,
     { mode: 0o644 },
   );
+}
+
+const STARTUP_SCRIPT = '/var/lib/comfyume-startup.sh';
+const STARTUP_LOG = '/var/log/comfyume-startup.log';
+const STARTUP_DONE = '/var/lib/comfyume-startup.done';
+const STARTUP_UNIT = 'comfyume-startup.service';
+
+/** The cloud's startup script: run once at first boot (a marker file keeps it from running again). */
+async function installStartupScript(inst: Instance, script: string): Promise<void> {
+  const m = (p: string) => path.join(inst.merged, p);
+  await mkdir(m('var/lib'), { recursive: true });
+  await writeFile(m(STARTUP_SCRIPT), script, { mode: 0o700 });
+  await chmod(m(STARTUP_SCRIPT), 0o700);
+  // sh runs a script without a shebang itself (ENOEXEC), as the cloud does.
+  const unit = [
+    '[Unit]',
+    'Description=comfyume fresh host: the startup script (once, at first boot)',
+    'After=network.target',
+    `ConditionPathExists=!${STARTUP_DONE}`,
+    '',
+    '[Service]',
+    'Type=oneshot',
+    'RemainAfterExit=yes',
+    // $$ is a literal $ to systemd (it expands $NAME itself).
+    `ExecStart=/bin/sh -c '${STARTUP_SCRIPT} >${STARTUP_LOG} 2>&1; rc=$$?; touch ${STARTUP_DONE}; exit $$rc'`,
+    '',
+    '[Install]',
+    'WantedBy=multi-user.target',
+    '',
+  ].join('\n');
+  await writeFile(m(`etc/systemd/system/${STARTUP_UNIT}`), unit, { mode: 0o644 });
+  await mkdir(m('etc/systemd/system/multi-user.target.wants'), { recursive: true });
+  await symlink(
+    `/etc/systemd/system/${STARTUP_UNIT}`,
+    m(`etc/systemd/system/multi-user.target.wants/${STARTUP_UNIT}`),
+  );
+}
+
+/** The fingerprint of the ed25519 host key on the host's disk now (undefined if unreadable). */
+function diskHostKeyFingerprint(inst: Instance): string | undefined {
+  try {
+    const pub = readFileSync(path.join(inst.merged, 'etc/ssh/ssh_host_ed25519_key.pub'), 'utf8');
+    const blob = pub.trim().split(/\s+/)[1];
+    return blob ? fingerprintSha256(Buffer.from(blob, 'base64')) : undefined;
+  } catch {
+    return undefined;
+  }
 }
 
 async function makeDisks(inst: Instance, sizes: { models: number; scratch: number }) {
@@ -397,6 +455,8 @@ class HostSession {
     private readonly address: string,
     private readonly privateKey: string,
     private pin: string,
+    /** A key also trusted: read out of band from the host's disk (a startup script's key). */
+    private readonly diskPin?: () => string | undefined,
   ) {}
 
   /** Pins another host key (the host's keys were replaced, e.g. restored) and reconnects on next use. */
@@ -433,7 +493,12 @@ class HostSession {
         keepaliveInterval: 5000,
         keepaliveCountMax: 3,
         algorithms: { serverHostKey: ['ssh-ed25519'] },
-        hostVerifier: (key: Buffer) => fingerprintSha256(key) === this.pin,
+        hostVerifier: (key: Buffer) => {
+          const presented = fingerprintSha256(key);
+          return (
+            presented === this.pin || (this.diskPin !== undefined && presented === this.diskPin())
+          );
+        },
       });
     });
     this.connecting = attempt;
@@ -719,7 +784,13 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
     await mountOverlay(inst, root.rootDir);
     const hostname = opts.hostname ?? `gpu-fresh-${inst.x}`;
     const keys = await makeKeys(inst, hostname);
-    await personalize(inst, hostname, keys.publicKey, keys.hostKeyFile);
+    await personalize(
+      inst,
+      hostname,
+      [keys.publicKey, ...(opts.authorizedKeys ?? [])],
+      keys.hostKeyFile,
+    );
+    if (opts.startupScript !== undefined) await installStartupScript(inst, opts.startupScript);
     const disks = await makeDisks(inst, opts.diskMiB ?? { models: 256, scratch: 128 });
     await setupNetwork(inst);
     const address = `10.222.${inst.x}.2`;
@@ -727,7 +798,9 @@ export async function startFreshHost(opts: FreshHostOptions = {}): Promise<Fresh
 
     const bootStart = Date.now();
     const launch = launchNspawn(inst, hostname, repo.dir);
-    const s = new HostSession(address, keys.privateKey, keys.hostKeyFingerprint);
+    const diskPin =
+      opts.startupScript === undefined ? undefined : () => diskHostKeyFingerprint(inst);
+    const s = new HostSession(address, keys.privateKey, keys.hostKeyFingerprint, diskPin);
     session = s;
     const bootTimeoutMs = opts.bootTimeoutMs ?? 90_000;
     const what = `fresh host ${inst.name}`;

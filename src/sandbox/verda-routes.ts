@@ -7,6 +7,12 @@ import type { EmulatedClock } from './verda-clock.js';
 import { routeDeployment } from './verda-deployment-routes.js';
 import type { DeploymentStore } from './verda-deployments.js';
 import { parseBody, type HostRequest, type Reply } from './verda-http.js';
+import {
+  isInstanceCollection,
+  routeInstanceApi,
+  type InstanceVariants,
+} from './verda-instance-routes.js';
+import type { InstanceStore } from './verda-instances.js';
 import { isResourceKind, type NamedResources } from './verda-resources.js';
 import { validateCreate, type ValidationContext } from './verda-validate.js';
 import { invalid, notFound } from './verda-wire.js';
@@ -20,6 +26,9 @@ export interface ApiRouterOptions {
   validation: ValidationContext;
   /** POST /container-deployments answers 201 (GOmock) or 200 (PYt mocks). */
   createStatus: 200 | 201;
+  /** The instance API (verda-instances-api.md), beside the containers one. */
+  instances: InstanceStore;
+  instanceVariants: InstanceVariants;
 }
 
 /** A parsed request past authentication, split into path segments. */
@@ -86,6 +95,8 @@ function routeCall(opts: ApiRouterOptions, call: ApiCall): Reply | undefined {
       body: containerTypes(opts.catalog, currencyOf(call.query)),
     };
   if (isResourceKind(collection)) return opts.resources.route(collection, call);
+  if (isInstanceCollection(collection))
+    return routeInstanceApi(opts.instances, opts.instanceVariants, call);
   return undefined;
 }
 

@@ -44,6 +44,15 @@ import {
   type Reply,
 } from './verda-http.js';
 import { inferenceRouter } from './verda-inference.js';
+import type { InstanceVariants } from './verda-instance-routes.js';
+import {
+  InstanceStore,
+  type InstanceState,
+  type InstancesOptions,
+  type ScriptRecord,
+  type SshKeyRecord,
+  type VolumeState,
+} from './verda-instances.js';
 import { NamedResources } from './verda-resources.js';
 import { apiRouter } from './verda-routes.js';
 import { defaultDelays, type VerdaDelays } from './verda-state.js';
@@ -54,6 +63,17 @@ export type { VerdaDelays } from './verda-state.js';
 export type { LoggedRequest } from './verda-http.js';
 export type { DeploymentState } from './verda-deployments.js';
 export { EmulatedClock } from './verda-clock.js';
+export type {
+  BootRequest,
+  BootedHost,
+  CapacityRule,
+  InstanceDelays,
+  InstanceState,
+  InstancesOptions,
+  ScriptRecord,
+  SshKeyRecord,
+  VolumeState,
+} from './verda-instances.js';
 
 export interface VerdaEmulatorOptions {
   /** Access token lifetime in emulated seconds (default 3600). */
@@ -76,6 +96,10 @@ export interface VerdaEmulatorOptions {
   catalog?: ComputeModel[];
   /** Documented response variants the client must tolerate. */
   variants?: { imageAsString?: boolean; includeScaling?: boolean; createStatus?: 200 | 201 };
+  /** The instance API: boot hook, capacity, delays (verda-instances.ts). */
+  instances?: InstancesOptions;
+  /** Documented variants of the instance API's creates (default: 202, the id as plain text). */
+  instanceVariants?: InstanceVariants;
 }
 
 export interface VerdaEmulator {
@@ -105,6 +129,15 @@ export interface VerdaEmulator {
   issuedTokens(): string[];
   /** An access token got over HTTP with the client credentials, as a client would get it. */
   token(): Promise<string>;
+  /** Instances, deleted ones included (`listed: false`). */
+  instances(): InstanceState[];
+  /** Volumes, deleted ones included (status `deleted`). */
+  volumes(): VolumeState[];
+  scripts(): ScriptRecord[];
+  sshKeys(): SshKeyRecord[];
+  /** Instances of this type that can still be created in this location (on-demand unless isSpot). */
+  setCapacity(instanceType: string, location: string, count: number, isSpot?: boolean): void;
+  /** Stops the servers and every host the boot hook booted. */
   stop(): Promise<void>;
 }
 
@@ -117,6 +150,7 @@ interface EmulatorParts extends Pick<
   log: RequestLog;
   tokens: OAuthTokens;
   deployments: DeploymentStore;
+  instances: InstanceStore;
   servers: http.Server[];
 }
 
@@ -165,10 +199,22 @@ export async function startVerdaEmulator(opts: VerdaEmulatorOptions = {}): Promi
     server.on('request', (req, res) => void handle(req, res));
   };
   const createStatus = opts.variants?.createStatus ?? 201;
+  const instances = new InstanceStore(opts.instances);
+  const instanceVariants = opts.instanceVariants ?? {};
   serve(
     apiServer,
     'api',
-    apiRouter({ clock, tokens, deployments, resources, catalog, validation, createStatus }),
+    apiRouter({
+      clock,
+      tokens,
+      deployments,
+      resources,
+      catalog,
+      validation,
+      createStatus,
+      instances,
+      instanceVariants,
+    }),
   );
   serve(inferenceServer, 'inference', inferenceRouter({ clock, deployments, inferenceKey }));
   return emulatorHandle({
@@ -182,12 +228,13 @@ export async function startVerdaEmulator(opts: VerdaEmulatorOptions = {}): Promi
     log,
     tokens,
     deployments,
+    instances,
     servers: [apiServer, inferenceServer],
   });
 }
 
 function emulatorHandle(parts: EmulatorParts): VerdaEmulator {
-  const { clock, faults, log, tokens, deployments } = parts;
+  const { clock, faults, log, tokens, deployments, instances } = parts;
   return {
     apiUrl: parts.apiUrl,
     inferenceBaseUrl: parts.inferenceBaseUrl,
@@ -220,8 +267,15 @@ function emulatorHandle(parts: EmulatorParts): VerdaEmulator {
       });
       return tokenResponse.parse(await res.json()).access_token;
     },
+    instances: () => instances.instanceStates(clock.now()),
+    volumes: () => instances.volumeStates(clock.now()),
+    scripts: () => instances.listScripts(),
+    sshKeys: () => instances.listKeys(),
+    setCapacity: (type, location, count, isSpot) =>
+      instances.setCapacity(type, location, count, isSpot),
     stop: async () => {
       await Promise.all(parts.servers.map(closeServer));
+      await instances.stop();
     },
   };
 }
