@@ -38432,32 +38432,39 @@ class VerdaClient {
         }
     }
     /**
-     * Creates a deployment exactly once. The API has no idempotency key, so after a timeout, a
-     * reset or a 5xx the next attempt first looks the deployment up by name (within the same
-     * attempt and deadline) and only sends the POST again when it does not exist.
+     * Creates a deployment exactly once (createOnce: no idempotency key, so a retried create looks
+     * the deployment up by name first).
      */
     async createDeployment(spec) {
-        const label = 'POST /container-deployments';
+        return this.createOnce({
+            what: spec.name,
+            exchange: { method: 'POST', path: '/container-deployments', body: spec },
+            lookup: (until) => this.lookup(spec.name, until),
+            parse: async (res) => normalizeDeployment(res.body),
+        });
+    }
+    /**
+     * Creates something exactly once. The API has no idempotency key, so after a timeout, a reset
+     * or a 5xx the next attempt first runs `lookup` (within the same attempt and deadline) and only
+     * sends the create again when that finds nothing. `parse` turns the create's answer into the
+     * created thing (it may GET it, through `get`, inside the same attempt).
+     */
+    async createOnce(create) {
+        const label = requestLabel(create.exchange.method, create.exchange.path);
         let failed;
         return this.withRetry(label, async (until) => {
             if (failed) {
-                this.opts.logger.info(`checking whether ${spec.name} exists before creating it again`);
-                const existing = await this.lookup(spec.name, until);
+                this.opts.logger.info(`checking whether ${create.what} exists before creating it again`);
+                const existing = await create.lookup(until);
                 if (existing) {
-                    this.opts.logger.info(`${spec.name} was created despite the error; not creating it again`);
+                    this.opts.logger.info(`${create.what} was created despite the error; not creating it again`);
                     this.writes.push({ request: label, ...failed });
                     return existing;
                 }
             }
+            let res;
             try {
-                const res = await this.attempt({ method: 'POST', path: '/container-deployments', body: spec }, until);
-                this.writes.push({
-                    request: label,
-                    status: res.status,
-                    date: res.date,
-                    localAt: this.now(),
-                });
-                return normalizeDeployment(res.body);
+                res = await this.attempt(create.exchange, until);
             }
             catch (err) {
                 // The failed answer's Date: if the create took effect, that is when it was written.
@@ -38467,12 +38474,28 @@ class VerdaClient {
                 }
                 throw err;
             }
+            const written = { status: res.status, date: res.date, localAt: this.now() };
+            try {
+                const created = await create.parse(res, until);
+                this.writes.push({ request: label, ...written });
+                return created;
+            }
+            catch (err) {
+                // Created, but reading it back failed: a retry must find it, never create it twice.
+                if (isRetryableFault(err))
+                    failed = written;
+                throw err;
+            }
         });
+    }
+    /** One GET inside an attempt (of createOnce's lookup or parse): no retry of its own. */
+    async getWithin(path, until) {
+        return this.attempt({ method: 'GET', path }, until);
     }
     /** One GET of the deployment inside an attempt: undefined on 404. */
     async lookup(name, until) {
         try {
-            return normalizeDeployment((await this.attempt({ method: 'GET', path: deploymentPath(name) }, until)).body);
+            return normalizeDeployment((await this.getWithin(deploymentPath(name), until)).body);
         }
         catch (err) {
             if (err instanceof VerdaApiError && err.status === 404)
