@@ -157,10 +157,7 @@ check_required_models() {
 
 # check_outputs: with OUTPUT_BUCKET the supervisor's settings are checked now, before anything runs.
 check_outputs() {
-  if [[ -z "${OUTPUT_BUCKET:-}" ]]; then
-    log "outputs: OUTPUT_BUCKET is not set: outputs stay on this replica (lost on scale-down)"
-    return 0
-  fi
+  [[ -n "${OUTPUT_BUCKET:-}" ]] || return 0
   local problem
   problem=$("$WORKER_PYTHON" -B "$WORKER_TEMPLATE_DIR/worker.py" supervise --check-config 2>&1) ||
     die "$problem"
@@ -287,6 +284,8 @@ main() {
   if [[ -n "${OUTPUT_BUCKET:-}" ]]; then
     # The supervisor keeps the PID (exec) and runs ComfyUI as its child.
     command=("$WORKER_PYTHON" -B "$WORKER_TEMPLATE_DIR/worker.py" supervise -- "${command[@]}")
+  else
+    log "outputs: OUTPUT_BUCKET is not set: outputs stay on this replica (lost on scale-down)"
   fi
 
   if is_true DRY_RUN "$DRY_RUN"; then

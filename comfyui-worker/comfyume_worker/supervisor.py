@@ -322,7 +322,7 @@ class Supervisor:
         self.done.add(prompt_id)
         total = sum(f["size"] for f in uploaded)
         log(f"outputs: prompt {prompt_id}: {len(uploaded)} file(s), {total} bytes copied to "
-            f"{self.cfg['bucket']}/{self.key(prompt_id, '')}"
+            f"{self.cfg['bucket']}/{self.key(prompt_id, '')}/"
             + (f"; {len(problems)} problem(s): {'; '.join(problems)}" if problems else ""))
 
     def report_incomplete(self, prompt_id, kind, reason):
@@ -422,7 +422,7 @@ class Supervisor:
         signal.signal(signal.SIGTERM, self.on_signal)
         signal.signal(signal.SIGINT, self.on_signal)
         self.start_child()
-        log(f"outputs: each finished prompt goes to {self.cfg['bucket']}/{self.key('<prompt_id>', '')} "
+        log(f"outputs: each finished prompt goes to {self.cfg['bucket']}/{self.key('<prompt_id>', '<file>')} "
             f"through rclone remote '{self.cfg['remote']}'; ComfyUI runs as pid {self.child.pid}")
         while True:
             if self.terminating:
