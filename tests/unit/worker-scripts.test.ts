@@ -25,8 +25,13 @@ function skipBecause(reason: string): void {
 }
 
 describe('worker scripts', () => {
-  it('include the entrypoint, the healthcheck and the smoke test', () => {
-    expect(scripts).toEqual(['entrypoint.sh', 'healthcheck.sh', 'smoke-test.sh']);
+  it('include the entrypoint, the healthcheck, the custom-nodes installer and the smoke test', () => {
+    expect(scripts).toEqual([
+      'entrypoint.sh',
+      'healthcheck.sh',
+      'install-custom-nodes.sh',
+      'smoke-test.sh',
+    ]);
   });
 
   it.each(scripts)('%s is shellcheck-clean (all severities)', (script) => {
