@@ -4,7 +4,9 @@
 #   comfyui-worker/smoke-test.sh comfyui-worker:smoke
 # Passes when the container, with CPU_ONLY=true and an empty models tree mounted where the SFS
 # goes: answers 200 {"status":"ok"} on /health, registers the SFS model folders, runs as non-root,
-# turns Docker-healthy through its own HEALTHCHECK, and stops on SIGTERM without being killed.
+# turns Docker-healthy through its own HEALTHCHECK, has each custom node of custom-nodes.txt at its
+# pinned commit, and stops on SIGTERM without being killed.
+#   SMOKE_CUSTOM_NODES [custom-nodes.txt beside this script] the pinned list to check;
 #   SMOKE_TIMEOUT [600] seconds to wait for /health; SMOKE_PORT [18188] host port;
 #   SMOKE_POLL_SECONDS [5] pause between probes; SMOKE_STOP_SECONDS [30] SIGTERM grace (Verda's)
 set -euo pipefail
@@ -14,6 +16,7 @@ timeout=${SMOKE_TIMEOUT:-600}
 host_port=${SMOKE_PORT:-18188}
 poll=${SMOKE_POLL_SECONDS:-5}
 stop_grace=${SMOKE_STOP_SECONDS:-30}
+node_list=${SMOKE_CUSTOM_NODES:-$(dirname -- "$(readlink -f -- "$0")")/custom-nodes.txt}
 name="comfyui-worker-smoke-$$"
 models=$(mktemp -d)
 passed=false
@@ -60,6 +63,23 @@ say "/health answered after ${SECONDS}s: $body"
 uid=$(docker exec "$name" id -u)
 [[ "$uid" != 0 ]] || fail "the worker runs as root"
 say "runs as uid $uid"
+
+# Each pinned custom node is in the image at its commit (the installer's .comfyume-pin stamp).
+[[ -f "$node_list" ]] || fail "custom-nodes list $node_list is missing"
+nodes=0
+while IFS= read -r line || [[ -n "$line" ]]; do
+  line=${line%%#*}
+  read -r url commit _ <<<"$line" || true
+  [[ -n "${url:-}" ]] || continue
+  node=${url%/}
+  node=${node##*/}
+  node=${node%.git}
+  pin=$(docker exec "$name" cat "/opt/ComfyUI/custom_nodes/$node/.comfyume-pin" 2>/dev/null) ||
+    fail "custom node $node ($url) is not in the image"
+  [[ "$pin" == "$url $commit" ]] || fail "custom node $node is '$pin', expected '$url $commit'"
+  nodes=$((nodes + 1))
+done <"$node_list"
+say "custom nodes at their pinned commits: $nodes"
 
 docker logs "$name" 2>&1 | grep -q 'checkpoints /mnt/sfs/models/checkpoints' ||
   fail "ComfyUI did not register /mnt/sfs/models/checkpoints from extra_model_paths.yaml"

@@ -71,6 +71,8 @@ const debianPackages = [
   ['apt-utils', '/usr/bin/apt-ftparchive'],
   ['redis-server', '/usr/bin/redis-server'],
   ['redis-tools', '/usr/bin/redis-cli'],
+  // The worker copies its outputs to R2 with rclone (tests/integration/worker-outputs.test.ts).
+  ['rclone', '/usr/bin/rclone'],
 ];
 
 function ensureDebianPackages() {

@@ -107,8 +107,16 @@ export async function readManifest(
 ): Promise<Map<string, { size: number; sha256: string }>> {
   const key = vaultKey(v, MANIFEST_NAME);
   const text = (await v.store.getText(key)) ?? '';
+  return parseManifestText(text, `${key} in bucket ${v.store.bucket}`);
+}
+
+/** A models-manifest.json's text (from the bucket or a downloaded copy); `where` names it in errors. */
+export function parseManifestText(
+  text: string,
+  where: string,
+): Map<string, { size: number; sha256: string }> {
   const invalid = (why: string): OpsError =>
-    new OpsError(`${key} in bucket ${v.store.bucket} is not a valid models manifest: ${why}`);
+    new OpsError(`${where} is not a valid models manifest: ${why}`);
   let data: unknown;
   try {
     data = JSON.parse(text);

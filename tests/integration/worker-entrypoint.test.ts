@@ -111,7 +111,9 @@ case $command in
         fi ;;
     esac
     ;;
-  exec) echo "$FAKE_UID" ;;
+  exec)
+    # exec NAME id -u | exec NAME cat PATH (a file of the image, from FAKE_IMAGE_ROOT)
+    if [ "$2" = cat ]; then cat "\${FAKE_IMAGE_ROOT:-/nonexistent}$3"; else echo "$FAKE_UID"; fi ;;
   logs) cat "$state/$1/log" ;;
   stop)
     dir=$state/$3
@@ -333,8 +335,34 @@ describe('worker entrypoint, exec and signals', () => {
       expect(r.stdout).toContain('[smoke] runs as uid 1000');
       expect(r.stdout).toContain('[smoke] model folders registered from /mnt/sfs/models');
       expect(r.stdout).toContain('[smoke] Docker HEALTHCHECK: healthy');
+      expect(r.stdout).toContain('[smoke] custom nodes at their pinned commits: 0');
       expect(r.stdout).toContain('[smoke] stopped on SIGTERM (exit 0)');
       expect(r.stdout.trim().split('\n').at(-1)).toBe('[smoke] passed');
+    });
+
+    it('checks each pinned custom node of the list is in the image at its commit', async () => {
+      const list = path.join(work, 'nodes.txt');
+      const sha = 'a'.repeat(40);
+      writeFileSync(list, `# pinned\nhttps://example.invalid/o/NodeA.git ${sha}\n`);
+      const image = path.join(work, 'image-root');
+      mkdirSync(path.join(image, 'opt/ComfyUI/custom_nodes/NodeA'), { recursive: true });
+      const pin = path.join(image, 'opt/ComfyUI/custom_nodes/NodeA/.comfyume-pin');
+      writeFileSync(pin, `https://example.invalid/o/NodeA.git ${sha}\n`);
+      const good = await smoke({ SMOKE_CUSTOM_NODES: list, FAKE_IMAGE_ROOT: image });
+      expect(good.code).toBe(0);
+      expect(good.stdout).toContain('[smoke] custom nodes at their pinned commits: 1');
+
+      writeFileSync(pin, `https://example.invalid/o/NodeA.git ${'b'.repeat(40)}\n`);
+      const moved = await smoke({ SMOKE_CUSTOM_NODES: list, FAKE_IMAGE_ROOT: image });
+      expect(moved.code).toBe(1);
+      expect(moved.stderr).toContain(
+        `[smoke] FAILED: custom node NodeA is 'https://example.invalid/o/NodeA.git ${'b'.repeat(40)}', expected 'https://example.invalid/o/NodeA.git ${sha}'`,
+      );
+      rmSync(pin);
+      const absent = await smoke({ SMOKE_CUSTOM_NODES: list, FAKE_IMAGE_ROOT: image });
+      expect(absent.stderr).toContain(
+        '[smoke] FAILED: custom node NodeA (https://example.invalid/o/NodeA.git) is not in the image',
+      );
     });
 
     it.each([
@@ -363,3 +391,104 @@ describe('worker entrypoint, exec and signals', () => {
     });
   },
 );
+
+describe('install-custom-nodes.sh, the pinned custom nodes of the image', () => {
+  const installer = path.join(workerDir, 'install-custom-nodes.sh');
+  const git = (cwd: string, ...args: string[]) => {
+    const r = spawnSync(
+      'git',
+      ['-c', 'user.email=t@example.invalid', '-c', 'user.name=t', ...args],
+      {
+        cwd,
+        encoding: 'utf8',
+      },
+    );
+    if (r.status !== 0) throw new Error(`git ${args.join(' ')}: ${r.stderr}`);
+    return r.stdout.trim();
+  };
+  const install = (list: string, dest: string) =>
+    spawnSync('bash', [installer, list, dest], { encoding: 'utf8' });
+
+  let repo: string;
+  let first: string;
+
+  beforeAll(() => {
+    repo = path.join(work, 'src/ComfyUI-Pinned');
+    mkdirSync(repo, { recursive: true });
+    git(repo, 'init', '-q');
+    writeFileSync(path.join(repo, '__init__.py'), 'VERSION = 1\n');
+    git(repo, 'add', '.');
+    git(repo, 'commit', '-qm', 'one');
+    first = git(repo, 'rev-parse', 'HEAD');
+    writeFileSync(path.join(repo, '__init__.py'), 'VERSION = 2\n');
+    git(repo, 'commit', '-qam', 'two');
+  });
+
+  it('installs a node at its pinned commit (not the branch tip), without .git, stamped', () => {
+    const list = path.join(work, 'pinned.txt');
+    writeFileSync(list, `# a comment\n\nfile://${repo} ${first}  # the first release\n`);
+    const dest = path.join(work, 'installed');
+    const r = install(list, dest);
+    expect(r.stderr).toBe('');
+    expect(r.status).toBe(0);
+    expect(readFileSync(path.join(dest, 'ComfyUI-Pinned/__init__.py'), 'utf8')).toBe(
+      'VERSION = 1\n',
+    );
+    expect(existsSync(path.join(dest, 'ComfyUI-Pinned/.git'))).toBe(false);
+    expect(readFileSync(path.join(dest, 'ComfyUI-Pinned/.comfyume-pin'), 'utf8')).toBe(
+      `file://${repo} ${first}\n`,
+    );
+    expect(r.stdout).toContain('[custom-nodes] 1 node(s) installed');
+  });
+
+  it.each([
+    [
+      'a tag',
+      (u: string) => `${u} v1.0`,
+      "commit 'v1.0' must be a full 40-hex commit (a tag or branch can move)",
+    ],
+    [
+      'a short commit',
+      (u: string) => `${u} abc1234`,
+      "commit 'abc1234' must be a full 40-hex commit (a tag or branch can move)",
+    ],
+    [
+      'no commit',
+      (u: string) => u,
+      "commit '' must be a full 40-hex commit (a tag or branch can move)",
+    ],
+    [
+      'an ssh URL',
+      () => `git@github.com:o/n.git ${'a'.repeat(40)}`,
+      "repository 'git@github.com:o/n.git' must be an https:// (or file://) URL",
+    ],
+    [
+      'extra text',
+      (u: string) => `${u} ${'a'.repeat(40)} main`,
+      "expected '<repository URL> <commit>', got extra text 'main'",
+    ],
+  ])('refuses %s, naming the line, before fetching anything', (_what, line, message) => {
+    const list = path.join(work, 'bad.txt');
+    writeFileSync(list, `# ok\n${line(`file://${repo}`)}\n`);
+    const dest = path.join(work, 'not-installed');
+    const r = install(list, dest);
+    expect(r.status).toBe(1);
+    expect(r.stderr).toBe(`[custom-nodes] error: ${list} line 2: ${message}\n`);
+    expect(existsSync(dest)).toBe(false);
+  });
+
+  it('refuses a commit the repository does not have', () => {
+    const list = path.join(work, 'unknown.txt');
+    writeFileSync(list, `file://${repo} ${'0'.repeat(40)}\n`);
+    const r = install(list, path.join(work, 'unknown-dest'));
+    expect(r.status).toBe(1);
+    expect(r.stderr).toContain(
+      `[custom-nodes] error: file://${repo} has no commit ${'0'.repeat(40)}`,
+    );
+  });
+
+  it('the image list (comfyui-worker/custom-nodes.txt) is valid and installs', () => {
+    const r = install(path.join(workerDir, 'custom-nodes.txt'), path.join(work, 'image-nodes'));
+    expect(r.status).toBe(0);
+  });
+});

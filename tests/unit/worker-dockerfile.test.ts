@@ -227,6 +227,25 @@ describe('worker Dockerfile', () => {
     expect(dockerfileProblems(broken).join('\n')).toContain(expected);
   });
 
+  it('installs rclone, the pinned custom nodes (checked installer, list) and the worker helpers', () => {
+    const runtimeApt = instructions(dockerfile).find(
+      (i) => i.keyword === 'RUN' && /apt-get install/.test(i.args) && /tini/.test(i.args),
+    );
+    expect(runtimeApt?.args).toMatch(/\srclone\s/);
+    expect(dockerfile).toContain(
+      'RUN /tmp/install-custom-nodes.sh /tmp/custom-nodes.txt /src/custom_nodes',
+    );
+    expect(dockerfile).toMatch(
+      /^COPY --from=source --chown=1000:1000 \/src\/custom_nodes\/ \/opt\/ComfyUI\/custom_nodes\/$/m,
+    );
+    // The pinned nodes' requirements cannot move torch.
+    expect(dockerfile).toMatch(/pip install -c \/opt\/torch-constraints\.txt -r "\$\{req\}"/);
+    expect(dockerfile).toMatch(
+      /^COPY --chmod=0644 extra_model_paths\.yaml worker\.py models\.json custom-nodes\.txt \/opt\/comfyui-worker\/$/m,
+    );
+    expect(dockerfile).toMatch(/^COPY comfyume_worker \/opt\/comfyui-worker\/comfyume_worker$/m);
+  });
+
   it('keeps the build context small and the scripts in it', () => {
     const ignored = readFileSync(path.join(context, '.dockerignore'), 'utf8')
       .split('\n')
@@ -237,6 +256,11 @@ describe('worker Dockerfile', () => {
       'healthcheck.sh',
       'extra_model_paths.yaml',
       'custom_nodes',
+      'comfyume_worker',
+      'worker.py',
+      'models.json',
+      'custom-nodes.txt',
+      'install-custom-nodes.sh',
     ]) {
       expect(ignored).not.toContain(kept);
     }

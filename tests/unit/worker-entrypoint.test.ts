@@ -25,6 +25,13 @@ beforeAll(() => {
   writeFileSync(path.join(models, 'loras/a.safetensors'), 'a');
   writeFileSync(path.join(models, 'loras/b.safetensors'), 'b');
   writeFileSync(path.join(models, 'loras/notes.txt'), 'not a model');
+  writeFileSync(
+    path.join(work, 'models.json'),
+    JSON.stringify({
+      version: 1,
+      models: [{ path: 'checkpoints/ltx-2-19b-dev-fp8.safetensors', size: 64, sha256: null }],
+    }),
+  );
 });
 
 afterAll(() => rmSync(work, { recursive: true, force: true }));
@@ -34,7 +41,12 @@ type Run = { code: number | null; stdout: string; stderr: string };
 /** Runs the entrypoint with a clean environment: only PATH plus what the test sets. */
 function run(env: Record<string, string>, args: string[] = ['--print-command']): Run {
   const result = spawnSync('bash', [entrypoint, ...args], {
-    env: { PATH: process.env.PATH ?? '/usr/bin:/bin', MODELS_DIR: models, ...env },
+    env: {
+      PATH: process.env.PATH ?? '/usr/bin:/bin',
+      MODELS_DIR: models,
+      MODELS_LIST: path.join(work, 'models.json'),
+      ...env,
+    },
     encoding: 'utf8',
   });
   return { code: result.status, stdout: result.stdout, stderr: result.stderr };
@@ -62,6 +74,7 @@ describe('worker entrypoint, dry mode', () => {
     });
     expect(r.stderr).toContain('models: checkpoints/ has 1 .safetensors file(s)');
     expect(r.stderr).toContain('models: loras/ has 2 .safetensors file(s)');
+    expect(r.stderr).toContain('[comfyui-worker] models: 1 of 1 required model(s) in place\n');
     expect(r.stderr).not.toContain('warning');
   });
 
@@ -246,5 +259,154 @@ describe('worker entrypoint, dry mode', () => {
     const r = run({ WORKER_RUNTIME_DIR: runtime, COMFYUI_DIR: empty }, []);
     expect(r.code).toBe(64);
     expect(r.stderr).toContain(`[comfyui-worker] error: COMFYUI_DIR ${empty} has no main.py\n`);
+  });
+});
+
+describe('worker entrypoint, the models the workshop needs (MODELS_LIST)', () => {
+  const list = (entries: unknown[]) => {
+    const file = path.join(work, `list-${Math.random().toString(36).slice(2)}.json`);
+    writeFileSync(file, JSON.stringify({ version: 1, models: entries }));
+    return file;
+  };
+
+  it('by default checks the baked list (comfyui-worker/models.json), naming each missing model', () => {
+    const r = run({ WORKER_RUNTIME_DIR: runtime, MODELS_LIST: '' });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(
+      `[comfyui-worker] warning: model missing: text_encoders/gemma_3_12B_it.safetensors (no such file under ${models})\n`,
+    );
+    expect(r.stderr).toContain(
+      '[comfyui-worker] models: 1 of 4 required model(s) in place (1 without a recorded size: presence checked)\n',
+    );
+  });
+
+  it('names a wrong-sized model and still starts without REQUIRE_MODELS', () => {
+    const file = list([
+      { path: 'checkpoints/ltx-2-19b-dev-fp8.safetensors', size: 65, sha256: null },
+      { path: 'loras/a.safetensors', size: 1, sha256: 'a'.repeat(64) },
+    ]);
+    const r = run({ WORKER_RUNTIME_DIR: runtime, MODELS_LIST: file });
+    expect(r.code).toBe(0);
+    expect(r.stderr).toContain(
+      '[comfyui-worker] warning: model wrong size: checkpoints/ltx-2-19b-dev-fp8.safetensors is 64 bytes, expected 65\n',
+    );
+    expect(r.stderr).toContain('[comfyui-worker] models: 1 of 2 required model(s) in place\n');
+    expect(r.stdout).toBe(`${baseCommand()}\n`);
+  });
+
+  it('REQUIRE_MODELS=true stops with exit 66 and the list, before printing or running anything', () => {
+    const file = list([
+      { path: 'checkpoints/ltx-2-19b-dev-fp8.safetensors', size: 65, sha256: null },
+      { path: 'loras/gone.safetensors', size: 5, sha256: null },
+      { path: 'loras/a.safetensors', size: 1, sha256: null },
+    ]);
+    const r = run({ WORKER_RUNTIME_DIR: runtime, MODELS_LIST: file, REQUIRE_MODELS: 'true' });
+    expect(r.code).toBe(66);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(
+      '[comfyui-worker] error: REQUIRE_MODELS is set and 2 required model(s) are missing or wrong-sized: ' +
+        'loras/gone.safetensors (missing), checkpoints/ltx-2-19b-dev-fp8.safetensors (64 bytes, expected 65)\n',
+    );
+  });
+
+  it.each([
+    [
+      [{ path: '../etc/passwd', size: 1, sha256: null }],
+      'models[0].path "../etc/passwd" is refused: it has a \'..\' segment',
+    ],
+    [
+      [{ path: 'a.safetensors', size: -1, sha256: null }],
+      'models[0].size: expected a byte count or null, got -1',
+    ],
+    [
+      [{ path: 'a.safetensors', size: 1, sha256: 'XYZ' }],
+      'models[0].sha256: expected 64 lowercase hex characters or null, got "XYZ"',
+    ],
+    [
+      [
+        { path: 'a', size: 1, sha256: null },
+        { path: 'a', size: 1, sha256: null },
+      ],
+      'models[1].path: duplicate path "a"',
+    ],
+  ])(
+    'refuses a models list with a bad entry (exit 64, naming the file and the entry)',
+    (entries, message) => {
+      const file = list(entries);
+      const r = run({ WORKER_RUNTIME_DIR: runtime, MODELS_LIST: file });
+      expect(r.code).toBe(64);
+      expect(r.stderr).toContain(`[comfyui-worker] error: models list ${file}: ${message}`);
+    },
+  );
+
+  it('refuses a models list that is missing', () => {
+    const file = path.join(work, 'no-list.json');
+    const r = run({ WORKER_RUNTIME_DIR: runtime, MODELS_LIST: file });
+    expect(r.code).toBe(64);
+    expect(r.stderr).toContain(
+      `[comfyui-worker] error: models list ${file} cannot be read: No such file or directory\n`,
+    );
+  });
+});
+
+describe('worker entrypoint, outputs to R2 (OUTPUT_BUCKET)', () => {
+  const keys = {
+    RCLONE_CONFIG_R2_ACCESS_KEY_ID: 'test-access-key',
+    RCLONE_CONFIG_R2_SECRET_ACCESS_KEY: 'test-secret-key-not-real',
+    RCLONE_CONFIG_R2_ENDPOINT: 'http://127.0.0.1:9',
+  };
+
+  it('without OUTPUT_BUCKET, execs ComfyUI itself and says outputs stay on the replica', () => {
+    const r = run({ WORKER_RUNTIME_DIR: runtime });
+    expect(r.stdout).toBe(`${baseCommand()}\n`);
+    expect(r.stderr).toContain(
+      '[comfyui-worker] outputs: OUTPUT_BUCKET is not set: outputs stay on this replica (lost on scale-down)\n',
+    );
+  });
+
+  it('with OUTPUT_BUCKET, execs the supervisor with the ComfyUI command after --, no key on the line', () => {
+    const r = run({ WORKER_RUNTIME_DIR: runtime, OUTPUT_BUCKET: 'workshop-outputs', ...keys });
+    expect(r.code).toBe(0);
+    const worker = path.join(root, 'comfyui-worker/worker.py');
+    expect(r.stdout).toBe(
+      `cd /opt/ComfyUI && exec python3 -B ${worker} supervise -- python3 main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config ${config()}\n`,
+    );
+    expect(r.stdout + r.stderr).not.toContain('test-secret-key-not-real');
+    expect(r.stdout + r.stderr).not.toContain('test-access-key');
+  });
+
+  it.each([
+    [
+      { OUTPUT_BUCKET: 'Bad_Bucket' },
+      "OUTPUT_BUCKET must be a bucket name (3-63 of a-z, 0-9, '.', '-'), got 'Bad_Bucket'",
+    ],
+    [{ OUTPUT_PREFIX: 'a/../b' }, 'OUTPUT_PREFIX "a/../b" is refused: it has a \'..\' segment'],
+    [
+      { OUTPUT_REMOTE: 'r2 x' },
+      "OUTPUT_REMOTE must be an rclone remote name (a letter, then letters, digits, '_'), got 'r2 x'",
+    ],
+    [
+      { SHUTDOWN_GRACE_SECONDS: '30s' },
+      "SHUTDOWN_GRACE_SECONDS must be a whole number of seconds from 0 to 3600, got '30s'",
+    ],
+    [
+      { OUTPUT_POLL_SECONDS: '0' },
+      "OUTPUT_POLL_SECONDS must be a number of seconds from 0.05 to 60, got '0'",
+    ],
+    [
+      { RCLONE_CONFIG_R2_ENDPOINT: '' },
+      "OUTPUT_BUCKET is set but the R2 remote 'r2' is not configured: set RCLONE_CONFIG_R2_ENDPOINT",
+    ],
+  ])('refuses %j before anything runs (exit 64)', (bad, message) => {
+    const r = run({
+      WORKER_RUNTIME_DIR: runtime,
+      OUTPUT_BUCKET: 'workshop-outputs',
+      ...keys,
+      ...bad,
+    });
+    expect(r.code).toBe(64);
+    expect(r.stdout).toBe('');
+    expect(r.stderr).toContain(`[comfyui-worker] error: ${message}`);
+    expect(r.stderr).not.toContain('test-secret-key-not-real');
   });
 });

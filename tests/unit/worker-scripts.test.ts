@@ -2,7 +2,8 @@
 // /health custom node loaded by Python with ComfyUI's two imports (server, aiohttp) stubbed.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
 import { execFile, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync } from 'node:fs';
+import { existsSync, mkdtempSync, readdirSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import path from 'node:path';
@@ -24,8 +25,13 @@ function skipBecause(reason: string): void {
 }
 
 describe('worker scripts', () => {
-  it('include the entrypoint, the healthcheck and the smoke test', () => {
-    expect(scripts).toEqual(['entrypoint.sh', 'healthcheck.sh', 'smoke-test.sh']);
+  it('include the entrypoint, the healthcheck, the custom-nodes installer and the smoke test', () => {
+    expect(scripts).toEqual([
+      'entrypoint.sh',
+      'healthcheck.sh',
+      'install-custom-nodes.sh',
+      'smoke-test.sh',
+    ]);
   });
 
   it.each(scripts)('%s is shellcheck-clean (all severities)', (script) => {
@@ -99,11 +105,12 @@ describe('healthcheck.sh', () => {
 });
 
 // Loads custom_nodes/comfyume_health the way ComfyUI imports a custom node package, with stand-ins
-// for `server.PromptServer` and `aiohttp.web`, then calls the registered /health handler.
+// for `server.PromptServer` and `aiohttp.web`, then calls the registered handlers: /health, /ready
+// (models, warm-up, draining) and the middleware that refuses new prompts while draining.
 const harness = String.raw`
-import asyncio, importlib.util, json, sys, types
+import asyncio, importlib.util, json, os, sys, types
 
-node_dir = sys.argv[1]
+node_dir, work = sys.argv[1], sys.argv[2]
 routes = {}
 
 class Routes:
@@ -121,19 +128,29 @@ class Queue:
             raise AttributeError("queue API changed")
         return self.remaining
 
+class App:
+    middlewares = []
+
 class PromptServer:
     instance = None
 
 PromptServer.instance = PromptServer()
 PromptServer.instance.routes = Routes()
+PromptServer.instance.app = App()
 PromptServer.instance.prompt_queue = Queue(2)
 
 class JsonResponse:
-    def __init__(self, data):
+    def __init__(self, data, status=200):
         self.data = data
+        self.status = status
+
+def middleware(f):
+    f.__middleware_version__ = 1
+    return f
 
 web = types.ModuleType("aiohttp.web")
 web.json_response = JsonResponse
+web.middleware = middleware
 aiohttp = types.ModuleType("aiohttp")
 aiohttp.web = web
 server = types.ModuleType("server")
@@ -145,28 +162,98 @@ spec = importlib.util.spec_from_file_location(
 module = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(module)
 
-busy = asyncio.run(routes["/health"](None)).data
+def call(path):
+    r = asyncio.run(routes[path](None))
+    return {"http": r.status, **r.data}
+
+busy = call("/health")
 PromptServer.instance.prompt_queue = Queue(None)
-unknown = asyncio.run(routes["/health"](None)).data
+unknown = call("/health")
+
+models, run = os.path.join(work, "models"), os.path.join(work, "run")
+os.makedirs(os.path.join(models, "loras"))
+os.makedirs(run)
+with open(os.path.join(work, "list.json"), "w") as f:
+    json.dump({"version": 1, "models": [{"path": "loras/a.safetensors", "size": 3, "sha256": None}]}, f)
+os.environ.update(MODELS_LIST=os.path.join(work, "list.json"), MODELS_DIR=models, WORKER_RUNTIME_DIR=run)
+ready = {"missing": call("/ready")}
+with open(os.path.join(models, "loras/a.safetensors"), "w") as f:
+    f.write("abc")
+ready["present"] = call("/ready")
+with open(os.path.join(run, "warmup.state"), "w") as f:
+    f.write("running\n")
+ready["warming"] = call("/ready")
+with open(os.path.join(run, "warmup.state"), "w") as f:
+    f.write("done 123\n")
+ready["warmed"] = call("/ready")
+
+class Request:
+    def __init__(self, method, path):
+        self.method, self.path = method, path
+
+async def passed(_request):
+    return JsonResponse({"passed": True})
+
+def through(method, path):
+    r = asyncio.run(PromptServer.instance.app.middlewares[0](Request(method, path), passed))
+    return {"http": r.status, **r.data}
+
+gate = {"before": through("POST", "/prompt")}
+with open(os.path.join(run, "draining"), "w") as f:
+    f.write("x")
+gate["draining"] = through("POST", "/prompt")
+gate["queue_get"] = through("GET", "/queue")
+ready["draining"] = call("/ready")
 print(json.dumps({"routes": sorted(routes), "nodes": module.NODE_CLASS_MAPPINGS,
-                  "busy": busy, "unknown": unknown}))
+                  "busy": busy, "unknown": unknown, "ready": ready, "gate": gate,
+                  "middlewares": len(PromptServer.instance.app.middlewares)}))
 `;
 
 describe('comfyume_health custom node', () => {
-  it('registers GET /health answering {"status":"ok"} with the queue length, and no nodes', () => {
+  it('serves /health (liveness), /ready (models, warm-up, draining) and refuses new prompts while draining', () => {
     if (!python) return skipBecause('python3 is missing');
-    const result = spawnSync(
-      python,
-      ['-B', '-c', harness, path.join(workerDir, 'custom_nodes/comfyume_health')],
-      { encoding: 'utf8' },
-    );
-    expect(result.stderr).toBe('');
-    expect(JSON.parse(result.stdout)).toEqual({
-      routes: ['/health'],
-      nodes: {},
-      busy: { status: 'ok', queue_remaining: 2 },
+    const work = mkdtempSync(path.join(tmpdir(), 'health-node-'));
+    try {
+      const result = spawnSync(
+        python,
+        ['-B', '-c', harness, path.join(workerDir, 'custom_nodes/comfyume_health'), work],
+        { encoding: 'utf8', env: { ...process.env, COMFYUME_WORKER_LIB: workerDir } },
+      );
+      expect(result.stderr).toBe('');
+      const out = JSON.parse(result.stdout) as Record<string, Record<string, unknown>>;
+      expect(out.routes).toEqual(['/health', '/ready']);
+      expect(out.nodes).toEqual({});
+      expect(out.busy).toEqual({ http: 200, status: 'ok', queue_remaining: 2 });
       // The probe still answers when ComfyUI's queue API is not what we expect.
-      unknown: { status: 'ok', queue_remaining: null },
-    });
+      expect(out.unknown).toEqual({ http: 200, status: 'ok', queue_remaining: null });
+      const ready = out.ready as Record<string, Record<string, unknown>>;
+      expect(ready.missing).toMatchObject({
+        http: 503,
+        status: 'not-ready',
+        missing: [{ path: 'loras/a.safetensors', reason: 'no such file' }],
+        reason: 'missing: loras/a.safetensors',
+      });
+      expect(ready.present).toMatchObject({
+        http: 200,
+        status: 'ready',
+        required: 1,
+        missing: [],
+        wrong_size: [],
+      });
+      expect(ready.warming).toMatchObject({
+        http: 503,
+        warm_up: 'running',
+        reason: 'the model warm-up is still reading',
+      });
+      expect(ready.warmed).toMatchObject({ http: 200, status: 'ready', warm_up: 'done' });
+      expect(ready.draining).toMatchObject({ http: 503, status: 'draining' });
+      const gate = out.gate as Record<string, Record<string, unknown>>;
+      expect(gate.before).toEqual({ http: 200, passed: true });
+      expect(gate.draining).toMatchObject({ http: 503, error: { type: 'worker_draining' } });
+      expect(gate.queue_get).toEqual({ http: 200, passed: true });
+      expect(out.middlewares).toBe(1);
+    } finally {
+      rmSync(work, { recursive: true, force: true });
+    }
   });
 });
