@@ -45,6 +45,8 @@ export interface CreateResult {
   created: boolean;
   createdVolumes: string[];
   bootstrapFingerprint: string | undefined;
+  /** RESTORE.sh's --models-mount for a shared Model Vault ('SERVER:/PATH nfs OPTS'), if known. */
+  modelsMount: string | undefined;
   /** Phase times in ms: volumes ready, instance POST → running, running → SSH answered. */
   timings: { volumesMs: number; instanceMs: number; sshMs: number | undefined };
 }
@@ -73,6 +75,7 @@ export async function createHost(
       created: false,
       createdVolumes: [],
       bootstrapFingerprint: undefined,
+      modelsMount: modelsMountOf(plan.volumes.find((v) => v.role === 'models')?.existing),
       timings: { volumesMs: 0, instanceMs: 0, sshMs: undefined },
     };
   }
@@ -84,6 +87,7 @@ export async function createHost(
   const volumesStarted = now();
   const createdVolumes: string[] = [];
   const volumeIds: string[] = [];
+  let modelsMount: string | undefined;
   for (const v of plan.volumes) {
     let volume = v.existing;
     if (!volume) {
@@ -96,7 +100,9 @@ export async function createHost(
       });
       createdVolumes.push(v.want.name);
     } else logger.info(`reusing volume "${v.want.name}" (${volume.id}, ${volume.status})`);
-    volumeIds.push((await waitForVolume(deps, volume, opts.wait)).id);
+    const ready = await waitForVolume(deps, volume, opts.wait);
+    volumeIds.push(ready.id);
+    if (v.role === 'models') modelsMount = modelsMountOf(ready);
   }
   const volumesMs = now() - volumesStarted;
 
@@ -146,9 +152,14 @@ export async function createHost(
     created: true,
     createdVolumes,
     bootstrapFingerprint: key.fingerprint,
+    modelsMount,
     timings: { volumesMs, instanceMs, sshMs },
   };
 }
+
+/** The shared filesystem as RESTORE.sh mounts it (the options Verda's own mount_command uses). */
+const modelsMountOf = (volume: Volume | undefined): string | undefined =>
+  volume?.nfsSource === undefined ? undefined : `${volume.nfsSource} nfs nconnect=16`;
 
 /** What the admin can do about an instance in this status. */
 function nextStepFor(status: string): string {

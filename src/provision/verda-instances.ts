@@ -57,6 +57,8 @@ export interface Volume {
   /** Every instance it is attached to (a shared filesystem may have several). */
   instanceIds: string[];
   hourlyCost: number | undefined;
+  /** A shared filesystem's NFS export (server:/path), from its mount_command or pseudo_path. */
+  nfsSource: string | undefined;
 }
 
 export interface SshKey {
@@ -174,6 +176,8 @@ const volumeSchema = z
     instance_id: id.nullish(),
     instances: z.preprocess((v) => (Array.isArray(v) ? v : []), z.array(attachedInstance)),
     base_hourly_cost: price,
+    mount_command: z.string().max(1000).optional().catch(undefined),
+    pseudo_path: z.string().max(300).optional().catch(undefined),
   })
   .transform((v): Volume => ({
     id: v.id,
@@ -187,7 +191,26 @@ const volumeSchema = z
       ...new Set([...(v.instance_id ? [v.instance_id] : []), ...v.instances.map((i) => i.id)]),
     ],
     hourlyCost: v.base_hourly_cost,
+    nfsSource: nfsSource(v.mount_command, v.pseudo_path, v.location),
   }));
+
+const NFS_SOURCE_RE = /^[a-z0-9][a-z0-9.-]{0,200}:\/[\w/.-]{0,200}$/;
+
+/**
+ * The export a shared filesystem is mounted from: the `server:/path` word of the API's
+ * mount_command, else the documented server of the location with its pseudo_path. Anything
+ * that is not plainly a host and a path is ignored (it goes to fstab on the host).
+ */
+function nfsSource(
+  mountCommand: string | undefined,
+  pseudoPath: string | undefined,
+  location: string,
+): string | undefined {
+  const word = mountCommand?.split(/\s+/).find((w) => NFS_SOURCE_RE.test(w));
+  if (word) return word;
+  const derived = `nfs.${location.toLowerCase()}.datacrunch.io:${pseudoPath ?? ''}`;
+  return pseudoPath && NFS_SOURCE_RE.test(derived) ? derived : undefined;
+}
 
 const instanceTypeSchema = z
   .looseObject({

@@ -118,6 +118,9 @@ describe('the GPU host from nothing to deleted', () => {
     expect(failure(run)).toBe('');
     expect(run.outputs.status).toBe('running');
     expect(run.outputs.ip).toBe('192.0.2.11');
+    expect(run.outputs['models-mount']).toMatch(
+      /^nfs\.fin-01\.datacrunch\.io:\/model-vault-[0-9a-f]{8} nfs nconnect=16$/,
+    );
     expect(run.outputs.changed).toBe('true');
     expect(Number(run.outputs['provision-seconds'])).toBeGreaterThan(0);
     const [instance, ...others] = w.emu.instances().filter((i) => i.listed);

@@ -62454,6 +62454,8 @@ const volumeSchema = looseObject({
     instance_id: id.nullish(),
     instances: preprocess((v) => (Array.isArray(v) ? v : []), array(attachedInstance)),
     base_hourly_cost: price,
+    mount_command: schemas_string().max(1000).optional().catch(undefined),
+    pseudo_path: schemas_string().max(300).optional().catch(undefined),
 })
     .transform((v) => ({
     id: v.id,
@@ -62467,7 +62469,21 @@ const volumeSchema = looseObject({
         ...new Set([...(v.instance_id ? [v.instance_id] : []), ...v.instances.map((i) => i.id)]),
     ],
     hourlyCost: v.base_hourly_cost,
+    nfsSource: nfsSource(v.mount_command, v.pseudo_path, v.location),
 }));
+const NFS_SOURCE_RE = /^[a-z0-9][a-z0-9.-]{0,200}:\/[\w/.-]{0,200}$/;
+/**
+ * The export a shared filesystem is mounted from: the `server:/path` word of the API's
+ * mount_command, else the documented server of the location with its pseudo_path. Anything
+ * that is not plainly a host and a path is ignored (it goes to fstab on the host).
+ */
+function nfsSource(mountCommand, pseudoPath, location) {
+    const word = mountCommand?.split(/\s+/).find((w) => NFS_SOURCE_RE.test(w));
+    if (word)
+        return word;
+    const derived = `nfs.${location.toLowerCase()}.datacrunch.io:${pseudoPath ?? ''}`;
+    return pseudoPath && NFS_SOURCE_RE.test(derived) ? derived : undefined;
+}
 const instanceTypeSchema = looseObject({
     instance_type: schemas_string().max(100),
     description: verda_instances_text,
@@ -63370,6 +63386,7 @@ async function createHost(deps, target, opts) {
             created: false,
             createdVolumes: [],
             bootstrapFingerprint: undefined,
+            modelsMount: modelsMountOf(plan.volumes.find((v) => v.role === 'models')?.existing),
             timings: { volumesMs: 0, instanceMs: 0, sshMs: undefined },
         };
     }
@@ -63378,6 +63395,7 @@ async function createHost(deps, target, opts) {
     const volumesStarted = now();
     const createdVolumes = [];
     const volumeIds = [];
+    let modelsMount;
     for (const v of plan.volumes) {
         let volume = v.existing;
         if (!volume) {
@@ -63392,7 +63410,10 @@ async function createHost(deps, target, opts) {
         }
         else
             logger.info(`reusing volume "${v.want.name}" (${volume.id}, ${volume.status})`);
-        volumeIds.push((await waitForVolume(deps, volume, opts.wait)).id);
+        const ready = await waitForVolume(deps, volume, opts.wait);
+        volumeIds.push(ready.id);
+        if (v.role === 'models')
+            modelsMount = modelsMountOf(ready);
     }
     const volumesMs = now() - volumesStarted;
     const key = newBootstrapKey(hostname);
@@ -63440,9 +63461,12 @@ async function createHost(deps, target, opts) {
         created: true,
         createdVolumes,
         bootstrapFingerprint: key.fingerprint,
+        modelsMount,
         timings: { volumesMs, instanceMs, sshMs },
     };
 }
+/** The shared filesystem as RESTORE.sh mounts it (the options Verda's own mount_command uses). */
+const modelsMountOf = (volume) => volume?.nfsSource === undefined ? undefined : `${volume.nfsSource} nfs nconnect=16`;
 /** What the admin can do about an instance in this status. */
 function nextStepFor(status) {
     if (status === 'offline')
@@ -64165,6 +64189,7 @@ async function run(port) {
                     status: i.status,
                     'hourly-cost': result.plan.totalPerHour.toFixed(4),
                     'bootstrap-host-key-fingerprint': result.bootstrapFingerprint ?? '',
+                    'models-mount': result.modelsMount ?? '',
                     'volumes-seconds': seconds(result.timings.volumesMs),
                     'provision-seconds': seconds(result.timings.instanceMs),
                     'ssh-seconds': seconds(result.timings.sshMs),

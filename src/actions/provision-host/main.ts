@@ -97,6 +97,7 @@ export async function run(port: ActionPort): Promise<void> {
           status: i.status,
           'hourly-cost': result.plan.totalPerHour.toFixed(4),
           'bootstrap-host-key-fingerprint': result.bootstrapFingerprint ?? '',
+          'models-mount': result.modelsMount ?? '',
           'volumes-seconds': seconds(result.timings.volumesMs),
           'provision-seconds': seconds(result.timings.instanceMs),
           'ssh-seconds': seconds(result.timings.sshMs),
