@@ -99,6 +99,8 @@ export interface InstanceState {
   /** In the list (false once deleted or hibernated). */
   listed: boolean;
   bootCalls: number;
+  /** Why the boot hook failed (the instance is then `error`). */
+  bootError?: string;
 }
 
 export interface VolumeState {
@@ -893,6 +895,7 @@ export class InstanceStore {
       startupScriptId: inst.startupScriptId,
       listed: inst.phase.kind !== 'gone',
       bootCalls: inst.bootCalls,
+      ...(inst.boot.state === 'failed' ? { bootError: inst.boot.reason } : {}),
     }));
   }
 
