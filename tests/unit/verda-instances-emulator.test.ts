@@ -469,6 +469,21 @@ describe('the lifecycle on the emulated clock', () => {
     expectError(await act('delete', id), 400, 'forbidden_action', /discontinued/);
   });
 
+  it('boots from a detached OS volume given as the image (PY), which an attached one cannot be', async () => {
+    await start();
+    const first = await running();
+    const osVolume = (await instance(first)).os_volume_id as string;
+    await act('delete', first, { volume_ids: [] });
+    const second = await create({ hostname: 'gpu-again', image: osVolume });
+    expect(await instance(second)).toMatchObject({ image: osVolume, os_volume_id: osVolume });
+    expectError(
+      await call('POST', '/instances', order({ hostname: 'gpu-third', image: osVolume })),
+      400,
+      'invalid_request',
+      new RegExp(`volume ${osVolume} is attached to instance ${second}`),
+    );
+  });
+
   it('prices by contract: spot instances carry the spot price (as a string for string-priced types)', async () => {
     await start();
     const id = await create({ instance_type: '1H100.80S.22V', is_spot: true, contract: 'SPOT' });
@@ -716,6 +731,12 @@ describe('SSH keys and startup scripts', () => {
     );
     expectError(
       await call('POST', '/sshkeys', { name: 'x', key: 'not a key' }),
+      400,
+      'invalid_request',
+      /key must be an OpenSSH public key/,
+    );
+    expectError(
+      await call('POST', '/sshkeys', { name: 'x', key: `${key}\n${publicKey()}` }),
       400,
       'invalid_request',
       /key must be an OpenSSH public key/,
