@@ -3,7 +3,9 @@
 // shared read-only; upper/work: this instance's temp dir), its network a namespace of its own with
 // a veth pair (10.222.X.2 inside, 10.222.X.1 outside), its APT the local repository bound at
 // /repo, its two data disks real ext4 loop devices. sshd (root, key only, a fresh host key) is
-// reached from the outer machine at 10.222.X.2:22. stop() removes every trace.
+// reached from the outer machine at 10.222.X.2:22. stop() removes every trace. Like a cloud
+// instance it can take more authorized keys for root and a startup script run once at first boot
+// (the Verda emulator's boot hook, verda-instance-boot.ts, passes an instance's).
 import { spawn, spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import {
@@ -313,11 +315,19 @@ async function personalize(
   hostKeyFile: string,
 ): Promise<void> {
   const m = (p: string) => path.join(inst.merged, p);
+  // One key per line: a key with a line break in it would smuggle in another line.
+  const multiLine = authorizedKeys.find((k) => /[\r\n]/.test(k.trim()));
+  if (multiLine !== undefined)
+    throw new Error(`authorizedKeys: a key spans several lines: ${multiLine.slice(0, 40)}...`);
   await mkdir(m('root/.ssh'), { recursive: true, mode: 0o700 });
   await chmod(m('root/.ssh'), 0o700);
-  await writeFile(m('root/.ssh/authorized_keys'), authorizedKeys.map((k) => `${k}\n`).join(''), {
-    mode: 0o600,
-  });
+  await writeFile(
+    m('root/.ssh/authorized_keys'),
+    authorizedKeys.map((k) => `${k.trim()}\n`).join(''),
+    {
+      mode: 0o600,
+    },
+  );
   await writeFile(m('etc/ssh/ssh_host_ed25519_key'), await readFile(hostKeyFile), { mode: 0o600 });
   await writeFile(m('etc/ssh/ssh_host_ed25519_key.pub'), await readFile(`${hostKeyFile}.pub`), {
     mode: 0o644,

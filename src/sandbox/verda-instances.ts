@@ -99,6 +99,8 @@ export interface InstanceState {
   /** In the list (false once deleted or hibernated). */
   listed: boolean;
   bootCalls: number;
+  /** Why the boot hook failed (the instance is then `error`). */
+  bootError?: string;
 }
 
 export interface VolumeState {
@@ -560,7 +562,7 @@ export class InstanceStore {
         if (status === 'discontinued') throw forbidden("Can't hibernate a discontinued instance");
         if (status !== 'running' && status !== 'offline') throw wrongState('running or offline');
         // Hibernation removes the instance and keeps every volume (detached, still billed).
-        this.remove(inst, []);
+        this.remove(inst, [], false, now);
         return;
       default:
         // delete, discontinue
@@ -576,8 +578,8 @@ export class InstanceStore {
   private remove(
     inst: EmulatedInstance,
     volumeIds: string[] | undefined,
-    permanently = false,
-    now = 0,
+    permanently: boolean,
+    now: number,
   ): void {
     const attached = this.attachedTo(inst.id);
     const toDelete = volumeIds ?? (inst.osVolumeId === null ? [] : [inst.osVolumeId]);
@@ -821,7 +823,9 @@ export class InstanceStore {
   // ---- keys and scripts --------------------------------------------------------------------
 
   addKey(name: string, key: string, now: number): string {
-    const parsed = ssh2.utils.parseKey(key);
+    const parsed = /[\r\n]/.test(key.trim())
+      ? new Error('several lines')
+      : ssh2.utils.parseKey(key);
     if (parsed instanceof Error || parsed.isPrivateKey())
       throw invalid('key must be an OpenSSH public key ("ssh-ed25519 AAAA... comment")');
     const id = randomUUID();
@@ -893,6 +897,7 @@ export class InstanceStore {
       startupScriptId: inst.startupScriptId,
       listed: inst.phase.kind !== 'gone',
       bootCalls: inst.bootCalls,
+      ...(inst.boot.state === 'failed' ? { bootError: inst.boot.reason } : {}),
     }));
   }
 

@@ -21,10 +21,41 @@
 // pulls and registry logins (credentials only have to exist), ?projectId=, billing, and the
 // staging quirks beyond accepting a form-encoded token request.
 //
+// Beside it, on the same server, auth and fault table: the instance API of
+// ../shared/verda-instances-api.md (verda-instances.ts, verda-instance-routes.ts): instances
+// ordered -> provisioning -> running on the emulated clock (delays in `instances.delays`), their
+// actions, availability per (type, location, spot) from a capacity table, the catalogue with
+// prices, volumes, SSH keys, startup scripts and the balance. With `instances.bootHost` (e.g.
+// freshHostBooter() of verda-instance-boot.ts), provisioning boots a real host, and `running`
+// waits for both the delay and the boot; its address becomes the instance's `ip`.
+// Choices where that contract leaves room:
+// - Every create (instances, volumes, keys, scripts) answers 202 with the id as plain text
+//   (`instanceVariants`: 200/201, a quoted id or {id}). GET /sshkeys/{id} and /scripts/{id}
+//   answer 1-element arrays; /sshkeys and /ssh-keys are the same collection.
+// - A create without capacity is a 400 invalid_request "no capacity for <type> in <location>
+//   (on-demand|spot)" (the real code is unknown; dstack maps any create error to no capacity).
+//   A create takes one unit of capacity, a delete or hibernate gives it back; default unlimited.
+// - PUT /instances tries every id: all failed -> the first error ({code, message}, 400); some
+//   failed -> 207 with ActionResult[]; else 202 with ActionResult[]. Unknown id: 400
+//   "Invalid instance id" (GET /instances/{id}: 404 with that message). Deleting a deleted or
+//   hibernated instance: 400 forbidden_action. shutdown/force_shutdown need `running`, start
+//   `offline`, hibernate `running` or `offline` (the contract's sources disagree).
+// - Deleted and hibernated instances leave the list and answer GET by id as `discontinued`.
+//   `volume_ids` of an instance lists its attached volumes other than the OS volume.
+// - The OS volume is NVMe, 50 GB unless `os_volume` says otherwise. Volumes made by POST are
+//   `ordered` for `volumeCreateMs`, then `detached`. Attach/detach/delete of an attached volume
+//   need every instance it is on `offline`; only NVMe_Shared attaches to several instances.
+//   Volume delete: body {is_permanent} or ?force=true; soft-deleted ones are in /volumes/trash.
+// - shutdown keeps the booted host running (only the status says offline); delete, hibernate
+//   and stop() stop it. A failed boot makes the instance `error`.
+// - Not emulated: tags routes, price history, long-term periods, volume clone, quotas other
+//   than the script limit, billing against the balance.
+//
 // The parts: verda-http.ts (the servers, the request log, the fault step), verda-auth.ts (OAuth),
 // verda-routes.ts and verda-deployment-routes.ts (the management API), verda-inference.ts (the
 // inference host), verda-deployments.ts and verda-state.ts (deployments over emulated time),
-// verda-resources.ts (secrets and credentials), verda-validate.ts and verda-wire.ts (the contract).
+// verda-resources.ts (secrets and credentials), verda-validate.ts and verda-wire.ts (the contract),
+// verda-instance-*.ts and verda-instances.ts (the instance API).
 import { randomBytes } from 'node:crypto';
 import http from 'node:http';
 import { z } from 'zod';
