@@ -99,6 +99,10 @@ export interface VerdaEmulator {
   deployments(): DeploymentState[];
   /** Queued (not in-progress) messages for a deployment: drives queue-load scaling. */
   setQueueLength(name: string, queued: number): void;
+  /** Kills a replica now (else the first busy one); its job fails naming it. Returns its id. */
+  killReplica(name: string, replicaId?: string): string | undefined;
+  /** The replica that takes the n-th prompt (1-based) dies halfway through rendering it. */
+  killReplicaMidJob(name: string, jobNumber: number): void;
   /** Revokes every access token (refresh tokens stay valid). */
   revokeTokens(): void;
   /** Every access and refresh token handed out so far (for tests that check they are masked). */
@@ -206,6 +210,8 @@ function emulatorHandle(parts: EmulatorParts): VerdaEmulator {
     setQueueLength: (name, queued) => {
       deployments.get(name).setQueueLength(queued, clock.now());
     },
+    killReplica: (name, replicaId) => deployments.killReplica(name, replicaId),
+    killReplicaMidJob: (name, jobNumber) => deployments.get(name).work.killMidJob(jobNumber),
     revokeTokens: () => tokens.revokeAll(),
     issuedTokens: () => tokens.issued(),
     token: async () => {
