@@ -97,10 +97,11 @@ export interface EndpointOptions {
 
 /** What an endpoint said, without the key: control characters out, at most 300 characters. */
 export function cleanText(text: string): string {
-  return text
-    .replace(/[\u0000-\u001f\u007f]+/g, ' ')
-    .trim()
-    .slice(0, 300);
+  const printable = Array.from(text, (ch) => {
+    const code = ch.charCodeAt(0);
+    return code < 32 || code === 127 ? ' ' : ch;
+  }).join('');
+  return printable.replace(/ {2,}/g, ' ').trim().slice(0, 300);
 }
 
 class EndpointError extends OpsError {

@@ -136,7 +136,7 @@ export function coldStartPhases(p: {
         : 'first job (model load + render)',
       job.finishedAt ?? job.outputAt,
     );
-    add('output fetch', job.outputAt);
+    if (job.finishedAt !== undefined) add('output fetch', job.outputAt);
   }
   return phases;
 }

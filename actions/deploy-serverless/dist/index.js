@@ -38257,10 +38257,11 @@ const historyEntry = looseObject({
 });
 /** What an endpoint said, without the key: control characters out, at most 300 characters. */
 function cleanText(text) {
-    return text
-        .replace(/[\u0000-\u001f\u007f]+/g, ' ')
-        .trim()
-        .slice(0, 300);
+    const printable = Array.from(text, (ch) => {
+        const code = ch.charCodeAt(0);
+        return code < 32 || code === 127 ? ' ' : ch;
+    }).join('');
+    return printable.replace(/ {2,}/g, ' ').trim().slice(0, 300);
 }
 class EndpointError extends OpsError {
     status;
@@ -39703,7 +39704,8 @@ function coldStartPhases(p) {
         add(job.startedAt === undefined
             ? 'first job (queue, model load, render)'
             : 'first job (model load + render)', job.finishedAt ?? job.outputAt);
-        add('output fetch', job.outputAt);
+        if (job.finishedAt !== undefined)
+            add('output fetch', job.outputAt);
     }
     return phases;
 }
