@@ -102,6 +102,6 @@ export function loadTestParts(t: LoadTestResult): (string | Table)[] {
         j.ok ? (j.output?.filename ?? '') : (j.error ?? ''),
       ]),
     },
-    `Replicas over time (# running, + starting):\n\n\`\`\`\n${replicaCurve(t.samples, { formatTime: formatDuration }).join('\n')}\n\`\`\``,
+    `Replicas over time (# running, + starting):\n\n\`\`\`\n${replicaCurve(t.samples).join('\n')}\n\`\`\``,
   ];
 }

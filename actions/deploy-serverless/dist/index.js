@@ -40343,7 +40343,7 @@ function loadTestParts(t) {
                 j.ok ? (j.output?.filename ?? '') : (j.error ?? ''),
             ]),
         },
-        `Replicas over time (# running, + starting):\n\n\`\`\`\n${replicaCurve(t.samples, { formatTime: formatDuration }).join('\n')}\n\`\`\``,
+        `Replicas over time (# running, + starting):\n\n\`\`\`\n${replicaCurve(t.samples).join('\n')}\n\`\`\``,
     ];
 }
 
