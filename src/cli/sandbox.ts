@@ -1,8 +1,9 @@
 // `npm run sandbox`: the embedded default. Starts the local stand-ins (a real sshd serving a
 // fixture GPU host, s3rver behind the R2 rules, the Verda emulator), checks that each answers,
 // then runs the pipelines against them with the actions' own code: the nightly backup with the
-// model vault, a restore drill of it, a no-op re-sync, "start workshop (H100, max 40)" and
-// "stop". Everything is stopped at the end, whatever happened.
+// model vault, a restore drill of it, a no-op re-sync, "start workshop (H100, max 40)" with its
+// warm-up job, a 15-job load test with the replica curve, the fleet idle at zero after the
+// scale-down delay, and "stop". Everything is stopped at the end, whatever happened.
 import { GetObjectCommand, ListObjectsV2Command } from '@aws-sdk/client-s3';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { makeSigningKey, type SigningKey } from '../sandbox/signing-key.js';
@@ -87,6 +88,8 @@ interface Step {
   inputs: Record<string, string>;
   /** The outputs worth showing in the final table. */
   show: string[];
+  /** Done just before the step runs (e.g. emulated time moved on). */
+  before?: () => void;
 }
 
 /** The keys the sandbox's pipelines run with: made fresh for each run, never a real one. */
@@ -166,7 +169,35 @@ function pipelineSteps(s: SandboxServices, configFile: string, keys: SandboxKeys
         'image-tag': 'sha-5a1dbox',
         ...verda,
       },
-      show: ['status', 'endpoint-url', 'cold-start-seconds', 'hourly-cost-max', 'replicas'],
+      show: [
+        'status',
+        'endpoint-url',
+        'cold-start-seconds',
+        'first-job-seconds',
+        'hourly-cost-max',
+        'replicas',
+      ],
+    },
+    {
+      title: 'Load test: 15 jobs at once',
+      action: 'deploy-serverless',
+      inputs: { command: 'load-test', jobs: '15', ...verda },
+      show: [
+        'jobs-succeeded',
+        'jobs-failed',
+        'latency-p50-seconds',
+        'latency-p95-seconds',
+        'latency-max-seconds',
+        'peak-replicas',
+      ],
+    },
+    {
+      title: 'Idle past the scale-down delay (min 0): the fleet is at zero',
+      action: 'deploy-serverless',
+      inputs: { command: 'status', ...verda },
+      show: ['status', 'replicas'],
+      // config/workshop.yml's scale_down_delay_seconds, and a second more, on the emulated clock.
+      before: () => s.verda.advance(301_000),
     },
     {
       title: 'Stop workshop: scale to zero and pause',
@@ -236,7 +267,11 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
 
     for (const step of pipelineSteps(services, configFile, { identity, recipient, signing })) {
       say(`\n=== ${step.title} (actions/${step.action})`);
+      step.before?.();
       const result: ActionResult = await runActionInProcess(step.action, step.inputs);
+      // The load test's replica curve, as its job summary draws it.
+      const curve = /Replicas over time[^\n]*\n\n```\n([^`]*)```/.exec(result.summary)?.[1];
+      if (curve) say(`\nReplicas over time (# running, + starting):\n${curve}`);
       ok &&= result.ok;
       const shown = step.show
         .filter((name) => result.outputs[name] !== undefined)

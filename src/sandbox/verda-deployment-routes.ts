@@ -107,9 +107,13 @@ function patchScaling({ dep, body, now }: DeploymentCall): Reply {
   return ok(dep.scaling);
 }
 
-function pause({ dep }: DeploymentCall): Reply {
+function pause({ dep, now }: DeploymentCall): Reply {
   dep.paused = true;
-  dep.replicas = [];
+  dep.removeReplicas(
+    dep.replicas.map((r) => r.id),
+    now,
+    'was stopped mid-job (deployment paused)',
+  );
   return noContent;
 }
 
@@ -129,6 +133,7 @@ function restart({ dep, now }: DeploymentCall): Reply {
 }
 
 function purgeQueue({ dep, now }: DeploymentCall): Reply {
+  dep.work.purge(now);
   dep.setQueueLength(0, now);
   dep.purges += 1;
   return noContent;

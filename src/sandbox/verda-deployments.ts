@@ -22,6 +22,8 @@ export interface DeploymentState {
   replicas: { id: string; status: string }[];
   queueLength: number;
   purges: number;
+  /** Every ComfyUI prompt submitted, in order, with where it ran and how it ended. */
+  jobs: { id: string; status: string; replica?: string; error?: string }[];
 }
 
 /** Documented variants of the Deployment body that clients must tolerate (§2.1). */
@@ -104,6 +106,27 @@ export class DeploymentStore {
       })),
       queueLength: dep.queueLength,
       purges: dep.purges,
+      jobs: dep.work.jobs.map((j) => ({
+        id: j.id,
+        status: j.status,
+        ...(j.replicaId === undefined ? {} : { replica: j.replicaId }),
+        ...(j.error === undefined ? {} : { error: j.error }),
+      })),
     };
+  }
+
+  /**
+   * Kills a replica now (the one named, else the first busy one, else the first): its job fails
+   * naming it. Returns its id, or undefined when the deployment has no replica.
+   */
+  killReplica(name: string, replicaId?: string): string | undefined {
+    const dep = this.get(name);
+    const now = this.opts.clock.now();
+    dep.reconcile(now);
+    const victim =
+      replicaId ?? (dep.replicas.find((r) => r.busyWith !== undefined) ?? dep.replicas[0])?.id;
+    if (victim === undefined || !dep.replicas.some((r) => r.id === victim)) return undefined;
+    dep.removeReplicas([victim], now, 'died mid-job (killed)');
+    return victim;
   }
 }

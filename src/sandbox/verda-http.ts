@@ -16,8 +16,8 @@ export interface Reply {
   status: number;
   /** Undefined for a reply without a body (202, 204). */
   body?: unknown;
-  /** How the body is written; JSON unless said otherwise. */
-  kind?: 'json' | 'text' | 'html';
+  /** How the body is written; JSON unless said otherwise (binary: a Buffer, as it is). */
+  kind?: 'json' | 'text' | 'html' | 'binary';
   headers?: Record<string, string>;
 }
 
@@ -167,6 +167,10 @@ function writeReply(res: ServerResponse, reply: Reply, at: number): void {
     return;
   }
   const kind = reply.kind ?? 'json';
+  if (kind === 'binary') {
+    res.writeHead(reply.status).end(reply.body as Buffer);
+    return;
+  }
   const body = kind === 'json' ? JSON.stringify(reply.body) : String(reply.body);
   res.writeHead(reply.status, { 'Content-Type': contentTypes[kind] }).end(body);
 }

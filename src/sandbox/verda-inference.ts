@@ -1,9 +1,11 @@
 // The inference host of the Verda emulator, standing in for https://containers.datacrunch.io
 // (verda-api.md §7): `/<deployment>/<path>` reaches an emulated ComfyUI only with the inference
-// key (not an OAuth token), while the deployment is healthy and one of its replicas is ready.
+// key (not an OAuth token), while the deployment is healthy. Its ComfyUI API (verda-comfy.ts)
+// queues prompts for the replicas; the rest (health path, /system_stats, /) needs a ready replica.
 // A request counts as traffic: at min 0 it asks for a replica, which serves after the cold start;
 // until then the answer is 503 at once (the real endpoint would hold the request in its queue).
 import { bearerToken } from './verda-auth.js';
+import { comfyRoute } from './verda-comfy.js';
 import type { EmulatedClock } from './verda-clock.js';
 import type { DeploymentStore } from './verda-deployments.js';
 import type { HostRequest, Reply } from './verda-http.js';
@@ -24,7 +26,7 @@ const failure = (status: number, code: string, message: string): Reply => ({
 });
 
 export function inferenceRouter(opts: InferenceHostOptions): (request: HostRequest) => Reply {
-  return ({ path, authorization }) => {
+  return ({ path, authorization, method, query, rawBody }) => {
     const [, name = '', ...rest] = path.split('/');
     const dep = opts.deployments.find(name);
     if (!dep) return failure(404, 'not_found', `no deployment ${name}`);
@@ -35,9 +37,12 @@ export function inferenceRouter(opts: InferenceHostOptions): (request: HostReque
     if (!servingStatuses.has(status))
       return failure(503, 'service_unavailable', `deployment is ${status}`);
     dep.lastInferenceAt = now;
-    if (dep.readyReplicas(now).length === 0)
-      return failure(503, 'service_unavailable', 'no replica is ready yet (cold start)');
-    return emulatedComfyUi(dep, `/${rest.join('/')}`);
+    const target = `/${rest.join('/')}`;
+    const ready = dep.readyReplicas(now).length > 0;
+    const comfy = comfyRoute(dep, { method, target, query, rawBody }, now);
+    if (comfy) return comfy;
+    if (!ready) return failure(503, 'service_unavailable', 'no replica is ready yet (cold start)');
+    return emulatedComfyUi(dep, target);
   };
 }
 

@@ -1,8 +1,10 @@
 // One emulated container deployment: its spec, its lifecycle on the emulated clock (status,
-// replicas following min/max and queue load, cold starts) and its response shapes.
+// replicas following min/max and queue load, cold starts), its work (verda-work.ts) and its
+// response shapes.
+import { WorkQueue, type RenderDelays, type ReplicaWork } from './verda-work.js';
 import type { ContainerSpec, DeploymentSpec, ScalingOptions } from './verda-wire.js';
 
-export interface VerdaDelays {
+export interface VerdaDelays extends RenderDelays {
   /** Time in `initializing` after a create, resume or restart. */
   initializingMs: number;
   /** Time in `image_pulling` after a create or an image change. */
@@ -18,12 +20,12 @@ export const defaultDelays: VerdaDelays = {
   imagePullingMs: 8_000,
   coldStartMs: 20_000,
   deleteMs: 3_000,
+  renderMs: 4_000,
+  modelLoadMs: 6_000,
 };
 
-export interface Replica {
-  id: string;
+export interface Replica extends ReplicaWork {
   startedAt: number;
-  readyAt: number;
 }
 
 type RolloutKind = 'create' | 'update' | 'resume';
@@ -49,11 +51,14 @@ export class EmulatedDeployment {
   deletingAt: number | undefined;
   /** A status the deployment sticks in after initializing (fault injection). */
   stuckStatus: string | undefined;
-  /** Queue length changes over time; scale-down looks back over the down delay. */
-  private queueHistory: { at: number; queued: number }[] = [];
+  /** Messages queued from outside (tests' setQueueLength), besides the prompts in `work`. */
+  private externalQueued = 0;
+  /** Replicas the load asked for over time; scale-down looks back over the down delay. */
+  private demandHistory: { at: number; replicas: number }[] = [];
   purges = 0;
   lastInferenceAt: number | undefined;
   replicas: Replica[] = [];
+  readonly work: WorkQueue;
   private rollout: Rollout;
 
   constructor(
@@ -64,18 +69,42 @@ export class EmulatedDeployment {
     this.createdAt = now;
     this.imageUpdatedAt = now;
     this.rollout = { kind: 'create', startedAt: now, pullImage: true, replicasCreated: false };
+    this.work = new WorkQueue(delays);
   }
 
   get name(): string {
     return this.spec.name;
   }
 
+  /** Queued (not in-progress) messages: the outside ones and the prompts waiting for a replica. */
   get queueLength(): number {
-    return this.queueHistory.at(-1)?.queued ?? 0;
+    return this.externalQueued + this.work.queued().length;
   }
 
   setQueueLength(queued: number, now: number): void {
-    this.queueHistory.push({ at: now, queued });
+    this.reconcile(now);
+    this.externalQueued = queued;
+    this.noteDemand(now);
+  }
+
+  /** Replicas the load asks for: one per job in progress, and the queue at the threshold. */
+  private demand(): number {
+    const threshold = this.spec.scaling.scaling_triggers.queue_load.threshold;
+    return this.work.running().length + Math.ceil(this.queueLength / threshold);
+  }
+
+  private noteDemand(at: number): void {
+    const replicas = this.demand();
+    if (this.demandHistory.at(-1)?.replicas !== replicas) this.demandHistory.push({ at, replicas });
+  }
+
+  /** Removes replicas (killed, scaled down); a job they were running is failed, naming them. */
+  removeReplicas(ids: string[], now: number, why: string): void {
+    const gone = new Set(ids);
+    for (let i = this.replicas.length - 1; i >= 0; i--)
+      if (gone.has(this.replicas[i]?.id ?? '')) this.replicas.splice(i, 1);
+    this.work.failOrphans(this.replicas, now, why);
+    this.noteDemand(now);
   }
 
   get scaling(): ScalingOptions {
@@ -130,7 +159,12 @@ export class EmulatedDeployment {
   reconcile(now: number): void {
     const status = this.status(now);
     if (status !== 'healthy' && status !== 'version_updating') {
-      this.replicas = [];
+      if (this.replicas.length)
+        this.removeReplicas(
+          this.replicas.map((r) => r.id),
+          now,
+          `stopped mid-job (deployment ${status})`,
+        );
       return;
     }
     const s = this.spec.scaling;
@@ -142,21 +176,33 @@ export class EmulatedDeployment {
       );
       this.rollout.replicasCreated = true;
     }
+    // Work done since the last look, event by event, before the replica set changes.
+    this.work.settle(now, this.replicas, {
+      remove: (id) => this.removeReplicas([id], now, 'died mid-job (killed)'),
+      changed: (at) => this.noteDemand(at),
+    });
+    this.noteDemand(now);
     const since = now - s.scale_down_policy.delay_seconds * 1000;
-    const peakQueue = this.peakQueueSince(since);
-    const fromLoad = Math.ceil(peakQueue / s.scaling_triggers.queue_load.threshold);
+    const fromLoad = this.peakDemandSince(since);
     const recent = this.lastInferenceAt !== undefined && this.lastInferenceAt > since ? 1 : 0;
     const desired = Math.min(s.max_replica_count, Math.max(s.min_replica_count, fromLoad, recent));
-    if (this.replicas.length > desired) this.replicas = this.replicas.slice(0, desired);
+    if (this.replicas.length > desired) {
+      // Idle replicas leave first; a busy one only when max fell below the work in progress.
+      const byIdleFirst = [...this.replicas].sort(
+        (a, b) => Number(a.busyWith !== undefined) - Number(b.busyWith !== undefined),
+      );
+      const leaving = byIdleFirst.slice(0, this.replicas.length - desired).map((r) => r.id);
+      this.removeReplicas(leaving, now, 'was scaled down mid-job');
+    }
     const readyAt = now + s.scale_up_policy.delay_seconds * 1000 + this.delays.coldStartMs;
     while (this.replicas.length < desired) this.replicas.push(newReplica(now, readyAt));
   }
 
-  private peakQueueSince(since: number): number {
-    const h = this.queueHistory;
+  private peakDemandSince(since: number): number {
+    const h = this.demandHistory;
     // Drop entries superseded before the window opened.
     while (h.length > 1 && (h[1]?.at ?? Infinity) <= since) h.shift();
-    return Math.max(0, ...h.map((e) => e.queued));
+    return Math.max(0, ...h.map((e) => e.replicas));
   }
 
   /** The Deployment body: image as an object; scaling only when asked (GO omits it). */
@@ -182,7 +228,15 @@ export class EmulatedDeployment {
 
 function newReplica(startedAt: number, readyAt: number): Replica {
   replicaSeq += 1;
-  return { id: `replica-${replicaSeq.toString(36).padStart(6, '0')}`, startedAt, readyAt };
+  return {
+    id: `replica-${replicaSeq.toString(36).padStart(6, '0')}`,
+    startedAt,
+    readyAt,
+    freeAt: readyAt,
+    busyWith: undefined,
+    jobsDone: 0,
+    files: new Map(),
+  };
 }
 
 function containerResponse(

@@ -14,6 +14,13 @@
 // - DELETE answers 202 at once; the deployment reports the unknown status `deleting` until it is
 //   gone (404) after `deleteMs`. Replicas that are starting have the status `starting`.
 // - Responses carry `Date` in emulated time, so clients measuring on the API clock see it.
+// - Each replica runs a ComfyUI stand-in (verda-comfy.ts, verda-work.ts): POST /prompt is
+//   accepted while the deployment serves, even before a replica is ready (the endpoint's queue
+//   holds it); a ready replica takes one prompt at a time (renderMs, plus modelLoadMs on its
+//   first); /history answers from the deployment's record of every prompt (as if routed to the
+//   replica that ran it); /view serves an output only while the replica that wrote it lives.
+//   Replicas follow the jobs in progress plus the queue at the queue-load threshold, peaked over
+//   the scale-down delay; a replica that goes mid-job fails that job naming it.
 //
 // Not emulated: async inference (Prefer: respond-async, /status and /result), SSE streaming,
 // job deployments, held (queued) synchronous requests, cpu/gpu utilisation triggers (validated,
@@ -154,6 +161,10 @@ export interface VerdaEmulator {
   deployments(): DeploymentState[];
   /** Queued (not in-progress) messages for a deployment: drives queue-load scaling. */
   setQueueLength(name: string, queued: number): void;
+  /** Kills a replica now (else the first busy one); its job fails naming it. Returns its id. */
+  killReplica(name: string, replicaId?: string): string | undefined;
+  /** The replica that takes the n-th prompt (1-based) dies halfway through rendering it. */
+  killReplicaMidJob(name: string, jobNumber: number): void;
   /** Revokes every access token (refresh tokens stay valid). */
   revokeTokens(): void;
   /** Every access and refresh token handed out so far (for tests that check they are masked). */
@@ -284,6 +295,8 @@ function emulatorHandle(parts: EmulatorParts): VerdaEmulator {
     setQueueLength: (name, queued) => {
       deployments.get(name).setQueueLength(queued, clock.now());
     },
+    killReplica: (name, replicaId) => deployments.killReplica(name, replicaId),
+    killReplicaMidJob: (name, jobNumber) => deployments.get(name).work.killMidJob(jobNumber),
     revokeTokens: () => tokens.revokeAll(),
     issuedTokens: () => tokens.issued(),
     token: async () => {

@@ -1,15 +1,28 @@
 // The deploy-serverless commands on top of the client, planner, cost and waiter:
-// plan | apply | start | scale | stop | status | delete. Reads first, refuses (cost, missing
-// tag) before the first write, then writes only what differs.
+// plan | apply | start | scale | stop | status | delete | load-test. Reads first, refuses (cost,
+// missing tag) before the first write, then writes only what differs. start (and status with a
+// probe) end with a warm-up job rendered through the endpoint; load-test renders N at once.
 import { InputError, OpsError } from '../lib/errors.js';
+import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
 import { sleep as realSleep } from '../lib/retry.js';
 import type { VerdaClient } from './client.js';
 import { checkCostLimit, estimateCost, type CostEstimate } from './cost.js';
 import { desiredSpec, imageReference, type DesiredState } from './desired.js';
 import { planDeployment, type Change, type Plan } from './plan.js';
+import { ComfyEndpoint, type Workflow } from './comfy.js';
 import type { LiveDeployment, Replica, ScalingOptions } from './verda-types.js';
-import { waitUntilServing, type TimelineEntry } from './wait.js';
+import { waitUntilServing, type TimelineEntry, type WaitResult } from './wait.js';
+import {
+  COLD_START_TARGET_SECONDS,
+  coldStartPhases,
+  runJob,
+  runLoadTest,
+  slowestPhase,
+  type JobOutcome,
+  type LoadTestResult,
+  type Phase,
+} from './workload.js';
 
 export const deployCommands = [
   'plan',
@@ -19,6 +32,7 @@ export const deployCommands = [
   'stop',
   'status',
   'delete',
+  'load-test',
 ] as const;
 export type DeployCommand = (typeof deployCommands)[number];
 
@@ -38,6 +52,12 @@ export interface DeployRequest {
   purgeQueue?: boolean;
   /** `scale`: the replica bounds given (either or both). */
   scale?: { min?: number; max?: number };
+  /** start (after the endpoint answers) and status with `probe`: render this job first. */
+  warmup?: { workflow: Workflow; timeoutMs: number };
+  /** status: also wait for the endpoint and run the warm-up. */
+  probe?: boolean;
+  /** load-test: how many jobs at once, and how long each may take. */
+  loadTest?: { workflow: Workflow; jobs: number; jobTimeoutMs: number };
   now?: () => number;
   sleep?: (ms: number) => Promise<void>;
 }
@@ -57,6 +77,14 @@ export interface DeployResult {
   hourlyCostNow?: number;
   timeline: TimelineEntry[];
   coldStartSeconds?: number;
+  /** From the first write (status: the first answer) to the warm-up's output fetched. */
+  firstJobSeconds?: number;
+  warmup?: JobOutcome;
+  /** Where the time to the first job went. */
+  phases?: Phase[];
+  loadTest?: LoadTestResult;
+  /** The run did its work but failed its check (warm-up or load-test job failed): why. */
+  failure?: string;
   image?: string;
 }
 
@@ -81,6 +109,8 @@ export async function runDeploy(r: DeployRequest): Promise<DeployResult> {
       return status(ctx);
     case 'delete':
       return remove(ctx);
+    case 'load-test':
+      return loadTest(ctx);
   }
 }
 
@@ -236,10 +266,76 @@ async function waitAfterApply(c: Ctx, p: Planned & { endpointUrl: string }): Pro
     const from = waited.firstOkFromServerClock
       ? (first?.date ?? serverStartedAt)
       : (first?.localAt ?? c.startedAt);
-    if (from !== undefined)
-      out.coldStartSeconds = Math.max(0, Math.round((waited.firstOkAt - from) / 1000));
+    if (from !== undefined) {
+      out.coldStartSeconds = seconds(waited.firstOkAt - from);
+      if (c.command === 'start') await warmUp(c, out, { waited, from, serverStartedAt });
+    }
   }
   return out;
+}
+
+const seconds = (ms: number) => Math.max(0, Math.round(ms / 1000));
+
+/**
+ * The warm-up job through the endpoint, once it answers: `first-job-seconds` runs from `from`
+ * (the first write) to its output fetched. Above the seed's 30 s it warns, naming the phase
+ * that took the time. A failed warm-up fails the run (after its summary is written).
+ */
+async function warmUp(
+  c: Ctx,
+  out: DeployResult,
+  t: { waited: WaitResult; from: number; serverStartedAt: number | undefined },
+): Promise<void> {
+  if (!c.warmup || !c.inferenceKey) return;
+  const { logger } = c;
+  const endpoint = new ComfyEndpoint({
+    endpointUrl: out.endpointUrl,
+    inferenceKey: c.inferenceKey,
+    logger,
+    now: c.now,
+    sleep: c.sleep,
+  });
+  const warmup = c.warmup;
+  const job = await logger.group('Warm-up job', () =>
+    runJob(
+      {
+        endpoint,
+        logger,
+        timeoutMs: warmup.timeoutMs,
+        pollMs: c.pollMs ?? 5_000,
+        now: c.now,
+        sleep: c.sleep,
+      },
+      warmup.workflow,
+      1,
+    ),
+  );
+  out.warmup = job;
+  const healthy = t.waited.timeline.find((e) => e.event === 'healthy');
+  const healthyAt =
+    healthy?.serverAtMs !== undefined && t.serverStartedAt !== undefined
+      ? t.serverStartedAt + healthy.serverAtMs
+      : undefined;
+  out.phases = coldStartPhases({
+    from: t.from,
+    ...(healthyAt === undefined ? {} : { healthyAt }),
+    ...(t.waited.firstOkAt === undefined ? {} : { readyAt: t.waited.firstOkAt }),
+    job,
+  });
+  if (!job.ok || job.outputAt === undefined) {
+    out.failure = `the warm-up job${job.promptId ? ` ${job.promptId}` : ''} failed: ${job.error ?? 'no output'}`;
+    return;
+  }
+  out.firstJobSeconds = seconds(job.outputAt - t.from);
+  logger.info(
+    `warm-up rendered ${job.output?.filename ?? '?'} (${job.output?.bytes ?? 0} bytes, sha256 ${job.output?.sha256 ?? '?'})`,
+  );
+  if (out.firstJobSeconds > COLD_START_TARGET_SECONDS) {
+    const slow = slowestPhase(out.phases);
+    logger.warn(
+      `first job ${out.firstJobSeconds} s after the first write (cold start ${out.coldStartSeconds ?? '?'} s), above the seed's ${COLD_START_TARGET_SECONDS} s target: most of it was ${slow ? `${slow.name} (${formatDuration(slow.ms)})` : 'not seen'}`,
+    );
+  }
 }
 
 async function requireLive(c: Ctx): Promise<Live> {
@@ -347,7 +443,7 @@ async function status(c: Ctx): Promise<DeployResult> {
     maxReplicas: live.scaling.max_replica_count,
   });
   const running = replicas.filter((x) => x.status === 'running').length;
-  return result(c, {
+  const out = result(c, {
     status: current,
     replicas,
     cost,
@@ -355,6 +451,85 @@ async function status(c: Ctx): Promise<DeployResult> {
     endpointUrl: live.deployment.endpoint_base_url,
     image: live.deployment.containers[0]?.image ?? '',
   });
+  if (c.probe) await probe(c, out);
+  return out;
+}
+
+/**
+ * status with a probe: waits for the endpoint to answer, then renders the warm-up. Nothing was
+ * written, so both figures run from this run's first answer from the API.
+ */
+async function probe(c: Ctx, out: DeployResult): Promise<void> {
+  const { client, desired: d, logger } = c;
+  const serverStartedAt = client.lastServerDate;
+  const waited = await logger.group('Probe: wait until the endpoint answers', () =>
+    waitUntilServing({
+      client,
+      name: d.name,
+      endpointUrl: out.endpointUrl,
+      healthPath: d.healthPath,
+      inferenceKey: c.inferenceKey,
+      logger,
+      timeoutMs: c.waitTimeoutMs,
+      ...(c.pollMs === undefined ? {} : { pollMs: c.pollMs }),
+      endpoint: true,
+      startedAt: c.startedAt,
+      ...(serverStartedAt === undefined ? {} : { serverStartedAt }),
+      now: c.now,
+      sleep: c.sleep,
+    }),
+  );
+  out.timeline = waited.timeline;
+  out.status = waited.status;
+  if (waited.firstOkAt === undefined) return;
+  const from = waited.firstOkFromServerClock ? (serverStartedAt ?? c.startedAt) : c.startedAt;
+  out.coldStartSeconds = seconds(waited.firstOkAt - from);
+  await warmUp(c, out, { waited, from, serverStartedAt });
+  out.replicas = await client.getReplicas(d.name);
+}
+
+/** N jobs at once through the endpoint; the replica count sampled while they run. */
+async function loadTest(c: Ctx): Promise<DeployResult> {
+  const { client, desired: d, logger } = c;
+  const live = await requireLive(c);
+  const spec = c.loadTest;
+  if (!spec || !c.inferenceKey)
+    throw new OpsError('load-test needs a workflow and the inference API key');
+  const endpointUrl = live.deployment.endpoint_base_url;
+  const endpoint = new ComfyEndpoint({
+    endpointUrl,
+    inferenceKey: c.inferenceKey,
+    logger,
+    now: c.now,
+    sleep: c.sleep,
+  });
+  const test = await logger.group(`Load test: ${spec.jobs} jobs at once`, () =>
+    runLoadTest({
+      endpoint,
+      logger,
+      client,
+      name: d.name,
+      workflow: spec.workflow,
+      jobs: spec.jobs,
+      timeoutMs: spec.jobTimeoutMs,
+      pollMs: c.pollMs ?? 5_000,
+      now: c.now,
+      sleep: c.sleep,
+    }),
+  );
+  const out = result(c, {
+    status: await client.getStatus(d.name),
+    endpointUrl,
+    replicas: await client.getReplicas(d.name),
+    loadTest: test,
+  });
+  if (test.failed.length > 0) {
+    const named = test.failed
+      .map((j) => `job ${j.index}${j.promptId ? ` (${j.promptId})` : ''}: ${j.error ?? 'failed'}`)
+      .join('; ');
+    out.failure = `${test.failed.length} of ${spec.jobs} load-test jobs failed: ${named}`;
+  }
+  return out;
 }
 
 /** DELETE (the name was confirmed by the caller), then wait until it is gone. */

@@ -38,6 +38,10 @@ describe('the embedded sandbox', () => {
     );
     expect(out).toMatch(/uploaded=0\s+\n?.*skipped=3/s);
     expect(out).toMatch(/hourly-cost-max=143\.20/);
+    expect(out).toMatch(/first-job-seconds=\d+/);
+    expect(out).toMatch(/jobs-succeeded=15\s+\n?.*jobs-failed=0/s);
+    expect(out).toMatch(/Replicas over time \(# running, \+ starting\):\n\s*\d+ \|[#+ ]+\n/);
+    expect(out).toMatch(/the fleet is at zero\s+ok\s+status=healthy\s+\n?\s*replicas=0/);
     expect(out).toMatch(/status=paused/);
     expect(out).not.toMatch(/::add-mask::|BEGIN OPENSSH PRIVATE KEY|AGE-SECRET-KEY-/);
     expect(result.stderr + out).not.toMatch(/add-mask/);

@@ -61,6 +61,7 @@ describe('workshop workflow', () => {
     expect(dispatch.command?.options?.sort()).toEqual([
       'apply',
       'delete',
+      'load-test',
       'plan',
       'scale',
       'start',
@@ -166,6 +167,8 @@ describe('the Verda secrets are guarded where they are used', () => {
     ['apply', reviewed],
     ['start', reviewed],
     ['delete', reviewed],
+    // Renders jobs on as many replicas as the queue asks for: it costs, so it is reviewed.
+    ['load-test', reviewed],
   ])('dispatching %s runs in the %s environment', (cmd, expected) => {
     const contexts = { github: { event_name: 'workflow_dispatch' }, inputs: { command: cmd } };
     expect(environmentOf(contexts)).toBe(expected);
@@ -176,6 +179,7 @@ describe('the Verda secrets are guarded where they are used', () => {
     expect(dispatch.command?.options?.filter((c) => !readOrLower.includes(c)).sort()).toEqual([
       'apply',
       'delete',
+      'load-test',
       'scale',
       'start',
     ]);

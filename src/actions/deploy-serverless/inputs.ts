@@ -26,6 +26,16 @@ export interface DeployInputs {
   apiDeadlineMs: number;
   confirm: string | undefined;
   purgeQueue: boolean;
+  /** start: render the workflow once the endpoint answers. */
+  warmup: boolean;
+  /** status: also wait for the endpoint and render the warm-up. */
+  probe: boolean;
+  /** The warm-up's and the load test's workflow file, relative to the workspace. */
+  workflow: string;
+  /** load-test: jobs submitted at once. */
+  jobs: number;
+  /** How long one job (warm-up or load test) may take. */
+  jobTimeoutMs: number;
 }
 
 /** Every input checked before anything is read or requested; each bad one is an InputError. */
@@ -66,6 +76,19 @@ export function parseDeployInputs(source: InputSource): DeployInputs {
       "the inference API key (dc_...) so start can call the endpoint's health path",
     );
   }
+  const probe = inputs.boolean('probe', false);
+  if ((command === 'load-test' || (command === 'status' && probe)) && inferenceKey === undefined) {
+    throw new InputError(
+      'inference-api-key',
+      '',
+      `the inference API key (dc_...) so ${command === 'load-test' ? 'load-test' : 'status with probe'} can submit jobs to the endpoint`,
+    );
+  }
+  // The seed's "simulated 15 concurrent requests".
+  const jobs = inputs.int('jobs', { min: 1, max: 1000, default: 15 });
+  const jobTimeoutMs = inputs.duration('job-timeout', '10m');
+  if (jobTimeoutMs <= 0)
+    throw new InputError('job-timeout', inputs.raw('job-timeout'), 'a duration above 0');
   const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
   if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
     throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
@@ -93,5 +116,10 @@ export function parseDeployInputs(source: InputSource): DeployInputs {
     apiDeadlineMs,
     confirm: inputs.optional('confirm'),
     purgeQueue: inputs.boolean('purge-queue', false),
+    warmup: inputs.boolean('warmup', true),
+    probe,
+    workflow: inputs.optional('workflow') ?? 'config/warmup.json',
+    jobs,
+    jobTimeoutMs,
   };
 }

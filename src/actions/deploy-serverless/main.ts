@@ -1,5 +1,6 @@
 import path from 'node:path';
-import { InputError } from '../../lib/errors.js';
+import { InputError, OpsError } from '../../lib/errors.js';
+import { loadWorkflow } from '../../serverless/comfy.js';
 import { VerdaClient } from '../../serverless/client.js';
 import { CostLimitError, costTable } from '../../serverless/cost.js';
 import { costCap, loadWorkshopConfig } from '../../serverless/config.js';
@@ -29,6 +30,16 @@ export async function run(port: ActionPort): Promise<void> {
     // scale checks min/max against the live deployment, not against the config's bounds.
     const { minReplicas, maxReplicas, ...rest } = inputs.overrides;
     const desired = resolveDesired(config, inputs.command === 'scale' ? rest : inputs.overrides);
+    // The workflow is read (and checked) before any request, only by the commands that run it.
+    const runsJobs =
+      inputs.command === 'load-test' ||
+      (inputs.command === 'start' && inputs.wait && inputs.warmup) ||
+      (inputs.command === 'status' && inputs.probe);
+    const workflow = runsJobs
+      ? await loadWorkflow(
+          path.resolve(process.env.GITHUB_WORKSPACE ?? process.cwd(), inputs.workflow),
+        )
+      : undefined;
     if (inputs.command === 'delete' && inputs.confirm !== desired.name) {
       throw new InputError(
         'confirm',
@@ -62,6 +73,13 @@ export async function run(port: ActionPort): Promise<void> {
         },
         maxHourlyCost: cap.usd,
         costLimitName: cap.name,
+        probe: inputs.probe,
+        ...(workflow && inputs.command !== 'load-test'
+          ? { warmup: { workflow, timeoutMs: inputs.jobTimeoutMs } }
+          : {}),
+        ...(workflow && inputs.command === 'load-test'
+          ? { loadTest: { workflow, jobs: inputs.jobs, jobTimeoutMs: inputs.jobTimeoutMs } }
+          : {}),
         ...(inputs.inferenceKey === undefined ? {} : { inferenceKey: inputs.inferenceKey }),
       });
     } catch (err) {
@@ -83,9 +101,28 @@ export async function run(port: ActionPort): Promise<void> {
       status: result.status,
       replicas: runningReplicas(result),
       'cold-start-seconds': result.coldStartSeconds ?? '',
+      'first-job-seconds': result.firstJobSeconds ?? '',
       'hourly-cost-max': result.cost ? result.cost.hourlyMax.toFixed(2) : '',
       changed: result.changed,
+      ...loadTestOutputs(result),
     });
     await writeSummary(port, summaryParts(result));
+    // The work was done and reported; a failed warm-up or load-test job still fails the run.
+    if (result.failure) throw new OpsError(result.failure);
   });
+}
+
+const secondsOutput = (ms: number | undefined) => (ms === undefined ? '' : (ms / 1000).toFixed(1));
+
+function loadTestOutputs(result: DeployResult): Record<string, string | number> {
+  const t = result.loadTest;
+  if (!t) return {};
+  return {
+    'jobs-succeeded': t.jobs.length - t.failed.length,
+    'jobs-failed': t.failed.length,
+    'latency-p50-seconds': secondsOutput(t.p50Ms),
+    'latency-p95-seconds': secondsOutput(t.p95Ms),
+    'latency-max-seconds': secondsOutput(t.maxMs),
+    'peak-replicas': t.peakReplicas,
+  };
 }
