@@ -127,9 +127,15 @@ export async function restoreHost(opts: RestoreHostOptions): Promise<RestoreHost
   opts.signal?.addEventListener('abort', onAbort, { once: true });
   try {
     remote = await Remote.open(conn, opts.workDir);
-    const copied = await copyBackup(remote, store, signed, opts);
+    const r = remote;
+    const copied = await logger.group(
+      `Copy backup ${manifest.backupId} to ${host}:${opts.workDir}`,
+      () => copyBackup(r, store, signed, opts),
+    );
     if (opts.signal?.aborted) throw new OpsError('restore-host was cancelled');
-    outcome = await runRestore(remote, opts, copied);
+    outcome = await logger.group(`RESTORE.sh on ${host}${opts.dryRun ? ' (dry run)' : ''}`, () =>
+      runRestore(r, opts, copied),
+    );
   } catch (err) {
     failure = opts.signal?.aborted ? new OpsError('restore-host was cancelled') : err;
   } finally {
@@ -139,9 +145,13 @@ export async function restoreHost(opts: RestoreHostOptions): Promise<RestoreHost
   // sshd), read on the connection that is still pinned to the old ones.
   const served = remote && !remote.dropped ? await readHostKeys(conn).catch(() => []) : [];
   await conn.close().catch(() => undefined);
-  const cleanup = remote
-    ? await cleanUp(opts, remote.sudo, served, manifest).catch((err: unknown) => err as Error)
-    : undefined;
+  const sudo = remote?.sudo;
+  const cleanup =
+    sudo === undefined
+      ? undefined
+      : await logger
+          .group(`Remove the identity from ${host}`, () => cleanUp(opts, sudo, served, manifest))
+          .catch((err: unknown) => (err instanceof Error ? err : new Error(String(err))));
   if (cleanup instanceof Error) {
     const message = `the age identity may still be on ${host} in ${opts.workDir}/${IDENTITY}: remove it by hand (rm -rf ${shellQuote(opts.workDir)}). Cleanup failed: ${errorMessage(cleanup)}`;
     if (failure !== undefined) {
@@ -237,7 +247,7 @@ const RUN = bashText`work=$1 keep=$2 identity=$3
 shift 3
 cleanup() {
   rm -f -- "$work/$identity"
-  if [ "$keep" = 1 ]; then rm -f -- "$work/signers"; else rm -rf -- "$work"; fi
+  if [ "$keep" != 1 ]; then rm -rf -- "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 129' HUP
@@ -250,7 +260,7 @@ bash "$work/RESTORE.sh" --signers "$work/signers" --identity "$work/$identity" -
 /** The same, from the runner afterwards; prints what is left (nothing, or the kept backup). */
 const CLEANUP = bashText`work=$1 keep=$2 identity=$3
 rm -f -- "$work/$identity"
-if [ "$keep" = 1 ]; then rm -f -- "$work/signers"; else rm -rf -- "$work"; fi
+if [ "$keep" != 1 ]; then rm -rf -- "$work"; fi
 if [ -e "$work/$identity" ]; then echo identity; fi
 if [ -e "$work" ]; then echo work; fi
 exit 0`;
@@ -375,7 +385,7 @@ async function runRestore(
   let pending = '';
   const take = (line: string) => {
     lines.push(line);
-    logger.info(`RESTORE.sh: ${line}`);
+    logger.info(line);
   };
   exec.stdout.setEncoding('utf8');
   exec.stdout.on('data', (text: string) => {

@@ -97844,10 +97844,11 @@ async function restoreHost(opts) {
     opts.signal?.addEventListener('abort', onAbort, { once: true });
     try {
         remote = await Remote.open(conn, opts.workDir);
-        const copied = await copyBackup(remote, store, signed, opts);
+        const r = remote;
+        const copied = await logger.group(`Copy backup ${manifest.backupId} to ${host}:${opts.workDir}`, () => copyBackup(r, store, signed, opts));
         if (opts.signal?.aborted)
             throw new errors_OpsError('restore-host was cancelled');
-        outcome = await runRestore(remote, opts, copied);
+        outcome = await logger.group(`RESTORE.sh on ${host}${opts.dryRun ? ' (dry run)' : ''}`, () => runRestore(r, opts, copied));
     }
     catch (err) {
         failure = opts.signal?.aborted ? new errors_OpsError('restore-host was cancelled') : err;
@@ -97859,9 +97860,12 @@ async function restoreHost(opts) {
     // sshd), read on the connection that is still pinned to the old ones.
     const served = remote && !remote.dropped ? await readHostKeys(conn).catch(() => []) : [];
     await conn.close().catch(() => undefined);
-    const cleanup = remote
-        ? await cleanUp(opts, remote.sudo, served, manifest).catch((err) => err)
-        : undefined;
+    const sudo = remote?.sudo;
+    const cleanup = sudo === undefined
+        ? undefined
+        : await logger
+            .group(`Remove the identity from ${host}`, () => cleanUp(opts, sudo, served, manifest))
+            .catch((err) => (err instanceof Error ? err : new Error(String(err))));
     if (cleanup instanceof Error) {
         const message = `the age identity may still be on ${host} in ${opts.workDir}/${IDENTITY}: remove it by hand (rm -rf ${shell_shellQuote(opts.workDir)}). Cleanup failed: ${errors_errorMessage(cleanup)}`;
         if (failure !== undefined) {
@@ -97951,7 +97955,7 @@ const restore_host_RUN = bashText `work=$1 keep=$2 identity=$3
 shift 3
 cleanup() {
   rm -f -- "$work/$identity"
-  if [ "$keep" = 1 ]; then rm -f -- "$work/signers"; else rm -rf -- "$work"; fi
+  if [ "$keep" != 1 ]; then rm -rf -- "$work"; fi
 }
 trap cleanup EXIT
 trap 'exit 129' HUP
@@ -97963,7 +97967,7 @@ bash "$work/RESTORE.sh" --signers "$work/signers" --identity "$work/$identity" -
 /** The same, from the runner afterwards; prints what is left (nothing, or the kept backup). */
 const CLEANUP = bashText `work=$1 keep=$2 identity=$3
 rm -f -- "$work/$identity"
-if [ "$keep" = 1 ]; then rm -f -- "$work/signers"; else rm -rf -- "$work"; fi
+if [ "$keep" != 1 ]; then rm -rf -- "$work"; fi
 if [ -e "$work/$identity" ]; then echo identity; fi
 if [ -e "$work" ]; then echo work; fi
 exit 0`;
@@ -98047,7 +98051,7 @@ async function runRestore(remote, opts, copied) {
     let pending = '';
     const take = (line) => {
         lines.push(line);
-        logger.info(`RESTORE.sh: ${line}`);
+        logger.info(line);
     };
     exec.stdout.setEncoding('utf8');
     exec.stdout.on('data', (text) => {
