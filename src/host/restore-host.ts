@@ -210,11 +210,15 @@ class Remote {
     return asRoot(this.sudo, script, args);
   }
 
-  /** Writes `data` (or a stream) to a file in the work directory, mode 0600. */
-  async write(name: string, data: Buffer | Readable): Promise<void> {
+  /**
+   * Writes `data`, or a stream through `through` (a hash on the way), to a file in the work
+   * directory, mode 0600. A failed source errors the whole pipeline (not only its own stream).
+   */
+  async write(name: string, data: Buffer | Readable, through?: Transform): Promise<void> {
     const upload = this.conn.writeTo(this.command(WRITE, [`${this.workDir}/${name}`]));
     try {
       if (Buffer.isBuffer(data)) upload.stdin.end(data);
+      else if (through) await pipeline(data, through, upload.stdin);
       else await pipeline(data, upload.stdin);
     } catch (err) {
       // The remote `cat` got EOF: wait until it exited, so a retry does not overlap it.
@@ -330,7 +334,7 @@ async function streamObject(
           cb(null, chunk);
         },
       });
-      await remote.write(object.name, body.pipe(hashing));
+      await remote.write(object.name, body, hashing);
       got = { sha256: hash.digest('hex'), bytes: n };
     },
     {

@@ -164,11 +164,25 @@ maybe('restore-host restores a backup onto a fresh booted host', () => {
     expect(await fresh.exec(NOTHING_LEFT)).toMatchObject({ code: 0 });
   }, 600_000);
 
-  it('a second run, pinned to the restored host keys, changes nothing', async () => {
+  it('a second run, pinned to the restored host keys, changes nothing; a read cut mid-way is sent again', async () => {
+    // The largest archive's download is cut half-way once: it is sent again from its start.
+    const largest = [...manifest.items].sort((a, b) => b.storedBytes - a.storedBytes)[0]!;
+    world.r2.addFault({
+      operation: 'GetObject',
+      keyPattern: new RegExp(`${largest.key}$`),
+      action: 'reset',
+    });
     const run = await restore({
       'host-key-fingerprints': first.outputs['restored-host-key-fingerprints'] ?? '',
     });
+    world.r2.clearFaults();
     expect(run.errors).toEqual([]);
+    expect(run.stdout).toMatch(
+      new RegExp(`${largest.id}: copy attempt 1 failed \\(.*\\); sending it again`),
+    );
+    expect(run.stdout).toContain(
+      `${largest.id}: ${largest.storedBytes} bytes copied, sha256 matches the manifest`,
+    );
     expect(run.outputs.changes).toBe('0');
     expect(run.stdout).toMatch(/^RESTORE\.sh: done, 0 change\(s\) in /m);
     expect(await fresh.exec(NOTHING_LEFT)).toMatchObject({ code: 0 });

@@ -97919,12 +97919,17 @@ class Remote {
     command(script, args) {
         return asRoot(this.sudo, script, args);
     }
-    /** Writes `data` (or a stream) to a file in the work directory, mode 0600. */
-    async write(name, data) {
+    /**
+     * Writes `data`, or a stream through `through` (a hash on the way), to a file in the work
+     * directory, mode 0600. A failed source errors the whole pipeline (not only its own stream).
+     */
+    async write(name, data, through) {
         const upload = this.conn.writeTo(this.command(WRITE, [`${this.workDir}/${name}`]));
         try {
             if (Buffer.isBuffer(data))
                 upload.stdin.end(data);
+            else if (through)
+                await (0,external_node_stream_promises_namespaceObject.pipeline)(data, through, upload.stdin);
             else
                 await (0,external_node_stream_promises_namespaceObject.pipeline)(data, upload.stdin);
         }
@@ -98017,7 +98022,7 @@ async function streamObject(remote, store, object, opts) {
                 cb(null, chunk);
             },
         });
-        await remote.write(object.name, body.pipe(hashing));
+        await remote.write(object.name, body, hashing);
         got = { sha256: hash.digest('hex'), bytes: n };
     }, {
         ...R2_RETRY,
