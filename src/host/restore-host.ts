@@ -404,8 +404,10 @@ async function runRestore(
     remote.dropped = true;
     if (pending) take(pending);
     const step = failedStep(lines);
+    // The command's text (the wrapper script) says nothing to the reader: only why it ended.
+    const why = errorMessage(err).replace(/ \((?:sudo -n )?bash -c [\s\S]*$/, '');
     throw new OpsError(
-      `RESTORE.sh did not finish${step ? ` (in step ${step})` : ''}: ${errorMessage(err)}${tailOf(lines)}`,
+      `RESTORE.sh did not finish${step ? ` (in step ${step})` : ''}: ${why}${tailOf(lines)}`,
     );
   }
   if (pending) take(pending);

@@ -31,6 +31,37 @@ const WORK_DIR = '/root/comfyume-restore';
 /** Exit code 0 when nothing of a run is left on the host. */
 const NOTHING_LEFT = `test ! -e ${WORK_DIR}/identity && test ! -e ${WORK_DIR}`;
 
+/**
+ * A python3 program (fail2ban brings python3) run on the host: once the identity is there and
+ * RESTORE.sh waits on its Redis ping (`timeout 10 redis-cli ...`, in the services step), kills the
+ * sshd process that RESTORE.sh's wrapper (`bash -c SCRIPT restore-host WORK_DIR 0 identity ...`)
+ * hangs off, by pid, and prints that pid.
+ */
+const KILL_SESSION = `'${[
+  'import os, sys',
+  'work = sys.argv[1].encode()',
+  'if not os.path.exists(work + b"/identity"): sys.exit(0)',
+  'procs = {}',
+  'for p in filter(str.isdigit, os.listdir("/proc")):',
+  '    try: procs[p] = open("/proc/%s/cmdline" % p, "rb").read().split(b"\\0")',
+  '    except OSError: pass',
+  'if not any(a[:3] == [b"timeout", b"10", b"redis-cli"] for a in procs.values()): sys.exit(0)',
+  'for p, a in procs.items():',
+  '    if a[:2] == [b"bash", b"-c"] and a[3:7] == [b"restore-host", work, b"0", b"identity"]:',
+  '        ppid = int(open("/proc/%s/stat" % p).read().rsplit(")", 1)[1].split()[1])',
+  '        os.kill(ppid, 9); print(ppid); break',
+].join('\n')}'`;
+
+/** The pids of RESTORE.sh wrappers still running for WORK_DIR (python3, like KILL_SESSION). */
+const LIST_WRAPPERS = `'${[
+  'import os, sys',
+  'work = sys.argv[1].encode()',
+  'for p in filter(str.isdigit, os.listdir("/proc")):',
+  '    try: a = open("/proc/%s/cmdline" % p, "rb").read().split(b"\\0")',
+  '    except OSError: continue',
+  '    if a[:2] == [b"bash", b"-c"] and a[3:5] == [b"restore-host", work]: print(p)',
+].join('\n')}'`;
+
 maybe('restore-host restores a backup onto a fresh booted host', () => {
   let world: BackupWorld;
   let fresh: FreshHost;
@@ -187,6 +218,40 @@ maybe('restore-host restores a backup onto a fresh booted host', () => {
     expect(run.stdout).toMatch(/^RESTORE\.sh: done, 0 change\(s\) in /m);
     expect(await fresh.exec(NOTHING_LEFT)).toMatchObject({ code: 0 });
   }, 600_000);
+
+  it('a connection that drops while RESTORE.sh runs fails the run; the identity and the backup still go', async () => {
+    // The VPS Redis stops answering: the services step waits on its ping (up to 10 s), a window
+    // in which the SSH session running RESTORE.sh is killed on the host (its sshd process).
+    redis.kill('SIGSTOP');
+    let killed = '';
+    let run: ActionRun;
+    try {
+      const running = restore({ 'host-key-fingerprints': restoredFingerprint });
+      for (let i = 0; i < 600 && !killed; i++) {
+        killed = (await fresh.exec(`python3 -c ${KILL_SESSION} ${WORK_DIR}`)).stdout.trim();
+        if (!killed) await new Promise((r) => setTimeout(r, 100));
+      }
+      run = await running;
+    } finally {
+      redis.kill('SIGCONT');
+    }
+    expect(killed).toMatch(/^\d+$/);
+    expect(run.code).not.toBe(0);
+    expect(run.errors.join('\n')).toMatch(
+      /^RESTORE\.sh did not finish \(in step services\): remote command failed: connection to \S+ closed before it exited; its last lines:\n[\s\S]*== services: /,
+    );
+    console.log(`dropped connection: ${run.errors.join('\n')}`);
+    expect(run.stdout).toContain(`removed the identity and ${WORK_DIR} from the host`);
+    expect(await fresh.exec(NOTHING_LEFT)).toMatchObject({ code: 0 });
+    // RESTORE.sh, cut off from its output, ends too (SIGPIPE at its next line), then its trap.
+    let lingering = 'x';
+    for (let i = 0; i < 300 && lingering !== ''; i++) {
+      lingering = (await fresh.exec(`python3 -c ${LIST_WRAPPERS} ${WORK_DIR}`)).stdout.trim();
+      if (lingering) await new Promise((r) => setTimeout(r, 200));
+    }
+    expect(lingering).toBe('');
+    expect(await fresh.exec(NOTHING_LEFT)).toMatchObject({ code: 0 });
+  }, 300_000);
 
   it('a failing step fails the run naming it with its last lines; the identity goes, the kept backup stays', async () => {
     // A non-empty real directory where the storage step wants its link.

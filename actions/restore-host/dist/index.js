@@ -98074,7 +98074,9 @@ async function runRestore(remote, opts, copied) {
         if (pending)
             take(pending);
         const step = failedStep(lines);
-        throw new errors_OpsError(`RESTORE.sh did not finish${step ? ` (in step ${step})` : ''}: ${errors_errorMessage(err)}${tailOf(lines)}`);
+        // The command's text (the wrapper script) says nothing to the reader: only why it ended.
+        const why = errors_errorMessage(err).replace(/ \((?:sudo -n )?bash -c [\s\S]*$/, '');
+        throw new errors_OpsError(`RESTORE.sh did not finish${step ? ` (in step ${step})` : ''}: ${why}${tailOf(lines)}`);
     }
     if (pending)
         take(pending);
