@@ -19,10 +19,10 @@ import type { Logger } from '../lib/logger.js';
 import type { RetryOptions } from '../lib/retry.js';
 import type { AllowedSigner } from '../lib/sshsig.js';
 import type { BackupConfig } from './config.js';
-import { backupKeys, parseManifest, type Manifest, type ManifestItem } from './manifest.js';
+import { backupKeys, type Manifest, type ManifestItem } from './manifest.js';
 import { COMPRESSORS } from './remote-commands.js';
 import { AFTER_RESTORE_LINE, restoreScript } from './restore-script.js';
-import { verifyManifestSignature } from './signature.js';
+import { checkIdentities, readSignedManifest, type SignedManifest } from './signed-backup.js';
 import { BackupStore } from './store.js';
 import { TOOL_VERSION } from './version.js';
 
@@ -90,7 +90,16 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
   const store = BackupStore.open(opts, logger);
   const where = `s3://${opts.bucket}/${opts.prefix}`;
 
-  const signed = await readManifest(store, opts, where);
+  const signed = await readSignedManifest(
+    store,
+    {
+      ...(opts.backupId ? { backupId: opts.backupId } : {}),
+      signers: opts.signers,
+      input: 'backup-id',
+      purpose: 'drill',
+    },
+    where,
+  );
   const { manifest } = signed;
   checkProves(manifest, opts.config, now());
   const items = selectItems(manifest, opts.only);
@@ -131,41 +140,6 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
   }
 }
 
-interface SignedManifest {
-  manifest: Manifest;
-  text: string;
-  signature: string;
-}
-
-/** The manifest and its signature, verified before the manifest is even parsed. */
-async function readManifest(
-  store: BackupStore,
-  opts: DrillOptions,
-  where: string,
-): Promise<SignedManifest> {
-  let key: string;
-  if (opts.backupId) {
-    key = backupKeys(store.prefix, opts.backupId).manifest;
-  } else {
-    const latest = await store.latest();
-    if (!latest)
-      throw new OpsError(`no backup to drill: ${where}/latest.json is missing or unreadable`);
-    key = latest.manifestKey;
-  }
-  const [text, signature] = await Promise.all([store.getText(key), store.getText(`${key}.sig`)]);
-  if (text === undefined) {
-    throw opts.backupId
-      ? new InputError(
-          'backup-id',
-          opts.backupId,
-          `a backup under ${where} (it has no manifest.json)`,
-        )
-      : new OpsError(`latest.json names ${key}, which does not exist`);
-  }
-  verifyManifestSignature(Buffer.from(text), signature, opts.signers, key);
-  return { manifest: parseManifest(text, key, store.prefix), text, signature: signature ?? '' };
-}
-
 /** How far a backup's clock may run ahead of the drill's. */
 const CLOCK_SKEW_MS = 5 * 60_000;
 
@@ -202,17 +176,6 @@ function selectItems(manifest: Manifest, only: string[] | undefined): ManifestIt
     );
   }
   return manifest.items.filter((i) => only.includes(i.id));
-}
-
-function checkIdentities(manifest: Manifest, identities: DrillOptions['identities']): void {
-  const recipients = manifest.encryption.recipients;
-  if (!identities.some((i) => recipients.includes(i.recipient))) {
-    throw new InputError(
-      'age-identity',
-      `<keys of ${identities.map((i) => i.recipient).join(', ')}>`,
-      `the secret key of one of backup ${manifest.backupId}'s recipients: ${recipients.join(', ')}`,
-    );
-  }
 }
 
 type Timing = Record<'download' | 'restore' | 'check', number>;

@@ -15,6 +15,7 @@ export const actionNames = [
   'deploy-serverless',
   'restore-drill',
   'verify-host',
+  'restore-host',
   'provision-host',
 ] as const;
 export type ActionName = (typeof actionNames)[number];
@@ -48,6 +49,7 @@ const mains: Record<ActionName, () => Promise<{ run(port: ActionPort): Promise<v
   'deploy-serverless': () => import('../actions/deploy-serverless/main.js'),
   'restore-drill': () => import('../actions/restore-drill/main.js'),
   'verify-host': () => import('../actions/verify-host/main.js'),
+  'restore-host': () => import('../actions/restore-host/main.js'),
   'provision-host': () => import('../actions/provision-host/main.js'),
 };
 

@@ -11,6 +11,7 @@ const commands: Record<string, ActionName> = {
   deploy: 'deploy-serverless',
   'restore-drill': 'restore-drill',
   'verify-host': 'verify-host',
+  'restore-host': 'restore-host',
   'provision-host': 'provision-host',
 };
 

@@ -4,35 +4,27 @@
 // stand-ins) is rebuilt by that backup's RESTORE.sh, and the verify-host bundle checks it. A
 // second RESTORE.sh run changes nothing; breaking the host makes verify-host name what broke.
 import { afterAll, beforeAll, describe, expect, it } from '@jest/globals';
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import type { ChildProcess } from 'node:child_process';
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
 import type { Manifest } from '../../src/backup/manifest.js';
 import { fingerprintSha256 } from '../../src/lib/ssh.js';
-import { freshHostSupport, startFreshHost, type FreshHost } from '../../src/sandbox/fresh-host.js';
+import { startFreshHost, type FreshHost } from '../../src/sandbox/fresh-host.js';
 import { FIXTURE_TAILSCALE_IP, TEST_USER } from '../../src/sandbox/ssh-host.js';
 import { runAction } from '../helpers/run-action.js';
 import { startBackupWorld, type BackupWorld } from './backup-setup.js';
+import {
+  OHMYZSH_REPO,
+  installOhMyZsh,
+  rebuildSupport,
+  startRedisStandin,
+  writeRebuildConfig,
+} from './rebuild-setup.js';
 import { MiB, startSyncWorld, type SyncWorld } from './sync-models-setup.js';
 
-const support = freshHostSupport();
-const redisServer = '/usr/bin/redis-server';
-const ready = support.ok && existsBin(redisServer);
-if (!ready)
-  console.log(`host rebuild skipped: ${support.reason ?? 'redis-server is not installed'}`);
-const maybe = ready ? describe : describe.skip;
+const maybe = rebuildSupport('host rebuild') ? describe : describe.skip;
 
-function existsBin(file: string): boolean {
-  try {
-    execFileSync(file, ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
-
-const REDIS_PORT = 16379;
 const STEP_LINE = /^STEP\t(\w+)\t(\d+)\t(\d+)$/gm;
 
 maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
@@ -50,7 +42,7 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
   const restoreArgs = () =>
     [
       'bash /root/restore/RESTORE.sh --signers /root/restore/signers --identity /root/restore/identity',
-      '--from /root/restore/backup --ohmyzsh-repo file:///root/ohmyzsh',
+      `--from /root/restore/backup --ohmyzsh-repo ${OHMYZSH_REPO}`,
       `--models-mount '${fresh.disks.models} ext4' --scratch-mount '${fresh.disks.scratch} ext4'`,
     ].join(' ');
 
@@ -61,22 +53,9 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
       startFreshHost(),
       startSyncWorld(),
     ]);
-    redis = spawn(
-      redisServer,
-      ['--port', String(REDIS_PORT), '--bind', fresh.outerAddress, '--protected-mode', 'no'].concat(
-        ['--save', '', '--appendonly', 'no'],
-      ),
-      { stdio: 'ignore' },
-    );
+    redis = startRedisStandin(fresh);
     // The host the rebuild aims at: the fixture's user, paths and services.
-    const config = world.writeConfig('rebuild.yml', (yaml) =>
-      yaml
-        .replace(/^ {2}user: dev$/m, `  user: ${TEST_USER}`)
-        .replace(/^ {2}redis: .*$/m, `  redis: ${fresh.outerAddress}:${REDIS_PORT}`)
-        .replace(/^ {2}comfyui-url: .*$/m, '  comfyui-url: http://127.0.0.1:8188')
-        .concat('  containers: [comfy-multi-comfyui-1]\n  min-free-mib: 64\n')
-        .concat('  test-workflow: /home/dev/comfy-multi/workflows/smoke-test.json\n'),
-    );
+    const config = writeRebuildConfig(world, fresh);
     const backup = await world.run({ config });
     expect(backup.code).toBe(0);
     manifest = JSON.parse(
@@ -103,28 +82,7 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
       expect(put.code).toBe(0);
     }
     // oh-my-zsh from a local git repository (the host has no network).
-    const omz = path.join(dir, 'ohmyzsh');
-    execFileSync('mkdir', ['-p', path.join(omz, 'themes'), path.join(omz, 'custom')]);
-    writeFileSync(path.join(omz, 'oh-my-zsh.sh'), '# oh-my-zsh stand-in\n');
-    writeFileSync(path.join(omz, 'themes', 'robbyrussell.zsh-theme'), 'PROMPT="%~ "\n');
-    const git = (...args: string[]) =>
-      execFileSync('git', ['-C', omz, ...args], {
-        env: {
-          ...process.env,
-          GIT_AUTHOR_NAME: 't',
-          GIT_AUTHOR_EMAIL: 't@t',
-          GIT_COMMITTER_NAME: 't',
-          GIT_COMMITTER_EMAIL: 't@t',
-        },
-      });
-    git('init', '-q');
-    git('add', '.');
-    git('commit', '-qm', 'omz');
-    const tarball = execFileSync('tar', ['-C', dir, '-cz', 'ohmyzsh']);
-    const untar = await fresh.exec('base64 -d | tar -C /root -xz', {
-      input: tarball.toString('base64'),
-    });
-    expect(untar.code).toBe(0);
+    await installOhMyZsh(fresh, dir);
     // The dev user's backed-up uid is taken on this fresh host: files must follow by name.
     const squat = await fresh.exec(`useradd -M -u ${uidTaken} squatter`);
     expect(squat.code).toBe(0);

@@ -12,6 +12,7 @@ import * as backupVerda from '../../src/actions/backup-verda/inputs.js';
 import * as deploy from '../../src/actions/deploy-serverless/inputs.js';
 import * as drill from '../../src/actions/restore-drill/inputs.js';
 import * as verify from '../../src/actions/verify-host/inputs.js';
+import * as restoreHost from '../../src/actions/restore-host/inputs.js';
 import * as sync from '../../src/actions/sync-models/inputs.js';
 import type { SecretInput } from '../../src/actions/shared/port.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
@@ -63,6 +64,7 @@ describe('action.yml defaults equal the parsers’ fallbacks', () => {
       'deploy-serverless',
       'restore-drill',
       'verify-host',
+      'restore-host',
     ])
       expect(defaults(action).length).toBeGreaterThan(0);
   });
@@ -124,6 +126,22 @@ describe('action.yml defaults equal the parsers’ fallbacks', () => {
       verify.parseVerifyInputs(inputsFromRecord(r), root),
     );
   });
+
+  it('restore-host', async () => {
+    const identity = await generateX25519Identity();
+    const base = {
+      bucket: 'backups',
+      'age-identity': identity,
+      host: 'gpu',
+      user: 'root',
+      'ssh-private-key': key,
+      'host-key-fingerprints': pin,
+      ...r2,
+    };
+    await expectFallbacksMatch('restore-host', base, (r) =>
+      restoreHost.parseRestoreHostInputs(inputsFromRecord(r), root),
+    );
+  });
 });
 
 describe('each action declares its secret inputs once, beside its parser', () => {
@@ -133,6 +151,7 @@ describe('each action declares its secret inputs once, beside its parser', () =>
     ['deploy-serverless', deploy.SECRET_INPUTS],
     ['restore-drill', drill.SECRET_INPUTS],
     ['verify-host', verify.SECRET_INPUTS],
+    ['restore-host', restoreHost.SECRET_INPUTS],
   ];
   it.each(declared)('%s: every secret it masks is one of its inputs', (action, secrets) => {
     const names = secrets.map((s) => (typeof s === 'string' ? s : s.name));

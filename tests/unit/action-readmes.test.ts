@@ -13,6 +13,7 @@ describe.each([
   'deploy-serverless',
   'restore-drill',
   'verify-host',
+  'restore-host',
   'provision-host',
 ])('actions/%s/README.md', (name) => {
   const dir = path.join(actionsDir, name);

@@ -61495,7 +61495,7 @@ module.exports = {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
 /* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4411);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4048);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8560);
 
 
 
@@ -61506,7 +61506,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 4048:
+/***/ 8560:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -73441,6 +73441,42 @@ function itemTables(items) {
     ].join('\n');
 }
 
+;// CONCATENATED MODULE: ./src/backup/signed-backup.ts
+// Which backup a restore takes, and the proof that it is one: latest.json's or one by id, its
+// manifest.json verified against config/backup-signers BEFORE it is even parsed, then parsed
+// strictly. The drill and restore-host both select a backup this way.
+
+
+
+/** The manifest and its signature, verified before the manifest is even parsed. */
+async function readSignedManifest(store, select, where) {
+    let key;
+    if (select.backupId) {
+        key = backupKeys(store.prefix, select.backupId).manifest;
+    }
+    else {
+        const latest = await store.latest();
+        if (!latest)
+            throw new errors_OpsError(`no backup to ${select.purpose}: ${where}/latest.json is missing or unreadable`);
+        key = latest.manifestKey;
+    }
+    const [text, signature] = await Promise.all([store.getText(key), store.getText(`${key}.sig`)]);
+    if (text === undefined) {
+        throw select.backupId
+            ? new errors_InputError(select.input, select.backupId, `a backup under ${where} (it has no manifest.json)`)
+            : new errors_OpsError(`latest.json names ${key}, which does not exist`);
+    }
+    verifyManifestSignature(Buffer.from(text), signature, select.signers, key);
+    return { manifest: parseManifest(text, key, store.prefix), text, signature: signature ?? '' };
+}
+/** One of the identities must be the secret key of a recipient the backup was encrypted to. */
+function checkIdentities(manifest, identities) {
+    const recipients = manifest.encryption.recipients;
+    if (!identities.some((i) => recipients.includes(i.recipient))) {
+        throw new errors_InputError('age-identity', `<keys of ${identities.map((i) => i.recipient).join(', ')}>`, `the secret key of one of backup ${manifest.backupId}'s recipients: ${recipients.join(', ')}`);
+    }
+}
+
 // EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
 var dist_cjs = __nccwpck_require__(3711);
 ;// CONCATENATED MODULE: ./src/lib/logger.ts
@@ -74144,7 +74180,12 @@ async function runRestoreDrill(opts) {
     const now = opts.now ?? (() => new Date());
     const store = BackupStore.open(opts, logger);
     const where = `s3://${opts.bucket}/${opts.prefix}`;
-    const signed = await readManifest(store, opts, where);
+    const signed = await readSignedManifest(store, {
+        ...(opts.backupId ? { backupId: opts.backupId } : {}),
+        signers: opts.signers,
+        input: 'backup-id',
+        purpose: 'drill',
+    }, where);
     const { manifest } = signed;
     checkProves(manifest, opts.config, now());
     const items = selectItems(manifest, opts.only);
@@ -74185,27 +74226,6 @@ async function runRestoreDrill(opts) {
         });
     }
 }
-/** The manifest and its signature, verified before the manifest is even parsed. */
-async function readManifest(store, opts, where) {
-    let key;
-    if (opts.backupId) {
-        key = backupKeys(store.prefix, opts.backupId).manifest;
-    }
-    else {
-        const latest = await store.latest();
-        if (!latest)
-            throw new errors_OpsError(`no backup to drill: ${where}/latest.json is missing or unreadable`);
-        key = latest.manifestKey;
-    }
-    const [text, signature] = await Promise.all([store.getText(key), store.getText(`${key}.sig`)]);
-    if (text === undefined) {
-        throw opts.backupId
-            ? new errors_InputError('backup-id', opts.backupId, `a backup under ${where} (it has no manifest.json)`)
-            : new errors_OpsError(`latest.json names ${key}, which does not exist`);
-    }
-    verifyManifestSignature(Buffer.from(text), signature, opts.signers, key);
-    return { manifest: parseManifest(text, key, store.prefix), text, signature: signature ?? '' };
-}
 /** How far a backup's clock may run ahead of the drill's. */
 const CLOCK_SKEW_MS = 5 * 60_000;
 /**
@@ -74235,12 +74255,6 @@ function selectItems(manifest, only) {
         throw new errors_InputError('items', unknown.join(','), `items of backup ${manifest.backupId}: ${ids.join(', ')}`);
     }
     return manifest.items.filter((i) => only.includes(i.id));
-}
-function checkIdentities(manifest, identities) {
-    const recipients = manifest.encryption.recipients;
-    if (!identities.some((i) => recipients.includes(i.recipient))) {
-        throw new errors_InputError('age-identity', `<keys of ${identities.map((i) => i.recipient).join(', ')}>`, `the secret key of one of backup ${manifest.backupId}'s recipients: ${recipients.join(', ')}`);
-    }
 }
 /**
  * The drill's steps in its work directory: what they share (the store, the log, the limits of
