@@ -101963,7 +101963,11 @@ const manifestSchema = strictObject({
 async function readManifest(v) {
     const key = vaultKey(v, MANIFEST_NAME);
     const text = (await v.store.getText(key)) ?? '';
-    const invalid = (why) => new OpsError(`${key} in bucket ${v.store.bucket} is not a valid models manifest: ${why}`);
+    return parseManifestText(text, `${key} in bucket ${v.store.bucket}`);
+}
+/** A models-manifest.json's text (from the bucket or a downloaded copy); `where` names it in errors. */
+function parseManifestText(text, where) {
+    const invalid = (why) => new OpsError(`${where} is not a valid models manifest: ${why}`);
     let data;
     try {
         data = JSON.parse(text);
