@@ -15,13 +15,20 @@ import { connectSsh } from '../lib/ssh.js';
 import { tableToText } from '../lib/summary.js';
 import { startR2Emulator, type R2Emulator } from '../sandbox/r2.js';
 import { startSshHost, type SshHost } from '../sandbox/ssh-host.js';
+import { rebuildSupport } from '../sandbox/rebuild-standins.js';
+import { freshHostBooter, type FreshHostBooter } from '../sandbox/verda-instance-boot.js';
 import { startVerdaEmulator, type VerdaEmulator } from '../sandbox/verda.js';
 import { runActionInProcess, type ActionName, type ActionResult } from './action-runner.js';
+import { runHostDied } from './sandbox-host-died.js';
 
 export interface SandboxServices {
   ssh: SshHost;
   r2: R2Emulator;
   verda: VerdaEmulator;
+  /** Boots a fresh Debian 12 per Verda instance; absent where that cannot run (not root, no nspawn). */
+  booter: FreshHostBooter | undefined;
+  /** Why there is no booter. */
+  noBooter: string | undefined;
 }
 
 const BACKUP_BUCKET = 'comfyume-cache-backups';
@@ -61,6 +68,8 @@ async function checkServices({ ssh, r2, verda }: SandboxServices): Promise<strin
 }
 
 export async function startSandboxServices(): Promise<SandboxServices> {
+  const support = rebuildSupport();
+  const booter = support.ok ? freshHostBooter() : undefined;
   const [ssh, r2, verda] = await Promise.all([
     // A small model vault in the seed's layout (the real one is 45 GB).
     startSshHost({
@@ -77,9 +86,10 @@ export async function startSandboxServices(): Promise<SandboxServices> {
       // What config/workshop.yml refers to and an account would already hold.
       secrets: ['hf-token'],
       registryCredentials: ['ghcr-ahelme'],
+      ...(booter ? { instances: { bootHost: booter.bootHost } } : {}),
     }),
   ]);
-  return { ssh, r2, verda };
+  return { ssh, r2, verda, booter, noBooter: support.reason };
 }
 
 interface Step {
@@ -265,7 +275,8 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
     const recipient = await identityToRecipient(identity);
     const signing = await makeSigningKey(dir);
 
-    for (const step of pipelineSteps(services, configFile, { identity, recipient, signing })) {
+    const steps = pipelineSteps(services, configFile, { identity, recipient, signing });
+    for (const step of steps) {
       say(`\n=== ${step.title} (actions/${step.action})`);
       step.before?.();
       const result: ActionResult = await runActionInProcess(step.action, step.inputs);
@@ -282,6 +293,31 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
       results.push([step.title, result.ok ? 'ok' : 'FAILED', shown.join('\n')]);
       if (!result.ok) break;
     }
+    let recovery: [string, number][] = [];
+    if (ok && services.booter) {
+      const backup = steps.find((step) => step.action === 'backup-verda');
+      const died = await runHostDied({
+        verda: services.verda,
+        booter: services.booter,
+        r2: services.r2,
+        backupBucket: BACKUP_BUCKET,
+        modelsBucket: MODELS_BUCKET,
+        backupConfig: configFile,
+        backupInputs: backup?.inputs ?? {},
+        identity,
+        signing,
+        dir,
+        packageRoot,
+        say,
+      });
+      for (const phase of died.phases) {
+        ok &&= phase.ok;
+        results.push([phase.title, phase.ok ? 'ok' : 'FAILED', phase.shown.join('\n')]);
+      }
+      recovery = died.times;
+    } else if (ok) {
+      results.push(['The GPU host died (a fresh booted host)', 'skipped', services.noBooter ?? '']);
+    }
     const counts = services.r2.counts();
     say(
       tableToText({
@@ -294,6 +330,19 @@ export async function runSandbox(_flags: Record<string, string>): Promise<boolea
         ),
       }),
     );
+    if (recovery.length > 0) {
+      const total = recovery.reduce((sum, [, s]) => sum + s, 0);
+      say(
+        tableToText({
+          title: '\nRecovery time of the GPU host (click to verified, this machine)',
+          headers: ['phase', 'seconds'],
+          rows: [
+            ...recovery.map(([phase, s]) => [phase, s.toFixed(1)]),
+            ['total', total.toFixed(1)],
+          ],
+        }),
+      );
+    }
     say(
       `R2 requests: ${counts.classA} Class A, ${counts.classB} Class B. Verda API requests: ${services.verda.requests().length}.`,
     );

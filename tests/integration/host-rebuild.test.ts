@@ -82,7 +82,7 @@ maybe('RESTORE.sh rebuilds a fresh booted host; verify-host proves it', () => {
       expect(put.code).toBe(0);
     }
     // oh-my-zsh from a local git repository (the host has no network).
-    await installOhMyZsh(fresh, dir);
+    await installOhMyZsh(fresh);
     // The dev user's backed-up uid is taken on this fresh host: files must follow by name.
     const squat = await fresh.exec(`useradd -M -u ${uidTaken} squatter`);
     expect(squat.code).toBe(0);

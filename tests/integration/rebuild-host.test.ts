@@ -105,7 +105,7 @@ maybe('the GPU host died: provision, restore, verify, through the bundles', () =
     const config = writeRebuildConfig(world, fresh);
     const backup = await world.run({ config });
     expect(backup.code).toBe(0);
-    await installOhMyZsh(fresh, dir);
+    await installOhMyZsh(fresh);
 
     restored = await runAction('restore-host', {
       inputs: {

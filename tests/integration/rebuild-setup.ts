@@ -1,84 +1,27 @@
-// What a rebuild of the fixture GPU host onto a fresh booted host needs around it, shared by
-// host-rebuild.test.ts (RESTORE.sh by hand) and restore-host.test.ts (the action): whether it can
-// run here, the backup config aimed at the fresh host, the VPS Redis stand-in it pings, and an
-// oh-my-zsh stand-in (the fresh host has no network).
-import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { writeFileSync } from 'node:fs';
-import path from 'node:path';
-import { freshHostSupport, type FreshHost } from '../../src/sandbox/fresh-host.js';
-import { TEST_USER } from '../../src/sandbox/ssh-host.js';
+// The rebuild stand-ins (src/sandbox/rebuild-standins.ts) as the rebuild tests use them: a
+// support check that logs why it skips, and the backup world's config aimed at the fresh host.
+import type { FreshHost } from '../../src/sandbox/fresh-host.js';
+import {
+  rebuildConfigYaml,
+  rebuildSupport as support,
+} from '../../src/sandbox/rebuild-standins.js';
 import type { BackupWorld } from './backup-setup.js';
 
-const REDIS_SERVER = '/usr/bin/redis-server';
-export const REDIS_PORT = 16379;
-/** Where installOhMyZsh puts the stand-in repository on the fresh host (--ohmyzsh-repo). */
-export const OHMYZSH_REPO = 'file:///root/ohmyzsh';
-
-function existsBin(file: string): boolean {
-  try {
-    execFileSync(file, ['--version'], { stdio: 'ignore' });
-    return true;
-  } catch {
-    return false;
-  }
-}
+export {
+  OHMYZSH_REPO,
+  REDIS_PORT,
+  installOhMyZsh,
+  startRedisStandin,
+} from '../../src/sandbox/rebuild-standins.js';
 
 /** Whether a rebuild test can run here; logs why not (the caller skips). */
 export function rebuildSupport(what: string): boolean {
-  const support = freshHostSupport();
-  const ready = support.ok && existsBin(REDIS_SERVER);
-  if (!ready) console.log(`${what} skipped: ${support.reason ?? 'redis-server is not installed'}`);
-  return ready;
+  const { ok, reason } = support();
+  if (!ok) console.log(`${what} skipped: ${reason}`);
+  return ok;
 }
 
 /** The backup config of the fixture host, aimed at what the fresh host can reach and run. */
 export function writeRebuildConfig(world: BackupWorld, fresh: FreshHost): string {
-  return world.writeConfig('rebuild.yml', (yaml) =>
-    yaml
-      .replace(/^ {2}user: dev$/m, `  user: ${TEST_USER}`)
-      .replace(/^ {2}redis: .*$/m, `  redis: ${fresh.outerAddress}:${REDIS_PORT}`)
-      .replace(/^ {2}comfyui-url: .*$/m, '  comfyui-url: http://127.0.0.1:8188')
-      .concat('  containers: [comfy-multi-comfyui-1]\n  min-free-mib: 64\n')
-      .concat('  test-workflow: /home/dev/comfy-multi/workflows/smoke-test.json\n'),
-  );
-}
-
-/** The VPS Redis the services step pings, on the fresh host's outer address; kill() it after. */
-export function startRedisStandin(fresh: FreshHost): ChildProcess {
-  return spawn(
-    REDIS_SERVER,
-    ['--port', String(REDIS_PORT), '--bind', fresh.outerAddress, '--protected-mode', 'no'].concat([
-      '--save',
-      '',
-      '--appendonly',
-      'no',
-    ]),
-    { stdio: 'ignore' },
-  );
-}
-
-/** oh-my-zsh as a local git repository at /root/ohmyzsh on the fresh host (OHMYZSH_REPO). */
-export async function installOhMyZsh(fresh: FreshHost, dir: string): Promise<void> {
-  const omz = path.join(dir, 'ohmyzsh');
-  execFileSync('mkdir', ['-p', path.join(omz, 'themes'), path.join(omz, 'custom')]);
-  writeFileSync(path.join(omz, 'oh-my-zsh.sh'), '# oh-my-zsh stand-in\n');
-  writeFileSync(path.join(omz, 'themes', 'robbyrussell.zsh-theme'), 'PROMPT="%~ "\n');
-  const git = (...args: string[]) =>
-    execFileSync('git', ['-C', omz, ...args], {
-      env: {
-        ...process.env,
-        GIT_AUTHOR_NAME: 't',
-        GIT_AUTHOR_EMAIL: 't@t',
-        GIT_COMMITTER_NAME: 't',
-        GIT_COMMITTER_EMAIL: 't@t',
-      },
-    });
-  git('init', '-q');
-  git('add', '.');
-  git('commit', '-qm', 'omz');
-  const tarball = execFileSync('tar', ['-C', dir, '-cz', 'ohmyzsh']);
-  const untar = await fresh.exec('base64 -d | tar -C /root -xz', {
-    input: tarball.toString('base64'),
-  });
-  if (untar.code !== 0) throw new Error(`oh-my-zsh stand-in not installed: ${untar.stderr}`);
+  return world.writeConfig('rebuild.yml', (yaml) => rebuildConfigYaml(yaml, fresh));
 }

@@ -105,7 +105,7 @@ maybe('restore-host restores a backup onto a fresh booted host', () => {
     manifest = JSON.parse(
       (await world.get(backup.outputs['manifest-key'] ?? '')).toString('utf8'),
     ) as Manifest;
-    await installOhMyZsh(fresh, dir);
+    await installOhMyZsh(fresh);
     const pub = readFileSync(
       path.join(world.host.hostRoot, 'etc/ssh/ssh_host_ed25519_key.pub'),
       'utf8',

@@ -5,6 +5,7 @@ import { readdirSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
+import { rebuildSupport } from '../../src/sandbox/rebuild-standins.js';
 import { repoRoot } from '../helpers/run-action.js';
 
 const sandboxArgs = [
@@ -43,6 +44,17 @@ describe('the embedded sandbox', () => {
     expect(out).toMatch(/Replicas over time \(# running, \+ starting\):\n\s*\d+ \|[#+ ]+\n/);
     expect(out).toMatch(/the fleet is at zero\s+ok\s+status=healthy\s+\n?\s*replicas=0/);
     expect(out).toMatch(/status=paused/);
+    if (rebuildSupport().ok) {
+      // The GPU host died: a fresh booted host provisioned, restored, given the vault, verified.
+      expect(out).toMatch(/The GPU host died: provision[^\n]* ok +ip=10\.222\.\d+\.2\n/);
+      expect(out).toMatch(/Restore the last backup[^\n]* ok +backup-id=\S+\n +changes=3\d\n/);
+      expect(out).toMatch(/Pull the model vault[^\n]* ok +downloaded=3\n/);
+      expect(out).toMatch(/Verify the rebuilt host[^\n]* ok +passed=true\n/);
+      expect(out).toMatch(/Delete the test instance[^\n]* ok +status=deleted\n/);
+      expect(out).toMatch(/Recovery time of the GPU host[^]*\ntotal +\d+\.\d\n/);
+    } else {
+      expect(out).toMatch(/The GPU host died \(a fresh booted host\) +skipped/);
+    }
     expect(out).not.toMatch(/::add-mask::|BEGIN OPENSSH PRIVATE KEY|AGE-SECRET-KEY-/);
     expect(result.stderr + out).not.toMatch(/add-mask/);
   }, 120_000);
