@@ -304,11 +304,15 @@ describe('writers of the model vault', () => {
   }
 
   const truthy = (v: unknown) => v === true || v === 'true';
-  /** Whether a job writes the vault in this scenario. */
+  /** Whether a job writes the vault in this scenario (a sync-models pull reads it only). */
   function writesVault(job: Job, contexts: Record<string, unknown>): boolean {
     if (job.uses?.endsWith('/sync-models.yml')) return true;
     return (job.steps ?? []).some((step) => {
-      if (step.uses === './actions/sync-models') return true;
+      // A pull only reads the vault (its delete removes files on the host, not objects).
+      if (step.uses === './actions/sync-models') {
+        const direction = step.with?.direction;
+        return typeof direction !== 'string' || evaluateField(direction, contexts) !== 'pull';
+      }
       if (step.uses !== './actions/backup-verda') return false;
       const withModels = step.with?.['with-models'];
       return typeof withModels === 'string' && truthy(evaluateField(withModels, contexts));
