@@ -33,7 +33,14 @@ export default tseslint.config(
   {
     // The core never reaches the Actions runtime, the CLI or the sandbox (docs/architecture.md):
     // it takes a logger and typed options, so the action, the CLI and the sandbox share it.
-    files: ['src/lib/**', 'src/backup/**', 'src/host/**', 'src/models/**', 'src/serverless/**'],
+    files: [
+      'src/lib/**',
+      'src/backup/**',
+      'src/host/**',
+      'src/models/**',
+      'src/provision/**',
+      'src/serverless/**',
+    ],
     rules: {
       'no-restricted-imports': [
         'error',
