@@ -19,7 +19,7 @@ import {
 export interface ProvisionDeps {
   api: VerdaInstances;
   logger: Logger;
-  /** Registers a secret (the bootstrap private key) before anything can print it. */
+  /** Registers a secret (the bootstrap private key), line by line too, before anything prints it. */
   onSecret: (value: string) => void;
   /** The API's clock (its Date header) for ages and costs; local time where it sent none. */
   apiNow: () => number;
@@ -108,7 +108,6 @@ export async function createHost(
 
   const key = newBootstrapKey(hostname);
   deps.onSecret(key.privateKey);
-  for (const line of key.privateKey.split('\n')) if (line.trim().length >= 8) deps.onSecret(line);
   const scriptName = `comfyume-bootstrap-${hostname}-${Math.floor(deps.apiNow() / 1000)}`;
   const script = await api.createScript(scriptName, startupScript(key, opts.extraScript));
   const instanceStarted = now();
