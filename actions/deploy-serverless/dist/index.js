@@ -39028,7 +39028,8 @@ function apiError(res, parsed, request) {
 
 ;// CONCATENATED MODULE: ./src/serverless/cost.ts
 // Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
-// max replicas, and a workshop estimate. Prices are read every time, never hardcoded.
+// max replicas, and a workshop estimate beside the seed's budget. Prices are read every time,
+// never hardcoded; only the seed's budget is written down here.
 
 
 /** Price per replica-hour; a missing size row falls back to size 1 × count (prices scale so). */
@@ -39070,6 +39071,44 @@ function checkCostLimit(cost, maxHourlyCost, limitName = 'max-hourly-cost') {
     if (maxHourlyCost === undefined || cost.hourlyMax <= maxHourlyCost)
         return;
     throw new CostLimitError(`Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above ${limitName} ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`, cost);
+}
+/**
+ * Refuses a plan whose workshop (workshopHours at max replicas: every replica busy the whole
+ * time, the most it can bill) exceeds the per-workshop cap; called before any write, beside the
+ * hourly cap.
+ */
+function checkWorkshopCost(cost, maxWorkshopCost, limitName = 'max_workshop_cost_usd') {
+    if (maxWorkshopCost === undefined || cost.workshopMax <= maxWorkshopCost)
+        return;
+    const fits = Math.floor(maxWorkshopCost / (cost.perReplicaHour * cost.workshopHours));
+    throw new CostLimitError(`Refusing: a workshop of ${cost.workshopHours} h at ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs up to ${formatUsd(cost.workshopMax)}, above ${limitName} ${formatUsd(maxWorkshopCost)}. Lower max-replicas (at most ${fits}) or choose a cheaper preset.`, cost);
+}
+/** The seed's Phase 13 budget per workshop: "acceptable" max 16 containers, "ideal" max 40. */
+const SEED_BUDGET = [
+    { replicas: 16, scenario: 'acceptable', lowUsd: 80, highUsd: 100 },
+    { replicas: 40, scenario: 'ideal', lowUsd: 200, highUsd: 250 },
+];
+/** A workshop at the seed's 16 and 40 replicas with today's price, beside the seed's budget. */
+function budgetRows(cost) {
+    const round = (n) => Math.round(n * 100) / 100;
+    return SEED_BUDGET.map((b) => {
+        const hourly = round(cost.perReplicaHour * b.replicas);
+        const workshop = round(cost.perReplicaHour * b.replicas * cost.workshopHours);
+        return { ...b, hourly, workshop, overUsd: round(Math.max(0, workshop - b.highUsd)) };
+    });
+}
+function budgetTable(cost) {
+    return {
+        title: `Cost per workshop (${cost.workshopHours} h, every replica busy) against the seed's budget`,
+        headers: ['replicas', 'per hour', 'workshop', "seed's budget", 'verdict'],
+        rows: budgetRows(cost).map((r) => [
+            `${r.replicas} (${r.scenario}, ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''})`,
+            formatUsd(r.hourly),
+            formatUsd(r.workshop),
+            `$${r.lowUsd}\u2013${r.highUsd}`,
+            r.overUsd > 0 ? `over by ${formatUsd(r.overUsd)}` : 'within',
+        ]),
+    };
 }
 function costTable(cost) {
     const money = (n) => `${formatUsd(n)}${cost.currency === 'usd' ? '' : ` ${cost.currency.toUpperCase()}`}`;
@@ -39193,6 +39232,10 @@ const workshopSchema = strictObject({
     // The hard cost cap (USD per hour at max replicas): required, so no run is ever without one;
     // the max-hourly-cost input can only lower it.
     max_hourly_cost_usd: schemas_number().positive(),
+    // The per-workshop cap (USD for workshop_hours at max replicas, every replica busy): the
+    // total bill as the hourly cap is the burn rate; required too, and only a reviewed change
+    // to the file moves it.
+    max_workshop_cost_usd: schemas_number().positive(),
     default_preset: schemas_string(),
     presets: record(schemas_string().regex(/^[a-z0-9][a-z0-9-]*$/), preset),
 })
@@ -39223,6 +39266,10 @@ const workshopSchema = strictObject({
 /** Validates parsed YAML; problems name the key path (e.g. scaling.max_replicas). */
 function parseWorkshopConfig(data, file) {
     return parseWithSchema(workshopSchema, data, file);
+}
+/** The Verda generic secrets the container's env refers to (they must exist before a create). */
+function secretReferences(config) {
+    return Object.values(config.container.env).flatMap((v) => typeof v === 'string' ? [] : [v.secret]);
 }
 async function loadWorkshopConfig(file) {
     return parseWorkshopConfig(await readYamlFile(file), file);
@@ -39889,7 +39936,7 @@ async function applyLike(c) {
     const liveUrl = live?.deployment.endpoint_base_url ?? '';
     if (c.command === 'plan')
         return planOnly(c, { status: liveStatus, plan, cost, image }, liveUrl);
-    checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
+    checkCosts(c, cost);
     const endpointUrl = await applyPlan(c, { plan, image, liveStatus, endpointUrl: liveUrl });
     // apply leaves a paused deployment paused (start resumes it): nothing to wait for.
     const stayedPaused = c.command === 'apply' && liveStatus === 'paused';
@@ -39900,10 +39947,18 @@ async function applyLike(c) {
     }
     return waitAfterApply(c, { plan, cost, image, endpointUrl });
 }
+/** Both caps, hourly first; before any write. */
+function checkCosts(c, cost) {
+    checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
+    checkWorkshopCost(cost, c.maxWorkshopCost, c.workshopCostLimitName);
+}
 /** plan writes nothing: it only says whether apply would refuse the cost. */
 function planOnly(c, p, endpointUrl) {
     if (c.maxHourlyCost !== undefined && p.cost.hourlyMax > c.maxHourlyCost) {
         c.logger.warn(`at max replicas this costs $${p.cost.hourlyMax.toFixed(2)}/h, above ${c.costLimitName ?? 'max-hourly-cost'} $${c.maxHourlyCost}/h: apply would refuse it`);
+    }
+    if (c.maxWorkshopCost !== undefined && p.cost.workshopMax > c.maxWorkshopCost) {
+        c.logger.warn(`a workshop of ${p.cost.workshopHours} h at max replicas costs up to $${p.cost.workshopMax.toFixed(2)}, above ${c.workshopCostLimitName ?? 'max_workshop_cost_usd'} $${c.maxWorkshopCost}: apply would refuse it`);
     }
     return result(c, { status: p.status, plan: p.plan, cost: p.cost, image: p.image, endpointUrl });
 }
@@ -40061,7 +40116,7 @@ async function scale(c) {
     });
     logPlan(logger, plan, 'live');
     if (changes.length > 0) {
-        checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
+        checkCosts(c, cost);
         await client.patchScaling(d.name, { min_replica_count: min, max_replica_count: max });
     }
     return result(c, {
@@ -40319,7 +40374,7 @@ function summaryParts(r, failure) {
         if (r.plan)
             parts.push(planTable(r.plan));
         if (r.cost)
-            parts.push(costTable(r.cost));
+            parts.push(costTable(r.cost), budgetTable(r.cost));
         if (r.timeline.length)
             parts.push(timelineTable(r.timeline));
         if (r.phases?.length)
@@ -40750,6 +40805,8 @@ async function run(port) {
                 },
                 maxHourlyCost: cap.usd,
                 costLimitName: cap.name,
+                maxWorkshopCost: config.max_workshop_cost_usd,
+                workshopCostLimitName: `max_workshop_cost_usd in ${inputs.config}`,
                 probe: inputs.probe,
                 ...(workflow && inputs.command !== 'load-test'
                     ? { warmup: { workflow, timeoutMs: inputs.jobTimeoutMs } }
@@ -40768,7 +40825,11 @@ async function run(port) {
             }
             else if (err instanceof CostLimitError) {
                 setOutputs(port, { 'hourly-cost-max': err.cost.hourlyMax.toFixed(2), changed: false });
-                await writeSummary(port, [costTable(err.cost), `**Refused:** ${err.message}`]);
+                await writeSummary(port, [
+                    costTable(err.cost),
+                    budgetTable(err.cost),
+                    `**Refused:** ${err.message}`,
+                ]);
             }
             throw err;
         }

@@ -2,7 +2,7 @@ import path from 'node:path';
 import { InputError, OpsError } from '../../lib/errors.js';
 import { loadWorkflow } from '../../serverless/comfy.js';
 import { VerdaClient } from '../../serverless/client.js';
-import { CostLimitError, costTable } from '../../serverless/cost.js';
+import { budgetTable, CostLimitError, costTable } from '../../serverless/cost.js';
 import { costCap, loadWorkshopConfig } from '../../serverless/config.js';
 import { runDeploy, type DeployResult } from '../../serverless/deploy.js';
 import { resolveDesired } from '../../serverless/desired.js';
@@ -73,6 +73,8 @@ export async function run(port: ActionPort): Promise<void> {
         },
         maxHourlyCost: cap.usd,
         costLimitName: cap.name,
+        maxWorkshopCost: config.max_workshop_cost_usd,
+        workshopCostLimitName: `max_workshop_cost_usd in ${inputs.config}`,
         probe: inputs.probe,
         ...(workflow && inputs.command !== 'load-test'
           ? { warmup: { workflow, timeoutMs: inputs.jobTimeoutMs } }
@@ -92,7 +94,11 @@ export async function run(port: ActionPort): Promise<void> {
         );
       } else if (err instanceof CostLimitError) {
         setOutputs(port, { 'hourly-cost-max': err.cost.hourlyMax.toFixed(2), changed: false });
-        await writeSummary(port, [costTable(err.cost), `**Refused:** ${err.message}`]);
+        await writeSummary(port, [
+          costTable(err.cost),
+          budgetTable(err.cost),
+          `**Refused:** ${err.message}`,
+        ]);
       }
       throw err;
     }
