@@ -160,7 +160,7 @@ export interface VpsHandoff {
   changed: boolean;
   sha256Before: string;
   sha256After: string;
-  /** What was restarted, or undefined when the file already held the line. */
+  /** What was restarted. */
   restarted?: string;
 }
 
@@ -189,8 +189,8 @@ async function writeRemote(
 }
 
 /**
- * Sets `key=value` in the VPS's env file and restarts the queue-manager; a file that already
- * holds exactly that line is left alone (no write, no restart).
+ * Sets `key=value` in the VPS's env file (not written when it already holds exactly that line)
+ * and restarts the queue-manager.
  */
 export async function handOffToVps(
   target: VpsTarget,
@@ -214,19 +214,27 @@ export async function handOffToVps(
       sha256After: sha256(edit.content),
     };
     if (!edit.changed) {
-      logger.info(`${where} already has ${out.line}: no write, no restart`);
-      return out;
-    }
-    const inPlace = await writeRemote(conn, envFile, out.sha256Before, edit.content);
-    if (inPlace !== out.sha256After) {
-      throw new OpsError(
-        `${where}: after the rename the file has sha256 ${inPlace || '(none)'}, not the ${out.sha256After} that was sent`,
+      logger.info(`${where} already has ${out.line}: not written`);
+    } else {
+      const inPlace = await writeRemote(conn, envFile, out.sha256Before, edit.content);
+      if (inPlace !== out.sha256After) {
+        throw new OpsError(
+          `${where}: after the rename the file has sha256 ${inPlace || '(none)'}, not the ${out.sha256After} that was sent`,
+        );
+      }
+      logger.info(
+        `${where}: ${out.line} (${edit.replaced ? `replaced ${edit.replaced} line(s)` : 'appended'})`,
       );
     }
-    logger.info(
-      `${where}: ${out.line} (${edit.replaced ? `replaced ${edit.replaced} line(s)` : 'appended'})`,
-    );
-    await conn.run(restartCommand(restart));
+    // Restarted even when the file was already right: a run whose restart failed left the
+    // service on the old value, and the file alone cannot tell.
+    try {
+      await conn.run(restartCommand(restart));
+    } catch (err) {
+      throw new OpsError(
+        `${where}: ${edit.changed ? 'the line was written' : 'the line was already there'}, but restarting the queue-manager (${describeRestart(restart)}) failed: ${errorMessage(err)}`,
+      );
+    }
     out.restarted = describeRestart(restart);
     logger.info(`${ssh.host}: ${out.restarted}`);
     return out;

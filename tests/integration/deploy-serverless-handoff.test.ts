@@ -149,7 +149,11 @@ beforeAll(async () => {
   // command is observed as the VPS would run it.
   const bin = path.dirname(vps.readWrapper);
   const logger = (tool: string) => `#!/bin/sh\nprintf '%s\\n' "${tool} $*" >> ${restartLog}\n`;
-  writeFileSync(path.join(bin, 'systemctl'), logger('systemctl'), { mode: 0o755 });
+  writeFileSync(
+    path.join(bin, 'systemctl'),
+    `${logger('systemctl')}case "$*" in *broken*) echo 'Failed to restart broken.service: Unit broken.service not found.' >&2; exit 5;; esac\n`,
+    { mode: 0o755 },
+  );
   writeFileSync(path.join(bin, 'docker'), logger('docker'), { mode: 0o755 });
   // sudo -n as a NOPASSWD rule would run it: logged, then the command itself.
   writeFileSync(
@@ -249,7 +253,7 @@ describe('start publishes the endpoint, stop marks it down', () => {
     );
   });
 
-  it('a second start updates the variable (one PATCH) and leaves the .env and the service alone', async () => {
+  it('a second start updates the variable (one PATCH), leaves the .env as it is and restarts', async () => {
     const before = readFileSync(envFile);
     const inode = statSync(envFile).ino;
     const logged = restarts().length;
@@ -261,8 +265,14 @@ describe('start publishes the endpoint, stop marks it down', () => {
     expect(gh.seen[0]?.body).toEqual({ value: endpoint });
     expect(sha256(readFileSync(envFile))).toBe(sha256(before));
     expect(statSync(envFile).ino).toBe(inode);
-    expect(restarts()).toHaveLength(logged);
-    expect(run.summary).toContain('already so: no write, no restart');
+    // Restarted all the same: a run whose restart failed would otherwise be stuck on the old value.
+    expect(restarts().slice(logged)).toEqual([
+      'sudo -n systemctl restart queue-manager.service',
+      'systemctl restart queue-manager.service',
+    ]);
+    expect(run.summary).toContain(
+      'already so: not written; systemctl restart queue-manager.service',
+    );
   });
 
   it('stop deletes the variable and empties the line, then restarts', async () => {
@@ -349,6 +359,26 @@ describe('a hand-off that fails fails the run, after the summary', () => {
     expect(sha256(readFileSync(envFile))).toBe(before);
     expect(restarts()).toHaveLength(logged);
     expect(run.summary).toContain('| FAILED |');
+  });
+
+  it('a restart that fails fails the run; the next run restarts though the file is right', async () => {
+    writeEnv(envWith('x'));
+    const failed = await deploy({ command: 'stop', 'vps-restart': 'systemd:broken.service' });
+    expect(failed.code).toBe(1);
+    expect(failed.outputs.handoff).toBe('failed');
+    expect(failed.errors.join('\n')).toContain(
+      'the line was written, but restarting the queue-manager (systemctl restart broken.service) failed',
+    );
+    expect(failed.errors.join('\n')).toContain('Unit broken.service not found');
+    expect(sha256(readFileSync(envFile))).toBe(sha256(envWith('')));
+    const logged = restarts().length;
+    const again = await deploy({ command: 'stop' });
+    expect(again.errors).toEqual([]);
+    expect(again.outputs.handoff).toBe('down');
+    expect(restarts().slice(logged)).toEqual([
+      'sudo -n systemctl restart queue-manager.service',
+      'systemctl restart queue-manager.service',
+    ]);
   });
 
   it('an env file that does not exist is refused, not created', async () => {

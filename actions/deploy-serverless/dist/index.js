@@ -64618,8 +64618,8 @@ async function writeRemote(conn, file, before, content) {
     return up.stdoutText().trim();
 }
 /**
- * Sets `key=value` in the VPS's env file and restarts the queue-manager; a file that already
- * holds exactly that line is left alone (no write, no restart).
+ * Sets `key=value` in the VPS's env file (not written when it already holds exactly that line)
+ * and restarts the queue-manager.
  */
 async function handOffToVps(target, value, logger) {
     const { envFile, key, restart, ...ssh } = target;
@@ -64639,15 +64639,23 @@ async function handOffToVps(target, value, logger) {
             sha256After: sha256(edit.content),
         };
         if (!edit.changed) {
-            logger.info(`${where} already has ${out.line}: no write, no restart`);
-            return out;
+            logger.info(`${where} already has ${out.line}: not written`);
         }
-        const inPlace = await writeRemote(conn, envFile, out.sha256Before, edit.content);
-        if (inPlace !== out.sha256After) {
-            throw new OpsError(`${where}: after the rename the file has sha256 ${inPlace || '(none)'}, not the ${out.sha256After} that was sent`);
+        else {
+            const inPlace = await writeRemote(conn, envFile, out.sha256Before, edit.content);
+            if (inPlace !== out.sha256After) {
+                throw new OpsError(`${where}: after the rename the file has sha256 ${inPlace || '(none)'}, not the ${out.sha256After} that was sent`);
+            }
+            logger.info(`${where}: ${out.line} (${edit.replaced ? `replaced ${edit.replaced} line(s)` : 'appended'})`);
         }
-        logger.info(`${where}: ${out.line} (${edit.replaced ? `replaced ${edit.replaced} line(s)` : 'appended'})`);
-        await conn.run(restartCommand(restart));
+        // Restarted even when the file was already right: a run whose restart failed left the
+        // service on the old value, and the file alone cannot tell.
+        try {
+            await conn.run(restartCommand(restart));
+        }
+        catch (err) {
+            throw new OpsError(`${where}: ${edit.changed ? 'the line was written' : 'the line was already there'}, but restarting the queue-manager (${describeRestart(restart)}) failed: ${errorMessage(err)}`);
+        }
         out.restarted = describeRestart(restart);
         logger.info(`${ssh.host}: ${out.restarted}`);
         return out;
@@ -64896,7 +64904,7 @@ function parseHandoff(inputs) {
         const envFile = inputs.required('vps-env-file', "the absolute path of the queue-manager's .env");
         if (!/^\/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$/.test(envFile) || envFile.split('/').includes('..'))
             throw new InputError('vps-env-file', envFile, 'an absolute file path (letters, digits, . _ - /)');
-        const key = checkEnvKey('vps-env-key', inputs.optional('vps-env-key') ?? 'WORKSHOP_ENDPOINT');
+        const key = checkEnvKey('vps-env-variable', inputs.optional('vps-env-variable') ?? 'WORKSHOP_ENDPOINT');
         const restart = parseRestart('vps-restart', inputs.required('vps-restart', 'how the queue-manager is restarted (it reads .env at start)'));
         handoff.vps = { ...ssh, envFile, key, restart };
     }
@@ -65234,9 +65242,7 @@ async function handOn(port, h, value) {
                 rows.push([
                     where,
                     `${v.key}=${text}`,
-                    done.changed
-                        ? `${done.replaced ? `replaced ${done.replaced} line(s)` : 'appended'}; sha256 ${done.sha256Before.slice(0, 12)}\u2026 \u2192 ${done.sha256After.slice(0, 12)}\u2026; ${done.restarted ?? ''}`
-                        : 'already so: no write, no restart',
+                    `${done.changed ? `${done.replaced ? `replaced ${done.replaced} line(s)` : 'appended'}; sha256 ${done.sha256Before.slice(0, 12)}\u2026 \u2192 ${done.sha256After.slice(0, 12)}\u2026` : 'already so: not written'}; ${done.restarted ?? ''}`,
                 ]);
             }
             catch (err) {

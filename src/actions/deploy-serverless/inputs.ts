@@ -96,7 +96,10 @@ function parseHandoff(inputs: Inputs): Handoff {
         envFile,
         'an absolute file path (letters, digits, . _ - /)',
       );
-    const key = checkEnvKey('vps-env-key', inputs.optional('vps-env-key') ?? 'WORKSHOP_ENDPOINT');
+    const key = checkEnvKey(
+      'vps-env-variable',
+      inputs.optional('vps-env-variable') ?? 'WORKSHOP_ENDPOINT',
+    );
     const restart = parseRestart(
       'vps-restart',
       inputs.required('vps-restart', 'how the queue-manager is restarted (it reads .env at start)'),

@@ -195,9 +195,7 @@ async function handOn(port: ActionPort, h: Handoff, value: () => string): Promis
         rows.push([
           where,
           `${v.key}=${text}`,
-          done.changed
-            ? `${done.replaced ? `replaced ${done.replaced} line(s)` : 'appended'}; sha256 ${done.sha256Before.slice(0, 12)}… → ${done.sha256After.slice(0, 12)}…; ${done.restarted ?? ''}`
-            : 'already so: no write, no restart',
+          `${done.changed ? `${done.replaced ? `replaced ${done.replaced} line(s)` : 'appended'}; sha256 ${done.sha256Before.slice(0, 12)}… → ${done.sha256After.slice(0, 12)}…` : 'already so: not written'}; ${done.restarted ?? ''}`,
         ]);
       } catch (err) {
         failures.push(errorMessage(err));
