@@ -84,7 +84,12 @@ export async function startSandboxServices(): Promise<SandboxServices> {
     startVerdaEmulator({
       timeScale: 40,
       // What config/workshop.yml refers to and an account would already hold.
-      secrets: ['hf-token'],
+      secrets: [
+        'hf-token',
+        'r2-outputs-access-key-id',
+        'r2-outputs-secret-access-key',
+        'r2-outputs-endpoint',
+      ],
       registryCredentials: ['ghcr-ahelme'],
       ...(booter ? { instances: { bootHost: booter.bootHost } } : {}),
     }),

@@ -91,6 +91,10 @@ export const workshopSchema = z
     // The hard cost cap (USD per hour at max replicas): required, so no run is ever without one;
     // the max-hourly-cost input can only lower it.
     max_hourly_cost_usd: z.number().positive(),
+    // The per-workshop cap (USD for workshop_hours at max replicas, every replica busy): the
+    // total bill as the hourly cap is the burn rate; required too, and only a reviewed change
+    // to the file moves it.
+    max_workshop_cost_usd: z.number().positive(),
     default_preset: z.string(),
     presets: z.record(z.string().regex(/^[a-z0-9][a-z0-9-]*$/), preset),
   })
@@ -125,6 +129,13 @@ export type WorkshopPreset = z.infer<typeof preset>;
 /** Validates parsed YAML; problems name the key path (e.g. scaling.max_replicas). */
 export function parseWorkshopConfig(data: unknown, file: string): WorkshopConfig {
   return parseWithSchema(workshopSchema, data, file);
+}
+
+/** The Verda generic secrets the container's env refers to (they must exist before a create). */
+export function secretReferences(config: WorkshopConfig): string[] {
+  return Object.values(config.container.env).flatMap((v) =>
+    typeof v === 'string' ? [] : [v.secret],
+  );
 }
 
 export async function loadWorkshopConfig(file: string): Promise<WorkshopConfig> {

@@ -1,5 +1,6 @@
 // Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
-// max replicas, and a workshop estimate. Prices are read every time, never hardcoded.
+// max replicas, and a workshop estimate beside the seed's budget. Prices are read every time,
+// never hardcoded; only the seed's budget is written down here.
 import { OpsError } from '../lib/errors.js';
 import { formatUsd } from '../lib/format.js';
 import type { Table } from '../lib/summary.js';
@@ -87,6 +88,66 @@ export function checkCostLimit(
     `Refusing: ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs ${formatUsd(cost.hourlyMax)}/h at max replicas, above ${limitName} ${formatUsd(maxHourlyCost)}/h. Lower max-replicas (at most ${Math.floor(maxHourlyCost / cost.perReplicaHour)}) or choose a cheaper preset.`,
     cost,
   );
+}
+
+/**
+ * Refuses a plan whose workshop (workshopHours at max replicas: every replica busy the whole
+ * time, the most it can bill) exceeds the per-workshop cap; called before any write, beside the
+ * hourly cap.
+ */
+export function checkWorkshopCost(
+  cost: CostEstimate,
+  maxWorkshopCost: number | undefined,
+  limitName = 'max_workshop_cost_usd',
+): void {
+  if (maxWorkshopCost === undefined || cost.workshopMax <= maxWorkshopCost) return;
+  const fits = Math.floor(maxWorkshopCost / (cost.perReplicaHour * cost.workshopHours));
+  throw new CostLimitError(
+    `Refusing: a workshop of ${cost.workshopHours} h at ${cost.maxReplicas} x ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''} costs up to ${formatUsd(cost.workshopMax)}, above ${limitName} ${formatUsd(maxWorkshopCost)}. Lower max-replicas (at most ${fits}) or choose a cheaper preset.`,
+    cost,
+  );
+}
+
+/** The seed's Phase 13 budget per workshop: "acceptable" max 16 containers, "ideal" max 40. */
+export const SEED_BUDGET = [
+  { replicas: 16, scenario: 'acceptable', lowUsd: 80, highUsd: 100 },
+  { replicas: 40, scenario: 'ideal', lowUsd: 200, highUsd: 250 },
+] as const;
+
+export interface BudgetRow {
+  replicas: number;
+  scenario: string;
+  hourly: number;
+  /** workshopHours at that many replicas, all busy. */
+  workshop: number;
+  lowUsd: number;
+  highUsd: number;
+  /** workshop - highUsd when above the budget, else 0. */
+  overUsd: number;
+}
+
+/** A workshop at the seed's 16 and 40 replicas with today's price, beside the seed's budget. */
+export function budgetRows(cost: CostEstimate): BudgetRow[] {
+  const round = (n: number) => Math.round(n * 100) / 100;
+  return SEED_BUDGET.map((b) => {
+    const hourly = round(cost.perReplicaHour * b.replicas);
+    const workshop = round(cost.perReplicaHour * b.replicas * cost.workshopHours);
+    return { ...b, hourly, workshop, overUsd: round(Math.max(0, workshop - b.highUsd)) };
+  });
+}
+
+export function budgetTable(cost: CostEstimate): Table {
+  return {
+    title: `Cost per workshop (${cost.workshopHours} h, every replica busy) against the seed's budget`,
+    headers: ['replicas', 'per hour', 'workshop', "seed's budget", 'verdict'],
+    rows: budgetRows(cost).map((r) => [
+      `${r.replicas} (${r.scenario}, ${cost.gpuCount}x ${cost.gpu}${cost.spot ? ' spot' : ''})`,
+      formatUsd(r.hourly),
+      formatUsd(r.workshop),
+      `$${r.lowUsd}–${r.highUsd}`,
+      r.overUsd > 0 ? `over by ${formatUsd(r.overUsd)}` : 'within',
+    ]),
+  };
 }
 
 export function costTable(cost: CostEstimate): Table {

@@ -7,7 +7,7 @@ import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
 import { sleep as realSleep } from '../lib/retry.js';
 import type { VerdaClient } from './client.js';
-import { checkCostLimit, estimateCost, type CostEstimate } from './cost.js';
+import { checkCostLimit, checkWorkshopCost, estimateCost, type CostEstimate } from './cost.js';
 import { desiredSpec, imageReference, type DesiredState } from './desired.js';
 import { planDeployment, type Change, type Plan } from './plan.js';
 import { ComfyEndpoint, type Workflow } from './comfy.js';
@@ -45,6 +45,10 @@ export interface DeployRequest {
   maxHourlyCost?: number;
   /** What set maxHourlyCost, as the refusal names it (default `max-hourly-cost`). */
   costLimitName?: string;
+  /** USD for a workshop (workshop hours at max replicas) above which apply/start/scale refuse. */
+  maxWorkshopCost?: number;
+  /** What set maxWorkshopCost, as the refusal names it. */
+  workshopCostLimitName?: string;
   wait: boolean;
   waitTimeoutMs: number;
   pollMs?: number;
@@ -172,7 +176,7 @@ async function applyLike(c: Ctx): Promise<DeployResult> {
   logPlan(logger, plan, liveStatus);
   const liveUrl = live?.deployment.endpoint_base_url ?? '';
   if (c.command === 'plan') return planOnly(c, { status: liveStatus, plan, cost, image }, liveUrl);
-  checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
+  checkCosts(c, cost);
 
   const endpointUrl = await applyPlan(c, { plan, image, liveStatus, endpointUrl: liveUrl });
   // apply leaves a paused deployment paused (start resumes it): nothing to wait for.
@@ -191,11 +195,22 @@ interface Planned {
   image: string;
 }
 
+/** Both caps, hourly first; before any write. */
+function checkCosts(c: Ctx, cost: CostEstimate): void {
+  checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
+  checkWorkshopCost(cost, c.maxWorkshopCost, c.workshopCostLimitName);
+}
+
 /** plan writes nothing: it only says whether apply would refuse the cost. */
 function planOnly(c: Ctx, p: Planned & { status: string }, endpointUrl: string): DeployResult {
   if (c.maxHourlyCost !== undefined && p.cost.hourlyMax > c.maxHourlyCost) {
     c.logger.warn(
       `at max replicas this costs $${p.cost.hourlyMax.toFixed(2)}/h, above ${c.costLimitName ?? 'max-hourly-cost'} $${c.maxHourlyCost}/h: apply would refuse it`,
+    );
+  }
+  if (c.maxWorkshopCost !== undefined && p.cost.workshopMax > c.maxWorkshopCost) {
+    c.logger.warn(
+      `a workshop of ${p.cost.workshopHours} h at max replicas costs up to $${p.cost.workshopMax.toFixed(2)}, above ${c.workshopCostLimitName ?? 'max_workshop_cost_usd'} $${c.maxWorkshopCost}: apply would refuse it`,
     );
   }
   return result(c, { status: p.status, plan: p.plan, cost: p.cost, image: p.image, endpointUrl });
@@ -381,7 +396,7 @@ async function scale(c: Ctx): Promise<DeployResult> {
   });
   logPlan(logger, plan, 'live');
   if (changes.length > 0) {
-    checkCostLimit(cost, c.maxHourlyCost, c.costLimitName);
+    checkCosts(c, cost);
     await client.patchScaling(d.name, { min_replica_count: min, max_replica_count: max });
   }
   return result(c, {

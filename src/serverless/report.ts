@@ -2,7 +2,7 @@
 // and the status timeline, as tables rendered by src/lib/summary.
 import { formatDuration, formatUsd } from '../lib/format.js';
 import { factsTable, type Table } from '../lib/summary.js';
-import { costTable } from './cost.js';
+import { budgetTable, costTable } from './cost.js';
 import type { DeployResult } from './deploy.js';
 import type { Plan } from './plan.js';
 import { replicaCurve } from './stats.js';
@@ -56,7 +56,7 @@ export function summaryParts(
   if (r) {
     parts.push(resultFacts(r));
     if (r.plan) parts.push(planTable(r.plan));
-    if (r.cost) parts.push(costTable(r.cost));
+    if (r.cost) parts.push(costTable(r.cost), budgetTable(r.cost));
     if (r.timeline.length) parts.push(timelineTable(r.timeline));
     if (r.phases?.length) parts.push(phasesTable(r.phases));
     if (r.loadTest) parts.push(...loadTestParts(r.loadTest));

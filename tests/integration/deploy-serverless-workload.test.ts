@@ -11,6 +11,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { repoRoot, runAction, type ActionRun } from '../helpers/run-action.js';
 import { findLeaks } from '../helpers/secrets.js';
+import { WORKSHOP_SECRETS } from '../helpers/workshop-secrets.js';
 import { emulatedOutputBytes, type ComfyPrompt } from '../../src/sandbox/verda-work.js';
 import { startVerdaEmulator, type VerdaEmulator } from '../../src/sandbox/verda.js';
 
@@ -40,7 +41,7 @@ async function emulator(): Promise<VerdaEmulator> {
       renderMs: 4_000,
       modelLoadMs: 6_000,
     },
-    secrets: ['hf-token'],
+    secrets: WORKSHOP_SECRETS,
     registryCredentials: ['ghcr-ahelme'],
   });
   return emu;
@@ -91,7 +92,7 @@ describe('the warm-up job', () => {
     const log = emu.requests();
     const created = log.find((r) => r.method === 'POST' && r.path === '/container-deployments');
     const health = log.find(
-      (r) => r.host === 'inference' && r.path.endsWith('/health') && r.status === 200,
+      (r) => r.host === 'inference' && r.path.endsWith('/ready') && r.status === 200,
     );
     const viewed = log.find(
       (r) => r.host === 'inference' && r.path.endsWith('/view') && r.status === 200,

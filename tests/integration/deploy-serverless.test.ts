@@ -8,6 +8,7 @@ import path from 'node:path';
 import { parse as parseYaml, stringify as stringifyYaml } from 'yaml';
 import { repoRoot, runAction, type ActionRun } from '../helpers/run-action.js';
 import { findLeaks } from '../helpers/secrets.js';
+import { WORKSHOP_SECRETS } from '../helpers/workshop-secrets.js';
 import {
   startVerdaEmulator,
   type VerdaEmulator,
@@ -38,7 +39,7 @@ async function emulator(opts: VerdaEmulatorOptions = {}): Promise<VerdaEmulator>
     timeScale: 0,
     tickPerRequestMs: 1_000,
     delays,
-    secrets: ['hf-token'],
+    secrets: WORKSHOP_SECRETS,
     registryCredentials: ['ghcr-ahelme'],
     ...opts,
   });
@@ -110,7 +111,8 @@ describe('a workshop from nothing to stopped', () => {
       replicas: '1',
       changed: 'true',
     });
-    const answer = await fetch(`${run.outputs['endpoint-url']}/health`, {
+    // The health check is the worker's readiness route (config/workshop.yml), not /health.
+    const answer = await fetch(`${run.outputs['endpoint-url']}/ready`, {
       headers: { Authorization: `Bearer ${emu.inferenceKey}` },
     });
     expect(answer.status).toBe(200);

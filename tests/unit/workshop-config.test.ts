@@ -46,7 +46,8 @@ describe('config/workshop.yml', () => {
       concurrent_requests_per_replica: 1,
     });
     expect(c.container.port).toBe(8188);
-    expect(c.container.health_path).toBe('/health');
+    // Readiness (models present, not draining), which Verda routes on; not liveness (/health).
+    expect(c.container.health_path).toBe('/ready');
     expect(c.container.command?.join(' ')).toBe(
       'python3 /opt/ComfyUI/main.py --listen 0.0.0.0 --port 8188 --extra-model-paths-config /opt/comfyui-worker/extra_model_paths.yaml',
     );
@@ -55,6 +56,15 @@ describe('config/workshop.yml', () => {
       'scratch /data',
     ]);
     expect(c.container.env.HF_TOKEN).toEqual({ secret: 'hf-token' });
+    // The worker's R2 output settings: the bucket plain, every credential a secret reference.
+    expect(c.container.env.OUTPUT_BUCKET).toEqual(expect.any(String));
+    for (const name of [
+      'RCLONE_CONFIG_R2_ACCESS_KEY_ID',
+      'RCLONE_CONFIG_R2_SECRET_ACCESS_KEY',
+      'RCLONE_CONFIG_R2_ENDPOINT',
+    ]) {
+      expect(c.container.env[name]).toEqual({ secret: expect.any(String) });
+    }
     expect(Object.keys(c.presets)).toEqual([
       'h100',
       'h100-spot',
@@ -66,6 +76,7 @@ describe('config/workshop.yml', () => {
     expect(c.presets['b300-spot']).toEqual({ gpu: 'B300', spot: true });
     expect(c.default_preset).toBe('h100');
     expect(c.max_hourly_cost_usd).toBe(200);
+    expect(c.max_workshop_cost_usd).toBe(550);
   });
 });
 

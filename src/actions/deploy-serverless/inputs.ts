@@ -2,13 +2,27 @@ import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { deployCommands, type DeployCommand } from '../../serverless/deploy.js';
 import type { DeployOverrides } from '../../serverless/desired.js';
+import { checkEnvKey, parseRestart, type VpsTarget } from '../../serverless/handoff.js';
+import { parseSshTarget } from '../shared/ssh-inputs.js';
+import type { VariableTarget } from './variable.js';
 
 /** The secret inputs, masked before anything else happens. */
 export const SECRET_INPUTS = [
   'verda-client-id',
   'verda-client-secret',
   'inference-api-key',
+  'github-token',
+  'vps-ssh-private-key',
 ] as const;
+
+/** Where the endpoint is handed on: start publishes it, stop and delete mark it down. */
+export interface Handoff {
+  variable?: Omit<VariableTarget, 'repository' | 'apiUrl'>;
+  vps?: VpsTarget;
+}
+
+/** The commands that hand the endpoint on (start: the URL; stop, delete: down). */
+export const HANDOFF_COMMANDS: readonly DeployCommand[] = ['start', 'stop', 'delete'];
 
 export interface DeployInputs {
   command: DeployCommand;
@@ -36,6 +50,63 @@ export interface DeployInputs {
   jobs: number;
   /** How long one job (warm-up or load test) may take. */
   jobTimeoutMs: number;
+  handoff: Handoff;
+}
+
+// GitHub's rule for variable names (letters, digits, _; not starting with a digit or GITHUB_).
+const VARIABLE_RE = /^(?!GITHUB_)[A-Za-z_][A-Za-z0-9_]{0,99}$/i;
+const ENVIRONMENT_RE = /^[A-Za-z0-9][A-Za-z0-9 ._-]{0,254}$/;
+
+/** The hand-off inputs: each target on when its first input is given, checked whole. */
+function parseHandoff(inputs: Inputs): Handoff {
+  const handoff: Handoff = {};
+  const name = inputs.optional('publish-variable');
+  if (name !== undefined) {
+    if (!VARIABLE_RE.test(name))
+      throw new InputError(
+        'publish-variable',
+        name,
+        'a GitHub variable name: letters, digits and _, not starting with a digit or GITHUB_ (e.g. WORKSHOP_ENDPOINT)',
+      );
+    const scope = inputs.oneOf('variable-scope', ['repo', 'environment'] as const, 'repo');
+    const token = inputs.secret(
+      'github-token',
+      'a token that may write Actions variables, to publish publish-variable',
+    );
+    handoff.variable = { token, name, scope };
+    if (scope === 'environment') {
+      const environment = inputs.required(
+        'variable-environment',
+        'the environment whose variable is published (variable-scope: environment)',
+      );
+      if (!ENVIRONMENT_RE.test(environment))
+        throw new InputError('variable-environment', environment, 'a GitHub environment name');
+      handoff.variable.environment = environment;
+    }
+  }
+  if (inputs.optional('vps-host') !== undefined) {
+    const ssh = parseSshTarget(inputs, 'vps-');
+    const envFile = inputs.required(
+      'vps-env-file',
+      "the absolute path of the queue-manager's .env",
+    );
+    if (!/^\/[A-Za-z0-9._/-]*[A-Za-z0-9._-]$/.test(envFile) || envFile.split('/').includes('..'))
+      throw new InputError(
+        'vps-env-file',
+        envFile,
+        'an absolute file path (letters, digits, . _ - /)',
+      );
+    const key = checkEnvKey(
+      'vps-env-variable',
+      inputs.optional('vps-env-variable') ?? 'WORKSHOP_ENDPOINT',
+    );
+    const restart = parseRestart(
+      'vps-restart',
+      inputs.required('vps-restart', 'how the queue-manager is restarted (it reads .env at start)'),
+    );
+    handoff.vps = { ...ssh, envFile, key, restart };
+  }
+  return handoff;
 }
 
 /** Every input checked before anything is read or requested; each bad one is an InputError. */
@@ -77,6 +148,16 @@ export function parseDeployInputs(source: InputSource): DeployInputs {
     );
   }
   const probe = inputs.boolean('probe', false);
+  const warmup = inputs.boolean('warmup', true);
+  const handoff = parseHandoff(inputs);
+  // Published only once a job rendered: a start that does not wait or warm up has no such proof.
+  if (command === 'start' && (handoff.variable || handoff.vps) && !(wait && warmup)) {
+    throw new InputError(
+      wait ? 'warmup' : 'wait',
+      'false',
+      'true when the endpoint is published (publish-variable or vps-host): it is handed on only after the warm-up rendered',
+    );
+  }
   if ((command === 'load-test' || (command === 'status' && probe)) && inferenceKey === undefined) {
     throw new InputError(
       'inference-api-key',
@@ -116,10 +197,11 @@ export function parseDeployInputs(source: InputSource): DeployInputs {
     apiDeadlineMs,
     confirm: inputs.optional('confirm'),
     purgeQueue: inputs.boolean('purge-queue', false),
-    warmup: inputs.boolean('warmup', true),
+    warmup,
     probe,
     workflow: inputs.optional('workflow') ?? 'config/warmup.json',
     jobs,
     jobTimeoutMs,
+    handoff,
   };
 }
