@@ -63418,9 +63418,6 @@ async function createHost(deps, target, opts) {
     const volumesMs = now() - volumesStarted;
     const key = newBootstrapKey(hostname);
     deps.onSecret(key.privateKey);
-    for (const line of key.privateKey.split('\n'))
-        if (line.trim().length >= 8)
-            deps.onSecret(line);
     const scriptName = `comfyume-bootstrap-${hostname}-${Math.floor(deps.apiNow() / 1000)}`;
     const script = await api.createScript(scriptName, startupScript(key, opts.extraScript));
     const instanceStarted = now();

@@ -66724,16 +66724,18 @@ function formatSizeLimit(bytes) {
 
 const HOST_RE = /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9.:-]*[A-Za-z0-9])?$/;
 const USER_RE = /^[a-z_][a-z0-9_.-]{0,31}$/i;
-function parseSshTarget(inputs) {
-    const host = inputs.required('host', 'the GPU host name or address');
+/** `prefix` names another host's inputs (deploy-serverless: `vps-host`, `vps-user`, ...). */
+function parseSshTarget(inputs, prefix = '') {
+    const n = (name) => `${prefix}${name}`;
+    const host = inputs.required(n('host'), 'the host name or address');
     if (!HOST_RE.test(host))
-        throw new InputError('host', host, 'a host name or IP address');
-    const port = inputs.int('port', { min: 1, max: 65535, default: 22 });
-    const username = inputs.required('user', 'the SSH user on the host');
+        throw new InputError(n('host'), host, 'a host name or IP address');
+    const port = inputs.int(n('port'), { min: 1, max: 65535, default: 22 });
+    const username = inputs.required(n('user'), 'the SSH user on the host');
     if (!USER_RE.test(username))
-        throw new InputError('user', username, 'a Unix user name');
-    const privateKey = checkPrivateKey('ssh-private-key', inputs.secret('ssh-private-key', 'the private key of the SSH user (OpenSSH format)'));
-    const fingerprints = parseFingerprints('host-key-fingerprints', inputs.list('host-key-fingerprints'));
+        throw new InputError(n('user'), username, 'a Unix user name');
+    const privateKey = checkPrivateKey(n('ssh-private-key'), inputs.secret(n('ssh-private-key'), 'the private key of the SSH user (OpenSSH format)'));
+    const fingerprints = parseFingerprints(n('host-key-fingerprints'), inputs.list(n('host-key-fingerprints')));
     return { host, port, username, privateKey, fingerprints };
 }
 
