@@ -101011,13 +101011,17 @@ class LocalPartialFile {
     }
 }
 /**
- * A partial on the GPU host: bytes go into `cat >> <file>.partial` over the SSH connection, the
- * host measures (`stat`) and hashes (`sha256sum`) it, and `mv -f -T` puts it in place.
+ * A partial on the GPU host: bytes go into the partial over the SSH connection, the host measures
+ * (`stat`) and hashes it, and `mv -f -T` puts it in place. A write from the first byte is hashed
+ * on the host as it is written (`tee` into `sha256sum`, on another core), so the file is not read
+ * a second time; after an append (a resume) the whole partial is hashed once it is complete.
  */
 class SshPartialFile {
     conn;
     final;
     partial;
+    /** Size and sha256 of exactly the bytes the last write from the start put into the partial. */
+    written;
     constructor(conn, dir, rel) {
         this.conn = conn;
         this.final = resolveInside(dir, rel, 'model path', (external_node_path_default()).posix);
@@ -101030,27 +101034,52 @@ class SshPartialFile {
         return this.parseSize(stdout);
     }
     async write(body, fromStart) {
-        const upload = this.conn.writeTo(`cat ${fromStart ? '>' : '>>'} ${shellQuote(this.partial)}`);
+        this.written = undefined;
+        const p = shellQuote(this.partial);
+        // pipefail: a failed write (tee) fails the command even though sha256sum succeeded.
+        const command = fromStart
+            ? `bash -o pipefail -c ${shellQuote('tee -- "$1" | sha256sum')} tee-sha256 ${p}`
+            : `cat >> ${p}`;
+        const upload = this.conn.writeTo(command);
+        let size = 0;
+        const count = new external_node_stream_.Transform({
+            transform(chunk, _enc, cb) {
+                size += chunk.length;
+                cb(null, chunk);
+            },
+        });
         try {
-            await (0,external_node_stream_promises_namespaceObject.pipeline)(body, upload.stdin);
+            await (0,external_node_stream_promises_namespaceObject.pipeline)(body, count, upload.stdin);
         }
         catch (err) {
-            // The remote `cat` got EOF: wait until it has exited, so no later append overlaps it.
+            // The remote side got EOF: wait until it has exited, so no later append overlaps it.
             await upload.done.catch(() => undefined);
             throw err;
         }
         await upload.done;
+        if (fromStart)
+            this.written = { size, sha256: this.hashOf(upload.stdoutText()) };
     }
     async digest() {
         const p = shellQuote(this.partial);
+        if (this.written) {
+            // The hash taken while writing counts only if the partial is still exactly those bytes' size.
+            const size = this.parseSize((await this.conn.run(`stat -c %s -- ${p}`)).stdout);
+            if (size === this.written.size)
+                return { size, sha256: this.written.sha256 };
+        }
         const { stdout } = await this.conn.run(`stat -c %s -- ${p} && sha256sum < ${p}`);
         const [sizeLine = '', hashLine = ''] = stdout.split('\n');
-        const sha256 = /^([0-9a-f]{64})\b/.exec(hashLine)?.[1];
+        return { size: this.parseSize(sizeLine), sha256: this.hashOf(hashLine) };
+    }
+    hashOf(text) {
+        const sha256 = /^([0-9a-f]{64})\b/.exec(text.trim())?.[1];
         if (!sha256)
-            throw new OpsError(`sha256sum on ${this.conn.host} printed ${JSON.stringify(hashLine)}`);
-        return { size: this.parseSize(sizeLine), sha256 };
+            throw new OpsError(`sha256sum on ${this.conn.host} printed ${JSON.stringify(text.trim())}`);
+        return sha256;
     }
     async discard() {
+        this.written = undefined;
         await this.conn.run(`rm -f -- ${shellQuote(this.partial)}`);
     }
     async commit() {
