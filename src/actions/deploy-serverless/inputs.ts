@@ -1,5 +1,6 @@
 import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
+import { parseVerdaApiInputs, type VerdaApiInputs } from '../shared/verda-inputs.js';
 import { deployCommands, type DeployCommand } from '../../serverless/deploy.js';
 import type { DeployOverrides } from '../../serverless/desired.js';
 import { checkEnvKey, parseRestart, type VpsTarget } from '../../serverless/handoff.js';
@@ -24,7 +25,7 @@ export interface Handoff {
 /** The commands that hand the endpoint on (start: the URL; stop, delete: down). */
 export const HANDOFF_COMMANDS: readonly DeployCommand[] = ['start', 'stop', 'delete'];
 
-export interface DeployInputs {
+export interface DeployInputs extends VerdaApiInputs {
   command: DeployCommand;
   config: string;
   overrides: DeployOverrides;
@@ -32,12 +33,7 @@ export interface DeployInputs {
   wait: boolean;
   waitTimeoutMs: number;
   pollMs: number;
-  clientId: string;
-  clientSecret: string;
   inferenceKey: string | undefined;
-  apiUrl: string;
-  /** Longest time one Verda API call may take, its retries included. */
-  apiDeadlineMs: number;
   confirm: string | undefined;
   purgeQueue: boolean;
   /** start: render the workflow once the endpoint answers. */
@@ -170,12 +166,7 @@ export function parseDeployInputs(source: InputSource): DeployInputs {
   const jobTimeoutMs = inputs.duration('job-timeout', '10m');
   if (jobTimeoutMs <= 0)
     throw new InputError('job-timeout', inputs.raw('job-timeout'), 'a duration above 0');
-  const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
-  if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
-    throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
-  const apiDeadlineMs = inputs.duration('api-deadline', '60s');
-  if (apiDeadlineMs < 1000)
-    throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
+  const api = parseVerdaApiInputs(inputs);
   const waitTimeoutMs = inputs.duration('wait-timeout', '15m');
   if (waitTimeoutMs <= 0)
     throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
@@ -190,11 +181,8 @@ export function parseDeployInputs(source: InputSource): DeployInputs {
     wait,
     waitTimeoutMs,
     pollMs,
-    clientId: inputs.secret('verda-client-id'),
-    clientSecret: inputs.secret('verda-client-secret'),
+    ...api,
     inferenceKey,
-    apiUrl,
-    apiDeadlineMs,
     confirm: inputs.optional('confirm'),
     purgeQueue: inputs.boolean('purge-queue', false),
     warmup,

@@ -1,7 +1,6 @@
 import path from 'node:path';
 import { InputError, OpsError } from '../../lib/errors.js';
 import { loadWorkflow } from '../../serverless/comfy.js';
-import { VerdaClient } from '../../serverless/client.js';
 import { budgetTable, CostLimitError, costTable } from '../../serverless/cost.js';
 import { costCap, loadWorkshopConfig } from '../../serverless/config.js';
 import { runDeploy, type DeployResult } from '../../serverless/deploy.js';
@@ -9,7 +8,6 @@ import { resolveDesired } from '../../serverless/desired.js';
 import { runningReplicas, summaryParts } from '../../serverless/report.js';
 import { WaitTimeoutError } from '../../serverless/wait.js';
 import {
-  maskSecret,
   maskSecretInputs,
   runAction,
   setOutputs,
@@ -19,6 +17,7 @@ import {
 import { checkEndpointUrl, ENDPOINT_DOWN, handOffToVps } from '../../serverless/handoff.js';
 import type { Table } from '../../lib/summary.js';
 import { errorMessage } from '../../lib/errors.js';
+import { verdaClient } from '../shared/verda-inputs.js';
 import { HANDOFF_COMMANDS, parseDeployInputs, SECRET_INPUTS, type Handoff } from './inputs.js';
 import { describeVariable, publishVariable } from './variable.js';
 
@@ -51,15 +50,7 @@ export async function run(port: ActionPort): Promise<void> {
         `the deployment name "${desired.name}" to confirm the delete`,
       );
     }
-    const client = new VerdaClient({
-      apiUrl: inputs.apiUrl,
-      clientId: inputs.clientId,
-      clientSecret: inputs.clientSecret,
-      logger: port.logger,
-      deadlineMs: inputs.apiDeadlineMs,
-      // The access and refresh tokens the API hands out are masked like the inputs they come from.
-      onSecret: (value) => maskSecret(port, value),
-    });
+    const client = verdaClient(port, inputs);
     const handsOn =
       HANDOFF_COMMANDS.includes(inputs.command) &&
       (inputs.handoff.variable !== undefined || inputs.handoff.vps !== undefined);

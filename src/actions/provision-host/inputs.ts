@@ -1,6 +1,7 @@
 import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { checkPrivateKey } from '../../lib/ssh.js';
+import { parseVerdaApiInputs, type VerdaApiInputs } from '../shared/verda-inputs.js';
 import type { WaitSettings, SshSettings } from '../../provision/provision.js';
 
 export const provisionCommands = [
@@ -17,14 +18,10 @@ export type ProvisionCommand = (typeof provisionCommands)[number];
 /** The secret inputs, masked before anything else happens. */
 export const SECRET_INPUTS = ['verda-client-id', 'verda-client-secret', 'ssh-private-key'] as const;
 
-export interface ProvisionInputs {
+export interface ProvisionInputs extends VerdaApiInputs {
   command: ProvisionCommand;
   config: string;
   preset: string | undefined;
-  clientId: string;
-  clientSecret: string;
-  apiUrl: string;
-  apiDeadlineMs: number;
   wait: WaitSettings;
   /** For create: SSH is waited for with the bootstrap key when a private key is given. */
   ssh: SshSettings | undefined;
@@ -37,12 +34,7 @@ export interface ProvisionInputs {
 export function parseProvisionInputs(source: InputSource): ProvisionInputs {
   const inputs = new Inputs(source);
   const command = inputs.oneOf('command', provisionCommands);
-  const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
-  if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
-    throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
-  const apiDeadlineMs = inputs.duration('api-deadline', '60s');
-  if (apiDeadlineMs < 1000)
-    throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
+  const api = parseVerdaApiInputs(inputs);
   const timeoutMs = inputs.duration('wait-timeout', '20m');
   if (timeoutMs <= 0)
     throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
@@ -65,10 +57,7 @@ export function parseProvisionInputs(source: InputSource): ProvisionInputs {
     command,
     config: inputs.optional('config') ?? 'config/host.yml',
     preset: inputs.optional('preset'),
-    clientId: inputs.secret('verda-client-id'),
-    clientSecret: inputs.secret('verda-client-secret'),
-    apiUrl,
-    apiDeadlineMs,
+    ...api,
     wait: { timeoutMs, pollMs },
     ssh,
     confirm,

@@ -1,7 +1,6 @@
 import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { ConfigError } from '../../lib/errors.js';
-import { VerdaClient } from '../../serverless/client.js';
 import { hostTarget, loadHostConfig } from '../../provision/host-config.js';
 import { HostCostLimitError, planHost } from '../../provision/plan.js';
 import {
@@ -29,6 +28,7 @@ import {
   writeSummary,
   type ActionPort,
 } from '../shared/port.js';
+import { verdaClient } from '../shared/verda-inputs.js';
 import { parseProvisionInputs, SECRET_INPUTS } from './inputs.js';
 
 const seconds = (ms: number | undefined) => (ms === undefined ? '' : (ms / 1000).toFixed(1));
@@ -49,14 +49,7 @@ export async function run(port: ActionPort): Promise<void> {
               `startup-script: ${config['startup-script']} cannot be read`,
             ]);
           });
-    const client = new VerdaClient({
-      apiUrl: inputs.apiUrl,
-      clientId: inputs.clientId,
-      clientSecret: inputs.clientSecret,
-      logger: port.logger,
-      deadlineMs: inputs.apiDeadlineMs,
-      onSecret: (value) => maskSecret(port, value),
-    });
+    const client = verdaClient(port, inputs);
     const deps: ProvisionDeps = {
       api: new VerdaInstances(client),
       logger: port.logger,
