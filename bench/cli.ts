@@ -43,7 +43,7 @@ export async function run(): Promise<string> {
         `${m.toFixed(0)} ms`,
         `${Math.min(...ms).toFixed(0)} ms`,
         `${Math.max(...ms).toFixed(0)} ms`,
-        Number.isNaN(floor) ? '' : `+${(m - floor).toFixed(0)} ms`,
+        Number.isNaN(floor) ? '' : `${m >= floor ? '+' : ''}${(m - floor).toFixed(0)} ms`,
         formatBytes(median((samples.get(c.name) ?? []).map((s) => s.rssKiB)) * 1024),
       ];
     }),
