@@ -53,7 +53,15 @@ const helpArgs = [
 describe('comfyume-ops help', () => {
   it('bin/help.mjs is exactly a fresh build (scripts/build-cli-help.mjs) of src/cli and action.yml', async () => {
     const fresh = (await buildCliHelp()) as string;
-    expect(readFileSync(helpBundlePath as string, 'utf8')).toBe(fresh);
+    const fix =
+      'stale after a change to src/cli or an action.yml: run node scripts/build-cli-help.mjs';
+    expect({
+      'bin/help.mjs': readFileSync(helpBundlePath as string, 'utf8') === fresh,
+      fix,
+    }).toEqual({
+      'bin/help.mjs': true,
+      fix,
+    });
   });
 
   it.each(helpArgs.map((args) => [args.join(' ') || '(no arguments)', args] as const))(
