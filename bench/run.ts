@@ -1,11 +1,14 @@
 // `npm run bench [-- area ...]`: runs each benchmark area (bench/<area>.ts exporting run(), which
 // returns a markdown report) and writes the whole report to .bench/report.md as well as stdout.
 // Benchmarks compare tools side by side in one run and report medians and ratios; they never
-// assert wall-clock time. BENCH_SCALE=small shrinks the data for a quick check.
+// assert wall-clock time. BENCH_SCALE=small shrinks the data for a quick check. Areas in OPT_IN
+// (minutes to hours) run only when named: `npm run bench -- scale`.
 import { mkdir, readdir, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 
 const benchDir = import.meta.dirname;
+
+const OPT_IN = ['scale'];
 
 async function areas(): Promise<string[]> {
   const files = await readdir(benchDir);
@@ -24,7 +27,7 @@ async function main(): Promise<void> {
       `unknown benchmark area(s): ${unknown.join(', ')}; available: ${available.join(', ')}`,
     );
   }
-  const selected = wanted.length > 0 ? wanted : available;
+  const selected = wanted.length > 0 ? wanted : available.filter((a) => !OPT_IN.includes(a));
   const parts = [
     `# comfyume-ops benchmarks (${new Date().toISOString()}, scale ${process.env.BENCH_SCALE ?? 'full'})`,
     '',

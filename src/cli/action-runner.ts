@@ -32,6 +32,12 @@ export async function loadActionSpec(name: ActionName): Promise<ActionSpec> {
   return parseYaml(text) as ActionSpec;
 }
 
+/** Every action's spec by name (what the CLI's usage lists). */
+export async function loadActionSpecs(): Promise<Record<ActionName, ActionSpec>> {
+  const specs = await Promise.all(actionNames.map(async (n) => [n, await loadActionSpec(n)]));
+  return Object.fromEntries(specs) as Record<ActionName, ActionSpec>;
+}
+
 /** INPUT_<NAME> variables for an action's inputs, its action.yml defaults applied as the runner does. */
 export function inputEnv(spec: ActionSpec, inputs: Record<string, string>): Record<string, string> {
   return Object.fromEntries(

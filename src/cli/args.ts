@@ -11,7 +11,7 @@ export interface ParsedArgs {
  * the value from a file (keeps secrets such as private keys off the command line).
  * Inputs may also come from COMFYUME_<NAME> environment variables (NAME upper-snake-case).
  */
-export function parseArgs(argv: string[]): ParsedArgs {
+export function parseArgs(argv: string[], opts: { readFiles?: boolean } = {}): ParsedArgs {
   const flags: Record<string, string> = {};
   let command: string | undefined;
   for (let i = 0; i < argv.length; i++) {
@@ -29,11 +29,13 @@ export function parseArgs(argv: string[]): ParsedArgs {
     else value = 'true';
     if (name.endsWith('-file') && name !== 'file') {
       name = name.slice(0, -'-file'.length);
-      try {
-        value = readFileSync(value, 'utf8');
-      } catch {
-        throw new InputError(`${name}-file`, value, 'a readable file');
-      }
+      // Without readFiles (deciding whether this is a help request) the value stays the path.
+      if (opts.readFiles !== false)
+        try {
+          value = readFileSync(value, 'utf8');
+        } catch {
+          throw new InputError(`${name}-file`, value, 'a readable file');
+        }
     }
     flags[name] = value;
   }

@@ -1,56 +1,18 @@
 // `comfyume-ops`: the actions' code from a laptop or a VPS, plus the embedded sandbox.
 import { errorMessage, isExpectedError } from '../lib/errors.js';
-import { loadActionSpec, runActionInProcess, type ActionName } from './action-runner.js';
+import { loadActionSpec, loadActionSpecs, runActionInProcess } from './action-runner.js';
 import { parseArgs, withEnvInputs } from './args.js';
-import { commandHelp, flagProblems } from './command-help.js';
-import { TOOL_VERSION } from '../backup/version.js';
-
-const commands: Record<string, ActionName> = {
-  backup: 'backup-verda',
-  'sync-models': 'sync-models',
-  deploy: 'deploy-serverless',
-  'restore-drill': 'restore-drill',
-  'verify-host': 'verify-host',
-  'restore-host': 'restore-host',
-  'provision-host': 'provision-host',
-};
-
-async function usage(): Promise<string> {
-  const lines = ['usage: comfyume-ops <command> [--input value ...]', '', 'commands:'];
-  for (const [command, action] of Object.entries(commands)) {
-    const spec = await loadActionSpec(action);
-    lines.push(
-      `  ${command.padEnd(12)} actions/${action}: --${Object.keys(spec.inputs ?? {}).join(' --')}`,
-    );
-  }
-  lines.push(
-    '  sandbox      run the nightly backup, the model sync and a workshop start against local stand-ins',
-  );
-  lines.push(
-    '',
-    'Any input may be given as --name-file PATH (read from a file) or COMFYUME_<NAME> in the environment.',
-    '--json prints one JSON object {ok, outputs, summary} on stdout and the log on stderr.',
-    '--version prints the version; comfyume-ops <command> --help lists its inputs.',
-  );
-  return lines.join('\n');
-}
+import { flagProblems } from './command-help.js';
+import { commands, helpAnswer, usage } from './help.js';
 
 async function main(argv: string[]): Promise<number> {
+  const help = await helpAnswer(parseArgs(argv, { readFiles: false }), loadActionSpecs);
+  if (help) {
+    process.stdout.write(help.stdout);
+    return help.code;
+  }
   const { command, flags } = parseArgs(argv);
-  if (flags.version !== undefined || command === 'version') {
-    process.stdout.write(`comfyume-ops ${TOOL_VERSION}\n`);
-    return 0;
-  }
   const action = command === undefined ? undefined : commands[command];
-  if (command !== undefined && action && flags.help !== undefined) {
-    process.stdout.write(`${commandHelp(command, action, await loadActionSpec(action))}\n`);
-    return 0;
-  }
-  if (command === undefined || command === 'help' || flags.help !== undefined) {
-    process.stdout.write(`${await usage()}\n`);
-    // Asked for help: 0; called with nothing to do: a usage error.
-    return command === undefined && flags.help === undefined ? 2 : 0;
-  }
   if (command === 'sandbox') {
     // Ctrl-C or a kill: the stand-ins are stopped and the temp tree removed (awaited), then
     // process.exit, whose handlers still remove the sshd, its sudoers drop-in and key line.
@@ -67,8 +29,9 @@ async function main(argv: string[]): Promise<number> {
       });
     return (await runSandbox(flags)) ? 0 : 1;
   }
-  if (!action) {
-    process.stderr.write(`unknown command '${command}'\n${await usage()}\n`);
+  // (No command at all was answered as help above.)
+  if (command === undefined || !action) {
+    process.stderr.write(`unknown command '${command}'\n${usage(await loadActionSpecs())}\n`);
     return 2;
   }
   const spec = await loadActionSpec(action);

@@ -1,7 +1,10 @@
 // An S3-compatible endpoint for benchmarks: it reads every body and drops it, and answers just
 // enough like S3 for uploaders (multipart, PutObject, an empty bucket). It shows what a client
 // costs by itself, without a storage server's own limits. It checks no signature.
-import { randomBytes } from 'node:crypto';
+// With { resumable: true } it also keeps each multipart upload's parts (number, size, MD5 as
+// the ETag, as S3 and R2 give) until it is completed or aborted, and lists them
+// (ListMultipartUploads, ListParts): an uploader killed half-way can resume against it.
+import { createHash, randomBytes, type Hash } from 'node:crypto';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -9,16 +12,30 @@ export interface DiscardSink {
   endpoint: string;
   accessKeyId: string;
   secretAccessKey: string;
-  /** Requests answered, and bytes of object data (PUT bodies) dropped. */
-  stats(): { requests: number; bytes: number };
+  /** Requests answered, bytes of object data (PUT bodies) dropped, UploadPart requests stored. */
+  stats(): { requests: number; bytes: number; parts: number };
   stop(): Promise<void>;
 }
 
 const XMLNS = 'xmlns="http://s3.amazonaws.com/doc/2006-03-01/"';
 
-export async function startDiscardSink(): Promise<DiscardSink> {
+interface PendingUpload {
+  key: string;
+  initiated: Date;
+  parts: Map<number, { size: number; etag: string }>;
+}
+
+const xmlEscape = (s: string): string =>
+  s.replace(/&/g, '&amp;').replace(/</g, '&lt;').replace(/>/g, '&gt;');
+
+/** ListParts pages of this many parts, as S3's default MaxParts. */
+const PARTS_PAGE = 1000;
+
+export async function startDiscardSink(opts: { resumable?: boolean } = {}): Promise<DiscardSink> {
   let requests = 0;
   let bytes = 0;
+  let partsStored = 0;
+  const pending = new Map<string, PendingUpload>();
   // Sizes only (no bytes): uploaders such as rclone HEAD what they just wrote.
   const objects = new Map<string, { size: number; etag: string }>();
   const uploads = new Map<string, number>();
@@ -30,7 +47,18 @@ export async function startDiscardSink(): Promise<DiscardSink> {
     const key = decodeURIComponent(rest.join('/'));
     const q = url.searchParams;
     let size = 0;
-    req.on('data', (chunk: Buffer) => (size += chunk.length));
+    const uploadId = q.get('uploadId');
+    const partNumber = Number(q.get('partNumber') ?? 0);
+    // Only a part the sink keeps is hashed (its ETag is what a resuming uploader compares).
+    const md5: Hash | undefined =
+      opts.resumable && req.method === 'PUT' && uploadId && partNumber > 0
+        ? createHash('md5')
+        : undefined;
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      md5?.update(chunk);
+    });
+    // A body cut off (the uploader killed) never reaches 'end': that part is not stored.
     req.on('end', () => {
       if (req.method === 'PUT') bytes += size;
       const xml = (status: number, body: string): void => {
@@ -41,14 +69,21 @@ export async function startDiscardSink(): Promise<DiscardSink> {
         });
         res.end(text);
       };
-      const md5 = req.headers['content-md5'];
-      const etag = `"${typeof md5 === 'string' ? Buffer.from(md5, 'base64').toString('hex') : randomBytes(16).toString('hex')}"`;
-      const uploadId = q.get('uploadId');
+      const contentMd5 = req.headers['content-md5'];
+      const etagHex = md5
+        ? md5.digest('hex')
+        : typeof contentMd5 === 'string'
+          ? Buffer.from(contentMd5, 'base64').toString('hex')
+          : randomBytes(16).toString('hex');
+      const etag = `"${etagHex}"`;
       const objectKey = `${bucket}/${key}`;
-      if (req.method === 'PUT' && uploadId)
+      if (req.method === 'PUT' && uploadId) {
         uploads.set(uploadId, (uploads.get(uploadId) ?? 0) + size);
-      else if (req.method === 'PUT' && !req.headers['x-amz-copy-source'])
+        partsStored++;
+        pending.get(uploadId)?.parts.set(partNumber, { size, etag: etagHex });
+      } else if (req.method === 'PUT' && !req.headers['x-amz-copy-source'])
         objects.set(objectKey, { size, etag });
+      if ((req.method === 'POST' || req.method === 'DELETE') && uploadId) pending.delete(uploadId);
       if (req.method === 'POST' && uploadId) {
         objects.set(objectKey, {
           size: uploads.get(uploadId) ?? 0,
@@ -68,10 +103,12 @@ export async function startDiscardSink(): Promise<DiscardSink> {
           return;
         case 'POST':
           if (q.has('uploads')) {
+            const id = randomBytes(16).toString('hex');
+            if (opts.resumable) pending.set(id, { key, initiated: new Date(), parts: new Map() });
             return xml(
               200,
               `<InitiateMultipartUploadResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${key}</Key>` +
-                `<UploadId>${randomBytes(16).toString('hex')}</UploadId></InitiateMultipartUploadResult>`,
+                `<UploadId>${id}</UploadId></InitiateMultipartUploadResult>`,
             );
           }
           return xml(
@@ -97,9 +134,17 @@ export async function startDiscardSink(): Promise<DiscardSink> {
         }
         case 'GET':
           if (!key && q.has('uploads')) {
+            const prefix = q.get('prefix') ?? '';
+            const listed = [...pending]
+              .filter(([, u]) => u.key.startsWith(prefix))
+              .map(
+                ([id, u]) =>
+                  `<Upload><Key>${xmlEscape(u.key)}</Key><UploadId>${id}</UploadId>` +
+                  `<Initiated>${u.initiated.toISOString()}</Initiated></Upload>`,
+              );
             return xml(
               200,
-              `<ListMultipartUploadsResult ${XMLNS}><Bucket>${bucket}</Bucket><IsTruncated>false</IsTruncated></ListMultipartUploadsResult>`,
+              `<ListMultipartUploadsResult ${XMLNS}><Bucket>${bucket}</Bucket><IsTruncated>false</IsTruncated>${listed.join('')}</ListMultipartUploadsResult>`,
             );
           }
           if (!key) {
@@ -109,10 +154,25 @@ export async function startDiscardSink(): Promise<DiscardSink> {
                 '<KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>',
             );
           }
-          if (q.has('uploadId')) {
+          if (uploadId) {
+            const marker = Number(q.get('part-number-marker') ?? 0);
+            const parts = [...(pending.get(uploadId)?.parts ?? [])]
+              .filter(([n]) => n > marker)
+              .sort(([a], [b]) => a - b);
+            const page = parts.slice(0, PARTS_PAGE);
+            const truncated = parts.length > page.length;
+            const last = page.at(-1)?.[0] ?? marker;
             return xml(
               200,
-              `<ListPartsResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${key}</Key><IsTruncated>false</IsTruncated></ListPartsResult>`,
+              `<ListPartsResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${xmlEscape(key)}</Key><UploadId>${uploadId}</UploadId>` +
+                `<IsTruncated>${truncated}</IsTruncated>${truncated ? `<NextPartNumberMarker>${last}</NextPartNumberMarker>` : ''}` +
+                page
+                  .map(
+                    ([n, p]) =>
+                      `<Part><PartNumber>${n}</PartNumber><ETag>"${p.etag}"</ETag><Size>${p.size}</Size></Part>`,
+                  )
+                  .join('') +
+                '</ListPartsResult>',
             );
           }
           return xml(
@@ -129,7 +189,7 @@ export async function startDiscardSink(): Promise<DiscardSink> {
     endpoint: `http://127.0.0.1:${(server.address() as AddressInfo).port}`,
     accessKeyId: 'discard',
     secretAccessKey: 'discard-sink-secret',
-    stats: () => ({ requests, bytes }),
+    stats: () => ({ requests, bytes, parts: partsStored }),
     async stop() {
       server.closeAllConnections();
       await new Promise<void>((resolve) => server.close(() => resolve()));
