@@ -256,8 +256,9 @@ describe('worker entrypoint, exec and signals', () => {
 
       // The detached warm-up read every byte of both files.
       const total = Object.values(warmupSizes).reduce((a, b) => a + b, 0);
+      // Not 'warm-up: reading …' (its start): the line that reports what was read.
       await until('the warm-up report', async () =>
-        run.stderr().includes('warm-up: read') ? true : undefined,
+        /warm-up: read \d+ bytes/.test(run.stderr()) ? true : undefined,
       );
       expect(run.stderr()).toMatch(
         new RegExp(`warm-up: read ${total} bytes from 2 file\\(s\\) in \\d+ s`),
@@ -373,8 +374,9 @@ describe('worker entrypoint, exec and signals', () => {
       ],
       [
         'a worker whose /health never answers 200',
-        { STAND_IN_MODE: 'unhealthy', SMOKE_TIMEOUT: '2' },
-        '/health did not answer 200 within 2s',
+        // Long enough for the entrypoint's start-up lines on a loaded machine.
+        { STAND_IN_MODE: 'unhealthy', SMOKE_TIMEOUT: '6' },
+        '/health did not answer 200 within 6s',
       ],
       ['a worker running as root', { FAKE_UID: '0' }, 'the worker runs as root'],
       [
