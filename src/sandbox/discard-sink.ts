@@ -1,7 +1,9 @@
 // An S3-compatible endpoint for benchmarks: it reads every body and drops it, and answers just
 // enough like S3 for uploaders (multipart, PutObject, an empty bucket). It shows what a client
-// costs by itself, without a storage server's own limits. It checks no signature.
-import { randomBytes } from 'node:crypto';
+// costs by itself, without a storage server's own limits. It checks no signature, but its ETags
+// are R2's (the MD5 of a body, the multipart ETag of the parts), which uploaders check.
+import { createHash, randomBytes } from 'node:crypto';
+import { r2MultipartEtag } from './r2-rules.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -21,7 +23,8 @@ export async function startDiscardSink(): Promise<DiscardSink> {
   let bytes = 0;
   // Sizes only (no bytes): uploaders such as rclone HEAD what they just wrote.
   const objects = new Map<string, { size: number; etag: string }>();
-  const uploads = new Map<string, number>();
+  /** Per upload: each part's size and ETag (its MD5) by part number; a resent part replaces. */
+  const uploads = new Map<string, Map<number, { size: number; etag: string }>>();
 
   const server = http.createServer((req, res) => {
     requests++;
@@ -30,7 +33,11 @@ export async function startDiscardSink(): Promise<DiscardSink> {
     const key = decodeURIComponent(rest.join('/'));
     const q = url.searchParams;
     let size = 0;
-    req.on('data', (chunk: Buffer) => (size += chunk.length));
+    const md5 = createHash('md5');
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      md5.update(chunk);
+    });
     req.on('end', () => {
       if (req.method === 'PUT') bytes += size;
       const xml = (status: number, body: string): void => {
@@ -41,19 +48,21 @@ export async function startDiscardSink(): Promise<DiscardSink> {
         });
         res.end(text);
       };
-      const md5 = req.headers['content-md5'];
-      const etag = `"${typeof md5 === 'string' ? Buffer.from(md5, 'base64').toString('hex') : randomBytes(16).toString('hex')}"`;
       const uploadId = q.get('uploadId');
       const objectKey = `${bucket}/${key}`;
-      if (req.method === 'PUT' && uploadId)
-        uploads.set(uploadId, (uploads.get(uploadId) ?? 0) + size);
-      else if (req.method === 'PUT' && !req.headers['x-amz-copy-source'])
+      let etag = `"${md5.digest('hex')}"`;
+      if (req.method === 'PUT' && uploadId) {
+        const parts = uploads.get(uploadId) ?? new Map<number, { size: number; etag: string }>();
+        parts.set(Number(q.get('partNumber')), { size, etag });
+        uploads.set(uploadId, parts);
+      } else if (req.method === 'PUT' && !req.headers['x-amz-copy-source'])
         objects.set(objectKey, { size, etag });
       if (req.method === 'POST' && uploadId) {
-        objects.set(objectKey, {
-          size: uploads.get(uploadId) ?? 0,
-          etag: `"${randomBytes(16).toString('hex')}-1"`,
-        });
+        const parts = [...(uploads.get(uploadId) ?? new Map()).entries()]
+          .sort(([a], [b]) => a - b)
+          .map(([, p]) => p);
+        etag = `"${r2MultipartEtag(parts.map((p) => p.etag))}"`;
+        objects.set(objectKey, { size: parts.reduce((n, p) => n + p.size, 0), etag });
         uploads.delete(uploadId);
       }
       switch (req.method) {
