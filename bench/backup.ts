@@ -147,7 +147,7 @@ export async function run(): Promise<string> {
           ),
       },
       {
-        name: "honest alternative: the OpenSSH pipeline to a file, then `aws s3 cp` → R2 emulator",
+        name: 'honest alternative: the OpenSSH pipeline to a file, then `aws s3 cp` → R2 emulator',
         run: async () => {
           const file = path.join(work, 'alternative.tar.zst');
           const pipe = await timed(
