@@ -117,7 +117,8 @@ const rclone: Tool = (dir, ep, prefix) =>
     },
   );
 
-async function awsConfig(dir: string): Promise<string> {
+/** aws-cli's config for R2 (also bench/backup.ts's honest alternative): path-style, no flexible checksums. */
+export async function awsConfig(dir: string): Promise<string> {
   const file = path.join(dir, 'aws-config');
   await writeFile(
     file,

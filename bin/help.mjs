@@ -251,9 +251,9 @@ var specs = {
         "default": "false"
       },
       "verify": {
-        "description": "How stored archives are checked: read-back (download each archive again and compare its sha256) or in-transit (rely on R2 checking every part against the SHA-256 it is signed with; no second download).",
+        "description": "How stored archives are checked. in-transit: parts signed with their SHA-256, every ETag R2 answers checked against the MD5s of the bytes sent, one HEAD for the size; no download. read-back: also downloads each archive again to compare its sha256 (twice the traffic).",
         "required": false,
-        "default": "read-back"
+        "default": "in-transit"
       },
       "part-size": {
         "description": "Size of the multipart parts of each archive, 5MiB to 256MiB. auto: per item, from its size in the last backup, so that it stays under 5,000 of the 10,000 parts R2 allows even if it doubles (5MiB at least: up to 48.8 GiB). The summary warns above 5,000 parts. Memory is about four parts.",

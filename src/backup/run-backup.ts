@@ -60,7 +60,8 @@ export interface BackupOptions {
    *  credential, so this run needs no delete right. */
   skipRetention?: boolean;
   dryRun: boolean;
-  /** Read every stored object back and compare its sha256 (default true). */
+  /** Also read every stored archive back and compare its sha256 (default false: what R2 holds
+   *  is proved in transit, by the ETags it answers and one HEAD; the weekly drill re-reads it). */
   verifyReadBack?: boolean;
   /** Bytes per part for every item; default: per item, from its size in the last backup. */
   partSize?: number;

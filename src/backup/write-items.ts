@@ -1,5 +1,6 @@
 // The items of one backup into the bucket: each planned item streamed (remote tar → age → R2
-// multipart), read back and checked, and recorded as its manifest item, a few items at a time.
+// multipart), proved stored by R2's answers (r2-stream-upload.ts), read back too with
+// verify: read-back, and recorded as its manifest item, a few items at a time.
 import { OpsError } from '../lib/errors.js';
 import { BufferPool, forEachLimit } from '../lib/limits.js';
 import type { SshConnection } from '../lib/ssh.js';
@@ -86,7 +87,7 @@ async function writeItem(
     opts.partSize === undefined,
   );
   if (partWarning) warn(partWarning);
-  if (opts.verifyReadBack ?? true) await checkReadBack(streams.store, item.id, key, result.stored);
+  if (opts.verifyReadBack ?? false) await checkReadBack(streams.store, item.id, key, result.stored);
   opts.logger.info(
     `${item.id}: ${result.tarBytes ?? '?'} tar bytes → ${result.archiveBytes} compressed → ${result.stored.size} stored, sha256 ${result.stored.sha256.slice(0, 12)} in ${(result.ms / 1000).toFixed(1)} s`,
   );

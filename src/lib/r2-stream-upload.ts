@@ -2,8 +2,11 @@
 // ones) buffered one at a time, a few in flight, each retried on its own; a small stream becomes
 // one PutObject. Every request body is signed with its SHA-256 (SigV4 x-amz-content-sha256, which
 // the SDK computes for Buffer bodies), so R2 refuses a part damaged in transit and it is sent
-// again; no second hash (Content-MD5) is needed. Any failure aborts the multipart upload, so
-// nothing half-written is left behind.
+// again. What R2 then holds is proved without reading it back (the store checks each answer):
+// every part's ETag is the MD5 of the bytes sent, the Complete's ETag is the multipart ETag of
+// those parts (assembled exactly from them, in order), a PutObject's is the body's MD5, and one
+// HeadObject gives the size and ETag sent. Any failure aborts the multipart upload, so nothing
+// half-written is left behind.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { OpsError } from './errors.js';
@@ -99,13 +102,15 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
       throw err;
     }
     if (length < partSize) {
+      let etag: string;
       try {
         // Made visible only after beforeComplete agreed.
         await opts.beforeComplete?.();
-        await store.put(key, buf.subarray(0, length), { contentType });
+        ({ etag } = await store.put(key, buf.subarray(0, length), { contentType }));
       } finally {
         pool.put(buf);
       }
+      await store.confirmStored(key, { size: source.size, etag });
       return { key, size: source.size, sha256: source.digest(), parts: 1 };
     }
     upload = await store.createUpload(key, contentType).catch((err: unknown) => {
@@ -124,14 +129,9 @@ export async function uploadStream(opts: StreamUploadOptions): Promise<StreamUpl
       first: { buf, length },
     });
     await opts.beforeComplete?.();
-    await store.completeUpload(upload, sent.parts);
+    const etag = await store.completeUpload(upload, sent.parts);
     upload = undefined;
-    const head = await store.head(key);
-    if (head?.size !== source.size) {
-      throw new OpsError(
-        `${key}: R2 reports ${head?.size ?? 'no object of'} bytes after upload, sent ${source.size}`,
-      );
-    }
+    await store.confirmStored(key, { size: source.size, etag });
     return { key, size: source.size, sha256: source.digest(), parts: sent.parts.length };
   } catch (err) {
     if (upload !== undefined) await store.abortUpload(upload);

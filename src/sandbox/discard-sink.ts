@@ -1,10 +1,11 @@
 // An S3-compatible endpoint for benchmarks: it reads every body and drops it, and answers just
 // enough like S3 for uploaders (multipart, PutObject, an empty bucket). It shows what a client
-// costs by itself, without a storage server's own limits. It checks no signature.
-// With { resumable: true } it also keeps each multipart upload's parts (number, size, MD5 as
-// the ETag, as S3 and R2 give) until it is completed or aborted, and lists them
-// (ListMultipartUploads, ListParts): an uploader killed half-way can resume against it.
-import { createHash, randomBytes, type Hash } from 'node:crypto';
+// costs by itself, without a storage server's own limits. It checks no signature, but its ETags
+// are R2's (the MD5 of a body, the multipart ETag of the parts), which uploaders check.
+// With { resumable: true } it also lists each multipart upload's parts until it is completed or
+// aborted (ListMultipartUploads, ListParts): an uploader killed half-way can resume against it.
+import { createHash, randomBytes } from 'node:crypto';
+import { r2MultipartEtag } from './r2-rules.js';
 import http from 'node:http';
 import type { AddressInfo } from 'node:net';
 
@@ -38,7 +39,8 @@ export async function startDiscardSink(opts: { resumable?: boolean } = {}): Prom
   const pending = new Map<string, PendingUpload>();
   // Sizes only (no bytes): uploaders such as rclone HEAD what they just wrote.
   const objects = new Map<string, { size: number; etag: string }>();
-  const uploads = new Map<string, number>();
+  /** Per upload: each part's size and ETag (its MD5) by part number; a resent part replaces. */
+  const uploads = new Map<string, Map<number, { size: number; etag: string }>>();
 
   const server = http.createServer((req, res) => {
     requests++;
@@ -49,14 +51,10 @@ export async function startDiscardSink(opts: { resumable?: boolean } = {}): Prom
     let size = 0;
     const uploadId = q.get('uploadId');
     const partNumber = Number(q.get('partNumber') ?? 0);
-    // Only a part the sink keeps is hashed (its ETag is what a resuming uploader compares).
-    const md5: Hash | undefined =
-      opts.resumable && req.method === 'PUT' && uploadId && partNumber > 0
-        ? createHash('md5')
-        : undefined;
+    const md5 = createHash('md5');
     req.on('data', (chunk: Buffer) => {
       size += chunk.length;
-      md5?.update(chunk);
+      md5.update(chunk);
     });
     // A body cut off (the uploader killed) never reaches 'end': that part is not stored.
     req.on('end', () => {
@@ -69,26 +67,24 @@ export async function startDiscardSink(opts: { resumable?: boolean } = {}): Prom
         });
         res.end(text);
       };
-      const contentMd5 = req.headers['content-md5'];
-      const etagHex = md5
-        ? md5.digest('hex')
-        : typeof contentMd5 === 'string'
-          ? Buffer.from(contentMd5, 'base64').toString('hex')
-          : randomBytes(16).toString('hex');
-      const etag = `"${etagHex}"`;
+      const etagHex = md5.digest('hex');
+      let etag = `"${etagHex}"`;
       const objectKey = `${bucket}/${key}`;
       if (req.method === 'PUT' && uploadId) {
-        uploads.set(uploadId, (uploads.get(uploadId) ?? 0) + size);
+        const parts = uploads.get(uploadId) ?? new Map<number, { size: number; etag: string }>();
+        parts.set(partNumber, { size, etag });
+        uploads.set(uploadId, parts);
         partsStored++;
         pending.get(uploadId)?.parts.set(partNumber, { size, etag: etagHex });
       } else if (req.method === 'PUT' && !req.headers['x-amz-copy-source'])
         objects.set(objectKey, { size, etag });
       if ((req.method === 'POST' || req.method === 'DELETE') && uploadId) pending.delete(uploadId);
       if (req.method === 'POST' && uploadId) {
-        objects.set(objectKey, {
-          size: uploads.get(uploadId) ?? 0,
-          etag: `"${randomBytes(16).toString('hex')}-1"`,
-        });
+        const parts = [...(uploads.get(uploadId) ?? new Map()).entries()]
+          .sort(([a], [b]) => a - b)
+          .map(([, p]) => p);
+        etag = `"${r2MultipartEtag(parts.map((p) => p.etag))}"`;
+        objects.set(objectKey, { size: parts.reduce((n, p) => n + p.size, 0), etag });
         uploads.delete(uploadId);
       }
       switch (req.method) {

@@ -206,6 +206,12 @@ class R2Exchange {
       case 'stall':
         await stall(this.req, fault.stallMs ?? 5000);
         return this.req.socket.destroyed ? 'done' : 'forward';
+      case 'wrong-size':
+        this.replyOptions.headers = (h) => ({
+          ...h,
+          'content-length': String(fault.size ?? Number(h['content-length'] ?? 0) - 1),
+        });
+        return 'forward';
       case 'reset':
         if (this.length > 0) {
           resetAfterBody(this.req, resetRequestAfter(fault, this.length));
@@ -242,10 +248,12 @@ class R2Exchange {
     const upload = this.op === 'PutObject' || this.op === 'UploadPart';
     if (!upload || !(this.length > 0)) return;
     const expected = this.expectedHash();
-    const corruptAt =
-      this.fault?.action === 'corrupt' ? corruptOffset(this.fault, this.length) : undefined;
-    if (expected === undefined && corruptAt === undefined) return;
-    const checking = new PayloadCheck(expected, corruptAt);
+    const at = (action: FaultRule['action']): number | undefined =>
+      this.fault?.action === action ? corruptOffset(this.fault, this.length) : undefined;
+    const corruptAt = at('corrupt');
+    const corruptStoredAt = at('corrupt-stored');
+    if (expected === undefined && corruptAt === undefined && corruptStoredAt === undefined) return;
+    const checking = new PayloadCheck(expected, corruptAt, corruptStoredAt);
     this.check = this.source = checking;
     checking.on('finish', () => (this.record.bodyBytes = checking.seen));
     pipelineCallback(this.req, checking, () => undefined);
@@ -317,6 +325,12 @@ class R2Exchange {
     if (problem) return problem;
     const refused = await this.ifNoneMatchRefusal();
     if (refused) return refused;
+    // A stale-part fault: the parts assembled are not the ones listed, and the ETag says so.
+    if (this.fault?.action === 'stale-part') {
+      const n = this.fault.part ?? 1;
+      const md5 = await store.staleCopyOfPart(this.bucket, this.uploadId, n);
+      for (const p of parts) if (p.partNumber === n) p.etag = md5;
+    }
     // R2's multipart ETag (MD5 of the parts' binary MD5s, "-<count>"), where s3rver would
     // give the whole object's MD5: stored for HEAD and GET, and put in the reply.
     const etag = r2MultipartEtag(parts.map((p) => p.etag));

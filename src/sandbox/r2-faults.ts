@@ -18,16 +18,34 @@ export interface FaultRule {
    *  after part of the request body (or, for requests without a body, of the response body);
    *  stall: the request is held stallMs before it is served; corrupt: one byte of the request
    *  body is flipped on the way in, as a bad link would (R2 then refuses a signed body);
-   *  lose-reply: the request is served in full, then the connection is cut before the reply. */
-  action: 'status' | 'reset' | 'stall' | 'corrupt' | 'lose-reply';
+   *  lose-reply: the request is served in full, then the connection is cut before the reply.
+   *  Faults inside R2 itself, after its checks (what only the client's proof can catch):
+   *  corrupt-stored: an UploadPart or PutObject body passes the check against its signed hash,
+   *  then one byte of what is stored is flipped (the ETag answered is the MD5 of the bytes
+   *  stored); stale-part: a CompleteMultipartUpload assembles a stale copy of part `part`
+   *  (same size, one byte different), its ETag computed from the parts assembled;
+   *  wrong-size: a HeadObject answers Content-Length `size` (default one byte less). */
+  action:
+    | 'status'
+    | 'reset'
+    | 'stall'
+    | 'corrupt'
+    | 'lose-reply'
+    | 'corrupt-stored'
+    | 'stale-part'
+    | 'wrong-size';
   status?: number;
   /** For status: the S3 error code (default SlowDown for 503, else InternalError). */
   code?: string;
   stallMs?: number;
   /** For reset: bytes let through before the cut; default half the body, at most 64 KiB. */
   resetAfterBytes?: number;
-  /** For corrupt: the offset of the flipped byte; default the middle of the body. */
+  /** For corrupt and corrupt-stored: the offset of the flipped byte; default the middle of the body. */
   corruptAtByte?: number;
+  /** For stale-part: the part number whose stale copy is assembled; default 1. */
+  part?: number;
+  /** For wrong-size: the Content-Length a HeadObject answers. */
+  size?: number;
 }
 
 interface ActiveFault {

@@ -2,7 +2,8 @@
 // refuses the request when they differ, so nothing damaged in transit is stored. This transform
 // does that on the way to s3rver: it hashes the body and holds the last chunk back until the hash
 // is known, so on a mismatch s3rver never receives a complete body and stores nothing. It can also
-// flip one byte first, the fault a bad link or NIC would cause.
+// flip one byte first, the fault a bad link or NIC would cause, or after the check, a fault inside
+// the store that no signature catches.
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { S3ErrorReply } from './r2-rules.js';
@@ -32,23 +33,29 @@ export class PayloadCheck extends Transform {
   constructor(
     private readonly expected: string | undefined,
     private readonly corruptAt?: number,
+    /** A byte flipped after the hash saw it: what is stored differs, the check passes. */
+    private readonly corruptStoredAt?: number,
   ) {
     super();
     if (expected) this.hash = createHash('sha256');
   }
 
   override _transform(chunk: Buffer, _enc: BufferEncoding, done: TransformCallback): void {
-    let data = chunk;
-    const at = this.corruptAt;
-    if (at !== undefined && at >= this.seen && at < this.seen + data.length) {
-      data = Buffer.from(data);
-      data[at - this.seen] = (data[at - this.seen] ?? 0) ^ 0xff;
-    }
-    this.seen += data.length;
+    let data = this.flip(chunk, this.corruptAt);
     this.hash?.update(data);
+    data = this.flip(data, this.corruptStoredAt);
+    this.seen += data.length;
     const previous = this.held;
     this.held = data;
     done(null, previous);
+  }
+
+  /** The chunk with the byte at body offset `at` flipped, when it holds that byte. */
+  private flip(chunk: Buffer, at: number | undefined): Buffer {
+    if (at === undefined || at < this.seen || at >= this.seen + chunk.length) return chunk;
+    const data = Buffer.from(chunk);
+    data[at - this.seen] = (data[at - this.seen] ?? 0) ^ 0xff;
+    return data;
   }
 
   override _flush(done: TransformCallback): void {

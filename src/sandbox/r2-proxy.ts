@@ -19,6 +19,8 @@ export interface ReplyOptions {
   loseReply?: boolean;
   /** After a 200 from s3rver: bookkeeping, and the reply body to send instead of its own. */
   stored?: (reply: string) => Promise<string>;
+  /** The reply's headers as sent instead of s3rver's (a fault that misreports). */
+  headers?: (h: http.IncomingHttpHeaders) => http.IncomingHttpHeaders;
 }
 
 export interface ForwardOptions extends ReplyOptions {
@@ -48,7 +50,7 @@ export async function forward(
     await finished(up.resume()).catch(() => undefined);
     return void req.socket.destroy();
   }
-  res.writeHead(up.statusCode ?? 502, up.headers);
+  res.writeHead(up.statusCode ?? 502, opts.headers ? opts.headers(up.headers) : up.headers);
   if (opts.resetResponseAfter === undefined) {
     await pipeline(up, res).catch(() => res.destroy());
     return;

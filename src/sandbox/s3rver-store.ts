@@ -3,6 +3,7 @@
 // and writes R2's multipart ETag where s3rver keeps an object's ETag.
 // Layout: <dir>/<bucket>/<key dirs>/<name>._S3rver_object, and
 // <dir>/<bucket>/._S3rver_uploads/<uploadId>/{key,metadata,<n>,<n>.md5}.
+import { createHash } from 'node:crypto';
 import { readdir, readFile, rm, stat, utimes, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import type { StoredPart } from './r2-rules.js';
@@ -96,6 +97,19 @@ export class S3rverStore {
         }),
     );
     return out;
+  }
+
+  /**
+   * Fault hook: the stored part becomes a stale copy of itself (same size, its middle byte
+   * flipped), as a store that kept an older copy would assemble it. Returns its MD5 in hex.
+   */
+  async staleCopyOfPart(bucket: string, uploadId: string, partNumber: number): Promise<string> {
+    const file = path.join(this.uploadDir(bucket, uploadId), String(partNumber));
+    const data = await readFile(file);
+    const at = Math.floor(data.length / 2);
+    data[at] = (data[at] ?? 0) ^ 0xff;
+    await writeFile(file, data);
+    return createHash('md5').update(data).digest('hex');
   }
 
   /** Forget the previous copy of a part before it is sent again, so a cut-off resend is not listed. */

@@ -380,6 +380,112 @@ describe('faults on the R2 side', () => {
   });
 });
 
+// verify: in-transit (the default) proves what R2 holds from its answers alone. These faults
+// happen inside R2, after its signature check, where no resend helps and only that proof (or a
+// read-back) sees them: each run must fail, name the key, the ETag or size expected and the one
+// found, and leave the last good backup in place.
+describe('in-transit proof: what R2 answers must prove what it holds', () => {
+  const ARCHIVE = String.raw`backups/verda/\d{8}T\d{6}Z/models\.tar\.(?:zst|gz)\.age`;
+
+  it('fails when a part R2 stored is not the bytes sent (its ETag is not their MD5)', async () => {
+    world.r2.addFault({
+      operation: 'UploadPart',
+      keyPattern: /models\.tar/,
+      action: 'corrupt-stored',
+      nth: 3,
+    });
+    const run = await world.run({ config: bigConfig });
+    expect(run.code).toBe(1);
+    const m = new RegExp(
+      `R2 UploadPart (${ARCHIVE}) part 3: ETag ([0-9a-f]{32}), expected ([0-9a-f]{32}) \\(the MD5 of the ${5 * 2 ** 20} bytes sent\\)`,
+    ).exec(run.errors[0] ?? '');
+    expect(m).not.toBeNull();
+    expect(m?.[2]).not.toBe(m?.[3]);
+    // R2 had passed the body's signature check: the fault was inside, not on the way.
+    const faulted = world.r2.requests().filter((r) => r.fault === 'corrupt-stored');
+    expect(faulted.map((r) => [r.operation, r.partNumber, r.status])).toEqual([
+      ['UploadPart', 3, 200],
+    ]);
+    await expectCleanFailure(run.errors);
+  });
+
+  it('fails when a small archive R2 stored is not the body sent (PutObject ETag)', async () => {
+    world.r2.addFault({
+      operation: 'PutObject',
+      keyPattern: /comfy-env/,
+      action: 'corrupt-stored',
+    });
+    const run = await world.run({ config: bigConfig });
+    expect(run.code).toBe(1);
+    expect(run.errors[0]).toMatch(
+      /R2 PutObject backups\/verda\/\d{8}T\d{6}Z\/comfy-env\.tar\.(zst|gz)\.age: ETag ([0-9a-f]{32}), expected (?!\2)[0-9a-f]{32} \(the MD5 of the \d+ bytes sent\)/,
+    );
+    await expectCleanFailure(run.errors);
+  });
+
+  it('fails when R2 assembled a stale part (the Complete ETag is not the one of the parts sent)', async () => {
+    world.r2.addFault({
+      operation: 'CompleteMultipartUpload',
+      keyPattern: /models\.tar/,
+      action: 'stale-part',
+      part: 2,
+    });
+    const run = await world.run({ config: bigConfig });
+    expect(run.code).toBe(1);
+    const m = new RegExp(
+      `R2 CompleteMultipartUpload (${ARCHIVE}): ETag ([0-9a-f]{32}-(\\d+)), expected ([0-9a-f]{32}-(\\d+)) \\(the multipart ETag of the (\\d+) part\\(s\\) sent\\)`,
+    ).exec(run.errors[0] ?? '');
+    expect(m).not.toBeNull();
+    expect(m?.[2]).not.toBe(m?.[4]);
+    expect([m?.[3], m?.[5]]).toEqual([m?.[6], m?.[6]]);
+    expect(Number(m?.[6])).toBeGreaterThan(2);
+    await expectCleanFailure(run.errors);
+  });
+
+  it('fails when HEAD after the upload gives another size than was sent', async () => {
+    world.r2.addFault({ operation: 'HeadObject', keyPattern: /models\.tar/, action: 'wrong-size' });
+    const run = await world.run({ config: bigConfig });
+    expect(run.code).toBe(1);
+    const m = new RegExp(
+      `R2 HeadObject (${ARCHIVE}) after upload: (\\d+) bytes, ETag (\\S+), expected (\\d+) bytes, ETag (\\S+)\\.`,
+    ).exec(run.errors[0] ?? '');
+    expect(m).not.toBeNull();
+    expect(Number(m?.[2])).toBe(Number(m?.[4]) - 1);
+    expect(m?.[3]).toBe(m?.[5]);
+    await expectCleanFailure(run.errors);
+  });
+
+  it('costs one HEAD per archive and no GET; read-back adds one GET per archive', async () => {
+    const perArchive = async (verify: string) => {
+      world.r2.resetCounts();
+      const run = await world.run({ verify });
+      expect(run.errors).toEqual([]);
+      const manifest = JSON.parse(
+        (await world.get(run.outputs['manifest-key'] ?? '')).toString('utf8'),
+      ) as Manifest;
+      expect(manifest.items.length).toBeGreaterThan(1);
+      const requests = world.r2.requests();
+      return manifest.items.map((item) => {
+        const ops = requests.filter((r) => r.key === item.key).map((r) => r.operation);
+        return {
+          head: ops.filter((o) => o === 'HeadObject').length,
+          get: ops.filter((o) => o === 'GetObject').length,
+          last: ops.at(-1),
+        };
+      });
+    };
+    const inTransit = await perArchive('in-transit');
+    expect(inTransit.every((a) => a.head === 1 && a.get === 0 && a.last === 'HeadObject')).toBe(
+      true,
+    );
+    const readBack = await perArchive('read-back');
+    expect(readBack.every((a) => a.head === 1 && a.get === 1 && a.last === 'GetObject')).toBe(true);
+    // And no archive is read by the default either.
+    const byDefault = await perArchive('');
+    expect(byDefault).toEqual(inTransit.map(() => ({ head: 1, get: 0, last: 'HeadObject' })));
+  });
+});
+
 describe('bad inputs fail before any connection or request', () => {
   const cases: [string, () => Record<string, string>, RegExp][] = [
     [

@@ -652,7 +652,7 @@ describe('R2 emulator: bucket lock rules', () => {
 });
 
 describe('discard sink', () => {
-  it('takes a lib-storage multipart upload, drops the bytes and remembers the size', async () => {
+  it('takes a lib-storage multipart upload, drops the bytes and remembers the size and R2 ETag', async () => {
     const sink = await startDiscardSink();
     stopLater.push(() => sink.stop());
     const c = createR2Client({
@@ -660,17 +660,22 @@ describe('discard sink', () => {
       accessKeyId: sink.accessKeyId,
       secretAccessKey: sink.secretAccessKey,
     });
+    const body = randomBytes(12 * MiB);
     const up = new Upload({
       client: c,
-      params: { Bucket: 'b', Key: 'k', Body: randomBytes(12 * MiB) },
+      params: { Bucket: 'b', Key: 'k', Body: body },
       partSize: 5 * MiB,
       queueSize: 2,
     });
     await up.done();
-    // It keeps sizes (no bytes), so an uploader's check of what it wrote passes.
-    expect((await c.send(new HeadObjectCommand({ Bucket: 'b', Key: 'k' }))).ContentLength).toBe(
-      12 * MiB,
-    );
+    // It keeps sizes and R2's ETags (no bytes), so an uploader's check of what it wrote passes.
+    const md5 = (b: Buffer) => createHash('md5').update(b).digest();
+    const partMd5s = [0, 5, 10].map((at) => md5(body.subarray(at * MiB, (at + 5) * MiB)));
+    const head = await c.send(new HeadObjectCommand({ Bucket: 'b', Key: 'k' }));
+    expect(head.ContentLength).toBe(12 * MiB);
+    expect(head.ETag).toBe(`"${md5(Buffer.concat(partMd5s)).toString('hex')}-3"`);
+    const put = await c.send(new PutObjectCommand({ Bucket: 'b', Key: 'small', Body: 'abc' }));
+    expect(put.ETag).toBe(`"${md5(Buffer.from('abc')).toString('hex')}"`);
     await expect(
       c.send(new HeadObjectCommand({ Bucket: 'b', Key: 'other' })),
     ).rejects.toMatchObject({
@@ -678,7 +683,7 @@ describe('discard sink', () => {
     });
     const list = await c.send(new ListObjectsV2Command({ Bucket: 'b' }));
     expect(list.Contents ?? []).toEqual([]);
-    expect(sink.stats().bytes).toBe(12 * MiB);
+    expect(sink.stats().bytes).toBe(12 * MiB + 3);
     c.destroy();
   });
 });

@@ -1,6 +1,7 @@
 // The stream uploader against a recording stub of the S3 client: part layout, retries (a 500 and
-// a body R2 found damaged), abort on every failure, and the inputs of backup-verda. That R2 really
-// checks the signed body hash is tested against the emulator (backup-faults, corrupt fault).
+// a body R2 found damaged), abort on every failure, the in-transit proof (every ETag R2 answers
+// checked, one HEAD), and the inputs of backup-verda. That R2 really checks the signed body hash
+// is tested against the emulator (backup-faults, corrupt fault), and so is the proof (lying faults).
 import { createHash, randomBytes } from 'node:crypto';
 import { Readable } from 'node:stream';
 import type { S3Client } from '@aws-sdk/client-s3';
@@ -11,7 +12,7 @@ import { parseRecipients } from '../../src/lib/age-stream.js';
 import { InputError } from '../../src/lib/errors.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
 import { BufferPool } from '../../src/lib/limits.js';
-import { R2Store } from '../../src/lib/r2-store.js';
+import { R2Store, multipartEtag } from '../../src/lib/r2-store.js';
 import { uploadStream } from '../../src/lib/r2-stream-upload.js';
 import { partSizeForSize, partsWarning } from '../../src/backup/run-backup.js';
 
@@ -35,9 +36,25 @@ async function bodyBytes(body: unknown): Promise<Buffer | undefined> {
   return Buffer.concat(chunks);
 }
 
-/** A stub S3 client: answers like R2 (ETag = MD5 of the body) unless `fail` says otherwise. */
-function stubClient(fail: (call: Call, n: number) => Error | undefined = () => undefined) {
+/** What the stub answers instead of the truth: an ETag (by operation), or a size on HEAD. */
+interface Lies {
+  UploadPart?: (partNumber: number) => string | undefined;
+  PutObject?: string;
+  CompleteMultipartUpload?: string;
+  HeadObjectSize?: number;
+}
+
+/**
+ * A stub S3 client: answers like R2 (a part's or a PutObject's ETag = MD5 of the body, a
+ * Complete's = the multipart ETag of the parts listed, HEAD = the size and ETag stored) unless
+ * `fail` or `lies` say otherwise.
+ */
+function stubClient(
+  fail: (call: Call, n: number) => Error | undefined = () => undefined,
+  lies: Lies = {},
+) {
   const calls: Call[] = [];
+  const stored = new Map<unknown, { size: number; etag: string }>();
   let inFlight = 0;
   let maxInFlight = 0;
   const client = {
@@ -57,14 +74,27 @@ function stubClient(fail: (call: Call, n: number) => Error | undefined = () => u
       if (failure instanceof Error) throw failure;
       const md5 = call.body ? createHash('md5').update(call.body).digest('hex') : '';
       const etag = `"${md5}"`;
+      const key = call.input.Key;
       switch (call.name) {
         case 'CreateMultipartUpload':
           return { UploadId: 'up-1' };
-        case 'UploadPart':
+        case 'UploadPart': {
+          const lie = lies.UploadPart?.(call.input.PartNumber as number);
+          return { ETag: lie ?? etag };
+        }
         case 'PutObject':
-          return { ETag: etag };
-        case 'HeadObject':
-          return { ContentLength: totalParts(calls, call.input.Key) };
+          stored.set(key, { size: call.body?.length ?? 0, etag });
+          return { ETag: lies.PutObject ?? etag };
+        case 'CompleteMultipartUpload': {
+          const listed = (call.input.MultipartUpload as { Parts: { ETag: string }[] }).Parts;
+          const whole = `"${multipartEtag(listed.map((p) => p.ETag))}"`;
+          stored.set(key, { size: totalParts(calls, key), etag: whole });
+          return { ETag: lies.CompleteMultipartUpload ?? whole };
+        }
+        case 'HeadObject': {
+          const o = stored.get(key);
+          return { ContentLength: lies.HeadObjectSize ?? o?.size, ETag: o?.etag };
+        }
         default:
           return {};
       }
@@ -161,7 +191,7 @@ describe('uploadStream', () => {
         order.push(`before:${calls.length}`);
       },
     });
-    expect(calls.map((c) => c.name)).toEqual(['PutObject']);
+    expect(calls.map((c) => c.name)).toEqual(['PutObject', 'HeadObject']);
     expect(order).toEqual(['before:0']);
     // A Buffer body is what makes the SDK sign the payload hash (a stream would go UNSIGNED).
     expect(Buffer.isBuffer(calls[0]!.input.Body)).toBe(true);
@@ -267,6 +297,108 @@ describe('uploadStream', () => {
     expect(pool.allocated).toBe(3);
   });
 
+  it('proves what R2 holds from its answers: ETags checked, one HEAD, no GET', async () => {
+    const data = randomBytes(2 * 5 * MiB + 99);
+    const { client, calls } = stubClient();
+    await uploadStream({
+      store: storeOf(client),
+      key: 'k',
+      body: Readable.from([data]),
+      partSize: 5 * MiB,
+    });
+    expect(calls.map((c) => c.name)).toEqual([
+      'CreateMultipartUpload',
+      'UploadPart',
+      'UploadPart',
+      'UploadPart',
+      'CompleteMultipartUpload',
+      'HeadObject',
+    ]);
+    // The parts listed at Complete are the MD5s of the bytes sent, not whatever R2 said.
+    const md5 = (b: Buffer) => `"${createHash('md5').update(b).digest('hex')}"`;
+    const listed = (
+      calls.find((c) => c.name === 'CompleteMultipartUpload')!.input.MultipartUpload as {
+        Parts: { ETag: string }[];
+      }
+    ).Parts.map((p) => p.ETag);
+    expect(listed).toEqual(
+      [data.subarray(0, 5 * MiB), data.subarray(5 * MiB, 10 * MiB), data.subarray(10 * MiB)].map(
+        md5,
+      ),
+    );
+  });
+
+  const lying = async (lies: Lies, size: number) => {
+    const { client, calls } = stubClient(undefined, lies);
+    const err = await uploadStream({
+      store: storeOf(client),
+      key: 'backups/1/models.tar.zst.age',
+      body: source(size),
+      partSize: 5 * MiB,
+    }).then(
+      () => new Error('uploaded, nothing refused'),
+      (e: unknown) => e as Error,
+    );
+    return { err, calls };
+  };
+  const otherMd5 = 'ffffffffffffffffffffffffffffffff';
+
+  it('fails when a part ETag is not the MD5 of the bytes sent, naming key, part, expected and found', async () => {
+    const { err, calls } = await lying(
+      { UploadPart: (n) => (n === 2 ? `"${otherMd5}"` : undefined) },
+      12 * MiB,
+    );
+    const sent = calls.filter((c) => c.name === 'UploadPart' && c.input.PartNumber === 2)[0]!.body!;
+    const expected = createHash('md5').update(sent).digest('hex');
+    expect(err).toBeInstanceOf(Error);
+    expect(err.message).toBe(
+      `R2 UploadPart backups/1/models.tar.zst.age part 2: ETag ${otherMd5}, expected ${expected} ` +
+        `(the MD5 of the ${5 * MiB} bytes sent); R2 holds other bytes than were sent`,
+    );
+    // Not retried, never completed, aborted.
+    expect(calls.filter((c) => c.name === 'UploadPart' && c.input.PartNumber === 2)).toHaveLength(
+      1,
+    );
+    expect(calls.map((c) => c.name)).not.toContain('CompleteMultipartUpload');
+    expect(calls.at(-1)?.name).toBe('AbortMultipartUpload');
+  });
+
+  it('fails when the Complete ETag is not the multipart ETag of the parts sent (a stale part assembled)', async () => {
+    const stale = `"${otherMd5}-3"`;
+    const { err, calls } = await lying({ CompleteMultipartUpload: stale }, 12 * MiB);
+    const parts = calls.filter((c) => c.name === 'UploadPart').map((c) => c.body!);
+    const expected = multipartEtag(parts.map((b) => createHash('md5').update(b).digest('hex')));
+    expect(err.message).toBe(
+      `R2 CompleteMultipartUpload backups/1/models.tar.zst.age: ETag ${otherMd5}-3, expected ${expected} ` +
+        '(the multipart ETag of the 3 part(s) sent); R2 holds other bytes than were sent',
+    );
+    expect(calls.map((c) => c.name)).not.toContain('HeadObject');
+  });
+
+  it('fails when a PutObject ETag is not the MD5 of the body', async () => {
+    const { err } = await lying({ PutObject: `"${otherMd5}"` }, 1000);
+    const expected = createHash('md5').update(Buffer.alloc(1000, 0)).digest('hex');
+    expect(err.message).toBe(
+      `R2 PutObject backups/1/models.tar.zst.age: ETag ${otherMd5}, expected ${expected} ` +
+        '(the MD5 of the 1000 bytes sent); R2 holds other bytes than were sent',
+    );
+  });
+
+  it.each([
+    ['multipart', 12 * MiB],
+    ['single PutObject', 1000],
+  ])('fails when HEAD gives another size after a %s upload', async (_kind, size) => {
+    const { err, calls } = await lying({ HeadObjectSize: size - 1 }, size);
+    const md5s = calls
+      .filter((c) => c.name === 'UploadPart' || c.name === 'PutObject')
+      .map((c) => createHash('md5').update(c.body!).digest('hex'));
+    const etag = size > 5 * MiB ? multipartEtag(md5s) : md5s[0];
+    expect(err.message).toBe(
+      `R2 HeadObject backups/1/models.tar.zst.age after upload: ${size - 1} bytes, ETag ${etag}, ` +
+        `expected ${size} bytes, ETag ${etag}`,
+    );
+  });
+
   it('refuses parts below R2 minimum', async () => {
     const { client } = stubClient();
     await expect(
@@ -345,8 +477,9 @@ describe('backup-verda inputs', () => {
       withModels: false,
       dryRun: false,
       r2TimeoutMs: 120_000,
-      verify: 'read-back',
+      verify: 'in-transit',
     });
+    expect((await parse({ verify: 'read-back' })).verify).toBe('read-back');
   });
 
   it.each([

@@ -95192,6 +95192,21 @@ function describeS3Failure(what, err) {
 /** The error R2 (and S3) give for a key that does not exist. */
 const isNotFound = (err) => nameOf(err) === 'NoSuchKey' || nameOf(err) === 'NotFound' || statusOf(err) === 404;
 const unquote = (etag) => (etag ?? '').replace(/"/g, '');
+/** The MD5 in hex: R2's ETag of a part, or of an object written by one PutObject, of these bytes. */
+const md5Hex = (bytes) => (0,external_node_crypto_.createHash)('md5').update(bytes).digest('hex');
+/**
+ * R2 stored other bytes than we sent when its ETag is not the one they give: an error naming the
+ * request, the key, the ETag expected and the one found.
+ */
+function checkEtag(what, found, expected, of) {
+    if (found === undefined || found === '')
+        throw new errors_OpsError(`R2 gave no ETag for ${what}`);
+    const etag = unquote(found);
+    if (etag !== expected) {
+        throw new errors_OpsError(`R2 ${what}: ETag ${etag}, expected ${expected} (${of}); R2 holds other bytes than were sent`);
+    }
+    return etag;
+}
 /** The ETag R2 (like S3) gives an object completed from parts with these ETags. */
 function multipartEtag(partEtags) {
     const md5 = (0,external_node_crypto_.createHash)('md5');
@@ -95329,23 +95344,28 @@ class R2Store {
             }
         });
     }
-    /** Writes one object from memory; returns its sha256. */
+    /**
+     * Writes one object from memory; returns its sha256 and its ETag, which R2 must have answered
+     * as the MD5 of the bytes sent (else it stored something else, and this throws).
+     */
     async put(key, body, opts) {
         const data = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
-        await this.request(`PutObject ${key}`, () => {
+        const md5 = md5Hex(data);
+        const out = await this.request(`PutObject ${key}`, () => {
             const cmd = new dist_cjs/* PutObjectCommand */.wKZ({
                 Bucket: this.bucket,
                 Key: key,
                 Body: data,
                 ContentLength: data.length,
                 ContentType: opts.contentType,
-                ...(opts.contentMd5 ? { ContentMD5: (0,external_node_crypto_.createHash)('md5').update(data).digest('base64') } : {}),
+                ...(opts.contentMd5 ? { ContentMD5: Buffer.from(md5, 'hex').toString('base64') } : {}),
                 ...(opts.metadata ? { Metadata: opts.metadata } : {}),
                 ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
             });
             return this.client.send(opts.unsignedPayload ? unsigned(cmd) : cmd);
         });
-        return (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex');
+        const etag = checkEtag(`PutObject ${key}`, out.ETag, md5, `the MD5 of the ${data.length} bytes sent`);
+        return { sha256: (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex'), etag };
     }
     /** Rewrites an object's metadata in place (server-side copy; R2 copies at most 5 GiB). */
     async replaceMetadata(key, contentType, metadata) {
@@ -95386,8 +95406,14 @@ class R2Store {
             throw new errors_OpsError(`R2 gave no UploadId for ${key}`);
         return { key, uploadId: out.UploadId };
     }
-    /** Sends one part; returns its ETag as R2 gave it (quoted). */
+    /**
+     * Sends one part; returns its ETag as R2 gave it (quoted). A signed body (SigV4
+     * x-amz-content-sha256) already makes R2 refuse a part damaged on the way, and it is sent again;
+     * the ETag R2 answers must also be the MD5 of the bytes sent, which proves that these bytes are
+     * the part R2 holds (and, unsigned, is the only proof). Else the upload fails, naming the part.
+     */
     async uploadPart({ key, uploadId }, partNumber, body, unsignedPayload = false) {
+        const md5 = md5Hex(body);
         const out = await this.request(`UploadPart ${key} part ${partNumber}`, () => {
             const cmd = new dist_cjs/* UploadPartCommand */.iVK({
                 Bucket: this.bucket,
@@ -95399,26 +95425,28 @@ class R2Store {
             });
             return this.client.send(unsignedPayload ? unsigned(cmd) : cmd);
         });
-        if (!out.ETag)
-            throw new errors_OpsError(`R2 gave no ETag for ${key} part ${partNumber}`);
-        return out.ETag;
+        checkEtag(`UploadPart ${key} part ${partNumber}`, out.ETag, md5, `the MD5 of the ${body.length} bytes sent`);
+        return `"${md5}"`;
     }
     /**
      * Completes an upload, surviving a lost reply. When R2 completed it but the reply never arrived
      * (a cut connection, a request timeout on a big object), the next attempt, ours or the SDK's,
      * finds no upload: 404 NoSuchUpload. The object is then already there, and it is accepted only
      * when it carries this upload's multipart ETag (the MD5 of the parts' binary MD5s, then
-     * "-<part count>"), which only these parts produce.
+     * "-<part count>"), which only these parts produce. The ETag R2 answers must be that one too:
+     * it proves R2 assembled exactly these parts, in this order, none missing. Returns it.
      */
     async completeUpload({ key, uploadId }, parts) {
-        await this.request(`CompleteMultipartUpload ${key}`, async () => {
+        const expected = multipartEtag(parts.map((p) => p.ETag));
+        const found = await this.request(`CompleteMultipartUpload ${key}`, async () => {
             try {
-                await this.client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
+                const out = await this.client.send(new dist_cjs/* CompleteMultipartUploadCommand */.Gym({
                     Bucket: this.bucket,
                     Key: key,
                     UploadId: uploadId,
                     MultipartUpload: { Parts: parts },
                 }));
+                return out.ETag;
             }
             catch (err) {
                 if (nameOf(err) !== 'NoSuchUpload')
@@ -95432,15 +95460,29 @@ class R2Store {
                         return undefined;
                     throw headErr;
                 });
-                if (unquote(head?.ETag) !== multipartEtag(parts.map((p) => p.ETag)))
+                if (unquote(head?.ETag) !== expected)
                     throw err;
                 this.logger.warn(`R2 ${key}: an earlier CompleteMultipartUpload had already stored it (its reply was lost); the object has this upload's multipart ETag`);
+                return head?.ETag;
             }
         });
+        return checkEtag(`CompleteMultipartUpload ${key}`, found, expected, `the multipart ETag of the ${parts.length} part(s) sent`);
+    }
+    /**
+     * One HeadObject (Class B): the object under `key` must now be the one just written, with its
+     * size and ETag; else this throws naming the key, what was expected and what R2 holds.
+     */
+    async confirmStored(key, expected) {
+        const head = await this.head(key);
+        if (head?.size === expected.size && head.etag === expected.etag)
+            return;
+        const found = head ? `${head.size} bytes, ETag ${head.etag}` : 'no object';
+        throw new errors_OpsError(`R2 HeadObject ${key} after upload: ${found}, expected ${expected.size} bytes, ETag ${expected.etag}`);
     }
     /**
      * Best-effort abort (retried): false when it failed, which is reported as a warning, never
-     * thrown over the error that made the caller abort.
+     * thrown over the error that made the caller abort. An upload already gone (completed, with an
+     * ETag that did not prove it) has nothing left to abort.
      */
     async abortUpload({ key, uploadId }) {
         try {
@@ -95448,6 +95490,8 @@ class R2Store {
             return true;
         }
         catch (err) {
+            if (nameOf(err) === 'NoSuchUpload')
+                return true;
             this.logger.warn(`could not abort the multipart upload of ${key} (${errors_errorMessage(err)}); it will be cleaned up later`);
             return false;
         }
@@ -97751,7 +97795,9 @@ class BackupStore {
     }
     /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */
     putSmall(key, body, contentType, ifAbsent = false) {
-        return this.r2.put(key, body, { contentType, ifAbsent, contentMd5: true });
+        return this.r2
+            .put(key, body, { contentType, ifAbsent, contentMd5: true })
+            .then((r) => r.sha256);
     }
     /** The sha256 and size of an object, read through (and written to `file` when given). */
     sha256Of(key, file) {

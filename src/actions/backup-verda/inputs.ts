@@ -114,7 +114,7 @@ export async function parseBackupInputs(
     inputs.optional('models-bucket') ?? bucketInputs.bucket,
   );
   const modelsPrefix = parsePrefix('models-prefix', inputs.raw('models-prefix') || 'models');
-  const verify = inputs.oneOf('verify', ['read-back', 'in-transit'] as const, 'read-back');
+  const verify = inputs.oneOf('verify', ['read-back', 'in-transit'] as const, 'in-transit');
   // Memory is about 4 parts (2 items, each one part filling and one uploading): cap it.
   const partSize = inputs.size('part-size', {
     min: R2_MIN_PART,
