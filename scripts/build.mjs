@@ -2,6 +2,7 @@
 // Bundles each action with ncc into actions/<name>/dist (committed; a test checks it is fresh).
 // Usage: node scripts/build.mjs [--out DIR] [name ...]   (DIR gets <name>/dist/... instead)
 import { createRequire } from 'node:module';
+import { spawnSync } from 'node:child_process';
 import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -127,12 +128,24 @@ async function main() {
     args.splice(outAt, 2);
   }
   const names = args.length > 0 ? args : await listActions();
-  for (const name of names) {
+  if (names.length === 1) {
+    const [name] = names;
     const started = Date.now();
     const dir = await buildAction(name, outRoot);
     console.log(
       `built ${name} → ${path.relative(process.cwd(), dir)} in ${Date.now() - started} ms`,
     );
+    return;
+  }
+  // One process per action: ncc (webpack and the TypeScript loader) keeps what it built, so seven
+  // bundles in one process outgrew a 4 GB heap.
+  for (const name of names) {
+    const out = outRoot ? ['--out', outRoot] : [];
+    const child = spawnSync(process.execPath, [fileURLToPath(import.meta.url), name, ...out], {
+      stdio: 'inherit',
+    });
+    if (child.status !== 0)
+      throw new Error(`building ${name} failed (exit ${child.status ?? child.signal})`);
   }
 }
 

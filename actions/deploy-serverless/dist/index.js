@@ -51898,7 +51898,7 @@ module.exports = {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
 /* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4750);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(1424);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8193);
 
 
 
@@ -51909,7 +51909,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 1424:
+/***/ 8193:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -61965,591 +61965,6 @@ function jobState(entry) {
     return done;
 }
 
-;// CONCATENATED MODULE: ./src/serverless/normalize.ts
-// Tolerant readers for Verda responses: every documented variant (verda-api.md) becomes one shape.
-// - container image: an object {image, last_updated_at} (GO, the API) or a plain string (PY)
-// - scaling: inside the deployment body (PY mocks) or absent (GO): then read /scaling
-// - replicas: {list: [...]} or a bare array; replica status free-form
-// - status: {status} or a bare string; unknown values kept as they are
-// - prices: numbers or strings; rows without a price skipped
-// - env-var lists: an array of {container_name, env} or one such object
-// The answers are untrusted: what the client passes on as typed values (scaling, env vars,
-// volume mounts, health check, entrypoint) is checked by a schema, and an answer that does not
-// fit fails naming each problem. Keys the contract does not name are kept as the API sent them:
-// the planner decides which of them count as differences.
-
-
-
-/** A JSON object (not null, not an array): the one guard every reader of an answer uses. */
-const isJsonObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
-const arrayOf = (v) => (Array.isArray(v) ? v : []);
-// ---- schemas of the typed parts (verda-api.md §2.1, §3) ----------------------------------
-/** Not a list (absent, null, anything else): an empty one, as the API's omitted lists mean. */
-const listOf = (item) => preprocess((v) => arrayOf(v), array(item));
-/** Not an object (absent, null, anything else): absent; an object must fit the schema. */
-const objectOrAbsent = (schema) => preprocess((v) => (isJsonObject(v) ? v : undefined), schema.optional());
-const delay = looseObject({ delay_seconds: schemas_number() });
-const utilization = looseObject({ enabled: schemas_boolean(), threshold: schemas_number().exactOptional() });
-const scalingSchema = looseObject({
-    min_replica_count: schemas_number(),
-    max_replica_count: schemas_number(),
-    scale_up_policy: delay,
-    scale_down_policy: delay,
-    queue_message_ttl_seconds: schemas_number(),
-    concurrent_requests_per_replica: schemas_number(),
-    scaling_triggers: looseObject({
-        queue_load: looseObject({ threshold: schemas_number() }),
-        cpu_utilization: utilization.exactOptional(),
-        gpu_utilization: utilization.exactOptional(),
-    }),
-});
-const envVarSchema = looseObject({
-    name: schemas_string(),
-    value_or_reference_to_secret: schemas_string(),
-    type: schemas_enum(['plain', 'secret']),
-});
-const volumeMountSchema = discriminatedUnion('type', [
-    looseObject({ type: literal('scratch'), mount_path: schemas_string() }),
-    looseObject({
-        type: literal('secret'),
-        mount_path: schemas_string(),
-        secret_name: schemas_string(),
-        file_names: array(schemas_string()).exactOptional(),
-    }),
-    looseObject({ type: literal('memory'), mount_path: schemas_string(), size_in_mb: schemas_number() }),
-    looseObject({ type: literal('shared'), mount_path: schemas_string(), volume_id: schemas_string() }),
-]);
-/** A container as read: the typed parts checked, the rest read leniently below. */
-const containerSchema = object({
-    name: unknown().optional(),
-    image: unknown().optional(),
-    exposed_port: unknown().optional(),
-    env: listOf(envVarSchema),
-    volume_mounts: listOf(volumeMountSchema),
-    healthcheck: objectOrAbsent(looseObject({
-        enabled: schemas_boolean(),
-        port: schemas_number().exactOptional(),
-        path: schemas_string().exactOptional(),
-    })),
-    entrypoint_overrides: objectOrAbsent(looseObject({
-        enabled: schemas_boolean(),
-        entrypoint: array(schemas_string()).exactOptional(),
-        cmd: array(schemas_string()).exactOptional(),
-    })),
-});
-/** The parts of a deployment body that need a schema; entries that are not objects are skipped. */
-const deploymentSchema = object({
-    containers: preprocess((v) => arrayOf(v).filter(isJsonObject), array(containerSchema)),
-    scaling: objectOrAbsent(scalingSchema),
-});
-/** A field the API sends as null has no value: read it as absent (the contract shows none). */
-function withoutNulls(v) {
-    if (Array.isArray(v))
-        return v.map(withoutNulls);
-    if (!isJsonObject(v))
-        return v;
-    return Object.fromEntries(Object.entries(v)
-        .filter(([, x]) => x !== null)
-        .map(([k, x]) => [k, withoutNulls(x)]));
-}
-/** An answer checked by a schema, or an OpsError naming every problem (ten at most). */
-function parseAnswer(schema, raw, what) {
-    const parsed = schema.safeParse(withoutNulls(raw));
-    if (parsed.success)
-        return parsed.data;
-    const problems = schemaProblems(parsed.error);
-    const listed = problems.slice(0, 10).join('; ') + (problems.length > 10 ? '; ...' : '');
-    throw new OpsError(`Verda returned ${what} outside the API contract: ${listed}`);
-}
-// ---- readers --------------------------------------------------------------------------------
-function normalizeDeployment(raw) {
-    if (!isJsonObject(raw) || typeof raw.name !== 'string') {
-        throw new OpsError(`Verda returned a deployment without a name: ${JSON.stringify(raw)?.slice(0, 200)}`);
-    }
-    const parts = parseAnswer(deploymentSchema, raw, `deployment ${raw.name}`);
-    const compute = isJsonObject(raw.compute) ? raw.compute : {};
-    const registry = isJsonObject(raw.container_registry_settings)
-        ? raw.container_registry_settings
-        : {};
-    const credentials = isJsonObject(registry.credentials) && typeof registry.credentials.name === 'string'
-        ? { name: registry.credentials.name }
-        : null;
-    const live = {
-        name: raw.name,
-        is_spot: raw.is_spot === true,
-        compute: { name: String(compute.name ?? ''), size: Number(compute.size ?? 1) },
-        container_registry_settings: { is_private: registry.is_private === true, credentials },
-        containers: parts.containers.map(normalizeContainer),
-        endpoint_base_url: typeof raw.endpoint_base_url === 'string' ? raw.endpoint_base_url : '',
-    };
-    if (typeof raw.created_at === 'string')
-        live.created_at = raw.created_at;
-    if (parts.scaling)
-        live.scaling = parts.scaling;
-    return live;
-}
-function normalizeContainer(c) {
-    const image = isJsonObject(c.image) ? c.image.image : c.image;
-    const container = {
-        image: typeof image === 'string' ? image : '',
-        exposed_port: Number(c.exposed_port ?? 0),
-        env: c.env,
-        volume_mounts: c.volume_mounts,
-    };
-    if (typeof c.name === 'string')
-        container.name = c.name;
-    if (c.healthcheck)
-        container.healthcheck = c.healthcheck;
-    if (c.entrypoint_overrides)
-        container.entrypoint_overrides = c.entrypoint_overrides;
-    return container;
-}
-function normalizeStatus(raw) {
-    if (typeof raw === 'string' && raw !== '')
-        return raw;
-    if (isJsonObject(raw) && typeof raw.status === 'string')
-        return raw.status;
-    return 'unknown';
-}
-function normalizeReplicas(raw) {
-    const list = Array.isArray(raw)
-        ? raw
-        : isJsonObject(raw)
-            ? arrayOf(raw.list ?? raw.replicas)
-            : [];
-    return list.filter(isJsonObject).map((r) => {
-        const replica = { id: String(r.id ?? '?'), status: String(r.status ?? 'unknown') };
-        if (typeof r.started_at === 'string')
-            replica.started_at = r.started_at;
-        return replica;
-    });
-}
-function normalizeScaling(raw) {
-    if (!isJsonObject(raw) || typeof raw.max_replica_count !== 'number') {
-        throw new OpsError(`Verda returned scaling options without max_replica_count: ${JSON.stringify(raw)?.slice(0, 200)}`);
-    }
-    return parseAnswer(scalingSchema, raw, 'scaling options');
-}
-/** A price as a number: numbers and numeric strings; anything else is no price. */
-function parsePrice(v) {
-    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-    return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-function normalizeContainerTypes(raw) {
-    return arrayOf(raw)
-        .filter(isJsonObject)
-        .map((row) => {
-        const gpus = isJsonObject(row.gpu) ? Number(row.gpu.number_of_gpus ?? 0) : 0;
-        const cores = isJsonObject(row.cpu) ? Number(row.cpu.number_of_cores ?? 0) : 0;
-        return {
-            model: String(row.model ?? ''),
-            size: gpus > 0 ? gpus : cores,
-            onDemand: parsePrice(row.serverless_price),
-            spot: parsePrice(row.serverless_spot_price),
-            currency: String(row.currency ?? 'usd'),
-        };
-    })
-        .filter((row) => row.model !== '');
-}
-
-;// CONCATENATED MODULE: ./src/serverless/client.ts
-// The Verda management API client: OAuth client credentials (refreshed before expiry, and once
-// more on a 401), retries with backoff on 408/429/5xx and network faults honouring Retry-After,
-// and a create that never duplicates (after a timeout or 5xx, GET by name before retrying).
-// Each API call is ONE retry loop with a total deadline: the token requests, the 401 re-login and
-// the create's lookup run inside its attempts, never with retries of their own.
-
-
-
-
-
-const DEFAULT_API_DEADLINE_MS = 60_000;
-/** A non-2xx answer: status, the documented {code, message} and what was asked. */
-class VerdaApiError extends OpsError {
-    status;
-    code;
-    detail;
-    request;
-    retryAfterMs;
-    constructor(f) {
-        super(`Verda API ${f.request} answered ${f.status}${f.code ? ` ${f.code}` : ''}${f.detail ? `: ${f.detail}` : ''}`);
-        this.name = 'VerdaApiError';
-        this.status = f.status;
-        this.code = f.code;
-        this.detail = f.detail;
-        this.request = f.request;
-        this.retryAfterMs = f.retryAfterMs;
-    }
-}
-/** No answer at all: names the request, the URL and why (refused, DNS, TLS, timeout). */
-class VerdaNetworkError extends OpsError {
-    request;
-    url;
-    reason;
-    constructor(request, url, reason, cause) {
-        super(`Verda API ${request} got no answer from ${url}: ${reason}`, { cause });
-        this.request = request;
-        this.url = url;
-        this.reason = reason;
-        this.name = 'VerdaNetworkError';
-    }
-}
-/**
- * The token endpoint's answer (verda-api.md §1): access_token is required; a refresh token or
- * lifetime that is missing or not what the contract says is ignored (the lifetime is then 1 h).
- */
-const tokenAnswer = looseObject({
-    access_token: schemas_string(),
-    refresh_token: schemas_string().optional().catch(undefined),
-    expires_in: schemas_number().positive().optional().catch(undefined),
-});
-const isWrite = (method) => method !== 'GET';
-/** `METHOD /path` without the query: how requests are named in logs, errors and writes. */
-const requestLabel = (method, path) => `${method} ${path.replace(/\?.*$/, '')}`;
-class VerdaClient {
-    opts;
-    writes = [];
-    /** The API's clock at its latest answer (Date header), for timelines on the server's time. */
-    lastServerDate;
-    tokens;
-    base;
-    sleep;
-    now;
-    fetch;
-    constructor(opts) {
-        this.opts = opts;
-        this.base = opts.apiUrl.replace(/\/+$/, '');
-        this.fetch = opts.fetch ?? fetch;
-        this.sleep = opts.sleep ?? retry_sleep;
-        this.now = opts.now ?? Date.now;
-    }
-    // ---- deployments -------------------------------------------------------------------------
-    /** The deployment, or undefined when it does not exist (404). */
-    async getDeployment(name) {
-        try {
-            return normalizeDeployment((await this.request('GET', deploymentPath(name))).body);
-        }
-        catch (err) {
-            if (err instanceof VerdaApiError && err.status === 404)
-                return undefined;
-            throw err;
-        }
-    }
-    /**
-     * Creates a deployment exactly once (createOnce: no idempotency key, so a retried create looks
-     * the deployment up by name first).
-     */
-    async createDeployment(spec) {
-        return this.createOnce({
-            what: spec.name,
-            exchange: { method: 'POST', path: '/container-deployments', body: spec },
-            lookup: (until) => this.lookup(spec.name, until),
-            parse: async (res) => normalizeDeployment(res.body),
-        });
-    }
-    /**
-     * Creates something exactly once. The API has no idempotency key, so after a timeout, a reset
-     * or a 5xx the next attempt first runs `lookup` (within the same attempt and deadline) and only
-     * sends the create again when that finds nothing. `parse` turns the create's answer into the
-     * created thing (it may GET it, through `get`, inside the same attempt).
-     */
-    async createOnce(create) {
-        const label = requestLabel(create.exchange.method, create.exchange.path);
-        let failed;
-        return this.withRetry(label, async (until) => {
-            if (failed) {
-                this.opts.logger.info(`checking whether ${create.what} exists before creating it again`);
-                const existing = await create.lookup(until);
-                if (existing) {
-                    this.opts.logger.info(`${create.what} was created despite the error; not creating it again`);
-                    this.writes.push({ request: label, ...failed });
-                    return existing;
-                }
-            }
-            let res;
-            try {
-                res = await this.attempt(create.exchange, until);
-            }
-            catch (err) {
-                // The failed answer's Date: if the create took effect, that is when it was written.
-                if (isRetryableFault(err)) {
-                    const status = err instanceof VerdaApiError ? err.status : 0;
-                    failed = { status, date: this.lastServerDate, localAt: this.now() };
-                }
-                throw err;
-            }
-            const written = { status: res.status, date: res.date, localAt: this.now() };
-            try {
-                const created = await create.parse(res, until);
-                this.writes.push({ request: label, ...written });
-                return created;
-            }
-            catch (err) {
-                // Created, but reading it back failed: a retry must find it, never create it twice.
-                if (isRetryableFault(err))
-                    failed = written;
-                throw err;
-            }
-        });
-    }
-    /** One GET inside an attempt (of createOnce's lookup or parse): no retry of its own. */
-    async getWithin(path, until) {
-        return this.attempt({ method: 'GET', path }, until);
-    }
-    /** One GET of the deployment inside an attempt: undefined on 404. */
-    async lookup(name, until) {
-        try {
-            return normalizeDeployment((await this.getWithin(deploymentPath(name), until)).body);
-        }
-        catch (err) {
-            if (err instanceof VerdaApiError && err.status === 404)
-                return undefined;
-            throw err;
-        }
-    }
-    async patchDeployment(name, patch) {
-        return normalizeDeployment((await this.request('PATCH', deploymentPath(name), patch)).body);
-    }
-    /** DELETE; the deletion is async (poll getDeployment until undefined). 404 counts as done. */
-    async deleteDeployment(name, timeoutMs = 60_000) {
-        try {
-            await this.request('DELETE', `${deploymentPath(name)}?timeout=${Math.min(300_000, Math.max(0, timeoutMs))}`);
-        }
-        catch (err) {
-            if (!(err instanceof VerdaApiError && err.status === 404))
-                throw err;
-        }
-    }
-    async getStatus(name) {
-        return normalizeStatus((await this.request('GET', `${deploymentPath(name)}/status`)).body);
-    }
-    async getReplicas(name) {
-        return normalizeReplicas((await this.request('GET', `${deploymentPath(name)}/replicas`)).body);
-    }
-    async getScaling(name) {
-        return normalizeScaling((await this.request('GET', `${deploymentPath(name)}/scaling`)).body);
-    }
-    async patchScaling(name, scaling) {
-        return normalizeScaling((await this.request('PATCH', `${deploymentPath(name)}/scaling`, scaling)).body);
-    }
-    async action(name, action) {
-        await this.request('POST', `${deploymentPath(name)}/${action}`);
-    }
-    async containerTypes(currency = 'usd') {
-        return normalizeContainerTypes((await this.request('GET', `/container-types?currency=${currency}`)).body);
-    }
-    // ---- transport ---------------------------------------------------------------------------
-    /** One API call with auth and retries (every call here is safe to repeat but a create). */
-    async request(method, path, body) {
-        const label = requestLabel(method, path);
-        const res = await this.withRetry(label, (until) => this.attempt({ method, path, body }, until));
-        if (isWrite(method))
-            this.writes.push({ request: label, status: res.status, date: res.date, localAt: this.now() });
-        return res;
-    }
-    /**
-     * The one retry loop of an API call. When it gives up on a fault a retry could have cured,
-     * the error says how many attempts it made in how long and under which deadline.
-     */
-    async withRetry(label, fn) {
-        const startedAt = this.now();
-        let attempts = 0;
-        try {
-            return await retry((attempt, budget) => {
-                attempts = attempt;
-                return fn(attemptEnd(budget));
-            }, this.retryOptions(label));
-        }
-        catch (err) {
-            if (err instanceof OpsError && isRetryableFault(err)) {
-                const deadline = formatDuration(this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS);
-                const asked = this.retryAfter(err);
-                err.message +=
-                    `; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ` +
-                        `${formatDuration(this.now() - startedAt)} (deadline ${deadline}` +
-                        `${asked === undefined ? '' : `; the API asked to wait ${formatDuration(asked)}`})`;
-            }
-            throw err;
-        }
-    }
-    /**
-     * One attempt: a token when needed, the request, and after a 401 one new token and the request
-     * once more. Every HTTP exchange in it ends by `until` (real time, ms since the epoch).
-     */
-    async attempt(req, until) {
-        const label = requestLabel(req.method, req.path);
-        let reauthenticated = false;
-        for (;;) {
-            const token = await this.accessToken(until);
-            try {
-                return await this.send(req, { Authorization: `Bearer ${token}` }, until);
-            }
-            catch (err) {
-                if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
-                    this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
-                    reauthenticated = true;
-                    await this.renewToken(until);
-                    continue;
-                }
-                throw err;
-            }
-        }
-    }
-    retryOptions(label) {
-        return {
-            attempts: this.opts.attempts ?? 6,
-            deadlineMs: this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS,
-            attemptTimeoutMs: this.opts.requestTimeoutMs ?? 60_000,
-            baseDelayMs: this.opts.baseDelayMs ?? 1000,
-            maxDelayMs: this.opts.maxDelayMs ?? 30_000,
-            sleep: this.sleep,
-            now: this.now,
-            retryable: isRetryableFault,
-            retryAfterMs: (err) => this.retryAfter(err),
-            onRetry: ({ err, attempt, delayMs }) => this.opts.logger.warn(`${label}: ${errorMessage(err)}; retry ${attempt} in ${Math.round(delayMs / 100) / 10} s`),
-        };
-    }
-    retryAfter(err) {
-        if (!(err instanceof VerdaApiError) || err.retryAfterMs === undefined)
-            return undefined;
-        return Math.min(err.retryAfterMs, this.opts.maxRetryAfterMs ?? 120_000);
-    }
-    /** One HTTP exchange, cut at `until` (and at requestTimeoutMs). */
-    async send(req, headers, until) {
-        const timeoutMs = Math.max(1, Math.min(this.opts.requestTimeoutMs ?? 60_000, until - Date.now()));
-        const { res, text } = await this.exchange(req, headers, timeoutMs);
-        const parsed = parseBody(text);
-        const dateHeader = res.headers.get('date');
-        const date = dateHeader ? Date.parse(dateHeader) : NaN;
-        if (!Number.isNaN(date))
-            this.observeServerDate(date);
-        if (!res.ok)
-            throw apiError(res, parsed, requestLabel(req.method, req.path));
-        return { status: res.status, body: parsed, date: Number.isNaN(date) ? undefined : date };
-    }
-    /** The request and its whole body; no answer at all is a VerdaNetworkError saying why. */
-    async exchange(req, headers, timeoutMs) {
-        try {
-            const res = await this.fetch(`${this.base}${req.path}`, {
-                method: req.method,
-                headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
-                ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
-                signal: AbortSignal.timeout(timeoutMs),
-            });
-            return { res, text: await res.text() };
-        }
-        catch (err) {
-            const cause = networkFailureReason(err);
-            const reason = cause === 'timed out' ? `timed out (no answer within ${formatDuration(timeoutMs)})` : cause;
-            const url = `${this.base}${req.path.replace(/\?.*$/, '')}`;
-            throw new VerdaNetworkError(requestLabel(req.method, req.path), url, reason, err);
-        }
-    }
-    observeServerDate(date) {
-        if (this.lastServerDate === undefined || date > this.lastServerDate)
-            this.lastServerDate = date;
-    }
-    // ---- OAuth -------------------------------------------------------------------------------
-    async accessToken(until) {
-        const tokens = this.tokens && this.now() < this.tokens.refreshAt
-            ? this.tokens
-            : await this.renewToken(until);
-        return tokens.access;
-    }
-    /** Refresh with the refresh token when there is one; on 400/401 redo client credentials. */
-    async renewToken(until) {
-        const refresh = this.tokens?.refresh;
-        this.tokens = undefined;
-        if (refresh) {
-            try {
-                this.tokens = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refresh }, until);
-                return this.tokens;
-            }
-            catch (err) {
-                if (!(err instanceof VerdaApiError && (err.status === 400 || err.status === 401)))
-                    throw err;
-                this.opts.logger.debug('refresh token refused; using client credentials');
-            }
-        }
-        this.tokens = await this.tokenRequest({
-            grant_type: 'client_credentials',
-            client_id: this.opts.clientId,
-            client_secret: this.opts.clientSecret,
-        }, until);
-        return this.tokens;
-    }
-    /** One token request, no retry of its own: the API call's attempt is what is retried. */
-    async tokenRequest(body, until) {
-        const token = { method: 'POST', path: '/oauth2/token', body };
-        const res = await this.send(token, {}, until).catch((err) => {
-            if (err instanceof VerdaApiError &&
-                err.status === 401 &&
-                body.grant_type === 'client_credentials') {
-                throw new OpsError('Verda refused the client credentials (401): check verda-client-id and verda-client-secret', { cause: err });
-            }
-            throw err;
-        });
-        const answer = tokenAnswer.safeParse(res.body);
-        if (!answer.success)
-            throw new OpsError('Verda token response has no access_token');
-        const t = answer.data;
-        // Masked before anything else can see them: these are credentials as good as the secret.
-        this.opts.onSecret?.(t.access_token);
-        if (t.refresh_token !== undefined)
-            this.opts.onSecret?.(t.refresh_token);
-        const ttlMs = (t.expires_in ?? 3600) * 1000;
-        // Refresh early: GO uses 30 s; short-lived tokens refresh at 90 % of their life.
-        const margin = Math.min(30_000, ttlMs / 10);
-        return {
-            access: t.access_token,
-            refresh: t.refresh_token,
-            refreshAt: this.now() + ttlMs - margin,
-        };
-    }
-}
-function deploymentPath(name) {
-    return `/container-deployments/${encodeURIComponent(name)}`;
-}
-/**
- * 408/429/5xx answers and network faults a retry may cure (refused, reset, timeout); a host that
- * does not resolve or a TLS failure is not retried.
- */
-function isRetryableFault(err) {
-    if (err instanceof VerdaApiError)
-        return isRetryableStatus(err.status);
-    return isTransientNetworkError(err);
-}
-/** The real time an attempt must end by (no deadline and no timeout: never). */
-const attemptEnd = (budget) => budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs;
-/** JSON when it parses; a non-JSON body (a gateway's page) is kept as text, an empty one is none. */
-function parseBody(text) {
-    if (text === '')
-        return undefined;
-    try {
-        const parsed = JSON.parse(text);
-        return parsed;
-    }
-    catch {
-        return text;
-    }
-}
-/** A non-2xx answer: the documented {code, message} when the body has them, else its text. */
-function apiError(res, parsed, request) {
-    const fields = isJsonObject(parsed) ? parsed : {};
-    const detail = typeof fields.message === 'string'
-        ? fields.message
-        : typeof parsed === 'string'
-            ? parsed.slice(0, 200)
-            : '';
-    return new VerdaApiError({
-        status: res.status,
-        code: typeof fields.code === 'string' ? fields.code : '',
-        detail,
-        request,
-        retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
-    });
-}
-
 ;// CONCATENATED MODULE: ./src/serverless/cost.ts
 // Cost from /container-types: the price per replica-hour for the GPU, count and spot flag, times
 // max replicas, and a workshop estimate beside the seed's budget. Prices are read every time,
@@ -64670,6 +64085,623 @@ async function handOffToVps(target, value, logger) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/serverless/normalize.ts
+// Tolerant readers for Verda responses: every documented variant (verda-api.md) becomes one shape.
+// - container image: an object {image, last_updated_at} (GO, the API) or a plain string (PY)
+// - scaling: inside the deployment body (PY mocks) or absent (GO): then read /scaling
+// - replicas: {list: [...]} or a bare array; replica status free-form
+// - status: {status} or a bare string; unknown values kept as they are
+// - prices: numbers or strings; rows without a price skipped
+// - env-var lists: an array of {container_name, env} or one such object
+// The answers are untrusted: what the client passes on as typed values (scaling, env vars,
+// volume mounts, health check, entrypoint) is checked by a schema, and an answer that does not
+// fit fails naming each problem. Keys the contract does not name are kept as the API sent them:
+// the planner decides which of them count as differences.
+
+
+
+/** A JSON object (not null, not an array): the one guard every reader of an answer uses. */
+const isJsonObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+const arrayOf = (v) => (Array.isArray(v) ? v : []);
+// ---- schemas of the typed parts (verda-api.md §2.1, §3) ----------------------------------
+/** Not a list (absent, null, anything else): an empty one, as the API's omitted lists mean. */
+const listOf = (item) => preprocess((v) => arrayOf(v), array(item));
+/** Not an object (absent, null, anything else): absent; an object must fit the schema. */
+const objectOrAbsent = (schema) => preprocess((v) => (isJsonObject(v) ? v : undefined), schema.optional());
+const delay = looseObject({ delay_seconds: schemas_number() });
+const utilization = looseObject({ enabled: schemas_boolean(), threshold: schemas_number().exactOptional() });
+const scalingSchema = looseObject({
+    min_replica_count: schemas_number(),
+    max_replica_count: schemas_number(),
+    scale_up_policy: delay,
+    scale_down_policy: delay,
+    queue_message_ttl_seconds: schemas_number(),
+    concurrent_requests_per_replica: schemas_number(),
+    scaling_triggers: looseObject({
+        queue_load: looseObject({ threshold: schemas_number() }),
+        cpu_utilization: utilization.exactOptional(),
+        gpu_utilization: utilization.exactOptional(),
+    }),
+});
+const envVarSchema = looseObject({
+    name: schemas_string(),
+    value_or_reference_to_secret: schemas_string(),
+    type: schemas_enum(['plain', 'secret']),
+});
+const volumeMountSchema = discriminatedUnion('type', [
+    looseObject({ type: literal('scratch'), mount_path: schemas_string() }),
+    looseObject({
+        type: literal('secret'),
+        mount_path: schemas_string(),
+        secret_name: schemas_string(),
+        file_names: array(schemas_string()).exactOptional(),
+    }),
+    looseObject({ type: literal('memory'), mount_path: schemas_string(), size_in_mb: schemas_number() }),
+    looseObject({ type: literal('shared'), mount_path: schemas_string(), volume_id: schemas_string() }),
+]);
+/** A container as read: the typed parts checked, the rest read leniently below. */
+const containerSchema = object({
+    name: unknown().optional(),
+    image: unknown().optional(),
+    exposed_port: unknown().optional(),
+    env: listOf(envVarSchema),
+    volume_mounts: listOf(volumeMountSchema),
+    healthcheck: objectOrAbsent(looseObject({
+        enabled: schemas_boolean(),
+        port: schemas_number().exactOptional(),
+        path: schemas_string().exactOptional(),
+    })),
+    entrypoint_overrides: objectOrAbsent(looseObject({
+        enabled: schemas_boolean(),
+        entrypoint: array(schemas_string()).exactOptional(),
+        cmd: array(schemas_string()).exactOptional(),
+    })),
+});
+/** The parts of a deployment body that need a schema; entries that are not objects are skipped. */
+const deploymentSchema = object({
+    containers: preprocess((v) => arrayOf(v).filter(isJsonObject), array(containerSchema)),
+    scaling: objectOrAbsent(scalingSchema),
+});
+/** A field the API sends as null has no value: read it as absent (the contract shows none). */
+function withoutNulls(v) {
+    if (Array.isArray(v))
+        return v.map(withoutNulls);
+    if (!isJsonObject(v))
+        return v;
+    return Object.fromEntries(Object.entries(v)
+        .filter(([, x]) => x !== null)
+        .map(([k, x]) => [k, withoutNulls(x)]));
+}
+/** An answer checked by a schema, or an OpsError naming every problem (ten at most). */
+function parseAnswer(schema, raw, what) {
+    const parsed = schema.safeParse(withoutNulls(raw));
+    if (parsed.success)
+        return parsed.data;
+    const problems = schemaProblems(parsed.error);
+    const listed = problems.slice(0, 10).join('; ') + (problems.length > 10 ? '; ...' : '');
+    throw new OpsError(`Verda returned ${what} outside the API contract: ${listed}`);
+}
+// ---- readers --------------------------------------------------------------------------------
+function normalizeDeployment(raw) {
+    if (!isJsonObject(raw) || typeof raw.name !== 'string') {
+        throw new OpsError(`Verda returned a deployment without a name: ${JSON.stringify(raw)?.slice(0, 200)}`);
+    }
+    const parts = parseAnswer(deploymentSchema, raw, `deployment ${raw.name}`);
+    const compute = isJsonObject(raw.compute) ? raw.compute : {};
+    const registry = isJsonObject(raw.container_registry_settings)
+        ? raw.container_registry_settings
+        : {};
+    const credentials = isJsonObject(registry.credentials) && typeof registry.credentials.name === 'string'
+        ? { name: registry.credentials.name }
+        : null;
+    const live = {
+        name: raw.name,
+        is_spot: raw.is_spot === true,
+        compute: { name: String(compute.name ?? ''), size: Number(compute.size ?? 1) },
+        container_registry_settings: { is_private: registry.is_private === true, credentials },
+        containers: parts.containers.map(normalizeContainer),
+        endpoint_base_url: typeof raw.endpoint_base_url === 'string' ? raw.endpoint_base_url : '',
+    };
+    if (typeof raw.created_at === 'string')
+        live.created_at = raw.created_at;
+    if (parts.scaling)
+        live.scaling = parts.scaling;
+    return live;
+}
+function normalizeContainer(c) {
+    const image = isJsonObject(c.image) ? c.image.image : c.image;
+    const container = {
+        image: typeof image === 'string' ? image : '',
+        exposed_port: Number(c.exposed_port ?? 0),
+        env: c.env,
+        volume_mounts: c.volume_mounts,
+    };
+    if (typeof c.name === 'string')
+        container.name = c.name;
+    if (c.healthcheck)
+        container.healthcheck = c.healthcheck;
+    if (c.entrypoint_overrides)
+        container.entrypoint_overrides = c.entrypoint_overrides;
+    return container;
+}
+function normalizeStatus(raw) {
+    if (typeof raw === 'string' && raw !== '')
+        return raw;
+    if (isJsonObject(raw) && typeof raw.status === 'string')
+        return raw.status;
+    return 'unknown';
+}
+function normalizeReplicas(raw) {
+    const list = Array.isArray(raw)
+        ? raw
+        : isJsonObject(raw)
+            ? arrayOf(raw.list ?? raw.replicas)
+            : [];
+    return list.filter(isJsonObject).map((r) => {
+        const replica = { id: String(r.id ?? '?'), status: String(r.status ?? 'unknown') };
+        if (typeof r.started_at === 'string')
+            replica.started_at = r.started_at;
+        return replica;
+    });
+}
+function normalizeScaling(raw) {
+    if (!isJsonObject(raw) || typeof raw.max_replica_count !== 'number') {
+        throw new OpsError(`Verda returned scaling options without max_replica_count: ${JSON.stringify(raw)?.slice(0, 200)}`);
+    }
+    return parseAnswer(scalingSchema, raw, 'scaling options');
+}
+/** A price as a number: numbers and numeric strings; anything else is no price. */
+function parsePrice(v) {
+    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+function normalizeContainerTypes(raw) {
+    return arrayOf(raw)
+        .filter(isJsonObject)
+        .map((row) => {
+        const gpus = isJsonObject(row.gpu) ? Number(row.gpu.number_of_gpus ?? 0) : 0;
+        const cores = isJsonObject(row.cpu) ? Number(row.cpu.number_of_cores ?? 0) : 0;
+        return {
+            model: String(row.model ?? ''),
+            size: gpus > 0 ? gpus : cores,
+            onDemand: parsePrice(row.serverless_price),
+            spot: parsePrice(row.serverless_spot_price),
+            currency: String(row.currency ?? 'usd'),
+        };
+    })
+        .filter((row) => row.model !== '');
+}
+
+;// CONCATENATED MODULE: ./src/serverless/client.ts
+// The Verda management API client: OAuth client credentials (refreshed before expiry, and once
+// more on a 401), retries with backoff on 408/429/5xx and network faults honouring Retry-After,
+// and a create that never duplicates (after a timeout or 5xx, GET by name before retrying).
+// Each API call is ONE retry loop with a total deadline: the token requests, the 401 re-login and
+// the create's lookup run inside its attempts, never with retries of their own.
+
+
+
+
+
+const DEFAULT_API_DEADLINE_MS = 60_000;
+/** A non-2xx answer: status, the documented {code, message} and what was asked. */
+class VerdaApiError extends OpsError {
+    status;
+    code;
+    detail;
+    request;
+    retryAfterMs;
+    constructor(f) {
+        super(`Verda API ${f.request} answered ${f.status}${f.code ? ` ${f.code}` : ''}${f.detail ? `: ${f.detail}` : ''}`);
+        this.name = 'VerdaApiError';
+        this.status = f.status;
+        this.code = f.code;
+        this.detail = f.detail;
+        this.request = f.request;
+        this.retryAfterMs = f.retryAfterMs;
+    }
+}
+/** No answer at all: names the request, the URL and why (refused, DNS, TLS, timeout). */
+class VerdaNetworkError extends OpsError {
+    request;
+    url;
+    reason;
+    constructor(request, url, reason, cause) {
+        super(`Verda API ${request} got no answer from ${url}: ${reason}`, { cause });
+        this.request = request;
+        this.url = url;
+        this.reason = reason;
+        this.name = 'VerdaNetworkError';
+    }
+}
+/**
+ * The token endpoint's answer (verda-api.md §1): access_token is required; a refresh token or
+ * lifetime that is missing or not what the contract says is ignored (the lifetime is then 1 h).
+ */
+const tokenAnswer = looseObject({
+    access_token: schemas_string(),
+    refresh_token: schemas_string().optional().catch(undefined),
+    expires_in: schemas_number().positive().optional().catch(undefined),
+});
+const isWrite = (method) => method !== 'GET';
+/** `METHOD /path` without the query: how requests are named in logs, errors and writes. */
+const requestLabel = (method, path) => `${method} ${path.replace(/\?.*$/, '')}`;
+class VerdaClient {
+    opts;
+    writes = [];
+    /** The API's clock at its latest answer (Date header), for timelines on the server's time. */
+    lastServerDate;
+    tokens;
+    base;
+    sleep;
+    now;
+    fetch;
+    constructor(opts) {
+        this.opts = opts;
+        this.base = opts.apiUrl.replace(/\/+$/, '');
+        this.fetch = opts.fetch ?? fetch;
+        this.sleep = opts.sleep ?? retry_sleep;
+        this.now = opts.now ?? Date.now;
+    }
+    // ---- deployments -------------------------------------------------------------------------
+    /** The deployment, or undefined when it does not exist (404). */
+    async getDeployment(name) {
+        try {
+            return normalizeDeployment((await this.request('GET', deploymentPath(name))).body);
+        }
+        catch (err) {
+            if (err instanceof VerdaApiError && err.status === 404)
+                return undefined;
+            throw err;
+        }
+    }
+    /**
+     * Creates a deployment exactly once (createOnce: no idempotency key, so a retried create looks
+     * the deployment up by name first).
+     */
+    async createDeployment(spec) {
+        return this.createOnce({
+            what: spec.name,
+            exchange: { method: 'POST', path: '/container-deployments', body: spec },
+            lookup: (until) => this.lookup(spec.name, until),
+            parse: async (res) => normalizeDeployment(res.body),
+        });
+    }
+    /**
+     * Creates something exactly once. The API has no idempotency key, so after a timeout, a reset
+     * or a 5xx the next attempt first runs `lookup` (within the same attempt and deadline) and only
+     * sends the create again when that finds nothing. `parse` turns the create's answer into the
+     * created thing (it may GET it, through `get`, inside the same attempt).
+     */
+    async createOnce(create) {
+        const label = requestLabel(create.exchange.method, create.exchange.path);
+        let failed;
+        return this.withRetry(label, async (until) => {
+            if (failed) {
+                this.opts.logger.info(`checking whether ${create.what} exists before creating it again`);
+                const existing = await create.lookup(until);
+                if (existing) {
+                    this.opts.logger.info(`${create.what} was created despite the error; not creating it again`);
+                    this.writes.push({ request: label, ...failed });
+                    return existing;
+                }
+            }
+            let res;
+            try {
+                res = await this.attempt(create.exchange, until);
+            }
+            catch (err) {
+                // The failed answer's Date: if the create took effect, that is when it was written.
+                if (isRetryableFault(err)) {
+                    const status = err instanceof VerdaApiError ? err.status : 0;
+                    failed = { status, date: this.lastServerDate, localAt: this.now() };
+                }
+                throw err;
+            }
+            const written = { status: res.status, date: res.date, localAt: this.now() };
+            try {
+                const created = await create.parse(res, until);
+                this.writes.push({ request: label, ...written });
+                return created;
+            }
+            catch (err) {
+                // Created, but reading it back failed: a retry must find it, never create it twice.
+                if (isRetryableFault(err))
+                    failed = written;
+                throw err;
+            }
+        });
+    }
+    /** One GET inside an attempt (of createOnce's lookup or parse): no retry of its own. */
+    async getWithin(path, until) {
+        return this.attempt({ method: 'GET', path }, until);
+    }
+    /** One GET of the deployment inside an attempt: undefined on 404. */
+    async lookup(name, until) {
+        try {
+            return normalizeDeployment((await this.getWithin(deploymentPath(name), until)).body);
+        }
+        catch (err) {
+            if (err instanceof VerdaApiError && err.status === 404)
+                return undefined;
+            throw err;
+        }
+    }
+    async patchDeployment(name, patch) {
+        return normalizeDeployment((await this.request('PATCH', deploymentPath(name), patch)).body);
+    }
+    /** DELETE; the deletion is async (poll getDeployment until undefined). 404 counts as done. */
+    async deleteDeployment(name, timeoutMs = 60_000) {
+        try {
+            await this.request('DELETE', `${deploymentPath(name)}?timeout=${Math.min(300_000, Math.max(0, timeoutMs))}`);
+        }
+        catch (err) {
+            if (!(err instanceof VerdaApiError && err.status === 404))
+                throw err;
+        }
+    }
+    async getStatus(name) {
+        return normalizeStatus((await this.request('GET', `${deploymentPath(name)}/status`)).body);
+    }
+    async getReplicas(name) {
+        return normalizeReplicas((await this.request('GET', `${deploymentPath(name)}/replicas`)).body);
+    }
+    async getScaling(name) {
+        return normalizeScaling((await this.request('GET', `${deploymentPath(name)}/scaling`)).body);
+    }
+    async patchScaling(name, scaling) {
+        return normalizeScaling((await this.request('PATCH', `${deploymentPath(name)}/scaling`, scaling)).body);
+    }
+    async action(name, action) {
+        await this.request('POST', `${deploymentPath(name)}/${action}`);
+    }
+    async containerTypes(currency = 'usd') {
+        return normalizeContainerTypes((await this.request('GET', `/container-types?currency=${currency}`)).body);
+    }
+    // ---- transport ---------------------------------------------------------------------------
+    /** One API call with auth and retries (every call here is safe to repeat but a create). */
+    async request(method, path, body) {
+        const label = requestLabel(method, path);
+        const res = await this.withRetry(label, (until) => this.attempt({ method, path, body }, until));
+        if (isWrite(method))
+            this.writes.push({ request: label, status: res.status, date: res.date, localAt: this.now() });
+        return res;
+    }
+    /**
+     * The one retry loop of an API call. When it gives up on a fault a retry could have cured,
+     * the error says how many attempts it made in how long and under which deadline.
+     */
+    async withRetry(label, fn) {
+        const startedAt = this.now();
+        let attempts = 0;
+        try {
+            return await retry((attempt, budget) => {
+                attempts = attempt;
+                return fn(attemptEnd(budget));
+            }, this.retryOptions(label));
+        }
+        catch (err) {
+            if (err instanceof OpsError && isRetryableFault(err)) {
+                const deadline = formatDuration(this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS);
+                const asked = this.retryAfter(err);
+                err.message +=
+                    `; gave up after ${attempts} attempt${attempts === 1 ? '' : 's'} in ` +
+                        `${formatDuration(this.now() - startedAt)} (deadline ${deadline}` +
+                        `${asked === undefined ? '' : `; the API asked to wait ${formatDuration(asked)}`})`;
+            }
+            throw err;
+        }
+    }
+    /**
+     * One attempt: a token when needed, the request, and after a 401 one new token and the request
+     * once more. Every HTTP exchange in it ends by `until` (real time, ms since the epoch).
+     */
+    async attempt(req, until) {
+        const label = requestLabel(req.method, req.path);
+        let reauthenticated = false;
+        for (;;) {
+            const token = await this.accessToken(until);
+            try {
+                return await this.send(req, { Authorization: `Bearer ${token}` }, until);
+            }
+            catch (err) {
+                if (err instanceof VerdaApiError && err.status === 401 && !reauthenticated) {
+                    this.opts.logger.info(`${label}: 401, getting a new token and trying once more`);
+                    reauthenticated = true;
+                    await this.renewToken(until);
+                    continue;
+                }
+                throw err;
+            }
+        }
+    }
+    retryOptions(label) {
+        return {
+            attempts: this.opts.attempts ?? 6,
+            deadlineMs: this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS,
+            attemptTimeoutMs: this.opts.requestTimeoutMs ?? 60_000,
+            baseDelayMs: this.opts.baseDelayMs ?? 1000,
+            maxDelayMs: this.opts.maxDelayMs ?? 30_000,
+            sleep: this.sleep,
+            now: this.now,
+            retryable: isRetryableFault,
+            retryAfterMs: (err) => this.retryAfter(err),
+            onRetry: ({ err, attempt, delayMs }) => this.opts.logger.warn(`${label}: ${errorMessage(err)}; retry ${attempt} in ${Math.round(delayMs / 100) / 10} s`),
+        };
+    }
+    retryAfter(err) {
+        if (!(err instanceof VerdaApiError) || err.retryAfterMs === undefined)
+            return undefined;
+        return Math.min(err.retryAfterMs, this.opts.maxRetryAfterMs ?? 120_000);
+    }
+    /** One HTTP exchange, cut at `until` (and at requestTimeoutMs). */
+    async send(req, headers, until) {
+        const timeoutMs = Math.max(1, Math.min(this.opts.requestTimeoutMs ?? 60_000, until - Date.now()));
+        const { res, text } = await this.exchange(req, headers, timeoutMs);
+        const parsed = parseBody(text);
+        const dateHeader = res.headers.get('date');
+        const date = dateHeader ? Date.parse(dateHeader) : NaN;
+        if (!Number.isNaN(date))
+            this.observeServerDate(date);
+        if (!res.ok)
+            throw apiError(res, parsed, requestLabel(req.method, req.path));
+        return { status: res.status, body: parsed, date: Number.isNaN(date) ? undefined : date };
+    }
+    /** The request and its whole body; no answer at all is a VerdaNetworkError saying why. */
+    async exchange(req, headers, timeoutMs) {
+        try {
+            const res = await this.fetch(`${this.base}${req.path}`, {
+                method: req.method,
+                headers: { 'Content-Type': 'application/json', Accept: 'application/json', ...headers },
+                ...(req.body === undefined ? {} : { body: JSON.stringify(req.body) }),
+                signal: AbortSignal.timeout(timeoutMs),
+            });
+            return { res, text: await res.text() };
+        }
+        catch (err) {
+            const cause = networkFailureReason(err);
+            const reason = cause === 'timed out' ? `timed out (no answer within ${formatDuration(timeoutMs)})` : cause;
+            const url = `${this.base}${req.path.replace(/\?.*$/, '')}`;
+            throw new VerdaNetworkError(requestLabel(req.method, req.path), url, reason, err);
+        }
+    }
+    observeServerDate(date) {
+        if (this.lastServerDate === undefined || date > this.lastServerDate)
+            this.lastServerDate = date;
+    }
+    // ---- OAuth -------------------------------------------------------------------------------
+    async accessToken(until) {
+        const tokens = this.tokens && this.now() < this.tokens.refreshAt
+            ? this.tokens
+            : await this.renewToken(until);
+        return tokens.access;
+    }
+    /** Refresh with the refresh token when there is one; on 400/401 redo client credentials. */
+    async renewToken(until) {
+        const refresh = this.tokens?.refresh;
+        this.tokens = undefined;
+        if (refresh) {
+            try {
+                this.tokens = await this.tokenRequest({ grant_type: 'refresh_token', refresh_token: refresh }, until);
+                return this.tokens;
+            }
+            catch (err) {
+                if (!(err instanceof VerdaApiError && (err.status === 400 || err.status === 401)))
+                    throw err;
+                this.opts.logger.debug('refresh token refused; using client credentials');
+            }
+        }
+        this.tokens = await this.tokenRequest({
+            grant_type: 'client_credentials',
+            client_id: this.opts.clientId,
+            client_secret: this.opts.clientSecret,
+        }, until);
+        return this.tokens;
+    }
+    /** One token request, no retry of its own: the API call's attempt is what is retried. */
+    async tokenRequest(body, until) {
+        const token = { method: 'POST', path: '/oauth2/token', body };
+        const res = await this.send(token, {}, until).catch((err) => {
+            if (err instanceof VerdaApiError &&
+                err.status === 401 &&
+                body.grant_type === 'client_credentials') {
+                throw new OpsError('Verda refused the client credentials (401): check verda-client-id and verda-client-secret', { cause: err });
+            }
+            throw err;
+        });
+        const answer = tokenAnswer.safeParse(res.body);
+        if (!answer.success)
+            throw new OpsError('Verda token response has no access_token');
+        const t = answer.data;
+        // Masked before anything else can see them: these are credentials as good as the secret.
+        this.opts.onSecret?.(t.access_token);
+        if (t.refresh_token !== undefined)
+            this.opts.onSecret?.(t.refresh_token);
+        const ttlMs = (t.expires_in ?? 3600) * 1000;
+        // Refresh early: GO uses 30 s; short-lived tokens refresh at 90 % of their life.
+        const margin = Math.min(30_000, ttlMs / 10);
+        return {
+            access: t.access_token,
+            refresh: t.refresh_token,
+            refreshAt: this.now() + ttlMs - margin,
+        };
+    }
+}
+function deploymentPath(name) {
+    return `/container-deployments/${encodeURIComponent(name)}`;
+}
+/**
+ * 408/429/5xx answers and network faults a retry may cure (refused, reset, timeout); a host that
+ * does not resolve or a TLS failure is not retried.
+ */
+function isRetryableFault(err) {
+    if (err instanceof VerdaApiError)
+        return isRetryableStatus(err.status);
+    return isTransientNetworkError(err);
+}
+/** The real time an attempt must end by (no deadline and no timeout: never). */
+const attemptEnd = (budget) => budget.timeoutMs === undefined ? Infinity : Date.now() + budget.timeoutMs;
+/** JSON when it parses; a non-JSON body (a gateway's page) is kept as text, an empty one is none. */
+function parseBody(text) {
+    if (text === '')
+        return undefined;
+    try {
+        const parsed = JSON.parse(text);
+        return parsed;
+    }
+    catch {
+        return text;
+    }
+}
+/** A non-2xx answer: the documented {code, message} when the body has them, else its text. */
+function apiError(res, parsed, request) {
+    const fields = isJsonObject(parsed) ? parsed : {};
+    const detail = typeof fields.message === 'string'
+        ? fields.message
+        : typeof parsed === 'string'
+            ? parsed.slice(0, 200)
+            : '';
+    return new VerdaApiError({
+        status: res.status,
+        code: typeof fields.code === 'string' ? fields.code : '',
+        detail,
+        request,
+        retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
+    });
+}
+
+;// CONCATENATED MODULE: ./src/actions/shared/verda-inputs.ts
+// The Verda API inputs every Verda action takes (api-url, api-deadline, the client credentials),
+// parsed once, and the client built from them with every token it receives masked.
+
+
+
+function parseVerdaApiInputs(inputs) {
+    const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
+    if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
+        throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
+    const apiDeadlineMs = inputs.duration('api-deadline', '60s');
+    if (apiDeadlineMs < 1000)
+        throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
+    return {
+        apiUrl,
+        apiDeadlineMs,
+        clientId: inputs.secret('verda-client-id'),
+        clientSecret: inputs.secret('verda-client-secret'),
+    };
+}
+/** The client, its access and refresh tokens masked like the inputs they come from. */
+function verdaClient(port, api) {
+    return new VerdaClient({
+        apiUrl: api.apiUrl,
+        clientId: api.clientId,
+        clientSecret: api.clientSecret,
+        logger: port.logger,
+        deadlineMs: api.apiDeadlineMs,
+        onSecret: (value) => maskSecret(port, value),
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/lib/inputs.ts
 
 function inputsFromRecord(record) {
@@ -64869,6 +64901,7 @@ function parseSshTarget(inputs, prefix = '') {
 
 
 
+
 /** The secret inputs, masked before anything else happens. */
 const SECRET_INPUTS = [
     'verda-client-id',
@@ -64960,12 +64993,7 @@ function parseDeployInputs(source) {
     const jobTimeoutMs = inputs.duration('job-timeout', '10m');
     if (jobTimeoutMs <= 0)
         throw new InputError('job-timeout', inputs.raw('job-timeout'), 'a duration above 0');
-    const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
-    if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
-        throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
-    const apiDeadlineMs = inputs.duration('api-deadline', '60s');
-    if (apiDeadlineMs < 1000)
-        throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
+    const api = parseVerdaApiInputs(inputs);
     const waitTimeoutMs = inputs.duration('wait-timeout', '15m');
     if (waitTimeoutMs <= 0)
         throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
@@ -64980,11 +65008,8 @@ function parseDeployInputs(source) {
         wait,
         waitTimeoutMs,
         pollMs,
-        clientId: inputs.secret('verda-client-id'),
-        clientSecret: inputs.secret('verda-client-secret'),
+        ...api,
         inferenceKey,
-        apiUrl,
-        apiDeadlineMs,
         confirm: inputs.optional('confirm'),
         purgeQueue: inputs.boolean('purge-queue', false),
         warmup,
@@ -65109,15 +65134,7 @@ async function run(port) {
         if (inputs.command === 'delete' && inputs.confirm !== desired.name) {
             throw new InputError('confirm', inputs.confirm ?? '', `the deployment name "${desired.name}" to confirm the delete`);
         }
-        const client = new VerdaClient({
-            apiUrl: inputs.apiUrl,
-            clientId: inputs.clientId,
-            clientSecret: inputs.clientSecret,
-            logger: port.logger,
-            deadlineMs: inputs.apiDeadlineMs,
-            // The access and refresh tokens the API hands out are masked like the inputs they come from.
-            onSecret: (value) => maskSecret(port, value),
-        });
+        const client = verdaClient(port, inputs);
         const handsOn = HANDOFF_COMMANDS.includes(inputs.command) &&
             (inputs.handoff.variable !== undefined || inputs.handoff.vps !== undefined);
         // stop and delete mark the endpoint down first, so the queue-manager stops sending jobs to

@@ -51900,7 +51900,7 @@ module.exports = {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
 /* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4176);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(5673);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(183);
 
 
 
@@ -51911,7 +51911,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 5673:
+/***/ 183:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -61505,6 +61505,132 @@ function preprocess(fn, schema) {
     });
 }
 
+;// CONCATENATED MODULE: ./src/lib/schema.ts
+
+function issuePath(path) {
+    if (path.length === 0)
+        return '(top level)';
+    return path
+        .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
+        .join('');
+}
+/** One line per problem of a failed parse; unknown keys are named. */
+function schemaProblems(error) {
+    return error.issues.map((issue) => {
+        const keys = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '';
+        const named = keys && !issue.message.includes(keys) ? `: ${keys}` : '';
+        return `${issuePath(issue.path)}: ${issue.message}${named}`;
+    });
+}
+/** Data checked by a schema, or a ConfigError naming the file and every problem. */
+function parseWithSchema(schema, data, file) {
+    const result = schema.safeParse(data);
+    if (result.success)
+        return result.data;
+    throw new ConfigError(file, schemaProblems(result.error));
+}
+
+// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
+var dist = __nccwpck_require__(8815);
+;// CONCATENATED MODULE: ./src/lib/yaml-file.ts
+
+
+
+/**
+ * Reads and parses a YAML config file; an unreadable file or invalid YAML is a ConfigError naming
+ * the file, so every config loader reports the same way before its schema check.
+ */
+async function readYamlFile(file) {
+    let text;
+    try {
+        text = await (0,promises_namespaceObject.readFile)(file, 'utf8');
+    }
+    catch (err) {
+        // fs errors name what went wrong in their code (ENOENT, EACCES); `instanceof` fails across realms.
+        const code = typeof err === 'object' && err !== null && 'code' in err
+            ? String(err.code)
+            : errorMessage(err);
+        throw new ConfigError(file, [`cannot be read: ${code}`]);
+    }
+    return parseYamlText(file, text);
+}
+/** YAML text of `file` (read elsewhere, e.g. from git): invalid YAML is a ConfigError naming it. */
+function parseYamlText(file, text) {
+    try {
+        const data = (0,dist/* parse */.qg)(text, { prettyErrors: true });
+        return data;
+    }
+    catch (err) {
+        throw new ConfigError(file, [`not valid YAML: ${errorMessage(err).split('\n')[0]}`]);
+    }
+}
+
+;// CONCATENATED MODULE: ./src/provision/host-config.ts
+// config/host.yml: the GPU host as code (what provision-host creates on Verda), validated with
+// zod (strict: an unknown or misspelt key is an error naming its path).
+
+
+
+
+/** The web console's rule (verda-instances-api.md §3), capped at 60 as dstack does. */
+const HOSTNAME_RE = /^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]{0,58}[A-Za-z0-9])?$/;
+const volume = strictObject({
+    name: schemas_string()
+        .min(1)
+        .max(100)
+        .regex(/^[\w .-]+$/, 'letters, digits, spaces, dots, dashes and underscores'),
+    type: schemas_enum(['NVMe', 'NVMe_Shared', 'HDD', 'HDD_Shared']),
+    'size-gb': schemas_number().int().min(1).max(100_000),
+});
+const preset = strictObject({
+    'instance-type': schemas_string()
+        .regex(/^[A-Za-z0-9][\w.]{1,40}$/, 'an instance type such as 1V100.6V'),
+    spot: schemas_boolean().default(false),
+    'max-hourly-cost': schemas_number().positive(),
+    /** Set for test presets: the scheduled check deletes such an instance after this long. */
+    'max-running-hours': schemas_number()
+        .positive()
+        .max(24 * 30)
+        .optional(),
+    /** Overrides the top-level hostname (a test host beside the real one). */
+    hostname: schemas_string()
+        .regex(HOSTNAME_RE, 'letters, digits and inner dashes, with a letter')
+        .optional(),
+});
+const hostConfigSchema = strictObject({
+    location: schemas_string().regex(/^[A-Z]{2,5}-\d{2}$/, 'a location code such as FIN-01'),
+    hostname: schemas_string().regex(HOSTNAME_RE, 'letters, digits and inner dashes, with a letter'),
+    image: schemas_string()
+        .min(1)
+        .max(200)
+        .regex(/^[\w.:-]+$/, 'an image type or id'),
+    'os-volume-gb': schemas_number().int().min(1).max(10_000),
+    'ssh-key': schemas_string().min(1).max(200),
+    'startup-script': schemas_string().min(1).optional(),
+    volumes: strictObject({ models: volume, scratch: volume }),
+    'default-preset': schemas_string(),
+    presets: record(schemas_string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits, -'), preset),
+})
+    .refine((c) => c['default-preset'] in c.presets, {
+    path: ['default-preset'],
+    message: 'must name one of presets',
+})
+    .refine((c) => c.volumes.models.name !== c.volumes.scratch.name, {
+    path: ['volumes', 'scratch', 'name'],
+    message: 'must differ from volumes.models.name (volumes are found by name)',
+});
+async function loadHostConfig(file) {
+    return parseWithSchema(hostConfigSchema, await readYamlFile(file), file);
+}
+/** The preset (input `preset`, else the config's default): an unknown name lists the known ones. */
+function hostTarget(config, presetName) {
+    const name = presetName ?? config['default-preset'];
+    const chosen = config.presets[name];
+    if (!chosen)
+        throw new InputError('preset', name, `one of ${Object.keys(config.presets).join(', ')}`);
+    return { presetName: name, preset: chosen, hostname: chosen.hostname ?? config.hostname, config };
+}
+
 ;// CONCATENATED MODULE: ./src/lib/format.ts
 const units = (/* unused pure expression or super */ null && (['B', 'KiB', 'MiB', 'GiB', 'TiB']));
 function formatBytes(bytes) {
@@ -61662,31 +61788,6 @@ function isTransientNetworkError(err) {
             return true;
     }
     return false;
-}
-
-;// CONCATENATED MODULE: ./src/lib/schema.ts
-
-function issuePath(path) {
-    if (path.length === 0)
-        return '(top level)';
-    return path
-        .map((p, i) => (typeof p === 'number' ? `[${p}]` : `${i === 0 ? '' : '.'}${String(p)}`))
-        .join('');
-}
-/** One line per problem of a failed parse; unknown keys are named. */
-function schemaProblems(error) {
-    return error.issues.map((issue) => {
-        const keys = issue.code === 'unrecognized_keys' ? issue.keys.join(', ') : '';
-        const named = keys && !issue.message.includes(keys) ? `: ${keys}` : '';
-        return `${issuePath(issue.path)}: ${issue.message}${named}`;
-    });
-}
-/** Data checked by a schema, or a ConfigError naming the file and every problem. */
-function parseWithSchema(schema, data, file) {
-    const result = schema.safeParse(data);
-    if (result.success)
-        return result.data;
-    throw new ConfigError(file, schemaProblems(result.error));
 }
 
 ;// CONCATENATED MODULE: ./src/serverless/normalize.ts
@@ -62272,107 +62373,6 @@ function apiError(res, parsed, request) {
         request,
         retryAfterMs: parseRetryAfter(res.headers.get('retry-after')),
     });
-}
-
-// EXTERNAL MODULE: ./node_modules/yaml/dist/index.js
-var dist = __nccwpck_require__(8815);
-;// CONCATENATED MODULE: ./src/lib/yaml-file.ts
-
-
-
-/**
- * Reads and parses a YAML config file; an unreadable file or invalid YAML is a ConfigError naming
- * the file, so every config loader reports the same way before its schema check.
- */
-async function readYamlFile(file) {
-    let text;
-    try {
-        text = await (0,promises_namespaceObject.readFile)(file, 'utf8');
-    }
-    catch (err) {
-        // fs errors name what went wrong in their code (ENOENT, EACCES); `instanceof` fails across realms.
-        const code = typeof err === 'object' && err !== null && 'code' in err
-            ? String(err.code)
-            : errorMessage(err);
-        throw new ConfigError(file, [`cannot be read: ${code}`]);
-    }
-    return parseYamlText(file, text);
-}
-/** YAML text of `file` (read elsewhere, e.g. from git): invalid YAML is a ConfigError naming it. */
-function parseYamlText(file, text) {
-    try {
-        const data = (0,dist/* parse */.qg)(text, { prettyErrors: true });
-        return data;
-    }
-    catch (err) {
-        throw new ConfigError(file, [`not valid YAML: ${errorMessage(err).split('\n')[0]}`]);
-    }
-}
-
-;// CONCATENATED MODULE: ./src/provision/host-config.ts
-// config/host.yml: the GPU host as code (what provision-host creates on Verda), validated with
-// zod (strict: an unknown or misspelt key is an error naming its path).
-
-
-
-
-/** The web console's rule (verda-instances-api.md §3), capped at 60 as dstack does. */
-const HOSTNAME_RE = /^(?=.*[A-Za-z])[A-Za-z0-9](?:[A-Za-z0-9-]{0,58}[A-Za-z0-9])?$/;
-const volume = strictObject({
-    name: schemas_string()
-        .min(1)
-        .max(100)
-        .regex(/^[\w .-]+$/, 'letters, digits, spaces, dots, dashes and underscores'),
-    type: schemas_enum(['NVMe', 'NVMe_Shared', 'HDD', 'HDD_Shared']),
-    'size-gb': schemas_number().int().min(1).max(100_000),
-});
-const preset = strictObject({
-    'instance-type': schemas_string()
-        .regex(/^[A-Za-z0-9][\w.]{1,40}$/, 'an instance type such as 1V100.6V'),
-    spot: schemas_boolean().default(false),
-    'max-hourly-cost': schemas_number().positive(),
-    /** Set for test presets: the scheduled check deletes such an instance after this long. */
-    'max-running-hours': schemas_number()
-        .positive()
-        .max(24 * 30)
-        .optional(),
-    /** Overrides the top-level hostname (a test host beside the real one). */
-    hostname: schemas_string()
-        .regex(HOSTNAME_RE, 'letters, digits and inner dashes, with a letter')
-        .optional(),
-});
-const hostConfigSchema = strictObject({
-    location: schemas_string().regex(/^[A-Z]{2,5}-\d{2}$/, 'a location code such as FIN-01'),
-    hostname: schemas_string().regex(HOSTNAME_RE, 'letters, digits and inner dashes, with a letter'),
-    image: schemas_string()
-        .min(1)
-        .max(200)
-        .regex(/^[\w.:-]+$/, 'an image type or id'),
-    'os-volume-gb': schemas_number().int().min(1).max(10_000),
-    'ssh-key': schemas_string().min(1).max(200),
-    'startup-script': schemas_string().min(1).optional(),
-    volumes: strictObject({ models: volume, scratch: volume }),
-    'default-preset': schemas_string(),
-    presets: record(schemas_string().regex(/^[a-z0-9][a-z0-9-]*$/, 'lower-case letters, digits, -'), preset),
-})
-    .refine((c) => c['default-preset'] in c.presets, {
-    path: ['default-preset'],
-    message: 'must name one of presets',
-})
-    .refine((c) => c.volumes.models.name !== c.volumes.scratch.name, {
-    path: ['volumes', 'scratch', 'name'],
-    message: 'must differ from volumes.models.name (volumes are found by name)',
-});
-async function loadHostConfig(file) {
-    return parseWithSchema(hostConfigSchema, await readYamlFile(file), file);
-}
-/** The preset (input `preset`, else the config's default): an unknown name lists the known ones. */
-function hostTarget(config, presetName) {
-    const name = presetName ?? config['default-preset'];
-    const chosen = config.presets[name];
-    if (!chosen)
-        throw new InputError('preset', name, `one of ${Object.keys(config.presets).join(', ')}`);
-    return { presetName: name, preset: chosen, hostname: chosen.hostname ?? config.hostname, config };
 }
 
 ;// CONCATENATED MODULE: ./src/provision/verda-instances.ts
@@ -63880,6 +63880,38 @@ async function runAction(port, main) {
     }
 }
 
+;// CONCATENATED MODULE: ./src/actions/shared/verda-inputs.ts
+// The Verda API inputs every Verda action takes (api-url, api-deadline, the client credentials),
+// parsed once, and the client built from them with every token it receives masked.
+
+
+
+function parseVerdaApiInputs(inputs) {
+    const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
+    if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
+        throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
+    const apiDeadlineMs = inputs.duration('api-deadline', '60s');
+    if (apiDeadlineMs < 1000)
+        throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
+    return {
+        apiUrl,
+        apiDeadlineMs,
+        clientId: inputs.secret('verda-client-id'),
+        clientSecret: inputs.secret('verda-client-secret'),
+    };
+}
+/** The client, its access and refresh tokens masked like the inputs they come from. */
+function verdaClient(port, api) {
+    return new VerdaClient({
+        apiUrl: api.apiUrl,
+        clientId: api.clientId,
+        clientSecret: api.clientSecret,
+        logger: port.logger,
+        deadlineMs: api.apiDeadlineMs,
+        onSecret: (value) => maskSecret(port, value),
+    });
+}
+
 ;// CONCATENATED MODULE: ./src/lib/inputs.ts
 
 function inputsFromRecord(record) {
@@ -64055,6 +64087,7 @@ function formatSizeLimit(bytes) {
 
 
 
+
 const provisionCommands = [
     'plan',
     'create',
@@ -64070,12 +64103,7 @@ const SECRET_INPUTS = ['verda-client-id', 'verda-client-secret', 'ssh-private-ke
 function parseProvisionInputs(source) {
     const inputs = new Inputs(source);
     const command = inputs.oneOf('command', provisionCommands);
-    const apiUrl = inputs.optional('api-url') ?? 'https://api.verda.com/v1';
-    if (!/^https?:\/\/[^\s/]+(\/\S*)?$/.test(apiUrl))
-        throw new InputError('api-url', apiUrl, 'an http(s) URL such as https://api.verda.com/v1');
-    const apiDeadlineMs = inputs.duration('api-deadline', '60s');
-    if (apiDeadlineMs < 1000)
-        throw new InputError('api-deadline', inputs.raw('api-deadline'), 'a duration of at least 1s');
+    const api = parseVerdaApiInputs(inputs);
     const timeoutMs = inputs.duration('wait-timeout', '20m');
     if (timeoutMs <= 0)
         throw new InputError('wait-timeout', inputs.raw('wait-timeout'), 'a duration above 0');
@@ -64097,10 +64125,7 @@ function parseProvisionInputs(source) {
         command,
         config: inputs.optional('config') ?? 'config/host.yml',
         preset: inputs.optional('preset'),
-        clientId: inputs.secret('verda-client-id'),
-        clientSecret: inputs.secret('verda-client-secret'),
-        apiUrl,
-        apiDeadlineMs,
+        ...api,
         wait: { timeoutMs, pollMs },
         ssh,
         confirm,
@@ -64137,14 +64162,7 @@ async function run(port) {
                     `startup-script: ${config['startup-script']} cannot be read`,
                 ]);
             });
-        const client = new VerdaClient({
-            apiUrl: inputs.apiUrl,
-            clientId: inputs.clientId,
-            clientSecret: inputs.clientSecret,
-            logger: port.logger,
-            deadlineMs: inputs.apiDeadlineMs,
-            onSecret: (value) => maskSecret(port, value),
-        });
+        const client = verdaClient(port, inputs);
         const deps = {
             api: new VerdaInstances(client),
             logger: port.logger,
