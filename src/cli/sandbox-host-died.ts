@@ -173,7 +173,7 @@ export async function runHostDied(w: HostDiedWorld): Promise<{
     await step(
       'Delete the test instance (volumes kept)',
       'provision-host',
-      { command: 'delete', confirm: 'comfyume-gpu', ...verda },
+      { command: 'delete', confirm: 'comfyume-gpu-test', ...verda },
       ['status'],
       false,
     );

@@ -53,8 +53,23 @@ export class HostCostLimitError extends OpsError {
 
 const ROLES: VolumeRole[] = ['models', 'scratch'];
 
+/**
+ * The instance of this target: its hostname in its location, and of its preset's type. One of
+ * that name but another type is refused, never taken for it: a test rebuild must not restore onto
+ * (or a delete remove) the production host because two presets share a hostname.
+ */
+export function findHost(instances: Instance[], target: HostTarget): Instance | undefined {
+  const { config, hostname, preset, presetName } = target;
+  const found = instances.find((i) => i.hostname === hostname && i.location === config.location);
+  if (found && found.instanceType !== preset['instance-type'])
+    throw new OpsError(
+      `instance ${hostname} in ${config.location} is a ${found.instanceType}, not preset ${presetName}'s ${preset['instance-type']}: choose the preset it was made with, or give the presets their own hostname: in config/host.yml`,
+    );
+  return found;
+}
+
 export async function planHost(api: VerdaInstances, target: HostTarget): Promise<HostPlan> {
-  const { config, preset, hostname } = target;
+  const { config, preset } = target;
   const location = config.location;
   const [locations, types, volumeTypes, volumes, instances, keys] = await Promise.all([
     api.locations(),
@@ -90,7 +105,7 @@ export async function planHost(api: VerdaInstances, target: HostTarget): Promise
     throw new OpsError(
       `config/host.yml ssh-key "${config['ssh-key']}" is not an SSH key of the Verda account; it has ${keys.map((k) => `"${k.name}"`).join(', ') || 'none'}`,
     );
-  const existing = instances.find((i) => i.hostname === hostname && i.location === location);
+  const existing = findHost(instances, target);
   const available = existing ? undefined : await api.available(type.name, location, preset.spot);
   const planned = ROLES.map((role): PlannedVolume => {
     const want = config.volumes[role];

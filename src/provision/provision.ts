@@ -5,10 +5,11 @@
 import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
+import { sleep } from '../lib/retry.js';
 import { connectSsh } from '../lib/ssh.js';
 import { newBootstrapKey, startupScript, type BootstrapKey } from './bootstrap.js';
 import type { HostConfig, HostTarget } from './host-config.js';
-import { planHost, round4, type HostPlan } from './plan.js';
+import { findHost, planHost, round4, type HostPlan } from './plan.js';
 import {
   TERMINAL_STATUSES,
   type Instance,
@@ -50,8 +51,6 @@ export interface CreateResult {
   /** Phase times in ms: volumes ready, instance POST → running, running → SSH answered. */
   timings: { volumesMs: number; instanceMs: number; sshMs: number | undefined };
 }
-
-const sleepReal = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function createHost(
   deps: ProvisionDeps,
@@ -179,7 +178,7 @@ async function waitForVolume(deps: ProvisionDeps, volume: Volume, wait: WaitSett
       throw new OpsError(
         `volume "${current.name}" is still ${current.status} after ${formatDuration(wait.timeoutMs)}`,
       );
-    await (deps.sleep ?? sleepReal)(wait.pollMs);
+    await (deps.sleep ?? sleep)(wait.pollMs);
     current = await deps.api.volume(current.id);
   }
   return current;
@@ -215,7 +214,7 @@ export async function waitForStatus(
       throw new OpsError(
         `instance ${instance.hostname} (${instance.id}) is still ${instance.status} after ${formatDuration(wait.timeoutMs)} waiting for it ${what}; it is billed meanwhile: ${nextStepFor(instance.status)}`,
       );
-    await (deps.sleep ?? sleepReal)(wait.pollMs);
+    await (deps.sleep ?? sleep)(wait.pollMs);
     const next = await deps.api.instance(instance.id);
     if (!next) throw new OpsError(`instance ${instance.hostname} (${instance.id}) is gone`);
     instance = next;
@@ -264,7 +263,7 @@ async function waitForSsh(
       throw new OpsError(
         `instance ${instance.hostname} runs at ${instance.ip} but did not answer SSH with the bootstrap host key within ${formatDuration(wait.timeoutMs)} (last: ${lastError}); the startup script may not have run: see /var/log of the instance in the Verda console`,
       );
-    await (deps.sleep ?? sleepReal)(wait.pollMs);
+    await (deps.sleep ?? sleep)(wait.pollMs);
   }
 }
 
@@ -281,7 +280,7 @@ export interface HostStatus {
 
 export async function hostStatus(deps: ProvisionDeps, target: HostTarget): Promise<HostStatus> {
   const [instances, volumes] = await Promise.all([deps.api.instances(), deps.api.volumes()]);
-  const instance = findHost(instances, target.config, target.hostname);
+  const instance = findHost(instances, target);
   const names = [target.config.volumes.models.name, target.config.volumes.scratch.name];
   const ours = volumes.filter(
     (v) =>
@@ -297,11 +296,8 @@ export async function hostStatus(deps: ProvisionDeps, target: HostTarget): Promi
   return { instance, volumes: ours, ageMs, perHour, costSoFar };
 }
 
-const findHost = (instances: Instance[], config: HostConfig, hostname: string) =>
-  instances.find((i) => i.hostname === hostname && i.location === config.location);
-
 async function requireHost(deps: ProvisionDeps, target: HostTarget): Promise<Instance> {
-  const instance = findHost(await deps.api.instances(), target.config, target.hostname);
+  const instance = findHost(await deps.api.instances(), target);
   if (!instance)
     throw new OpsError(
       `no instance ${target.hostname} in ${target.config.location} (command=status lists what there is)`,
@@ -357,7 +353,7 @@ export async function deleteHost(
     throw new OpsError(
       `delete needs confirm set to the hostname "${target.hostname}"${opts.confirm ? `, not "${opts.confirm}"` : ''}`,
     );
-  const instance = findHost(await deps.api.instances(), target.config, target.hostname);
+  const instance = findHost(await deps.api.instances(), target);
   if (!instance) {
     deps.logger.info(`no instance ${target.hostname}: nothing to delete`);
     return { instance: undefined, deletedVolumes: [], keptVolumes: [] };
@@ -365,7 +361,7 @@ export async function deleteHost(
   const volumes = await deps.api.volumes();
   const attached = volumes.filter((v) => v.instanceIds.includes(instance.id) && !v.isOsVolume);
   const doomed = opts.deleteVolumes ? attached : [];
-  const ids = [...(instance.osVolumeId ? [instance.osVolumeId] : []), ...doomed.map((v) => v.id)];
+  const ids = [osVolumeOf(instance, volumes), ...doomed.map((v) => v.id)];
   await deps.api.action('delete', instance.id, ids);
   await waitUntilGone(deps, instance, opts.wait);
   return {
@@ -373,6 +369,22 @@ export async function deleteHost(
     deletedVolumes: doomed.map((v) => v.name),
     keptVolumes: attached.filter((v) => !doomed.includes(v)).map((v) => v.name),
   };
+}
+
+/**
+ * The OS volume a delete must name (without it Verda keeps it, detached and billed): the
+ * instance's os_volume_id, else the OS volume the volume list shows attached to it. Neither:
+ * refused before anything is deleted.
+ */
+function osVolumeOf(instance: Instance, volumes: Volume[]): string {
+  const id =
+    instance.osVolumeId ??
+    volumes.find((v) => v.isOsVolume && v.instanceIds.includes(instance.id))?.id;
+  if (id === undefined)
+    throw new OpsError(
+      `Verda names no OS volume for instance ${instance.hostname} (${instance.id}): nothing deleted; delete it in the Verda console, with its OS volume`,
+    );
+  return id;
 }
 
 async function waitUntilGone(deps: ProvisionDeps, instance: Instance, wait: WaitSettings) {
@@ -385,7 +397,7 @@ async function waitUntilGone(deps: ProvisionDeps, instance: Instance, wait: Wait
       throw new OpsError(
         `instance ${instance.hostname} is still ${current.status} ${formatDuration(wait.timeoutMs)} after its delete`,
       );
-    await (deps.sleep ?? sleepReal)(wait.pollMs);
+    await (deps.sleep ?? sleep)(wait.pollMs);
   }
 }
 
@@ -423,11 +435,8 @@ export async function reapTestHosts(
         `${hostname} (${instance.instanceType}, preset ${name}) has existed ${formatDuration(ageMs)}, over its ${limit} h: ${opts.dryRun ? 'would delete' : 'deleting'} it (volumes kept)`,
       );
       if (!opts.dryRun) {
-        await deps.api.action(
-          'delete',
-          instance.id,
-          instance.osVolumeId ? [instance.osVolumeId] : [],
-        );
+        const osVolume = osVolumeOf(instance, await deps.api.volumes());
+        await deps.api.action('delete', instance.id, [osVolume]);
         await waitUntilGone(deps, instance, opts.wait);
       }
       reaped.push({

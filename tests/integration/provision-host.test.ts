@@ -19,7 +19,7 @@ import { repoRoot, runAction, type ActionRun } from '../helpers/run-action.js';
 
 jest.setTimeout(90_000);
 
-const HOSTNAME = 'comfyume-gpu';
+const HOSTNAME = 'comfyume-gpu-test';
 let tmp: string;
 let configFile: string;
 let clientKey: { private: string; public: string };
@@ -198,7 +198,9 @@ describe('the GPU host from nothing to deleted', () => {
     w.emu.clearRequests();
     const wrong = await provision(w.emu, { command: 'delete', confirm: 'comfyume' });
     expect(wrong.code).not.toBe(0);
-    expect(failure(wrong)).toContain('delete needs confirm set to the hostname "comfyume-gpu"');
+    expect(failure(wrong)).toContain(
+      'delete needs confirm set to the hostname "comfyume-gpu-test", not "comfyume"',
+    );
     expect(writes(w.emu)).toEqual([]);
 
     const osVolume = w.emu.instances().find((i) => i.listed)?.osVolumeId;
@@ -264,6 +266,39 @@ describe('faults and refusals', () => {
       expect(w.emu.volumes().filter((v) => !v.isOsVolume)).toHaveLength(2);
       const types = w.emu.requests().filter((r) => r.path === '/instance-types');
       expect(types.map((r) => r.status)).toEqual([429, 200]);
+    } finally {
+      await w.emu.stop();
+    }
+  });
+
+  it("a preset never takes another preset's instance for its own, even by the same hostname", async () => {
+    const w = await world();
+    const shared = path.join(tmp, 'shared-hostname.yml');
+    await writeFile(
+      shared,
+      (await readFile(configFile, 'utf8')).replace(
+        'max-hourly-cost: 6.00',
+        'max-hourly-cost: 6.00\n    hostname: comfyume-gpu-test',
+      ),
+    );
+    try {
+      expect(failure(await provision(w.emu, { command: 'create' }))).toBe('');
+      w.emu.clearRequests();
+      const expected =
+        "instance comfyume-gpu-test in FIN-01 is a 1V100.6V, not preset h100's 1H100.80S.22V";
+      for (const command of ['create', 'stop', 'status'])
+        expect(
+          failure(await provision(w.emu, { command, preset: 'h100', config: shared })),
+        ).toContain(expected);
+      const del = await provision(w.emu, {
+        command: 'delete',
+        preset: 'h100',
+        config: shared,
+        confirm: 'comfyume-gpu-test',
+      });
+      expect(failure(del)).toContain(expected);
+      expect(writes(w.emu)).toEqual([]);
+      expect(w.emu.instances().filter((i) => i.listed)).toHaveLength(1);
     } finally {
       await w.emu.stop();
     }
@@ -365,7 +400,9 @@ describe('the safety net', () => {
       );
       const big = await provision(w.emu, { command: 'create', preset: 'h100', config: h100 });
       // The H100 cannot take the block scratch volume the V100 holds.
-      expect(failure(big)).toContain('volume "Scratch Disk" is attached to comfyume-gpu (running)');
+      expect(failure(big)).toContain(
+        'volume "Scratch Disk" is attached to comfyume-gpu-test (running)',
+      );
 
       const early = await provision(w.emu, { command: 'reap' });
       expect(failure(early)).toBe('');

@@ -188,7 +188,7 @@ maybe('the GPU host died: provision, restore, verify, through the bundles', () =
   }, 180_000);
 
   it('delete keeps the volumes and stops the booted host', async () => {
-    const run = await provision({ command: 'delete', confirm: 'comfyume-gpu' });
+    const run = await provision({ command: 'delete', confirm: 'comfyume-gpu-test' });
     expect(run.errors).toEqual([]);
     expect(booter.bootedHosts()).toEqual([]);
     const kept = emu.volumes().filter((v) => !v.isOsVolume && v.status !== 'deleted');

@@ -51,6 +51,27 @@ describe('rebuild-host.yml: one button', () => {
     expect(evaluateField(gate, { inputs: { preset: 'h100', confirm: 'v100-test' } })).toBe(false);
   });
 
+  it('fails at once, naming why, when the preset is not typed twice', () => {
+    const check = jobs.plan!.steps.find((st) => st.run?.includes('exit 1')) as Step & {
+      if?: string;
+    };
+    expect(check.run).toContain('::error::confirm must be the preset');
+    expect(evaluateField(check.if ?? '', { inputs: { preset: 'h100', confirm: '' } })).toBe(true);
+    expect(evaluateField(check.if ?? '', { inputs: { preset: 'h100', confirm: 'h100' } })).toBe(
+      false,
+    );
+  });
+
+  it('restores only onto an instance this run created (one with a bootstrap key)', () => {
+    const gate = jobs.restore!.if ?? '';
+    const run = (fingerprint: string) =>
+      evaluateField(gate, {
+        needs: { provision: { outputs: { 'bootstrap-fingerprint': fingerprint } } },
+      });
+    expect(run('SHA256:abc')).toBe(true);
+    expect(run('')).toBe(false);
+  });
+
   it('keeps money and the restore identity behind reviewed environments', () => {
     expect(jobs.plan!.environment).toBe('gpu-host-readonly');
     expect(jobs.provision!.environment).toBe('gpu-host');
@@ -80,7 +101,9 @@ describe('rebuild-host.yml: one button', () => {
     expect(restore.host).toBe('${{ needs.provision.outputs.ip }}');
     const pull = stepOf('restore', './actions/sync-models').with ?? {};
     expect(pull.direction).toBe('pull');
-    expect(pull['host-key-fingerprints']).toBe('${{ vars.VERDA_HOST_KEY_FINGERPRINTS }}');
+    expect(pull['host-key-fingerprints']).toBe(
+      '${{ steps.restore.outputs.restored-host-key-fingerprints }}',
+    );
     const verify = stepOf('verify', './actions/verify-host').with ?? {};
     expect(verify['host-key-fingerprints']).toBe('${{ vars.VERDA_HOST_KEY_FINGERPRINTS }}');
     // Verified at its old Tailscale IP, through the tailnet: the restored identity works.

@@ -62743,8 +62743,20 @@ class HostCostLimitError extends OpsError {
     }
 }
 const ROLES = ['models', 'scratch'];
+/**
+ * The instance of this target: its hostname in its location, and of its preset's type. One of
+ * that name but another type is refused, never taken for it: a test rebuild must not restore onto
+ * (or a delete remove) the production host because two presets share a hostname.
+ */
+function findHost(instances, target) {
+    const { config, hostname, preset, presetName } = target;
+    const found = instances.find((i) => i.hostname === hostname && i.location === config.location);
+    if (found && found.instanceType !== preset['instance-type'])
+        throw new OpsError(`instance ${hostname} in ${config.location} is a ${found.instanceType}, not preset ${presetName}'s ${preset['instance-type']}: choose the preset it was made with, or give the presets their own hostname: in config/host.yml`);
+    return found;
+}
 async function planHost(api, target) {
-    const { config, preset, hostname } = target;
+    const { config, preset } = target;
     const location = config.location;
     const [locations, types, volumeTypes, volumes, instances, keys] = await Promise.all([
         api.locations(),
@@ -62772,7 +62784,7 @@ async function planHost(api, target) {
     const key = keys.find((k) => k.name === config['ssh-key']);
     if (!key)
         throw new OpsError(`config/host.yml ssh-key "${config['ssh-key']}" is not an SSH key of the Verda account; it has ${keys.map((k) => `"${k.name}"`).join(', ') || 'none'}`);
-    const existing = instances.find((i) => i.hostname === hostname && i.location === location);
+    const existing = findHost(instances, target);
     const available = existing ? undefined : await api.available(type.name, location, preset.spot);
     const planned = ROLES.map((role) => {
         const want = config.volumes[role];
@@ -63369,7 +63381,7 @@ function startupScript(key, extra) {
 
 
 
-const sleepReal = (ms) => new Promise((r) => setTimeout(r, ms));
+
 async function createHost(deps, target, opts) {
     const { api, logger } = deps;
     const now = deps.now ?? Date.now;
@@ -63481,7 +63493,7 @@ async function waitForVolume(deps, volume, wait) {
             throw new OpsError(`volume "${current.name}" is ${current.status}: it cannot be attached`);
         if ((deps.now ?? Date.now)() > deadline)
             throw new OpsError(`volume "${current.name}" is still ${current.status} after ${formatDuration(wait.timeoutMs)}`);
-        await (deps.sleep ?? sleepReal)(wait.pollMs);
+        await (deps.sleep ?? sleep)(wait.pollMs);
         current = await deps.api.volume(current.id);
     }
     return current;
@@ -63505,7 +63517,7 @@ async function waitForStatus(deps, start, want, wait, what) {
             throw new OpsError(`instance ${instance.hostname} (${instance.id}) became ${instance.status} while waiting for it ${what}: ${nextStepFor(instance.status)}`);
         if (now() > deadline)
             throw new OpsError(`instance ${instance.hostname} (${instance.id}) is still ${instance.status} after ${formatDuration(wait.timeoutMs)} waiting for it ${what}; it is billed meanwhile: ${nextStepFor(instance.status)}`);
-        await (deps.sleep ?? sleepReal)(wait.pollMs);
+        await (deps.sleep ?? sleep)(wait.pollMs);
         const next = await deps.api.instance(instance.id);
         if (!next)
             throw new OpsError(`instance ${instance.hostname} (${instance.id}) is gone`);
@@ -63547,12 +63559,12 @@ async function waitForSsh(deps, instance, key, ssh, wait) {
         }
         if (now() > deadline)
             throw new OpsError(`instance ${instance.hostname} runs at ${instance.ip} but did not answer SSH with the bootstrap host key within ${formatDuration(wait.timeoutMs)} (last: ${lastError}); the startup script may not have run: see /var/log of the instance in the Verda console`);
-        await (deps.sleep ?? sleepReal)(wait.pollMs);
+        await (deps.sleep ?? sleep)(wait.pollMs);
     }
 }
 async function hostStatus(deps, target) {
     const [instances, volumes] = await Promise.all([deps.api.instances(), deps.api.volumes()]);
-    const instance = findHost(instances, target.config, target.hostname);
+    const instance = findHost(instances, target);
     const names = [target.config.volumes.models.name, target.config.volumes.scratch.name];
     const ours = volumes.filter((v) => (names.includes(v.name) && v.location === target.config.location) ||
         (instance !== undefined && v.instanceIds.includes(instance.id)));
@@ -63561,9 +63573,8 @@ async function hostStatus(deps, target) {
     const costSoFar = ageMs === undefined ? undefined : round4((perHour * ageMs) / 3_600_000);
     return { instance, volumes: ours, ageMs, perHour, costSoFar };
 }
-const findHost = (instances, config, hostname) => instances.find((i) => i.hostname === hostname && i.location === config.location);
 async function requireHost(deps, target) {
-    const instance = findHost(await deps.api.instances(), target.config, target.hostname);
+    const instance = findHost(await deps.api.instances(), target);
     if (!instance)
         throw new OpsError(`no instance ${target.hostname} in ${target.config.location} (command=status lists what there is)`);
     return instance;
@@ -63604,7 +63615,7 @@ async function startHost(deps, target, wait) {
 async function deleteHost(deps, target, opts) {
     if (opts.confirm !== target.hostname)
         throw new OpsError(`delete needs confirm set to the hostname "${target.hostname}"${opts.confirm ? `, not "${opts.confirm}"` : ''}`);
-    const instance = findHost(await deps.api.instances(), target.config, target.hostname);
+    const instance = findHost(await deps.api.instances(), target);
     if (!instance) {
         deps.logger.info(`no instance ${target.hostname}: nothing to delete`);
         return { instance: undefined, deletedVolumes: [], keptVolumes: [] };
@@ -63612,7 +63623,7 @@ async function deleteHost(deps, target, opts) {
     const volumes = await deps.api.volumes();
     const attached = volumes.filter((v) => v.instanceIds.includes(instance.id) && !v.isOsVolume);
     const doomed = opts.deleteVolumes ? attached : [];
-    const ids = [...(instance.osVolumeId ? [instance.osVolumeId] : []), ...doomed.map((v) => v.id)];
+    const ids = [osVolumeOf(instance, volumes), ...doomed.map((v) => v.id)];
     await deps.api.action('delete', instance.id, ids);
     await waitUntilGone(deps, instance, opts.wait);
     return {
@@ -63620,6 +63631,18 @@ async function deleteHost(deps, target, opts) {
         deletedVolumes: doomed.map((v) => v.name),
         keptVolumes: attached.filter((v) => !doomed.includes(v)).map((v) => v.name),
     };
+}
+/**
+ * The OS volume a delete must name (without it Verda keeps it, detached and billed): the
+ * instance's os_volume_id, else the OS volume the volume list shows attached to it. Neither:
+ * refused before anything is deleted.
+ */
+function osVolumeOf(instance, volumes) {
+    const id = instance.osVolumeId ??
+        volumes.find((v) => v.isOsVolume && v.instanceIds.includes(instance.id))?.id;
+    if (id === undefined)
+        throw new OpsError(`Verda names no OS volume for instance ${instance.hostname} (${instance.id}): nothing deleted; delete it in the Verda console, with its OS volume`);
+    return id;
 }
 async function waitUntilGone(deps, instance, wait) {
     const now = deps.now ?? Date.now;
@@ -63630,7 +63653,7 @@ async function waitUntilGone(deps, instance, wait) {
             return;
         if (now() > deadline)
             throw new OpsError(`instance ${instance.hostname} is still ${current.status} ${formatDuration(wait.timeoutMs)} after its delete`);
-        await (deps.sleep ?? sleepReal)(wait.pollMs);
+        await (deps.sleep ?? sleep)(wait.pollMs);
     }
 }
 /**
@@ -63656,7 +63679,8 @@ async function reapTestHosts(deps, config, opts) {
                 continue;
             deps.logger.warn(`${hostname} (${instance.instanceType}, preset ${name}) has existed ${formatDuration(ageMs)}, over its ${limit} h: ${opts.dryRun ? 'would delete' : 'deleting'} it (volumes kept)`);
             if (!opts.dryRun) {
-                await deps.api.action('delete', instance.id, instance.osVolumeId ? [instance.osVolumeId] : []);
+                const osVolume = osVolumeOf(instance, await deps.api.volumes());
+                await deps.api.action('delete', instance.id, [osVolume]);
                 await waitUntilGone(deps, instance, opts.wait);
             }
             reaped.push({
