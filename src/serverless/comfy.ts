@@ -15,6 +15,7 @@ import {
   retry,
   sleep as realSleep,
 } from '../lib/retry.js';
+import { hasControlChars } from '../lib/safe-path.js';
 import { parseWithSchema } from '../lib/schema.js';
 import { readYamlFile } from '../lib/yaml-file.js';
 
@@ -53,9 +54,18 @@ const promptAnswer = z.looseObject({
 });
 
 const fileRef = z.looseObject({
-  // A bare file name: it goes into /view's query, never a path of ours.
-  filename: z.string().regex(/^[^/\\\0]{1,255}$/),
-  subfolder: z.string().max(255).catch(''),
+  // A bare file name: it goes into /view's query, never a path of ours, and into the log and the
+  // summary: no control characters (a newline would start a runner command), no `|` (a table).
+  filename: z
+    .string()
+    .regex(/^[^/\\|]{1,255}$/)
+    .refine((v) => !hasControlChars(v), 'no control characters'),
+  subfolder: z
+    .string()
+    .max(255)
+    .regex(/^[^|]*$/)
+    .refine((v) => !hasControlChars(v))
+    .catch(''),
   type: z.string().max(20).catch('output'),
 });
 export type OutputRef = z.infer<typeof fileRef>;

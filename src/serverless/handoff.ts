@@ -16,19 +16,8 @@ import { connectSsh, type ConnectOptions, type SshConnection } from '../lib/ssh.
  */
 export const ENDPOINT_DOWN = '';
 
-// http only to the loopback (the sandbox's emulator); path segments of URL-safe characters. No
-// quotes, spaces, `$`, `#`, backslashes or control characters: the value goes unquoted into a
-// dotenv line, which docker compose also reads for `$` interpolation.
-const ENDPOINT_RE =
-  /^(https:\/\/[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|http:\/\/(127\.0\.0\.1|localhost))(:\d{1,5})?(\/[A-Za-z0-9._~-]+)*\/?$/;
-
-/** Checks an endpoint URL from the API before it is published anywhere. */
-export function checkEndpointUrl(url: string): string {
-  if (url.length <= 2048 && ENDPOINT_RE.test(url)) return url;
-  throw new OpsError(
-    `Verda returned the endpoint ${JSON.stringify(url.slice(0, 200))}, which is not publishable: expected https://<host>[:port]/<path> of letters, digits and . _ ~ - (no query, credentials, spaces or quotes); nothing was published`,
-  );
-}
+// The endpoint's rule has one home, where the API's answer is read (normalize.ts).
+export { checkEndpointUrl } from './normalize.js';
 
 const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 

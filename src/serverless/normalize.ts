@@ -21,6 +21,23 @@ export const isJsonObject = (v: unknown): v is Json =>
   typeof v === 'object' && v !== null && !Array.isArray(v);
 const arrayOf = (v: unknown): unknown[] => (Array.isArray(v) ? v : []);
 
+/**
+ * The endpoint every request with the inference key goes to, and that is published to the
+ * queue-manager (a dotenv line, a variable): https only (http only to this machine, for the
+ * sandbox), a host, a port and a path of letters, digits and . _ ~ -; no credentials, query,
+ * quotes, spaces, `$` or `#` (docker compose interpolates `$` in a dotenv file).
+ */
+const ENDPOINT_RE =
+  /^(https:\/\/[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|http:\/\/(127\.0\.0\.1|localhost))(:\d{1,5})?(\/[A-Za-z0-9._~-]+)*\/?$/;
+
+/** The endpoint URL as the API gave it, checked before the inference key or a publish meets it. */
+export function checkEndpointUrl(url: string): string {
+  if (url.length <= 2048 && ENDPOINT_RE.test(url)) return url;
+  throw new OpsError(
+    `Verda returned the endpoint ${JSON.stringify(url.slice(0, 200))}: expected https://<host>[:port]/<path> of letters, digits and . _ ~ - (no query, credentials, spaces or quotes); neither the inference key nor a publish goes to it`,
+  );
+}
+
 // ---- schemas of the typed parts (verda-api.md §2.1, §3) ----------------------------------
 
 /** Not a list (absent, null, anything else): an empty one, as the API's omitted lists mean. */
@@ -137,7 +154,10 @@ export function normalizeDeployment(raw: unknown): LiveDeployment {
     compute: { name: String(compute.name ?? ''), size: Number(compute.size ?? 1) },
     container_registry_settings: { is_private: registry.is_private === true, credentials },
     containers: parts.containers.map(normalizeContainer),
-    endpoint_base_url: typeof raw.endpoint_base_url === 'string' ? raw.endpoint_base_url : '',
+    endpoint_base_url:
+      typeof raw.endpoint_base_url === 'string' && raw.endpoint_base_url !== ''
+        ? checkEndpointUrl(raw.endpoint_base_url)
+        : '',
   };
   if (typeof raw.created_at === 'string') live.created_at = raw.created_at;
   if (parts.scaling) live.scaling = parts.scaling;

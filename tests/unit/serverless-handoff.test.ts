@@ -32,7 +32,9 @@ describe('checkEndpointUrl', () => {
     ['empty', ''],
   ])('refuses %s', (_, url) => {
     expect(() => checkEndpointUrl(url)).toThrow(OpsError);
-    expect(() => checkEndpointUrl(url)).toThrow(/not publishable.*nothing was published/);
+    expect(() => checkEndpointUrl(url)).toThrow(
+      /neither the inference key nor a publish goes to it/,
+    );
   });
 
   it('down is the empty value', () => {

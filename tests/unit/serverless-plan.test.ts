@@ -104,6 +104,19 @@ describe('planDeployment', () => {
     ).toThrow(/outside the API contract: containers\[0\]\.env\[0\]\.type: /);
   });
 
+  it('refuses an endpoint URL the inference key must never go to, where the answer is read', () => {
+    const s = spec();
+    const read = (url: string) =>
+      normalizeDeployment({ ...s, scaling: undefined, endpoint_base_url: url });
+    expect(read('https://containers.datacrunch.io/comfyume-workers').endpoint_base_url).toBe(
+      'https://containers.datacrunch.io/comfyume-workers',
+    );
+    expect(read('').endpoint_base_url).toBe('');
+    expect(() => read('http://containers.example/comfyume-workers')).toThrow(
+      /neither the inference key nor a publish goes to it/,
+    );
+  });
+
   it('changes scaling through the scaling patch only', () => {
     const plan = planDeployment(spec({ maxReplicas: 16 }), liveOf(spec()));
     expect(plan.changes).toEqual([

@@ -51898,7 +51898,7 @@ module.exports = {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
 /* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4750);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(8193);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(3739);
 
 
 
@@ -51909,7 +51909,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 8193:
+/***/ 3739:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -51947,7 +51947,7 @@ class ConfigError extends Error {
     }
 }
 /** A failure the user must act on, reported as its message alone (no stack trace). */
-class OpsError extends Error {
+class errors_OpsError extends Error {
     constructor(message, options) {
         super(message, options);
         this.name = 'OpsError';
@@ -51955,7 +51955,7 @@ class OpsError extends Error {
 }
 /** Errors whose message is the whole story; anything else is a bug and keeps its stack. */
 function isExpectedError(err) {
-    return err instanceof InputError || err instanceof ConfigError || err instanceof OpsError;
+    return err instanceof InputError || err instanceof ConfigError || err instanceof errors_OpsError;
 }
 function errorMessage(err) {
     return err instanceof Error ? err.message : String(err);
@@ -61662,6 +61662,79 @@ function isTransientNetworkError(err) {
     return false;
 }
 
+;// CONCATENATED MODULE: ./src/lib/safe-path.ts
+// Relative paths that come from untrusted places (bucket keys, a bucket's manifest, config files)
+// and are joined onto a local or remote directory. Only a plain relative path is accepted: one that
+// cannot name anything outside its root, whatever the OS or shell does with it.
+
+
+
+/** What a safe relative path is, for error messages. */
+const SAFE_PATH_EXPECTED = "a relative path of '/'-separated names, without '.', '..' or empty segments, '\\' or control characters";
+// C0 controls (NUL, newline, ...), DEL and C1 controls: matching them is the point.
+// eslint-disable-next-line no-control-regex
+const CONTROL = /[\u0000-\u001f\u007f-\u009f]/;
+/** Whether text holds a control character: none belongs in a path, a name or a one-line value. */
+const hasControlChars = (value) => CONTROL.test(value);
+/** Why `value` is not a safe relative path, or undefined when it is one. */
+function unsafePathReason(value) {
+    if (value === '')
+        return 'it is empty';
+    if (value.startsWith('/'))
+        return 'it is absolute';
+    if (CONTROL.test(value))
+        return 'it contains a control character';
+    if (value.includes('\\'))
+        return "it contains '\\'";
+    const segments = value.split('/');
+    if (segments.includes('..'))
+        return "it has a '..' segment";
+    if (segments.includes('.'))
+        return "it has a '.' segment";
+    if (segments.includes(''))
+        return 'it has an empty segment';
+    return undefined;
+}
+/**
+ * `root` joined with the checked relative path `rel`; throws an OpsError naming `what` and the
+ * value when `rel` is unsafe or would resolve outside `root`. `p` is path.posix for remote hosts.
+ */
+function resolveInside(root, rel, what = 'path', p = path) {
+    const reason = unsafePathReason(rel);
+    const base = p.resolve(root);
+    const full = p.resolve(base, rel);
+    if (reason !== undefined || !full.startsWith(base === p.sep ? base : `${base}${p.sep}`)) {
+        throw new OpsError(`${what} ${JSON.stringify(rel)} is refused: ${reason ?? `it resolves outside ${root}`}; expected ${SAFE_PATH_EXPECTED}`);
+    }
+    return full;
+}
+/** An absolute path without '.', '..', empty segments or control characters. */
+function absolutePath(what, opts = {}) {
+    return z.string().superRefine((value, ctx) => {
+        const problem = pathProblem(value, opts.glob ?? false);
+        if (problem)
+            ctx.addIssue({ code: 'custom', message: `${what} ${JSON.stringify(value)} ${problem}` });
+    });
+}
+function pathProblem(value, glob) {
+    if (!value.startsWith('/'))
+        return 'must be absolute (start with /)';
+    if (hasControlChars(value))
+        return 'must not contain control characters';
+    const segments = value === '/' ? [] : value.slice(1).replace(/\/$/, '').split('/');
+    if (segments.some((s) => s === '..'))
+        return "must not contain '..'";
+    if (segments.some((s) => s === '.' || s === ''))
+        return "must not contain '.' or empty segments";
+    const globbed = segments.findIndex((s) => /[*?]/.test(s));
+    if (/[[\]{}]/.test(value))
+        return 'must not contain [ ] { } (only * and ? globs are supported)';
+    if (globbed >= 0 && (!glob || globbed !== segments.length - 1)) {
+        return glob ? 'may use * or ? only in its last segment' : 'must not contain * or ?';
+    }
+    return undefined;
+}
+
 ;// CONCATENATED MODULE: ./src/lib/schema.ts
 
 function issuePath(path) {
@@ -61737,6 +61810,7 @@ function parseYamlText(file, text) {
 
 
 
+
 /** A ComfyUI API-format workflow: node id \u2192 {class_type, inputs}. */
 const workflowSchema = record(schemas_string().regex(/^[A-Za-z0-9_:.-]{1,64}$/, 'node ids: letters, digits, _ : . - (at most 64)'), looseObject({
     class_type: schemas_string().min(1).max(200),
@@ -61765,9 +61839,16 @@ const promptAnswer = looseObject({
     prompt_id: schemas_string().regex(/^[A-Za-z0-9_-]{1,100}$/),
 });
 const fileRef = looseObject({
-    // A bare file name: it goes into /view's query, never a path of ours.
-    filename: schemas_string().regex(/^[^/\\\0]{1,255}$/),
-    subfolder: schemas_string().max(255).catch(''),
+    // A bare file name: it goes into /view's query, never a path of ours, and into the log and the
+    // summary: no control characters (a newline would start a runner command), no `|` (a table).
+    filename: schemas_string()
+        .regex(/^[^/\\|]{1,255}$/)
+        .refine((v) => !hasControlChars(v), 'no control characters'),
+    subfolder: schemas_string()
+        .max(255)
+        .regex(/^[^|]*$/)
+        .refine((v) => !hasControlChars(v))
+        .catch(''),
     type: schemas_string().max(20).catch('output'),
 });
 const historyEntry = looseObject({
@@ -61787,7 +61868,7 @@ function cleanText(text) {
     }).join('');
     return printable.replace(/ {2,}/g, ' ').trim().slice(0, 300);
 }
-class EndpointError extends OpsError {
+class EndpointError extends errors_OpsError {
     status;
     constructor(message, status) {
         super(message);
@@ -61823,7 +61904,7 @@ class ComfyEndpoint {
                 throw new EndpointError(`POST /prompt answered ${res.status}: ${cleanText(res.bytes.toString())}`, res.status);
             const answer = promptAnswer.safeParse(parseJson(res.bytes));
             if (!answer.success)
-                throw new OpsError(`POST /prompt answered 200 without a usable prompt_id: ${cleanText(res.bytes.toString())}`);
+                throw new errors_OpsError(`POST /prompt answered 200 without a usable prompt_id: ${cleanText(res.bytes.toString())}`);
             return { value: answer.data.prompt_id, at: res.at, fromServerClock: res.fromServerClock };
         }, {
             attempts: Infinity,
@@ -61844,7 +61925,7 @@ class ComfyEndpoint {
         const body = parseJson(res.bytes);
         const entries = record(schemas_string(), unknown()).safeParse(body);
         if (!entries.success)
-            throw new OpsError(`GET /history/${promptId} answered something other than an object`);
+            throw new errors_OpsError(`GET /history/${promptId} answered something other than an object`);
         const raw = entries.data[promptId];
         const dated = (value) => ({
             value,
@@ -61855,7 +61936,7 @@ class ComfyEndpoint {
             return dated({ state: 'pending' });
         const entry = historyEntry.safeParse(raw);
         if (!entry.success)
-            throw new OpsError(`GET /history/${promptId}: the entry is not ComfyUI's`);
+            throw new errors_OpsError(`GET /history/${promptId}: the entry is not ComfyUI's`);
         return dated(jobState(entry.data));
     }
     /** Fetches an output file; a missing one is an error naming it. */
@@ -61908,7 +61989,7 @@ class ComfyEndpoint {
             };
         }
         catch (err) {
-            throw new OpsError(`endpoint ${label} got no answer from ${this.base}: ${networkFailureReason(err)}`, { cause: err });
+            throw new errors_OpsError(`endpoint ${label} got no answer from ${this.base}: ${networkFailureReason(err)}`, { cause: err });
         }
     }
 }
@@ -61984,7 +62065,7 @@ function estimateCost(rows, d) {
     const perReplicaHour = pricePerReplicaHour(rows, d.gpu, d.gpuCount, d.spot);
     if (perReplicaHour === undefined) {
         const models = [...new Set(rows.map((r) => r.model))].join(', ');
-        throw new OpsError(`Verda /container-types has no ${d.spot ? 'spot ' : ''}price for ${d.gpuCount}x ${d.gpu} (priced: ${models || 'none'})`);
+        throw new errors_OpsError(`Verda /container-types has no ${d.spot ? 'spot ' : ''}price for ${d.gpuCount}x ${d.gpu} (priced: ${models || 'none'})`);
     }
     const round = (n) => Math.round(n * 10_000) / 10_000;
     return {
@@ -61997,7 +62078,7 @@ function estimateCost(rows, d) {
     };
 }
 /** A plan refused for its cost: carries the estimate so the summary can show it. */
-class CostLimitError extends OpsError {
+class CostLimitError extends errors_OpsError {
     cost;
     constructor(message, cost) {
         super(message);
@@ -62422,7 +62503,7 @@ function flatten(value, prefix, out = new Map()) {
 const servingStatuses = new Set(['healthy']);
 const failedStatuses = new Set(['deleting', 'terminating']);
 /** Thrown when the wait runs out: carries the timeline and replicas for the summary. */
-class WaitTimeoutError extends OpsError {
+class WaitTimeoutError extends errors_OpsError {
     status;
     timeline;
     replicas;
@@ -62447,7 +62528,7 @@ async function waitUntilServing(o) {
         status = await o.client.getStatus(o.name);
         seen.status(status);
         if (failedStatuses.has(status))
-            throw new OpsError(`${o.name} is ${status}; it will not become healthy`);
+            throw new errors_OpsError(`${o.name} is ${status}; it will not become healthy`);
         if (servingStatuses.has(status)) {
             if (!o.endpoint)
                 return { status, timeline };
@@ -62465,7 +62546,7 @@ async function waitUntilServing(o) {
                 return result;
             }
             if (probe.status === 401 || probe.status === 403) {
-                throw new OpsError(`the endpoint refused the inference key (${probe.status}): check inference-api-key`);
+                throw new errors_OpsError(`the endpoint refused the inference key (${probe.status}): check inference-api-key`);
             }
         }
         await sleep(Math.max(0, Math.min(poll, deadline - now())));
@@ -63019,7 +63100,7 @@ async function warmUp(c, out, t) {
 async function requireLive(c) {
     const live = await readLive(c.client, c.desired.name);
     if (!live)
-        throw new OpsError(`${c.desired.name} does not exist: run start or apply first`);
+        throw new errors_OpsError(`${c.desired.name} does not exist: run start or apply first`);
     return live;
 }
 /** Min/max only, through PATCH /scaling only. */
@@ -63165,7 +63246,7 @@ async function loadTest(c) {
     const live = await requireLive(c);
     const spec = c.loadTest;
     if (!spec || !c.inferenceKey)
-        throw new OpsError('load-test needs a workflow and the inference API key');
+        throw new errors_OpsError('load-test needs a workflow and the inference API key');
     const endpointUrl = live.deployment.endpoint_base_url;
     const endpoint = new ComfyEndpoint({
         endpointUrl,
@@ -63215,7 +63296,7 @@ async function remove(c) {
     let poll = c.pollMs ?? 5_000;
     while (await client.getDeployment(d.name)) {
         if (c.now() >= deadline)
-            throw new OpsError(`${d.name} was still there ${Math.round(c.waitTimeoutMs / 1000)} s after DELETE`);
+            throw new errors_OpsError(`${d.name} was still there ${Math.round(c.waitTimeoutMs / 1000)} s after DELETE`);
         await c.sleep(poll);
         poll = Math.min(poll * 1.5, (c.pollMs ?? 5_000) * 6);
     }
@@ -63679,12 +63760,12 @@ class SshSession {
                 // Nothing more can come of this connection; make sure its socket is gone.
                 client.destroy();
                 if (presented && /verification failed/i.test(err.message)) {
-                    reject(new OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
+                    reject(new errors_OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
                         'Refusing to connect (update host-key-fingerprints only if the host key really changed).'));
                 }
                 else {
                     const message = `SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`;
-                    reject(new OpsError(message, { cause: err }));
+                    reject(new errors_OpsError(message, { cause: err }));
                 }
             };
             client.once('ready', () => {
@@ -63732,7 +63813,7 @@ class SshSession {
                 settle.resolve(result);
             }
         };
-        const drop = (reason) => finish(new OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr.text)}`));
+        const drop = (reason) => finish(new errors_OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr.text)}`));
         // Callers may await their stream or done first; neither must crash the process as unhandled.
         done.catch(() => { });
         const stderrText = () => stderr.text;
@@ -63743,7 +63824,7 @@ class SshSession {
         this.onDrop.add(drop);
         this.client.exec(command, (err, channel) => {
             if (err) {
-                finish(new OpsError(`could not start remote command (${label}): ${err.message}`));
+                finish(new errors_OpsError(`could not start remote command (${label}): ${err.message}`));
                 return;
             }
             this.follow(channel, { label, stderr, allowed: execOpts.allowedExitCodes ?? [0] }, finish);
@@ -63772,7 +63853,7 @@ class SshSession {
         channel.on('exit', (code, signal) => {
             exit = signal ? { code: null, signal } : { code };
         });
-        const failed = (what) => finish(new OpsError(`remote command ${what} (${label})${tail(stderr.text)}`));
+        const failed = (what) => finish(new errors_OpsError(`remote command ${what} (${label})${tail(stderr.text)}`));
         channel.on('close', () => {
             // Let a pending connection error land first: it explains a missing exit status best.
             setImmediate(() => {
@@ -63895,8 +63976,210 @@ class ChannelInput {
     }
     /** A write the command can no longer take fails with why it ended. */
     refuse(cb) {
-        void this.done.then(() => cb(new OpsError(`remote command exited before reading all its input (${describeCommand(this.command)})`)), (err) => cb(err));
+        void this.done.then(() => cb(new errors_OpsError(`remote command exited before reading all its input (${describeCommand(this.command)})`)), (err) => cb(err));
     }
+}
+
+;// CONCATENATED MODULE: ./src/serverless/normalize.ts
+// Tolerant readers for Verda responses: every documented variant (verda-api.md) becomes one shape.
+// - container image: an object {image, last_updated_at} (GO, the API) or a plain string (PY)
+// - scaling: inside the deployment body (PY mocks) or absent (GO): then read /scaling
+// - replicas: {list: [...]} or a bare array; replica status free-form
+// - status: {status} or a bare string; unknown values kept as they are
+// - prices: numbers or strings; rows without a price skipped
+// - env-var lists: an array of {container_name, env} or one such object
+// The answers are untrusted: what the client passes on as typed values (scaling, env vars,
+// volume mounts, health check, entrypoint) is checked by a schema, and an answer that does not
+// fit fails naming each problem. Keys the contract does not name are kept as the API sent them:
+// the planner decides which of them count as differences.
+
+
+
+/** A JSON object (not null, not an array): the one guard every reader of an answer uses. */
+const isJsonObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
+const arrayOf = (v) => (Array.isArray(v) ? v : []);
+/**
+ * The endpoint every request with the inference key goes to, and that is published to the
+ * queue-manager (a dotenv line, a variable): https only (http only to this machine, for the
+ * sandbox), a host, a port and a path of letters, digits and . _ ~ -; no credentials, query,
+ * quotes, spaces, `$` or `#` (docker compose interpolates `$` in a dotenv file).
+ */
+const ENDPOINT_RE = /^(https:\/\/[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|http:\/\/(127\.0\.0\.1|localhost))(:\d{1,5})?(\/[A-Za-z0-9._~-]+)*\/?$/;
+/** The endpoint URL as the API gave it, checked before the inference key or a publish meets it. */
+function checkEndpointUrl(url) {
+    if (url.length <= 2048 && ENDPOINT_RE.test(url))
+        return url;
+    throw new errors_OpsError(`Verda returned the endpoint ${JSON.stringify(url.slice(0, 200))}: expected https://<host>[:port]/<path> of letters, digits and . _ ~ - (no query, credentials, spaces or quotes); neither the inference key nor a publish goes to it`);
+}
+// ---- schemas of the typed parts (verda-api.md §2.1, §3) ----------------------------------
+/** Not a list (absent, null, anything else): an empty one, as the API's omitted lists mean. */
+const listOf = (item) => preprocess((v) => arrayOf(v), array(item));
+/** Not an object (absent, null, anything else): absent; an object must fit the schema. */
+const objectOrAbsent = (schema) => preprocess((v) => (isJsonObject(v) ? v : undefined), schema.optional());
+const delay = looseObject({ delay_seconds: schemas_number() });
+const utilization = looseObject({ enabled: schemas_boolean(), threshold: schemas_number().exactOptional() });
+const scalingSchema = looseObject({
+    min_replica_count: schemas_number(),
+    max_replica_count: schemas_number(),
+    scale_up_policy: delay,
+    scale_down_policy: delay,
+    queue_message_ttl_seconds: schemas_number(),
+    concurrent_requests_per_replica: schemas_number(),
+    scaling_triggers: looseObject({
+        queue_load: looseObject({ threshold: schemas_number() }),
+        cpu_utilization: utilization.exactOptional(),
+        gpu_utilization: utilization.exactOptional(),
+    }),
+});
+const envVarSchema = looseObject({
+    name: schemas_string(),
+    value_or_reference_to_secret: schemas_string(),
+    type: schemas_enum(['plain', 'secret']),
+});
+const volumeMountSchema = discriminatedUnion('type', [
+    looseObject({ type: literal('scratch'), mount_path: schemas_string() }),
+    looseObject({
+        type: literal('secret'),
+        mount_path: schemas_string(),
+        secret_name: schemas_string(),
+        file_names: array(schemas_string()).exactOptional(),
+    }),
+    looseObject({ type: literal('memory'), mount_path: schemas_string(), size_in_mb: schemas_number() }),
+    looseObject({ type: literal('shared'), mount_path: schemas_string(), volume_id: schemas_string() }),
+]);
+/** A container as read: the typed parts checked, the rest read leniently below. */
+const containerSchema = object({
+    name: unknown().optional(),
+    image: unknown().optional(),
+    exposed_port: unknown().optional(),
+    env: listOf(envVarSchema),
+    volume_mounts: listOf(volumeMountSchema),
+    healthcheck: objectOrAbsent(looseObject({
+        enabled: schemas_boolean(),
+        port: schemas_number().exactOptional(),
+        path: schemas_string().exactOptional(),
+    })),
+    entrypoint_overrides: objectOrAbsent(looseObject({
+        enabled: schemas_boolean(),
+        entrypoint: array(schemas_string()).exactOptional(),
+        cmd: array(schemas_string()).exactOptional(),
+    })),
+});
+/** The parts of a deployment body that need a schema; entries that are not objects are skipped. */
+const deploymentSchema = object({
+    containers: preprocess((v) => arrayOf(v).filter(isJsonObject), array(containerSchema)),
+    scaling: objectOrAbsent(scalingSchema),
+});
+/** A field the API sends as null has no value: read it as absent (the contract shows none). */
+function withoutNulls(v) {
+    if (Array.isArray(v))
+        return v.map(withoutNulls);
+    if (!isJsonObject(v))
+        return v;
+    return Object.fromEntries(Object.entries(v)
+        .filter(([, x]) => x !== null)
+        .map(([k, x]) => [k, withoutNulls(x)]));
+}
+/** An answer checked by a schema, or an OpsError naming every problem (ten at most). */
+function parseAnswer(schema, raw, what) {
+    const parsed = schema.safeParse(withoutNulls(raw));
+    if (parsed.success)
+        return parsed.data;
+    const problems = schemaProblems(parsed.error);
+    const listed = problems.slice(0, 10).join('; ') + (problems.length > 10 ? '; ...' : '');
+    throw new errors_OpsError(`Verda returned ${what} outside the API contract: ${listed}`);
+}
+// ---- readers --------------------------------------------------------------------------------
+function normalizeDeployment(raw) {
+    if (!isJsonObject(raw) || typeof raw.name !== 'string') {
+        throw new errors_OpsError(`Verda returned a deployment without a name: ${JSON.stringify(raw)?.slice(0, 200)}`);
+    }
+    const parts = parseAnswer(deploymentSchema, raw, `deployment ${raw.name}`);
+    const compute = isJsonObject(raw.compute) ? raw.compute : {};
+    const registry = isJsonObject(raw.container_registry_settings)
+        ? raw.container_registry_settings
+        : {};
+    const credentials = isJsonObject(registry.credentials) && typeof registry.credentials.name === 'string'
+        ? { name: registry.credentials.name }
+        : null;
+    const live = {
+        name: raw.name,
+        is_spot: raw.is_spot === true,
+        compute: { name: String(compute.name ?? ''), size: Number(compute.size ?? 1) },
+        container_registry_settings: { is_private: registry.is_private === true, credentials },
+        containers: parts.containers.map(normalizeContainer),
+        endpoint_base_url: typeof raw.endpoint_base_url === 'string' && raw.endpoint_base_url !== ''
+            ? checkEndpointUrl(raw.endpoint_base_url)
+            : '',
+    };
+    if (typeof raw.created_at === 'string')
+        live.created_at = raw.created_at;
+    if (parts.scaling)
+        live.scaling = parts.scaling;
+    return live;
+}
+function normalizeContainer(c) {
+    const image = isJsonObject(c.image) ? c.image.image : c.image;
+    const container = {
+        image: typeof image === 'string' ? image : '',
+        exposed_port: Number(c.exposed_port ?? 0),
+        env: c.env,
+        volume_mounts: c.volume_mounts,
+    };
+    if (typeof c.name === 'string')
+        container.name = c.name;
+    if (c.healthcheck)
+        container.healthcheck = c.healthcheck;
+    if (c.entrypoint_overrides)
+        container.entrypoint_overrides = c.entrypoint_overrides;
+    return container;
+}
+function normalizeStatus(raw) {
+    if (typeof raw === 'string' && raw !== '')
+        return raw;
+    if (isJsonObject(raw) && typeof raw.status === 'string')
+        return raw.status;
+    return 'unknown';
+}
+function normalizeReplicas(raw) {
+    const list = Array.isArray(raw)
+        ? raw
+        : isJsonObject(raw)
+            ? arrayOf(raw.list ?? raw.replicas)
+            : [];
+    return list.filter(isJsonObject).map((r) => {
+        const replica = { id: String(r.id ?? '?'), status: String(r.status ?? 'unknown') };
+        if (typeof r.started_at === 'string')
+            replica.started_at = r.started_at;
+        return replica;
+    });
+}
+function normalizeScaling(raw) {
+    if (!isJsonObject(raw) || typeof raw.max_replica_count !== 'number') {
+        throw new errors_OpsError(`Verda returned scaling options without max_replica_count: ${JSON.stringify(raw)?.slice(0, 200)}`);
+    }
+    return parseAnswer(scalingSchema, raw, 'scaling options');
+}
+/** A price as a number: numbers and numeric strings; anything else is no price. */
+function parsePrice(v) {
+    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
+    return Number.isFinite(n) && n >= 0 ? n : undefined;
+}
+function normalizeContainerTypes(raw) {
+    return arrayOf(raw)
+        .filter(isJsonObject)
+        .map((row) => {
+        const gpus = isJsonObject(row.gpu) ? Number(row.gpu.number_of_gpus ?? 0) : 0;
+        const cores = isJsonObject(row.cpu) ? Number(row.cpu.number_of_cores ?? 0) : 0;
+        return {
+            model: String(row.model ?? ''),
+            size: gpus > 0 ? gpus : cores,
+            onDemand: parsePrice(row.serverless_price),
+            spot: parsePrice(row.serverless_spot_price),
+            currency: String(row.currency ?? 'usd'),
+        };
+    })
+        .filter((row) => row.model !== '');
 }
 
 ;// CONCATENATED MODULE: ./src/serverless/handoff.ts
@@ -63915,16 +64198,8 @@ class ChannelInput {
  * reader that only checks for non-empty), and `vars.X` of a deleted GitHub variable reads empty.
  */
 const ENDPOINT_DOWN = '';
-// http only to the loopback (the sandbox's emulator); path segments of URL-safe characters. No
-// quotes, spaces, `$`, `#`, backslashes or control characters: the value goes unquoted into a
-// dotenv line, which docker compose also reads for `$` interpolation.
-const ENDPOINT_RE = /^(https:\/\/[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|http:\/\/(127\.0\.0\.1|localhost))(:\d{1,5})?(\/[A-Za-z0-9._~-]+)*\/?$/;
-/** Checks an endpoint URL from the API before it is published anywhere. */
-function checkEndpointUrl(url) {
-    if (url.length <= 2048 && ENDPOINT_RE.test(url))
-        return url;
-    throw new OpsError(`Verda returned the endpoint ${JSON.stringify(url.slice(0, 200))}, which is not publishable: expected https://<host>[:port]/<path> of letters, digits and . _ ~ - (no query, credentials, spaces or quotes); nothing was published`);
-}
+// The endpoint's rule has one home, where the API's answer is read (normalize.ts).
+
 const ENV_KEY_RE = /^[A-Za-z_][A-Za-z0-9_]*$/;
 function checkEnvKey(input, key) {
     if (!ENV_KEY_RE.test(key) || key.length > 100)
@@ -64059,7 +64334,7 @@ async function handOffToVps(target, value, logger) {
         else {
             const inPlace = await writeRemote(conn, envFile, out.sha256Before, edit.content);
             if (inPlace !== out.sha256After) {
-                throw new OpsError(`${where}: after the rename the file has sha256 ${inPlace || '(none)'}, not the ${out.sha256After} that was sent`);
+                throw new errors_OpsError(`${where}: after the rename the file has sha256 ${inPlace || '(none)'}, not the ${out.sha256After} that was sent`);
             }
             logger.info(`${where}: ${out.line} (${edit.replaced ? `replaced ${edit.replaced} line(s)` : 'appended'})`);
         }
@@ -64069,207 +64344,20 @@ async function handOffToVps(target, value, logger) {
             await conn.run(restartCommand(restart));
         }
         catch (err) {
-            throw new OpsError(`${where}: ${edit.changed ? 'the line was written' : 'the line was already there'}, but restarting the queue-manager (${describeRestart(restart)}) failed: ${errorMessage(err)}`);
+            throw new errors_OpsError(`${where}: ${edit.changed ? 'the line was written' : 'the line was already there'}, but restarting the queue-manager (${describeRestart(restart)}) failed: ${errorMessage(err)}`);
         }
         out.restarted = describeRestart(restart);
         logger.info(`${ssh.host}: ${out.restarted}`);
         return out;
     }
     catch (err) {
-        if (err instanceof OpsError && err.message.startsWith(where))
+        if (err instanceof errors_OpsError && err.message.startsWith(where))
             throw err;
-        throw new OpsError(`handing the endpoint to ${where} failed: ${errorMessage(err)}`);
+        throw new errors_OpsError(`handing the endpoint to ${where} failed: ${errorMessage(err)}`);
     }
     finally {
         await conn?.close();
     }
-}
-
-;// CONCATENATED MODULE: ./src/serverless/normalize.ts
-// Tolerant readers for Verda responses: every documented variant (verda-api.md) becomes one shape.
-// - container image: an object {image, last_updated_at} (GO, the API) or a plain string (PY)
-// - scaling: inside the deployment body (PY mocks) or absent (GO): then read /scaling
-// - replicas: {list: [...]} or a bare array; replica status free-form
-// - status: {status} or a bare string; unknown values kept as they are
-// - prices: numbers or strings; rows without a price skipped
-// - env-var lists: an array of {container_name, env} or one such object
-// The answers are untrusted: what the client passes on as typed values (scaling, env vars,
-// volume mounts, health check, entrypoint) is checked by a schema, and an answer that does not
-// fit fails naming each problem. Keys the contract does not name are kept as the API sent them:
-// the planner decides which of them count as differences.
-
-
-
-/** A JSON object (not null, not an array): the one guard every reader of an answer uses. */
-const isJsonObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
-const arrayOf = (v) => (Array.isArray(v) ? v : []);
-// ---- schemas of the typed parts (verda-api.md §2.1, §3) ----------------------------------
-/** Not a list (absent, null, anything else): an empty one, as the API's omitted lists mean. */
-const listOf = (item) => preprocess((v) => arrayOf(v), array(item));
-/** Not an object (absent, null, anything else): absent; an object must fit the schema. */
-const objectOrAbsent = (schema) => preprocess((v) => (isJsonObject(v) ? v : undefined), schema.optional());
-const delay = looseObject({ delay_seconds: schemas_number() });
-const utilization = looseObject({ enabled: schemas_boolean(), threshold: schemas_number().exactOptional() });
-const scalingSchema = looseObject({
-    min_replica_count: schemas_number(),
-    max_replica_count: schemas_number(),
-    scale_up_policy: delay,
-    scale_down_policy: delay,
-    queue_message_ttl_seconds: schemas_number(),
-    concurrent_requests_per_replica: schemas_number(),
-    scaling_triggers: looseObject({
-        queue_load: looseObject({ threshold: schemas_number() }),
-        cpu_utilization: utilization.exactOptional(),
-        gpu_utilization: utilization.exactOptional(),
-    }),
-});
-const envVarSchema = looseObject({
-    name: schemas_string(),
-    value_or_reference_to_secret: schemas_string(),
-    type: schemas_enum(['plain', 'secret']),
-});
-const volumeMountSchema = discriminatedUnion('type', [
-    looseObject({ type: literal('scratch'), mount_path: schemas_string() }),
-    looseObject({
-        type: literal('secret'),
-        mount_path: schemas_string(),
-        secret_name: schemas_string(),
-        file_names: array(schemas_string()).exactOptional(),
-    }),
-    looseObject({ type: literal('memory'), mount_path: schemas_string(), size_in_mb: schemas_number() }),
-    looseObject({ type: literal('shared'), mount_path: schemas_string(), volume_id: schemas_string() }),
-]);
-/** A container as read: the typed parts checked, the rest read leniently below. */
-const containerSchema = object({
-    name: unknown().optional(),
-    image: unknown().optional(),
-    exposed_port: unknown().optional(),
-    env: listOf(envVarSchema),
-    volume_mounts: listOf(volumeMountSchema),
-    healthcheck: objectOrAbsent(looseObject({
-        enabled: schemas_boolean(),
-        port: schemas_number().exactOptional(),
-        path: schemas_string().exactOptional(),
-    })),
-    entrypoint_overrides: objectOrAbsent(looseObject({
-        enabled: schemas_boolean(),
-        entrypoint: array(schemas_string()).exactOptional(),
-        cmd: array(schemas_string()).exactOptional(),
-    })),
-});
-/** The parts of a deployment body that need a schema; entries that are not objects are skipped. */
-const deploymentSchema = object({
-    containers: preprocess((v) => arrayOf(v).filter(isJsonObject), array(containerSchema)),
-    scaling: objectOrAbsent(scalingSchema),
-});
-/** A field the API sends as null has no value: read it as absent (the contract shows none). */
-function withoutNulls(v) {
-    if (Array.isArray(v))
-        return v.map(withoutNulls);
-    if (!isJsonObject(v))
-        return v;
-    return Object.fromEntries(Object.entries(v)
-        .filter(([, x]) => x !== null)
-        .map(([k, x]) => [k, withoutNulls(x)]));
-}
-/** An answer checked by a schema, or an OpsError naming every problem (ten at most). */
-function parseAnswer(schema, raw, what) {
-    const parsed = schema.safeParse(withoutNulls(raw));
-    if (parsed.success)
-        return parsed.data;
-    const problems = schemaProblems(parsed.error);
-    const listed = problems.slice(0, 10).join('; ') + (problems.length > 10 ? '; ...' : '');
-    throw new OpsError(`Verda returned ${what} outside the API contract: ${listed}`);
-}
-// ---- readers --------------------------------------------------------------------------------
-function normalizeDeployment(raw) {
-    if (!isJsonObject(raw) || typeof raw.name !== 'string') {
-        throw new OpsError(`Verda returned a deployment without a name: ${JSON.stringify(raw)?.slice(0, 200)}`);
-    }
-    const parts = parseAnswer(deploymentSchema, raw, `deployment ${raw.name}`);
-    const compute = isJsonObject(raw.compute) ? raw.compute : {};
-    const registry = isJsonObject(raw.container_registry_settings)
-        ? raw.container_registry_settings
-        : {};
-    const credentials = isJsonObject(registry.credentials) && typeof registry.credentials.name === 'string'
-        ? { name: registry.credentials.name }
-        : null;
-    const live = {
-        name: raw.name,
-        is_spot: raw.is_spot === true,
-        compute: { name: String(compute.name ?? ''), size: Number(compute.size ?? 1) },
-        container_registry_settings: { is_private: registry.is_private === true, credentials },
-        containers: parts.containers.map(normalizeContainer),
-        endpoint_base_url: typeof raw.endpoint_base_url === 'string' ? raw.endpoint_base_url : '',
-    };
-    if (typeof raw.created_at === 'string')
-        live.created_at = raw.created_at;
-    if (parts.scaling)
-        live.scaling = parts.scaling;
-    return live;
-}
-function normalizeContainer(c) {
-    const image = isJsonObject(c.image) ? c.image.image : c.image;
-    const container = {
-        image: typeof image === 'string' ? image : '',
-        exposed_port: Number(c.exposed_port ?? 0),
-        env: c.env,
-        volume_mounts: c.volume_mounts,
-    };
-    if (typeof c.name === 'string')
-        container.name = c.name;
-    if (c.healthcheck)
-        container.healthcheck = c.healthcheck;
-    if (c.entrypoint_overrides)
-        container.entrypoint_overrides = c.entrypoint_overrides;
-    return container;
-}
-function normalizeStatus(raw) {
-    if (typeof raw === 'string' && raw !== '')
-        return raw;
-    if (isJsonObject(raw) && typeof raw.status === 'string')
-        return raw.status;
-    return 'unknown';
-}
-function normalizeReplicas(raw) {
-    const list = Array.isArray(raw)
-        ? raw
-        : isJsonObject(raw)
-            ? arrayOf(raw.list ?? raw.replicas)
-            : [];
-    return list.filter(isJsonObject).map((r) => {
-        const replica = { id: String(r.id ?? '?'), status: String(r.status ?? 'unknown') };
-        if (typeof r.started_at === 'string')
-            replica.started_at = r.started_at;
-        return replica;
-    });
-}
-function normalizeScaling(raw) {
-    if (!isJsonObject(raw) || typeof raw.max_replica_count !== 'number') {
-        throw new OpsError(`Verda returned scaling options without max_replica_count: ${JSON.stringify(raw)?.slice(0, 200)}`);
-    }
-    return parseAnswer(scalingSchema, raw, 'scaling options');
-}
-/** A price as a number: numbers and numeric strings; anything else is no price. */
-function parsePrice(v) {
-    const n = typeof v === 'number' ? v : typeof v === 'string' && v.trim() !== '' ? Number(v) : NaN;
-    return Number.isFinite(n) && n >= 0 ? n : undefined;
-}
-function normalizeContainerTypes(raw) {
-    return arrayOf(raw)
-        .filter(isJsonObject)
-        .map((row) => {
-        const gpus = isJsonObject(row.gpu) ? Number(row.gpu.number_of_gpus ?? 0) : 0;
-        const cores = isJsonObject(row.cpu) ? Number(row.cpu.number_of_cores ?? 0) : 0;
-        return {
-            model: String(row.model ?? ''),
-            size: gpus > 0 ? gpus : cores,
-            onDemand: parsePrice(row.serverless_price),
-            spot: parsePrice(row.serverless_spot_price),
-            currency: String(row.currency ?? 'usd'),
-        };
-    })
-        .filter((row) => row.model !== '');
 }
 
 ;// CONCATENATED MODULE: ./src/serverless/client.ts
@@ -64285,7 +64373,7 @@ function normalizeContainerTypes(raw) {
 
 const DEFAULT_API_DEADLINE_MS = 60_000;
 /** A non-2xx answer: status, the documented {code, message} and what was asked. */
-class VerdaApiError extends OpsError {
+class VerdaApiError extends errors_OpsError {
     status;
     code;
     detail;
@@ -64302,7 +64390,7 @@ class VerdaApiError extends OpsError {
     }
 }
 /** No answer at all: names the request, the URL and why (refused, DNS, TLS, timeout). */
-class VerdaNetworkError extends OpsError {
+class VerdaNetworkError extends errors_OpsError {
     request;
     url;
     reason;
@@ -64481,7 +64569,7 @@ class VerdaClient {
             }, this.retryOptions(label));
         }
         catch (err) {
-            if (err instanceof OpsError && isRetryableFault(err)) {
+            if (err instanceof errors_OpsError && isRetryableFault(err)) {
                 const deadline = formatDuration(this.opts.deadlineMs ?? DEFAULT_API_DEADLINE_MS);
                 const asked = this.retryAfter(err);
                 err.message +=
@@ -64605,13 +64693,13 @@ class VerdaClient {
             if (err instanceof VerdaApiError &&
                 err.status === 401 &&
                 body.grant_type === 'client_credentials') {
-                throw new OpsError('Verda refused the client credentials (401): check verda-client-id and verda-client-secret', { cause: err });
+                throw new errors_OpsError('Verda refused the client credentials (401): check verda-client-id and verda-client-secret', { cause: err });
             }
             throw err;
         });
         const answer = tokenAnswer.safeParse(res.body);
         if (!answer.success)
-            throw new OpsError('Verda token response has no access_token');
+            throw new errors_OpsError('Verda token response has no access_token');
         const t = answer.data;
         // Masked before anything else can see them: these are credentials as good as the secret.
         this.opts.onSecret?.(t.access_token);
@@ -65037,7 +65125,7 @@ async function publishVariable(t, value) {
     const repository = t.repository ?? process.env.GITHUB_REPOSITORY ?? '';
     const [owner = '', repo = ''] = repository.split('/');
     if (!/^[A-Za-z0-9_.-]+\/[A-Za-z0-9_.-]+$/.test(repository))
-        throw new OpsError(`GITHUB_REPOSITORY is not owner/name: ${JSON.stringify(repository)}`);
+        throw new errors_OpsError(`GITHUB_REPOSITORY is not owner/name: ${JSON.stringify(repository)}`);
     const apiUrl = t.apiUrl ?? process.env.GITHUB_API_URL;
     // Loaded only when a variable is published: Octokit costs ~26 MiB of memory at import.
     const github = await __nccwpck_require__.e(/* import() */ 413).then(__nccwpck_require__.bind(__nccwpck_require__, 2413));
@@ -65092,7 +65180,7 @@ async function publishVariable(t, value) {
             : status === 404
                 ? `; the repository${env === undefined ? '' : ` or environment ${env}`} was not found with this token`
                 : '';
-        throw new OpsError(`publishing the ${what} failed${status ? ` (HTTP ${status})` : ''}: ${errorMessage(err).split('\n')[0] ?? ''}${hint}`);
+        throw new errors_OpsError(`publishing the ${what} failed${status ? ` (HTTP ${status})` : ''}: ${errorMessage(err).split('\n')[0] ?? ''}${hint}`);
     }
 }
 
@@ -65208,10 +65296,10 @@ async function run(port) {
         await writeSummary(port, [...summaryParts(result), ...(handoff ? [handoff.table] : [])]);
         // The work was done and reported; a failed warm-up or load-test job still fails the run.
         if (result.failure)
-            throw new OpsError(result.failure);
+            throw new errors_OpsError(result.failure);
         // A queue-manager that does not know the endpoint is a workshop that is down: fail.
         if (handoff?.failures.length)
-            throw new OpsError(`the endpoint was not handed to the queue-manager: ${handoff.failures.join('; ')}`);
+            throw new errors_OpsError(`the endpoint was not handed to the queue-manager: ${handoff.failures.join('; ')}`);
     });
 }
 /**
