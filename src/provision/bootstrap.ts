@@ -3,10 +3,12 @@
 // restore then puts the backup's own host keys in place, after which the pin is the backup's
 // fingerprint (VERDA_HOST_KEY_FINGERPRINTS) and the bootstrap key is gone from the host.
 //
-// Why this is safe: the only copies of the bootstrap private key are in this run's memory and in
-// the startup script held by Verda, the party that runs the machine anyway (it could read any key
-// on it). The script is deleted from the account once the instance runs. A host that answers
-// with any other key (the image's own, generated at boot before the script ran, or a
+// Why this is safe: the bootstrap private key exists in this run's memory (masked), in the startup
+// script held by Verda and as that script was delivered to the instance (where Verda's boot agent
+// keeps it is not documented) - all with the party that runs the machine anyway and could read any
+// key on it. The script is deleted from the account once the instance runs, and the restore
+// replaces the host key, so the bootstrap key opens nothing afterwards. A host that answers with
+// any other key (the image's own, generated at boot before the script ran, or a
 // man-in-the-middle) is refused: the client waits for the pinned key or fails by its deadline.
 import ssh2 from 'ssh2';
 import { fingerprintSha256 } from '../lib/ssh.js';
