@@ -61808,6 +61808,19 @@ function isTransientNetworkError(err) {
 /** A JSON object (not null, not an array): the one guard every reader of an answer uses. */
 const isJsonObject = (v) => typeof v === 'object' && v !== null && !Array.isArray(v);
 const arrayOf = (v) => (Array.isArray(v) ? v : []);
+/**
+ * The endpoint every request with the inference key goes to, and that is published to the
+ * queue-manager (a dotenv line, a variable): https only (http only to this machine, for the
+ * sandbox), a host, a port and a path of letters, digits and . _ ~ -; no credentials, query,
+ * quotes, spaces, `$` or `#` (docker compose interpolates `$` in a dotenv file).
+ */
+const ENDPOINT_RE = /^(https:\/\/[A-Za-z0-9]([A-Za-z0-9.-]*[A-Za-z0-9])?|http:\/\/(127\.0\.0\.1|localhost))(:\d{1,5})?(\/[A-Za-z0-9._~-]+)*\/?$/;
+/** The endpoint URL as the API gave it, checked before the inference key or a publish meets it. */
+function checkEndpointUrl(url) {
+    if (url.length <= 2048 && ENDPOINT_RE.test(url))
+        return url;
+    throw new OpsError(`Verda returned the endpoint ${JSON.stringify(url.slice(0, 200))}: expected https://<host>[:port]/<path> of letters, digits and . _ ~ - (no query, credentials, spaces or quotes); neither the inference key nor a publish goes to it`);
+}
 // ---- schemas of the typed parts (verda-api.md §2.1, §3) ----------------------------------
 /** Not a list (absent, null, anything else): an empty one, as the API's omitted lists mean. */
 const listOf = (item) => preprocess((v) => arrayOf(v), array(item));
@@ -61905,7 +61918,9 @@ function normalizeDeployment(raw) {
         compute: { name: String(compute.name ?? ''), size: Number(compute.size ?? 1) },
         container_registry_settings: { is_private: registry.is_private === true, credentials },
         containers: parts.containers.map(normalizeContainer),
-        endpoint_base_url: typeof raw.endpoint_base_url === 'string' ? raw.endpoint_base_url : '',
+        endpoint_base_url: typeof raw.endpoint_base_url === 'string' && raw.endpoint_base_url !== ''
+            ? checkEndpointUrl(raw.endpoint_base_url)
+            : '',
     };
     if (typeof raw.created_at === 'string')
         live.created_at = raw.created_at;
@@ -63323,10 +63338,12 @@ function bashText(strings) {
 // restore then puts the backup's own host keys in place, after which the pin is the backup's
 // fingerprint (VERDA_HOST_KEY_FINGERPRINTS) and the bootstrap key is gone from the host.
 //
-// Why this is safe: the only copies of the bootstrap private key are in this run's memory and in
-// the startup script held by Verda, the party that runs the machine anyway (it could read any key
-// on it). The script is deleted from the account once the instance runs. A host that answers
-// with any other key (the image's own, generated at boot before the script ran, or a
+// Why this is safe: the bootstrap private key exists in this run's memory (masked), in the startup
+// script held by Verda and as that script was delivered to the instance (where Verda's boot agent
+// keeps it is not documented) - all with the party that runs the machine anyway and could read any
+// key on it. The script is deleted from the account once the instance runs, and the restore
+// replaces the host key, so the bootstrap key opens nothing afterwards. A host that answers with
+// any other key (the image's own, generated at boot before the script ran, or a
 // man-in-the-middle) is refused: the client waits for the pinned key or fails by its deadline.
 
 
