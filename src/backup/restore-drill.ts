@@ -15,6 +15,7 @@ import { chmod, cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node
 import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, InputError, OpsError } from '../lib/errors.js';
+import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
 import type { RetryOptions } from '../lib/retry.js';
 import type { AllowedSigner } from '../lib/sshsig.js';
@@ -79,12 +80,10 @@ export interface DrillResult {
   stale: boolean;
   items: DrillItem[];
   downloadedBytes: number;
-  /** Seconds each kind of step was busy, summed over the items (the steps overlap). */
+  /** Seconds each kind of step was busy, summed over the items (steps of two items overlap). */
   downloadSeconds: number;
   restoreSeconds: number;
   checkSeconds: number;
-  /** Seconds from the first archive's download to the last comparison. */
-  itemsSeconds: number;
 }
 
 export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> {
@@ -120,7 +119,9 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
     const files = await drill.prepare(manifest);
     const started = Date.now();
     const results = await drill.items(files, signed, items);
-    const itemsSeconds = (Date.now() - started) / 1000;
+    logger.info(
+      `${items.length} item(s) downloaded, restored and compared in ${formatDuration(Date.now() - started)} (the steps of two items overlap)`,
+    );
     if (opts.keepDir) await drill.keep(files, signed, opts.keepDir);
     failed = false;
     return {
@@ -133,7 +134,6 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
       downloadSeconds: drill.timing.download,
       restoreSeconds: drill.timing.restore,
       checkSeconds: drill.timing.check,
-      itemsSeconds,
     };
   } finally {
     // Restored secrets never outlive the drill. A cleanup failure after another failure is
@@ -224,7 +224,7 @@ class DrillWork {
    * item has a directory of its own (its archive with the signed manifest, as RESTORE.sh --from
    * wants them, and a fresh root: items overlap, the project lies inside the home directory), so
    * the steps of neighbouring items can run at once: item i+1 is downloaded and restored while
-   * item i is compared. The comparison's second decryption then costs no wall time of its own,
+   * item i is compared (in pipelineOrder). The comparison's second decryption then costs no wall time of its own,
    * and the download of the next archive overlaps the work on this one. At most two items are
    * on disk at once (an archive is downloaded once the item two places before it is removed);
    * one RESTORE.sh and one comparison run at a time. The first failure stops the rest: running
@@ -270,7 +270,8 @@ class DrillWork {
     const downloaded: Promise<ItemFiles>[] = [];
     const restored: Promise<ItemFiles>[] = [];
     const compared: Promise<DrillItem>[] = [];
-    items.forEach((item, i) => {
+    const order = pipelineOrder(items);
+    order.forEach((item, i) => {
       downloaded[i] = failing(
         after([downloaded[i - 1], compared[i - 2]]).then(() => this.fetchItem(signed, item, i)),
       );
@@ -289,7 +290,9 @@ class DrillWork {
       );
     });
     try {
-      return await Promise.all(compared);
+      const done = await Promise.all(compared);
+      // The summary lists the items in the manifest's order.
+      return items.map((item) => done[order.indexOf(item)]!);
     } catch (err) {
       // The children are killed by now: wait for them before the work directory goes. A
       // download cannot be cut: it only writes an encrypted archive, into a directory that is
@@ -448,6 +451,17 @@ interface ScriptFiles {
   script: string;
   identityFile: string;
   signersFile: string;
+}
+
+/**
+ * The order items go through the pipeline. Its fill (the first download) and its drain (the
+ * last comparison) overlap nothing, and take time in proportion to the item's size: the
+ * smallest item goes first, then the others from the largest down, so the last is small too.
+ */
+export function pipelineOrder<T extends { storedBytes: number }>(items: readonly T[]): T[] {
+  const sorted = [...items].sort((a, b) => a.storedBytes - b.storedBytes);
+  const [first, ...rest] = sorted;
+  return first ? [first, ...rest.reverse()] : [];
 }
 
 /** One item's files in the work directory. */

@@ -74175,6 +74175,7 @@ const TOOL_VERSION = '0.1.0';
 
 
 
+
 async function runRestoreDrill(opts) {
     const { logger } = opts;
     const now = opts.now ?? (() => new Date());
@@ -74200,7 +74201,7 @@ async function runRestoreDrill(opts) {
         const files = await drill.prepare(manifest);
         const started = Date.now();
         const results = await drill.items(files, signed, items);
-        const itemsSeconds = (Date.now() - started) / 1000;
+        logger.info(`${items.length} item(s) downloaded, restored and compared in ${format_formatDuration(Date.now() - started)} (the steps of two items overlap)`);
         if (opts.keepDir)
             await drill.keep(files, signed, opts.keepDir);
         failed = false;
@@ -74214,7 +74215,6 @@ async function runRestoreDrill(opts) {
             downloadSeconds: drill.timing.download,
             restoreSeconds: drill.timing.restore,
             checkSeconds: drill.timing.check,
-            itemsSeconds,
         };
     }
     finally {
@@ -74295,7 +74295,7 @@ class DrillWork {
      * item has a directory of its own (its archive with the signed manifest, as RESTORE.sh --from
      * wants them, and a fresh root: items overlap, the project lies inside the home directory), so
      * the steps of neighbouring items can run at once: item i+1 is downloaded and restored while
-     * item i is compared. The comparison's second decryption then costs no wall time of its own,
+     * item i is compared (in pipelineOrder). The comparison's second decryption then costs no wall time of its own,
      * and the download of the next archive overlaps the work on this one. At most two items are
      * on disk at once (an archive is downloaded once the item two places before it is removed);
      * one RESTORE.sh and one comparison run at a time. The first failure stops the rest: running
@@ -74337,7 +74337,8 @@ class DrillWork {
         const downloaded = [];
         const restored = [];
         const compared = [];
-        items.forEach((item, i) => {
+        const order = pipelineOrder(items);
+        order.forEach((item, i) => {
             downloaded[i] = failing(after([downloaded[i - 1], compared[i - 2]]).then(() => this.fetchItem(signed, item, i)));
             restored[i] = failing(after([downloaded[i], restored[i - 1]]).then(async () => {
                 const at = await downloaded[i];
@@ -74348,7 +74349,9 @@ class DrillWork {
             compared[i] = failing(after([restored[i], compared[i - 1]]).then(async () => this.compareItem(files, item, await restored[i], step)));
         });
         try {
-            return await Promise.all(compared);
+            const done = await Promise.all(compared);
+            // The summary lists the items in the manifest's order.
+            return items.map((item) => done[order.indexOf(item)]);
         }
         catch (err) {
             // The children are killed by now: wait for them before the work directory goes. A
@@ -74470,6 +74473,16 @@ function checkRestoreScript(stored, manifest, opts) {
             : `it was written by ${manifest.tool.version} and this is ${TOOL_VERSION}: drill a backup written by this version`;
         throw new errors_OpsError(`RESTORE.sh of backup ${manifest.backupId} is not the script this tool generates from its manifest (line ${n + 1} differs); ${version}. Not run.`);
     }
+}
+/**
+ * The order items go through the pipeline. Its fill (the first download) and its drain (the
+ * last comparison) overlap nothing, and take time in proportion to the item's size: the
+ * smallest item goes first, then the others from the largest down, so the last is small too.
+ */
+function pipelineOrder(items) {
+    const sorted = [...items].sort((a, b) => a.storedBytes - b.storedBytes);
+    const [first, ...rest] = sorted;
+    return first ? [first, ...rest.reverse()] : [];
 }
 async function restoreItem(files, item, logger, step) {
     const out = [];
