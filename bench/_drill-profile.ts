@@ -1,4 +1,5 @@
-// Profile of the restore drill per item and per stage (not part of `npm run bench`): one backup of
+// Profile of the restore drill per item and per stage (not part of `npm run bench`; run it with
+// `node --openssl-legacy-provider --import tsx bench/_drill-profile.ts`): one backup of
 // the bench fixture, then for each item, PROFILE_RUNS times, the drill's own stages run one by one
 // (download as the drill does it, RESTORE.sh --item, the comparison pipeline) and their parts
 // (sha256sum, age -d, zstd -d, tar -x, tar --compare, sha256 of the restored files), each under
@@ -6,7 +7,7 @@
 import { execFileSync, spawn } from 'node:child_process';
 import { createHash } from 'node:crypto';
 import { createReadStream } from 'node:fs';
-import { mkdir, mkdtemp, readFile, readdir, rm, writeFile, stat } from 'node:fs/promises';
+import { mkdir, mkdtemp, readFile, readdir, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { GetObjectCommand } from '@aws-sdk/client-s3';
@@ -242,7 +243,6 @@ async function main(): Promise<void> {
         `| all | ${k} | ${(cs.reduce((n, c) => n + c.wall, 0) * 1000).toFixed(0)} | ${(cs.reduce((n, c) => n + c.cpu, 0) * 1000).toFixed(0)} |`,
       );
     process.stdout.write(`${lines.join('\n')}\n`);
-    void stat;
   } finally {
     s3.destroy();
     await r2.stop();

@@ -324,7 +324,9 @@ export async function run(): Promise<string> {
       tableToMarkdown({ headers: ['contender', ...partNames], rows: partRows }),
       'The drill does more than the restore by hand: it checks RESTORE.sh against the generated one, ' +
         'and then decrypts and decompresses every archive a second time for `tar --compare`, which ' +
-        'reads every restored file back; by hand there is no comparison.',
+        "reads every restored file back (overlapped with the next item's download and RESTORE.sh: " +
+        "the drill's step times are busy times and add up to more than its wall time); " +
+        'by hand there is no comparison.',
     ].join('\n');
   } finally {
     client?.destroy();
