@@ -33,6 +33,10 @@ const backupBundle = path.join(repoRoot, 'actions/backup-verda/dist/index.js');
 const drillBundle = path.resolve(
   process.env.BENCH_BUNDLE ?? path.join(repoRoot, 'actions/restore-drill/dist/index.js'),
 );
+/** BENCH_BASELINE: an older build of restore-drill, run as one more contender (before/after). */
+const baselineBundle = process.env.BENCH_BASELINE
+  ? path.resolve(process.env.BENCH_BASELINE)
+  : undefined;
 
 interface Sample extends Measured {
   /** Where the time went (seconds), when the contender reports it. */
@@ -161,7 +165,7 @@ export async function run(): Promise<string> {
       RCLONE_CONFIG_R2_FORCE_PATH_STYLE: 'true',
     };
 
-    const drill = async (): Promise<Sample> => {
+    const drill = async (bundle = drillBundle): Promise<Sample> => {
       const { dir, env, files } = await actionEnv('restore-drill', {
         bucket: BUCKET,
         prefix: PREFIX,
@@ -173,7 +177,7 @@ export async function run(): Promise<string> {
         config,
       });
       try {
-        const s = await timed(process.execPath, [drillBundle], env);
+        const s = await timed(process.execPath, [bundle], env);
         const outputs = parseOutputFile(await readFile(files.output, 'utf8'));
         if (outputs.items !== String(manifest.items.length) || outputs.bytes !== String(stored))
           throw new Error(`restore-drill outputs unexpected: ${JSON.stringify(outputs)}`);
@@ -238,7 +242,18 @@ export async function run(): Promise<string> {
 
     const AWS = 'by hand: `aws s3 cp --recursive` + RESTORE.sh';
     const all: Contender<Sample>[] = [
-      { name: 'restore-drill (download, verify, RESTORE.sh, tar --compare)', run: drill },
+      {
+        name: 'restore-drill (download, verify, RESTORE.sh, tar --compare)',
+        run: () => drill(),
+      },
+      ...(baselineBundle
+        ? [
+            {
+              name: `restore-drill, baseline build (${path.relative(repoRoot, baselineBundle)})`,
+              run: () => drill(baselineBundle),
+            },
+          ]
+        : []),
       {
         name: AWS,
         run: byHand((into) => [
@@ -292,7 +307,11 @@ export async function run(): Promise<string> {
       `## restore: one backup of a ${formatBytes(total)} fixture (${formatBytes(stored)} stored, half incompressible), ${RUNS} runs each, medians`,
       '',
       `Command: \`${process.env.BENCH_SCALE ? `BENCH_SCALE=${process.env.BENCH_SCALE} ` : ''}BENCH_RUNS=${RUNS} npm run bench -- restore\` ` +
-        `(the drill is the committed bundle, \`node ${path.relative(repoRoot, drillBundle)}\`). ` +
+        `(the drill is \`node ${path.relative(repoRoot, drillBundle)}\`` +
+        (baselineBundle
+          ? `; the baseline, with \`BENCH_BASELINE=${path.relative(repoRoot, baselineBundle)}\`, \`node ${path.relative(repoRoot, baselineBundle)}\``
+          : '') +
+        '). ' +
         'R2 is the emulator in the bench process, on the same 2 cores. MiB/s = stored (encrypted) bytes / wall time. ' +
         'Peak RSS from /usr/bin/time: for the drill, the largest of node and its children; by hand, the largest of the two steps.',
       '',
@@ -305,7 +324,9 @@ export async function run(): Promise<string> {
       tableToMarkdown({ headers: ['contender', ...partNames], rows: partRows }),
       'The drill does more than the restore by hand: it checks RESTORE.sh against the generated one, ' +
         'and then decrypts and decompresses every archive a second time for `tar --compare`, which ' +
-        'reads every restored file back; by hand there is no comparison.',
+        "reads every restored file back (overlapped with the next item's download and RESTORE.sh: " +
+        "the drill's step times are busy times and add up to more than its wall time); " +
+        'by hand there is no comparison.',
     ].join('\n');
   } finally {
     client?.destroy();

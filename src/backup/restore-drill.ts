@@ -3,18 +3,19 @@
 // manifest's signature against config/backup-signers, then the manifest against its strict
 // schema and against the repository's config/backup.yml (every required item there, none
 // empty, not from the future), and that the stored RESTORE.sh (sha256 in the signed manifest) is
-// what this tool generates from that manifest. Then, one item at a time: download (sha256
-// checked), restore with that RESTORE.sh (which verifies the signature itself) into a fresh
-// root, and compare the restored tree with the archive file by file (`tar --compare`: every
-// member present, same type, size, mode and contents), then delete both. The work directory,
-// which holds restored secrets (SSH host keys, the Tailscale identity), is removed whatever
-// happens.
+// what this tool generates from that manifest. Then, per item: download (sha256 checked),
+// restore with that RESTORE.sh (which verifies the signature itself) into a fresh root, and
+// compare the restored tree with the archive file by file (`tar --compare`: every member
+// present, same type, size, mode and contents), then delete both. Items go through these three
+// steps as a pipeline two items deep (see DrillWork.items). The work directory, which holds
+// restored secrets (SSH host keys, the Tailscale identity), is removed whatever happens.
 import type { S3Client } from '@aws-sdk/client-s3';
 import { spawn } from 'node:child_process';
 import { chmod, cp, mkdir, mkdtemp, readFile, rename, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { errorMessage, InputError, OpsError } from '../lib/errors.js';
+import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
 import type { RetryOptions } from '../lib/retry.js';
 import type { AllowedSigner } from '../lib/sshsig.js';
@@ -79,6 +80,7 @@ export interface DrillResult {
   stale: boolean;
   items: DrillItem[];
   downloadedBytes: number;
+  /** Seconds each kind of step was busy, summed over the items (steps of two items overlap). */
   downloadSeconds: number;
   restoreSeconds: number;
   checkSeconds: number;
@@ -115,8 +117,11 @@ export async function runRestoreDrill(opts: DrillOptions): Promise<DrillResult> 
     await chmod(work, 0o700);
     const drill = new DrillWork(work, store, opts);
     const files = await drill.prepare(manifest);
-    const results: DrillItem[] = [];
-    for (const item of items) results.push(await drill.item(files, signed, item));
+    const started = Date.now();
+    const results = await drill.items(files, signed, items);
+    logger.info(
+      `${items.length} item(s) downloaded, restored and compared in ${formatDuration(Date.now() - started)} (the steps of two items overlap)`,
+    );
     if (opts.keepDir) await drill.keep(files, signed, opts.keepDir);
     failed = false;
     return {
@@ -214,13 +219,104 @@ class DrillWork {
     return { script, identityFile, signersFile };
   }
 
-  /** One item: downloaded, restored with RESTORE.sh, compared with its archive, removed. */
-  async item(files: ScriptFiles, signed: SignedManifest, item: ManifestItem): Promise<DrillItem> {
-    const { logger } = this.opts;
-    // One item at a time, each into a root of its own: items overlap (the project lies inside
-    // the home directory, which excludes it), and disk use stays at one item.
-    const archives = path.join(this.dir, 'archives');
-    const root = path.join(this.dir, 'root');
+  /**
+   * Every item: downloaded, restored with RESTORE.sh, compared with its archive, removed. Each
+   * item has a directory of its own (its archive with the signed manifest, as RESTORE.sh --from
+   * wants them, and a fresh root: items overlap, the project lies inside the home directory), so
+   * the steps of neighbouring items (in pipelineOrder) can run at once: item i+1 is downloaded
+   * and restored while item i is restored or compared. The comparison's second decryption and
+   * the downloads then mostly overlap the RESTORE.sh runs instead of adding to them (measured:
+   * comparing by hashing the restored files costs more CPU than decrypting again, see
+   * bench/_drill-profile.ts). Downloads run one at a time, and at most two items are on disk at
+   * once: an archive is downloaded once the item two places before it is removed. Comparisons
+   * run in order. The first failure stops the rest: running children are killed (their whole
+   * process group) before that failure is reported.
+   */
+  async items(
+    files: ScriptFiles,
+    signed: SignedManifest,
+    items: ManifestItem[],
+  ): Promise<DrillItem[]> {
+    const stop = new AbortController();
+    const cancel = () => stop.abort();
+    this.opts.signal?.addEventListener('abort', cancel, { once: true });
+    if (this.opts.signal?.aborted) stop.abort();
+    const step: Step = { ...this.step, signal: stop.signal };
+    // A step starts once the steps it waits for are done, or fails at once when the drill stops.
+    const after = (deps: (Promise<unknown> | undefined)[]): Promise<void> =>
+      new Promise<void>((resolve, reject) => {
+        const stopped = () => reject(new OpsError('the restore drill was cancelled'));
+        if (stop.signal.aborted) return stopped();
+        stop.signal.addEventListener('abort', stopped, { once: true });
+        Promise.all(deps).then(
+          () => {
+            stop.signal.removeEventListener('abort', stopped);
+            if (stop.signal.aborted) stopped();
+            else resolve();
+          },
+          (err: unknown) => {
+            stop.signal.removeEventListener('abort', stopped);
+            reject(err);
+          },
+        );
+      });
+    // The first failure is the one reported: the steps it stops fail as cancelled after it.
+    let failure: { error: unknown } | undefined;
+    const failing = <T>(p: Promise<T>): Promise<T> => {
+      p.catch((error: unknown) => {
+        failure ??= { error };
+        stop.abort();
+      });
+      return p;
+    };
+    const downloaded: Promise<ItemFiles>[] = [];
+    const restored: Promise<ItemFiles>[] = [];
+    const compared: Promise<DrillItem>[] = [];
+    const order = pipelineOrder(items);
+    order.forEach((item, i) => {
+      downloaded[i] = failing(
+        after([downloaded[i - 1], compared[i - 2]]).then(() => this.fetchItem(signed, item, i)),
+      );
+      restored[i] = failing(
+        after([downloaded[i]]).then(async () => {
+          const at = await downloaded[i]!;
+          const where = { ...files, archives: at.archives, root: at.root };
+          await this.timed('restore', () => restoreItem(where, item, this.opts.logger, step));
+          return at;
+        }),
+      );
+      compared[i] = failing(
+        after([restored[i], compared[i - 1]]).then(async () =>
+          this.compareItem(files, item, await restored[i]!, step),
+        ),
+      );
+    });
+    try {
+      const done = await Promise.all(compared);
+      // The summary lists the items in the manifest's order.
+      return items.map((item) => done[order.indexOf(item)]!);
+    } catch (err) {
+      // The children are killed by now: wait for them before the work directory goes. A
+      // download cannot be cut: it only writes an encrypted archive, into a directory that is
+      // about to be removed (its late writes fail, or go to a removed file).
+      for (const p of downloaded) p.catch(() => undefined);
+      await Promise.allSettled([...restored, ...compared]);
+      throw failure ? failure.error : err;
+    } finally {
+      this.opts.signal?.removeEventListener('abort', cancel);
+    }
+  }
+
+  /** An item's directory: its archive beside the signed manifest, and a fresh root. */
+  private async fetchItem(
+    signed: SignedManifest,
+    item: ManifestItem,
+    i: number,
+  ): Promise<ItemFiles> {
+    const dir = path.join(this.dir, `item-${i}`);
+    const archives = path.join(dir, 'archives');
+    const root = path.join(dir, 'root');
+    await mkdir(dir);
     await mkdir(archives);
     await mkdir(root);
     // RESTORE.sh checks the signature itself, from the same directory as the archives.
@@ -229,16 +325,23 @@ class DrillWork {
     await writeFile(path.join(archives, path.posix.basename(keys.signature)), signed.signature);
     const archive = path.join(archives, path.posix.basename(item.key));
     await this.download(item, item.id, archive);
-    await this.timed('restore', () =>
-      restoreItem({ ...files, archives, root }, item, logger, this.step),
-    );
+    return { dir, archives, archive, root };
+  }
+
+  /** Compares the restored tree with the archive, then removes both (or keeps the archive). */
+  private async compareItem(
+    files: ScriptFiles,
+    item: ManifestItem,
+    at: ItemFiles,
+    step: Step,
+  ): Promise<DrillItem> {
     const restored = {
       identityFile: files.identityFile,
-      archive,
-      dir: path.join(root, item.restoreTo),
+      archive: at.archive,
+      dir: path.join(at.root, item.restoreTo),
     };
-    const compared = await this.timed('check', () => compareItem(restored, item, this.step));
-    logger.info(
+    const compared = await this.timed('check', () => compareItem(restored, item, step));
+    this.opts.logger.info(
       `${item.id}: ${compared.members} member(s) restored, equal to the archive` +
         (compared.ownershipIgnored
           ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
@@ -246,10 +349,9 @@ class DrillWork {
     );
     if (this.opts.keepDir) {
       await mkdir(this.kept(), { recursive: true });
-      await rename(archive, path.join(this.kept(), path.basename(archive)));
+      await rename(at.archive, path.join(this.kept(), path.basename(at.archive)));
     }
-    await removeTree(archives);
-    await removeTree(root);
+    await removeTree(at.dir);
     return { id: item.id, storedBytes: item.storedBytes, ...compared };
   }
 
@@ -351,6 +453,27 @@ interface ScriptFiles {
   script: string;
   identityFile: string;
   signersFile: string;
+}
+
+/**
+ * The order items go through the pipeline. Its fill (the first download) and its drain (the
+ * last comparison) overlap nothing, and take time in proportion to the item's size: the
+ * smallest item goes first, then the others from the largest down, so the last is small too.
+ */
+export function pipelineOrder<T extends { storedBytes: number }>(items: readonly T[]): T[] {
+  const sorted = [...items].sort((a, b) => a.storedBytes - b.storedBytes);
+  const [first, ...rest] = sorted;
+  return first ? [first, ...rest.reverse()] : [];
+}
+
+/** One item's files in the work directory. */
+interface ItemFiles {
+  dir: string;
+  /** The archive, manifest.json and its signature (RESTORE.sh --from). */
+  archives: string;
+  archive: string;
+  /** The fresh root RESTORE.sh restores into (--root). */
+  root: string;
 }
 
 interface RestoreFiles extends ScriptFiles {

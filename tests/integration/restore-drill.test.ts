@@ -30,7 +30,7 @@ import {
 import { createHash } from 'node:crypto';
 import { makeSigningKey, type SigningKey } from '../../src/sandbox/signing-key.js';
 import type { Manifest } from '../../src/backup/manifest.js';
-import { runRestoreDrill } from '../../src/backup/restore-drill.js';
+import { pipelineOrder, runRestoreDrill } from '../../src/backup/restore-drill.js';
 import { loadBackupConfig } from '../../src/backup/config.js';
 import { loadAllowedSigners } from '../../src/backup/signature.js';
 import { parseIdentities } from '../../src/lib/age-stream.js';
@@ -180,27 +180,102 @@ describe('restore-drill', () => {
     const run = await drill({ items: 'ssh-host-keys, comfy-env' });
     expect(run.errors).toEqual([]);
     expect(run.outputs.items).toBe('2');
-    expect(archiveGets().map((r) => r.key?.replace(/.*\//, '').replace(/\..*/, ''))).toEqual([
-      'ssh-host-keys',
-      'comfy-env',
-    ]);
+    // Each once; the smaller first (pipelineOrder).
+    const [a, b] = ['ssh-host-keys', 'comfy-env'].map((id) =>
+      manifest.items.find((i) => i.id === id)!,
+    );
+    const order = a!.storedBytes <= b!.storedBytes ? [a!.id, b!.id] : [b!.id, a!.id];
+    expect(archiveGets().map((r) => r.key?.replace(/.*\//, '').replace(/\..*/, ''))).toEqual(order);
   });
 
   // A restore that went wrong (a full disk, a broken tar): a `tar` first on PATH that extracts
-  // with the real one, then damages the .env it wrote. The comparison must name the damage.
-  it.each([
+  // with the real one, then damages one file it wrote. The comparison must name the damage.
+  const ENV = 'home/dev/comfy-multi/.env';
+  const START_SH = 'home/dev/comfy-multi/scripts/start.sh';
+  const START_LINK = 'home/dev/comfy-multi/start';
+  const asRoot = process.getuid?.() === 0;
+  it.each<[string, string, string, string, RegExp]>([
     [
       'is missing',
+      'comfy-env',
+      ENV,
       'rm -f -- "$f"',
-      /home\/dev\/comfy-multi\/\.env: Warning: Cannot stat: No such file/,
+      /comfy-multi\/\.env: Warning: Cannot stat: No such file/,
     ],
-    ['is truncated', 'truncate -s 3 -- "$f"', /home\/dev\/comfy-multi\/\.env: Size differs/],
+    ['is truncated', 'comfy-env', ENV, 'truncate -s 3 -- "$f"', /comfy-multi\/\.env: Size differs/],
     [
       'has other bytes of the same size',
+      'comfy-env',
+      ENV,
       'printf Z | dd of="$f" bs=1 seek=0 conv=notrunc status=none',
-      /home\/dev\/comfy-multi\/\.env: Contents differ/,
+      /comfy-multi\/\.env: Contents differ/,
     ],
-  ])('fails, naming the file, when a restored file %s', async (_what, damage, message) => {
+    [
+      'has another mode',
+      'comfy-project',
+      START_SH,
+      'chmod 700 -- "$f"',
+      /scripts\/start\.sh: Mode differs/,
+    ],
+    [
+      'is a symlink to another target',
+      'comfy-project',
+      START_LINK,
+      'ln -sfn README.md -- "$f"',
+      /comfy-multi\/start: Symlink differs/,
+    ],
+    ...(asRoot
+      ? ([
+          [
+            'has another owner (as root)',
+            'comfy-project',
+            START_SH,
+            'chown 0:0 -- "$f"',
+            /scripts\/start\.sh: Uid differs/,
+          ],
+        ] as [string, string, string, string, RegExp][])
+      : []),
+  ])(
+    'fails, naming the file, when a restored file %s',
+    async (_what, item, file, damage, message) => {
+      const bin = mkdtempSync(path.join(os.tmpdir(), 'drill-bad-tar-'));
+      const realTar = execFileSync('bash', ['-c', 'command -v tar'], { encoding: 'utf8' }).trim();
+      writeFileSync(
+        path.join(bin, 'tar'),
+        [
+          '#!/bin/bash',
+          `${realTar} "$@" || exit`,
+          'extracting=0; dest=.',
+          'while (($#)); do case $1 in -x*) extracting=1 ;; -C) dest=$2; shift ;; esac; shift; done',
+          `f=$dest/${file}`,
+          `if ((extracting)) && [[ -e $f || -L $f ]]; then ${damage}; fi`,
+          '',
+        ].join('\n'),
+        { mode: 0o755 },
+      );
+      try {
+        const run = await drill({ items: item }, [], { PATH: `${bin}:${process.env.PATH}` });
+        expect(run.code).toBe(1);
+        expect(run.errors[0]).toMatch(
+          new RegExp(`${item}: the restored files differ from the archive`),
+        );
+        expect(run.errors[0]).toMatch(message);
+      } finally {
+        rmSync(bin, { recursive: true, force: true });
+      }
+    },
+  );
+
+  // Two items in the order the drill takes them (pipelineOrder): the second is downloaded and
+  // restored while the first is compared.
+  const twoItems = () =>
+    pipelineOrder(
+      ['comfy-project', 'comfy-env'].map((id) => manifest.items.find((i) => i.id === id)!),
+    );
+
+  it('fails with the first item that differs while the next is restored, not "cancelled"', async () => {
+    const [first] = twoItems();
+    const file = first!.id === 'comfy-env' ? ENV : START_SH;
     const bin = mkdtempSync(path.join(os.tmpdir(), 'drill-bad-tar-'));
     const realTar = execFileSync('bash', ['-c', 'command -v tar'], { encoding: 'utf8' }).trim();
     writeFileSync(
@@ -210,17 +285,20 @@ describe('restore-drill', () => {
         `${realTar} "$@" || exit`,
         'extracting=0; dest=.',
         'while (($#)); do case $1 in -x*) extracting=1 ;; -C) dest=$2; shift ;; esac; shift; done',
-        'f=$dest/home/dev/comfy-multi/.env',
-        `if ((extracting)) && [[ -f $f ]]; then ${damage}; fi`,
+        `f=$dest/${file}`,
+        `if ((extracting)) && [[ -f $f ]]; then truncate -s 1 -- "$f"; fi`,
         '',
       ].join('\n'),
       { mode: 0o755 },
     );
     try {
-      const run = await drill({ items: 'comfy-env' }, [], { PATH: `${bin}:${process.env.PATH}` });
+      const run = await drill({ items: 'comfy-project,comfy-env' }, [], {
+        PATH: `${bin}:${process.env.PATH}`,
+      });
       expect(run.code).toBe(1);
-      expect(run.errors[0]).toMatch(/comfy-env: the restored files differ from the archive/);
-      expect(run.errors[0]).toMatch(message);
+      expect(run.errors).toHaveLength(1);
+      expect(run.errors[0]).toContain(`${first!.id}: the restored files differ from the archive`);
+      expect(run.errors[0]).toContain(`${file}: Size differs`);
     } finally {
       rmSync(bin, { recursive: true, force: true });
     }
@@ -264,6 +342,30 @@ describe('restore-drill', () => {
       expect(run.stdout).not.toMatch(/RESTORE.sh: Restoring/);
     } finally {
       await world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: item.key, Body: original }));
+    }
+  });
+
+  it('fails with the archive that does not match while the item before it is restored, not "cancelled"', async () => {
+    const [first, second] = twoItems();
+    const original = await world.get(second!.key);
+    const tampered = Buffer.from(original);
+    tampered[tampered.length - 1]! ^= 0xff;
+    await world.s3.send(new PutObjectCommand({ Bucket: BUCKET, Key: second!.key, Body: tampered }));
+    world.r2.resetCounts();
+    try {
+      const run = await drill({ items: 'comfy-project,comfy-env' });
+      expect(run.code).toBe(1);
+      expect(run.errors).toHaveLength(1);
+      expect(run.errors[0]).toContain(
+        `${second!.id} (${second!.key}) does not match the manifest: sha256 `,
+      );
+      // It is never restored; the first item was downloaded before it.
+      expect(run.stdout).not.toMatch(new RegExp(`${second!.id}: [0-9]+ member`));
+      expect(archiveGets().map((r) => r.key)).toEqual([first!.key, second!.key]);
+    } finally {
+      await world.s3.send(
+        new PutObjectCommand({ Bucket: BUCKET, Key: second!.key, Body: original }),
+      );
     }
   });
 

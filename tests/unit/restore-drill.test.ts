@@ -3,6 +3,7 @@
 import { describe, expect, it } from '@jest/globals';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
 import { MANIFEST_FORMAT, parseManifest } from '../../src/backup/manifest.js';
+import { pipelineOrder } from '../../src/backup/restore-drill.js';
 import { InputError } from '../../src/lib/errors.js';
 import { parseIdentities } from '../../src/lib/age-stream.js';
 
@@ -170,5 +171,29 @@ describe('parseIdentities', () => {
     expect(err).toBeInstanceOf(InputError);
     expect(String((err as Error).message)).toMatch(message);
     expect(String((err as Error).message)).not.toContain('SECRETPART');
+  });
+});
+
+describe('pipelineOrder', () => {
+  const item = (id: string, storedBytes: number) => ({ id, storedBytes });
+  const ids = (xs: { id: string }[]) => xs.map((x) => x.id);
+
+  it('puts the smallest item first, then the rest from the largest down', () => {
+    const items = [
+      item('models-a', 125),
+      item('models-b', 120),
+      item('logs', 12),
+      item('code', 13),
+    ];
+    expect(ids(pipelineOrder(items))).toEqual(['logs', 'models-a', 'models-b', 'code']);
+    // The items themselves, each once; the input is not reordered.
+    expect(new Set(pipelineOrder(items))).toEqual(new Set(items));
+    expect(ids(items)).toEqual(['models-a', 'models-b', 'logs', 'code']);
+  });
+
+  it('keeps one or two items as small first, and nothing as nothing', () => {
+    expect(ids(pipelineOrder([item('a', 5)]))).toEqual(['a']);
+    expect(ids(pipelineOrder([item('big', 9), item('small', 1)]))).toEqual(['small', 'big']);
+    expect(pipelineOrder([])).toEqual([]);
   });
 });

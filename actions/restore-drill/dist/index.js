@@ -74221,6 +74221,7 @@ const TOOL_VERSION = '0.1.0';
 
 
 
+
 async function runRestoreDrill(opts) {
     const { logger } = opts;
     const now = opts.now ?? (() => new Date());
@@ -74244,9 +74245,9 @@ async function runRestoreDrill(opts) {
         await (0,promises_.chmod)(work, 0o700);
         const drill = new DrillWork(work, store, opts);
         const files = await drill.prepare(manifest);
-        const results = [];
-        for (const item of items)
-            results.push(await drill.item(files, signed, item));
+        const started = Date.now();
+        const results = await drill.items(files, signed, items);
+        logger.info(`${items.length} item(s) downloaded, restored and compared in ${format_formatDuration(Date.now() - started)} (the steps of two items overlap)`);
         if (opts.keepDir)
             await drill.keep(files, signed, opts.keepDir);
         failed = false;
@@ -74335,13 +74336,90 @@ class DrillWork {
         await (0,promises_.writeFile)(signersFile, this.opts.signersText, { mode: 0o600 });
         return { script, identityFile, signersFile };
     }
-    /** One item: downloaded, restored with RESTORE.sh, compared with its archive, removed. */
-    async item(files, signed, item) {
-        const { logger } = this.opts;
-        // One item at a time, each into a root of its own: items overlap (the project lies inside
-        // the home directory, which excludes it), and disk use stays at one item.
-        const archives = external_node_path_default().join(this.dir, 'archives');
-        const root = external_node_path_default().join(this.dir, 'root');
+    /**
+     * Every item: downloaded, restored with RESTORE.sh, compared with its archive, removed. Each
+     * item has a directory of its own (its archive with the signed manifest, as RESTORE.sh --from
+     * wants them, and a fresh root: items overlap, the project lies inside the home directory), so
+     * the steps of neighbouring items (in pipelineOrder) can run at once: item i+1 is downloaded
+     * and restored while item i is restored or compared. The comparison's second decryption and
+     * the downloads then mostly overlap the RESTORE.sh runs instead of adding to them (measured:
+     * comparing by hashing the restored files costs more CPU than decrypting again, see
+     * bench/_drill-profile.ts). Downloads run one at a time, and at most two items are on disk at
+     * once: an archive is downloaded once the item two places before it is removed. Comparisons
+     * run in order. The first failure stops the rest: running children are killed (their whole
+     * process group) before that failure is reported.
+     */
+    async items(files, signed, items) {
+        const stop = new AbortController();
+        const cancel = () => stop.abort();
+        this.opts.signal?.addEventListener('abort', cancel, { once: true });
+        if (this.opts.signal?.aborted)
+            stop.abort();
+        const step = { ...this.step, signal: stop.signal };
+        // A step starts once the steps it waits for are done, or fails at once when the drill stops.
+        const after = (deps) => new Promise((resolve, reject) => {
+            const stopped = () => reject(new errors_OpsError('the restore drill was cancelled'));
+            if (stop.signal.aborted)
+                return stopped();
+            stop.signal.addEventListener('abort', stopped, { once: true });
+            Promise.all(deps).then(() => {
+                stop.signal.removeEventListener('abort', stopped);
+                if (stop.signal.aborted)
+                    stopped();
+                else
+                    resolve();
+            }, (err) => {
+                stop.signal.removeEventListener('abort', stopped);
+                reject(err);
+            });
+        });
+        // The first failure is the one reported: the steps it stops fail as cancelled after it.
+        let failure;
+        const failing = (p) => {
+            p.catch((error) => {
+                failure ??= { error };
+                stop.abort();
+            });
+            return p;
+        };
+        const downloaded = [];
+        const restored = [];
+        const compared = [];
+        const order = pipelineOrder(items);
+        order.forEach((item, i) => {
+            downloaded[i] = failing(after([downloaded[i - 1], compared[i - 2]]).then(() => this.fetchItem(signed, item, i)));
+            restored[i] = failing(after([downloaded[i]]).then(async () => {
+                const at = await downloaded[i];
+                const where = { ...files, archives: at.archives, root: at.root };
+                await this.timed('restore', () => restoreItem(where, item, this.opts.logger, step));
+                return at;
+            }));
+            compared[i] = failing(after([restored[i], compared[i - 1]]).then(async () => this.compareItem(files, item, await restored[i], step)));
+        });
+        try {
+            const done = await Promise.all(compared);
+            // The summary lists the items in the manifest's order.
+            return items.map((item) => done[order.indexOf(item)]);
+        }
+        catch (err) {
+            // The children are killed by now: wait for them before the work directory goes. A
+            // download cannot be cut: it only writes an encrypted archive, into a directory that is
+            // about to be removed (its late writes fail, or go to a removed file).
+            for (const p of downloaded)
+                p.catch(() => undefined);
+            await Promise.allSettled([...restored, ...compared]);
+            throw failure ? failure.error : err;
+        }
+        finally {
+            this.opts.signal?.removeEventListener('abort', cancel);
+        }
+    }
+    /** An item's directory: its archive beside the signed manifest, and a fresh root. */
+    async fetchItem(signed, item, i) {
+        const dir = external_node_path_default().join(this.dir, `item-${i}`);
+        const archives = external_node_path_default().join(dir, 'archives');
+        const root = external_node_path_default().join(dir, 'root');
+        await (0,promises_.mkdir)(dir);
         await (0,promises_.mkdir)(archives);
         await (0,promises_.mkdir)(root);
         // RESTORE.sh checks the signature itself, from the same directory as the archives.
@@ -74350,23 +74428,25 @@ class DrillWork {
         await (0,promises_.writeFile)(external_node_path_default().join(archives, external_node_path_default().posix.basename(keys.signature)), signed.signature);
         const archive = external_node_path_default().join(archives, external_node_path_default().posix.basename(item.key));
         await this.download(item, item.id, archive);
-        await this.timed('restore', () => restoreItem({ ...files, archives, root }, item, logger, this.step));
+        return { dir, archives, archive, root };
+    }
+    /** Compares the restored tree with the archive, then removes both (or keeps the archive). */
+    async compareItem(files, item, at, step) {
         const restored = {
             identityFile: files.identityFile,
-            archive,
-            dir: external_node_path_default().join(root, item.restoreTo),
+            archive: at.archive,
+            dir: external_node_path_default().join(at.root, item.restoreTo),
         };
-        const compared = await this.timed('check', () => compareItem(restored, item, this.step));
-        logger.info(`${item.id}: ${compared.members} member(s) restored, equal to the archive` +
+        const compared = await this.timed('check', () => compareItem(restored, item, step));
+        this.opts.logger.info(`${item.id}: ${compared.members} member(s) restored, equal to the archive` +
             (compared.ownershipIgnored
                 ? ` (${compared.ownershipIgnored} owner(s) not compared: not root)`
                 : ''));
         if (this.opts.keepDir) {
             await (0,promises_.mkdir)(this.kept(), { recursive: true });
-            await (0,promises_.rename)(archive, external_node_path_default().join(this.kept(), external_node_path_default().basename(archive)));
+            await (0,promises_.rename)(at.archive, external_node_path_default().join(this.kept(), external_node_path_default().basename(at.archive)));
         }
-        await removeTree(archives);
-        await removeTree(root);
+        await removeTree(at.dir);
         return { id: item.id, storedBytes: item.storedBytes, ...compared };
     }
     /** The archives kept for a rebuild drill, inside the work directory until the drill passed. */
@@ -74441,6 +74521,16 @@ function checkRestoreScript(stored, manifest, opts) {
             : `it was written by ${manifest.tool.version} and this is ${TOOL_VERSION}: drill a backup written by this version`;
         throw new errors_OpsError(`RESTORE.sh of backup ${manifest.backupId} is not the script this tool generates from its manifest (line ${n + 1} differs); ${version}. Not run.`);
     }
+}
+/**
+ * The order items go through the pipeline. Its fill (the first download) and its drain (the
+ * last comparison) overlap nothing, and take time in proportion to the item's size: the
+ * smallest item goes first, then the others from the largest down, so the last is small too.
+ */
+function pipelineOrder(items) {
+    const sorted = [...items].sort((a, b) => a.storedBytes - b.storedBytes);
+    const [first, ...rest] = sorted;
+    return first ? [first, ...rest.reverse()] : [];
 }
 async function restoreItem(files, item, logger, step) {
     const out = [];
