@@ -9,8 +9,7 @@ import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
 import {
-  isRetryableStatus,
-  isTransientNetworkError,
+  isConnectFailure,
   networkFailureReason,
   retry,
   sleep as realSleep,
@@ -124,8 +123,13 @@ class EndpointError extends OpsError {
   }
 }
 
-const transient = (err: unknown) =>
-  err instanceof EndpointError ? isRetryableStatus(err.status) : isTransientNetworkError(err);
+/**
+ * A submit is sent again only when ComfyUI cannot have taken it: the gateway turned it away (429,
+ * 502, 503: no replica yet) or no connection was made. After a reset, a timeout or a 504 the
+ * prompt may be queued: sending it again would render it twice (and skew a load test's count).
+ */
+const submitAgain = (err: unknown) =>
+  err instanceof EndpointError ? [429, 502, 503].includes(err.status) : isConnectFailure(err);
 
 export class ComfyEndpoint {
   private readonly base: string;
@@ -141,8 +145,9 @@ export class ComfyEndpoint {
   }
 
   /**
-   * Submits a workflow; 429/5xx and network faults (a replica not up yet, a gateway) are retried
-   * until `deadlineMs`. Returns the prompt id and when the endpoint accepted it.
+   * Submits a workflow; answers that say it was not taken (a replica not up yet: 429, 502, 503)
+   * and failed connections are retried until `deadlineMs`, nothing else (submitAgain). Returns
+   * the prompt id and when the endpoint accepted it.
    */
   async submit(workflow: Workflow, deadlineMs: number): Promise<Dated<string>> {
     return retry(
@@ -168,7 +173,7 @@ export class ComfyEndpoint {
         deadlineMs,
         baseDelayMs: 1000,
         maxDelayMs: 10_000,
-        retryable: transient,
+        retryable: submitAgain,
         sleep: this.sleep,
         now: this.now,
         onRetry: ({ err, delayMs }) =>

@@ -61651,6 +61651,17 @@ function networkFailureReason(err) {
         innermost = innermost.cause;
     return innermost instanceof Error ? innermost.message : String(innermost);
 }
+/**
+ * A failure before the request could reach the server (refused, no connection in time, a
+ * resolver hiccup): a retry of a request that is not safe to repeat (a job submitted) is safe
+ * after this, unlike after a reset or a timeout, when the server may have taken it.
+ */
+function isConnectFailure(err) {
+    for (const { code } of causeChain(err))
+        if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'EAI_AGAIN')
+            return true;
+    return false;
+}
 /** A network-level failure (reset, refused, timeout) that a retry may cure. */
 function isTransientNetworkError(err) {
     for (const { code, name } of causeChain(err)) {
@@ -61876,7 +61887,12 @@ class EndpointError extends errors_OpsError {
         this.name = 'EndpointError';
     }
 }
-const comfy_transient = (err) => err instanceof EndpointError ? isRetryableStatus(err.status) : isTransientNetworkError(err);
+/**
+ * A submit is sent again only when ComfyUI cannot have taken it: the gateway turned it away (429,
+ * 502, 503: no replica yet) or no connection was made. After a reset, a timeout or a 504 the
+ * prompt may be queued: sending it again would render it twice (and skew a load test's count).
+ */
+const submitAgain = (err) => err instanceof EndpointError ? [429, 502, 503].includes(err.status) : isConnectFailure(err);
 class ComfyEndpoint {
     o;
     base;
@@ -61891,8 +61907,9 @@ class ComfyEndpoint {
         this.fetch = o.fetch ?? fetch;
     }
     /**
-     * Submits a workflow; 429/5xx and network faults (a replica not up yet, a gateway) are retried
-     * until `deadlineMs`. Returns the prompt id and when the endpoint accepted it.
+     * Submits a workflow; answers that say it was not taken (a replica not up yet: 429, 502, 503)
+     * and failed connections are retried until `deadlineMs`, nothing else (submitAgain). Returns
+     * the prompt id and when the endpoint accepted it.
      */
     async submit(workflow, deadlineMs) {
         return retry(async () => {
@@ -61911,7 +61928,7 @@ class ComfyEndpoint {
             deadlineMs,
             baseDelayMs: 1000,
             maxDelayMs: 10_000,
-            retryable: comfy_transient,
+            retryable: submitAgain,
             sleep: this.sleep,
             now: this.now,
             onRetry: ({ err, delayMs }) => this.o.logger.info(`${errorMessage(err)}; submitting again in ${formatDuration(delayMs)}`),
