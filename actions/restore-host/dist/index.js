@@ -95125,6 +95125,17 @@ function networkFailureReason(err) {
         innermost = innermost.cause;
     return innermost instanceof Error ? innermost.message : String(innermost);
 }
+/**
+ * A failure before the request could reach the server (refused, no connection in time, a
+ * resolver hiccup): a retry of a request that is not safe to repeat (a job submitted) is safe
+ * after this, unlike after a reset or a timeout, when the server may have taken it.
+ */
+function isConnectFailure(err) {
+    for (const { code } of causeChain(err))
+        if (code === 'ECONNREFUSED' || code === 'UND_ERR_CONNECT_TIMEOUT' || code === 'EAI_AGAIN')
+            return true;
+    return false;
+}
 /** A network-level failure (reset, refused, timeout) that a retry may cure. */
 function isTransientNetworkError(err) {
     for (const { code, name } of causeChain(err)) {
