@@ -8,12 +8,7 @@ import { z } from 'zod';
 import { OpsError, errorMessage } from '../lib/errors.js';
 import { formatDuration } from '../lib/format.js';
 import type { Logger } from '../lib/logger.js';
-import {
-  isConnectFailure,
-  networkFailureReason,
-  retry,
-  sleep as realSleep,
-} from '../lib/retry.js';
+import { isConnectFailure, networkFailureReason, retry, sleep as realSleep } from '../lib/retry.js';
 import { hasControlChars } from '../lib/safe-path.js';
 import { parseWithSchema } from '../lib/schema.js';
 import { readYamlFile } from '../lib/yaml-file.js';
