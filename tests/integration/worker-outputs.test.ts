@@ -312,9 +312,10 @@ describe('worker readiness by models', () => {
           },
         ]),
       );
-      expect(w.out()).toContain(
-        `outputs: prompt ${id}: 2 file(s), 305000 bytes copied to ${BUCKET}/${PREFIX}/${id}/`,
-      );
+      // The supervisor logs the copy after COMPLETE.json is stored: wait for the line.
+      const copied = `outputs: prompt ${id}: 2 file(s), 305000 bytes copied to ${BUCKET}/${PREFIX}/${id}/`;
+      await until('the copy reported', async () => (w.out().includes(copied) ? true : undefined));
+      expect(w.out()).toContain(copied);
 
       // Idle: SIGTERM ends it at once, cleanly.
       process.kill(-w.child.pid!, 'SIGTERM');
