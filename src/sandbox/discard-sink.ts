@@ -32,15 +32,60 @@ const xmlEscape = (s: string): string =>
 /** ListParts pages of this many parts, as S3's default MaxParts. */
 const PARTS_PAGE = 1000;
 
+/** An upload's parts in part-number order. */
+const sortedParts = (upload: PendingUpload | undefined) =>
+  [...(upload?.parts ?? [])].sort(([a], [b]) => a - b);
+
+function listUploadsXml(
+  bucket: string,
+  q: URLSearchParams,
+  uploads: Map<string, PendingUpload>,
+): string {
+  const prefix = q.get('prefix') ?? '';
+  const listed = [...uploads]
+    .filter(([, u]) => u.key.startsWith(prefix))
+    .map(
+      ([id, u]) =>
+        `<Upload><Key>${xmlEscape(u.key)}</Key><UploadId>${id}</UploadId>` +
+        `<Initiated>${u.initiated.toISOString()}</Initiated></Upload>`,
+    );
+  return `<ListMultipartUploadsResult ${XMLNS}><Bucket>${bucket}</Bucket><IsTruncated>false</IsTruncated>${listed.join('')}</ListMultipartUploadsResult>`;
+}
+
+/** ListParts, a page of PARTS_PAGE after part-number-marker. */
+function listPartsXml(
+  bucket: string,
+  key: string,
+  uploadId: string,
+  q: URLSearchParams,
+  uploads: Map<string, PendingUpload>,
+): string {
+  const marker = Number(q.get('part-number-marker') ?? 0);
+  const parts = sortedParts(uploads.get(uploadId)).filter(([n]) => n > marker);
+  const page = parts.slice(0, PARTS_PAGE);
+  const truncated = parts.length > page.length;
+  const last = page.at(-1)?.[0] ?? marker;
+  return (
+    `<ListPartsResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${xmlEscape(key)}</Key><UploadId>${uploadId}</UploadId>` +
+    `<IsTruncated>${truncated}</IsTruncated>${truncated ? `<NextPartNumberMarker>${last}</NextPartNumberMarker>` : ''}` +
+    page
+      .map(
+        ([n, p]) =>
+          `<Part><PartNumber>${n}</PartNumber><ETag>"${p.etag}"</ETag><Size>${p.size}</Size></Part>`,
+      )
+      .join('') +
+    '</ListPartsResult>'
+  );
+}
+
 export async function startDiscardSink(opts: { resumable?: boolean } = {}): Promise<DiscardSink> {
   let requests = 0;
   let bytes = 0;
   let partsStored = 0;
-  const pending = new Map<string, PendingUpload>();
   // Sizes only (no bytes): uploaders such as rclone HEAD what they just wrote.
   const objects = new Map<string, { size: number; etag: string }>();
-  /** Per upload: each part's size and ETag (its MD5) by part number; a resent part replaces. */
-  const uploads = new Map<string, Map<number, { size: number; etag: string }>>();
+  /** Open multipart uploads: each part's size and MD5 by part number (a resent part replaces). */
+  const uploads = new Map<string, PendingUpload>();
 
   const server = http.createServer((req, res) => {
     requests++;
@@ -71,22 +116,16 @@ export async function startDiscardSink(opts: { resumable?: boolean } = {}): Prom
       let etag = `"${etagHex}"`;
       const objectKey = `${bucket}/${key}`;
       if (req.method === 'PUT' && uploadId) {
-        const parts = uploads.get(uploadId) ?? new Map<number, { size: number; etag: string }>();
-        parts.set(partNumber, { size, etag });
-        uploads.set(uploadId, parts);
+        uploads.get(uploadId)?.parts.set(partNumber, { size, etag: etagHex });
         partsStored++;
-        pending.get(uploadId)?.parts.set(partNumber, { size, etag: etagHex });
       } else if (req.method === 'PUT' && !req.headers['x-amz-copy-source'])
         objects.set(objectKey, { size, etag });
-      if ((req.method === 'POST' || req.method === 'DELETE') && uploadId) pending.delete(uploadId);
       if (req.method === 'POST' && uploadId) {
-        const parts = [...(uploads.get(uploadId) ?? new Map()).entries()]
-          .sort(([a], [b]) => a - b)
-          .map(([, p]) => p);
+        const parts = sortedParts(uploads.get(uploadId)).map(([, p]) => p);
         etag = `"${r2MultipartEtag(parts.map((p) => p.etag))}"`;
         objects.set(objectKey, { size: parts.reduce((n, p) => n + p.size, 0), etag });
-        uploads.delete(uploadId);
       }
+      if ((req.method === 'POST' || req.method === 'DELETE') && uploadId) uploads.delete(uploadId);
       switch (req.method) {
         case 'PUT':
           if (req.headers['x-amz-copy-source']) {
@@ -100,7 +139,7 @@ export async function startDiscardSink(opts: { resumable?: boolean } = {}): Prom
         case 'POST':
           if (q.has('uploads')) {
             const id = randomBytes(16).toString('hex');
-            if (opts.resumable) pending.set(id, { key, initiated: new Date(), parts: new Map() });
+            uploads.set(id, { key, initiated: new Date(), parts: new Map() });
             return xml(
               200,
               `<InitiateMultipartUploadResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${key}</Key>` +
@@ -129,20 +168,10 @@ export async function startDiscardSink(opts: { resumable?: boolean } = {}): Prom
           return;
         }
         case 'GET':
-          if (!key && q.has('uploads')) {
-            const prefix = q.get('prefix') ?? '';
-            const listed = [...pending]
-              .filter(([, u]) => u.key.startsWith(prefix))
-              .map(
-                ([id, u]) =>
-                  `<Upload><Key>${xmlEscape(u.key)}</Key><UploadId>${id}</UploadId>` +
-                  `<Initiated>${u.initiated.toISOString()}</Initiated></Upload>`,
-              );
-            return xml(
-              200,
-              `<ListMultipartUploadsResult ${XMLNS}><Bucket>${bucket}</Bucket><IsTruncated>false</IsTruncated>${listed.join('')}</ListMultipartUploadsResult>`,
-            );
-          }
+          // Open uploads and their parts are listed only by a resumable sink: a plain one makes an
+          // interrupted uploader start again, as a bucket that lost them would.
+          if (!key && q.has('uploads'))
+            return xml(200, listUploadsXml(bucket, q, opts.resumable ? uploads : new Map()));
           if (!key) {
             return xml(
               200,
@@ -150,27 +179,11 @@ export async function startDiscardSink(opts: { resumable?: boolean } = {}): Prom
                 '<KeyCount>0</KeyCount><MaxKeys>1000</MaxKeys><IsTruncated>false</IsTruncated></ListBucketResult>',
             );
           }
-          if (uploadId) {
-            const marker = Number(q.get('part-number-marker') ?? 0);
-            const parts = [...(pending.get(uploadId)?.parts ?? [])]
-              .filter(([n]) => n > marker)
-              .sort(([a], [b]) => a - b);
-            const page = parts.slice(0, PARTS_PAGE);
-            const truncated = parts.length > page.length;
-            const last = page.at(-1)?.[0] ?? marker;
+          if (uploadId)
             return xml(
               200,
-              `<ListPartsResult ${XMLNS}><Bucket>${bucket}</Bucket><Key>${xmlEscape(key)}</Key><UploadId>${uploadId}</UploadId>` +
-                `<IsTruncated>${truncated}</IsTruncated>${truncated ? `<NextPartNumberMarker>${last}</NextPartNumberMarker>` : ''}` +
-                page
-                  .map(
-                    ([n, p]) =>
-                      `<Part><PartNumber>${n}</PartNumber><ETag>"${p.etag}"</ETag><Size>${p.size}</Size></Part>`,
-                  )
-                  .join('') +
-                '</ListPartsResult>',
+              listPartsXml(bucket, key, uploadId, q, opts.resumable ? uploads : new Map()),
             );
-          }
           return xml(
             404,
             '<Error><Code>NoSuchKey</Code><Message>The specified key does not exist.</Message></Error>',
