@@ -19,7 +19,7 @@ import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 import { items, writeBackupConfig, writeFixture } from './fixture.js';
 import { awsConfig } from './models.js';
-import { interleaved, median, timed, type Contender, type Measured } from './measure.js';
+import { cpuTable, interleaved, median, timed, type Contender, type Measured } from './measure.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -247,6 +247,10 @@ export async function run(): Promise<string> {
         ],
         rows,
       }),
+      '',
+      'Which process held the cores (medians of each run, sampled from /proc; the bench process serves the R2 emulator and the sink; `node` is the action):',
+      '',
+      cpuTable(contenders, results),
     ].join('\n');
   } finally {
     await sink.stop();
