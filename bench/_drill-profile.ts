@@ -22,6 +22,7 @@ import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost } from '../src/sandbox/ssh-host.js';
 import { items, writeBackupConfig, writeFixture } from './fixture.js';
 import { median, timed } from './measure.js';
+import { bundleNode } from '../tests/helpers/bundle-node.js';
 
 const RUNS = Number(process.env.PROFILE_RUNS ?? 3);
 const BUCKET = 'bench';
@@ -109,7 +110,7 @@ async function main(): Promise<void> {
       RUNNER_TEMP: work,
     };
     // Not execFileSync: the emulator serves from this process's event loop.
-    await timed(process.execPath, [path.join(repoRoot, 'actions/backup-verda/dist/index.js')], env);
+    await timed(bundleNode.path, [path.join(repoRoot, 'actions/backup-verda/dist/index.js')], env);
     const manifestKey = parseOutputFile(await readFile(output, 'utf8'))['manifest-key']!;
     const got = await s3.send(new GetObjectCommand({ Bucket: BUCKET, Key: manifestKey }));
     const manifest = JSON.parse(await got.Body!.transformToString()) as Manifest;

@@ -20,6 +20,7 @@ import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 import { items, writeBackupConfig, writeFixture } from './fixture.js';
 import { awsConfig } from './models.js';
 import { cpuTable, interleaved, median, timed, type Contender, type Measured } from './measure.js';
+import { bundleNode } from '../tests/helpers/bundle-node.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -113,7 +114,7 @@ export async function run(): Promise<string> {
         name: 'backup-verda → discard sink (verify=in-transit)',
         run: () =>
           timed(
-            process.execPath,
+            bundleNode.path,
             [...nodeArgs, bundle],
             actionEnv(sink.endpoint, sink.accessKeyId, sink.secretAccessKey, 'in-transit'),
           ),
@@ -122,7 +123,7 @@ export async function run(): Promise<string> {
         name: 'backup-verda → R2 emulator (verify=in-transit)',
         run: () =>
           timed(
-            process.execPath,
+            bundleNode.path,
             [...nodeArgs, bundle],
             actionEnv(r2.endpoint, r2.accessKeyId, r2.secretAccessKey, 'in-transit'),
           ),
@@ -131,7 +132,7 @@ export async function run(): Promise<string> {
         name: 'backup-verda → R2 emulator (verify=read-back)',
         run: () =>
           timed(
-            process.execPath,
+            bundleNode.path,
             [...nodeArgs, bundle],
             actionEnv(r2.endpoint, r2.accessKeyId, r2.secretAccessKey, 'read-back'),
           ),

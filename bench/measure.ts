@@ -87,11 +87,7 @@ export async function interleaved<S extends Measured>(
 
 /** The bench's own process serves the R2 emulator and the discard sink. */
 const benchLabel = (pid: string, comm: string): string =>
-  pid === String(process.pid)
-    ? 'bench (R2 emulator, sink)'
-    : comm === 'MainThread'
-      ? 'node (the action)'
-      : comm;
+  pid === String(process.pid) ? 'bench (R2 emulator, sink)' : comm === 'MainThread' ? 'node' : comm;
 
 /**
  * Which process held the cores: the median CPU seconds of each process name per contender

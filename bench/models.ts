@@ -4,7 +4,6 @@
 // discard sink (the client's own cost) and (b) s3rver behind the R2 rules. Then a no-op re-sync
 // of 1,000 files (time and requests), and peak RSS of the bundle uploading 4 GiB vs 256 MiB.
 // Every tool is a child process; the servers live in this process. Medians of BENCH_RUNS (5).
-import { spawn } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { createWriteStream } from 'node:fs';
 import { mkdir, mkdtemp, rm, truncate, writeFile } from 'node:fs/promises';
@@ -14,6 +13,8 @@ import { formatBytes } from '../src/lib/format.js';
 import { tableToMarkdown } from '../src/lib/summary.js';
 import { startDiscardSink } from '../src/sandbox/discard-sink.js';
 import { startR2Emulator } from '../src/sandbox/r2.js';
+import { bundleNode } from '../tests/helpers/bundle-node.js';
+import { cpuTable, interleaved, median, timed, type Measured } from './measure.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -30,30 +31,9 @@ interface Endpoint {
   secretAccessKey: string;
 }
 
-interface Measured {
-  ms: number;
-  rssKiB: number;
-}
-
-/** Runs a command under /usr/bin/time for wall time and peak RSS; fails loudly on a non-zero exit. */
-async function measure(
-  cmd: string,
-  args: string[],
-  env: Record<string, string>,
-): Promise<Measured> {
-  const started = process.hrtime.bigint();
-  const child = spawn('/usr/bin/time', ['-f', 'BENCH_RSS %M', cmd, ...args], {
-    env: { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env },
-    stdio: ['ignore', 'pipe', 'pipe'],
-  });
-  let out = '';
-  child.stdout.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-  child.stderr.on('data', (d: Buffer) => (out = (out + d.toString()).slice(-4000)));
-  const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
-  const ms = Number(process.hrtime.bigint() - started) / 1e6;
-  if (code !== 0) throw new Error(`${cmd} ${args.join(' ')} exited ${code}:\n${out}`);
-  return { ms, rssKiB: Number(/BENCH_RSS (\d+)/.exec(out)?.[1] ?? 0) };
-}
+/** A tool under /usr/bin/time with only PATH and HOME from this process's environment. */
+const measure = (cmd: string, args: string[], env: Record<string, string>): Promise<Measured> =>
+  timed(cmd, args, { PATH: process.env.PATH ?? '', HOME: process.env.HOME ?? '/root', ...env });
 
 type Tool = (dir: string, ep: Endpoint, prefix: string) => Promise<Measured>;
 
@@ -77,11 +57,11 @@ const ourTool: Tool = (dir, ep, prefix) => {
   };
   const env: Record<string, string> = { NODE_OPTIONS: '' };
   for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-  return measure(process.execPath, [bundle], env);
+  return measure(bundleNode.path, [bundle], env);
 };
 
 const libStorage: Tool = (dir, ep, prefix) =>
-  measure(process.execPath, [libStorageScript, dir, ep.endpoint, BUCKET, prefix], {
+  measure(bundleNode.path, [libStorageScript, dir, ep.endpoint, BUCKET, prefix], {
     AWS_ACCESS_KEY_ID: ep.accessKeyId,
     AWS_SECRET_ACCESS_KEY: ep.secretAccessKey,
   });
@@ -159,12 +139,6 @@ const awsCli =
       },
     );
 
-const median = (xs: number[]): number => {
-  const s = [...xs].sort((a, b) => a - b);
-  const m = Math.floor(s.length / 2);
-  return s.length % 2 ? (s[m] ?? 0) : ((s[m - 1] ?? 0) + (s[m] ?? 0)) / 2;
-};
-
 async function writeRandom(file: string, size: number): Promise<void> {
   await mkdir(path.dirname(file), { recursive: true });
   const out = createWriteStream(file);
@@ -200,6 +174,7 @@ export async function run(): Promise<string> {
       ['aws s3 sync', awsCli(configFile)],
     ];
 
+    const cpu: string[] = [];
     const table = {
       headers: [
         'Target',
@@ -217,21 +192,21 @@ export async function run(): Promise<string> {
       ['discard sink', sink],
       ['s3rver + R2 rules', r2],
     ] as const) {
-      const times = new Map<string, number[]>(tools.map(([n]) => [n, []]));
-      const rss = new Map<string, number[]>(tools.map(([n]) => [n, []]));
       let n = 0;
-      for (let i = 0; i < RUNS; i++) {
-        // Interleaved, so drift on the shared machine hits every tool alike.
-        for (const [name, tool] of tools) {
-          const prefix = `run-${n++}`;
-          const m = await tool(data, ep, prefix);
-          times.get(name)?.push(m.ms);
-          rss.get(name)?.push(m.rssKiB);
-          if (ep === r2)
-            await rm(path.join(r2.dir, BUCKET, prefix), { recursive: true, force: true });
-        }
-      }
-      const med = (name: string) => median(times.get(name) ?? []);
+      const { contenders, samples } = await interleaved(
+        tools.map(([name, tool]) => ({
+          name,
+          run: async () => {
+            const prefix = `run-${n++}`;
+            const m = await tool(data, ep, prefix);
+            if (ep === r2)
+              await rm(path.join(r2.dir, BUCKET, prefix), { recursive: true, force: true });
+            return m;
+          },
+        })),
+        RUNS,
+      );
+      const med = (name: string) => median((samples.get(name) ?? []).map((m) => m.ms));
       for (const [name] of tools) {
         const t = med(name);
         const rate = total / MiB / (t / 1000);
@@ -244,14 +219,22 @@ export async function run(): Promise<string> {
           ratio('rclone'),
           ratio('lib-storage script'),
           ratio('aws s3 sync'),
-          formatBytes(median(rss.get(name) ?? []) * 1024),
+          formatBytes(median((samples.get(name) ?? []).map((m) => m.rssKiB)) * 1024),
         ]);
       }
+      cpu.push(
+        `Which process held the cores, to the ${targetName} (the bench process serves the sink and the emulator; \`node\` is the action or the lib-storage script, \`python3\`/\`aws\` is aws-cli):`,
+        '',
+        cpuTable(contenders, samples),
+        '',
+      );
     }
     lines.push(
       `Data: 1 × ${formatBytes(big)} + 20 × ${formatBytes(small)} = ${formatBytes(total)} of random bytes; ${RUNS} runs per tool, interleaved; ratios are speed-ups of this row over the named tool (time of the other ÷ time of this).`,
       '',
       tableToMarkdown(table),
+      '',
+      ...cpu,
     );
 
     // No-op re-sync of 1,000 files: uploaded once, then each tool syncs again; s3rver + rules.

@@ -23,6 +23,7 @@ import { startR2Emulator, type R2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 import { parseOutputFile } from '../tests/helpers/output-file.js';
 import { interleaved, median, timed, type Contender, type Measured } from './measure.js';
+import { bundleNode } from '../tests/helpers/bundle-node.js';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -202,7 +203,7 @@ export async function run(): Promise<string> {
         RUNNER_TEMP: runnerTemp,
       };
       try {
-        const m = await timed(process.execPath, [bundle], env);
+        const m = await timed(bundleNode.path, [bundle], env);
         const left = await readdir(runnerTemp);
         if (left.length > 0) throw new Error(`sync-models left ${left.join(', ')} in RUNNER_TEMP`);
         return { ...m, outputs: parseOutputFile(await readFile(output, 'utf8')) };

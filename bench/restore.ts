@@ -22,6 +22,7 @@ import { startR2Emulator, type R2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 import { items, writeBackupConfig, writeFixture } from './fixture.js';
 import { interleaved, median, timed, type Contender, type Measured } from './measure.js';
+import { bundleNode } from '../tests/helpers/bundle-node.js';
 
 const MiB = 2 ** 20;
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
@@ -122,7 +123,7 @@ export async function run(): Promise<string> {
       'signing-key': signing.privateKey,
       'with-models': 'false',
     });
-    const made = await timed(process.execPath, [backupBundle], backup.env);
+    const made = await timed(bundleNode.path, [backupBundle], backup.env);
     const manifestKey = parseOutputFile(await readFile(backup.files.output, 'utf8'))[
       'manifest-key'
     ];
@@ -177,7 +178,7 @@ export async function run(): Promise<string> {
         config,
       });
       try {
-        const s = await timed(process.execPath, [bundle], env);
+        const s = await timed(bundleNode.path, [bundle], env);
         const outputs = parseOutputFile(await readFile(files.output, 'utf8'));
         if (outputs.items !== String(manifest.items.length) || outputs.bytes !== String(stored))
           throw new Error(`restore-drill outputs unexpected: ${JSON.stringify(outputs)}`);

