@@ -77,9 +77,7 @@ export class BackupStore {
 
   /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */
   putSmall(key: string, body: string, contentType: string, ifAbsent = false): Promise<string> {
-    return this.r2
-      .put(key, body, { contentType, ifAbsent, contentMd5: true })
-      .then((r) => r.sha256);
+    return this.r2.put(key, body, { contentType, ifAbsent }).then((r) => r.sha256);
   }
 
   /** The sha256 and size of an object, read through (and written to `file` when given). */

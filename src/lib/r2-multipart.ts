@@ -33,8 +33,6 @@ export interface PartsOptions {
   readAhead: boolean;
   /** Parts R2 already holds for this upload (resume), by part number. */
   stored?: Map<number, StoredPart>;
-  /** Send without the SDK's second pass over each body for the signature (the caller hashes). */
-  unsignedPayload?: boolean;
   /** After each part is stored or found stored already. */
   onPart?: (bytes: number, reused: boolean) => void;
   /** The first part, already read into a pooled buffer (a stream that had to be looked at). */
@@ -121,7 +119,7 @@ export async function sendParts(o: PartsOptions): Promise<SentParts> {
       }
       const partNumber = n;
       const p = o.store
-        .uploadPart(o.upload, partNumber, body, o.unsignedPayload ?? false)
+        .uploadPart(o.upload, partNumber, body)
         .then((etag) => {
           parts.push({ PartNumber: partNumber, ETag: etag });
           bytesSent += length;

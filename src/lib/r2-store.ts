@@ -44,7 +44,7 @@ const TRANSIENT_S3_ERRORS = new Set([
   'InternalError',
   'ServiceUnavailable',
   'RequestTimeout',
-  // A body damaged on the way (SigV4 payload hash or Content-MD5 mismatch): send it again.
+  // A body damaged on the way (Content-MD5 or SigV4 payload hash mismatch): send it again.
   'XAmzContentSHA256Mismatch',
   'BadDigest',
 ]);
@@ -164,10 +164,6 @@ export interface PutOptions {
   /** Refuse to overwrite (R2 answers 412 when the key exists). */
   ifAbsent?: boolean;
   metadata?: Record<string, string>;
-  /** Send Content-MD5 (small objects: R2 checks it on top of the SigV4 payload hash). */
-  contentMd5?: boolean;
-  /** Skip the SDK's second pass over the body for the signature (the caller hashes it). */
-  unsignedPayload?: boolean;
 }
 
 export interface R2StoreOptions {
@@ -183,8 +179,14 @@ interface BuildStack {
   add(mw: (next: Handler) => Handler, opts: { step: 'build'; name: string }): void;
 }
 
-/** Marks a command's payload as unsigned: R2 takes it over TLS; the caller hashes the bytes. */
-function unsigned<C extends PutObjectCommand | UploadPartCommand>(cmd: C): C {
+/**
+ * How every body goes to R2: with its Content-MD5 (the command's ContentMD5), and UNSIGNED-PAYLOAD
+ * in the signature (this middleware). The one
+ * MD5 the store computes of a body makes R2 refuse it when damaged on the way (BadDigest, sent
+ * again) and, as the ETag R2 answers, proves what it stored; a SigV4 payload hash would only
+ * repeat the first proof with a second pass over every byte (the SDK's SHA-256).
+ */
+function unsignedPayload<C extends PutObjectCommand | UploadPartCommand>(cmd: C): C {
   (cmd.middlewareStack as unknown as BuildStack).add(
     (next) => async (args) => {
       const req = args.request as { headers?: Record<string, string> };
@@ -344,11 +346,11 @@ export class R2Store {
         Body: data,
         ContentLength: data.length,
         ContentType: opts.contentType,
-        ...(opts.contentMd5 ? { ContentMD5: Buffer.from(md5, 'hex').toString('base64') } : {}),
+        ContentMD5: Buffer.from(md5, 'hex').toString('base64'),
         ...(opts.metadata ? { Metadata: opts.metadata } : {}),
         ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
       });
-      return this.client.send(opts.unsignedPayload ? unsigned(cmd) : cmd);
+      return this.client.send(unsignedPayload(cmd));
     });
     const etag = checkEtag(
       `PutObject ${key}`,
@@ -418,16 +420,15 @@ export class R2Store {
   }
 
   /**
-   * Sends one part; returns its ETag as R2 gave it (quoted). A signed body (SigV4
-   * x-amz-content-sha256) already makes R2 refuse a part damaged on the way, and it is sent again;
-   * the ETag R2 answers must also be the MD5 of the bytes sent, which proves that these bytes are
-   * the part R2 holds (and, unsigned, is the only proof). Else the upload fails, naming the part.
+   * Sends one part; returns its ETag as R2 gave it (quoted). Its Content-MD5 makes R2 refuse a part
+   * damaged on the way, and it is sent again; the ETag R2 answers must also be the MD5 of the bytes
+   * sent, which proves that these bytes are the part R2 holds. Else the upload fails, naming the
+   * part.
    */
   async uploadPart(
     { key, uploadId }: MultipartUpload,
     partNumber: number,
     body: Buffer,
-    unsignedPayload = false,
   ): Promise<string> {
     const md5 = md5Hex(body);
     const out = await this.request(`UploadPart ${key} part ${partNumber}`, () => {
@@ -438,8 +439,9 @@ export class R2Store {
         PartNumber: partNumber,
         Body: body,
         ContentLength: body.length,
+        ContentMD5: Buffer.from(md5, 'hex').toString('base64'),
       });
-      return this.client.send(unsignedPayload ? unsigned(cmd) : cmd);
+      return this.client.send(unsignedPayload(cmd));
     });
     checkEtag(
       `UploadPart ${key} part ${partNumber}`,

@@ -1,11 +1,10 @@
 // Uploads a stream of unknown length to R2 with bounded memory: equal parts (R2 rejects unequal
 // ones) buffered one at a time, a few in flight, each retried on its own; a small stream becomes
-// one PutObject. Every request body is signed with its SHA-256 (SigV4 x-amz-content-sha256, which
-// the SDK computes for Buffer bodies), so R2 refuses a part damaged in transit and it is sent
-// again. What R2 then holds is proved without reading it back (the store checks each answer):
-// every part's ETag is the MD5 of the bytes sent, the Complete's ETag is the multipart ETag of
-// those parts (assembled exactly from them, in order), a PutObject's is the body's MD5, and one
-// HeadObject gives the size and ETag sent. Any failure aborts the multipart upload, so nothing
+// one PutObject. Every request body goes with its Content-MD5, so R2 refuses a part damaged in
+// transit and it is sent again. What R2 then holds is proved without reading it back (the store
+// checks each answer): every part's ETag is the MD5 of the bytes sent, the Complete's ETag is the
+// multipart ETag of those parts (assembled exactly from them, in order), a PutObject's is the
+// body's MD5, and one HeadObject gives the size and ETag sent. Any failure aborts the multipart upload, so nothing
 // half-written is left behind.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';

@@ -63,7 +63,6 @@ export async function pushFile(o: PushFileOptions): Promise<PushFileResult> {
     slots: o.slots,
     readAhead: false,
     stored,
-    unsignedPayload: true,
     onPart: (bytes) => o.onBytes(bytes),
   });
   const sha256 = input.digest();
@@ -134,7 +133,6 @@ async function putWhole(o: PushFileOptions, input: HashingReader): Promise<PushF
       await o.vault.store.put(o.key, body, {
         contentType: CONTENT_TYPE,
         metadata: { [SHA256_META]: sha256 },
-        unsignedPayload: true,
       });
     } finally {
       release();

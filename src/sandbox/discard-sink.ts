@@ -115,6 +115,16 @@ export async function startDiscardSink(opts: { resumable?: boolean } = {}): Prom
       const etagHex = md5.digest('hex');
       let etag = `"${etagHex}"`;
       const objectKey = `${bucket}/${key}`;
+      // As R2 does: a body that does not match its Content-MD5 is refused and not stored.
+      const sentMd5 = req.headers['content-md5'];
+      if (req.method === 'PUT' && typeof sentMd5 === 'string') {
+        if (Buffer.from(sentMd5, 'base64').toString('hex') !== etagHex) {
+          return xml(
+            400,
+            '<Error><Code>BadDigest</Code><Message>The Content-MD5 you specified did not match what we received.</Message></Error>',
+          );
+        }
+      }
       if (req.method === 'PUT' && uploadId) {
         uploads.get(uploadId)?.parts.set(partNumber, { size, etag: etagHex });
         partsStored++;

@@ -16,7 +16,14 @@ import {
   type FaultBook,
   type FaultRule,
 } from './r2-faults.js';
-import { PayloadCheck, payloadMismatch, signedPayloadHash } from './r2-payload.js';
+import {
+  contentMd5,
+  invalidDigest,
+  PayloadCheck,
+  payloadMismatch,
+  signedPayloadHash,
+  type ExpectedDigests,
+} from './r2-payload.js';
 import { forward, readSmallBody, type ReplyOptions, type Upstream } from './r2-proxy.js';
 import {
   DELETE_OPERATIONS,
@@ -163,6 +170,8 @@ class R2Exchange {
     if (this.fault && (await this.injectFault(this.fault)) === 'done') return;
     const refused = this.authorize() ?? (await this.lockRefusal());
     if (refused) return this.reply(refused);
+    if (contentMd5(this.req.headers['content-md5']) === 'invalid')
+      return this.reply(invalidDigest());
     this.startPayloadCheck();
     const step = await this.applyOperationRules();
     if (step instanceof S3ErrorReply) return this.reply(step);
@@ -174,7 +183,8 @@ class R2Exchange {
         body: this.body,
       });
     } catch (err) {
-      if (this.check?.mismatch && !this.res.headersSent) return this.reply(payloadMismatch());
+      if (this.check?.mismatch && !this.res.headersSent)
+        return this.reply(payloadMismatch(this.check));
       throw err;
     }
   }
@@ -243,24 +253,29 @@ class R2Exchange {
     return (await this.shared.locks.held(this.bucket, this.key)) ? objectLocked() : undefined;
   }
 
-  /** An upload body with a signed hash (or a corrupt fault) goes through a PayloadCheck. */
+  /** An upload body with a signed hash or a Content-MD5 (or a corrupt fault) goes through a PayloadCheck. */
   private startPayloadCheck(): void {
     const upload = this.op === 'PutObject' || this.op === 'UploadPart';
     if (!upload || !(this.length > 0)) return;
-    const expected = this.expectedHash();
+    const expected = this.expectedDigests();
     const at = (action: FaultRule['action']): number | undefined =>
       this.fault?.action === action ? corruptOffset(this.fault, this.length) : undefined;
     const corruptAt = at('corrupt');
     const corruptStoredAt = at('corrupt-stored');
-    if (expected === undefined && corruptAt === undefined && corruptStoredAt === undefined) return;
+    const none = expected.sha256 === undefined && expected.md5 === undefined;
+    if (none && corruptAt === undefined && corruptStoredAt === undefined) return;
     const checking = new PayloadCheck(expected, corruptAt, corruptStoredAt);
     this.check = this.source = checking;
     checking.on('finish', () => (this.record.bodyBytes = checking.seen));
     pipelineCallback(this.req, checking, () => undefined);
   }
 
-  private expectedHash(): string | undefined {
-    return signedPayloadHash(this.req.headers['x-amz-content-sha256']);
+  private expectedDigests(): ExpectedDigests {
+    const md5 = contentMd5(this.req.headers['content-md5']);
+    return {
+      sha256: signedPayloadHash(this.req.headers['x-amz-content-sha256']),
+      md5: md5 === 'invalid' ? undefined : md5,
+    };
   }
 
   private async applyOperationRules(): Promise<Step> {
@@ -304,11 +319,13 @@ class R2Exchange {
     const refused = await this.ifNoneMatchRefusal();
     if (refused) return refused;
     const check = this.check;
-    if (check && this.expectedHash() !== undefined && this.length <= PUT_BUFFER_LIMIT) {
+    const { sha256, md5 } = this.expectedDigests();
+    const checked = sha256 !== undefined || md5 !== undefined;
+    if (check && checked && this.length <= PUT_BUFFER_LIMIT) {
       try {
         this.body = await readSmallBody(check, PUT_BUFFER_LIMIT);
       } catch (err) {
-        if (check.mismatch) return payloadMismatch();
+        if (check.mismatch) return payloadMismatch(check);
         throw err;
       }
     }

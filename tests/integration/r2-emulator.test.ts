@@ -499,6 +499,55 @@ describe('R2 emulator: faults', () => {
     expect([...stored.keys()].filter((i) => stored[i] !== fresh[i])).toEqual([10]);
   });
 
+  it('refuses an unsigned body that does not match its Content-MD5 (BadDigest), keeps the old object, and refuses a malformed Content-MD5 (InvalidDigest)', async () => {
+    const md5 = (b: Buffer) => createHash('md5').update(b).digest('base64');
+    // A stream body goes out as UNSIGNED-PAYLOAD: only the Content-MD5 can name the damage.
+    const unsignedPut = (key: string, body: Buffer, contentMd5: string) =>
+      s3.send(
+        new PutObjectCommand({
+          Bucket: bucket,
+          Key: key,
+          Body: Readable.from([body]),
+          ContentLength: body.length,
+          ContentMD5: contentMd5,
+        }),
+      );
+    const old = randomBytes(MiB);
+    await unsignedPut('f/md5', old, md5(old));
+    const fresh = randomBytes(MiB);
+    emu.addFault({ operation: 'PutObject', action: 'corrupt', corruptAtByte: 10 });
+    await expect(unsignedPut('f/md5', fresh, md5(fresh))).rejects.toMatchObject({
+      name: 'BadDigest',
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(sha256(await download('f/md5'))).toBe(sha256(old));
+
+    const { UploadId } = await s3.send(
+      new CreateMultipartUploadCommand({ Bucket: bucket, Key: 'f/md5-mp' }),
+    );
+    const part = { Bucket: bucket, Key: 'f/md5-mp', UploadId, PartNumber: 1 };
+    const body = randomBytes(5 * MiB);
+    emu.addFault({ operation: 'UploadPart', action: 'corrupt', corruptAtByte: 5 * MiB - 1 });
+    await expect(
+      s3.send(
+        new UploadPartCommand({
+          ...part,
+          Body: Readable.from([body]),
+          ContentLength: body.length,
+          ContentMD5: md5(body),
+        }),
+      ),
+    ).rejects.toMatchObject({ name: 'BadDigest' });
+    expect((await s3.send(new ListPartsCommand(part))).Parts ?? []).toEqual([]);
+    await s3.send(new AbortMultipartUploadCommand(part));
+
+    await expect(unsignedPut('f/md5', fresh, 'not-an-md5')).rejects.toMatchObject({
+      name: 'InvalidDigest',
+      $metadata: { httpStatusCode: 400 },
+    });
+    expect(sha256(await download('f/md5'))).toBe(sha256(old));
+  });
+
   it('still reads the whole body of a signed part it refuses before using it (NoSuchUpload)', async () => {
     emu.resetCounts();
     const part = { Bucket: bucket, Key: 'f/no-upload', UploadId: 'nope', PartNumber: 1 };

@@ -73752,7 +73752,7 @@ const TRANSIENT_S3_ERRORS = new Set([
     'InternalError',
     'ServiceUnavailable',
     'RequestTimeout',
-    // A body damaged on the way (SigV4 payload hash or Content-MD5 mismatch): send it again.
+    // A body damaged on the way (Content-MD5 or SigV4 payload hash mismatch): send it again.
     'XAmzContentSHA256Mismatch',
     'BadDigest',
 ]);
@@ -73806,8 +73806,14 @@ function multipartEtag(partEtags) {
         md5.update(Buffer.from(unquote(etag), 'hex'));
     return `${md5.digest('hex')}-${partEtags.length}`;
 }
-/** Marks a command's payload as unsigned: R2 takes it over TLS; the caller hashes the bytes. */
-function unsigned(cmd) {
+/**
+ * How every body goes to R2: with its Content-MD5 (the command's ContentMD5), and UNSIGNED-PAYLOAD
+ * in the signature (this middleware). The one
+ * MD5 the store computes of a body makes R2 refuse it when damaged on the way (BadDigest, sent
+ * again) and, as the ETag R2 answers, proves what it stored; a SigV4 payload hash would only
+ * repeat the first proof with a second pass over every byte (the SDK's SHA-256).
+ */
+function unsignedPayload(cmd) {
     cmd.middlewareStack.add((next) => async (args) => {
         const req = args.request;
         if (req.headers)
@@ -73950,11 +73956,11 @@ class R2Store {
                 Body: data,
                 ContentLength: data.length,
                 ContentType: opts.contentType,
-                ...(opts.contentMd5 ? { ContentMD5: Buffer.from(md5, 'hex').toString('base64') } : {}),
+                ContentMD5: Buffer.from(md5, 'hex').toString('base64'),
                 ...(opts.metadata ? { Metadata: opts.metadata } : {}),
                 ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
             });
-            return this.client.send(opts.unsignedPayload ? unsigned(cmd) : cmd);
+            return this.client.send(unsignedPayload(cmd));
         });
         const etag = checkEtag(`PutObject ${key}`, out.ETag, md5, `the MD5 of the ${data.length} bytes sent`);
         return { sha256: (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex'), etag };
@@ -73999,12 +74005,12 @@ class R2Store {
         return { key, uploadId: out.UploadId };
     }
     /**
-     * Sends one part; returns its ETag as R2 gave it (quoted). A signed body (SigV4
-     * x-amz-content-sha256) already makes R2 refuse a part damaged on the way, and it is sent again;
-     * the ETag R2 answers must also be the MD5 of the bytes sent, which proves that these bytes are
-     * the part R2 holds (and, unsigned, is the only proof). Else the upload fails, naming the part.
+     * Sends one part; returns its ETag as R2 gave it (quoted). Its Content-MD5 makes R2 refuse a part
+     * damaged on the way, and it is sent again; the ETag R2 answers must also be the MD5 of the bytes
+     * sent, which proves that these bytes are the part R2 holds. Else the upload fails, naming the
+     * part.
      */
-    async uploadPart({ key, uploadId }, partNumber, body, unsignedPayload = false) {
+    async uploadPart({ key, uploadId }, partNumber, body) {
         const md5 = md5Hex(body);
         const out = await this.request(`UploadPart ${key} part ${partNumber}`, () => {
             const cmd = new dist_cjs/* UploadPartCommand */.iVK({
@@ -74014,8 +74020,9 @@ class R2Store {
                 PartNumber: partNumber,
                 Body: body,
                 ContentLength: body.length,
+                ContentMD5: Buffer.from(md5, 'hex').toString('base64'),
             });
-            return this.client.send(unsignedPayload ? unsigned(cmd) : cmd);
+            return this.client.send(unsignedPayload(cmd));
         });
         checkEtag(`UploadPart ${key} part ${partNumber}`, out.ETag, md5, `the MD5 of the ${body.length} bytes sent`);
         return `"${md5}"`;
@@ -74174,9 +74181,7 @@ class BackupStore {
     }
     /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */
     putSmall(key, body, contentType, ifAbsent = false) {
-        return this.r2
-            .put(key, body, { contentType, ifAbsent, contentMd5: true })
-            .then((r) => r.sha256);
+        return this.r2.put(key, body, { contentType, ifAbsent }).then((r) => r.sha256);
     }
     /** The sha256 and size of an object, read through (and written to `file` when given). */
     sha256Of(key, file) {

@@ -101575,7 +101575,7 @@ const TRANSIENT_S3_ERRORS = new Set([
     'InternalError',
     'ServiceUnavailable',
     'RequestTimeout',
-    // A body damaged on the way (SigV4 payload hash or Content-MD5 mismatch): send it again.
+    // A body damaged on the way (Content-MD5 or SigV4 payload hash mismatch): send it again.
     'XAmzContentSHA256Mismatch',
     'BadDigest',
 ]);
@@ -101629,8 +101629,14 @@ function multipartEtag(partEtags) {
         md5.update(Buffer.from(unquote(etag), 'hex'));
     return `${md5.digest('hex')}-${partEtags.length}`;
 }
-/** Marks a command's payload as unsigned: R2 takes it over TLS; the caller hashes the bytes. */
-function unsigned(cmd) {
+/**
+ * How every body goes to R2: with its Content-MD5 (the command's ContentMD5), and UNSIGNED-PAYLOAD
+ * in the signature (this middleware). The one
+ * MD5 the store computes of a body makes R2 refuse it when damaged on the way (BadDigest, sent
+ * again) and, as the ETag R2 answers, proves what it stored; a SigV4 payload hash would only
+ * repeat the first proof with a second pass over every byte (the SDK's SHA-256).
+ */
+function unsignedPayload(cmd) {
     cmd.middlewareStack.add((next) => async (args) => {
         const req = args.request;
         if (req.headers)
@@ -101773,11 +101779,11 @@ class R2Store {
                 Body: data,
                 ContentLength: data.length,
                 ContentType: opts.contentType,
-                ...(opts.contentMd5 ? { ContentMD5: Buffer.from(md5, 'hex').toString('base64') } : {}),
+                ContentMD5: Buffer.from(md5, 'hex').toString('base64'),
                 ...(opts.metadata ? { Metadata: opts.metadata } : {}),
                 ...(opts.ifAbsent ? { IfNoneMatch: '*' } : {}),
             });
-            return this.client.send(opts.unsignedPayload ? unsigned(cmd) : cmd);
+            return this.client.send(unsignedPayload(cmd));
         });
         const etag = checkEtag(`PutObject ${key}`, out.ETag, md5, `the MD5 of the ${data.length} bytes sent`);
         return { sha256: (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex'), etag };
@@ -101822,12 +101828,12 @@ class R2Store {
         return { key, uploadId: out.UploadId };
     }
     /**
-     * Sends one part; returns its ETag as R2 gave it (quoted). A signed body (SigV4
-     * x-amz-content-sha256) already makes R2 refuse a part damaged on the way, and it is sent again;
-     * the ETag R2 answers must also be the MD5 of the bytes sent, which proves that these bytes are
-     * the part R2 holds (and, unsigned, is the only proof). Else the upload fails, naming the part.
+     * Sends one part; returns its ETag as R2 gave it (quoted). Its Content-MD5 makes R2 refuse a part
+     * damaged on the way, and it is sent again; the ETag R2 answers must also be the MD5 of the bytes
+     * sent, which proves that these bytes are the part R2 holds. Else the upload fails, naming the
+     * part.
      */
-    async uploadPart({ key, uploadId }, partNumber, body, unsignedPayload = false) {
+    async uploadPart({ key, uploadId }, partNumber, body) {
         const md5 = md5Hex(body);
         const out = await this.request(`UploadPart ${key} part ${partNumber}`, () => {
             const cmd = new dist_cjs/* UploadPartCommand */.iVK({
@@ -101837,8 +101843,9 @@ class R2Store {
                 PartNumber: partNumber,
                 Body: body,
                 ContentLength: body.length,
+                ContentMD5: Buffer.from(md5, 'hex').toString('base64'),
             });
-            return this.client.send(unsignedPayload ? unsigned(cmd) : cmd);
+            return this.client.send(unsignedPayload(cmd));
         });
         checkEtag(`UploadPart ${key} part ${partNumber}`, out.ETag, md5, `the MD5 of the ${body.length} bytes sent`);
         return `"${md5}"`;
@@ -102213,7 +102220,7 @@ async function sendParts(o) {
             }
             const partNumber = n;
             const p = o.store
-                .uploadPart(o.upload, partNumber, body, o.unsignedPayload ?? false)
+                .uploadPart(o.upload, partNumber, body)
                 .then((etag) => {
                 parts.push({ PartNumber: partNumber, ETag: etag });
                 bytesSent += length;
@@ -102271,7 +102278,6 @@ async function pushFile(o) {
         slots: o.slots,
         readAhead: false,
         stored,
-        unsignedPayload: true,
         onPart: (bytes) => o.onBytes(bytes),
     });
     const sha256 = input.digest();
@@ -102337,7 +102343,6 @@ async function putWhole(o, input) {
             await o.vault.store.put(o.key, body, {
                 contentType: CONTENT_TYPE,
                 metadata: { [SHA256_META]: sha256 },
-                unsignedPayload: true,
             });
         }
         finally {
