@@ -29,6 +29,10 @@ const repoRoot = path.resolve(import.meta.dirname, '..');
 const bundle = path.resolve(
   process.env.BENCH_BUNDLE ?? path.join(repoRoot, 'actions/backup-verda/dist/index.js'),
 );
+/** BENCH_BASELINE: an older build of backup-verda, run as one more contender (before/after). */
+const baselineBundle = process.env.BENCH_BASELINE
+  ? path.resolve(process.env.BENCH_BASELINE)
+  : undefined;
 /** BENCH_ACTION_NODE_ARGS (e.g. "--cpu-prof --cpu-prof-dir=DIR") are given to node for the action runs. */
 const nodeArgs = (process.env.BENCH_ACTION_NODE_ARGS ?? '').split(' ').filter((a) => a !== '');
 
@@ -119,6 +123,19 @@ export async function run(): Promise<string> {
             actionEnv(sink.endpoint, sink.accessKeyId, sink.secretAccessKey, 'in-transit'),
           ),
       },
+      ...(baselineBundle
+        ? [
+            {
+              name: `backup-verda, baseline build (${path.relative(repoRoot, baselineBundle)}) → discard sink (verify=in-transit)`,
+              run: () =>
+                timed(
+                  bundleNode.path,
+                  [...nodeArgs, baselineBundle],
+                  actionEnv(sink.endpoint, sink.accessKeyId, sink.secretAccessKey, 'in-transit'),
+                ),
+            },
+          ]
+        : []),
       {
         name: 'backup-verda → R2 emulator (verify=in-transit)',
         run: () =>
@@ -211,6 +228,9 @@ export async function run(): Promise<string> {
     const openssh = medianMs(byName('OpenSSH'));
     const alternative = medianMs(byName('honest alternative'));
     const seed = medianMs(byName('seed'));
+    // A contender BENCH_ONLY left out has no median to compare with.
+    const ratio = (other: number, ms: number) =>
+      Number.isNaN(other) ? '—' : `${(other / ms).toFixed(2)}×`;
     const rows = contenders.map((c) => {
       const samples = results.get(c.name)!;
       const ms = median(samples.map((s) => s.ms));
@@ -218,9 +238,9 @@ export async function run(): Promise<string> {
         c.name,
         `${(ms / 1000).toFixed(2)} s`,
         `${rate(ms).toFixed(0)} MiB/s`,
-        `${(openssh / ms).toFixed(2)}×`,
-        `${(alternative / ms).toFixed(2)}×`,
-        `${(seed / ms).toFixed(2)}×`,
+        ratio(openssh, ms),
+        ratio(alternative, ms),
+        ratio(seed, ms),
         `${((median(samples.map((s) => s.rssKiB)) * 1024) / MiB).toFixed(0)} MiB`,
         `${((Math.max(...samples.map((s) => s.rssKiB ?? 0)) * 1024) / MiB).toFixed(0)} MiB`,
       ];
