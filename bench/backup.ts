@@ -19,10 +19,20 @@ import { startR2Emulator } from '../src/sandbox/r2.js';
 import { startSshHost, type SshHost } from '../src/sandbox/ssh-host.js';
 import { items, writeBackupConfig, writeFixture } from './fixture.js';
 import { awsConfig } from './models.js';
+import { hashedIn, named, profiledStages, type Stage } from './profile.js';
 import { cpuTable, interleaved, median, timed, type Contender, type Measured } from './measure.js';
 import { bundleNode } from '../tests/helpers/bundle-node.js';
 
 const MiB = 2 ** 20;
+
+/** Where the action's CPU goes, by stage (bench/profile.ts). */
+const STAGES: Stage[] = [
+  { name: 'MD5 of every part (Content-MD5, the ETag proof)', match: named('md5Hex') },
+  { name: 'SHA-256 of the archive (the manifest)', match: hashedIn('next') },
+  { name: 'age encryption (ChaCha20-Poly1305)', match: named('seal', 'sealChaCha') },
+  { name: 'SSH decryption (ssh2, AES-GCM)', match: named('decrypt') },
+  { name: 'buffer copies', match: named('_copyActual', 'copy') },
+];
 const RUNS = Number(process.env.BENCH_RUNS ?? 5);
 const repoRoot = path.resolve(import.meta.dirname, '..');
 /** BENCH_BUNDLE: another build of the action to measure (A/B of a change before committing it). */
@@ -222,6 +232,14 @@ export async function run(): Promise<string> {
     ];
 
     const { contenders, samples: results } = await interleaved(all, RUNS);
+    // One more run to the sink, profiled: what each stage of the action costs.
+    const stages = await profiledStages(path.join(work, 'profile'), STAGES, (args) =>
+      timed(
+        bundleNode.path,
+        [...args, bundle],
+        actionEnv(sink.endpoint, sink.accessKeyId, sink.secretAccessKey, 'in-transit'),
+      ),
+    );
     const rate = (ms: number) => total / MiB / (ms / 1000);
     const medianMs = (name: string) => median((results.get(name) ?? []).map((s) => s.ms));
     const byName = (start: string) => all.find((c) => c.name.startsWith(start))!.name;
@@ -272,6 +290,10 @@ export async function run(): Promise<string> {
       'Which process held the cores (medians of each run, sampled from /proc; the bench process serves the R2 emulator and the sink; `node` is the action):',
       '',
       cpuTable(contenders, results),
+      '',
+      "What the action's CPU went to, by stage (one more run to the discard sink under `node --cpu-prof`, self time):",
+      '',
+      stages,
     ].join('\n');
   } finally {
     await sink.stop();

@@ -14,6 +14,7 @@ import { tableToMarkdown } from '../src/lib/summary.js';
 import { startDiscardSink } from '../src/sandbox/discard-sink.js';
 import { startR2Emulator } from '../src/sandbox/r2.js';
 import { bundleNode } from '../tests/helpers/bundle-node.js';
+import { hashedIn, named, profiledStages, type Stage } from './profile.js';
 import { cpuTable, interleaved, median, timed, type Measured } from './measure.js';
 
 const MiB = 2 ** 20;
@@ -37,7 +38,14 @@ const measure = (cmd: string, args: string[], env: Record<string, string>): Prom
 
 type Tool = (dir: string, ep: Endpoint, prefix: string) => Promise<Measured>;
 
-const ourTool: Tool = (dir, ep, prefix) => {
+/** Where the action's CPU goes, by stage (bench/profile.ts). */
+const STAGES: Stage[] = [
+  { name: 'MD5 of every part (Content-MD5, the ETag proof)', match: named('md5Hex') },
+  { name: 'SHA-256 of every file (metadata, manifest)', match: hashedIn('readExactly') },
+  { name: 'file reads', match: named('read', 'readFileHandle') },
+];
+
+const ourTool = (dir: string, ep: Endpoint, prefix: string, nodeArgs: string[] = []) => {
   const inputs: Record<string, string> = {
     direction: 'push',
     source: dir,
@@ -57,7 +65,7 @@ const ourTool: Tool = (dir, ep, prefix) => {
   };
   const env: Record<string, string> = { NODE_OPTIONS: '' };
   for (const [k, v] of Object.entries(inputs)) env[`INPUT_${k.toUpperCase()}`] = v;
-  return measure(bundleNode.path, [bundle], env);
+  return measure(bundleNode.path, [...nodeArgs, bundle], env);
 };
 
 const libStorage: Tool = (dir, ep, prefix) =>
@@ -229,6 +237,15 @@ export async function run(): Promise<string> {
         '',
       );
     }
+    const stages = await profiledStages(path.join(work, 'profile'), STAGES, (args) =>
+      ourTool(data, sink, 'profiled', args),
+    );
+    cpu.push(
+      "What the action's CPU went to, by stage (one more run to the discard sink under `node --cpu-prof`, self time):",
+      '',
+      stages,
+      '',
+    );
     lines.push(
       `Data: 1 × ${formatBytes(big)} + 20 × ${formatBytes(small)} = ${formatBytes(total)} of random bytes; ${RUNS} runs per tool, interleaved; ratios are speed-ups of this row over the named tool (time of the other ÷ time of this).`,
       '',
