@@ -93,6 +93,8 @@ export async function profiledStages(
   stages: Stage[],
   run: (nodeArgs: string[]) => Promise<unknown>,
 ): Promise<string> {
+  // BENCH_PROFILE_DIR keeps the profile for a closer look (e.g. Chrome DevTools).
+  dir = process.env.BENCH_PROFILE_DIR ?? dir;
   await rm(dir, { recursive: true, force: true });
   await run(['--cpu-prof', `--cpu-prof-dir=${dir}`]);
   const file = (await readdir(dir)).find((f) => f.endsWith('.cpuprofile'));

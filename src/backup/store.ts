@@ -1,5 +1,6 @@
 // The backups in the bucket: list them (a backup exists when its manifest does), read and move
 // the latest pointer, write small objects, delete backups and leftovers.
+import { createHash } from 'node:crypto';
 import type { S3Client } from '@aws-sdk/client-s3';
 import type { Logger } from '../lib/logger.js';
 import { R2Store, type RefusedDelete } from '../lib/r2-store.js';
@@ -76,8 +77,14 @@ export class BackupStore {
   }
 
   /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */
-  putSmall(key: string, body: string, contentType: string, ifAbsent = false): Promise<string> {
-    return this.r2.put(key, body, { contentType, ifAbsent }).then((r) => r.sha256);
+  async putSmall(
+    key: string,
+    body: string,
+    contentType: string,
+    ifAbsent = false,
+  ): Promise<string> {
+    await this.r2.put(key, body, { contentType, ifAbsent });
+    return createHash('sha256').update(body, 'utf8').digest('hex');
   }
 
   /** The sha256 and size of an object, read through (and written to `file` when given). */

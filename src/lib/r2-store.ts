@@ -154,7 +154,6 @@ export interface StoredPart {
 }
 
 export interface PutResult {
-  sha256: string;
   /** Without quotes: the MD5 of the body, as R2 answered it. */
   etag: string;
 }
@@ -333,8 +332,9 @@ export class R2Store {
   }
 
   /**
-   * Writes one object from memory; returns its sha256 and its ETag, which R2 must have answered
-   * as the MD5 of the bytes sent (else it stored something else, and this throws).
+   * Writes one object from memory; returns its ETag, which R2 must have answered as the MD5 of
+   * the bytes sent (else it stored something else, and this throws). The caller hashes the body
+   * if it needs a sha256: the model vault already did as it read the file.
    */
   async put(key: string, body: Buffer | string, opts: PutOptions): Promise<PutResult> {
     const data = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
@@ -358,7 +358,7 @@ export class R2Store {
       md5,
       `the MD5 of the ${data.length} bytes sent`,
     );
-    return { sha256: createHash('sha256').update(data).digest('hex'), etag };
+    return { etag };
   }
 
   /** Rewrites an object's metadata in place (server-side copy; R2 copies at most 5 GiB). */

@@ -95362,8 +95362,9 @@ class R2Store {
         });
     }
     /**
-     * Writes one object from memory; returns its sha256 and its ETag, which R2 must have answered
-     * as the MD5 of the bytes sent (else it stored something else, and this throws).
+     * Writes one object from memory; returns its ETag, which R2 must have answered as the MD5 of
+     * the bytes sent (else it stored something else, and this throws). The caller hashes the body
+     * if it needs a sha256: the model vault already did as it read the file.
      */
     async put(key, body, opts) {
         const data = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
@@ -95382,7 +95383,7 @@ class R2Store {
             return this.client.send(unsignedPayload(cmd));
         });
         const etag = checkEtag(`PutObject ${key}`, out.ETag, md5, `the MD5 of the ${data.length} bytes sent`);
-        return { sha256: (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex'), etag };
+        return { etag };
     }
     /** Rewrites an object's metadata in place (server-side copy; R2 copies at most 5 GiB). */
     async replaceMetadata(key, contentType, metadata) {
@@ -97770,6 +97771,9 @@ function checkIdentities(manifest, identities) {
 }
 
 ;// CONCATENATED MODULE: ./src/backup/store.ts
+// The backups in the bucket: list them (a backup exists when its manifest does), read and move
+// the latest pointer, write small objects, delete backups and leftovers.
+
 
 
 /** The backups under one prefix of the bucket, on the one R2 store. */
@@ -97812,8 +97816,9 @@ class BackupStore {
         return text === undefined ? undefined : parseLatest(text, this.prefix);
     }
     /** Writes a small object; `ifAbsent` refuses to overwrite (R2 answers 412). Returns its sha256. */
-    putSmall(key, body, contentType, ifAbsent = false) {
-        return this.r2.put(key, body, { contentType, ifAbsent }).then((r) => r.sha256);
+    async putSmall(key, body, contentType, ifAbsent = false) {
+        await this.r2.put(key, body, { contentType, ifAbsent });
+        return (0,external_node_crypto_.createHash)('sha256').update(body, 'utf8').digest('hex');
     }
     /** The sha256 and size of an object, read through (and written to `file` when given). */
     sha256Of(key, file) {

@@ -101766,8 +101766,9 @@ class R2Store {
         });
     }
     /**
-     * Writes one object from memory; returns its sha256 and its ETag, which R2 must have answered
-     * as the MD5 of the bytes sent (else it stored something else, and this throws).
+     * Writes one object from memory; returns its ETag, which R2 must have answered as the MD5 of
+     * the bytes sent (else it stored something else, and this throws). The caller hashes the body
+     * if it needs a sha256: the model vault already did as it read the file.
      */
     async put(key, body, opts) {
         const data = typeof body === 'string' ? Buffer.from(body, 'utf8') : body;
@@ -101786,7 +101787,7 @@ class R2Store {
             return this.client.send(unsignedPayload(cmd));
         });
         const etag = checkEtag(`PutObject ${key}`, out.ETag, md5, `the MD5 of the ${data.length} bytes sent`);
-        return { sha256: (0,external_node_crypto_.createHash)('sha256').update(data).digest('hex'), etag };
+        return { etag };
     }
     /** Rewrites an object's metadata in place (server-side copy; R2 copies at most 5 GiB). */
     async replaceMetadata(key, contentType, metadata) {
