@@ -180,10 +180,10 @@ interface BuildStack {
 
 /**
  * How every body goes to R2: with its Content-MD5 (the command's ContentMD5), and UNSIGNED-PAYLOAD
- * in the signature (this middleware). The one
- * MD5 the store computes of a body makes R2 refuse it when damaged on the way (BadDigest, sent
- * again) and, as the ETag R2 answers, proves what it stored; a SigV4 payload hash would only
- * repeat the first proof with a second pass over every byte (the SDK's SHA-256).
+ * in the signature (this middleware). The one MD5 the store computes of a body makes R2 refuse it
+ * when damaged on the way (BadDigest, sent again) and, as the ETag R2 answers, proves what it
+ * stored; a SigV4 payload hash would only repeat the first proof with a second pass over every
+ * byte (the SDK's SHA-256).
  */
 function unsignedPayload<C extends PutObjectCommand | UploadPartCommand>(cmd: C): C {
   (cmd.middlewareStack as unknown as BuildStack).add(

@@ -4,8 +4,8 @@
 // transit and it is sent again. What R2 then holds is proved without reading it back (the store
 // checks each answer): every part's ETag is the MD5 of the bytes sent, the Complete's ETag is the
 // multipart ETag of those parts (assembled exactly from them, in order), a PutObject's is the
-// body's MD5, and one HeadObject gives the size and ETag sent. Any failure aborts the multipart upload, so nothing
-// half-written is left behind.
+// body's MD5, and one HeadObject gives the size and ETag sent. Any failure aborts the multipart
+// upload, so nothing half-written is left behind.
 import { createHash } from 'node:crypto';
 import type { Readable } from 'node:stream';
 import { OpsError } from './errors.js';

@@ -253,7 +253,7 @@ class R2Exchange {
     return (await this.shared.locks.held(this.bucket, this.key)) ? objectLocked() : undefined;
   }
 
-  /** An upload body with a signed hash or a Content-MD5 (or a corrupt fault) goes through a PayloadCheck. */
+  /** An upload body with a signed hash or a Content-MD5 (or a corrupt fault) is checked. */
   private startPayloadCheck(): void {
     const upload = this.op === 'PutObject' || this.op === 'UploadPart';
     if (!upload || !(this.length > 0)) return;

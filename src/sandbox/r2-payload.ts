@@ -2,9 +2,8 @@
 // against its Content-MD5, and refuses the request when either differs, so nothing damaged in
 // transit is stored. This transform does that on the way to s3rver: it hashes the body and holds
 // the last chunk back until the hashes are known, so on a mismatch s3rver never receives a
-// complete body and stores nothing. It can also
-// flip one byte first, the fault a bad link or NIC would cause, or after the check, a fault inside
-// the store that no signature catches.
+// complete body and stores nothing. It can also flip one byte first, the fault a bad link or NIC
+// would cause, or after the check, a fault inside the store that no signature catches.
 import { createHash, type Hash } from 'node:crypto';
 import { Transform, type TransformCallback } from 'node:stream';
 import { S3ErrorReply } from './r2-rules.js';

@@ -101631,10 +101631,10 @@ function multipartEtag(partEtags) {
 }
 /**
  * How every body goes to R2: with its Content-MD5 (the command's ContentMD5), and UNSIGNED-PAYLOAD
- * in the signature (this middleware). The one
- * MD5 the store computes of a body makes R2 refuse it when damaged on the way (BadDigest, sent
- * again) and, as the ETag R2 answers, proves what it stored; a SigV4 payload hash would only
- * repeat the first proof with a second pass over every byte (the SDK's SHA-256).
+ * in the signature (this middleware). The one MD5 the store computes of a body makes R2 refuse it
+ * when damaged on the way (BadDigest, sent again) and, as the ETag R2 answers, proves what it
+ * stored; a SigV4 payload hash would only repeat the first proof with a second pass over every
+ * byte (the SDK's SHA-256).
  */
 function unsignedPayload(cmd) {
     cmd.middlewareStack.add((next) => async (args) => {
