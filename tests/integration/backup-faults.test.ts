@@ -280,9 +280,7 @@ describe('faults on the R2 side', () => {
       ]),
     );
     expect(faulted).toHaveLength(2);
-    expect(
-      run.warnings.filter((w) => /BadDigest|did not match/.test(w)),
-    ).toHaveLength(2);
+    expect(run.warnings.filter((w) => /BadDigest|did not match/.test(w))).toHaveLength(2);
     // in-transit: no archive is downloaded again by the action.
     expect(
       requests.filter((r) => r.operation === 'GetObject' && /\.age$/.test(r.key ?? '')),
