@@ -1,7 +1,7 @@
 // `npm run sandbox` is the README's first command: it must run every pipeline to the end.
 import { describe, expect, it } from '@jest/globals';
 import { spawn, spawnSync } from 'node:child_process';
-import { readdirSync } from 'node:fs';
+import { existsSync, readdirSync, readFileSync } from 'node:fs';
 import net from 'node:net';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,6 +16,23 @@ const sandboxArgs = [
   'sandbox',
 ];
 const sudoersDropIns = () => readdirSync('/etc/sudoers.d').filter((f) => f.startsWith('comfyume-'));
+
+/**
+ * The sudoers drop-in of the sshd fixture a process started: found by the fixture directory on
+ * its sshd's command line (other test files start fixtures of their own at the same time).
+ */
+function dropInOf(parent: number): string | undefined {
+  const ps = spawnSync('ps', ['-eo', 'ppid=,args='], { encoding: 'utf8' }).stdout;
+  const dir = ps
+    .split('\n')
+    .filter((l) => Number(l.trim().split(/\s+/)[0]) === parent)
+    .map((l) => /(\/\S*comfyume-ssh-host-[^/\s]+)/.exec(l)?.[1])
+    .find((d) => d !== undefined);
+  if (!dir) return undefined;
+  return sudoersDropIns()
+    .map((f) => `/etc/sudoers.d/${f}`)
+    .find((f) => readFileSync(f, 'utf8').includes(`${dir}/`));
+}
 
 describe('the embedded sandbox', () => {
   it('backs up the fixture host with models, re-syncs nothing, starts and stops the workshop', () => {
@@ -60,7 +77,6 @@ describe('the embedded sandbox', () => {
   }, 120_000);
 
   it('stops its sshd and removes its sudoers drop-in when interrupted (Ctrl-C)', async () => {
-    const before = sudoersDropIns();
     const ours = () =>
       readdirSync(os.tmpdir()).filter((f) => /^(comfyume-sandbox|r2-emulator)-/.test(f));
     const tempBefore = ours();
@@ -72,6 +88,7 @@ describe('the embedded sandbox', () => {
     const closed = new Promise<number | null>((resolve) => child.on('close', resolve));
     let out = '';
     let port = 0;
+    let dropIn: string | undefined;
     try {
       // Interrupt once the services answered and the first pipeline began.
       await new Promise<void>((resolve, reject) => {
@@ -82,13 +99,14 @@ describe('the embedded sandbox', () => {
         });
         void closed.then(() => reject(new Error(`the sandbox ended first:\n${out}`)));
       });
-      expect(sudoersDropIns().length).toBe(before.length + 1);
+      dropIn = child.pid === undefined ? undefined : dropInOf(child.pid);
+      expect(dropIn).toMatch(/^\/etc\/sudoers\.d\/comfyume-test-/);
       child.kill('SIGINT');
       expect(await closed).toBe(130);
     } finally {
       child.kill('SIGKILL');
     }
-    expect(sudoersDropIns()).toEqual(before);
+    expect(existsSync(dropIn ?? '')).toBe(false);
     // Its temp tree and the R2 emulator's store (encrypted backups, models) went with it.
     expect(ours()).toEqual(tempBefore);
     const refused = await new Promise<boolean>((resolve) => {
