@@ -78,12 +78,12 @@ const MARKER = 'comfyume-curl';
  * exit 22, and the status and byte count go to stderr behind a marker.
  */
 const FETCH_SCRIPT = bashText`set -o pipefail
-p=$1 off=$2
+p=$1 off=$2 proto=$3 connect=$4 stall=$5
 range=()
 if [ "$off" -gt 0 ]; then range=(--continue-at "$off"); fi
 fetch() {
-  curl --config - --silent --show-error --fail --proto "=$3" --connect-timeout "$4" \
-    --speed-limit 1 --speed-time "$5" "$\{range[@]}" \
+  curl --config - --silent --show-error --fail --proto "=$proto" --connect-timeout "$connect" \
+    --speed-limit 1 --speed-time "$stall" "$\{range[@]}" \
     --write-out '%{stderr}comfyume-curl %{http_code} %{size_download}\n'
 }
 if [ "$off" -gt 0 ]; then
