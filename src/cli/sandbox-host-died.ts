@@ -154,7 +154,7 @@ export async function runHostDied(w: HostDiedWorld): Promise<{
       port: Number(r2Url.port),
     });
     await step(
-      'Pull the model vault onto its models mount (pinned to the restored key)',
+      'Pull the model vault onto its models mount (the host fetches from R2, presigned)',
       'sync-models',
       {
         direction: 'pull',
