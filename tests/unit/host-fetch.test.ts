@@ -16,6 +16,16 @@ const URL_ =
 const SHA = 'a'.repeat(64);
 const what = { path: 'loras/a.safetensors', host: 'gpu', offset: 0 };
 
+/** What `fn` threw (undefined when it returned). */
+function thrown(fn: () => unknown): unknown {
+  try {
+    fn();
+  } catch (e) {
+    return e;
+  }
+  return undefined;
+}
+
 describe('pull-via host', () => {
   it('curl reads the URL from a quoted config line; a line break in it is refused', () => {
     expect(curlConfig(URL_)).toBe(`url = "${URL_}"\n`);
@@ -53,18 +63,14 @@ describe('pull-via host', () => {
     [503, TransientHostGetError, /HTTP 503/],
     [429, TransientHostGetError, /HTTP 429/],
   ])('HTTP %i through curl --fail', (status, kind, message) => {
-    const err = (() => {
-      try {
-        readAttempt(
-          what,
-          22,
-          '',
-          `curl: (22) The requested URL returned error: ${status}\ncomfyume-curl ${status} 0\n`,
-        );
-      } catch (e) {
-        return e;
-      }
-    })();
+    const err = thrown(() =>
+      readAttempt(
+        what,
+        22,
+        '',
+        `curl: (22) The requested URL returned error: ${status}\ncomfyume-curl ${status} 0\n`,
+      ),
+    );
     expect(err).toBeInstanceOf(kind);
     expect(String(err)).toMatch(message);
   });
@@ -76,13 +82,9 @@ describe('pull-via host', () => {
     [33, OpsError, 'cannot resume'],
     [1, OpsError, 'failed (exit 1'],
   ])('curl exit %i', (exit, kind, words) => {
-    const err = (() => {
-      try {
-        readAttempt(what, exit, '', `curl: (${exit}) went wrong at ${URL_}\ncomfyume-curl 200 7\n`);
-      } catch (e) {
-        return e;
-      }
-    })();
+    const err = thrown(() =>
+      readAttempt(what, exit, '', `curl: (${exit}) went wrong at ${URL_}\ncomfyume-curl 200 7\n`),
+    );
     expect(err).toBeInstanceOf(kind);
     expect(String(err)).toContain(words);
     // Whatever curl printed, no URL or signature reaches the message.
