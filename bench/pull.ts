@@ -313,29 +313,32 @@ export async function run(): Promise<string> {
       });
 
     const BUNDLE = 'sync-models pull (this action)';
+    const VIA_HOST = 'sync-models pull via host (presigned URLs)';
     const RCLONE = 'rclone copy + scp -r';
     const STREAM = 'rclone cat | ssh cat';
     const AWS = 'aws s3 cp + scp -r';
     const FLOOR = 'ssh cat < local file (floor)';
     const HASH = 'sha256sum of the same bytes';
+    const pullAction = (name: string, pullVia: string) =>
+      once(name, async (target) => {
+        const m = await syncModels({
+          direction: 'pull',
+          target: `ssh://${host.user}@${host.host}:${host.port}${target}`,
+          'ssh-private-key': host.privateKey,
+          'host-key-fingerprints': host.hostKeyFingerprint,
+          'pull-via': pullVia,
+        });
+        if (
+          m.outputs.downloaded !== String(Object.keys(files).length) ||
+          m.outputs.bytes !== String(total)
+        )
+          throw new Error(`sync-models pull (${pullVia}) gave ${JSON.stringify(m.outputs)}`);
+        return { ...m, parts: {} };
+      });
     const all: Contender<Sample>[] = [
-      {
-        name: BUNDLE,
-        run: once(BUNDLE, async (target) => {
-          const m = await syncModels({
-            direction: 'pull',
-            target: `ssh://${host.user}@${host.host}:${host.port}${target}`,
-            'ssh-private-key': host.privateKey,
-            'host-key-fingerprints': host.hostKeyFingerprint,
-          });
-          if (
-            m.outputs.downloaded !== String(Object.keys(files).length) ||
-            m.outputs.bytes !== String(total)
-          )
-            throw new Error(`sync-models pull gave ${JSON.stringify(m.outputs)}`);
-          return { ...m, parts: {} };
-        }),
-      },
+      { name: BUNDLE, run: pullAction(BUNDLE, 'runner') },
+      // The host's curl GETs from the emulator itself (the fixture host is this machine).
+      { name: VIA_HOST, run: pullAction(VIA_HOST, 'host') },
       { name: RCLONE, run: once(RCLONE, twoSteps('fetch-rclone')) },
       { name: STREAM, run: once(STREAM, oneStep('stream-rclone-ssh')) },
       { name: AWS, run: once(AWS, twoSteps('fetch-aws')) },
@@ -357,7 +360,9 @@ export async function run(): Promise<string> {
     const { contenders, samples } = await interleaved(all, RUNS);
 
     const medianMs = (name: string) => median((samples.get(name) ?? []).map((s) => s.ms));
-    const others = [RCLONE, STREAM, AWS, FLOOR].filter((o) => contenders.some((c) => c.name === o));
+    const others = [BUNDLE, RCLONE, STREAM, AWS, FLOOR].filter((o) =>
+      contenders.some((c) => c.name === o),
+    );
     const rows = contenders
       .filter((c) => c.name !== HASH)
       .map((c) => {
@@ -402,7 +407,7 @@ export async function run(): Promise<string> {
       `## pull: the model vault back onto a rebuilt host (${formatBytes(total)}: 1 × ${formatBytes(big)} + 4 × ${formatBytes(small)}), ${RUNS} runs each, interleaved, medians`,
       '',
       `Command: \`${envLine} npm run bench -- pull\` (the action is the committed bundle, \`node ${path.relative(repoRoot, bundle)}\`, ` +
-        'with direction=pull, target=ssh://user@127.0.0.1:PORT/dir, the pinned host key and action.yml’s defaults: concurrency 4). ' +
+        'with direction=pull, target=ssh://user@127.0.0.1:PORT/dir, the pinned host key and action.yml’s defaults: concurrency 4; pull-via runner, and host for the presigned-URL row). ' +
         'R2 is the emulator (s3rver behind the R2 rules) in the bench process; the GPU host is the real OpenSSH sshd fixture on loopback; all on the same 2 cores. ' +
         `Every run writes into a fresh directory on the host; sizes and owner are checked after every run, sha256 after each contender’s first. Area time: ${minutes.toFixed(1)} min.`,
       '',
@@ -436,7 +441,7 @@ export async function run(): Promise<string> {
         'To match the action they would add `sha256sum -c` on the host, one more read of every byte there.',
       '',
       `The ${VAULT_GIB} GiB estimate is the client’s own ceiling on this 2-core machine: loopback has no real network, and the R2 emulator and sshd share the cores with the client. ` +
-        'A real rebuild is bounded by R2 → Verda bandwidth (and by the runner’s link, since the action relays the bytes through the runner).',
+        'A real rebuild is bounded by R2 → Verda bandwidth (and, with pull-via runner, by the runner’s link, since the action relays the bytes through the runner; with pull-via host the runner only signs and the host’s curl fetches from R2).',
       '',
       'The pipelines by hand (bash; values from the environment: KEY, KNOWN_HOSTS, HOST, PORT, HOST_USER, BUCKET, PREFIX, R2_ENDPOINT, SRC, STAGE, TARGET; rclone’s remote `r2:` and aws from RCLONE_CONFIG_R2_* / AWS_*):',
       '',

@@ -695,6 +695,11 @@ var specs = {
         "description": "Where models are written on pull: a local directory or ssh://user@host:port/path (written over SSH: .partial files, sha256 checked on the host, then renamed).",
         "required": false
       },
+      "pull-via": {
+        "description": "How a pull reaches an ssh:// target: runner (every byte through the runner, over SSH) or host (the host downloads each object from R2 itself with curl on a presigned URL, passed on stdin; size and sha256 checked on the host). host needs curl on the host and an ssh:// target; the HuggingFace fallback always goes through the runner.",
+        "required": false,
+        "default": "runner"
+      },
       "ssh-private-key": {
         "description": "Private key for an ssh:// source or target.",
         "required": false

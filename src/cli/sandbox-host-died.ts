@@ -15,6 +15,7 @@ import {
   startRedisStandin,
 } from '../sandbox/rebuild-standins.js';
 import type { R2Emulator } from '../sandbox/r2.js';
+import { startTcpRelay, type TcpRelay } from '../sandbox/tcp-relay.js';
 import type { VerdaEmulator } from '../sandbox/verda.js';
 import { runActionInProcess, type ActionName, type ActionResult } from './action-runner.js';
 
@@ -96,6 +97,7 @@ export async function runHostDied(w: HostDiedWorld): Promise<{
   };
 
   let redis: ReturnType<typeof startRedisStandin> | undefined;
+  let r2Relay: TcpRelay | undefined;
   try {
     const created = await step(
       'The GPU host died: provision a V100 with the Model Vault and Scratch Disk',
@@ -143,8 +145,16 @@ export async function runHostDied(w: HostDiedWorld): Promise<{
     // the pull takes what the vault has, with no list of required ones.
     const manifest = path.join(w.dir, 'sandbox-models.yml');
     await writeFile(manifest, 'models: []\n');
+    // The host downloads the vault from R2 itself (pull-via: host), as rebuild-host.yml does: the
+    // emulator answers on the loopback, so a relay on the host's network stands for R2's
+    // address, and the runner signs for that address too.
+    const r2Url = new URL(w.r2.endpoint);
+    r2Relay = await startTcpRelay(fresh.outerAddress, {
+      host: r2Url.hostname,
+      port: Number(r2Url.port),
+    });
     await step(
-      'Pull the model vault onto its models mount (pinned to the restored key)',
+      'Pull the model vault onto its models mount (the host fetches from R2, presigned)',
       'sync-models',
       {
         direction: 'pull',
@@ -154,7 +164,9 @@ export async function runHostDied(w: HostDiedWorld): Promise<{
         bucket: w.modelsBucket,
         manifest,
         'hf-fallback': 'false',
+        'pull-via': 'host',
         ...r2,
+        'r2-endpoint': `http://${r2Relay.address}`,
       },
       ['downloaded', 'bytes'],
     );
@@ -181,6 +193,7 @@ export async function runHostDied(w: HostDiedWorld): Promise<{
     if (!(err instanceof PhaseFailed)) throw err;
   } finally {
     redis?.kill();
+    await r2Relay?.stop();
   }
   return { phases, times };
 }

@@ -165,7 +165,7 @@ export class SshModelHost implements ModelHost {
     await this.conn.run(`mkdir -p -- ${shellQuote(this.dir)}`);
   }
 
-  partial(file: string): PartialFile {
+  partial(file: string): SshPartialFile {
     return new SshPartialFile(this.conn, this.dir, file);
   }
 

@@ -11,6 +11,7 @@ import { OpsError } from '../lib/errors.js';
 import { resolveInside } from '../lib/safe-path.js';
 import { shellQuote } from '../lib/shell.js';
 import type { SshConnection } from '../lib/ssh.js';
+import { curlConfig, fetchCommand, readAttempt, type HostGet } from './host-fetch.js';
 
 export interface PartialFile {
   /** Bytes already in `<file>.partial` (0 when there is none); creates the parent directory. */
@@ -150,6 +151,28 @@ export class SshPartialFile implements PartialFile {
     }
     await upload.done;
     if (fromStart) this.written = { size, sha256: this.hashOf(upload.stdoutText()) };
+  }
+
+  /**
+   * pull-via host: the host itself GETs the bytes from `offset` on into the partial (curl, URL on
+   * its stdin), hashing the kept prefix and the new bytes as they are written. Returns the bytes
+   * added; fails as host-fetch.ts's readAttempt says (a TransientHostGetError may be retried).
+   */
+  async fetch(get: HostGet, offset: number, path: string): Promise<number> {
+    this.written = undefined;
+    const upload = this.conn.writeTo(fetchCommand(this.partial, offset, get), {
+      allowedExitCodes: Array.from({ length: 256 }, (_, i) => i),
+    });
+    upload.stdin.end(curlConfig(get.url));
+    const { code } = await upload.done;
+    const got = readAttempt(
+      { path, host: this.conn.host, offset },
+      code ?? -1,
+      upload.stdoutText(),
+      upload.stderrText(),
+    );
+    this.written = { size: got.size, sha256: got.sha256 };
+    return got.bytes;
   }
 
   async digest(): Promise<{ size: number; sha256: string }> {

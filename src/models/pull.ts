@@ -9,7 +9,8 @@ import type { Logger } from '../lib/logger.js';
 import { R2_RETRY, isRetryableS3Error } from '../lib/r2-store.js';
 import { networkFailureReason, retry } from '../lib/retry.js';
 import { vaultKey, type Vault } from './bucket.js';
-import type { PartialFile } from './partial.js';
+import { TransientHostGetError, presignGet } from './host-fetch.js';
+import type { PartialFile, SshPartialFile } from './partial.js';
 import { SHA256_META } from './push.js';
 
 export interface OpenedBody {
@@ -22,16 +23,22 @@ export interface OpenedBody {
 
 export type BodySource = (offset: number) => Promise<OpenedBody>;
 
+/**
+ * One attempt's way of adding bytes to the partial from `offset` on (the partial holds exactly
+ * `offset` bytes). Returns a sha256 the source states for the whole file, when it states one.
+ */
+export type Fill = (offset: number) => Promise<{ sha256?: string }>;
+
 export interface PullFileOptions {
   /** Where the bytes go until they are verified (LocalModelHost/SshModelHost.partial(path)). */
   partial: PartialFile;
   path: string;
   size?: number;
   expectedSha256?: string;
-  source: BodySource;
+  /** Through this process (streamFill), or fetched by the GPU host itself (SshPartialFile.fetch). */
+  fill: Fill;
   /** Where the bytes come from, for messages (r2://bucket/key, a URL). */
   origin: string;
-  onBytes: (n: number) => void;
   logger: Logger;
 }
 
@@ -51,6 +58,20 @@ async function* counted(stream: Readable, onBytes: (n: number) => void): AsyncGe
   }
 }
 
+/** The bytes come through this process: a body from `source`, streamed onto the partial. */
+export function streamFill(
+  partial: PartialFile,
+  source: BodySource,
+  onBytes: (n: number) => void,
+): Fill {
+  return async (offset) => {
+    const body = await source(offset);
+    // A server that ignored the Range sends the whole file: start over from its first byte.
+    await partial.write(Readable.from(counted(body.stream, onBytes)), body.start !== offset);
+    return body.sha256 ? { sha256: body.sha256 } : {};
+  };
+}
+
 export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
   const partial = o.partial;
   let resumedFrom = -1;
@@ -65,19 +86,17 @@ export async function pullFile(o: PullFileOptions): Promise<PullFileResult> {
     }
     if (resumedFrom < 0) resumedFrom = have;
     if (o.size !== undefined && have === o.size) return;
-    const body = await o.source(have);
-    stated ??= body.sha256;
-    // A server that ignored the Range sends the whole file: start over from its first byte.
-    await partial.write(Readable.from(counted(body.stream, o.onBytes)), body.start !== have);
+    stated ??= (await o.fill(have)).sha256;
   };
 
   // R2's policy for the vault and the URL alike: each attempt resumes where the last one stopped.
   await retry(attempt, {
     ...R2_RETRY,
     retryable: (err) =>
-      !(err instanceof OpsError) &&
-      (isRetryableS3Error(err) ||
-        /premature|aborted|terminated|socket|ECONNRESET/i.test(errorMessage(err))),
+      err instanceof TransientHostGetError ||
+      (!(err instanceof OpsError) &&
+        (isRetryableS3Error(err) ||
+          /premature|aborted|terminated|socket|ECONNRESET/i.test(errorMessage(err)))),
     onRetry: ({ err, attempt: n }) =>
       o.logger.warn(`${o.path}: download attempt ${n} failed (${errorMessage(err)}); resuming`),
   });
@@ -111,6 +130,43 @@ export function vaultSource(vault: Vault, rel: string): BodySource {
     const { body, start, metadata } = await vault.store.openRead(key, offset);
     const sha256 = metadata[SHA256_META];
     return { stream: body, start, ...(sha256 ? { sha256 } : {}) };
+  };
+}
+
+export interface HostFillOptions {
+  /** Registers each presigned URL (and its signature) as a secret before it is used. */
+  mask: (secret: string) => void;
+  /** curl gives up after this many seconds without a byte (r2-timeout). */
+  stallSeconds: number;
+  /** Ask the object's metadata for its sha256 (one HEAD) when nothing else states one. */
+  wantStatedSha256: boolean;
+  onBytes: (n: number) => void;
+  /** Each GET the host sends on our signature (for the run's request count). */
+  onGet: () => void;
+}
+
+/**
+ * pull-via host: the GPU host GETs the object from the vault itself, on a URL signed anew for
+ * each attempt (an hour's validity never runs out under a retry), from `offset` on.
+ */
+export function hostVaultFill(
+  vault: Vault,
+  rel: string,
+  partial: SshPartialFile,
+  o: HostFillOptions,
+): Fill {
+  const key = vaultKey(vault, rel);
+  let asked = !o.wantStatedSha256;
+  return async (offset) => {
+    let sha256: string | undefined;
+    if (!asked) {
+      asked = true;
+      sha256 = (await vault.store.head(key))?.metadata[SHA256_META];
+    }
+    const url = await presignGet(vault.store, key, o.mask);
+    o.onGet();
+    o.onBytes(await partial.fetch({ url, stallSeconds: o.stallSeconds }, offset, rel));
+    return sha256 ? { sha256 } : {};
   };
 }
 

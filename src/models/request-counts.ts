@@ -17,6 +17,8 @@ const FREE = new Set(['DeleteObject', 'DeleteObjects', 'AbortMultipartUpload']);
 
 export function countRequests(client: S3Client): {
   counts: () => RequestCounts;
+  /** One request sent by someone else on our signature (the GPU host's GET on a presigned URL). */
+  add: (operation: string) => void;
   detach: () => void;
 } {
   const byOperation: Record<string, number> = {};
@@ -47,6 +49,9 @@ export function countRequests(client: S3Client): {
         byOperation: { ...byOperation },
         cost: r2RequestCost(classA, classB),
       };
+    },
+    add: (op) => {
+      byOperation[op] = (byOperation[op] ?? 0) + 1;
     },
     detach: () => {
       client.middlewareStack.remove(name);

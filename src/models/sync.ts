@@ -21,13 +21,16 @@ import {
 import type { ModelManifestConfig } from './config.js';
 import { matcher } from './glob.js';
 import { refuseUnsafePaths, unsafeModelPaths } from './model-path.js';
-import type { ModelFile, ModelHost } from './host.js';
 import { Progress } from './progress.js';
-import { pullFile, urlSource, vaultSource } from './pull.js';
+import { probeCurl } from './host-fetch.js';
+import type { PartialFile } from './partial.js';
+import { SshModelHost, type ModelFile, type ModelHost } from './host.js';
+import { hostVaultFill, pullFile, streamFill, urlSource, vaultSource, type Fill } from './pull.js';
 import { SHA256_META, pushFile } from './push.js';
 import { countRequests, type RequestCounts } from './request-counts.js';
 
 export type Compare = 'size' | 'sha256';
+export type PullVia = 'runner' | 'host';
 
 export interface SyncModelsOptions {
   direction: 'push' | 'pull';
@@ -49,6 +52,16 @@ export interface SyncModelsOptions {
   hfFallback: boolean;
   hfToken?: string;
   progressIntervalMs?: number;
+  /**
+   * pull to an SSH host: `runner` streams every byte through this process; `host` has the host
+   * fetch each vault object itself with curl on a presigned URL (the HuggingFace fallback still
+   * goes through this process). Default runner.
+   */
+  pullVia?: PullVia;
+  /** Registers a value derived from a secret (a presigned URL) so that nothing prints it. */
+  mask?: (secret: string) => void;
+  /** One R2 request's longest silence (r2-timeout); the host's curl gives up after as long. */
+  requestTimeoutMs?: number;
   /** Files over this are hashed before upload (CopyObject's limit, 5 GiB; lower in tests). */
   metadataCopyLimit?: number;
   /** Multipart uploads older than this are aborted (default one day). */
@@ -97,7 +110,9 @@ export async function syncModels(opts: SyncModelsOptions, logger: Logger): Promi
   const requests = countRequests(opts.client);
   try {
     const report =
-      opts.direction === 'push' ? await push(opts, vault, logger) : await pull(opts, vault, logger);
+      opts.direction === 'push'
+        ? await push(opts, vault, logger)
+        : await pull(opts, vault, logger, requests.add);
     return { ...report, requests: requests.counts() };
   } finally {
     requests.detach();
@@ -113,6 +128,8 @@ interface Run {
   vault: Vault;
   logger: Logger;
   report: RunReport;
+  /** pull-via host: the SSH target the vault objects are fetched on. */
+  viaHost?: { host: SshModelHost; countGet: () => void };
 }
 
 /** A file's entry in models-manifest.json. */
@@ -449,10 +466,22 @@ interface PullSides {
   manifest: Manifest;
 }
 
-async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Promise<RunReport> {
+async function pull(
+  opts: SyncModelsOptions,
+  vault: Vault,
+  logger: Logger,
+  countRequest: (operation: string) => void,
+): Promise<RunReport> {
+  const viaHost = opts.pullVia === 'host' ? hostTarget(opts.host) : undefined;
   const { local, listing, manifest } = await pullInventory(opts, vault, logger);
   const compare = compareFor(opts, listing.hasManifest);
-  const run: Run = { opts, vault, logger, report: emptyReport('pull', compare, vault) };
+  const run: Run = {
+    opts,
+    vault,
+    logger,
+    report: emptyReport('pull', compare, vault),
+    ...(viaHost ? { viaHost: { host: viaHost, countGet: () => countRequest('GetObject') } } : {}),
+  };
   const sides: PullSides = {
     remote: included(listing.objects, opts.include, logger, `${vaultUrl(vault)}`),
     inVault: new Set(listing.objects.map((o) => o.path)),
@@ -471,9 +500,19 @@ async function pull(opts: SyncModelsOptions, vault: Vault, logger: Logger): Prom
 
   if (opts.dryRun) return pullDryRun(run, jobs, toDelete);
 
+  // Once, before any download: a host without curl fails here, not on each file.
+  if (viaHost && jobs.some((j) => j.from === 'r2')) await probeCurl(viaHost.conn);
   await downloadAll(run, jobs);
   await removeFromHost(run, toDelete);
   return run.report;
+}
+
+/** pull-via host needs the GPU host over SSH: the only place with a curl of its own to run. */
+function hostTarget(host: ModelHost): SshModelHost {
+  if (host instanceof SshModelHost) return host;
+  throw new OpsError(
+    `pull-via: host fetches on the GPU host over SSH, and ${host.label} is a local directory: use pull-via: runner`,
+  );
 }
 
 /**
@@ -588,7 +627,7 @@ async function downloadAll(run: Run, jobs: PullJob[]): Promise<void> {
 }
 
 async function downloadOne(run: Run, progress: Progress, j: PullJob): Promise<void> {
-  const { opts, vault, logger, report } = run;
+  const { vault, logger, report } = run;
   const origin = j.from === 'hf' ? (j.url ?? '') : vaultUrl(vault, j.path);
   logger.info(
     `${j.path}: download start from ${origin}${j.size !== undefined ? ` (${formatBytes(j.size)})` : ''}`,
@@ -596,14 +635,9 @@ async function downloadOne(run: Run, progress: Progress, j: PullJob): Promise<vo
   const track = progress.begin(j.path, j.size ?? 0);
   try {
     const r = await pullFile({
-      partial: opts.host.partial(j.path),
+      ...fillFor(run, j, track.add),
       path: j.path,
       origin,
-      source:
-        j.from === 'hf'
-          ? urlSource(j.url ?? '', opts.hfToken, opts.fetch)
-          : vaultSource(vault, j.path),
-      onBytes: track.add,
       logger,
       ...(j.size !== undefined ? { size: j.size } : {}),
       ...(j.sha256 ? { expectedSha256: j.sha256 } : {}),
@@ -616,7 +650,7 @@ async function downloadOne(run: Run, progress: Progress, j: PullJob): Promise<vo
     report.downloaded++;
     report.bytes += r.size - r.resumedFrom;
     const note = [
-      j.from === 'hf' ? 'HuggingFace fallback' : 'from R2',
+      j.from === 'hf' ? 'HuggingFace fallback' : run.viaHost ? 'from R2 by the host' : 'from R2',
       r.verified ? 'sha256 verified' : 'sha256 unknown',
       r.resumedFrom > 0 ? `resumed at ${formatBytes(r.resumedFrom)}` : '',
     ]
@@ -632,6 +666,33 @@ async function downloadOne(run: Run, progress: Progress, j: PullJob): Promise<vo
       ? err
       : new OpsError(`${j.path}: download failed: ${errorMessage(err)}`, { cause: err });
   }
+}
+
+/**
+ * Where one file's bytes land and how they get there: through this process, or fetched by the
+ * host. One partial for both (it keeps the hash taken while writing).
+ */
+function fillFor(
+  run: Run,
+  j: PullJob,
+  onBytes: (n: number) => void,
+): { partial: PartialFile; fill: Fill } {
+  const { opts, vault, viaHost } = run;
+  if (j.from === 'r2' && viaHost) {
+    const partial = viaHost.host.partial(j.path);
+    const fill = hostVaultFill(vault, j.path, partial, {
+      mask: opts.mask ?? (() => {}),
+      stallSeconds: Math.ceil((opts.requestTimeoutMs ?? 120_000) / 1000),
+      wantStatedSha256: j.sha256 === undefined,
+      onBytes,
+      onGet: viaHost.countGet,
+    });
+    return { partial, fill };
+  }
+  const partial = opts.host.partial(j.path);
+  const source =
+    j.from === 'hf' ? urlSource(j.url ?? '', opts.hfToken, opts.fetch) : vaultSource(vault, j.path);
+  return { partial, fill: streamFill(partial, source, onBytes) };
 }
 
 async function removeFromHost(run: Run, toDelete: ModelFile[]): Promise<void> {

@@ -163,6 +163,9 @@ class R2Exchange {
     this.length = Number(req.headers['content-length'] ?? 0);
     this.fault = shared.faults.match(classified, this.s3);
     this.replyOptions = { loseReply: this.fault?.action === 'lose-reply' };
+    if (this.op === 'GetObject')
+      this.replyOptions.onReplyBytes = (n) =>
+        (this.record.replyBytes = (this.record.replyBytes ?? 0) + n);
     this.source = req;
   }
 

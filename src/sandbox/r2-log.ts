@@ -25,6 +25,10 @@ export interface R2RequestRecord {
   expect?: string;
   /** Upload body bytes read through the payload check (signed or faulted uploads). */
   bodyBytes?: number;
+  /** Body bytes a GetObject's reply carried to the client (a cut reply: what got through). */
+  replyBytes?: number;
+  /** Whether the request was signed in its URL (a presigned URL) rather than a header. */
+  presigned?: boolean;
   /** The access key id of a correctly signed request. */
   accessKeyId?: string;
 }
@@ -47,6 +51,7 @@ export class RequestLog {
     if (c.operation === 'GetObject' && typeof headers.range === 'string')
       record.range = headers.range;
     if (typeof headers.expect === 'string') record.expect = headers.expect;
+    if (req.query.has('X-Amz-Signature')) record.presigned = true;
     this.records.push(record);
     return record;
   }

@@ -21,6 +21,8 @@ export interface ReplyOptions {
   stored?: (reply: string) => Promise<string>;
   /** The reply's headers as sent instead of s3rver's (a fault that misreports). */
   headers?: (h: http.IncomingHttpHeaders) => http.IncomingHttpHeaders;
+  /** Told each reply body chunk's size as it goes to the client (what a GET really served). */
+  onReplyBytes?: (n: number) => void;
 }
 
 export interface ForwardOptions extends ReplyOptions {
@@ -51,11 +53,28 @@ export async function forward(
     return void req.socket.destroy();
   }
   res.writeHead(up.statusCode ?? 502, opts.headers ? opts.headers(up.headers) : up.headers);
+  const count = opts.onReplyBytes ?? (() => {});
   if (opts.resetResponseAfter === undefined) {
+    up.on('data', (chunk: Buffer) => count(chunk.length));
     await pipeline(up, res).catch(() => res.destroy());
     return;
   }
-  relayThenCut(up, res, opts.resetResponseAfter);
+  relayThenCut(up, res, opts.resetResponseAfter, count);
+}
+
+/** A presigned URL's query authentication: verified here already, and s3rver would check it
+ *  again against its own keys (a 403), so it is left out of what s3rver gets. */
+const PRESIGN_PARAMS =
+  /^X-Amz-(Algorithm|Content-Sha256|Credential|Date|Expires|Signature|SignedHeaders|Security-Token)$/i;
+
+function upstreamPath(url: string): string {
+  const q = url.indexOf('?');
+  if (q < 0 || !/[?&]X-Amz-Signature=/i.test(url)) return url;
+  const kept = url
+    .slice(q + 1)
+    .split('&')
+    .filter((pair) => !PRESIGN_PARAMS.test(decodeURIComponent(pair.split('=')[0] ?? '')));
+  return kept.length > 0 ? `${url.slice(0, q)}?${kept.join('&')}` : url.slice(0, q);
 }
 
 function sendUpstream(
@@ -73,7 +92,7 @@ function sendUpstream(
     host: '127.0.0.1',
     port: upstream.port,
     method: req.method,
-    path: req.url,
+    path: upstreamPath(req.url ?? '/'),
     headers,
     agent: upstream.agent,
   });
@@ -91,12 +110,21 @@ function sendUpstream(
 }
 
 /** Relays the first `limit` bytes of a reply body, then cuts both connections. */
-function relayThenCut(up: http.IncomingMessage, res: http.ServerResponse, limit: number): void {
+function relayThenCut(
+  up: http.IncomingMessage,
+  res: http.ServerResponse,
+  limit: number,
+  count: (n: number) => void,
+): void {
   let sent = 0;
   up.on('data', (chunk: Buffer) => {
     const room = limit - sent;
     sent += chunk.length;
-    if (room > 0) res.write(room >= chunk.length ? chunk : chunk.subarray(0, room));
+    if (room > 0) {
+      const part = room >= chunk.length ? chunk : chunk.subarray(0, room);
+      count(part.length);
+      res.write(part);
+    }
     if (sent >= limit) {
       up.destroy();
       res.destroy();

@@ -77,6 +77,14 @@ interface SentSignature {
   presigned: boolean;
 }
 
+/** X-Amz-Date (20260101T000000Z) in ms since the epoch. */
+function amzDateMs(text: string): number | undefined {
+  const m = /^(\d{4})(\d{2})(\d{2})T(\d{2})(\d{2})(\d{2})Z$/.exec(text);
+  if (!m) return undefined;
+  const [, y, mo, d, h, mi, sec] = m.map(Number);
+  return Date.UTC(y ?? 0, (mo ?? 1) - 1, d ?? 1, h ?? 0, mi ?? 0, sec ?? 0);
+}
+
 function readSignature(req: SigV4Request, params: URLSearchParams): SentSignature | Refusal {
   const auth = headerValue(req.headers, 'authorization');
   if (auth) {
@@ -101,6 +109,17 @@ function readSignature(req: SigV4Request, params: URLSearchParams): SentSignatur
     };
   }
   if (params.get('X-Amz-Algorithm') === 'AWS4-HMAC-SHA256') {
+    // A presigned URL past X-Amz-Date + X-Amz-Expires is refused, as R2 and S3 refuse it.
+    const signedAt = amzDateMs(params.get('X-Amz-Date') ?? '');
+    const expires = Number(params.get('X-Amz-Expires') ?? 'NaN');
+    if (
+      signedAt === undefined ||
+      !Number.isInteger(expires) ||
+      expires < 1 ||
+      expires > 604_800 ||
+      Date.now() > signedAt + expires * 1000
+    )
+      return { ok: false, code: 'AccessDenied', message: 'Request has expired' };
     return {
       credential: params.get('X-Amz-Credential') ?? '',
       signedHeaders: params.get('X-Amz-SignedHeaders') ?? '',

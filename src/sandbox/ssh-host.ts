@@ -5,7 +5,17 @@
 import { execFileSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, unlinkSync } from 'node:fs';
-import { chmod, chown, mkdir, mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import {
+  chmod,
+  chown,
+  mkdir,
+  mkdtemp,
+  readFile,
+  readdir,
+  rm,
+  symlink,
+  writeFile,
+} from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
 import { fileURLToPath } from 'node:url';
@@ -32,6 +42,11 @@ export interface SshHostOptions {
   models?: FixtureModel[];
   /** Directory for the instance (fixture tree, sshd state); default the OS temp dir. */
   baseDir?: string;
+  /**
+   * Commands the host does not have (e.g. curl): the sessions' PATH is then the stubs and a
+   * directory of links to every other command of /usr/local/bin, /usr/bin and /bin.
+   */
+  withoutCommands?: string[];
 }
 
 export interface SshHost {
@@ -47,6 +62,8 @@ export interface SshHost {
   scratchDir: string;
   /** The root-owned read wrapper the test user may run with `sudo -n`. */
   readWrapper: string;
+  /** First on the sessions' PATH: a test may put a wrapper of a command here. */
+  binDir: string;
   /** Processes serving open sessions (children of the listener); tests kill them to drop a link. */
   sessionPids(): number[];
   /** How many TCP connections sshd has accepted so far (from its VERBOSE log). */
@@ -332,6 +349,18 @@ class HostTeardown {
   }
 }
 
+/** A directory of links to every command of the system's bin directories but `missing`. */
+async function linkCommandsExcept(dir: string, missing: string[]): Promise<string> {
+  await mkdir(dir, { mode: 0o755 });
+  for (const bin of ['/bin', '/usr/bin', '/usr/local/bin']) {
+    for (const name of await readdir(bin).catch(() => [])) {
+      if (missing.includes(name)) continue;
+      await symlink(path.join(bin, name), path.join(dir, name)).catch(() => undefined);
+    }
+  }
+  return dir;
+}
+
 /** Starts a private sshd serving a fresh fixture host tree; stop() removes every trace. */
 export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> {
   if (!isRoot()) {
@@ -348,6 +377,9 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
     const tree = await buildFixtureTree(paths.hostRoot, user, opts.models ?? DEFAULT_MODELS);
     const readWrapper = await installReadWrapper(paths);
     await installTailscaleStub(paths.binDir);
+    const systemPath = opts.withoutCommands
+      ? await linkCommandsExcept(path.join(paths.dir, 'system-bin'), opts.withoutCommands)
+      : undefined;
     await installSudoers(paths, readWrapper);
     const keys = await makeKeys(paths.stateDir);
     await authorizeClient(user, paths.authorizedKeys, keys.publicKey);
@@ -361,6 +393,7 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
       authorizedKeys: paths.authorizedKeys,
       user: TEST_USER,
       binDir: paths.binDir,
+      systemPath,
       listenHost,
       netnsName: teardown.netns?.name,
     });
@@ -377,6 +410,7 @@ export async function startSshHost(opts: SshHostOptions = {}): Promise<SshHost> 
       modelsDir: tree.modelsDir,
       scratchDir: tree.scratchDir,
       readWrapper,
+      binDir: paths.binDir,
       sessionPids: () => descendantPids(sshd.pid),
       connectionCount: () =>
         (readFileSync(sshd.logFile, 'utf8').match(/^Connection from /gm) ?? []).length,

@@ -77,6 +77,8 @@ export interface SshdOptions {
   user: string;
   /** Put first on the sessions' PATH (the host's stubs and wrappers). */
   binDir: string;
+  /** The rest of the sessions' PATH; default /usr/local/bin:/usr/bin:/bin. */
+  systemPath?: string | undefined;
   listenHost: string;
   /** Run sshd inside this network namespace (it then listens on port 22). */
   netnsName?: string | undefined;
@@ -105,7 +107,7 @@ function sshdConfig(opts: SshdOptions, port: number, pidFile: string): string {
     'StrictModes yes',
     `AllowUsers ${opts.user}`,
     'Subsystem sftp internal-sftp',
-    `SetEnv PATH=${opts.binDir}:/usr/local/bin:/usr/bin:/bin`,
+    `SetEnv PATH=${opts.binDir}:${opts.systemPath ?? '/usr/local/bin:/usr/bin:/bin'}`,
     'PrintMotd no',
     'MaxStartups 100:30:200',
     'MaxSessions 100',

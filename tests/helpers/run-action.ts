@@ -44,8 +44,12 @@ export interface ActionRun {
 
 export interface RunActionOptions {
   inputs: Record<string, string | number | boolean | undefined>;
-  /** Values that must not appear anywhere in the run's output (the leak check). */
-  secrets?: string[];
+  /**
+   * Values that must not appear anywhere in the run's output (the leak check); or a function
+   * that gives them once the run is over (values derived from a secret during the run, such as
+   * the presigned URLs a host received).
+   */
+  secrets?: string[] | (() => Promise<string[]>);
   env?: Record<string, string>;
   cwd?: string;
   timeoutMs?: number;
@@ -141,7 +145,8 @@ export async function runAction(name: string, opts: RunActionOptions): Promise<A
     .split('\n')
     .filter((l) => !l.startsWith('::add-mask::'))
     .join('\n');
-  const leaks = findLeaks(opts.secrets ?? [], {
+  const secrets = typeof opts.secrets === 'function' ? await opts.secrets() : (opts.secrets ?? []);
+  const leaks = findLeaks(secrets, {
     stdout: shownStdout,
     stderr,
     GITHUB_OUTPUT: outputText,

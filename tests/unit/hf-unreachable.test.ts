@@ -7,7 +7,7 @@ import os from 'node:os';
 import path from 'node:path';
 import { memoryLogger } from '../../src/lib/logger.js';
 import { LocalPartialFile } from '../../src/models/partial.js';
-import { pullFile, urlSource } from '../../src/models/pull.js';
+import { pullFile, streamFill, urlSource } from '../../src/models/pull.js';
 import { closedPort } from '../helpers/closed-port.js';
 
 describe('the HuggingFace fallback on a closed port', () => {
@@ -17,12 +17,12 @@ describe('the HuggingFace fallback on a closed port', () => {
     try {
       const url = `http://127.0.0.1:${port}/org/model/resolve/main/model.safetensors`;
       const begin = Date.now();
+      const partial = new LocalPartialFile(dir, 'checkpoints/model.safetensors');
       const err = await pullFile({
-        partial: new LocalPartialFile(dir, 'checkpoints/model.safetensors'),
+        partial,
         path: 'checkpoints/model.safetensors',
-        source: urlSource(url),
+        fill: streamFill(partial, urlSource(url), () => {}),
         origin: url,
-        onBytes: () => {},
         logger: memoryLogger(),
       }).catch((e: unknown) => e);
       expect(String(err)).toContain(`GET ${url} got no answer: connection refused (ECONNREFUSED)`);

@@ -177,6 +177,26 @@ describe('sync-models inputs', () => {
     expect(() => parse({ bucket: 'Bad_Bucket' })).toThrow(/Input 'bucket' is invalid/);
   });
 
+  it('pull-via: runner by default; host only for a pull onto an ssh:// target', () => {
+    const ssh = {
+      direction: 'pull',
+      target: 'ssh://dev@gpu:22/models',
+      'ssh-private-key': key,
+      'host-key-fingerprints': `SHA256:${'A'.repeat(43)}`,
+    };
+    expect(parse(ssh).pullVia).toBe('runner');
+    expect(parse({ ...ssh, 'pull-via': 'host' }).pullVia).toBe('host');
+    expect(() => parse({ direction: 'pull', target: '/m', 'pull-via': 'host' })).toThrow(
+      `Input 'pull-via' is invalid: got "host"; expected runner for a local target (/m)`,
+    );
+    expect(() => parse({ 'pull-via': 'host' })).toThrow(
+      `Input 'pull-via' is invalid: got "host"; expected runner for direction: push`,
+    );
+    expect(() => parse({ ...ssh, 'pull-via': 'gpu' })).toThrow(
+      `Input 'pull-via' is invalid: got "gpu"; expected one of runner, host.`,
+    );
+  });
+
   it.each(['/models/', 'models/', '../x', 'a/../../b', 'a//b', 'a\\b', 'a b', '.'])(
     'refuses the prefix %j as backup-verda does',
     (prefix) => {

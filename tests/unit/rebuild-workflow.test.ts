@@ -101,6 +101,8 @@ describe('rebuild-host.yml: one button', () => {
     expect(restore.host).toBe('${{ needs.provision.outputs.ip }}');
     const pull = stepOf('restore', './actions/sync-models').with ?? {};
     expect(pull.direction).toBe('pull');
+    // The host fetches the vault from R2 itself: the runner only signs.
+    expect(pull['pull-via']).toBe('host');
     expect(pull['host-key-fingerprints']).toBe(
       '${{ steps.restore.outputs.restored-host-key-fingerprints }}',
     );

@@ -16167,6 +16167,144 @@ exports.getDefaultRoleAssumerWithWebIdentity = getDefaultRoleAssumerWithWebIdent
 
 /***/ }),
 
+/***/ 8505:
+/***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
+
+var __webpack_unused_export__;
+const { formatUrl } = __nccwpck_require__(519);
+const { getEndpointFromInstructions } = __nccwpck_require__(2085);
+const { HttpRequest } = __nccwpck_require__(3422);
+const { SignatureV4MultiRegion } = __nccwpck_require__(5785);
+
+const UNSIGNED_PAYLOAD = "UNSIGNED-PAYLOAD";
+const SHA256_HEADER = "X-Amz-Content-Sha256";
+
+class S3RequestPresigner {
+    signer;
+    constructor(options) {
+        const resolvedOptions = {
+            service: options.signingName || options.service || "s3",
+            uriEscapePath: options.uriEscapePath || false,
+            applyChecksum: options.applyChecksum || false,
+            ...options,
+        };
+        this.signer = new SignatureV4MultiRegion(resolvedOptions);
+    }
+    presign(requestToSign, { unsignableHeaders = new Set(), hoistableHeaders = new Set(), unhoistableHeaders = new Set(), ...options } = {}) {
+        this.prepareRequest(requestToSign, {
+            unsignableHeaders,
+            unhoistableHeaders,
+            hoistableHeaders,
+        });
+        return this.signer.presign(requestToSign, {
+            expiresIn: 900,
+            unsignableHeaders,
+            unhoistableHeaders,
+            ...options,
+        });
+    }
+    presignWithCredentials(requestToSign, credentials, { unsignableHeaders = new Set(), hoistableHeaders = new Set(), unhoistableHeaders = new Set(), ...options } = {}) {
+        this.prepareRequest(requestToSign, {
+            unsignableHeaders,
+            unhoistableHeaders,
+            hoistableHeaders,
+        });
+        return this.signer.presignWithCredentials(requestToSign, credentials, {
+            expiresIn: 900,
+            unsignableHeaders,
+            unhoistableHeaders,
+            ...options,
+        });
+    }
+    prepareRequest(requestToSign, { unsignableHeaders = new Set(), unhoistableHeaders = new Set(), hoistableHeaders = new Set(), } = {}) {
+        unsignableHeaders.add("content-type");
+        Object.keys(requestToSign.headers)
+            .map((header) => header.toLowerCase())
+            .filter((header) => header.startsWith("x-amz-server-side-encryption"))
+            .forEach((header) => {
+            if (!hoistableHeaders.has(header)) {
+                unhoistableHeaders.add(header);
+            }
+        });
+        requestToSign.headers[SHA256_HEADER] = UNSIGNED_PAYLOAD;
+        const currentHostHeader = requestToSign.headers.host;
+        const port = requestToSign.port;
+        const expectedHostHeader = `${requestToSign.hostname}${requestToSign.port != null ? ":" + port : ""}`;
+        if (!currentHostHeader || (currentHostHeader === requestToSign.hostname && requestToSign.port != null)) {
+            requestToSign.headers.host = expectedHostHeader;
+        }
+    }
+}
+
+const getSignedUrl = async (client, command, options = {}) => {
+    let s3Presigner;
+    let region;
+    if (typeof client.config.endpointProvider === "function") {
+        const endpointV2 = await getEndpointFromInstructions(command.input, command.constructor, client.config);
+        const authScheme = endpointV2.properties?.authSchemes?.[0];
+        if (authScheme?.name === "sigv4a") {
+            region = authScheme?.signingRegionSet?.join(",");
+        }
+        else {
+            region = authScheme?.signingRegion;
+        }
+        s3Presigner = new S3RequestPresigner({
+            ...client.config,
+            signingName: authScheme?.signingName,
+            region: async () => region,
+        });
+    }
+    else {
+        s3Presigner = new S3RequestPresigner(client.config);
+    }
+    const presignInterceptMiddleware = (next, context) => async (args) => {
+        const { request } = args;
+        if (!HttpRequest.isInstance(request)) {
+            throw new Error("Request to be presigned is not an valid HTTP request.");
+        }
+        delete request.headers["amz-sdk-invocation-id"];
+        delete request.headers["amz-sdk-request"];
+        delete request.headers["x-amz-user-agent"];
+        let presigned;
+        const presignerOptions = {
+            ...options,
+            signingRegion: options.signingRegion ?? context["signing_region"] ?? region,
+            signingService: options.signingService ?? context["signing_service"],
+        };
+        if (context.s3ExpressIdentity) {
+            presigned = await s3Presigner.presignWithCredentials(request, context.s3ExpressIdentity, presignerOptions);
+        }
+        else {
+            presigned = await s3Presigner.presign(request, presignerOptions);
+        }
+        return {
+            response: {},
+            output: {
+                $metadata: { httpStatusCode: 200 },
+                presigned,
+            },
+        };
+    };
+    const middlewareName = "presignInterceptMiddleware";
+    const clientStack = client.middlewareStack.clone();
+    clientStack.addRelativeTo(presignInterceptMiddleware, {
+        name: middlewareName,
+        relation: "before",
+        toMiddleware: "awsAuthMiddleware",
+        override: true,
+    });
+    const handler = command.resolveMiddleware(clientStack, client.config, {});
+    const { output } = await handler({ input: command.input });
+    const { presigned } = output;
+    return formatUrl(presigned);
+};
+
+__webpack_unused_export__ = S3RequestPresigner;
+exports.A = getSignedUrl;
+
+
+/***/ }),
+
 /***/ 5785:
 /***/ ((__unused_webpack_module, exports, __nccwpck_require__) => {
 
@@ -90504,7 +90642,7 @@ const actionsPort = {
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
 /* harmony import */ var _shared_runtime_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(4176);
-/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(4558);
+/* harmony import */ var _main_js__WEBPACK_IMPORTED_MODULE_2__ = __nccwpck_require__(214);
 
 
 
@@ -90515,7 +90653,7 @@ __webpack_async_result__();
 
 /***/ }),
 
-/***/ 4558:
+/***/ 214:
 /***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
 
@@ -100944,10 +101082,157 @@ function bashText(strings) {
     return (strings.raw[0] ?? '').replaceAll('$\\{', '${');
 }
 
+// EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
+var dist_cjs = __nccwpck_require__(3711);
+// EXTERNAL MODULE: ./node_modules/@aws-sdk/s3-request-presigner/dist-cjs/index.js
+var s3_request_presigner_dist_cjs = __nccwpck_require__(8505);
+;// CONCATENATED MODULE: ./src/models/host-fetch.ts
+// pull-via host: the GPU host fetches each vault object from R2 itself, with curl and a presigned
+// GET, instead of every byte going R2 -> runner -> SSH -> host. The runner only signs (SigV4 query
+// auth, one URL per attempt, valid an hour) and checks what landed; the partial, the resume, the
+// size and sha256 check and the rename stay those of every pull (partial.ts, pull.ts).
+// A presigned URL is a bearer credential derived from the R2 secret: it is masked as soon as it
+// exists, reaches curl on its stdin (`--config -`), never an argv on the host (`ps` shows argvs to
+// every user there), and no message built here ever holds it.
+
+
+
+
+
+/** How long one presigned GET stays valid; each attempt signs a new one. */
+const PRESIGN_EXPIRY_S = 3600;
+/** curl's --connect-timeout: R2 answers a TCP/TLS handshake in well under a second. */
+const CURL_CONNECT_TIMEOUT_S = 30;
+/** A failure a later attempt may cure (a cut connection, a 5xx): the partial keeps what came. */
+class TransientHostGetError extends Error {
+    constructor(message) {
+        super(message);
+        this.name = 'TransientHostGetError';
+    }
+}
+/**
+ * Signs one GET of `key` (SigV4 in the query, no request sent). `mask` gets the URL and its
+ * signature before anything else can see them.
+ */
+async function presignGet(store, key, mask) {
+    const url = await (0,s3_request_presigner_dist_cjs/* getSignedUrl */.A)(store.client, new dist_cjs/* GetObjectCommand */.jLs({ Bucket: store.bucket, Key: key }), { expiresIn: PRESIGN_EXPIRY_S });
+    mask(url);
+    const signature = new URL(url).searchParams.get('X-Amz-Signature');
+    if (signature)
+        mask(signature);
+    return url;
+}
+/** curl's config text for one URL (read from stdin): a quoted `url = "..."` line. */
+function curlConfig(url) {
+    if (/[\r\n\0]/.test(url))
+        throw new OpsError('a presigned URL held a line break');
+    return `url = "${url.replace(/[\\"]/g, (c) => `\\${c}`)}"\n`;
+}
+const MARKER = 'comfyume-curl';
+/**
+ * The host's side of one attempt: curl appends the body from `$2` on to the partial `$1` (a Range
+ * when `$2` > 0) while sha256sum hashes the kept prefix and every new byte, so the partial is never
+ * read a second time. pipefail: a failed curl or tee fails the whole command. curl's own retry is
+ * off (our policy decides, resuming from what the partial holds); `--fail` turns an HTTP error into
+ * exit 22, and the status and byte count go to stderr behind a marker.
+ */
+const FETCH_SCRIPT = bashText `set -o pipefail
+p=$1 off=$2 proto=$3 connect=$4 stall=$5
+range=()
+if [ "$off" -gt 0 ]; then range=(--continue-at "$off"); fi
+fetch() {
+  curl --config - --silent --show-error --fail --proto "=$proto" --connect-timeout "$connect" \
+    --speed-limit 1 --speed-time "$stall" "$\{range[@]}" \
+    --write-out '%{stderr}comfyume-curl %{http_code} %{size_download}\n'
+}
+if [ "$off" -gt 0 ]; then
+  { head -c "$off" -- "$p" && fetch | tee -a -- "$p"; } | sha256sum
+else
+  fetch | tee -- "$p" | sha256sum
+fi`;
+/** The remote command of one attempt; only paths and numbers in it, never the URL. */
+function fetchCommand(partial, offset, get) {
+    const proto = new URL(get.url).protocol === 'http:' ? 'http' : 'https';
+    const args = [partial, offset, proto, CURL_CONNECT_TIMEOUT_S, Math.max(1, get.stallSeconds)];
+    return `bash -c ${shellQuote(FETCH_SCRIPT)} host-fetch ${args.map((a) => shellQuote(String(a))).join(' ')}`;
+}
+/** The command that answers whether the host has curl (exit 0) or not (exit 1). */
+const CURL_PROBE = 'command -v curl >/dev/null 2>&1';
+/** Fails with what to do when the host has no curl on its PATH. */
+async function probeCurl(conn) {
+    const { code } = await conn.run(CURL_PROBE, { allowedExitCodes: [0, 1, 127] });
+    if (code !== 0)
+        throw new OpsError(`pull-via: host needs curl on ${conn.host}, and there is none on its PATH: install curl there ` +
+            '(apt-get install -y curl) or use pull-via: runner');
+}
+/** curl exit codes of a transfer cut or refused on the way, worth another attempt (resumed). */
+const TRANSIENT_CURL = new Set([5, 6, 7, 16, 18, 28, 35, 52, 55, 56, 92]);
+const CURL_WORDS = {
+    5: 'could not resolve the proxy',
+    6: 'could not resolve the host',
+    7: 'could not connect',
+    16: 'HTTP/2 error',
+    18: 'the connection closed before the whole body came',
+    23: 'writing the body failed',
+    28: 'no byte came within the timeout (r2-timeout)',
+    33: 'R2 ignored the byte range (cannot resume)',
+    35: 'TLS handshake failed',
+    52: 'empty reply',
+    55: 'sending the request failed',
+    56: 'the connection failed while receiving',
+    60: 'the TLS certificate was not trusted',
+    92: 'HTTP/2 stream error',
+};
+/** Anything URL-like in text from the host goes before it can reach a message. */
+function redactUrls(text) {
+    return text
+        .replace(/[a-z][a-z0-9+.-]*:\/\/[^\s"']+/gi, '<url>')
+        .replace(/X-Amz-[A-Za-z-]+=[^\s&"']*/g, 'X-Amz-<redacted>');
+}
+/**
+ * What one attempt's exit code, stdout (sha256sum) and stderr (curl's marker) mean: the result,
+ * or an error naming the file and the HTTP status. A failure worth another attempt is a
+ * TransientHostGetError; anything else is an OpsError (not retried).
+ */
+function readAttempt(what, exit, stdout, stderr) {
+    const marker = [...stderr.matchAll(new RegExp(`^${MARKER} (\\d{3}) (\\d+)`, 'gm'))].at(-1);
+    const status = Number(marker?.[1] ?? 0);
+    const bytes = Number(marker?.[2] ?? 0);
+    const said = redactUrls(stderr
+        .split('\n')
+        .filter((l) => l.trim() !== '' && !l.startsWith(MARKER))
+        .join('; ')).slice(-400);
+    const on = `on ${what.host}`;
+    if (exit === 0) {
+        const sha256 = /^([0-9a-f]{64})\b/.exec(stdout.trim())?.[1];
+        if (!sha256 || !marker)
+            throw new OpsError(`${what.path}: the download ${on} printed no sha256 or no curl report (${JSON.stringify(stdout.trim().slice(0, 200))})`);
+        return { size: what.offset + bytes, sha256, bytes };
+    }
+    if (exit === 22 && status >= 400) {
+        const why = status === 403
+            ? ' (Forbidden: the presigned URL expired or its signature was refused, or the key may not read this object)'
+            : status === 404
+                ? ' (Not Found: the object is gone from the bucket)'
+                : '';
+        const message = `${what.path}: R2 answered HTTP ${status} to the host's GET ${on}${why}`;
+        if (isRetryableStatus(status))
+            throw new TransientHostGetError(message);
+        throw new OpsError(message);
+    }
+    const words = CURL_WORDS[exit] ?? (exit === 127 ? 'curl was not found' : undefined);
+    const message = `${what.path}: the download ${on} failed${words ? `: ${words}` : ''} ` +
+        `(exit ${exit}${status ? `, HTTP ${status}` : ''})${said ? `: ${said}` : ''}`;
+    if (TRANSIENT_CURL.has(exit))
+        throw new TransientHostGetError(message);
+    throw new OpsError(message);
+}
+
 ;// CONCATENATED MODULE: ./src/models/partial.ts
 // Where a download lands before it is trusted: `<file>.partial` beside the final path, appended
 // to (resume), measured and hashed where it lives, then renamed into place in one step. One
 // implementation for a local directory, one for the GPU host over SSH.
+
 
 
 
@@ -101070,6 +101355,22 @@ class SshPartialFile {
         await upload.done;
         if (fromStart)
             this.written = { size, sha256: this.hashOf(upload.stdoutText()) };
+    }
+    /**
+     * pull-via host: the host itself GETs the bytes from `offset` on into the partial (curl, URL on
+     * its stdin), hashing the kept prefix and the new bytes as they are written. Returns the bytes
+     * added; fails as host-fetch.ts's readAttempt says (a TransientHostGetError may be retried).
+     */
+    async fetch(get, offset, path) {
+        this.written = undefined;
+        const upload = this.conn.writeTo(fetchCommand(this.partial, offset, get), {
+            allowedExitCodes: Array.from({ length: 256 }, (_, i) => i),
+        });
+        upload.stdin.end(curlConfig(get.url));
+        const { code } = await upload.done;
+        const got = readAttempt({ path, host: this.conn.host, offset }, code ?? -1, upload.stdoutText(), upload.stderrText());
+        this.written = { size: got.size, sha256: got.sha256 };
+        return got.bytes;
     }
     async digest() {
         const p = shellQuote(this.partial);
@@ -101476,8 +101777,6 @@ async function forEachLimit(items, limit, fn) {
         throw failure.err;
 }
 
-// EXTERNAL MODULE: ./node_modules/@aws-sdk/client-s3/dist-cjs/index.js
-var dist_cjs = __nccwpck_require__(3711);
 ;// CONCATENATED MODULE: ./src/lib/r2.ts
 
 
@@ -102401,12 +102700,22 @@ async function setSha256Metadata(o, sha256) {
 
 
 
+
 /** Passes a body through, reporting each chunk (errors and backpressure go through unchanged). */
 async function* counted(stream, onBytes) {
     for await (const chunk of stream) {
         onBytes(chunk.length);
         yield chunk;
     }
+}
+/** The bytes come through this process: a body from `source`, streamed onto the partial. */
+function streamFill(partial, source, onBytes) {
+    return async (offset) => {
+        const body = await source(offset);
+        // A server that ignored the Range sends the whole file: start over from its first byte.
+        await partial.write(external_node_stream_.Readable.from(counted(body.stream, onBytes)), body.start !== offset);
+        return body.sha256 ? { sha256: body.sha256 } : {};
+    };
 }
 async function pullFile(o) {
     const partial = o.partial;
@@ -102423,17 +102732,15 @@ async function pullFile(o) {
             resumedFrom = have;
         if (o.size !== undefined && have === o.size)
             return;
-        const body = await o.source(have);
-        stated ??= body.sha256;
-        // A server that ignored the Range sends the whole file: start over from its first byte.
-        await partial.write(external_node_stream_.Readable.from(counted(body.stream, o.onBytes)), body.start !== have);
+        stated ??= (await o.fill(have)).sha256;
     };
     // R2's policy for the vault and the URL alike: each attempt resumes where the last one stopped.
     await retry(attempt, {
         ...R2_RETRY,
-        retryable: (err) => !(err instanceof OpsError) &&
-            (isRetryableS3Error(err) ||
-                /premature|aborted|terminated|socket|ECONNRESET/i.test(errorMessage(err))),
+        retryable: (err) => err instanceof TransientHostGetError ||
+            (!(err instanceof OpsError) &&
+                (isRetryableS3Error(err) ||
+                    /premature|aborted|terminated|socket|ECONNRESET/i.test(errorMessage(err)))),
         onRetry: ({ err, attempt: n }) => o.logger.warn(`${o.path}: download attempt ${n} failed (${errorMessage(err)}); resuming`),
     });
     // Measured and hashed where the bytes landed: what is checked is what gets renamed.
@@ -102462,6 +102769,25 @@ function vaultSource(vault, rel) {
         const { body, start, metadata } = await vault.store.openRead(key, offset);
         const sha256 = metadata[SHA256_META];
         return { stream: body, start, ...(sha256 ? { sha256 } : {}) };
+    };
+}
+/**
+ * pull-via host: the GPU host GETs the object from the vault itself, on a URL signed anew for
+ * each attempt (an hour's validity never runs out under a retry), from `offset` on.
+ */
+function hostVaultFill(vault, rel, partial, o) {
+    const key = vaultKey(vault, rel);
+    let asked = !o.wantStatedSha256;
+    return async (offset) => {
+        let sha256;
+        if (!asked) {
+            asked = true;
+            sha256 = (await vault.store.head(key))?.metadata[SHA256_META];
+        }
+        const url = await presignGet(vault.store, key, o.mask);
+        o.onGet();
+        o.onBytes(await partial.fetch({ url, stallSeconds: o.stallSeconds }, offset, rel));
+        return sha256 ? { sha256 } : {};
     };
 }
 /** Reads a file from an http(s) URL (the HuggingFace fallback), with a token when given. */
@@ -102523,6 +102849,9 @@ function countRequests(client) {
                 cost: r2RequestCost(classA, classB),
             };
         },
+        add: (op) => {
+            byOperation[op] = (byOperation[op] ?? 0) + 1;
+        },
         detach: () => {
             client.middlewareStack.remove(name);
         },
@@ -102530,6 +102859,8 @@ function countRequests(client) {
 }
 
 ;// CONCATENATED MODULE: ./src/models/sync.ts
+
+
 
 
 
@@ -102550,7 +102881,9 @@ async function syncModels(opts, logger) {
     };
     const requests = countRequests(opts.client);
     try {
-        const report = opts.direction === 'push' ? await push(opts, vault, logger) : await pull(opts, vault, logger);
+        const report = opts.direction === 'push'
+            ? await push(opts, vault, logger)
+            : await pull(opts, vault, logger, requests.add);
         return { ...report, requests: requests.counts() };
     }
     finally {
@@ -102788,10 +103121,17 @@ async function cleanPendingUploads(vault, staleMs, logger, report) {
     }
     return new Map([...resumable].map(([k, v]) => [k, v.id]));
 }
-async function pull(opts, vault, logger) {
+async function pull(opts, vault, logger, countRequest) {
+    const viaHost = opts.pullVia === 'host' ? hostTarget(opts.host) : undefined;
     const { local, listing, manifest } = await pullInventory(opts, vault, logger);
     const compare = compareFor(opts, listing.hasManifest);
-    const run = { opts, vault, logger, report: emptyReport('pull', compare, vault) };
+    const run = {
+        opts,
+        vault,
+        logger,
+        report: emptyReport('pull', compare, vault),
+        ...(viaHost ? { viaHost: { host: viaHost, countGet: () => countRequest('GetObject') } } : {}),
+    };
     const sides = {
         remote: included(listing.objects, opts.include, logger, `${vaultUrl(vault)}`),
         inVault: new Set(listing.objects.map((o) => o.path)),
@@ -102809,9 +103149,18 @@ async function pull(opts, vault, logger) {
         : [];
     if (opts.dryRun)
         return pullDryRun(run, jobs, toDelete);
+    // Once, before any download: a host without curl fails here, not on each file.
+    if (viaHost && jobs.some((j) => j.from === 'r2'))
+        await probeCurl(viaHost.conn);
     await downloadAll(run, jobs);
     await removeFromHost(run, toDelete);
     return run.report;
+}
+/** pull-via host needs the GPU host over SSH: the only place with a curl of its own to run. */
+function hostTarget(host) {
+    if (host instanceof SshModelHost)
+        return host;
+    throw new OpsError(`pull-via: host fetches on the GPU host over SSH, and ${host.label} is a local directory: use pull-via: runner`);
 }
 /**
  * Every path of the plan (bucket keys, models-manifest.json, config/models.yml) is checked
@@ -102911,19 +103260,15 @@ async function downloadAll(run, jobs) {
     await run.logger.group(`Downloading ${jobs.length} file(s)`, () => forEachLimit(jobs, run.opts.concurrency, (j) => downloadOne(run, progress, j)));
 }
 async function downloadOne(run, progress, j) {
-    const { opts, vault, logger, report } = run;
+    const { vault, logger, report } = run;
     const origin = j.from === 'hf' ? (j.url ?? '') : vaultUrl(vault, j.path);
     logger.info(`${j.path}: download start from ${origin}${j.size !== undefined ? ` (${formatBytes(j.size)})` : ''}`);
     const track = progress.begin(j.path, j.size ?? 0);
     try {
         const r = await pullFile({
-            partial: opts.host.partial(j.path),
+            ...fillFor(run, j, track.add),
             path: j.path,
             origin,
-            source: j.from === 'hf'
-                ? urlSource(j.url ?? '', opts.hfToken, opts.fetch)
-                : vaultSource(vault, j.path),
-            onBytes: track.add,
             logger,
             ...(j.size !== undefined ? { size: j.size } : {}),
             ...(j.sha256 ? { expectedSha256: j.sha256 } : {}),
@@ -102934,7 +103279,7 @@ async function downloadOne(run, progress, j) {
         report.downloaded++;
         report.bytes += r.size - r.resumedFrom;
         const note = [
-            j.from === 'hf' ? 'HuggingFace fallback' : 'from R2',
+            j.from === 'hf' ? 'HuggingFace fallback' : run.viaHost ? 'from R2 by the host' : 'from R2',
             r.verified ? 'sha256 verified' : 'sha256 unknown',
             r.resumedFrom > 0 ? `resumed at ${formatBytes(r.resumedFrom)}` : '',
         ]
@@ -102949,6 +103294,27 @@ async function downloadOne(run, progress, j) {
             ? err
             : new OpsError(`${j.path}: download failed: ${errorMessage(err)}`, { cause: err });
     }
+}
+/**
+ * Where one file's bytes land and how they get there: through this process, or fetched by the
+ * host. One partial for both (it keeps the hash taken while writing).
+ */
+function fillFor(run, j, onBytes) {
+    const { opts, vault, viaHost } = run;
+    if (j.from === 'r2' && viaHost) {
+        const partial = viaHost.host.partial(j.path);
+        const fill = hostVaultFill(vault, j.path, partial, {
+            mask: opts.mask ?? (() => { }),
+            stallSeconds: Math.ceil((opts.requestTimeoutMs ?? 120_000) / 1000),
+            wantStatedSha256: j.sha256 === undefined,
+            onBytes,
+            onGet: viaHost.countGet,
+        });
+        return { partial, fill };
+    }
+    const partial = opts.host.partial(j.path);
+    const source = j.from === 'hf' ? urlSource(j.url ?? '', opts.hfToken, opts.fetch) : vaultSource(vault, j.path);
+    return { partial, fill: streamFill(partial, source, onBytes) };
 }
 async function removeFromHost(run, toDelete) {
     for (const f of toDelete) {
@@ -103260,6 +103626,7 @@ function parseLocation(input, value) {
 
 
 
+
 const DEFAULT_MANIFEST = 'config/models.yml';
 /** The secret inputs, masked before anything else happens. */
 const SECRET_INPUTS = [
@@ -103293,6 +103660,7 @@ function parseSyncInputs(source) {
     return {
         direction,
         location,
+        pullVia: parsePullVia(inputs, direction, location),
         ...(ssh ? { ssh } : {}),
         bucket: validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name')),
         // Checked like every other action's prefix; the vault keys are `<prefix>/<model path>`.
@@ -103311,6 +103679,15 @@ function parseSyncInputs(source) {
         hfFallback: direction === 'pull' && inputs.boolean('hf-fallback', true),
         ...(hfToken ? { hfToken } : {}),
     };
+}
+/** pull-via host only means something for a pull onto the GPU host over SSH. */
+function parsePullVia(inputs, direction, location) {
+    const pullVia = inputs.oneOf('pull-via', ['runner', 'host'], 'runner');
+    if (pullVia === 'host' && (direction !== 'pull' || location.kind !== 'ssh'))
+        throw new InputError('pull-via', pullVia, direction !== 'pull'
+            ? 'runner for direction: push (host only applies to a pull)'
+            : `runner for a local target (${location.kind === 'local' ? location.dir : ''}): host means the GPU host fetches from R2 itself, which needs target: ssh://user@host:port/path`);
+    return pullVia;
 }
 
 ;// CONCATENATED MODULE: ./src/actions/sync-models/main.ts
@@ -103367,6 +103744,10 @@ async function run(port) {
                 delete: inputs.delete,
                 dryRun: inputs.dryRun,
                 hfFallback: inputs.hfFallback,
+                pullVia: inputs.pullVia,
+                // A presigned URL is derived from the R2 secret: masked like the secret itself.
+                mask: (secret) => maskSecret(port, secret),
+                requestTimeoutMs: inputs.r2TimeoutMs,
                 ...(inputs.compare ? { compare: inputs.compare } : {}),
                 ...(inputs.partSize ? { partSize: inputs.partSize } : {}),
                 ...(models ? { models } : {}),

@@ -1,9 +1,10 @@
+import { InputError } from '../../lib/errors.js';
 import { Inputs, type InputSource } from '../../lib/inputs.js';
 import { R2_MAX_PART, R2_MIN_PART, validateBucketName } from '../../lib/r2.js';
 import { checkPrivateKey, parseFingerprints } from '../../lib/ssh.js';
 import { normalizePrefix } from '../../models/bucket.js';
 import { parseLocation, type ModelLocation } from '../../models/location.js';
-import type { SyncModelsOptions } from '../../models/sync.js';
+import type { PullVia, SyncModelsOptions } from '../../models/sync.js';
 import { parsePrefix, parseR2Access, type R2Access } from '../shared/r2-inputs.js';
 
 /** The library's options that come straight from inputs, plus where and how to connect. */
@@ -25,6 +26,8 @@ export interface SyncInputs
       | 'hfToken'
     > {
   location: ModelLocation;
+  /** pull onto an ssh:// target: through the runner (default), or fetched by the host itself. */
+  pullVia: PullVia;
   ssh?: { privateKey: string; fingerprints: string[] };
   manifest: string;
   manifestIsDefault: boolean;
@@ -79,6 +82,7 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
   return {
     direction,
     location,
+    pullVia: parsePullVia(inputs, direction, location),
     ...(ssh ? { ssh } : {}),
     bucket: validateBucketName('bucket', inputs.required('bucket', 'an R2 bucket name')),
     // Checked like every other action's prefix; the vault keys are `<prefix>/<model path>`.
@@ -97,4 +101,22 @@ export function parseSyncInputs(source: InputSource): SyncInputs {
     hfFallback: direction === 'pull' && inputs.boolean('hf-fallback', true),
     ...(hfToken ? { hfToken } : {}),
   };
+}
+
+/** pull-via host only means something for a pull onto the GPU host over SSH. */
+function parsePullVia(
+  inputs: Inputs,
+  direction: 'push' | 'pull',
+  location: ModelLocation,
+): PullVia {
+  const pullVia = inputs.oneOf('pull-via', ['runner', 'host'] as const, 'runner');
+  if (pullVia === 'host' && (direction !== 'pull' || location.kind !== 'ssh'))
+    throw new InputError(
+      'pull-via',
+      pullVia,
+      direction !== 'pull'
+        ? 'runner for direction: push (host only applies to a pull)'
+        : `runner for a local target (${location.kind === 'local' ? location.dir : ''}): host means the GPU host fetches from R2 itself, which needs target: ssh://user@host:port/path`,
+    );
+  return pullVia;
 }

@@ -6,6 +6,7 @@ import { LocalModelHost, SshModelHost, type ModelHost } from '../../models/host.
 import { syncTables } from '../../models/summary.js';
 import { syncModels } from '../../models/sync.js';
 import {
+  maskSecret,
   maskSecretInputs,
   runAction,
   setOutputs,
@@ -66,6 +67,10 @@ export async function run(port: ActionPort): Promise<void> {
           delete: inputs.delete,
           dryRun: inputs.dryRun,
           hfFallback: inputs.hfFallback,
+          pullVia: inputs.pullVia,
+          // A presigned URL is derived from the R2 secret: masked like the secret itself.
+          mask: (secret) => maskSecret(port, secret),
+          requestTimeoutMs: inputs.r2TimeoutMs,
           ...(inputs.compare ? { compare: inputs.compare } : {}),
           ...(inputs.partSize ? { partSize: inputs.partSize } : {}),
           ...(models ? { models } : {}),
