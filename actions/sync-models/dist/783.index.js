@@ -1,0 +1,16 @@
+import { modules as __part1 } from "./783.index.part1.js";
+import { modules as __part2 } from "./783.index.part2.js";
+import { modules as __part3 } from "./783.index.part3.js";
+import { modules as __part4 } from "./783.index.part4.js";
+import { modules as __part5 } from "./783.index.part5.js";
+import { modules as __part6 } from "./783.index.part6.js";
+import { modules as __part7 } from "./783.index.part7.js";
+import { modules as __part8 } from "./783.index.part8.js";
+import { modules as __part9 } from "./783.index.part9.js";
+import { modules as __part10 } from "./783.index.part10.js";
+import { modules as __part11 } from "./783.index.part11.js";
+import { modules as __part12 } from "./783.index.part12.js";
+import { modules as __part13 } from "./783.index.part13.js";
+export const id = 783;
+export const ids = [783];
+export const modules = {...__part1, ...__part2, ...__part3, ...__part4, ...__part5, ...__part6, ...__part7, ...__part8, ...__part9, ...__part10, ...__part11, ...__part12, ...__part13};
