@@ -6,12 +6,12 @@ export const modules = {
 
 __nccwpck_require__.a(module, async (__webpack_handle_async_dependencies__, __webpack_async_result__) => { try {
 /* harmony import */ var _lib_cjs_globals_js__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(9060);
-/* harmony import */ var _lib_small_heap_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(3225);
+/* harmony import */ var _lib_small_heap_js__WEBPACK_IMPORTED_MODULE_1__ = __nccwpck_require__(2675);
 
 
 // The action is compiled only now, after the heap flags are set (ncc puts it in chunks of its own).
 const { actionsPort } = await Promise.all(/* import() */[__nccwpck_require__.e(421), __nccwpck_require__.e(109)]).then(__nccwpck_require__.bind(__nccwpck_require__, 109));
-const { run } = await Promise.all(/* import() */[__nccwpck_require__.e(783), __nccwpck_require__.e(976)]).then(__nccwpck_require__.bind(__nccwpck_require__, 6976));
+const { run } = await Promise.all(/* import() */[__nccwpck_require__.e(783), __nccwpck_require__.e(990)]).then(__nccwpck_require__.bind(__nccwpck_require__, 1990));
 await run(actionsPort);
 
 __webpack_async_result__();
@@ -19,15 +19,12 @@ __webpack_async_result__();
 
 /***/ }),
 
-3225:
-/***/ (() => {
+2675:
+/***/ ((__unused_webpack_module, __webpack_exports__, __nccwpck_require__) => {
 
-
-// UNUSED EXPORTS: YOUNG_GENERATION_FLAGS
-
-;// CONCATENATED MODULE: external "node:v8"
-const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
-;// CONCATENATED MODULE: ./src/lib/small-heap.ts
+/* unused harmony export YOUNG_GENERATION_FLAGS */
+/* harmony import */ var node_v8__WEBPACK_IMPORTED_MODULE_0__ = __nccwpck_require__(8877);
+/* harmony import */ var node_v8__WEBPACK_IMPORTED_MODULE_0___default = /*#__PURE__*/__nccwpck_require__.n(node_v8__WEBPACK_IMPORTED_MODULE_0__);
 // A young generation that keeps its first size. V8 doubles the new space (up to 2 × 16 MiB
 // semi-spaces) whenever many young objects survive a scavenge, as they do while a bundle's
 // modules are evaluated and while a transfer's requests are in flight, and it keeps that size for
@@ -40,7 +37,7 @@ const external_node_v8_namespaceObject = __WEBPACK_EXTERNAL_createRequire(import
 
 const YOUNG_GENERATION_FLAGS = ['--semi-space-growth-factor=1'];
 for (const flag of YOUNG_GENERATION_FLAGS)
-    (0,external_node_v8_namespaceObject.setFlagsFromString)(flag);
+    (0,node_v8__WEBPACK_IMPORTED_MODULE_0__.setFlagsFromString)(flag);
 
 
 /***/ }),
@@ -308,6 +305,20 @@ module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util");
 /***/ ((module) => {
 
 module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:util/types");
+
+/***/ }),
+
+8877:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:v8");
+
+/***/ }),
+
+714:
+/***/ ((module) => {
+
+module.exports = __WEBPACK_EXTERNAL_createRequire(import.meta.url)("node:vm");
 
 /***/ }),
 
