@@ -311,7 +311,7 @@ async function pushSizes(
   const partsOk = [...samples.values()].every((s) => s.every((x) => x.parts <= R2_MAX_PARTS));
   lines.push(
     `Sparse files (no disk used; ${formatBytes(Number(fsInfo.bavail) * Number(fsInfo.bsize))} free where they live), ` +
-      `the sync-models bundle with concurrency 4 and part-size auto (R2's max(16 MiB, size / 10,000)); ` +
+      `the sync-models bundle with concurrency 4 and part-size auto (max(8 MiB, size / 10,000)); ` +
       `${RUNS} interleaved runs up to 4 GiB, ${BIG_RUNS} of the 26 GiB and 45 GiB pushes` +
       `${DIVIDE > 1 ? ` (BENCH_SCALE=small: every size ÷ ${DIVIDE})` : ''}. ` +
       `Parts are UploadPart requests the sink stored in one run: ${partsOk ? 'all' : 'NOT all'} within R2's ${R2_MAX_PARTS}.`,

@@ -92,6 +92,111 @@ export function latin1Source(code, file) {
   });
 }
 
+/** Bytes of module code per part file (see splitModules). */
+export const PART_BYTES = 256 * 1024;
+
+/** Every node of an acorn tree under `node`, depth first. */
+function* nodesUnder(node) {
+  yield node;
+  for (const [key, value] of Object.entries(node)) {
+    if (key === 'start' || key === 'end' || key === 'loc') continue;
+    for (const child of Array.isArray(value) ? value : [value])
+      if (child && typeof child.type === 'string') yield* nodesUnder(child);
+  }
+}
+
+/** How ncc's ESM output requires a Node builtin or an unbundled file: the same from any file beside it. */
+const EXTERNAL_REQUIRE = '__WEBPACK_EXTERNAL_createRequire(import.meta.url)';
+const EXTERNAL_IMPORT =
+  'import { createRequire as __WEBPACK_EXTERNAL_createRequire } from "module";\n';
+const RUNTIME_NAME = /^__(webpack|nccwpck)_/;
+const count = (text, word) => text.split(word).length - 1;
+
+/**
+ * May this module factory leave the file? Webpack writes factories to be placed in any chunk: they
+ * reach the runtime only through their parameters. Kept here: a factory that reads import.meta
+ * other than to require an external (its URL is this file's), and, should webpack ever break that
+ * rule, one that names a runtime binding of this file that is not its own parameter.
+ */
+function movable(code, property, runtimeNames) {
+  const fn = property.value;
+  if (property.computed || !/FunctionExpression$/.test(fn?.type ?? '')) return false;
+  const text = code.slice(property.start, property.end);
+  if (count(text, 'import.meta') !== count(text, EXTERNAL_REQUIRE)) return false;
+  const params = new Set(fn.params.map((p) => p.name));
+  for (const node of nodesUnder(fn))
+    if (node.type === 'Identifier' && runtimeNames.has(node.name) && !params.has(node.name))
+      return false;
+  return true;
+}
+
+/**
+ * Splits a bundle's module map (ncc's `var __webpack_modules__ = ({…})` in index.js, `export
+ * const modules = {…}` in a chunk) into part files of about PART_BYTES each, imported statically
+ * by the file. Why: V8 parses a script in one go, and the parser's scratch memory for a 4 MB
+ * script peaks at about 17 MB of malloc that glibc keeps for the rest of the run (RSS). Parsed
+ * as files of 256 KiB, each reuses what the previous one freed: the peak is one part's. The
+ * factories run exactly as before (same code, same ids, same order of evaluation).
+ */
+export function splitModules(code, file) {
+  const program = acorn.parse(code, { ecmaVersion: 'latest', sourceType: 'module' });
+  // The webpack runtime's own top-level bindings (a chunk's are only id, ids and modules).
+  const runtimeNames = new Set();
+  let map;
+  for (const statement of program.body) {
+    const declaration =
+      statement.type === 'ExportNamedDeclaration' ? statement.declaration : statement;
+    if (declaration?.type === 'FunctionDeclaration' && RUNTIME_NAME.test(declaration.id.name))
+      runtimeNames.add(declaration.id.name);
+    if (declaration?.type !== 'VariableDeclaration') continue;
+    for (const d of declaration.declarations) {
+      if (d.id.type === 'Identifier' && RUNTIME_NAME.test(d.id.name)) runtimeNames.add(d.id.name);
+      const name = d.id.name;
+      const init = d.init?.type === 'ParenthesizedExpression' ? d.init.expression : d.init;
+      const isMap =
+        (name === '__webpack_modules__' && statement === declaration) ||
+        (name === 'modules' && statement !== declaration);
+      if (isMap && init?.type === 'ObjectExpression') map = init;
+    }
+  }
+  if (map === undefined) return { code, parts: [] };
+  const kept = [];
+  const groups = [];
+  let bytes = Infinity;
+  for (const property of map.properties) {
+    if (!movable(code, property, runtimeNames)) {
+      kept.push(property);
+      continue;
+    }
+    if (bytes + (property.end - property.start) > PART_BYTES) {
+      groups.push([]);
+      bytes = 0;
+    }
+    groups.at(-1).push(property);
+    bytes += property.end - property.start;
+  }
+  if (groups.length === 0) return { code, parts: [] };
+  const base = file.replace(/\.js$/, '');
+  const text = (properties) => properties.map((p) => code.slice(p.start, p.end)).join(',\n\n');
+  const parts = groups.map((group, i) => {
+    const modules = text(group);
+    const head = modules.includes(EXTERNAL_REQUIRE) ? EXTERNAL_IMPORT : '';
+    return {
+      file: `${base}.part${i + 1}.js`,
+      code: `${head}export const modules = {\n\n${modules}\n\n};\n`,
+    };
+  });
+  const imports = parts
+    .map((part, i) => `import { modules as __part${i + 1} } from "./${part.file}";\n`)
+    .join('');
+  const spread = parts.map((_, i) => `...__part${i + 1}`).join(', ');
+  const body = kept.length > 0 ? `\n${text(kept)},\n${spread}\n` : `${spread}`;
+  return {
+    code: imports + code.slice(0, map.start) + `{${body}}` + code.slice(map.end),
+    parts,
+  };
+}
+
 export async function buildAction(name, outRoot = path.join(root, 'actions')) {
   const entry = path.join(root, 'src/actions', name, 'index.ts');
   const outDir = path.join(outRoot, name, 'dist');
@@ -109,12 +214,22 @@ export async function buildAction(name, outRoot = path.join(root, 'actions')) {
   });
   await rm(outDir, { recursive: true, force: true });
   await mkdir(outDir, { recursive: true });
-  await writeFile(path.join(outDir, 'index.js'), latin1Source(code, 'index.js'));
+  const writeScript = async (file, source, mode) => {
+    const split = splitModules(source, file);
+    await writeFile(path.join(outDir, file), latin1Source(split.code, file), { mode });
+    for (const part of split.parts)
+      await writeFile(path.join(outDir, part.file), latin1Source(part.code, part.file), { mode });
+  };
+  await writeScript('index.js', code);
   for (const [file, asset] of Object.entries(assets ?? {})) {
     const target = path.join(outDir, file);
     await mkdir(path.dirname(target), { recursive: true });
-    const source = file.endsWith('.js') ? latin1Source(String(asset.source), file) : asset.source;
-    await writeFile(target, source, { mode: asset.permissions });
+    if (file.endsWith('.js') && !file.includes('/'))
+      await writeScript(file, String(asset.source), asset.permissions);
+    else {
+      const source = file.endsWith('.js') ? latin1Source(String(asset.source), file) : asset.source;
+      await writeFile(target, source, { mode: asset.permissions });
+    }
   }
   return outDir;
 }

@@ -7,6 +7,7 @@ import { OpsError } from './errors.js';
 import type { BufferPool, Semaphore } from './limits.js';
 import { R2_MAX_PARTS } from './r2.js';
 import type { CompletedPart, MultipartUpload, R2Store, StoredPart } from './r2-store.js';
+import { partBytesSent } from './young-gc.js';
 
 /** Where the parts come from, in order. */
 export interface PartSource {
@@ -124,6 +125,7 @@ export async function sendParts(o: PartsOptions): Promise<SentParts> {
           parts.push({ PartNumber: partNumber, ETag: etag });
           bytesSent += length;
           o.onPart?.(length, false);
+          partBytesSent(length);
         })
         .catch((err: unknown) => {
           failure ??= { err };

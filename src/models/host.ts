@@ -3,7 +3,6 @@
 // sequential streams; hashing on the remote side is one `sha256sum` call for many files; pull
 // writes through a PartialFile (`<file>.partial`, renamed into place once verified).
 import { createHash } from 'node:crypto';
-import { createReadStream } from 'node:fs';
 import { mkdir, open, readdir, rm, stat } from 'node:fs/promises';
 import path from 'node:path';
 import type { Readable } from 'node:stream';
@@ -11,7 +10,7 @@ import { OpsError, errorMessage } from '../lib/errors.js';
 import { resolveInside } from '../lib/safe-path.js';
 import { shellQuote } from '../lib/shell.js';
 import type { SshConnection } from '../lib/ssh.js';
-import { LocalPartialFile, SshPartialFile, type PartialFile } from './partial.js';
+import { LocalPartialFile, SshPartialFile, hashFile, type PartialFile } from './partial.js';
 
 export interface ModelFile {
   /** Relative to the models directory, '/'-separated. */
@@ -100,8 +99,11 @@ export class LocalModelHost implements ModelHost {
 
   async sha256(files: string[]): Promise<Map<string, string>> {
     const out = new Map<string, string>();
-    for (const f of files)
-      out.set(f, await hashStream(createReadStream(this.at(f), { highWaterMark: 2 ** 20 })));
+    for (const f of files) {
+      const sha = createHash('sha256');
+      await hashFile(this.at(f), sha);
+      out.set(f, sha.digest('hex'));
+    }
     return out;
   }
 
@@ -109,12 +111,6 @@ export class LocalModelHost implements ModelHost {
   private at(file: string): string {
     return resolveInside(this.dir, file, 'model path');
   }
-}
-
-export async function hashStream(stream: Readable): Promise<string> {
-  const h = createHash('sha256');
-  for await (const chunk of stream as AsyncIterable<Buffer>) h.update(chunk);
-  return h.digest('hex');
 }
 
 /** Model files on the GPU host, read over an open pinned SSH connection. */

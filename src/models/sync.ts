@@ -43,7 +43,7 @@ export interface SyncModelsOptions {
   /** Undefined: sha256 when the vault has a manifest, else size. */
   compare?: Compare;
   concurrency: number;
-  /** Undefined: R2's max(16 MiB, size/10000) per file. */
+  /** Undefined: max(8 MiB, size/10000) per file (r2PartSize). */
   partSize?: number;
   delete: boolean;
   dryRun: boolean;

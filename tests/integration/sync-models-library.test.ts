@@ -47,7 +47,7 @@ describe('syncModels library', () => {
     expect(report.requests.byOperation).toMatchObject({
       ListObjectsV2: 1,
       CreateMultipartUpload: 1,
-      UploadPart: 2,
+      UploadPart: 3, // 20 MiB in parts of 8 MiB (part-size auto)
       PutObject: 2,
     });
     expect(report.requests.classA).toBe(world.r2.counts().classA);

@@ -152,10 +152,12 @@ describe('r2 helpers', () => {
       multipartEtag(['"bce6bf66aeb76c7040fdd5f4eccb78e6"', '8165449fc15bbf43d3b674595cbcc406']),
     ).toBe('f77dc0eecdebcd774a2a22cb393ad2ff-2');
   });
-  it('sizes parts as max(16 MiB, ceil(size/10000)) rounded up to a MiB', () => {
+  it('sizes parts as max(8 MiB, ceil(size/10000)) rounded up to a MiB', () => {
     const MiB = 2 ** 20;
-    expect(r2PartSize(1)).toBe(16 * MiB);
-    expect(r2PartSize(26 * 2 ** 30)).toBe(16 * MiB);
+    expect(r2PartSize(1)).toBe(8 * MiB);
+    expect(r2PartSize(26 * 2 ** 30)).toBe(8 * MiB);
+    expect(r2PartSize(78 * 2 ** 30)).toBe(8 * MiB);
+    expect(r2PartSize(79 * 2 ** 30)).toBe(9 * MiB);
     expect(r2PartSize(200 * 2 ** 30)).toBe(21 * MiB);
     expect(Math.ceil((200 * 2 ** 30) / r2PartSize(200 * 2 ** 30))).toBeLessThanOrEqual(10_000);
   });

@@ -1,5 +1,7 @@
 import '../../lib/cjs-globals.js';
-import { actionsPort } from '../shared/runtime.js';
-import { run } from './main.js';
+import '../../lib/small-heap.js';
 
+// The action is compiled only now, after the heap flags are set (ncc puts it in chunks of its own).
+const { actionsPort } = await import('../shared/runtime.js');
+const { run } = await import('./main.js');
 await run(actionsPort);

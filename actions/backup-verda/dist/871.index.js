@@ -1,0 +1,16 @@
+import { modules as __part1 } from "./871.index.part1.js";
+import { modules as __part2 } from "./871.index.part2.js";
+import { modules as __part3 } from "./871.index.part3.js";
+import { modules as __part4 } from "./871.index.part4.js";
+import { modules as __part5 } from "./871.index.part5.js";
+import { modules as __part6 } from "./871.index.part6.js";
+import { modules as __part7 } from "./871.index.part7.js";
+import { modules as __part8 } from "./871.index.part8.js";
+import { modules as __part9 } from "./871.index.part9.js";
+import { modules as __part10 } from "./871.index.part10.js";
+import { modules as __part11 } from "./871.index.part11.js";
+import { modules as __part12 } from "./871.index.part12.js";
+import { modules as __part13 } from "./871.index.part13.js";
+export const id = 871;
+export const ids = [871];
+export const modules = {...__part1, ...__part2, ...__part3, ...__part4, ...__part5, ...__part6, ...__part7, ...__part8, ...__part9, ...__part10, ...__part11, ...__part12, ...__part13};
