@@ -753,7 +753,7 @@ var specs = {
         "default": "4"
       },
       "part-size": {
-        "description": "Multipart part size (e.g. 64MiB) or auto = max(16 MiB, size/10000).",
+        "description": "Multipart part size (e.g. 64MiB) or auto = max(8 MiB, size/10000).",
         "required": false,
         "default": "auto"
       },

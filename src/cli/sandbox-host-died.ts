@@ -5,7 +5,7 @@
 // rebuild-host.yml; the recovery time is shown per phase.
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import ssh2 from 'ssh2';
+import { newEd25519KeyPair } from '../lib/ssh.js';
 import type { SigningKey } from '../sandbox/signing-key.js';
 import type { FreshHostBooter } from '../sandbox/verda-instance-boot.js';
 import {
@@ -48,7 +48,7 @@ export async function runHostDied(w: HostDiedWorld): Promise<{
 }> {
   const phases: PhaseResult[] = [];
   const times: [string, number][] = [];
-  const runner = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'sandbox-runner' });
+  const runner = newEd25519KeyPair('sandbox-runner');
   // The account's SSH key, registered as the admin would in the console.
   const res = await fetch(`${w.verda.apiUrl}/sshkeys`, {
     method: 'POST',

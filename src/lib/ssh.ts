@@ -22,6 +22,33 @@ export function fingerprintSha256(keyBlob: Buffer): string {
 }
 
 /** Validates pinned fingerprints (`SHA256:` + 43 base64 chars); at least one is required. */
+/** An OpenSSH ed25519 key pair: `private` is a secret (mask it), `public` the authorized_keys line. */
+export interface Ed25519KeyPair {
+  private: string;
+  public: string;
+}
+
+type Ed25519Generator = (comment: string) => Ed25519KeyPair;
+const ssh2Ed25519: Ed25519Generator = (comment) =>
+  ssh2.utils.generateKeyPairSync('ed25519', { comment });
+
+/**
+ * A new ed25519 key pair that OpenSSH and ssh2 both load. ssh2's generator strips leading zero
+ * bytes from the public key (meaning to drop the DER bit string's padding byte), so about one key
+ * in 256 comes out with a short public key that neither sshd nor ssh-keygen will load ("error in
+ * libcrypto"); such a pair is made again.
+ */
+export function newEd25519KeyPair(comment: string, generate = ssh2Ed25519): Ed25519KeyPair {
+  for (let attempt = 0; attempt < 16; attempt++) {
+    const pair = generate(comment);
+    const blob = Buffer.from(pair.public.split(' ')[1] ?? '', 'base64');
+    // string "ssh-ed25519" (4 + 11 bytes), then string key: 4 + 32 bytes.
+    const whole = blob.length === 51 && blob.readUInt32BE(15) === 32;
+    if (whole && !(ssh2.utils.parseKey(pair.private) instanceof Error)) return pair;
+  }
+  throw new OpsError('could not generate a well-formed ed25519 key in 16 attempts');
+}
+
 export function parseFingerprints(input: string, values: string[]): string[] {
   const expected =
     'one or more host key fingerprints such as SHA256:<43 base64 characters> (ssh-keygen -lf <key>.pub)';

@@ -10,11 +10,8 @@
 // replaces the host key, so the bootstrap key opens nothing afterwards. A host that answers with
 // any other key (the image's own, generated at boot before the script ran, or a
 // man-in-the-middle) is refused: the client waits for the pinned key or fails by its deadline.
-import ssh2 from 'ssh2';
-import { fingerprintSha256 } from '../lib/ssh.js';
+import { fingerprintSha256, newEd25519KeyPair } from '../lib/ssh.js';
 import { bashText, shellQuote } from '../lib/shell.js';
-
-const { utils } = ssh2;
 
 export interface BootstrapKey {
   /** OpenSSH private key: a secret (mask it). */
@@ -25,7 +22,7 @@ export interface BootstrapKey {
 }
 
 export function newBootstrapKey(hostname: string): BootstrapKey {
-  const pair = utils.generateKeyPairSync('ed25519', { comment: `bootstrap@${hostname}` });
+  const pair = newEd25519KeyPair(`bootstrap@${hostname}`);
   const blob = Buffer.from(pair.public.split(' ')[1] ?? '', 'base64');
   return { privateKey: pair.private, publicKey: pair.public, fingerprint: fingerprintSha256(blob) };
 }

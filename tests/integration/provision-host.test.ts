@@ -7,8 +7,7 @@ import { afterAll, beforeAll, describe, expect, it, jest } from '@jest/globals';
 import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
-import { fingerprintSha256 } from '../../src/lib/ssh.js';
+import { fingerprintSha256, newEd25519KeyPair } from '../../src/lib/ssh.js';
 import {
   startVerdaEmulator,
   type BootRequest,
@@ -28,7 +27,7 @@ beforeAll(async () => {
   tmp = await mkdtemp(path.join(os.tmpdir(), 'provision-host-'));
   configFile = path.join(tmp, 'host.yml');
   await writeFile(configFile, await readFile(path.join(repoRoot, 'config/host.yml'), 'utf8'));
-  clientKey = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'runner' });
+  clientKey = newEd25519KeyPair('runner');
 });
 afterAll(async () => {
   await rm(tmp, { recursive: true, force: true });

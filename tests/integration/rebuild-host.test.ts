@@ -8,7 +8,7 @@ import { type ChildProcess } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
-import ssh2 from 'ssh2';
+import { newEd25519KeyPair } from '../../src/lib/ssh.js';
 import type { FreshHost } from '../../src/sandbox/fresh-host.js';
 import { freshHostBooter } from '../../src/sandbox/verda-instance-boot.js';
 import { startVerdaEmulator, type VerdaEmulator } from '../../src/sandbox/verda.js';
@@ -33,7 +33,7 @@ maybe('the GPU host died: provision, restore, verify, through the bundles', () =
   let redis: ChildProcess | undefined;
   let dir: string;
   let hostConfig: string;
-  const runner = ssh2.utils.generateKeyPairSync('ed25519', { comment: 'runner' });
+  const runner = newEd25519KeyPair('runner');
   const phases: [string, number][] = [];
   let created: ActionRun;
   let restored: ActionRun;

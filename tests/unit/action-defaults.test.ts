@@ -6,7 +6,7 @@ import { readFileSync } from 'node:fs';
 import path from 'node:path';
 import { describe, expect, it } from '@jest/globals';
 import { generateX25519Identity, identityToRecipient } from 'age-encryption';
-import ssh2 from 'ssh2';
+import { newEd25519KeyPair } from '../../src/lib/ssh.js';
 import { parse as parseYaml } from 'yaml';
 import * as backupVerda from '../../src/actions/backup-verda/inputs.js';
 import * as deploy from '../../src/actions/deploy-serverless/inputs.js';
@@ -48,7 +48,7 @@ async function expectFallbacksMatch(action: string, base: Record<string, string>
   expect(differing).toEqual([]);
 }
 
-const key = ssh2.utils.generateKeyPairSync('ed25519').private;
+const key = newEd25519KeyPair('test').private;
 const r2 = {
   'r2-endpoint': 'http://127.0.0.1:9000',
   'r2-access-key-id': 'key-id',

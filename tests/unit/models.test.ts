@@ -9,7 +9,7 @@ import { parseLocation } from '../../src/models/location.js';
 import { progressLine } from '../../src/models/progress.js';
 import { streamReader } from '../../src/models/host.js';
 import { Readable } from 'node:stream';
-import ssh2 from 'ssh2';
+import { newEd25519KeyPair } from '../../src/lib/ssh.js';
 import { normalizePrefix } from '../../src/models/bucket.js';
 
 const MiB = 2 ** 20;
@@ -125,7 +125,7 @@ describe('config/models.yml schema', () => {
 
 describe('sync-models inputs', () => {
   // A real private key: the parser refuses anything else before it looks at the other inputs.
-  const key = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const key = newEd25519KeyPair('test').private;
   const base = {
     direction: 'push',
     source: '/m',

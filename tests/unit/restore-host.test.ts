@@ -2,7 +2,7 @@
 // tests/integration/restore-host.test.ts).
 import { describe, expect, it } from '@jest/globals';
 import { generateX25519Identity } from 'age-encryption';
-import ssh2 from 'ssh2';
+import { newEd25519KeyPair } from '../../src/lib/ssh.js';
 import { parseRestoreHostInputs } from '../../src/actions/restore-host/inputs.js';
 import { failedStep, parseRestoreOutput } from '../../src/host/restore-host.js';
 import { inputsFromRecord } from '../../src/lib/inputs.js';
@@ -77,7 +77,7 @@ describe('failedStep', () => {
 });
 
 describe('parseRestoreHostInputs', () => {
-  const key = ssh2.utils.generateKeyPairSync('ed25519').private;
+  const key = newEd25519KeyPair('test').private;
   const base = async (): Promise<Record<string, string>> => ({
     bucket: 'backups',
     'r2-endpoint': 'http://127.0.0.1:9000',

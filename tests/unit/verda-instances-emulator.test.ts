@@ -3,7 +3,7 @@
 // the lifecycle on a frozen clock moved by hand, the volume rules of a delete, volumes, both SSH
 // key paths, scripts with pagination, the boot hook, faults and the documented variants.
 import { afterEach, describe, expect, it } from '@jest/globals';
-import ssh2 from 'ssh2';
+import { newEd25519KeyPair } from '../../src/lib/ssh.js';
 import {
   startVerdaEmulator,
   type BootRequest,
@@ -61,8 +61,7 @@ function expectError(r: Reply, status: number, code: string, message: RegExp | s
   expect(String(obj(r).message)).toMatch(message);
 }
 
-const publicKey = (comment = 'test') =>
-  ssh2.utils.generateKeyPairSync('ed25519', { comment }).public;
+const publicKey = (comment = 'test') => newEd25519KeyPair(comment).public;
 
 function order(overrides: Json = {}): Json {
   return {

@@ -46,7 +46,7 @@ class ConfigError extends Error {
     }
 }
 /** A failure the user must act on, reported as its message alone (no stack trace). */
-class OpsError extends Error {
+class errors_OpsError extends Error {
     constructor(message, options) {
         super(message, options);
         this.name = 'OpsError';
@@ -54,7 +54,7 @@ class OpsError extends Error {
 }
 /** Errors whose message is the whole story; anything else is a bug and keeps its stack. */
 function isExpectedError(err) {
-    return err instanceof InputError || err instanceof ConfigError || err instanceof OpsError;
+    return err instanceof InputError || err instanceof ConfigError || err instanceof errors_OpsError;
 }
 function errorMessage(err) {
     return err instanceof Error ? err.message : String(err);
@@ -260,7 +260,24 @@ function fingerprintSha256(keyBlob) {
     const digest = (0,external_node_crypto_.createHash)('sha256').update(keyBlob).digest('base64');
     return `SHA256:${digest.replace(/=+$/, '')}`;
 }
-/** Validates pinned fingerprints (`SHA256:` + 43 base64 chars); at least one is required. */
+const ssh2Ed25519 = (comment) => ssh2.utils.generateKeyPairSync('ed25519', { comment });
+/**
+ * A new ed25519 key pair that OpenSSH and ssh2 both load. ssh2's generator strips leading zero
+ * bytes from the public key (meaning to drop the DER bit string's padding byte), so about one key
+ * in 256 comes out with a short public key that neither sshd nor ssh-keygen will load ("error in
+ * libcrypto"); such a pair is made again.
+ */
+function newEd25519KeyPair(comment, generate = ssh2Ed25519) {
+    for (let attempt = 0; attempt < 16; attempt++) {
+        const pair = generate(comment);
+        const blob = Buffer.from(pair.public.split(' ')[1] ?? '', 'base64');
+        // string "ssh-ed25519" (4 + 11 bytes), then string key: 4 + 32 bytes.
+        const whole = blob.length === 51 && blob.readUInt32BE(15) === 32;
+        if (whole && !(ssh2.utils.parseKey(pair.private) instanceof Error))
+            return pair;
+    }
+    throw new OpsError('could not generate a well-formed ed25519 key in 16 attempts');
+}
 function parseFingerprints(input, values) {
     const expected = 'one or more host key fingerprints such as SHA256:<43 base64 characters> (ssh-keygen -lf <key>.pub)';
     if (values.length === 0)
@@ -404,12 +421,12 @@ class SshSession {
                 // Nothing more can come of this connection; make sure its socket is gone.
                 client.destroy();
                 if (presented && /verification failed/i.test(err.message)) {
-                    reject(new OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
+                    reject(new errors_OpsError(`SSH host key of ${where} is not pinned: the server presented ${presented}, expected ${pins.join(' or ')}. ` +
                         'Refusing to connect (update host-key-fingerprints only if the host key really changed).'));
                 }
                 else {
                     const message = `SSH connection to ${where} as ${opts.username} failed: ${sshCause(err)}`;
-                    reject(new OpsError(message, { cause: err }));
+                    reject(new errors_OpsError(message, { cause: err }));
                 }
             };
             client.once('ready', () => {
@@ -457,7 +474,7 @@ class SshSession {
                 settle.resolve(result);
             }
         };
-        const drop = (reason) => finish(new OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr.text)}`));
+        const drop = (reason) => finish(new errors_OpsError(`remote command failed: ${reason} before it exited (${label})${tail(stderr.text)}`));
         // Callers may await their stream or done first; neither must crash the process as unhandled.
         done.catch(() => { });
         const stderrText = () => stderr.text;
@@ -468,7 +485,7 @@ class SshSession {
         this.onDrop.add(drop);
         this.client.exec(command, (err, channel) => {
             if (err) {
-                finish(new OpsError(`could not start remote command (${label}): ${err.message}`));
+                finish(new errors_OpsError(`could not start remote command (${label}): ${err.message}`));
                 return;
             }
             this.follow(channel, { label, stderr, allowed: execOpts.allowedExitCodes ?? [0] }, finish);
@@ -497,7 +514,7 @@ class SshSession {
         channel.on('exit', (code, signal) => {
             exit = signal ? { code: null, signal } : { code };
         });
-        const failed = (what) => finish(new OpsError(`remote command ${what} (${label})${tail(stderr.text)}`));
+        const failed = (what) => finish(new errors_OpsError(`remote command ${what} (${label})${tail(stderr.text)}`));
         channel.on('close', () => {
             // Let a pending connection error land first: it explains a missing exit status best.
             setImmediate(() => {
@@ -620,7 +637,7 @@ class ChannelInput {
     }
     /** A write the command can no longer take fails with why it ended. */
     refuse(cb) {
-        void this.done.then(() => cb(new OpsError(`remote command exited before reading all its input (${describeCommand(this.command)})`)), (err) => cb(err));
+        void this.done.then(() => cb(new errors_OpsError(`remote command exited before reading all its input (${describeCommand(this.command)})`)), (err) => cb(err));
     }
 }
 
@@ -671,7 +688,7 @@ function resolveInside(root, rel, what = 'path', p = (external_node_path_default
     const base = p.resolve(root);
     const full = p.resolve(base, rel);
     if (reason !== undefined || !full.startsWith(base === p.sep ? base : `${base}${p.sep}`)) {
-        throw new OpsError(`${what} ${JSON.stringify(rel)} is refused: ${reason ?? `it resolves outside ${root}`}; expected ${SAFE_PATH_EXPECTED}`);
+        throw new errors_OpsError(`${what} ${JSON.stringify(rel)} is refused: ${reason ?? `it resolves outside ${root}`}; expected ${SAFE_PATH_EXPECTED}`);
     }
     return full;
 }
@@ -790,7 +807,7 @@ function refuseUnsafePaths(what, refused, remedy) {
     if (refused.length === 0)
         return;
     const shown = refused.slice(0, 10).join(', ') + (refused.length > 10 ? ', ...' : '');
-    throw new OpsError(`${what}: ${shown}; expected ${SAFE_PATH_EXPECTED}. Nothing was written; ${remedy}.`);
+    throw new errors_OpsError(`${what}: ${shown}; expected ${SAFE_PATH_EXPECTED}. Nothing was written; ${remedy}.`);
 }
 
 ;// CONCATENATED MODULE: ./src/models/config.ts
@@ -939,7 +956,7 @@ async function presignGet(store, key, mask) {
 /** curl's config text for one URL (read from stdin): a quoted `url = "..."` line. */
 function curlConfig(url) {
     if (/[\r\n\0]/.test(url))
-        throw new OpsError('a presigned URL held a line break');
+        throw new errors_OpsError('a presigned URL held a line break');
     return `url = "${url.replace(/[\\"]/g, (c) => `\\${c}`)}"\n`;
 }
 const MARKER = 'comfyume-curl';
@@ -976,7 +993,7 @@ const CURL_PROBE = 'command -v curl >/dev/null 2>&1';
 async function probeCurl(conn) {
     const { code } = await conn.run(CURL_PROBE, { allowedExitCodes: [0, 1, 127] });
     if (code !== 0)
-        throw new OpsError(`pull-via: host needs curl on ${conn.host}, and there is none on its PATH: install curl there ` +
+        throw new errors_OpsError(`pull-via: host needs curl on ${conn.host}, and there is none on its PATH: install curl there ` +
             '(apt-get install -y curl) or use pull-via: runner');
 }
 /** curl exit codes of a transfer cut or refused on the way, worth another attempt (resumed). */
@@ -1020,7 +1037,7 @@ function readAttempt(what, exit, stdout, stderr) {
     if (exit === 0) {
         const sha256 = /^([0-9a-f]{64})\b/.exec(stdout.trim())?.[1];
         if (!sha256 || !marker)
-            throw new OpsError(`${what.path}: the download ${on} printed no sha256 or no curl report (${JSON.stringify(stdout.trim().slice(0, 200))})`);
+            throw new errors_OpsError(`${what.path}: the download ${on} printed no sha256 or no curl report (${JSON.stringify(stdout.trim().slice(0, 200))})`);
         return { size: what.offset + bytes, sha256, bytes };
     }
     if (exit === 22 && status >= 400) {
@@ -1032,14 +1049,14 @@ function readAttempt(what, exit, stdout, stderr) {
         const message = `${what.path}: R2 answered HTTP ${status} to the host's GET ${on}${why}`;
         if (isRetryableStatus(status))
             throw new TransientHostGetError(message);
-        throw new OpsError(message);
+        throw new errors_OpsError(message);
     }
     const words = CURL_WORDS[exit] ?? (exit === 127 ? 'curl was not found' : undefined);
     const message = `${what.path}: the download ${on} failed${words ? `: ${words}` : ''} ` +
         `(exit ${exit}${status ? `, HTTP ${status}` : ''})${said ? `: ${said}` : ''}`;
     if (TRANSIENT_CURL.has(exit))
         throw new TransientHostGetError(message);
-    throw new OpsError(message);
+    throw new errors_OpsError(message);
 }
 
 ;// CONCATENATED MODULE: ./src/models/partial.ts
@@ -1213,7 +1230,7 @@ class SshPartialFile {
     hashOf(text) {
         const sha256 = /^([0-9a-f]{64})\b/.exec(text.trim())?.[1];
         if (!sha256)
-            throw new OpsError(`sha256sum on ${this.conn.host} printed ${JSON.stringify(text.trim())}`);
+            throw new errors_OpsError(`sha256sum on ${this.conn.host} printed ${JSON.stringify(text.trim())}`);
         return sha256;
     }
     async discard() {
@@ -1227,7 +1244,7 @@ class SshPartialFile {
     parseSize(text) {
         const n = Number(text.trim());
         if (!Number.isSafeInteger(n) || n < 0 || text.trim() === '')
-            throw new OpsError(`stat of ${this.partial} on ${this.conn.host} printed ${JSON.stringify(text)}`);
+            throw new errors_OpsError(`stat of ${this.partial} on ${this.conn.host} printed ${JSON.stringify(text)}`);
         return n;
     }
 }
@@ -1260,7 +1277,7 @@ class LocalModelHost {
             }
             catch (err) {
                 if (rel === '')
-                    throw new OpsError(`cannot read the models directory ${this.dir}: ${errorMessage(err)}`);
+                    throw new errors_OpsError(`cannot read the models directory ${this.dir}: ${errorMessage(err)}`);
                 throw err;
             }
             for (const e of entries) {
@@ -1720,14 +1737,14 @@ function isRetryableS3Error(err) {
 }
 /** "R2 PutObject a/b failed: <message> (HTTP 500)": which request, on what, and why. */
 function describeS3Failure(what, err) {
-    if (err instanceof OpsError)
+    if (err instanceof errors_OpsError)
         return err;
     const status = statusOf(err);
     const message = errorMessage(err).replace(/\.+$/, '');
     // "connect ECONNREFUSED 127.0.0.1:9000" names the peer; the cause in words says what went wrong.
     const cause = networkCause(err);
     const why = cause && !message.includes(cause) ? ` (${cause})` : '';
-    return new OpsError(`R2 ${what} failed: ${message}${why}${status ? ` (HTTP ${status})` : ''}`, {
+    return new errors_OpsError(`R2 ${what} failed: ${message}${why}${status ? ` (HTTP ${status})` : ''}`, {
         cause: err,
     });
 }
@@ -1742,10 +1759,10 @@ const md5Hex = (bytes) => (0,external_node_crypto_.createHash)('md5').update(byt
  */
 function checkEtag(what, found, expected, of) {
     if (found === undefined || found === '')
-        throw new OpsError(`R2 gave no ETag for ${what}`);
+        throw new errors_OpsError(`R2 gave no ETag for ${what}`);
     const etag = unquote(found);
     if (etag !== expected) {
-        throw new OpsError(`R2 ${what}: ETag ${etag}, expected ${expected} (${of}); R2 holds other bytes than were sent`);
+        throw new errors_OpsError(`R2 ${what}: ETag ${etag}, expected ${expected} (${of}); R2 holds other bytes than were sent`);
     }
     return etag;
 }
@@ -1952,7 +1969,7 @@ class R2Store {
             ...(metadata ? { Metadata: metadata } : {}),
         })));
         if (!out.UploadId)
-            throw new OpsError(`R2 gave no UploadId for ${key}`);
+            throw new errors_OpsError(`R2 gave no UploadId for ${key}`);
         return { key, uploadId: out.UploadId };
     }
     /**
@@ -2027,7 +2044,7 @@ class R2Store {
         if (head?.size === expected.size && head.etag === expected.etag)
             return;
         const found = head ? `${head.size} bytes, ETag ${head.etag}` : 'no object';
-        throw new OpsError(`R2 HeadObject ${key} after upload: ${found}, expected ${expected.size} bytes, ETag ${expected.etag}`);
+        throw new errors_OpsError(`R2 HeadObject ${key} after upload: ${found}, expected ${expected.size} bytes, ETag ${expected.etag}`);
     }
     /**
      * Best-effort abort (retried): false when it failed, which is reported as a warning, never
@@ -2171,7 +2188,7 @@ async function readManifest(v) {
 }
 /** A models-manifest.json's text (from the bucket or a downloaded copy); `where` names it in errors. */
 function parseManifestText(text, where) {
-    const invalid = (why) => new OpsError(`${where} is not a valid models manifest: ${why}`);
+    const invalid = (why) => new errors_OpsError(`${where} is not a valid models manifest: ${why}`);
     let data;
     try {
         data = JSON.parse(text);
@@ -2384,7 +2401,7 @@ async function sendParts(o) {
             };
             if (n > R2_MAX_PARTS) {
                 done();
-                throw new OpsError(`${o.upload.key} exceeds ${R2_MAX_PARTS} parts of ${o.partSize} bytes (R2's limit); a larger part size is needed`);
+                throw new errors_OpsError(`${o.upload.key} exceeds ${R2_MAX_PARTS} parts of ${o.partSize} bytes (R2's limit); a larger part size is needed`);
             }
             const body = buf.subarray(0, length);
             const have = o.stored?.get(n);
@@ -2448,7 +2465,7 @@ async function pushFile(o) {
         return putWhole(o, input);
     const partCount = Math.ceil(o.size / o.partSize);
     if (partCount > R2_MAX_PARTS)
-        throw new OpsError(`${o.key}: ${partCount} parts of ${o.partSize} bytes exceed R2's ${R2_MAX_PARTS}`);
+        throw new errors_OpsError(`${o.key}: ${partCount} parts of ${o.partSize} bytes exceed R2's ${R2_MAX_PARTS}`);
     const { upload, stored, resumed } = await openUpload(o, partCount);
     // A slot is taken before each read: the run's slots bound the buffers of every file at once.
     // The parts stay in R2 after a failure: the next run resumes from them (stale uploads are
@@ -2467,7 +2484,7 @@ async function pushFile(o) {
     const sha256 = input.digest();
     if (o.knownSha256 && o.knownSha256 !== sha256) {
         await o.vault.store.abortUpload(upload);
-        throw new OpsError(`${o.key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
+        throw new errors_OpsError(`${o.key}: the file changed while it was uploaded (sha256 ${sha256}, hashed before as ${o.knownSha256}); nothing was stored, run again`);
     }
     await o.vault.store.completeUpload(upload, sent.parts);
     // A resumed upload was created by an earlier run, which may not have known the sha256.
@@ -2487,7 +2504,7 @@ class HashingReader {
     async readExactly(buf, length) {
         const n = await this.reader.read(buf, length);
         if (n !== length)
-            throw new OpsError(`${this.key}: the file shrank while it was read (got ${n} of ${length} bytes); run again`);
+            throw new errors_OpsError(`${this.key}: the file shrank while it was read (got ${n} of ${length} bytes); run again`);
         this.sha.update(buf.subarray(0, length));
     }
     /** The sha256 of everything read; once every byte went through. */
@@ -2622,7 +2639,7 @@ async function pullFile(o) {
     await retry(attempt, {
         ...R2_RETRY,
         retryable: (err) => err instanceof TransientHostGetError ||
-            (!(err instanceof OpsError) &&
+            (!(err instanceof errors_OpsError) &&
                 (isRetryableS3Error(err) ||
                     /premature|aborted|terminated|socket|ECONNRESET/i.test(errorMessage(err)))),
         onRetry: ({ err, attempt: n }) => o.logger.warn(`${o.path}: download attempt ${n} failed (${errorMessage(err)}); resuming`),
@@ -2632,7 +2649,7 @@ async function pullFile(o) {
     const expected = o.expectedSha256 ?? stated;
     const refuse = async (why) => {
         await partial.discard();
-        throw new OpsError(`${o.path} from ${o.origin} refused: ${why}; nothing was put in place (the partial file was deleted)`);
+        throw new errors_OpsError(`${o.path} from ${o.origin} refused: ${why}; nothing was put in place (the partial file was deleted)`);
     };
     if (o.size !== undefined && got.size !== o.size)
         await refuse(`${got.size} bytes instead of ${o.size}`);
@@ -2688,7 +2705,7 @@ function urlSource(url, token, fetchImpl = fetch) {
             throw new Error(`GET ${url} got no answer: ${networkFailureReason(err)}`, { cause: err });
         });
         if (!res.ok || !res.body) {
-            throw new OpsError(`GET ${url} answered HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (a gated model needs hf-token)' : ''}`);
+            throw new errors_OpsError(`GET ${url} answered HTTP ${res.status}${res.status === 401 || res.status === 403 ? ' (a gated model needs hf-token)' : ''}`);
         }
         const range = res.status === 206 ? /^bytes (\d+)-/.exec(res.headers.get('content-range') ?? '') : null;
         return {
@@ -2952,7 +2969,7 @@ async function uploadOne(run, ctx, f) {
     }
     catch (err) {
         track.end();
-        throw new OpsError(`${f.path}: upload failed: ${errorMessage(err)}`, { cause: err });
+        throw new errors_OpsError(`${f.path}: upload failed: ${errorMessage(err)}`, { cause: err });
     }
     finally {
         await reader.close();
@@ -3044,7 +3061,7 @@ async function pull(opts, vault, logger, countRequest) {
 function hostTarget(host) {
     if (host instanceof SshModelHost)
         return host;
-    throw new OpsError(`pull-via: host fetches on the GPU host over SSH, and ${host.label} is a local directory: use pull-via: runner`);
+    throw new errors_OpsError(`pull-via: host fetches on the GPU host over SSH, and ${host.label} is a local directory: use pull-via: runner`);
 }
 /**
  * Every path of the plan (bucket keys, models-manifest.json, config/models.yml) is checked
@@ -3121,7 +3138,7 @@ function decideFallbacks(run, sides) {
             logger.warn(`${m.path} is in neither the vault nor on this host (optional, skipped)`);
     }
     if (missing.length > 0) {
-        throw new OpsError(`required model(s) missing from R2 and without a HuggingFace fallback${opts.hfFallback ? '' : ' (hf-fallback is off)'}: ${missing.join(', ')}`);
+        throw new errors_OpsError(`required model(s) missing from R2 and without a HuggingFace fallback${opts.hfFallback ? '' : ' (hf-fallback is off)'}: ${missing.join(', ')}`);
     }
     return jobs;
 }
@@ -3174,9 +3191,9 @@ async function downloadOne(run, progress, j) {
     }
     catch (err) {
         track.end();
-        throw err instanceof OpsError
+        throw err instanceof errors_OpsError
             ? err
-            : new OpsError(`${j.path}: download failed: ${errorMessage(err)}`, { cause: err });
+            : new errors_OpsError(`${j.path}: download failed: ${errorMessage(err)}`, { cause: err });
     }
 }
 /**
