@@ -44,9 +44,15 @@ describe('the embedded sandbox', () => {
       env: { ...process.env, NODE_OPTIONS: '' },
     });
     const out = result.stdout;
-    expect({ code: result.status, tail: out.slice(-400) }).toEqual({
+    // On a failure the diff shows the ends of both streams: what failed is usually on stderr.
+    expect({
+      code: result.status,
+      tail: out.slice(-400),
+      stderr: result.stderr.slice(-2000),
+    }).toEqual({
       code: 0,
       tail: expect.stringContaining('every pipeline passed'),
+      stderr: expect.any(String),
     });
     expect(out).toMatch(/items=9\b/);
     expect(out).toMatch(/tailscale-ip=100\.89\.38\.43/);
