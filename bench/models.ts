@@ -231,7 +231,7 @@ export async function run(): Promise<string> {
         ]);
       }
       cpu.push(
-        `Which process held the cores, to the ${targetName} (the bench process serves the sink and the emulator; \`node\` is the action or the lib-storage script, \`python3\`/\`aws\` is aws-cli):`,
+        `Which process held the cores, to the ${targetName} (the bench process serves the sink and the emulator; \`node\` is the action or the lib-storage script, \`aws\` is aws-cli):`,
         '',
         cpuTable(contenders, samples),
         '',
