@@ -5,7 +5,7 @@
 // rebuild-host.yml; the recovery time is shown per phase.
 import { readFile, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { newEd25519KeyPair } from '../lib/ssh.js';
+import { newEd25519KeyPair, type Ed25519KeyPair } from '../lib/ssh.js';
 import type { SigningKey } from '../sandbox/signing-key.js';
 import type { FreshHostBooter } from '../sandbox/verda-instance-boot.js';
 import {
@@ -41,15 +41,15 @@ export interface PhaseResult {
   shown: string[];
 }
 
-/** Runs the rebuild; returns a row per phase and the recovery time table's rows. */
-export async function runHostDied(w: HostDiedWorld): Promise<{
-  phases: PhaseResult[];
-  times: [string, number][];
+/**
+ * The runner's SSH key, registered with the Verda emulator as the admin would in the console, and
+ * the provision-host inputs that reach it.
+ */
+async function registerRunner(w: HostDiedWorld): Promise<{
+  runner: Ed25519KeyPair;
+  verda: Record<string, string>;
 }> {
-  const phases: PhaseResult[] = [];
-  const times: [string, number][] = [];
   const runner = newEd25519KeyPair('sandbox-runner');
-  // The account's SSH key, registered as the admin would in the console.
   const res = await fetch(`${w.verda.apiUrl}/sshkeys`, {
     method: 'POST',
     headers: {
@@ -68,6 +68,17 @@ export async function runHostDied(w: HostDiedWorld): Promise<{
     'verda-client-secret': w.verda.clientSecret,
     'poll-interval': '200ms',
   };
+  return { runner, verda };
+}
+
+/** Runs the rebuild; returns a row per phase and the recovery time table's rows. */
+export async function runHostDied(w: HostDiedWorld): Promise<{
+  phases: PhaseResult[];
+  times: [string, number][];
+}> {
+  const phases: PhaseResult[] = [];
+  const times: [string, number][] = [];
+  const { runner, verda } = await registerRunner(w);
   const r2 = {
     'r2-endpoint': w.r2.endpoint,
     'r2-access-key-id': w.r2.accessKeyId,
